@@ -1,0 +1,20 @@
+//! Protobuf definitions and generated gRPC code.
+//!
+//! * [`ebs::v1`]: the volume control plane (volumes, attachments, tags, hosts).
+//!
+//! [`FILE_DESCRIPTOR_SET`] feeds gRPC server reflection.
+
+/// Generated code lints are not ours to fix.
+#[allow(missing_docs, clippy::all, missing_debug_implementations)]
+pub mod ebs {
+    /// `ebs.v1`: the volume service.
+    pub mod v1 {
+        tonic::include_proto!("ebs.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every `.proto` in this crate, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+/// gRPC metadata key carrying the EC2 error code (`VolumeInUse`, `InvalidVolume.NotFound`, …) of a failed call.
+pub const EC2_ERROR_CODE_KEY: &str = "x-ec2-error-code";
