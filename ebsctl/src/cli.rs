@@ -1,0 +1,419 @@
+//! The command line: global options, subcommands and flags, mirroring `aws ec2`.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::OutputFormat;
+
+/// The endpoint used when neither `--endpoint` nor `EBS_ENDPOINT` is set.
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// Command-line client for the EBS emulator's volume server, shaped like `aws ec2`.
+#[derive(Debug, Parser)]
+#[command(name = "ebsctl", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// URL of the volume server's gRPC endpoint.
+    #[arg(long, global = true, value_name = "URL", env = "EBS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Json)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates a volume; prints it.
+    CreateVolume(CreateVolumeArgs),
+    /// Lists volumes (all pages unless --max-results or --next-token is given).
+    DescribeVolumes(DescribeVolumesArgs),
+    /// Deletes an available volume.
+    DeleteVolume(DeleteVolumeArgs),
+    /// Attaches a volume to an instance or registered host; prints the attachment and its NbdUri.
+    AttachVolume(AttachVolumeArgs),
+    /// Detaches a volume; when it returns, the attachment is fenced.
+    DetachVolume(DetachVolumeArgs),
+    /// Adds or overwrites tags on volumes and instances.
+    CreateTags(CreateTagsArgs),
+    /// Removes tags from volumes and instances.
+    DeleteTags(DeleteTagsArgs),
+    /// Registers this (or another) host so volumes can be attached to it; prints its instance ID.
+    RegisterHost(RegisterHostArgs),
+    /// Deregisters a host, detaching its volumes first.
+    DeregisterHost(DeregisterHostArgs),
+    /// Lists registered hosts.
+    DescribeHosts(DescribeHostsArgs),
+    /// Waits until volumes reach a state.
+    Wait {
+        #[command(subcommand)]
+        waiter: Waiter,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateVolumeArgs {
+    /// The availability zone, e.g. us-east-1a.
+    #[arg(long, value_name = "AZ")]
+    pub availability_zone: String,
+    /// Size in GiB (required unless --snapshot-id is given).
+    #[arg(long, value_name = "GIB")]
+    pub size: Option<i32>,
+    /// gp2, gp3, io1, io2, st1, sc1 or standard.
+    #[arg(long, value_name = "TYPE")]
+    pub volume_type: Option<String>,
+    /// Provisioned IOPS (gp3, io1, io2).
+    #[arg(long)]
+    pub iops: Option<i32>,
+    /// Throughput in MiB/s (gp3).
+    #[arg(long, value_name = "MIBPS")]
+    pub throughput: Option<i32>,
+    /// Snapshot to restore the volume from.
+    #[arg(long, value_name = "SNAPSHOT_ID")]
+    pub snapshot_id: Option<String>,
+    /// Allow attaching the volume to several instances (io1/io2).
+    #[arg(long, overrides_with = "no_multi_attach_enabled")]
+    pub multi_attach_enabled: bool,
+    /// Attach the volume to one instance at a time (the default).
+    #[arg(long, overrides_with = "multi_attach_enabled")]
+    pub no_multi_attach_enabled: bool,
+    /// Encrypt the volume.
+    #[arg(long, overrides_with = "no_encrypted")]
+    pub encrypted: bool,
+    /// Do not encrypt the volume (the default).
+    #[arg(long, overrides_with = "encrypted")]
+    pub no_encrypted: bool,
+    /// Tags, e.g. 'ResourceType=volume,Tags=[{Key=Name,Value=db}]' or JSON.
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub tag_specifications: Vec<String>,
+    /// Idempotency token: a retry with the same token returns the same volume.
+    #[arg(long, value_name = "TOKEN")]
+    pub client_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeVolumesArgs {
+    #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
+    pub volume_ids: Vec<String>,
+    /// Filters, e.g. Name=status,Values=available,in-use or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Page size (5-500): prints one page and its NextToken.
+    #[arg(long, value_name = "N")]
+    pub max_results: Option<i32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteVolumeArgs {
+    #[arg(long)]
+    pub volume_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachVolumeArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    #[arg(long)]
+    pub instance_id: String,
+    /// Device name, e.g. /dev/sdf.
+    #[arg(long)]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DetachVolumeArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    /// Required when the volume has several attachments (Multi-Attach).
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Detach even if the host does not release the volume.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTagsArgs {
+    /// Volume or instance IDs.
+    #[arg(long, num_args = 1.., required = true, value_name = "ID")]
+    pub resources: Vec<String>,
+    /// Tags, e.g. Key=Name,Value=db or JSON.
+    #[arg(long, num_args = 1.., required = true, value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteTagsArgs {
+    /// Volume or instance IDs.
+    #[arg(long, num_args = 1.., required = true, value_name = "ID")]
+    pub resources: Vec<String>,
+    /// Tags to delete (Key=a deletes whatever the value); none deletes every tag.
+    #[arg(long, num_args = 1.., value_name = "TAG")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterHostArgs {
+    /// A name for the host.
+    #[arg(long)]
+    pub name: String,
+    /// The availability zone the host is in.
+    #[arg(long, value_name = "AZ")]
+    pub availability_zone: String,
+    /// Tags, e.g. 'ResourceType=instance,Tags=[{Key=Name,Value=web}]' or JSON.
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub tag_specifications: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeregisterHostArgs {
+    #[arg(long)]
+    pub instance_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeHostsArgs {
+    #[arg(long, num_args = 1.., value_name = "INSTANCE_ID")]
+    pub instance_ids: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "the AWS CLI's waiter names (volume-available, ...); snapshot and instance waiters will follow"
+)]
+pub enum Waiter {
+    /// Until every volume is `available`.
+    VolumeAvailable(WaitArgs),
+    /// Until every volume is `in-use`.
+    VolumeInUse(WaitArgs),
+    /// Until every volume is gone.
+    VolumeDeleted(WaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
+    pub volume_ids: Vec<String>,
+    /// Filters, e.g. Name=tag:Env,Values=prod or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Seconds between attempts.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_delay)]
+    pub delay: Duration,
+    /// Attempts before giving up.
+    #[arg(long, value_name = "N", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+}
+
+/// `--delay`: non-negative seconds, fractions allowed.
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    let seconds: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{s}` is not a valid delay"))
+}
+
+/// `--flag` / `--no-flag` → `Some(true)` / `Some(false)`; neither → `None`.
+pub fn tri_state(yes: bool, no: bool) -> Option<bool> {
+    match (yes, no) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        match Cli::try_parse_from(std::iter::once("ebsctl").chain(args.iter().copied())) {
+            Ok(cli) => cli,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn command_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_before_or_after_the_subcommand() {
+        let before = parse(&[
+            "--endpoint",
+            "http://h:1",
+            "--output",
+            "text",
+            "delete-volume",
+            "--volume-id",
+            "vol-1",
+        ]);
+        let after = parse(&[
+            "delete-volume",
+            "--volume-id",
+            "vol-1",
+            "--output",
+            "table",
+            "--endpoint",
+            "http://h:2",
+        ]);
+        assert_eq!(before.global.endpoint, "http://h:1");
+        assert_eq!(before.global.output, OutputFormat::Text);
+        assert_eq!(after.global.endpoint, "http://h:2");
+        assert_eq!(after.global.output, OutputFormat::Table);
+    }
+
+    #[test]
+    fn global_flags_after_a_waiter() {
+        let cli = parse(&[
+            "wait",
+            "volume-available",
+            "--volume-ids",
+            "vol-1",
+            "--output",
+            "text",
+        ]);
+        assert_eq!(cli.global.output, OutputFormat::Text);
+        let Command::Wait {
+            waiter: Waiter::VolumeAvailable(args),
+        } = cli.command
+        else {
+            panic!("not a wait: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_ids, ["vol-1"]);
+        assert_eq!(args.delay, Duration::from_secs(1));
+        assert_eq!(args.max_attempts, 120);
+    }
+
+    #[test]
+    fn defaults() {
+        // EBS_ENDPOINT is not set by the test runner.
+        if std::env::var_os("EBS_ENDPOINT").is_none() {
+            let cli = parse(&["describe-hosts"]);
+            assert_eq!(cli.global.endpoint, DEFAULT_ENDPOINT);
+            assert_eq!(cli.global.output, OutputFormat::Json);
+        }
+    }
+
+    #[test]
+    fn list_flags_take_several_values() {
+        let cli = parse(&[
+            "describe-volumes",
+            "--volume-ids",
+            "vol-1",
+            "vol-2",
+            "--filters",
+            "Name=status,Values=available,in-use",
+            "Name=tag:Env,Values=prod",
+            "--output",
+            "json",
+        ]);
+        let Command::DescribeVolumes(args) = cli.command else {
+            panic!("not describe-volumes: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_ids, ["vol-1", "vol-2"]);
+        assert_eq!(
+            args.filters,
+            [
+                "Name=status,Values=available,in-use",
+                "Name=tag:Env,Values=prod"
+            ]
+        );
+        assert_eq!(args.max_results, None);
+    }
+
+    #[test]
+    fn create_tags_takes_resources_and_tags() {
+        let cli = parse(&[
+            "create-tags",
+            "--resources",
+            "vol-1",
+            "i-1",
+            "--tags",
+            "Key=a,Value=b",
+            "Key=c,Value=d",
+        ]);
+        let Command::CreateTags(args) = cli.command else {
+            panic!("not create-tags: {:?}", cli.command);
+        };
+        assert_eq!(args.resources, ["vol-1", "i-1"]);
+        assert_eq!(args.tags, ["Key=a,Value=b", "Key=c,Value=d"]);
+        assert!(Cli::try_parse_from(["ebsctl", "create-tags", "--resources", "vol-1"]).is_err());
+    }
+
+    #[test]
+    fn boolean_pairs_last_one_wins() {
+        let cli = parse(&[
+            "create-volume",
+            "--availability-zone",
+            "us-east-1a",
+            "--size",
+            "8",
+            "--multi-attach-enabled",
+            "--no-encrypted",
+            "--encrypted",
+        ]);
+        let Command::CreateVolume(args) = cli.command else {
+            panic!("not create-volume: {:?}", cli.command);
+        };
+        assert_eq!(
+            tri_state(args.multi_attach_enabled, args.no_multi_attach_enabled),
+            Some(true)
+        );
+        assert_eq!(tri_state(args.encrypted, args.no_encrypted), Some(true));
+        assert_eq!(args.size, Some(8));
+        assert_eq!(tri_state(false, false), None);
+        assert_eq!(tri_state(false, true), Some(false));
+    }
+
+    #[test]
+    fn wait_delay_accepts_fractions() {
+        let cli = parse(&[
+            "wait",
+            "volume-deleted",
+            "--volume-ids",
+            "vol-1",
+            "--delay",
+            "0.25",
+            "--max-attempts",
+            "3",
+        ]);
+        let Command::Wait {
+            waiter: Waiter::VolumeDeleted(args),
+        } = cli.command
+        else {
+            panic!("not a wait: {:?}", cli.command);
+        };
+        assert_eq!(args.delay, Duration::from_millis(250));
+        assert_eq!(args.max_attempts, 3);
+        assert!(
+            Cli::try_parse_from(["ebsctl", "wait", "volume-deleted", "--delay", "-1"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["ebsctl", "wait", "volume-deleted", "--max-attempts", "0"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_output_format_is_a_usage_error() {
+        assert!(Cli::try_parse_from(["ebsctl", "describe-hosts", "--output", "yaml"]).is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! The connection to the volume server: one method per RPC, each failure named after its operation.
+
+use std::time::Duration;
+
+use proto::ebs::v1 as pb;
+use proto::ebs::v1::volume_service_client::VolumeServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Response, Status};
+
+use crate::error::CliError;
+
+/// How long to wait for the TCP connection to the endpoint.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `VolumeService` client that connects on its first call, so argument errors never need a server.
+#[derive(Debug)]
+pub struct Api {
+    endpoint: String,
+    client: Option<VolumeServiceClient<Channel>>,
+}
+
+impl Api {
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:50051`); nothing is dialled yet.
+    pub fn new(endpoint: String) -> Self {
+        Self {
+            endpoint,
+            client: None,
+        }
+    }
+
+    async fn client(&mut self) -> Result<&mut VolumeServiceClient<Channel>, CliError> {
+        let client = match self.client.take() {
+            Some(client) => client,
+            None => {
+                let endpoint = Endpoint::from_shared(self.endpoint.clone())
+                    .map_err(|_| CliError::InvalidEndpoint {
+                        endpoint: self.endpoint.clone(),
+                    })?
+                    .connect_timeout(CONNECT_TIMEOUT);
+                let channel = endpoint.connect().await.map_err(|_| CliError::Connect {
+                    endpoint: self.endpoint.clone(),
+                })?;
+                VolumeServiceClient::new(channel)
+            }
+        };
+        Ok(self.client.insert(client))
+    }
+
+    fn reply<T>(
+        &self,
+        operation: &'static str,
+        result: Result<Response<T>, Status>,
+    ) -> Result<T, CliError> {
+        result
+            .map(Response::into_inner)
+            .map_err(|status| CliError::from_status(operation, &self.endpoint, &status))
+    }
+
+    pub async fn create_volume(
+        &mut self,
+        request: pb::CreateVolumeRequest,
+    ) -> Result<pb::Volume, CliError> {
+        let result = self.client().await?.create_volume(request).await;
+        self.reply("CreateVolume", result)
+    }
+
+    pub async fn describe_volumes(
+        &mut self,
+        request: pb::DescribeVolumesRequest,
+    ) -> Result<pb::DescribeVolumesResponse, CliError> {
+        let result = self.client().await?.describe_volumes(request).await;
+        self.reply("DescribeVolumes", result)
+    }
+
+    pub async fn delete_volume(
+        &mut self,
+        request: pb::DeleteVolumeRequest,
+    ) -> Result<(), CliError> {
+        let result = self.client().await?.delete_volume(request).await;
+        self.reply("DeleteVolume", result).map(drop)
+    }
+
+    pub async fn attach_volume(
+        &mut self,
+        request: pb::AttachVolumeRequest,
+    ) -> Result<pb::VolumeAttachment, CliError> {
+        let result = self.client().await?.attach_volume(request).await;
+        self.reply("AttachVolume", result)
+    }
+
+    pub async fn detach_volume(
+        &mut self,
+        request: pb::DetachVolumeRequest,
+    ) -> Result<pb::VolumeAttachment, CliError> {
+        let result = self.client().await?.detach_volume(request).await;
+        self.reply("DetachVolume", result)
+    }
+
+    pub async fn create_tags(&mut self, request: pb::CreateTagsRequest) -> Result<(), CliError> {
+        let result = self.client().await?.create_tags(request).await;
+        self.reply("CreateTags", result).map(drop)
+    }
+
+    pub async fn delete_tags(&mut self, request: pb::DeleteTagsRequest) -> Result<(), CliError> {
+        let result = self.client().await?.delete_tags(request).await;
+        self.reply("DeleteTags", result).map(drop)
+    }
+
+    pub async fn register_host(
+        &mut self,
+        request: pb::RegisterHostRequest,
+    ) -> Result<pb::Host, CliError> {
+        let result = self.client().await?.register_host(request).await;
+        self.reply("RegisterHost", result)
+    }
+
+    pub async fn deregister_host(
+        &mut self,
+        request: pb::DeregisterHostRequest,
+    ) -> Result<pb::DeregisterHostResponse, CliError> {
+        let result = self.client().await?.deregister_host(request).await;
+        self.reply("DeregisterHost", result)
+    }
+
+    pub async fn describe_hosts(
+        &mut self,
+        request: pb::DescribeHostsRequest,
+    ) -> Result<pb::DescribeHostsResponse, CliError> {
+        let result = self.client().await?.describe_hosts(request).await;
+        self.reply("DescribeHosts", result)
+    }
+
+    /// Every volume matching `request`, following `NextToken` page after page.
+    pub async fn describe_all_volumes(
+        &mut self,
+        mut request: pb::DescribeVolumesRequest,
+    ) -> Result<Vec<pb::Volume>, CliError> {
+        let mut volumes = Vec::new();
+        loop {
+            let page = self.describe_volumes(request.clone()).await?;
+            volumes.extend(page.volumes);
+            match page.next_token.filter(|t| !t.is_empty()) {
+                // A server repeating its token would loop forever: stop instead.
+                Some(token) if request.next_token.as_ref() != Some(&token) => {
+                    request.next_token = Some(token);
+                }
+                _ => return Ok(volumes),
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Runs one subcommand: flags → request, the call, reply → what is printed.
+
+use proto::ebs::v1 as pb;
+use serde::Serialize;
+
+use crate::args;
+use crate::cli::{self, Cli, Command, Waiter};
+use crate::client::Api;
+use crate::error::CliError;
+use crate::output::{self, OutputFormat};
+use crate::shapes;
+use crate::waiter::{self, Kind};
+
+/// Runs the parsed command line; returns the text to print on stdout, if any.
+///
+/// Structured arguments are read before the server is dialled, so a typo never waits on the network.
+pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
+    let format = cli.global.output;
+    let mut api = Api::new(cli.global.endpoint);
+    match cli.command {
+        Command::CreateVolume(a) => {
+            let request = pb::CreateVolumeRequest {
+                availability_zone: a.availability_zone,
+                size: a.size,
+                volume_type: a.volume_type,
+                iops: a.iops,
+                throughput: a.throughput,
+                snapshot_id: a.snapshot_id,
+                multi_attach_enabled: cli::tri_state(
+                    a.multi_attach_enabled,
+                    a.no_multi_attach_enabled,
+                ),
+                tag_specifications: args::tag_specifications(&a.tag_specifications)?,
+                client_token: a.client_token,
+                encrypted: cli::tri_state(a.encrypted, a.no_encrypted),
+            };
+            let volume = api.create_volume(request).await?;
+            print(format, "CreateVolume", &shapes::Volume::from(volume))
+        }
+        Command::DescribeVolumes(a) => {
+            let paginate_myself = a.max_results.is_none() && a.next_token.is_none();
+            let request = pb::DescribeVolumesRequest {
+                volume_ids: a.volume_ids,
+                filters: args::filters(&a.filters)?,
+                max_results: a.max_results,
+                next_token: a.next_token,
+            };
+            let (volumes, next_token) = if paginate_myself {
+                (api.describe_all_volumes(request).await?, None)
+            } else {
+                let page = api.describe_volumes(request).await?;
+                (page.volumes, page.next_token.filter(|t| !t.is_empty()))
+            };
+            let reply = shapes::Volumes {
+                volumes: volumes.into_iter().map(shapes::Volume::from).collect(),
+                next_token,
+            };
+            print(format, "DescribeVolumes", &reply)
+        }
+        Command::DeleteVolume(a) => {
+            let request = pb::DeleteVolumeRequest {
+                volume_id: a.volume_id,
+            };
+            api.delete_volume(request).await?;
+            Ok(None)
+        }
+        Command::AttachVolume(a) => {
+            let request = pb::AttachVolumeRequest {
+                volume_id: a.volume_id,
+                instance_id: a.instance_id,
+                device: a.device,
+            };
+            let attachment = api.attach_volume(request).await?;
+            print(
+                format,
+                "AttachVolume",
+                &shapes::Attachment::reply(attachment),
+            )
+        }
+        Command::DetachVolume(a) => {
+            let request = pb::DetachVolumeRequest {
+                volume_id: a.volume_id,
+                instance_id: a.instance_id,
+                device: a.device,
+                force: a.force,
+            };
+            let attachment = api.detach_volume(request).await?;
+            print(
+                format,
+                "DetachVolume",
+                &shapes::Attachment::reply(attachment),
+            )
+        }
+        Command::CreateTags(a) => {
+            let request = pb::CreateTagsRequest {
+                resources: a.resources,
+                tags: args::tags(&a.tags)?,
+            };
+            api.create_tags(request).await?;
+            Ok(None)
+        }
+        Command::DeleteTags(a) => {
+            let request = pb::DeleteTagsRequest {
+                resources: a.resources,
+                tags: args::delete_tags(&a.tags)?,
+            };
+            api.delete_tags(request).await?;
+            Ok(None)
+        }
+        Command::RegisterHost(a) => {
+            let request = pb::RegisterHostRequest {
+                name: a.name,
+                availability_zone: a.availability_zone,
+                tag_specifications: args::tag_specifications(&a.tag_specifications)?,
+            };
+            let host = api.register_host(request).await?;
+            print(format, "RegisterHost", &shapes::Host::from(host))
+        }
+        Command::DeregisterHost(a) => {
+            let request = pb::DeregisterHostRequest {
+                instance_id: a.instance_id,
+            };
+            let reply = api.deregister_host(request).await?;
+            let reply = shapes::Detached {
+                detached: reply
+                    .detached
+                    .into_iter()
+                    .map(shapes::Attachment::reply)
+                    .collect(),
+            };
+            print(format, "DeregisterHost", &reply)
+        }
+        Command::DescribeHosts(a) => {
+            let request = pb::DescribeHostsRequest {
+                instance_ids: a.instance_ids,
+            };
+            let reply = api.describe_hosts(request).await?;
+            let reply = shapes::Hosts {
+                hosts: reply.hosts.into_iter().map(shapes::Host::from).collect(),
+            };
+            print(format, "DescribeHosts", &reply)
+        }
+        Command::Wait { waiter } => {
+            let (kind, a) = match waiter {
+                Waiter::VolumeAvailable(a) => (Kind::VolumeAvailable, a),
+                Waiter::VolumeInUse(a) => (Kind::VolumeInUse, a),
+                Waiter::VolumeDeleted(a) => (Kind::VolumeDeleted, a),
+            };
+            let request = pb::DescribeVolumesRequest {
+                volume_ids: a.volume_ids,
+                filters: args::filters(&a.filters)?,
+                max_results: None,
+                next_token: None,
+            };
+            waiter::wait(&mut api, kind, request, a.delay, a.max_attempts).await?;
+            Ok(None)
+        }
+    }
+}
+
+fn print(
+    format: OutputFormat,
+    operation: &str,
+    reply: &impl Serialize,
+) -> Result<Option<String>, CliError> {
+    output::render(reply, format, operation)
+        .map(Some)
+        .map_err(|e| CliError::Output(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+//! One open volume: a sparse file with 512-byte logical sectors.
+//!
+//! # Contract
+//! * Requests must be non-empty, 512-byte aligned and inside the volume; reads and writes are at
+//!   most [`MAX_IO_BYTES`]. Anything else is refused before it reaches the disk.
+//! * Durability: a write is durable once a [`Volume::flush`] that started after it completed
+//!   returns, or at once when written with `fua`.
+//! * Fail-stop: after a failed write, flush, trim or zeroing, every later request fails with
+//!   [`VolumeError::Failed`] until the volume is reopened. The server never silently continues
+//!   past lost data.
+//! * Unwritten and trimmed ranges read as zeroes; [`Volume::block_status`] reports them as holes.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+use crate::cbt::ChangedBlocks;
+use crate::engine::{Engine, OpKind};
+
+/// Logical sector size: every offset and length is a multiple of it.
+pub const SECTOR_SIZE: u64 = 512;
+/// Largest read or write accepted (the NBD maximum payload).
+pub const MAX_IO_BYTES: u64 = 32 << 20;
+/// Chunk size when zeroes must be written out by hand.
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// How [`Volume::write_zeroes`] may zero a range.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ZeroFlags {
+    /// The range may become a hole (NBD without `NO_HOLE`).
+    pub may_trim: bool,
+    /// Fail with [`VolumeErrorKind::NotSupported`] rather than write zeroes slowly (`FAST_ZERO`).
+    pub fast_only: bool,
+    /// Make the zeroes durable before returning (FUA).
+    pub fua: bool,
+}
+
+/// One run of [`Volume::block_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Length in bytes.
+    pub length: u64,
+    /// Unallocated: reads as zeroes.
+    pub hole: bool,
+}
+
+/// Why a volume request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// Zero-length request.
+    #[error("Request length is zero")]
+    ZeroLength,
+    /// Offset or length not a multiple of [`SECTOR_SIZE`].
+    #[error("Request at offset {offset} with length {len} is not aligned to {SECTOR_SIZE} bytes")]
+    Unaligned {
+        /// Byte offset requested.
+        offset: u64,
+        /// Length requested.
+        len: u64,
+    },
+    /// Longer than [`MAX_IO_BYTES`].
+    #[error("Request length {len} exceeds the maximum of {MAX_IO_BYTES} bytes")]
+    TooLarge {
+        /// Length requested.
+        len: u64,
+    },
+    /// Past the end of the volume.
+    #[error("Request at offset {offset} with length {len} ends past the volume's {size} bytes")]
+    OutOfBounds {
+        /// Byte offset requested.
+        offset: u64,
+        /// Length requested.
+        len: u64,
+        /// Volume size.
+        size: u64,
+    },
+    /// `FAST_ZERO` asked for, but zeroing here would mean writing zeroes.
+    #[error("Fast zeroing is not supported on this file system")]
+    FastZeroUnsupported,
+    /// An earlier write or flush failed; the volume refuses I/O until reopened.
+    #[error("Volume failed after an earlier I/O error; it must be reopened")]
+    Failed,
+    /// The I/O engine is gone (server shutting down).
+    #[error("I/O engine stopped")]
+    EngineStopped,
+    /// The operating system reported an error.
+    #[error("I/O error")]
+    Io(#[source] io::Error),
+}
+
+/// Stable classification of [`VolumeError`], for mapping to NBD errnos and gRPC codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VolumeErrorKind {
+    /// Malformed request: zero length, unaligned, too large.
+    Invalid,
+    /// Past the end of the volume.
+    OutOfBounds,
+    /// The operation cannot be done as asked.
+    NotSupported,
+    /// The host ran out of space.
+    NoSpace,
+    /// An I/O error, or the volume is failed.
+    Io,
+    /// Shutting down.
+    Shutdown,
+}
+
+impl VolumeError {
+    /// The stable kind of this error.
+    pub fn kind(&self) -> VolumeErrorKind {
+        match self {
+            VolumeError::ZeroLength
+            | VolumeError::Unaligned { .. }
+            | VolumeError::TooLarge { .. } => VolumeErrorKind::Invalid,
+            VolumeError::OutOfBounds { .. } => VolumeErrorKind::OutOfBounds,
+            VolumeError::FastZeroUnsupported => VolumeErrorKind::NotSupported,
+            VolumeError::Failed => VolumeErrorKind::Io,
+            VolumeError::EngineStopped => VolumeErrorKind::Shutdown,
+            VolumeError::Io(e) => match e.raw_os_error() {
+                Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG) => VolumeErrorKind::NoSpace,
+                _ if e.kind() == io::ErrorKind::BrokenPipe => VolumeErrorKind::Shutdown,
+                _ => VolumeErrorKind::Io,
+            },
+        }
+    }
+}
+
+/// An open volume. Share it behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct Volume {
+    path: PathBuf,
+    file: Arc<File>,
+    size: u64,
+    engine: Engine,
+    failed: AtomicBool,
+    cbt: ChangedBlocks,
+}
+
+/// The changed-block sidecar of the volume file at `path`.
+fn cbt_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".cbt");
+    PathBuf::from(p)
+}
+
+impl Volume {
+    /// Creates a new zero-filled (sparse) volume file of `size` bytes and its tracking sidecar.
+    /// Fails if the file exists. Durable when it returns.
+    pub fn create(path: &Path, size: u64) -> Result<(), VolumeError> {
+        if size == 0 || size % SECTOR_SIZE != 0 {
+            return Err(VolumeError::Unaligned {
+                offset: 0,
+                len: size,
+            });
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(VolumeError::Io)?;
+        file.set_len(size).map_err(VolumeError::Io)?;
+        file.sync_all().map_err(VolumeError::Io)?;
+        ChangedBlocks::create(&cbt_path(path), size).map_err(VolumeError::Io)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(VolumeError::Io)?;
+        }
+        Ok(())
+    }
+
+    /// Removes a volume's file and sidecar. Missing files are not an error.
+    pub fn remove(path: &Path) -> Result<(), VolumeError> {
+        for p in [path.to_path_buf(), cbt_path(path)] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(VolumeError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens an existing volume file; its size is the file's length.
+    pub fn open(path: &Path, engine: Engine) -> Result<Volume, VolumeError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(VolumeError::Io)?;
+        let size = file.metadata().map_err(VolumeError::Io)?.len();
+        let cbt = ChangedBlocks::open(&cbt_path(path), size).map_err(VolumeError::Io)?;
+        Ok(Volume {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            size,
+            engine,
+            failed: AtomicBool::new(false),
+            cbt,
+        })
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The file backing this volume.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Changed-block tracking of this volume.
+    pub fn changed_blocks(&self) -> &ChangedBlocks {
+        &self.cbt
+    }
+
+    /// Whether the volume has failed stop.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    fn check(&self, offset: u64, len: u64, max: Option<u64>) -> Result<(), VolumeError> {
+        if self.is_failed() {
+            return Err(VolumeError::Failed);
+        }
+        if len == 0 {
+            return Err(VolumeError::ZeroLength);
+        }
+        if offset % SECTOR_SIZE != 0 || len % SECTOR_SIZE != 0 {
+            return Err(VolumeError::Unaligned { offset, len });
+        }
+        if max.is_some_and(|m| len > m) {
+            return Err(VolumeError::TooLarge { len });
+        }
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(VolumeError::OutOfBounds {
+                offset,
+                len,
+                size: self.size,
+            }),
+        }
+    }
+
+    /// Records a failed write-side operation: the volume fails stop.
+    fn fail(&self, err: io::Error) -> VolumeError {
+        if err.kind() == io::ErrorKind::BrokenPipe {
+            return VolumeError::EngineStopped;
+        }
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            tracing::error!(path = %self.path.display(), error = %err, "volume I/O failed; failing stop");
+        }
+        VolumeError::Io(err)
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, VolumeError> {
+        self.check(offset, len, Some(MAX_IO_BYTES))?;
+        // `len <= MAX_IO_BYTES` was checked, so it fits in usize.
+        let buf = Vec::with_capacity(len as usize);
+        let c = self
+            .engine
+            .run(&self.file, OpKind::Read { offset, buf })
+            .await;
+        match c.result {
+            Ok(()) => Ok(c.buf.unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(VolumeError::EngineStopped),
+            Err(e) => Err(VolumeError::Io(e)),
+        }
+    }
+
+    /// Writes `data` at `offset`; with `fua`, durably before returning.
+    pub async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), VolumeError> {
+        let len = data.len() as u64;
+        self.check(offset, len, Some(MAX_IO_BYTES))?;
+        // Mark before writing: a snapshot racing this write must see the block as changed.
+        self.cbt.mark(offset, len);
+        let op = OpKind::Write {
+            offset,
+            data,
+            dsync: fua,
+        };
+        self.engine
+            .run(&self.file, op)
+            .await
+            .result
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Makes every completed write durable.
+    pub async fn flush(&self) -> Result<(), VolumeError> {
+        if self.is_failed() {
+            return Err(VolumeError::Failed);
+        }
+        self.engine
+            .run(&self.file, OpKind::Fsync)
+            .await
+            .result
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Discards `[offset, offset + len)`: it reads as zeroes afterwards and its space is freed.
+    pub async fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), VolumeError> {
+        self.check(offset, len, None)?;
+        self.cbt.mark(offset, len);
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        match self.fallocate(offset, len, mode).await {
+            Ok(()) => {}
+            // Trim is advisory: a file system without hole punching just keeps the data.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(()),
+            Err(e) => return Err(self.fail(e)),
+        }
+        if fua { self.flush().await } else { Ok(()) }
+    }
+
+    /// Makes `[offset, offset + len)` read as zeroes.
+    pub async fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        flags: ZeroFlags,
+    ) -> Result<(), VolumeError> {
+        self.check(offset, len, None)?;
+        self.cbt.mark(offset, len);
+        let mode = if flags.may_trim {
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+        } else {
+            libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE
+        };
+        match self.fallocate(offset, len, mode).await {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                if flags.fast_only {
+                    return Err(VolumeError::FastZeroUnsupported);
+                }
+                self.write_zero_buffers(offset, len).await?;
+            }
+            Err(e) => return Err(self.fail(e)),
+        }
+        if flags.fua {
+            self.flush().await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn fallocate(&self, offset: u64, len: u64, mode: i32) -> io::Result<()> {
+        self.engine
+            .run(&self.file, OpKind::Fallocate { offset, len, mode })
+            .await
+            .result
+    }
+
+    async fn write_zero_buffers(&self, offset: u64, len: u64) -> Result<(), VolumeError> {
+        let zeroes = Bytes::from(vec![0u8; ZERO_CHUNK.min(len as usize)]);
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let n = (end - pos).min(zeroes.len() as u64) as usize;
+            let op = OpKind::Write {
+                offset: pos,
+                data: zeroes.slice(..n),
+                dsync: false,
+            };
+            self.engine
+                .run(&self.file, op)
+                .await
+                .result
+                .map_err(|e| self.fail(e))?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Allocation status of `[offset, offset + len)`, at most `max_extents` extents (at least
+    /// one); the extents may cover less than `len` when the limit is hit.
+    ///
+    /// Uses `SEEK_DATA`/`SEEK_HOLE` on the calling thread: these are metadata lookups that do
+    /// not wait for data I/O.
+    pub fn block_status(
+        &self,
+        offset: u64,
+        len: u64,
+        max_extents: usize,
+    ) -> Result<Vec<Extent>, VolumeError> {
+        self.check(offset, len, None)?;
+        let end = offset + len;
+        let fd = self.file.as_raw_fd();
+        let mut out: Vec<Extent> = Vec::new();
+        let mut pos = offset;
+        while pos < end && out.len() < max_extents.max(1) {
+            let data = seek(fd, pos, libc::SEEK_DATA)?.unwrap_or(self.size);
+            let (next, hole) = if data > pos {
+                (data.min(end), true)
+            } else {
+                (
+                    seek(fd, pos, libc::SEEK_HOLE)?
+                        .unwrap_or(self.size)
+                        .min(end),
+                    false,
+                )
+            };
+            match out.last_mut() {
+                Some(last) if last.hole == hole => last.length += next - pos,
+                _ => out.push(Extent {
+                    length: next - pos,
+                    hole,
+                }),
+            }
+            pos = next;
+        }
+        Ok(out)
+    }
+
+    /// Hints that `[offset, offset + len)` will be read soon (NBD `CACHE`).
+    pub fn cache(&self, offset: u64, len: u64) -> Result<(), VolumeError> {
+        self.check(offset, len, None)?;
+        let (Ok(off), Ok(l)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Err(VolumeError::OutOfBounds {
+                offset,
+                len,
+                size: self.size,
+            });
+        };
+        // SAFETY: advisory call on a descriptor this volume keeps open.
+        let rc = unsafe {
+            libc::posix_fadvise(self.file.as_raw_fd(), off, l, libc::POSIX_FADV_WILLNEED)
+        };
+        if rc != 0 {
+            return Err(VolumeError::Io(io::Error::from_raw_os_error(rc)));
+        }
+        Ok(())
+    }
+
+    /// Clean close: flushes data, then persists changed-block tracking as clean.
+    pub async fn close(&self) -> Result<(), VolumeError> {
+        self.flush().await?;
+        self.cbt.close().map_err(VolumeError::Io)
+    }
+}
+
+/// `lseek(fd, pos, whence)`; `None` when there is no data/hole at or after `pos` (ENXIO).
+fn seek(fd: i32, pos: u64, whence: i32) -> Result<Option<u64>, VolumeError> {
+    let off = i64::try_from(pos)
+        .map_err(|_| VolumeError::Io(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // SAFETY: lseek on a descriptor the volume keeps open; the result is checked.
+    let r = unsafe { libc::lseek(fd, off, whence) };
+    if r >= 0 {
+        return Ok(Some(r as u64));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENXIO) {
+        return Ok(None);
+    }
+    Err(VolumeError::Io(err))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,274 @@
+//! Volume tests. Each body takes an [`Engine`] and runs once per engine kind, so io_uring and
+//! the sync fallback are held to the same contract.
+
+use super::*;
+use crate::cbt::{CBT_BLOCK_SIZE, ChangedSince};
+use crate::engine::EngineKind;
+
+const MIB: u64 = 1 << 20;
+
+fn engine(kind: EngineKind) -> Engine {
+    Engine::start(kind, 2).expect("engine starts")
+}
+
+fn new_volume(dir: &Path, size: u64, engine: Engine) -> Volume {
+    let path = dir.join("vol.img");
+    Volume::create(&path, size).unwrap();
+    Volume::open(&path, engine).unwrap()
+}
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<_>>(),
+    )
+}
+
+async fn read_write_roundtrip(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = new_volume(dir.path(), 64 * MIB, engine);
+    assert_eq!(
+        vol.read(0, 4096).await.unwrap(),
+        vec![0u8; 4096],
+        "new volume reads zeroes"
+    );
+    let data = pattern(128 * 1024, 7);
+    vol.write(MIB + 512, data.clone(), false).await.unwrap();
+    assert_eq!(
+        vol.read(MIB + 512, data.len() as u64).await.unwrap(),
+        data.to_vec()
+    );
+    let big = pattern(MAX_IO_BYTES as usize, 3);
+    vol.write(16 * MIB, big.clone(), true).await.unwrap();
+    assert_eq!(
+        vol.read(16 * MIB, MAX_IO_BYTES).await.unwrap(),
+        big.to_vec()
+    );
+    vol.flush().await.unwrap();
+}
+
+async fn many_concurrent_ios(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = Arc::new(new_volume(dir.path(), 64 * MIB, engine));
+    let mut tasks = Vec::new();
+    for i in 0..1024u64 {
+        let vol = Arc::clone(&vol);
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(4096, i as u8);
+            vol.write(i * 4096, data.clone(), false).await.unwrap();
+            assert_eq!(vol.read(i * 4096, 4096).await.unwrap(), data.to_vec());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+async fn rejects_bad_requests(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = new_volume(dir.path(), 8 * MIB, engine);
+    let k = |r: Result<Vec<u8>, VolumeError>| r.unwrap_err().kind();
+    assert_eq!(k(vol.read(0, 0).await), VolumeErrorKind::Invalid);
+    assert_eq!(k(vol.read(1, 512).await), VolumeErrorKind::Invalid);
+    assert_eq!(k(vol.read(0, 100).await), VolumeErrorKind::Invalid);
+    assert_eq!(
+        k(vol.read(0, MAX_IO_BYTES + 512).await),
+        VolumeErrorKind::Invalid
+    );
+    assert_eq!(
+        k(vol.read(8 * MIB - 512, 1024).await),
+        VolumeErrorKind::OutOfBounds
+    );
+    assert_eq!(
+        k(vol.read(u64::MAX - 511, 512).await),
+        VolumeErrorKind::OutOfBounds
+    );
+    let err = vol
+        .write(8 * MIB, pattern(512, 0), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), VolumeErrorKind::OutOfBounds);
+    let err = vol.trim(0, 8 * MIB + 512, false).await.unwrap_err();
+    assert_eq!(err.kind(), VolumeErrorKind::OutOfBounds);
+    assert!(
+        !vol.is_failed(),
+        "refused requests must not fail the volume"
+    );
+}
+
+async fn trim_and_zeroes_make_holes(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = new_volume(dir.path(), 16 * MIB, engine);
+    assert_eq!(
+        vol.block_status(0, 16 * MIB, 64).unwrap(),
+        vec![Extent {
+            length: 16 * MIB,
+            hole: true
+        }]
+    );
+    vol.write(0, pattern(4 * MIB as usize, 1), false)
+        .await
+        .unwrap();
+    vol.flush().await.unwrap();
+    let st = vol.block_status(0, 16 * MIB, 64).unwrap();
+    assert_eq!(
+        st[0],
+        Extent {
+            length: 4 * MIB,
+            hole: false
+        }
+    );
+    assert_eq!(
+        st[1],
+        Extent {
+            length: 12 * MIB,
+            hole: true
+        }
+    );
+
+    vol.trim(MIB, MIB, false).await.unwrap();
+    assert_eq!(vol.read(MIB, MIB).await.unwrap(), vec![0u8; MIB as usize]);
+    let st = vol.block_status(0, 4 * MIB, 64).unwrap();
+    assert_eq!(
+        st,
+        vec![
+            Extent {
+                length: MIB,
+                hole: false
+            },
+            Extent {
+                length: MIB,
+                hole: true
+            },
+            Extent {
+                length: 2 * MIB,
+                hole: false
+            },
+        ]
+    );
+
+    // NO_HOLE zeroing keeps the range allocated; plain zeroing may punch it.
+    vol.write_zeroes(
+        2 * MIB,
+        MIB,
+        ZeroFlags {
+            may_trim: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        vol.read(2 * MIB, MIB).await.unwrap(),
+        vec![0u8; MIB as usize]
+    );
+    assert!(!vol.block_status(2 * MIB, MIB, 4).unwrap()[0].hole);
+    vol.write_zeroes(
+        3 * MIB,
+        MIB,
+        ZeroFlags {
+            may_trim: true,
+            fast_only: true,
+            fua: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        vol.read(3 * MIB, MIB).await.unwrap(),
+        vec![0u8; MIB as usize]
+    );
+    assert!(vol.block_status(3 * MIB, MIB, 4).unwrap()[0].hole);
+
+    // max_extents caps the answer but always returns at least one extent.
+    assert_eq!(vol.block_status(0, 16 * MIB, 1).unwrap().len(), 1);
+}
+
+async fn fails_stop_after_write_error(kind: EngineKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vol.img");
+    Volume::create(&path, 8 * MIB).unwrap();
+    // Two good ops, then the "disk" fails writes.
+    let vol = Volume::open(&path, Engine::faulty(engine(kind), 2)).unwrap();
+    vol.write(0, pattern(4096, 1), false).await.unwrap();
+    vol.flush().await.unwrap();
+    let err = vol.write(4096, pattern(4096, 2), false).await.unwrap_err();
+    assert_eq!(err.kind(), VolumeErrorKind::Io);
+    assert!(vol.is_failed());
+    // Every later request fails, reads included, until reopened.
+    assert!(matches!(vol.read(0, 4096).await, Err(VolumeError::Failed)));
+    assert!(matches!(vol.flush().await, Err(VolumeError::Failed)));
+    assert!(matches!(
+        vol.write(0, pattern(512, 0), false).await,
+        Err(VolumeError::Failed)
+    ));
+    drop(vol);
+    let reopened = Volume::open(&path, engine(kind)).unwrap();
+    assert_eq!(
+        reopened.read(0, 4096).await.unwrap(),
+        pattern(4096, 1).to_vec()
+    );
+}
+
+async fn tracks_changed_blocks(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vol.img");
+    Volume::create(&path, 64 * MIB).unwrap();
+    let vol = Volume::open(&path, engine.clone()).unwrap();
+    vol.write(0, pattern(4096, 1), false).await.unwrap();
+    vol.trim(10 * CBT_BLOCK_SIZE, CBT_BLOCK_SIZE, false)
+        .await
+        .unwrap();
+    vol.write_zeroes(20 * CBT_BLOCK_SIZE + 512, 512, ZeroFlags::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        vol.changed_blocks().changed(),
+        ChangedSince::Exact(vec![0, 10, 20])
+    );
+    vol.close().await.unwrap();
+    drop(vol);
+    let vol = Volume::open(&path, engine.clone()).unwrap();
+    assert_eq!(
+        vol.changed_blocks().changed(),
+        ChangedSince::Exact(vec![0, 10, 20])
+    );
+    drop(vol); // unclean
+    let vol = Volume::open(&path, engine).unwrap();
+    assert_eq!(vol.changed_blocks().changed(), ChangedSince::Unknown);
+}
+
+/// Instantiates each test body for both engines.
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod uring {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(engine(EngineKind::IoUring)).await })*
+        }
+        mod sync {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(engine(EngineKind::Sync)).await })*
+        }
+    };
+}
+
+both_engines!(
+    read_write_roundtrip,
+    many_concurrent_ios,
+    rejects_bad_requests,
+    trim_and_zeroes_make_holes,
+    tracks_changed_blocks,
+);
+
+#[tokio::test]
+async fn fail_stop_uring() {
+    fails_stop_after_write_error(EngineKind::IoUring).await;
+}
+
+#[tokio::test]
+async fn fail_stop_sync() {
+    fails_stop_after_write_error(EngineKind::Sync).await;
+}
