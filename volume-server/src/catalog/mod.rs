@@ -1,0 +1,257 @@
+//! The catalog: durable records of volumes, hosts and attachments.
+//!
+//! # Design
+//! The control plane keeps the live state in memory and writes every state change through
+//! [`Catalog::commit`] as one transaction before it takes effect. The trait is deliberately
+//! small (load everything, commit a batch) so a replicated store (etcd, for the scale-out mode)
+//! is an added implementation, not a rewrite. [`redb_store`] is the embedded default.
+//!
+//! Records are serde types stored as JSON: readable with any redb tool, and tolerant of added
+//! fields (`#[serde(default)]`).
+
+pub mod redb_store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use redb_store::RedbCatalog;
+
+/// Why the catalog failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The underlying store failed.
+    #[error("Catalog storage error: {0}")]
+    Storage(String),
+    /// A stored record could not be decoded.
+    #[error("Corrupt catalog record {key}")]
+    Corrupt {
+        /// Key of the bad record.
+        key: String,
+        /// Decoder error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A volume's lifecycle state (EC2 `State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeState {
+    /// The file is being created.
+    Creating,
+    /// Ready, not attached.
+    Available,
+    /// Attached to one or more instances.
+    InUse,
+    /// Being deleted.
+    Deleting,
+    /// Gone.
+    Deleted,
+    /// Unrecoverable.
+    Error,
+}
+
+impl VolumeState {
+    /// The EC2 spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeState::Creating => "creating",
+            VolumeState::Available => "available",
+            VolumeState::InUse => "in-use",
+            VolumeState::Deleting => "deleting",
+            VolumeState::Deleted => "deleted",
+            VolumeState::Error => "error",
+        }
+    }
+}
+
+/// An attachment's state (EC2 `VolumeAttachment.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttachmentState {
+    /// Being set up.
+    Attaching,
+    /// Serving I/O.
+    Attached,
+    /// Being fenced and removed.
+    Detaching,
+    /// Removed (only ever reported, never stored).
+    Detached,
+}
+
+impl AttachmentState {
+    /// The EC2 spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachmentState::Attaching => "attaching",
+            AttachmentState::Attached => "attached",
+            AttachmentState::Detaching => "detaching",
+            AttachmentState::Detached => "detached",
+        }
+    }
+}
+
+/// The EBS volume types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    /// General purpose SSD, burst credits.
+    Gp2,
+    /// General purpose SSD, provisioned.
+    Gp3,
+    /// Provisioned IOPS SSD.
+    Io1,
+    /// Provisioned IOPS SSD (Block Express).
+    Io2,
+    /// Throughput-optimised HDD.
+    St1,
+    /// Cold HDD.
+    Sc1,
+    /// Magnetic (previous generation).
+    Standard,
+}
+
+impl VolumeType {
+    /// The EC2 spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeType::Gp2 => "gp2",
+            VolumeType::Gp3 => "gp3",
+            VolumeType::Io1 => "io1",
+            VolumeType::Io2 => "io2",
+            VolumeType::St1 => "st1",
+            VolumeType::Sc1 => "sc1",
+            VolumeType::Standard => "standard",
+        }
+    }
+
+    /// Parses the EC2 spelling.
+    pub fn parse(s: &str) -> Option<VolumeType> {
+        Some(match s {
+            "gp2" => VolumeType::Gp2,
+            "gp3" => VolumeType::Gp3,
+            "io1" => VolumeType::Io1,
+            "io2" => VolumeType::Io2,
+            "st1" => VolumeType::St1,
+            "sc1" => VolumeType::Sc1,
+            "standard" => VolumeType::Standard,
+            _ => return None,
+        })
+    }
+
+    /// Hard-disk types (counted in 1 MiB I/Os, advertised as rotational).
+    pub fn is_hdd(self) -> bool {
+        matches!(
+            self,
+            VolumeType::St1 | VolumeType::Sc1 | VolumeType::Standard
+        )
+    }
+}
+
+/// One attachment of a volume to an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRecord {
+    /// `i-…`.
+    pub instance_id: String,
+    /// e.g. `/dev/sdf`.
+    pub device: String,
+    /// Lifecycle state.
+    pub state: AttachmentState,
+    /// Milliseconds since the Unix epoch.
+    pub attach_time_ms: u64,
+    /// Delete the volume when the instance terminates.
+    #[serde(default)]
+    pub delete_on_termination: bool,
+    /// NBD export name: secret, unguessable.
+    pub token: String,
+    /// Fencing generation: strictly increasing per volume.
+    pub generation: u64,
+}
+
+/// One volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    /// `vol-…`.
+    pub volume_id: String,
+    /// GiB.
+    pub size_gib: u32,
+    /// The AZ whose directory holds the file.
+    pub availability_zone: String,
+    /// Lifecycle state.
+    pub state: VolumeState,
+    /// EBS type.
+    pub volume_type: VolumeType,
+    /// Provisioned (gp3/io1/io2) or baseline (gp2) IOPS.
+    #[serde(default)]
+    pub iops: Option<u32>,
+    /// Provisioned throughput, MiB/s (gp3).
+    #[serde(default)]
+    pub throughput: Option<u32>,
+    /// io1/io2 Multi-Attach.
+    #[serde(default)]
+    pub multi_attach_enabled: bool,
+    /// Source snapshot, if any.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub create_time_ms: u64,
+    /// Tags, sorted by key.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Current attachments.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRecord>,
+    /// Idempotency token of the CreateVolume call.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// Next attachment generation to hand out.
+    #[serde(default)]
+    pub next_generation: u64,
+}
+
+/// A host registered outside the instance manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// `i-…`.
+    pub instance_id: String,
+    /// Human name.
+    pub name: String,
+    /// The AZ it lives in.
+    pub availability_zone: String,
+    /// Milliseconds since the Unix epoch.
+    pub launch_time_ms: u64,
+    /// Tags, sorted by key.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Everything the catalog holds.
+#[derive(Debug, Default)]
+pub struct CatalogContents {
+    /// All volumes.
+    pub volumes: Vec<VolumeRecord>,
+    /// All registered hosts.
+    pub hosts: Vec<HostRecord>,
+}
+
+/// One change in a transaction.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Insert or replace a volume.
+    PutVolume(VolumeRecord),
+    /// Remove a volume.
+    DeleteVolume(String),
+    /// Insert or replace a host.
+    PutHost(HostRecord),
+    /// Remove a host.
+    DeleteHost(String),
+}
+
+/// A durable store of records. `commit` is atomic and durable when it returns.
+pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
+    /// Reads every record.
+    fn load(&self) -> Result<CatalogContents, CatalogError>;
+    /// Applies `changes` as one transaction.
+    fn commit(&self, changes: &[Change]) -> Result<(), CatalogError>;
+}

@@ -1,0 +1,62 @@
+//! Command-line configuration of `volume-server` (the fixed interface of DESIGN §3, plus tuning
+//! flags with safe defaults).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use storage_engine::EngineKind;
+
+/// An EBS-compatible block storage server: gRPC control plane, NBD data plane.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "volume-server", version, about)]
+pub struct Config {
+    /// Everything the server keeps: catalog, volume files.
+    #[arg(long, default_value = "./ebs-data")]
+    pub data_dir: PathBuf,
+    /// gRPC listen address (port 0: pick a free port).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// NBD listen address.
+    #[arg(long, default_value = "127.0.0.1:10809")]
+    pub nbd_addr: SocketAddr,
+    /// Prometheus metrics listen address (`/metrics`).
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    pub metrics_addr: SocketAddr,
+    /// The region this server emulates.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Availability zones served (default: <region>a,<region>b,<region>c).
+    #[arg(long, value_delimiter = ',')]
+    pub availability_zones: Vec<String>,
+    /// I/O engine: io_uring or sync (default: io_uring when the kernel allows it).
+    #[arg(long, env = "EBS_IO_ENGINE")]
+    pub io_engine: Option<EngineKind>,
+    /// I/O engine threads (io_uring rings, or sync workers).
+    #[arg(long, default_value_t = 1)]
+    pub io_threads: usize,
+    /// Maximum NBD connections at once.
+    #[arg(long, default_value_t = 1024)]
+    pub nbd_max_connections: usize,
+    /// NBD handshake timeout (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub nbd_handshake_timeout: Duration,
+    /// Close NBD sessions idle for this long (0s: never).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub nbd_idle_timeout: Duration,
+}
+
+impl Config {
+    /// The availability zones, defaulted from the region.
+    pub fn zones(&self) -> Vec<String> {
+        if self.availability_zones.is_empty() {
+            ["a", "b", "c"]
+                .iter()
+                .map(|s| format!("{}{s}", self.region))
+                .collect()
+        } else {
+            self.availability_zones.clone()
+        }
+    }
+}

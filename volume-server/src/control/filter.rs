@@ -1,0 +1,135 @@
+//! DescribeVolumes filters: names, values with `*`/`?` wildcards, AND across filters, OR within.
+
+use super::error::Ec2Error;
+use crate::catalog::VolumeRecord;
+
+/// A parsed filter.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    field: Field,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Field {
+    Status,
+    VolumeType,
+    AvailabilityZone,
+    VolumeId,
+    Size,
+    MultiAttach,
+    AttachmentInstanceId,
+    AttachmentDevice,
+    AttachmentStatus,
+    TagKey,
+    Tag(String),
+}
+
+impl Filter {
+    /// Parses a filter name and its values.
+    pub fn parse(name: &str, values: Vec<String>) -> Result<Filter, Ec2Error> {
+        let field = match name {
+            "status" => Field::Status,
+            "volume-type" => Field::VolumeType,
+            "availability-zone" => Field::AvailabilityZone,
+            "volume-id" => Field::VolumeId,
+            "size" => Field::Size,
+            "multi-attach-enabled" => Field::MultiAttach,
+            "attachment.instance-id" => Field::AttachmentInstanceId,
+            "attachment.device" => Field::AttachmentDevice,
+            "attachment.status" => Field::AttachmentStatus,
+            "tag-key" => Field::TagKey,
+            _ => match name.strip_prefix("tag:") {
+                Some(key) if !key.is_empty() => Field::Tag(key.to_string()),
+                _ => {
+                    return Err(Ec2Error::invalid_value(format!(
+                        "The filter '{name}' is invalid"
+                    )));
+                }
+            },
+        };
+        if values.is_empty() {
+            return Err(Ec2Error::invalid_value(format!(
+                "The filter '{name}' must have at least one value"
+            )));
+        }
+        Ok(Filter { field, values })
+    }
+
+    /// Whether `v` passes this filter.
+    pub fn matches(&self, v: &VolumeRecord) -> bool {
+        let any = |candidate: &str| self.values.iter().any(|p| glob(p, candidate));
+        match &self.field {
+            Field::Status => any(v.state.as_str()),
+            Field::VolumeType => any(v.volume_type.as_str()),
+            Field::AvailabilityZone => any(&v.availability_zone),
+            Field::VolumeId => any(&v.volume_id),
+            Field::Size => any(&v.size_gib.to_string()),
+            Field::MultiAttach => any(if v.multi_attach_enabled {
+                "true"
+            } else {
+                "false"
+            }),
+            Field::AttachmentInstanceId => v.attachments.iter().any(|a| any(&a.instance_id)),
+            Field::AttachmentDevice => v.attachments.iter().any(|a| any(&a.device)),
+            Field::AttachmentStatus => v.attachments.iter().any(|a| any(a.state.as_str())),
+            Field::TagKey => v.tags.keys().any(|k| any(k)),
+            Field::Tag(key) => v.tags.get(key).is_some_and(|val| any(val)),
+        }
+    }
+}
+
+/// Matches `text` against `pattern` where `*` is any run and `?` any one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_like_ec2() {
+        assert!(glob("available", "available"));
+        assert!(!glob("available", "in-use"));
+        assert!(glob("us-east-1*", "us-east-1a"));
+        assert!(glob("*", ""));
+        assert!(glob("g?3", "gp3"));
+        assert!(glob("*e*e*", "prefetched"));
+        assert!(!glob("a*b", "acbd"));
+    }
+
+    #[test]
+    fn unknown_filter_is_rejected() {
+        assert_eq!(
+            Filter::parse("colour", vec!["red".into()])
+                .unwrap_err()
+                .code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            Filter::parse("tag:", vec!["x".into()]).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert!(Filter::parse("tag:Name", vec!["db".into()]).is_ok());
+    }
+}

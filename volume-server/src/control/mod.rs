@@ -1,0 +1,1047 @@
+//! The control plane: volumes, hosts and attachments, their states and rules.
+//!
+//! # Control path
+//! gRPC handler → `spawn_blocking` → a method here: validate against the in-memory state →
+//! [`Catalog::commit`] (one transaction, durable) → apply to memory → effect on the engine
+//! (create/open/close/remove a volume file) and on the [`Exports`] registry.
+//!
+//! # Design
+//! Methods are synchronous and run on blocking threads: they do file and catalog I/O. Live state
+//! sits behind one `std::sync::Mutex`; it is held for validation and the commit (milliseconds),
+//! never across an `.await`. The NBD data path never takes it: sessions only read [`Exports`].
+//! Detach is the one operation that waits for I/O: it marks the attachment `detaching`, removes
+//! the export, releases the lock, fences (waiting for in-flight I/O), then finishes under the
+//! lock again.
+
+pub mod error;
+pub mod filter;
+pub mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use proto::ebs::v1 as pb;
+use storage_engine::{Engine, Volume};
+
+use crate::catalog::{
+    AttachmentRecord, AttachmentState, Catalog, Change, HostRecord, VolumeRecord, VolumeState,
+};
+use crate::exports::{Export, Exports, IoStats, OpenVolume};
+use crate::ids;
+pub use error::Ec2Error;
+use filter::Filter;
+
+/// Attachments per Multi-Attach volume.
+pub const MAX_MULTI_ATTACH: usize = 16;
+/// EBS attachments per instance (Nitro: 28 slots less the root and a network interface).
+pub const MAX_ATTACHMENTS_PER_INSTANCE: usize = 26;
+const GIB: u64 = 1 << 30;
+
+/// Where and what this control plane serves.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Region emulated.
+    pub region: String,
+    /// Availability zones served.
+    pub availability_zones: Vec<String>,
+    /// Root of everything on disk.
+    pub data_dir: PathBuf,
+    /// Address put in `nbd://` URIs.
+    pub nbd_addr: SocketAddr,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    volumes: BTreeMap<String, VolumeRecord>,
+    hosts: BTreeMap<String, HostRecord>,
+    /// Volumes with at least one attachment, open once and shared by their attachments.
+    open: HashMap<String, OpenVolume>,
+}
+
+/// The control plane. Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct ControlPlane {
+    cfg: ControlConfig,
+    catalog: Arc<dyn Catalog>,
+    engine: Engine,
+    exports: Arc<Exports>,
+    state: Mutex<State>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn internal<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Ec2Error + '_ {
+    move |e| {
+        tracing::error!(error = %e, "{what}");
+        Ec2Error::internal(format!("{what}: {e}"))
+    }
+}
+
+impl ControlPlane {
+    /// Loads the catalog, finishes any state change a crash interrupted, and re-opens attached
+    /// volumes so their exports serve again. Must run on a blocking-capable thread.
+    pub fn open(
+        cfg: ControlConfig,
+        catalog: Arc<dyn Catalog>,
+        engine: Engine,
+        exports: Arc<Exports>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<ControlPlane, Ec2Error> {
+        let cp = ControlPlane {
+            cfg,
+            catalog,
+            engine,
+            exports,
+            state: Mutex::new(State::default()),
+            runtime,
+        };
+        let contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
+        let mut fixes = Vec::new();
+        let mut st = cp.lock();
+        for mut v in contents.volumes {
+            let path = cp.volume_path(&v.availability_zone, &v.volume_id);
+            match v.state {
+                VolumeState::Creating => {
+                    if !path.exists() {
+                        Volume::create(&path, u64::from(v.size_gib) * GIB)
+                            .map_err(internal("re-creating an interrupted volume"))?;
+                    }
+                    v.state = VolumeState::Available;
+                    fixes.push(Change::PutVolume(v.clone()));
+                }
+                VolumeState::Deleting | VolumeState::Deleted => {
+                    Volume::remove(&path).map_err(internal("finishing an interrupted delete"))?;
+                    fixes.push(Change::DeleteVolume(v.volume_id.clone()));
+                    continue;
+                }
+                _ => {}
+            }
+            // A detach interrupted by a crash: nothing of it can be in flight any more.
+            let before = v.attachments.len();
+            v.attachments
+                .retain(|a| a.state != AttachmentState::Detaching);
+            for a in &mut v.attachments {
+                a.state = AttachmentState::Attached;
+            }
+            if v.attachments.len() != before
+                || (v.attachments.is_empty() && v.state == VolumeState::InUse)
+            {
+                v.state = if v.attachments.is_empty() {
+                    VolumeState::Available
+                } else {
+                    VolumeState::InUse
+                };
+                fixes.push(Change::PutVolume(v.clone()));
+            }
+            st.volumes.insert(v.volume_id.clone(), v);
+        }
+        for h in contents.hosts {
+            st.hosts.insert(h.instance_id.clone(), h);
+        }
+        if !fixes.is_empty() {
+            cp.catalog
+                .commit(&fixes)
+                .map_err(internal("committing recovery"))?;
+        }
+        let attached: Vec<VolumeRecord> = st
+            .volumes
+            .values()
+            .filter(|v| !v.attachments.is_empty())
+            .cloned()
+            .collect();
+        for v in attached {
+            for a in &v.attachments {
+                cp.export(&mut st, &v, a)?;
+            }
+        }
+        drop(st);
+        Ok(cp)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation commits to the catalog before touching memory, so a panic mid-way leaves
+        // memory at the last committed state: a poisoned lock is safe to keep using.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commit(&self, changes: &[Change]) -> Result<(), Ec2Error> {
+        self.catalog
+            .commit(changes)
+            .map_err(internal("catalog commit failed"))
+    }
+
+    fn volume_path(&self, az: &str, volume_id: &str) -> PathBuf {
+        self.cfg
+            .data_dir
+            .join(az)
+            .join("volumes")
+            .join(format!("{volume_id}.img"))
+    }
+
+    /// The `nbd://` URI of an attachment token.
+    pub fn nbd_uri(&self, token: &str) -> String {
+        let mut addr = self.cfg.nbd_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("nbd://{addr}/{token}")
+    }
+
+    /// The region served.
+    pub fn region(&self) -> &str {
+        &self.cfg.region
+    }
+
+    fn check_az(&self, az: &str) -> Result<(), Ec2Error> {
+        if az.is_empty() {
+            return Err(Ec2Error::missing("AvailabilityZone"));
+        }
+        if !self.cfg.availability_zones.iter().any(|z| z == az) {
+            return Err(Ec2Error::invalid_value(format!(
+                "Invalid availability zone: [{az}]. Zones served in {}: {}",
+                self.cfg.region,
+                self.cfg.availability_zones.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- volumes
+
+    /// CreateVolume. The volume is `available` when this returns.
+    pub fn create_volume(&self, req: pb::CreateVolumeRequest) -> Result<VolumeRecord, Ec2Error> {
+        self.check_az(&req.availability_zone)?;
+        if req.encrypted == Some(true) {
+            return Err(Ec2Error::new(
+                "UnsupportedOperation",
+                "Encrypted volumes are not supported by this server.",
+            ));
+        }
+        let vtype = validate::parse_volume_type(req.volume_type.as_deref())?;
+        if let Some(snap) = req.snapshot_id.as_deref().filter(|s| !s.is_empty()) {
+            if !ids::is_valid_id(snap, "snap") {
+                return Err(Ec2Error::new(
+                    "InvalidSnapshotID.Malformed",
+                    format!("Invalid id: \"{snap}\""),
+                ));
+            }
+            // No snapshot store is wired in yet, so no snapshot exists.
+            return Err(Ec2Error::new(
+                "InvalidSnapshot.NotFound",
+                format!("The snapshot '{snap}' does not exist."),
+            ));
+        }
+        let spec = validate::volume_spec(
+            req.size,
+            vtype,
+            req.iops,
+            req.throughput,
+            req.multi_attach_enabled.unwrap_or(false),
+        )?;
+        let mut tags = BTreeMap::new();
+        for ts in &req.tag_specifications {
+            if ts.resource_type != "volume" {
+                return Err(Ec2Error::invalid_value(format!(
+                    "'{}' is not a valid taggable resource type for this operation.",
+                    ts.resource_type
+                )));
+            }
+            validate::merge_tags(
+                "volume",
+                &mut tags,
+                ts.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+            )?;
+        }
+        let mut st = self.lock();
+        if let Some(token) = req.client_token.as_deref().filter(|t| !t.is_empty()) {
+            if let Some(existing) = st
+                .volumes
+                .values()
+                .find(|v| v.client_token.as_deref() == Some(token))
+            {
+                let same = existing.size_gib == spec.size_gib
+                    && existing.volume_type == spec.volume_type
+                    && existing.iops == spec.iops
+                    && existing.throughput == spec.throughput
+                    && existing.availability_zone == req.availability_zone
+                    && existing.multi_attach_enabled == spec.multi_attach;
+                return if same {
+                    Ok(existing.clone())
+                } else {
+                    Err(Ec2Error::new(
+                        "IdempotentParameterMismatch",
+                        format!(
+                            "The client token '{token}' was already used with different parameters."
+                        ),
+                    ))
+                };
+            }
+        }
+        let mut v = VolumeRecord {
+            volume_id: ids::new_id("vol"),
+            size_gib: spec.size_gib,
+            availability_zone: req.availability_zone.clone(),
+            state: VolumeState::Creating,
+            volume_type: spec.volume_type,
+            iops: spec.iops,
+            throughput: spec.throughput,
+            multi_attach_enabled: spec.multi_attach,
+            snapshot_id: None,
+            create_time_ms: now_ms(),
+            tags,
+            attachments: vec![],
+            client_token: req.client_token.filter(|t| !t.is_empty()),
+            next_generation: 1,
+        };
+        // creating → (file) → available, each step durable: a crash in between is finished at start.
+        self.commit(&[Change::PutVolume(v.clone())])?;
+        let path = self.volume_path(&v.availability_zone, &v.volume_id);
+        let created = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(storage_engine::VolumeError::Io)
+            .and_then(|()| Volume::create(&path, u64::from(v.size_gib) * GIB));
+        if let Err(e) = created {
+            let _ = self.commit(&[Change::DeleteVolume(v.volume_id.clone())]);
+            let _ = Volume::remove(&path);
+            return Err(if e.kind() == storage_engine::VolumeErrorKind::NoSpace {
+                Ec2Error::new(
+                    "InsufficientVolumeCapacity",
+                    "There is not enough disk space for this volume.",
+                )
+            } else {
+                internal("creating the volume file")(e)
+            });
+        }
+        v.state = VolumeState::Available;
+        self.commit(&[Change::PutVolume(v.clone())])?;
+        st.volumes.insert(v.volume_id.clone(), v.clone());
+        tracing::info!(volume_id = %v.volume_id, size_gib = v.size_gib, volume_type = v.volume_type.as_str(), "volume created");
+        Ok(v)
+    }
+
+    /// DescribeVolumes: ids and/or filters, paginated in volume-id order.
+    pub fn describe_volumes(
+        &self,
+        req: pb::DescribeVolumesRequest,
+    ) -> Result<(Vec<VolumeRecord>, Option<String>), Ec2Error> {
+        for id in &req.volume_ids {
+            check_volume_id(id)?;
+        }
+        let filters = req
+            .filters
+            .into_iter()
+            .map(|f| Filter::parse(&f.name, f.values))
+            .collect::<Result<Vec<_>, _>>()?;
+        let max = match req.max_results {
+            None => None,
+            Some(_) if !req.volume_ids.is_empty() => {
+                return Err(Ec2Error::invalid_combination(
+                    "The parameter 'MaxResults' cannot be used with the parameter 'VolumeIds'.",
+                ));
+            }
+            Some(n) if !(5..=500).contains(&n) => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 500."
+                )));
+            }
+            Some(n) => Some(n as usize),
+        };
+        let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(
+                decode_token(t)
+                    .ok_or_else(|| Ec2Error::invalid_value("The NextToken is invalid."))?,
+            ),
+        };
+        let st = self.lock();
+        let mut out = Vec::new();
+        if !req.volume_ids.is_empty() {
+            for id in &req.volume_ids {
+                let v = st.volumes.get(id).ok_or_else(|| volume_not_found(id))?;
+                if filters.iter().all(|f| f.matches(v))
+                    && !out.iter().any(|o: &VolumeRecord| o.volume_id == *id)
+                {
+                    out.push(v.clone());
+                }
+            }
+            return Ok((out, None));
+        }
+        let range = match &after {
+            Some(a) => st
+                .volumes
+                .range::<String, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            None => st.volumes.range::<String, _>(..),
+        };
+        let mut next = None;
+        for (id, v) in range {
+            if !filters.iter().all(|f| f.matches(v)) {
+                continue;
+            }
+            if max.is_some_and(|m| out.len() == m) {
+                next = out
+                    .last()
+                    .map(|l: &VolumeRecord| encode_token(&l.volume_id));
+                break;
+            }
+            let _ = id;
+            out.push(v.clone());
+        }
+        Ok((out, next))
+    }
+
+    /// DeleteVolume: only `available` volumes.
+    pub fn delete_volume(&self, volume_id: &str) -> Result<(), Ec2Error> {
+        check_volume_id(volume_id)?;
+        let mut st = self.lock();
+        let v = st
+            .volumes
+            .get(volume_id)
+            .ok_or_else(|| volume_not_found(volume_id))?
+            .clone();
+        match v.state {
+            VolumeState::Available => {}
+            VolumeState::InUse => {
+                return Err(Ec2Error::new(
+                    "VolumeInUse",
+                    format!(
+                        "Volume {volume_id} is currently attached to {}",
+                        attached_to(&v)
+                    ),
+                ));
+            }
+            s => {
+                return Err(Ec2Error::new(
+                    "IncorrectState",
+                    format!("The volume '{volume_id}' is in the '{}' state.", s.as_str()),
+                ));
+            }
+        }
+        let mut deleting = v.clone();
+        deleting.state = VolumeState::Deleting;
+        self.commit(&[Change::PutVolume(deleting)])?;
+        Volume::remove(&self.volume_path(&v.availability_zone, volume_id))
+            .map_err(internal("removing the volume file"))?;
+        self.commit(&[Change::DeleteVolume(volume_id.to_string())])?;
+        st.volumes.remove(volume_id);
+        tracing::info!(volume_id, "volume deleted");
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ attachments
+
+    /// Opens (or reuses) the volume of `v` and serves `a` over NBD.
+    fn export(
+        &self,
+        st: &mut State,
+        v: &VolumeRecord,
+        a: &AttachmentRecord,
+    ) -> Result<(), Ec2Error> {
+        let open = match st.open.get(&v.volume_id) {
+            Some(o) => o.clone(),
+            None => {
+                let path = self.volume_path(&v.availability_zone, &v.volume_id);
+                let volume = Volume::open(&path, self.engine.clone())
+                    .map_err(internal("opening the volume"))?;
+                let o = OpenVolume {
+                    volume: Arc::new(volume),
+                    stats: Arc::new(IoStats::default()),
+                };
+                st.open.insert(v.volume_id.clone(), o.clone());
+                o
+            }
+        };
+        let export = Export::new(
+            v.volume_id.clone(),
+            a.instance_id.clone(),
+            a.generation,
+            open,
+            v.volume_type.is_hdd(),
+        );
+        self.exports.insert(a.token.clone(), Arc::new(export));
+        Ok(())
+    }
+
+    /// AttachVolume. The attachment serves NBD when this returns.
+    pub fn attach_volume(
+        &self,
+        req: pb::AttachVolumeRequest,
+    ) -> Result<(String, AttachmentRecord), Ec2Error> {
+        check_volume_id(&req.volume_id)?;
+        check_instance_id(&req.instance_id)?;
+        if req.device.is_empty() {
+            return Err(Ec2Error::missing("Device"));
+        }
+        validate::device_name(&req.device)?;
+        let mut st = self.lock();
+        let host = st
+            .hosts
+            .get(&req.instance_id)
+            .ok_or_else(|| instance_not_found(&req.instance_id))?
+            .clone();
+        let v = st
+            .volumes
+            .get(&req.volume_id)
+            .ok_or_else(|| volume_not_found(&req.volume_id))?
+            .clone();
+        if !matches!(v.state, VolumeState::Available | VolumeState::InUse) {
+            return Err(Ec2Error::new(
+                "IncorrectState",
+                format!(
+                    "The volume '{}' is in the '{}' state.",
+                    v.volume_id,
+                    v.state.as_str()
+                ),
+            ));
+        }
+        if v.availability_zone != host.availability_zone {
+            return Err(Ec2Error::new(
+                "InvalidVolume.ZoneMismatch",
+                format!(
+                    "The volume '{}' is not in the same availability zone as instance '{}'",
+                    v.volume_id, host.instance_id
+                ),
+            ));
+        }
+        if v.attachments
+            .iter()
+            .any(|a| a.instance_id == host.instance_id)
+        {
+            return Err(Ec2Error::new(
+                "VolumeInUse",
+                format!(
+                    "{} is already attached to instance {}",
+                    v.volume_id, host.instance_id
+                ),
+            ));
+        }
+        if !v.attachments.is_empty() && !v.multi_attach_enabled {
+            return Err(Ec2Error::new(
+                "VolumeInUse",
+                format!(
+                    "{} is already attached to an instance ({})",
+                    v.volume_id,
+                    attached_to(&v)
+                ),
+            ));
+        }
+        if v.attachments.len() >= MAX_MULTI_ATTACH {
+            return Err(Ec2Error::new(
+                "AttachmentLimitExceeded",
+                format!(
+                    "Volume {} already has the maximum of {MAX_MULTI_ATTACH} attachments.",
+                    v.volume_id
+                ),
+            ));
+        }
+        let on_instance: Vec<&AttachmentRecord> = st
+            .volumes
+            .values()
+            .flat_map(|o| o.attachments.iter())
+            .filter(|a| a.instance_id == host.instance_id)
+            .collect();
+        if on_instance.iter().any(|a| a.device == req.device) {
+            return Err(Ec2Error::new(
+                "InvalidDevice.InUse",
+                format!(
+                    "Attachment point {} is already in use on instance {}",
+                    req.device, host.instance_id
+                ),
+            ));
+        }
+        if on_instance.len() >= MAX_ATTACHMENTS_PER_INSTANCE {
+            return Err(Ec2Error::new(
+                "AttachmentLimitExceeded",
+                format!(
+                    "Instance {} already has {MAX_ATTACHMENTS_PER_INSTANCE} volumes attached.",
+                    host.instance_id
+                ),
+            ));
+        }
+        let a = AttachmentRecord {
+            instance_id: host.instance_id.clone(),
+            device: req.device.clone(),
+            state: AttachmentState::Attached,
+            attach_time_ms: now_ms(),
+            delete_on_termination: false,
+            token: ids::new_export_token(),
+            generation: v.next_generation,
+        };
+        let mut nv = v.clone();
+        nv.next_generation += 1;
+        nv.attachments.push(a.clone());
+        nv.state = VolumeState::InUse;
+        // Open the volume first: if that fails, nothing was committed.
+        self.export(&mut st, &nv, &a)?;
+        if let Err(e) = self.commit(&[Change::PutVolume(nv.clone())]) {
+            self.exports.remove(&a.token);
+            if v.attachments.is_empty() {
+                st.open.remove(&v.volume_id);
+            }
+            return Err(e);
+        }
+        st.volumes.insert(nv.volume_id.clone(), nv);
+        tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, generation = a.generation, "volume attached");
+        Ok((req.volume_id, a))
+    }
+
+    /// DetachVolume. When this returns, no I/O of the attachment can reach the disk.
+    pub fn detach_volume(
+        &self,
+        req: pb::DetachVolumeRequest,
+    ) -> Result<(String, AttachmentRecord), Ec2Error> {
+        check_volume_id(&req.volume_id)?;
+        let instance = req.instance_id.as_deref().filter(|s| !s.is_empty());
+        if let Some(i) = instance {
+            check_instance_id(i)?;
+        }
+        let device = req.device.as_deref().filter(|s| !s.is_empty());
+        // Phase 1: mark detaching (durably) and stop new sessions.
+        let (token, export) = {
+            let mut st = self.lock();
+            let v = st
+                .volumes
+                .get(&req.volume_id)
+                .ok_or_else(|| volume_not_found(&req.volume_id))?;
+            if v.attachments.is_empty() {
+                return Err(Ec2Error::new(
+                    "IncorrectState",
+                    format!(
+                        "Volume '{}' is in the '{}' state.",
+                        v.volume_id,
+                        v.state.as_str()
+                    ),
+                ));
+            }
+            if instance.is_none() && v.attachments.len() > 1 {
+                return Err(Ec2Error::new(
+                    "MissingParameter",
+                    format!(
+                        "Volume {} has several attachments; the parameter InstanceId is required.",
+                        v.volume_id
+                    ),
+                ));
+            }
+            let idx = v
+                .attachments
+                .iter()
+                .position(|a| {
+                    instance.is_none_or(|i| a.instance_id == i)
+                        && device.is_none_or(|d| a.device == d)
+                })
+                .ok_or_else(|| {
+                    Ec2Error::new(
+                        "InvalidAttachment.NotFound",
+                        format!(
+                            "The volume '{}' is not attached to instance '{}'{}.",
+                            v.volume_id,
+                            instance.unwrap_or("?"),
+                            device.map(|d| format!(" as {d}")).unwrap_or_default()
+                        ),
+                    )
+                })?;
+            if v.attachments[idx].state == AttachmentState::Detaching {
+                return Err(Ec2Error::new(
+                    "IncorrectState",
+                    format!("The attachment of '{}' is already detaching.", v.volume_id),
+                ));
+            }
+            let mut nv = v.clone();
+            nv.attachments[idx].state = AttachmentState::Detaching;
+            self.commit(&[Change::PutVolume(nv.clone())])?;
+            let token = nv.attachments[idx].token.clone();
+            st.volumes.insert(nv.volume_id.clone(), nv);
+            let export = self.exports.remove(&token);
+            (token, export)
+        };
+        // Phase 2: fence, without the lock: waits for in-flight I/O of this attachment only.
+        if let Some(e) = &export {
+            self.runtime.block_on(e.fence());
+        }
+        drop(export);
+        // Phase 3: remove the attachment; close the volume if it was the last one.
+        let mut st = self.lock();
+        let Some(v) = st.volumes.get(&req.volume_id).cloned() else {
+            return Err(volume_not_found(&req.volume_id));
+        };
+        let mut nv = v.clone();
+        let Some(idx) = nv.attachments.iter().position(|a| a.token == token) else {
+            return Err(Ec2Error::internal("attachment vanished during detach"));
+        };
+        let mut a = nv.attachments.remove(idx);
+        if nv.attachments.is_empty() {
+            nv.state = VolumeState::Available;
+        }
+        self.commit(&[Change::PutVolume(nv.clone())])?;
+        let closing = if nv.attachments.is_empty() {
+            st.open.remove(&nv.volume_id)
+        } else {
+            None
+        };
+        st.volumes.insert(nv.volume_id.clone(), nv);
+        drop(st);
+        if let Some(open) = closing {
+            if let Err(e) = self.runtime.block_on(open.volume.close()) {
+                tracing::error!(volume_id = %req.volume_id, error = %e, "clean close after detach failed");
+            }
+        }
+        a.state = AttachmentState::Detached;
+        tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, force = req.force, "volume detached and fenced");
+        Ok((req.volume_id, a))
+    }
+
+    // ------------------------------------------------------------------- tags
+
+    /// CreateTags on volumes and hosts.
+    pub fn create_tags(&self, resources: &[String], tags: &[pb::Tag]) -> Result<(), Ec2Error> {
+        if resources.is_empty() {
+            return Err(Ec2Error::missing("ResourceId"));
+        }
+        if tags.is_empty() {
+            return Err(Ec2Error::missing("Tag"));
+        }
+        let mut st = self.lock();
+        let mut changes = Vec::new();
+        for r in resources {
+            let pairs = tags.iter().map(|t| (t.key.as_str(), t.value.as_str()));
+            changes.push(match resource(r)? {
+                Resource::Volume => {
+                    let mut v = st
+                        .volumes
+                        .get(r)
+                        .ok_or_else(|| volume_not_found(r))?
+                        .clone();
+                    validate::merge_tags(r, &mut v.tags, pairs)?;
+                    Change::PutVolume(v)
+                }
+                Resource::Instance => {
+                    let mut h = st
+                        .hosts
+                        .get(r)
+                        .ok_or_else(|| instance_not_found(r))?
+                        .clone();
+                    validate::merge_tags(r, &mut h.tags, pairs)?;
+                    Change::PutHost(h)
+                }
+            });
+        }
+        self.commit(&changes)?;
+        apply(&mut st, changes);
+        Ok(())
+    }
+
+    /// DeleteTags: keys (with an optional value to match), or all tags when none are given.
+    pub fn delete_tags(
+        &self,
+        resources: &[String],
+        tags: &[pb::DeleteTag],
+    ) -> Result<(), Ec2Error> {
+        if resources.is_empty() {
+            return Err(Ec2Error::missing("ResourceId"));
+        }
+        let strip = |map: &mut BTreeMap<String, String>| {
+            if tags.is_empty() {
+                map.clear();
+            }
+            for t in tags {
+                if t.value
+                    .as_deref()
+                    .is_none_or(|want| map.get(&t.key).is_some_and(|have| have == want))
+                {
+                    map.remove(&t.key);
+                }
+            }
+        };
+        let mut st = self.lock();
+        let mut changes = Vec::new();
+        for r in resources {
+            changes.push(match resource(r)? {
+                Resource::Volume => {
+                    let mut v = st
+                        .volumes
+                        .get(r)
+                        .ok_or_else(|| volume_not_found(r))?
+                        .clone();
+                    strip(&mut v.tags);
+                    Change::PutVolume(v)
+                }
+                Resource::Instance => {
+                    let mut h = st
+                        .hosts
+                        .get(r)
+                        .ok_or_else(|| instance_not_found(r))?
+                        .clone();
+                    strip(&mut h.tags);
+                    Change::PutHost(h)
+                }
+            });
+        }
+        self.commit(&changes)?;
+        apply(&mut st, changes);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ hosts
+
+    /// RegisterHost: a host outside the instance manager gets an `i-` id in one AZ.
+    pub fn register_host(&self, req: pb::RegisterHostRequest) -> Result<HostRecord, Ec2Error> {
+        if req.name.trim().is_empty() {
+            return Err(Ec2Error::missing("Name"));
+        }
+        self.check_az(&req.availability_zone)?;
+        let mut tags = BTreeMap::new();
+        for ts in &req.tag_specifications {
+            if ts.resource_type != "instance" {
+                return Err(Ec2Error::invalid_value(format!(
+                    "'{}' is not a valid taggable resource type for this operation.",
+                    ts.resource_type
+                )));
+            }
+            validate::merge_tags(
+                "instance",
+                &mut tags,
+                ts.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+            )?;
+        }
+        let h = HostRecord {
+            instance_id: ids::new_id("i"),
+            name: req.name,
+            availability_zone: req.availability_zone,
+            launch_time_ms: now_ms(),
+            tags,
+        };
+        let mut st = self.lock();
+        self.commit(&[Change::PutHost(h.clone())])?;
+        st.hosts.insert(h.instance_id.clone(), h.clone());
+        tracing::info!(instance_id = %h.instance_id, name = %h.name, "host registered");
+        Ok(h)
+    }
+
+    /// DeregisterHost: detaches (and fences) its volumes, then forgets it.
+    pub fn deregister_host(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<(String, AttachmentRecord)>, Ec2Error> {
+        check_instance_id(instance_id)?;
+        let attached: Vec<String> = {
+            let st = self.lock();
+            if !st.hosts.contains_key(instance_id) {
+                return Err(instance_not_found(instance_id));
+            }
+            st.volumes
+                .values()
+                .filter(|v| v.attachments.iter().any(|a| a.instance_id == instance_id))
+                .map(|v| v.volume_id.clone())
+                .collect()
+        };
+        let mut detached = Vec::new();
+        for volume_id in attached {
+            detached.push(self.detach_volume(pb::DetachVolumeRequest {
+                volume_id,
+                instance_id: Some(instance_id.to_string()),
+                device: None,
+                force: true,
+            })?);
+        }
+        let mut st = self.lock();
+        if st
+            .volumes
+            .values()
+            .any(|v| v.attachments.iter().any(|a| a.instance_id == instance_id))
+        {
+            return Err(Ec2Error::new(
+                "IncorrectInstanceState",
+                format!(
+                    "Instance {instance_id} gained a new attachment while deregistering; try again."
+                ),
+            ));
+        }
+        self.commit(&[Change::DeleteHost(instance_id.to_string())])?;
+        st.hosts.remove(instance_id);
+        tracing::info!(instance_id, "host deregistered");
+        Ok(detached)
+    }
+
+    /// DescribeHosts, with each host's attachments.
+    pub fn describe_hosts(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(HostRecord, Vec<(String, AttachmentRecord)>)>, Ec2Error> {
+        for id in ids {
+            check_instance_id(id)?;
+        }
+        let st = self.lock();
+        let hosts: Vec<&HostRecord> = if ids.is_empty() {
+            st.hosts.values().collect()
+        } else {
+            ids.iter()
+                .map(|id| st.hosts.get(id).ok_or_else(|| instance_not_found(id)))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(hosts
+            .into_iter()
+            .map(|h| {
+                let atts = st
+                    .volumes
+                    .values()
+                    .flat_map(|v| {
+                        v.attachments
+                            .iter()
+                            .map(move |a| (v.volume_id.clone(), a.clone()))
+                    })
+                    .filter(|(_, a)| a.instance_id == h.instance_id)
+                    .collect();
+                (h.clone(), atts)
+            })
+            .collect())
+    }
+
+    /// Volume ids with their counters, for the metrics endpoint.
+    pub fn open_volume_stats(&self) -> Vec<(String, Arc<IoStats>)> {
+        let st = self.lock();
+        st.open
+            .iter()
+            .map(|(id, o)| (id.clone(), Arc::clone(&o.stats)))
+            .collect()
+    }
+
+    /// Number of volumes and hosts in the catalog.
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.volumes.len(), st.hosts.len())
+    }
+
+    /// Shutdown: fences every export (in-flight I/O completes first), then closes every open
+    /// volume cleanly (flush, changed-block tracking persisted). Attachments stay in the catalog.
+    pub async fn shutdown(&self) {
+        for export in self.exports.drain() {
+            export.fence().await;
+        }
+        let open: Vec<(String, OpenVolume)> = self.lock().open.drain().collect();
+        for (id, o) in open {
+            if let Err(e) = o.volume.close().await {
+                tracing::error!(volume_id = %id, error = %e, "clean close at shutdown failed");
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+}
+
+fn apply(st: &mut State, changes: Vec<Change>) {
+    for c in changes {
+        match c {
+            Change::PutVolume(v) => {
+                st.volumes.insert(v.volume_id.clone(), v);
+            }
+            Change::PutHost(h) => {
+                st.hosts.insert(h.instance_id.clone(), h);
+            }
+            Change::DeleteVolume(id) => {
+                st.volumes.remove(&id);
+            }
+            Change::DeleteHost(id) => {
+                st.hosts.remove(&id);
+            }
+        }
+    }
+}
+
+enum Resource {
+    Volume,
+    Instance,
+}
+
+fn resource(id: &str) -> Result<Resource, Ec2Error> {
+    if ids::is_valid_id(id, "vol") {
+        Ok(Resource::Volume)
+    } else if ids::is_valid_id(id, "i") {
+        Ok(Resource::Instance)
+    } else {
+        Err(Ec2Error::new(
+            "InvalidID",
+            format!("The ID '{id}' is not valid"),
+        ))
+    }
+}
+
+fn attached_to(v: &VolumeRecord) -> String {
+    v.attachments
+        .iter()
+        .map(|a| a.instance_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_volume_id(id: &str) -> Result<(), Ec2Error> {
+    if id.is_empty() {
+        return Err(Ec2Error::missing("VolumeId"));
+    }
+    if !ids::is_valid_id(id, "vol") {
+        return Err(Ec2Error::new(
+            "InvalidVolumeID.Malformed",
+            format!("Invalid id: \"{id}\" (expecting \"vol-...\")"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_instance_id(id: &str) -> Result<(), Ec2Error> {
+    if id.is_empty() {
+        return Err(Ec2Error::missing("InstanceId"));
+    }
+    if !ids::is_valid_id(id, "i") {
+        return Err(Ec2Error::new(
+            "InvalidInstanceID.Malformed",
+            format!("Invalid id: \"{id}\" (expecting \"i-...\")"),
+        ));
+    }
+    Ok(())
+}
+
+fn volume_not_found(id: &str) -> Ec2Error {
+    Ec2Error::new(
+        "InvalidVolume.NotFound",
+        format!("The volume '{id}' does not exist."),
+    )
+}
+
+fn instance_not_found(id: &str) -> Ec2Error {
+    Ec2Error::new(
+        "InvalidInstanceID.NotFound",
+        format!("The instance ID '{id}' does not exist"),
+    )
+}
+
+/// Pagination tokens: opaque to clients, the hex of the last volume id returned.
+fn encode_token(last: &str) -> String {
+    last.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_token(t: &str) -> Option<String> {
+    if t.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
+        .collect();
+    let s = String::from_utf8(bytes?).ok()?;
+    ids::is_valid_id(&s, "vol").then_some(s)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,230 @@
+//! The `ebs.v1.VolumeService` gRPC service: decodes requests, runs the control plane on a
+//! blocking thread, and encodes records as protobuf responses with AWS field semantics.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use pb::volume_service_server::VolumeService;
+use proto::ebs::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::catalog::{AttachmentRecord, HostRecord, VolumeRecord};
+use crate::control::{ControlPlane, Ec2Error};
+
+/// The gRPC face of the control plane.
+#[derive(Debug, Clone)]
+pub struct VolumeApi {
+    control: Arc<ControlPlane>,
+}
+
+impl VolumeApi {
+    /// Serves `control`.
+    pub fn new(control: Arc<ControlPlane>) -> VolumeApi {
+        VolumeApi { control }
+    }
+
+    /// Runs `f` on a blocking thread (control-plane methods do file and catalog I/O).
+    async fn run<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ControlPlane) -> Result<T, Ec2Error> + Send + 'static,
+    {
+        let control = Arc::clone(&self.control);
+        match tokio::task::spawn_blocking(move || f(&control)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.into_status()),
+            Err(join) => {
+                Err(Ec2Error::internal(format!("control-plane task failed: {join}")).into_status())
+            }
+        }
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, as the AWS CLI prints timestamps.
+pub fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn tags(map: &std::collections::BTreeMap<String, String>) -> Vec<pb::Tag> {
+    map.iter()
+        .map(|(k, v)| pb::Tag {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn attachment(cp: &ControlPlane, volume_id: &str, a: &AttachmentRecord) -> pb::VolumeAttachment {
+    pb::VolumeAttachment {
+        volume_id: volume_id.to_string(),
+        instance_id: a.instance_id.clone(),
+        device: a.device.clone(),
+        state: a.state.as_str().to_string(),
+        attach_time: format_time(a.attach_time_ms),
+        delete_on_termination: a.delete_on_termination,
+        nbd_uri: cp.nbd_uri(&a.token),
+        generation: a.generation,
+    }
+}
+
+fn volume(cp: &ControlPlane, v: &VolumeRecord) -> pb::Volume {
+    pb::Volume {
+        volume_id: v.volume_id.clone(),
+        size: v.size_gib as i32,
+        snapshot_id: v.snapshot_id.clone().unwrap_or_default(),
+        availability_zone: v.availability_zone.clone(),
+        state: v.state.as_str().to_string(),
+        create_time: format_time(v.create_time_ms),
+        attachments: v
+            .attachments
+            .iter()
+            .map(|a| attachment(cp, &v.volume_id, a))
+            .collect(),
+        volume_type: v.volume_type.as_str().to_string(),
+        iops: v.iops.map(|n| n as i32),
+        throughput: v.throughput.map(|n| n as i32),
+        encrypted: false,
+        multi_attach_enabled: v.multi_attach_enabled,
+        fast_restored: false,
+        tags: tags(&v.tags),
+    }
+}
+
+fn host(cp: &ControlPlane, h: &HostRecord, atts: &[(String, AttachmentRecord)]) -> pb::Host {
+    pb::Host {
+        instance_id: h.instance_id.clone(),
+        name: h.name.clone(),
+        availability_zone: h.availability_zone.clone(),
+        state: "running".to_string(),
+        launch_time: format_time(h.launch_time_ms),
+        tags: tags(&h.tags),
+        attachments: atts.iter().map(|(vid, a)| attachment(cp, vid, a)).collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl VolumeService for VolumeApi {
+    async fn create_volume(
+        &self,
+        req: Request<pb::CreateVolumeRequest>,
+    ) -> Result<Response<pb::Volume>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.create_volume(req).map(|v| volume(cp, &v)))
+            .await
+            .map(Response::new)
+    }
+
+    async fn describe_volumes(
+        &self,
+        req: Request<pb::DescribeVolumesRequest>,
+    ) -> Result<Response<pb::DescribeVolumesResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| {
+            let (vols, next_token) = cp.describe_volumes(req)?;
+            Ok(pb::DescribeVolumesResponse {
+                volumes: vols.iter().map(|v| volume(cp, v)).collect(),
+                next_token,
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn delete_volume(
+        &self,
+        req: Request<pb::DeleteVolumeRequest>,
+    ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
+        let id = req.into_inner().volume_id;
+        self.run(move |cp| cp.delete_volume(&id)).await?;
+        Ok(Response::new(pb::DeleteVolumeResponse {}))
+    }
+
+    async fn attach_volume(
+        &self,
+        req: Request<pb::AttachVolumeRequest>,
+    ) -> Result<Response<pb::VolumeAttachment>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| {
+            cp.attach_volume(req)
+                .map(|(vid, a)| attachment(cp, &vid, &a))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn detach_volume(
+        &self,
+        req: Request<pb::DetachVolumeRequest>,
+    ) -> Result<Response<pb::VolumeAttachment>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| {
+            cp.detach_volume(req)
+                .map(|(vid, a)| attachment(cp, &vid, &a))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn create_tags(
+        &self,
+        req: Request<pb::CreateTagsRequest>,
+    ) -> Result<Response<pb::CreateTagsResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.create_tags(&req.resources, &req.tags))
+            .await?;
+        Ok(Response::new(pb::CreateTagsResponse {}))
+    }
+
+    async fn delete_tags(
+        &self,
+        req: Request<pb::DeleteTagsRequest>,
+    ) -> Result<Response<pb::DeleteTagsResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.delete_tags(&req.resources, &req.tags))
+            .await?;
+        Ok(Response::new(pb::DeleteTagsResponse {}))
+    }
+
+    async fn register_host(
+        &self,
+        req: Request<pb::RegisterHostRequest>,
+    ) -> Result<Response<pb::Host>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.register_host(req).map(|h| host(cp, &h, &[])))
+            .await
+            .map(Response::new)
+    }
+
+    async fn deregister_host(
+        &self,
+        req: Request<pb::DeregisterHostRequest>,
+    ) -> Result<Response<pb::DeregisterHostResponse>, Status> {
+        let id = req.into_inner().instance_id;
+        self.run(move |cp| {
+            let detached = cp.deregister_host(&id)?;
+            Ok(pb::DeregisterHostResponse {
+                detached: detached
+                    .iter()
+                    .map(|(vid, a)| attachment(cp, vid, a))
+                    .collect(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn describe_hosts(
+        &self,
+        req: Request<pb::DescribeHostsRequest>,
+    ) -> Result<Response<pb::DescribeHostsResponse>, Status> {
+        let ids = req.into_inner().instance_ids;
+        self.run(move |cp| {
+            let hosts = cp.describe_hosts(&ids)?;
+            Ok(pb::DescribeHostsResponse {
+                hosts: hosts.iter().map(|(h, a)| host(cp, h, a)).collect(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+}

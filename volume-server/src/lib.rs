@@ -1,0 +1,182 @@
+//! The volume server: an EBS-compatible control plane over gRPC and a data plane over NBD.
+//!
+//! # Layout
+//! * [`config`]: command-line flags.
+//! * [`catalog`]: durable records (redb by default) behind a small trait.
+//! * [`control`]: volumes, hosts, attachments: the EC2 rules and state machine.
+//! * [`exports`]: attachment token → open volume + fencing gate, read by NBD sessions.
+//! * [`grpc`]: the `ebs.v1.VolumeService` service.
+//! * [`nbd`]: the NBD server.
+//! * [`metrics`]: the Prometheus endpoint.
+//!
+//! # Paths
+//! * Data: NBD request → [`exports::Export`] → fencing gate → [`storage_engine::Volume`] → engine.
+//! * Control: gRPC → [`control::ControlPlane`] → catalog transaction → state → volume files /
+//!   exports.
+
+pub mod catalog;
+pub mod config;
+pub mod control;
+pub mod exports;
+pub mod grpc;
+pub mod ids;
+pub mod metrics;
+pub mod nbd;
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+
+pub use config::Config;
+use storage_engine::Engine;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be created.
+    #[error("Cannot create data directory {0}")]
+    DataDir(String, #[source] std::io::Error),
+    /// A listener could not bind.
+    #[error("Cannot listen on {0}")]
+    Bind(std::net::SocketAddr, #[source] std::io::Error),
+    /// The I/O engine did not start.
+    #[error("Cannot start the I/O engine")]
+    Engine(#[from] storage_engine::EngineError),
+    /// The catalog could not be opened.
+    #[error("Cannot open the catalog")]
+    Catalog(#[from] catalog::CatalogError),
+    /// Loading state failed.
+    #[error("Cannot load state: {0}")]
+    Control(control::Ec2Error),
+    /// The gRPC server failed.
+    #[error("gRPC server failed")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServerError::Bind(addr, e))
+}
+
+/// Runs the server until `shutdown` completes, then drains: NBD sessions finish in-flight
+/// requests, every attachment is fenced, and volumes are closed cleanly.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
+    let engine = match cfg.io_engine {
+        Some(kind) => {
+            let e = Engine::start(kind, cfg.io_threads)?;
+            tracing::info!(engine = %kind, threads = cfg.io_threads, "I/O engine started");
+            e
+        }
+        None => Engine::start_preferred(cfg.io_threads)?,
+    };
+    let catalog = Arc::new(catalog::RedbCatalog::open(
+        &cfg.data_dir.join("catalog.redb"),
+    )?);
+
+    let grpc_listener = bind(cfg.grpc_addr).await?;
+    let nbd_listener = bind(cfg.nbd_addr).await?;
+    let metrics_listener = bind(cfg.metrics_addr).await?;
+    let (grpc_addr, nbd_addr, metrics_addr) = (
+        grpc_listener
+            .local_addr()
+            .map_err(|e| ServerError::Bind(cfg.grpc_addr, e))?,
+        nbd_listener
+            .local_addr()
+            .map_err(|e| ServerError::Bind(cfg.nbd_addr, e))?,
+        metrics_listener
+            .local_addr()
+            .map_err(|e| ServerError::Bind(cfg.metrics_addr, e))?,
+    );
+
+    let exports = Arc::new(exports::Exports::default());
+    let control_cfg = control::ControlConfig {
+        region: cfg.region.clone(),
+        availability_zones: cfg.zones(),
+        data_dir: cfg.data_dir.clone(),
+        nbd_addr,
+    };
+    let control = {
+        let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());
+        tokio::task::spawn_blocking(move || {
+            control::ControlPlane::open(control_cfg, catalog, engine, exports, rt)
+        })
+        .await
+        .map_err(|e| ServerError::Control(control::Ec2Error::internal(e.to_string())))?
+        .map_err(ServerError::Control)?
+    };
+    let control = Arc::new(control);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let nbd_cfg = nbd::NbdConfig {
+        handshake_timeout: cfg.nbd_handshake_timeout,
+        idle_timeout: (!cfg.nbd_idle_timeout.is_zero()).then_some(cfg.nbd_idle_timeout),
+        max_connections: cfg.nbd_max_connections,
+    };
+    let nbd_task = tokio::spawn(nbd::run(
+        nbd_listener,
+        Arc::clone(&exports),
+        nbd_cfg,
+        stop_rx.clone(),
+    ));
+    let metrics_task = tokio::spawn(metrics::run(
+        metrics_listener,
+        Arc::clone(&control),
+        stop_rx.clone(),
+    ));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<proto::ebs::v1::volume_service_server::VolumeServiceServer<grpc::VolumeApi>>(
+        )
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Control(control::Ec2Error::internal(e.to_string())))?;
+    let api = proto::ebs::v1::volume_service_server::VolumeServiceServer::new(
+        grpc::VolumeApi::new(Arc::clone(&control)),
+    );
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(api)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                async move {
+                    let _ = grpc_stop.wait_for(|s| *s).await;
+                },
+            ),
+    );
+
+    tracing::info!(%grpc_addr, %nbd_addr, %metrics_addr, data_dir = %cfg.data_dir.display(), region = %cfg.region, "volume-server ready");
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "listening grpc={grpc_addr} nbd={nbd_addr} metrics={metrics_addr}"
+        );
+        let _ = out.flush();
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: draining NBD sessions and gRPC calls");
+    let _ = stop_tx.send(true);
+    let _ = nbd_task.await;
+    let grpc_result = grpc_task.await;
+    let _ = metrics_task.await;
+    control.shutdown().await;
+    tracing::info!("volumes closed cleanly; bye");
+    match grpc_result {
+        Ok(r) => r.map_err(ServerError::Grpc),
+        Err(e) => Err(ServerError::Control(control::Ec2Error::internal(
+            e.to_string(),
+        ))),
+    }
+}

@@ -1,0 +1,96 @@
+//! The NBD accept loop: caps connections, times out handshakes, drains sessions on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::handshake::{self, HandshakeError};
+use super::session::{self, SessionConfig};
+use crate::exports::Exports;
+
+/// NBD server settings.
+#[derive(Debug, Clone, Copy)]
+pub struct NbdConfig {
+    /// A client that has not finished negotiating after this long is disconnected.
+    pub handshake_timeout: Duration,
+    /// Idle sessions (nothing in flight, no request) close after this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
+}
+
+/// Serves NBD on `listener` until `shutdown` turns true, then waits for sessions to finish
+/// their in-flight requests.
+pub async fn run(
+    listener: TcpListener,
+    exports: Arc<Exports>,
+    cfg: NbdConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(cfg.max_connections));
+    let mut sessions = JoinSet::new();
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((sock, peer)) => {
+                    backoff = Duration::from_millis(1);
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        tracing::warn!(%peer, max = cfg.max_connections, "NBD connection cap reached; refusing");
+                        drop(sock);
+                        continue;
+                    };
+                    let _ = sock.set_nodelay(true);
+                    sessions.spawn(handle(sock, Arc::clone(&exports), cfg, shutdown.clone(), permit));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "NBD accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+        while sessions.try_join_next().is_some() {}
+    }
+    while sessions.join_next().await.is_some() {}
+}
+
+async fn handle(
+    mut sock: TcpStream,
+    exports: Arc<Exports>,
+    cfg: NbdConfig,
+    shutdown: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let peer = sock.peer_addr().ok();
+    let shutting_down = || *shutdown.borrow();
+    let negotiated = tokio::time::timeout(
+        cfg.handshake_timeout,
+        handshake::negotiate(&mut sock, &exports, shutting_down),
+    )
+    .await;
+    let neg = match negotiated {
+        Ok(Ok(n)) => n,
+        Ok(Err(HandshakeError::Aborted)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "NBD handshake ended");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(?peer, "NBD handshake timed out");
+            return;
+        }
+    };
+    tracing::debug!(?peer, volume_id = %neg.export.volume_id, structured = neg.structured, "NBD session started");
+    let scfg = SessionConfig {
+        idle_timeout: cfg.idle_timeout,
+    };
+    if let Err(e) = session::serve(sock, neg, scfg, shutdown).await {
+        tracing::debug!(?peer, error = %e, "NBD session ended with a socket error");
+    }
+}
