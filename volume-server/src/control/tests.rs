@@ -1,1 +1,587 @@
-//! Control-plane tests.
+//! Control-plane tests: every validation rule asserts its EC2 error code; state changes survive a
+//! reopen of the catalog.
+
+use super::*;
+use crate::catalog::RedbCatalog;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+    exports: Arc<Exports>,
+    cp: ControlPlane,
+}
+
+fn open_at(dir: &Path, rt: &tokio::runtime::Runtime) -> (Arc<Exports>, ControlPlane) {
+    let exports = Arc::new(Exports::default());
+    let catalog = Arc::new(RedbCatalog::open(&dir.join("catalog.redb")).unwrap());
+    let engine = Engine::start(storage_engine::EngineKind::Sync, 2).unwrap();
+    let cfg = ControlConfig {
+        region: "us-east-1".into(),
+        availability_zones: vec!["us-east-1a".into(), "us-east-1b".into()],
+        data_dir: dir.to_path_buf(),
+        nbd_addr: "127.0.0.1:10809".parse().unwrap(),
+    };
+    let cp = ControlPlane::open(
+        cfg,
+        catalog,
+        engine,
+        Arc::clone(&exports),
+        rt.handle().clone(),
+    )
+    .unwrap();
+    (exports, cp)
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (exports, cp) = open_at(dir.path(), &rt);
+    Fixture {
+        dir,
+        rt,
+        exports,
+        cp,
+    }
+}
+
+fn create_req(size: i32, vtype: &str) -> pb::CreateVolumeRequest {
+    pb::CreateVolumeRequest {
+        availability_zone: "us-east-1a".into(),
+        size: Some(size),
+        volume_type: Some(vtype.into()),
+        ..Default::default()
+    }
+}
+
+fn host(cp: &ControlPlane, az: &str) -> String {
+    cp.register_host(pb::RegisterHostRequest {
+        name: "h".into(),
+        availability_zone: az.into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .instance_id
+}
+
+fn attach_req(v: &str, i: &str, dev: &str) -> pb::AttachVolumeRequest {
+    pb::AttachVolumeRequest {
+        volume_id: v.into(),
+        instance_id: i.into(),
+        device: dev.into(),
+    }
+}
+
+fn detach_req(v: &str, i: Option<&str>) -> pb::DetachVolumeRequest {
+    pb::DetachVolumeRequest {
+        volume_id: v.into(),
+        instance_id: i.map(Into::into),
+        device: None,
+        force: false,
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, Ec2Error>) -> &'static str {
+    r.expect_err("must fail").code
+}
+
+#[test]
+fn create_volume_rules() {
+    let f = fixture();
+    let cp = &f.cp;
+    let v = cp.create_volume(create_req(8, "gp3")).unwrap();
+    assert_eq!(v.state, VolumeState::Available);
+    assert!(ids::is_valid_id(&v.volume_id, "vol"));
+    assert!(
+        f.dir
+            .path()
+            .join("us-east-1a/volumes")
+            .join(format!("{}.img", v.volume_id))
+            .exists()
+    );
+
+    let mut r = create_req(8, "gp3");
+    r.availability_zone.clear();
+    assert_eq!(code(cp.create_volume(r)), "MissingParameter");
+    let mut r = create_req(8, "gp3");
+    r.availability_zone = "us-west-2a".into();
+    assert_eq!(code(cp.create_volume(r)), "InvalidParameterValue");
+    assert_eq!(
+        code(cp.create_volume(create_req(8, "gp9"))),
+        "UnknownVolumeType"
+    );
+    assert_eq!(
+        code(cp.create_volume(create_req(0, "gp3"))),
+        "InvalidParameterValue"
+    );
+    let mut r = create_req(8, "gp3");
+    r.size = None;
+    assert_eq!(code(cp.create_volume(r)), "MissingParameter");
+    let mut r = create_req(8, "gp3");
+    r.encrypted = Some(true);
+    assert_eq!(code(cp.create_volume(r)), "UnsupportedOperation");
+    let mut r = create_req(8, "gp3");
+    r.snapshot_id = Some("snap-xyz".into());
+    assert_eq!(code(cp.create_volume(r)), "InvalidSnapshotID.Malformed");
+    let mut r = create_req(8, "gp3");
+    r.snapshot_id = Some("snap-0123456789abcdef0".into());
+    assert_eq!(code(cp.create_volume(r)), "InvalidSnapshot.NotFound");
+    let mut r = create_req(8, "gp3");
+    r.multi_attach_enabled = Some(true);
+    assert_eq!(code(cp.create_volume(r)), "InvalidParameterCombination");
+    let mut r = create_req(8, "gp2");
+    r.iops = Some(500);
+    assert_eq!(code(cp.create_volume(r)), "InvalidParameterCombination");
+    assert_eq!(
+        code(cp.create_volume(create_req(8, "io1"))),
+        "MissingParameter"
+    );
+
+    let mut r = create_req(8, "gp3");
+    r.tag_specifications = vec![pb::TagSpecification {
+        resource_type: "snapshot".into(),
+        tags: vec![],
+    }];
+    assert_eq!(code(cp.create_volume(r)), "InvalidParameterValue");
+    let mut r = create_req(8, "gp3");
+    r.tag_specifications = vec![pb::TagSpecification {
+        resource_type: "volume".into(),
+        tags: vec![pb::Tag {
+            key: "aws:x".into(),
+            value: "y".into(),
+        }],
+    }];
+    assert_eq!(code(cp.create_volume(r)), "InvalidParameterValue");
+}
+
+#[test]
+fn client_token_is_idempotent() {
+    let f = fixture();
+    let mut r = create_req(8, "gp3");
+    r.client_token = Some("tok-1".into());
+    let a = f.cp.create_volume(r.clone()).unwrap();
+    let b = f.cp.create_volume(r.clone()).unwrap();
+    assert_eq!(a.volume_id, b.volume_id);
+    r.size = Some(9);
+    assert_eq!(code(f.cp.create_volume(r)), "IdempotentParameterMismatch");
+    assert_eq!(f.cp.counts().0, 1);
+}
+
+#[test]
+fn describe_filters_and_pages() {
+    let f = fixture();
+    let cp = &f.cp;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let mut r = create_req(1, if i % 2 == 0 { "gp3" } else { "gp2" });
+        if i % 3 == 0 {
+            r.availability_zone = "us-east-1b".into();
+        }
+        r.tag_specifications = vec![pb::TagSpecification {
+            resource_type: "volume".into(),
+            tags: vec![pb::Tag {
+                key: "n".into(),
+                value: i.to_string(),
+            }],
+        }];
+        ids.push(cp.create_volume(r).unwrap().volume_id);
+    }
+    let desc = |filters: Vec<(&str, &str)>| {
+        let filters = filters
+            .into_iter()
+            .map(|(n, v)| pb::Filter {
+                name: n.into(),
+                values: vec![v.into()],
+            })
+            .collect();
+        cp.describe_volumes(pb::DescribeVolumesRequest {
+            filters,
+            ..Default::default()
+        })
+        .unwrap()
+        .0
+    };
+    assert_eq!(desc(vec![]).len(), 12);
+    assert_eq!(desc(vec![("volume-type", "gp3")]).len(), 6);
+    assert_eq!(desc(vec![("availability-zone", "us-east-1b")]).len(), 4);
+    assert_eq!(
+        desc(vec![
+            ("volume-type", "gp3"),
+            ("availability-zone", "us-east-1b")
+        ])
+        .len(),
+        2
+    );
+    assert_eq!(desc(vec![("tag:n", "1*")]).len(), 3, "1, 10, 11");
+    assert_eq!(desc(vec![("status", "in-use")]).len(), 0);
+
+    let h = host(cp, "us-east-1a");
+    cp.attach_volume(attach_req(&ids[1], &h, "/dev/sdf"))
+        .unwrap();
+    let hits = desc(vec![("attachment.instance-id", &h)]);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].volume_id, ids[1]);
+    assert_eq!(desc(vec![("status", "in-use")]).len(), 1);
+
+    // Pagination walks every volume exactly once.
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let (page, next) = cp
+            .describe_volumes(pb::DescribeVolumesRequest {
+                max_results: Some(5),
+                next_token: token,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(page.len() <= 5);
+        seen.extend(page.into_iter().map(|v| v.volume_id));
+        match next {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+
+    let bad = |req: pb::DescribeVolumesRequest| code(cp.describe_volumes(req));
+    assert_eq!(
+        bad(pb::DescribeVolumesRequest {
+            volume_ids: vec!["vol-nope".into()],
+            ..Default::default()
+        }),
+        "InvalidVolumeID.Malformed"
+    );
+    assert_eq!(
+        bad(pb::DescribeVolumesRequest {
+            volume_ids: vec!["vol-0123456789abcdef0".into()],
+            ..Default::default()
+        }),
+        "InvalidVolume.NotFound"
+    );
+    assert_eq!(
+        bad(pb::DescribeVolumesRequest {
+            volume_ids: vec![ids[0].clone()],
+            max_results: Some(5),
+            ..Default::default()
+        }),
+        "InvalidParameterCombination"
+    );
+    assert_eq!(
+        bad(pb::DescribeVolumesRequest {
+            max_results: Some(4),
+            ..Default::default()
+        }),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        bad(pb::DescribeVolumesRequest {
+            max_results: Some(501),
+            ..Default::default()
+        }),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        bad(pb::DescribeVolumesRequest {
+            next_token: Some("zz".into()),
+            ..Default::default()
+        }),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        bad(pb::DescribeVolumesRequest {
+            filters: vec![pb::Filter {
+                name: "colour".into(),
+                values: vec!["red".into()]
+            }],
+            ..Default::default()
+        }),
+        "InvalidParameterValue"
+    );
+}
+
+#[test]
+fn attach_rules() {
+    let f = fixture();
+    let cp = &f.cp;
+    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let h = host(cp, "us-east-1a");
+    let hb = host(cp, "us-east-1b");
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, "i-nope", "/dev/sdf"))),
+        "InvalidInstanceID.Malformed"
+    );
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, "i-0123456789abcdef0", "/dev/sdf"))),
+        "InvalidInstanceID.NotFound"
+    );
+    assert_eq!(
+        code(cp.attach_volume(attach_req("vol-0123456789abcdef0", &h, "/dev/sdf"))),
+        "InvalidVolume.NotFound"
+    );
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, &hb, "/dev/sdf"))),
+        "InvalidVolume.ZoneMismatch"
+    );
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, &h, ""))),
+        "MissingParameter"
+    );
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, &h, "/dev/nvme0n1"))),
+        "InvalidParameterValue"
+    );
+
+    let (vid, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    assert_eq!(vid, v);
+    assert_eq!(a.state, AttachmentState::Attached);
+    assert!(f.exports.get(&a.token).is_some(), "attachment serves NBD");
+    assert!(cp.nbd_uri(&a.token).ends_with(&a.token));
+
+    let h2 = host(cp, "us-east-1a");
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, &h2, "/dev/sdg"))),
+        "VolumeInUse"
+    );
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, &h, "/dev/sdg"))),
+        "VolumeInUse"
+    );
+    let other = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&other, &h, "/dev/sdf"))),
+        "InvalidDevice.InUse"
+    );
+    assert_eq!(code(cp.delete_volume(&v)), "VolumeInUse");
+}
+
+#[test]
+fn multi_attach_limits() {
+    let f = fixture();
+    let cp = &f.cp;
+    let mut r = create_req(100, "io2");
+    r.iops = Some(1000);
+    r.multi_attach_enabled = Some(true);
+    let v = cp.create_volume(r).unwrap().volume_id;
+    let mut gens = Vec::new();
+    for _ in 0..MAX_MULTI_ATTACH {
+        let h = host(cp, "us-east-1a");
+        gens.push(
+            cp.attach_volume(attach_req(&v, &h, "/dev/sdf"))
+                .unwrap()
+                .1
+                .generation,
+        );
+    }
+    assert!(
+        gens.windows(2).all(|w| w[0] < w[1]),
+        "generations grow: {gens:?}"
+    );
+    let h = host(cp, "us-east-1a");
+    assert_eq!(
+        code(cp.attach_volume(attach_req(&v, &h, "/dev/sdf"))),
+        "AttachmentLimitExceeded"
+    );
+    assert_eq!(
+        code(cp.detach_volume(detach_req(&v, None))),
+        "MissingParameter"
+    );
+    assert_eq!(
+        code(cp.detach_volume(detach_req(&v, Some(&h)))),
+        "InvalidAttachment.NotFound"
+    );
+}
+
+#[test]
+fn detach_fences_and_frees() {
+    let f = fixture();
+    let cp = &f.cp;
+    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let h = host(cp, "us-east-1a");
+    assert_eq!(
+        code(cp.detach_volume(detach_req(&v, None))),
+        "IncorrectState"
+    );
+    let (_, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let export = f.exports.get(&a.token).unwrap();
+    let (_, d) = cp.detach_volume(detach_req(&v, Some(&h))).unwrap();
+    assert_eq!(d.state, AttachmentState::Detached);
+    assert!(f.exports.get(&a.token).is_none(), "export removed");
+    assert!(export.gate.enter().is_none(), "old attachment is fenced");
+    let (vols, _) = cp
+        .describe_volumes(pb::DescribeVolumesRequest {
+            volume_ids: vec![v.clone()],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(vols[0].state, VolumeState::Available);
+    // Re-attaching gets a new token and a newer generation.
+    let (_, b) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    assert_ne!(a.token, b.token);
+    assert!(b.generation > a.generation);
+    cp.detach_volume(detach_req(&v, None)).unwrap();
+    cp.delete_volume(&v).unwrap();
+    assert_eq!(code(cp.delete_volume(&v)), "InvalidVolume.NotFound");
+}
+
+#[test]
+fn tags_rules() {
+    let f = fixture();
+    let cp = &f.cp;
+    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let h = host(cp, "us-east-1a");
+    let t = |k: &str, val: &str| pb::Tag {
+        key: k.into(),
+        value: val.into(),
+    };
+    cp.create_tags(
+        &[v.clone(), h.clone()],
+        &[t("Name", "db"), t("env", "prod")],
+    )
+    .unwrap();
+    let tags_of = || {
+        cp.describe_volumes(pb::DescribeVolumesRequest {
+            volume_ids: vec![v.clone()],
+            ..Default::default()
+        })
+        .unwrap()
+        .0[0]
+            .tags
+            .clone()
+    };
+    assert_eq!(tags_of().len(), 2);
+    assert_eq!(
+        cp.describe_hosts(std::slice::from_ref(&h)).unwrap()[0]
+            .0
+            .tags
+            .len(),
+        2
+    );
+    assert_eq!(code(cp.create_tags(&[v.clone()], &[])), "MissingParameter");
+    assert_eq!(
+        code(cp.create_tags(&[], &[t("a", "b")])),
+        "MissingParameter"
+    );
+    assert_eq!(
+        code(cp.create_tags(&["snap-x".into()], &[t("a", "b")])),
+        "InvalidID"
+    );
+    assert_eq!(
+        code(cp.create_tags(&["vol-0123456789abcdef0".into()], &[t("a", "b")])),
+        "InvalidVolume.NotFound"
+    );
+    assert_eq!(
+        code(cp.create_tags(&["i-0123456789abcdef0".into()], &[t("a", "b")])),
+        "InvalidInstanceID.NotFound"
+    );
+    let many: Vec<pb::Tag> = (0..49).map(|i| t(&format!("k{i}"), "")).collect();
+    assert_eq!(
+        code(cp.create_tags(&[v.clone()], &many)),
+        "TagLimitExceeded"
+    );
+    assert_eq!(tags_of().len(), 2, "a failed CreateTags changes nothing");
+
+    // A value that does not match leaves the tag; no value deletes it.
+    let dt = |k: &str, val: Option<&str>| pb::DeleteTag {
+        key: k.into(),
+        value: val.map(Into::into),
+    };
+    cp.delete_tags(&[v.clone()], &[dt("Name", Some("other"))])
+        .unwrap();
+    assert_eq!(tags_of().len(), 2);
+    cp.delete_tags(&[v.clone()], &[dt("Name", Some("db"))])
+        .unwrap();
+    assert_eq!(tags_of().len(), 1);
+    cp.delete_tags(&[v.clone()], &[]).unwrap();
+    assert!(tags_of().is_empty());
+}
+
+#[test]
+fn host_rules() {
+    let f = fixture();
+    let cp = &f.cp;
+    let req = |name: &str, az: &str| pb::RegisterHostRequest {
+        name: name.into(),
+        availability_zone: az.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        code(cp.register_host(req("", "us-east-1a"))),
+        "MissingParameter"
+    );
+    assert_eq!(
+        code(cp.register_host(req("h", "eu-west-1a"))),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        code(cp.describe_hosts(&["i-0123456789abcdef0".into()])),
+        "InvalidInstanceID.NotFound"
+    );
+    assert_eq!(
+        code(cp.deregister_host("i-0123456789abcdef0")),
+        "InvalidInstanceID.NotFound"
+    );
+    let h = host(cp, "us-east-1a");
+    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let (_, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let detached = cp.deregister_host(&h).unwrap();
+    assert_eq!(detached.len(), 1);
+    assert!(f.exports.get(&a.token).is_none());
+    assert!(cp.describe_hosts(&[]).unwrap().is_empty());
+    cp.delete_volume(&v).unwrap();
+}
+
+#[test]
+fn state_survives_reopen() {
+    let f = fixture();
+    let v = f.cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let h = host(&f.cp, "us-east-1a");
+    let (_, a) = f.cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let Fixture { dir, rt, cp, .. } = f;
+    // Simulate a crash: no shutdown, just drop.
+    drop(cp);
+    let (exports, cp) = open_at(dir.path(), &rt);
+    let (vols, _) = cp
+        .describe_volumes(pb::DescribeVolumesRequest::default())
+        .unwrap();
+    assert_eq!(vols.len(), 1);
+    assert_eq!(vols[0].state, VolumeState::InUse);
+    assert_eq!(vols[0].attachments[0].token, a.token);
+    assert!(
+        exports.get(&a.token).is_some(),
+        "attachment serves again after restart"
+    );
+    assert_eq!(cp.describe_hosts(&[]).unwrap().len(), 1);
+}
+
+#[test]
+fn errors_map_to_grpc_codes_with_ec2_code() {
+    let cases = [
+        ("InvalidVolume.NotFound", tonic::Code::NotFound),
+        ("VolumeInUse", tonic::Code::FailedPrecondition),
+        (
+            "InvalidVolume.ZoneMismatch",
+            tonic::Code::FailedPrecondition,
+        ),
+        ("AttachmentLimitExceeded", tonic::Code::ResourceExhausted),
+        ("InvalidParameterValue", tonic::Code::InvalidArgument),
+        ("InternalError", tonic::Code::Internal),
+    ];
+    for (c, want) in cases {
+        let status = Ec2Error::new(c, "m").into_status();
+        assert_eq!(status.code(), want, "{c}");
+        assert_eq!(
+            status
+                .metadata()
+                .get(proto::EC2_ERROR_CODE_KEY)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            c
+        );
+    }
+}
