@@ -1,0 +1,570 @@
+//! NBD protocol conformance and bad input, byte by byte against a real `volume-server`:
+//! handshake corner cases, malformed and out-of-range requests, pipelining with out-of-order
+//! replies, vanishing clients, timeouts, the connection cap and fencing on detach.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pb::volume_service_client::VolumeServiceClient;
+use proto::ebs::v1 as pb;
+
+const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
+const OPT_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+const OPT_EXPORT_NAME: u32 = 1;
+const OPT_GO: u32 = 7;
+const OPT_STRUCTURED_REPLY: u32 = 8;
+const OPT_SET_META_CONTEXT: u32 = 10;
+const REP_ACK: u32 = 1;
+const REP_INFO: u32 = 3;
+const REP_META_CONTEXT: u32 = 4;
+const REP_ERR_UNSUP: u32 = (1 << 31) + 1;
+const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
+const REP_ERR_TOO_BIG: u32 = (1 << 31) + 9;
+const CMD_READ: u16 = 0;
+const CMD_WRITE: u16 = 1;
+const CMD_DISC: u16 = 2;
+const CMD_FLUSH: u16 = 3;
+const CMD_BLOCK_STATUS: u16 = 7;
+const SIMPLE_MAGIC: u32 = 0x6744_6698;
+const STRUCTURED_MAGIC: u32 = 0x668e_33ef;
+const EINVAL: u32 = 22;
+const ENOSPC: u32 = 28;
+const ESHUTDOWN: u32 = 108;
+const GIB: u64 = 1 << 30;
+
+/// A `volume-server` child process on ephemeral ports.
+struct Server {
+    child: Child,
+    grpc: SocketAddr,
+    nbd: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_volume-server"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--nbd-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn volume-server");
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        let (grpc, nbd) = (addr("grpc="), addr("nbd="));
+        Server {
+            child,
+            grpc,
+            nbd,
+            _dir: dir,
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Creates a 1 GiB volume, registers a host, attaches: returns (volume id, export name).
+    fn attached_volume(&self) -> (String, String) {
+        Self::rt().block_on(async {
+            let mut c = VolumeServiceClient::connect(format!("http://{}", self.grpc))
+                .await
+                .unwrap();
+            let v = c
+                .create_volume(pb::CreateVolumeRequest {
+                    availability_zone: "us-east-1a".into(),
+                    size: Some(1),
+                    volume_type: Some("gp3".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let h = c
+                .register_host(pb::RegisterHostRequest {
+                    name: "t".into(),
+                    availability_zone: "us-east-1a".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let a = c
+                .attach_volume(pb::AttachVolumeRequest {
+                    volume_id: v.volume_id.clone(),
+                    instance_id: h.instance_id,
+                    device: "/dev/sdf".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let token = a.nbd_uri.rsplit('/').next().unwrap().to_string();
+            (v.volume_id, token)
+        })
+    }
+
+    fn detach(&self, volume_id: &str) {
+        Self::rt().block_on(async {
+            let mut c = VolumeServiceClient::connect(format!("http://{}", self.grpc))
+                .await
+                .unwrap();
+            c.detach_volume(pb::DetachVolumeRequest {
+                volume_id: volume_id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        });
+    }
+
+    fn connect(&self) -> Conn {
+        let s = TcpStream::connect(self.nbd).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Conn(s)
+    }
+
+    fn assert_alive(&self) {
+        let (_, token) = self.attached_volume();
+        let mut c = self.connect();
+        c.go(&token, true);
+        c.request(0, CMD_READ, 1, 0, 4096);
+        let (err, data) = c.read_reply(1, true);
+        assert_eq!((err, data.len()), (0, 4096), "server still serves");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Conn(TcpStream);
+
+impl Conn {
+    fn u16(&mut self) -> u16 {
+        let mut b = [0; 2];
+        self.0.read_exact(&mut b).unwrap();
+        u16::from_be_bytes(b)
+    }
+    fn u32(&mut self) -> u32 {
+        let mut b = [0; 4];
+        self.0.read_exact(&mut b).unwrap();
+        u32::from_be_bytes(b)
+    }
+    fn u64(&mut self) -> u64 {
+        let mut b = [0; 8];
+        self.0.read_exact(&mut b).unwrap();
+        u64::from_be_bytes(b)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut b = vec![0; n];
+        self.0.read_exact(&mut b).unwrap();
+        b
+    }
+
+    /// Reads the greeting and sends client flags.
+    fn greet(&mut self, client_flags: u32) {
+        assert_eq!(self.u64(), NBDMAGIC);
+        assert_eq!(self.u64(), IHAVEOPT);
+        let hflags = self.u16();
+        assert_eq!(hflags & 1, 1, "server must offer fixed newstyle");
+        self.0.write_all(&client_flags.to_be_bytes()).unwrap();
+    }
+
+    fn option(&mut self, opt: u32, data: &[u8]) {
+        let mut b = Vec::new();
+        b.extend_from_slice(&IHAVEOPT.to_be_bytes());
+        b.extend_from_slice(&opt.to_be_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        b.extend_from_slice(data);
+        self.0.write_all(&b).unwrap();
+    }
+
+    /// Reads one option reply: (reply type, data).
+    fn option_reply(&mut self, opt: u32) -> (u32, Vec<u8>) {
+        assert_eq!(self.u64(), OPT_REPLY_MAGIC);
+        assert_eq!(self.u32(), opt);
+        let kind = self.u32();
+        let len = self.u32() as usize;
+        (kind, self.bytes(len))
+    }
+
+    fn go_data(name: &str) -> Vec<u8> {
+        let mut d = (name.len() as u32).to_be_bytes().to_vec();
+        d.extend_from_slice(name.as_bytes());
+        d.extend_from_slice(&1u16.to_be_bytes());
+        d.extend_from_slice(&3u16.to_be_bytes()); // NBD_INFO_BLOCK_SIZE
+        d
+    }
+
+    /// Full fixed-newstyle handshake; with `structured`, also structured replies and
+    /// `base:allocation`. Returns the export size.
+    fn go(&mut self, name: &str, structured: bool) -> u64 {
+        self.greet(1 | 2);
+        if structured {
+            self.option(OPT_STRUCTURED_REPLY, &[]);
+            assert_eq!(self.option_reply(OPT_STRUCTURED_REPLY).0, REP_ACK);
+            let mut d = (name.len() as u32).to_be_bytes().to_vec();
+            d.extend_from_slice(name.as_bytes());
+            d.extend_from_slice(&1u32.to_be_bytes());
+            d.extend_from_slice(&15u32.to_be_bytes());
+            d.extend_from_slice(b"base:allocation");
+            self.option(OPT_SET_META_CONTEXT, &d);
+            let (kind, data) = self.option_reply(OPT_SET_META_CONTEXT);
+            assert_eq!(kind, REP_META_CONTEXT);
+            assert_eq!(&data[4..], b"base:allocation");
+            assert_eq!(self.option_reply(OPT_SET_META_CONTEXT).0, REP_ACK);
+        }
+        self.option(OPT_GO, &Self::go_data(name));
+        let mut size = 0;
+        loop {
+            let (kind, data) = self.option_reply(OPT_GO);
+            match kind {
+                REP_INFO if data[..2] == [0, 0] => {
+                    size = u64::from_be_bytes(data[2..10].try_into().unwrap())
+                }
+                REP_INFO => {}
+                REP_ACK => return size,
+                other => panic!("unexpected GO reply {other:#x}"),
+            }
+        }
+    }
+
+    fn request(&mut self, flags: u16, cmd: u16, cookie: u64, offset: u64, len: u32) {
+        let mut b = Vec::with_capacity(28);
+        b.extend_from_slice(&0x2560_9513u32.to_be_bytes());
+        b.extend_from_slice(&flags.to_be_bytes());
+        b.extend_from_slice(&cmd.to_be_bytes());
+        b.extend_from_slice(&cookie.to_be_bytes());
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.extend_from_slice(&len.to_be_bytes());
+        self.0.write_all(&b).unwrap();
+    }
+
+    /// Reads one complete reply (simple or structured) for any request: (cookie, errno, data).
+    fn any_reply(&mut self, read_len: Option<usize>) -> (u64, u32, Vec<u8>) {
+        match self.u32() {
+            SIMPLE_MAGIC => {
+                let err = self.u32();
+                let cookie = self.u64();
+                let data = match (err, read_len) {
+                    (0, Some(n)) => self.bytes(n),
+                    _ => vec![],
+                };
+                (cookie, err, data)
+            }
+            STRUCTURED_MAGIC => {
+                let flags = self.u16();
+                let kind = self.u16();
+                let cookie = self.u64();
+                let len = self.u32() as usize;
+                let payload = self.bytes(len);
+                assert_eq!(flags & 1, 1, "single-chunk replies end with DONE");
+                match kind {
+                    0 => (cookie, 0, vec![]),
+                    1 => (cookie, 0, payload[8..].to_vec()),
+                    5 => (cookie, 0, payload),
+                    k if k & 0x8000 != 0 => (
+                        cookie,
+                        u32::from_be_bytes(payload[..4].try_into().unwrap()),
+                        vec![],
+                    ),
+                    k => panic!("unexpected chunk type {k}"),
+                }
+            }
+            m => panic!("bad reply magic {m:#x}"),
+        }
+    }
+
+    fn read_reply(&mut self, cookie: u64, is_read: bool) -> (u32, Vec<u8>) {
+        let (c, err, data) = self.any_reply(is_read.then_some(4096));
+        assert_eq!(c, cookie);
+        (err, data)
+    }
+
+    fn expect_error(&mut self, flags: u16, cmd: u16, offset: u64, len: u32, want: u32) {
+        self.request(flags, cmd, 77, offset, len);
+        let (cookie, err, _) = self.any_reply(None);
+        assert_eq!(
+            (cookie, err),
+            (77, want),
+            "cmd {cmd} flags {flags:#x} offset {offset} len {len}"
+        );
+    }
+
+    fn expect_eof(&mut self) {
+        let mut b = [0u8; 1];
+        match self.0.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("expected the server to hang up, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn handshake_corner_cases() {
+    let srv = Server::start(&[]);
+    let (_, token) = srv.attached_volume();
+
+    // Unknown options are refused and negotiation goes on.
+    let mut c = srv.connect();
+    c.greet(1);
+    c.option(99, b"whatever");
+    assert_eq!(c.option_reply(99).0, REP_ERR_UNSUP);
+    c.option(5, &[]); // STARTTLS: not offered
+    assert_eq!(c.option_reply(5).0, REP_ERR_UNSUP);
+    // Unknown export via GO: an error reply, and negotiation goes on.
+    c.option(OPT_GO, &Conn::go_data("no-such-export"));
+    assert_eq!(c.option_reply(OPT_GO).0, REP_ERR_UNKNOWN);
+    // An absurdly long option is skipped without buffering and refused.
+    let huge = 8 << 20;
+    let mut hdr = IHAVEOPT.to_be_bytes().to_vec();
+    hdr.extend_from_slice(&42u32.to_be_bytes());
+    hdr.extend_from_slice(&(huge as u32).to_be_bytes());
+    c.0.write_all(&hdr).unwrap();
+    c.0.write_all(&vec![0u8; huge]).unwrap();
+    assert_eq!(c.option_reply(42).0, REP_ERR_TOO_BIG);
+    // Malformed GO payload.
+    c.option(OPT_GO, &[0, 0, 0, 200, 1]);
+    assert_eq!(c.option_reply(OPT_GO).0, (1 << 31) + 3);
+    // Still negotiable.
+    c.option(OPT_GO, &Conn::go_data(&token));
+    let mut saw_size = false;
+    loop {
+        let (kind, data) = c.option_reply(OPT_GO);
+        if kind == REP_INFO && data[..2] == [0, 0] {
+            assert_eq!(u64::from_be_bytes(data[2..10].try_into().unwrap()), GIB);
+            saw_size = true;
+        }
+        if kind == REP_ACK {
+            break;
+        }
+    }
+    assert!(saw_size);
+
+    // A client without the fixed-newstyle flag may only use EXPORT_NAME.
+    let mut c = srv.connect();
+    c.greet(0);
+    c.option(OPT_GO, &Conn::go_data(&token));
+    c.expect_eof();
+    let mut c = srv.connect();
+    c.greet(0);
+    c.option(OPT_EXPORT_NAME, token.as_bytes());
+    assert_eq!(c.u64(), GIB);
+    let _flags = c.u16();
+    assert_eq!(
+        c.bytes(124),
+        vec![0u8; 124],
+        "zeroes unless NO_ZEROES was negotiated"
+    );
+
+    // Unknown client flags: the server must hang up.
+    let mut c = srv.connect();
+    c.greet(0x80);
+    c.expect_eof();
+    // EXPORT_NAME of an unknown export: no way to report it but hanging up.
+    let mut c = srv.connect();
+    c.greet(1);
+    c.option(OPT_EXPORT_NAME, b"nope");
+    c.expect_eof();
+
+    srv.assert_alive();
+}
+
+#[test]
+fn bad_requests_get_spec_errors() {
+    let srv = Server::start(&[]);
+    let (_, token) = srv.attached_volume();
+    for structured in [false, true] {
+        let mut c = srv.connect();
+        assert_eq!(c.go(&token, structured), GIB);
+        c.expect_error(0, CMD_READ, GIB - 512, 1024, EINVAL); // past the end
+        c.expect_error(0, CMD_READ, 1, 512, EINVAL); // unaligned
+        c.expect_error(0, CMD_READ, 0, 0, EINVAL); // zero length
+        c.expect_error(0, CMD_READ, 0, (32 << 20) + 512, EINVAL); // over 32 MiB
+        c.expect_error(0, 42, 0, 512, EINVAL); // unknown command
+        c.expect_error(0x40, CMD_READ, 0, 512, EINVAL); // unknown flag
+        c.expect_error(1 << 3, CMD_READ, 0, 512, EINVAL); // REQ_ONE on READ
+        if !structured {
+            c.expect_error(0, CMD_BLOCK_STATUS, 0, 512, EINVAL); // no context negotiated
+            c.expect_error(1 << 2, CMD_READ, 0, 512, EINVAL); // DF without structured replies
+        }
+        // A write past the end: ENOSPC, and its payload is consumed.
+        c.request(0, CMD_WRITE, 5, GIB, 512);
+        c.0.write_all(&[0u8; 512]).unwrap();
+        assert_eq!(c.read_reply(5, false).0, ENOSPC);
+        // An oversized write: EINVAL, payload discarded, stream stays in sync.
+        let big = (32 << 20) + 4096;
+        c.request(0, CMD_WRITE, 6, 0, big);
+        c.0.write_all(&vec![0xeeu8; big as usize]).unwrap();
+        assert_eq!(c.read_reply(6, false).0, EINVAL);
+        c.request(0, CMD_READ, 7, 0, 4096);
+        let (err, data) = c.read_reply(7, true);
+        assert_eq!(err, 0);
+        assert_eq!(
+            data,
+            vec![0u8; 4096],
+            "the discarded payload was not written"
+        );
+        c.request(0, CMD_DISC, 8, 0, 0);
+        c.expect_eof();
+    }
+    srv.assert_alive();
+}
+
+#[test]
+fn pipelined_requests_complete_with_matching_cookies() {
+    let srv = Server::start(&[]);
+    let (_, token) = srv.attached_volume();
+    let mut c = srv.connect();
+    c.go(&token, true);
+    let n = 200u64;
+    // Writes of distinct patterns, all sent before any reply is read.
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.extend_from_slice(&0x2560_9513u32.to_be_bytes());
+        batch.extend_from_slice(&0u16.to_be_bytes());
+        batch.extend_from_slice(&CMD_WRITE.to_be_bytes());
+        batch.extend_from_slice(&(1000 + i).to_be_bytes());
+        batch.extend_from_slice(&(i * 8192).to_be_bytes());
+        batch.extend_from_slice(&4096u32.to_be_bytes());
+        batch.extend_from_slice(&[i as u8; 4096]);
+    }
+    c.0.write_all(&batch).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..n {
+        let (cookie, err, _) = c.any_reply(None);
+        assert_eq!(err, 0);
+        assert!(
+            (1000..1000 + n).contains(&cookie) && seen.insert(cookie),
+            "cookie {cookie}"
+        );
+    }
+    c.request(1, CMD_FLUSH, 1, 0, 0);
+    assert_eq!(c.read_reply(1, false).0, 0);
+    for i in 0..n {
+        c.request(0, CMD_READ, 5000 + i, i * 8192, 4096);
+    }
+    let mut got = std::collections::HashMap::new();
+    for _ in 0..n {
+        let (cookie, err, data) = c.any_reply(Some(4096));
+        assert_eq!(err, 0);
+        got.insert(cookie, data);
+    }
+    for i in 0..n {
+        assert_eq!(got[&(5000 + i)], vec![i as u8; 4096], "block {i}");
+    }
+    // base:allocation reports what was written.
+    c.request(0, CMD_BLOCK_STATUS, 9, 0, 4 << 20);
+    let (_, err, payload) = c.any_reply(None);
+    assert_eq!(err, 0);
+    let first_len = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+    let first_flags = u32::from_be_bytes(payload[8..12].try_into().unwrap());
+    assert_eq!(first_flags, 0, "written data is allocated");
+    assert!(first_len >= 4096);
+}
+
+#[test]
+fn vanishing_clients_and_limits() {
+    let srv = Server::start(&[
+        "--nbd-handshake-timeout",
+        "1s",
+        "--nbd-max-connections",
+        "4",
+    ]);
+    let (_, token) = srv.attached_volume();
+    // A client that vanishes mid-payload.
+    {
+        let mut c = srv.connect();
+        c.go(&token, false);
+        c.request(0, CMD_WRITE, 1, 0, 1 << 20);
+        c.0.write_all(&[1u8; 1000]).unwrap();
+    }
+    // A client that connects and never speaks is dropped after the handshake timeout.
+    let mut silent = srv.connect();
+    let mut b = [0u8; 18];
+    silent.0.read_exact(&mut b).unwrap();
+    silent.expect_eof();
+    // The connection cap: beyond it, connections are closed at once.
+    let held: Vec<Conn> = (0..4).map(|_| srv.connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = srv.connect();
+    let mut buf = [0u8; 1];
+    let r = extra.0.read(&mut buf);
+    assert!(
+        matches!(r, Ok(0)) || r.is_err(),
+        "over the cap: closed, got {r:?}"
+    );
+    drop(held);
+    // Other connections are unaffected.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = srv.connect();
+    c.go(&token, true);
+    c.request(0, CMD_READ, 3, 0, 4096);
+    let (err, data) = c.read_reply(3, true);
+    assert_eq!(err, 0);
+    assert_eq!(data, vec![0u8; 4096], "the half-sent write never landed");
+}
+
+#[test]
+fn detach_fences_open_sessions() {
+    let srv = Server::start(&[]);
+    let (volume_id, token) = srv.attached_volume();
+    let mut c = srv.connect();
+    c.go(&token, true);
+    c.request(0, CMD_READ, 1, 0, 4096);
+    assert_eq!(c.read_reply(1, true).0, 0);
+    srv.detach(&volume_id);
+    // The session is closed; if a request slips in first it gets ESHUTDOWN.
+    c.request(0, CMD_WRITE, 2, 0, 512);
+    let _ = c.0.write_all(&[9u8; 512]);
+    let mut b = [0u8; 4];
+    match c.0.read(&mut b) {
+        Ok(0) | Err(_) => {}
+        Ok(_) => {
+            let magic = u32::from_be_bytes(b);
+            assert!(magic == SIMPLE_MAGIC || magic == STRUCTURED_MAGIC);
+            // Structured error chunk: flags(2) type(2) cookie(8) len(4) errno(4).
+            let rest = c.bytes(if magic == SIMPLE_MAGIC { 12 } else { 20 });
+            let errno = if magic == SIMPLE_MAGIC {
+                u32::from_be_bytes(rest[0..4].try_into().unwrap())
+            } else {
+                u32::from_be_bytes(rest[16..20].try_into().unwrap())
+            };
+            assert_eq!(errno, ESHUTDOWN);
+        }
+    }
+    // The old export name no longer opens.
+    let mut c = srv.connect();
+    c.greet(1);
+    c.option(OPT_GO, &Conn::go_data(&token));
+    assert_eq!(c.option_reply(OPT_GO).0, REP_ERR_UNKNOWN);
+}
