@@ -153,7 +153,7 @@ impl Volume {
     /// Creates a new zero-filled (sparse) volume file of `size` bytes and its tracking sidecar.
     /// Fails if the file exists. Durable when it returns.
     pub fn create(path: &Path, size: u64) -> Result<(), VolumeError> {
-        if size == 0 || size % SECTOR_SIZE != 0 {
+        if size == 0 || !size.is_multiple_of(SECTOR_SIZE) {
             return Err(VolumeError::Unaligned {
                 offset: 0,
                 len: size,
@@ -234,7 +234,7 @@ impl Volume {
         if len == 0 {
             return Err(VolumeError::ZeroLength);
         }
-        if offset % SECTOR_SIZE != 0 || len % SECTOR_SIZE != 0 {
+        if !offset.is_multiple_of(SECTOR_SIZE) || !len.is_multiple_of(SECTOR_SIZE) {
             return Err(VolumeError::Unaligned { offset, len });
         }
         if max.is_some_and(|m| len > m) {

@@ -11,6 +11,13 @@ use tokio::sync::watch;
 
 use crate::control::ControlPlane;
 
+/// A counter's name, help text and reader.
+type Counter = (
+    &'static str,
+    &'static str,
+    fn(&crate::exports::IoStats) -> u64,
+);
+
 /// Renders every metric.
 pub fn render(control: &ControlPlane) -> String {
     let mut out = String::new();
@@ -24,7 +31,7 @@ pub fn render(control: &ControlPlane) -> String {
         "# HELP ebs_hosts Registered hosts.\n# TYPE ebs_hosts gauge\nebs_hosts {hosts}"
     );
     let stats = control.open_volume_stats();
-    let counters: [(&str, &str, fn(&crate::exports::IoStats) -> u64); 7] = [
+    let counters: [Counter; 7] = [
         ("ebs_volume_read_ops_total", "Completed reads.", |s| {
             s.read_ops.load(Ordering::Relaxed)
         }),

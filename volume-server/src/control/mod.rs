@@ -34,6 +34,9 @@ use crate::ids;
 pub use error::Ec2Error;
 use filter::Filter;
 
+/// Attachments as (volume id, attachment) pairs.
+pub type Attachments = Vec<(String, AttachmentRecord)>;
+
 /// Attachments per Multi-Attach volume.
 pub const MAX_MULTI_ATTACH: usize = 16;
 /// EBS attachments per instance (Nitro: 28 slots less the root and a network interface).
@@ -263,29 +266,28 @@ impl ControlPlane {
             )?;
         }
         let mut st = self.lock();
-        if let Some(token) = req.client_token.as_deref().filter(|t| !t.is_empty()) {
-            if let Some(existing) = st
+        if let Some(token) = req.client_token.as_deref().filter(|t| !t.is_empty())
+            && let Some(existing) = st
                 .volumes
                 .values()
                 .find(|v| v.client_token.as_deref() == Some(token))
-            {
-                let same = existing.size_gib == spec.size_gib
-                    && existing.volume_type == spec.volume_type
-                    && existing.iops == spec.iops
-                    && existing.throughput == spec.throughput
-                    && existing.availability_zone == req.availability_zone
-                    && existing.multi_attach_enabled == spec.multi_attach;
-                return if same {
-                    Ok(existing.clone())
-                } else {
-                    Err(Ec2Error::new(
-                        "IdempotentParameterMismatch",
-                        format!(
-                            "The client token '{token}' was already used with different parameters."
-                        ),
-                    ))
-                };
-            }
+        {
+            let same = existing.size_gib == spec.size_gib
+                && existing.volume_type == spec.volume_type
+                && existing.iops == spec.iops
+                && existing.throughput == spec.throughput
+                && existing.availability_zone == req.availability_zone
+                && existing.multi_attach_enabled == spec.multi_attach;
+            return if same {
+                Ok(existing.clone())
+            } else {
+                Err(Ec2Error::new(
+                    "IdempotentParameterMismatch",
+                    format!(
+                        "The client token '{token}' was already used with different parameters."
+                    ),
+                ))
+            };
         }
         let mut v = VolumeRecord {
             volume_id: ids::new_id("vol"),
@@ -690,10 +692,10 @@ impl ControlPlane {
         };
         st.volumes.insert(nv.volume_id.clone(), nv);
         drop(st);
-        if let Some(open) = closing {
-            if let Err(e) = self.runtime.block_on(open.volume.close()) {
-                tracing::error!(volume_id = %req.volume_id, error = %e, "clean close after detach failed");
-            }
+        if let Some(open) = closing
+            && let Err(e) = self.runtime.block_on(open.volume.close())
+        {
+            tracing::error!(volume_id = %req.volume_id, error = %e, "clean close after detach failed");
         }
         a.state = AttachmentState::Detached;
         tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, force = req.force, "volume detached and fenced");
@@ -828,10 +830,7 @@ impl ControlPlane {
     }
 
     /// DeregisterHost: detaches (and fences) its volumes, then forgets it.
-    pub fn deregister_host(
-        &self,
-        instance_id: &str,
-    ) -> Result<Vec<(String, AttachmentRecord)>, Ec2Error> {
+    pub fn deregister_host(&self, instance_id: &str) -> Result<Attachments, Ec2Error> {
         check_instance_id(instance_id)?;
         let attached: Vec<String> = {
             let st = self.lock();
@@ -876,7 +875,7 @@ impl ControlPlane {
     pub fn describe_hosts(
         &self,
         ids: &[String],
-    ) -> Result<Vec<(HostRecord, Vec<(String, AttachmentRecord)>)>, Ec2Error> {
+    ) -> Result<Vec<(HostRecord, Attachments)>, Ec2Error> {
         for id in ids {
             check_instance_id(id)?;
         }
@@ -1032,7 +1031,7 @@ fn encode_token(last: &str) -> String {
 }
 
 fn decode_token(t: &str) -> Option<String> {
-    if t.len() % 2 != 0 {
+    if !t.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..t.len())

@@ -461,7 +461,10 @@ fn tags_rules() {
             .len(),
         2
     );
-    assert_eq!(code(cp.create_tags(&[v.clone()], &[])), "MissingParameter");
+    assert_eq!(
+        code(cp.create_tags(std::slice::from_ref(&v), &[])),
+        "MissingParameter"
+    );
     assert_eq!(
         code(cp.create_tags(&[], &[t("a", "b")])),
         "MissingParameter"
@@ -480,7 +483,7 @@ fn tags_rules() {
     );
     let many: Vec<pb::Tag> = (0..49).map(|i| t(&format!("k{i}"), "")).collect();
     assert_eq!(
-        code(cp.create_tags(&[v.clone()], &many)),
+        code(cp.create_tags(std::slice::from_ref(&v), &many)),
         "TagLimitExceeded"
     );
     assert_eq!(tags_of().len(), 2, "a failed CreateTags changes nothing");
@@ -490,13 +493,13 @@ fn tags_rules() {
         key: k.into(),
         value: val.map(Into::into),
     };
-    cp.delete_tags(&[v.clone()], &[dt("Name", Some("other"))])
+    cp.delete_tags(std::slice::from_ref(&v), &[dt("Name", Some("other"))])
         .unwrap();
     assert_eq!(tags_of().len(), 2);
-    cp.delete_tags(&[v.clone()], &[dt("Name", Some("db"))])
+    cp.delete_tags(std::slice::from_ref(&v), &[dt("Name", Some("db"))])
         .unwrap();
     assert_eq!(tags_of().len(), 1);
-    cp.delete_tags(&[v.clone()], &[]).unwrap();
+    cp.delete_tags(std::slice::from_ref(&v), &[]).unwrap();
     assert!(tags_of().is_empty());
 }
 
