@@ -26,5 +26,6 @@ pub use cbt::{CBT_BLOCK_SIZE, ChangedBlocks, ChangedSince};
 pub use engine::{Engine, EngineError, EngineKind};
 pub use gate::{Gate, GateGuard};
 pub use volume::{
-    Extent, MAX_IO_BYTES, SECTOR_SIZE, Volume, VolumeError, VolumeErrorKind, ZeroFlags,
+    Extent, InlinePolicy, MAX_IO_BYTES, SECTOR_SIZE, Volume, VolumeError, VolumeErrorKind,
+    ZeroFlags,
 };

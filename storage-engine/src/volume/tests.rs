@@ -1,5 +1,6 @@
-//! Volume tests. Each body takes an [`Engine`] and runs once per engine kind, so io_uring and
-//! the sync fallback are held to the same contract.
+//! Volume tests. Each body takes a [`Setup`] and runs once per engine kind with every request
+//! going through the engine, and once with the default inline fast paths, so io_uring, the sync
+//! fallback and the inline paths are held to the same contract.
 
 use super::*;
 use crate::cbt::{CBT_BLOCK_SIZE, ChangedSince};
@@ -11,10 +12,23 @@ fn engine(kind: EngineKind) -> Engine {
     Engine::start(kind, 2).expect("engine starts")
 }
 
-fn new_volume(dir: &Path, size: u64, engine: Engine) -> Volume {
+/// An engine and the inline policy to open volumes with.
+#[derive(Clone)]
+struct Setup {
+    engine: Engine,
+    inline: InlinePolicy,
+}
+
+impl Setup {
+    fn open(&self, path: &Path) -> Volume {
+        Volume::open_with(path, self.engine.clone(), self.inline).unwrap()
+    }
+}
+
+fn new_volume(dir: &Path, size: u64, setup: Setup) -> Volume {
     let path = dir.join("vol.img");
     Volume::create(&path, size).unwrap();
-    Volume::open(&path, engine).unwrap()
+    setup.open(&path)
 }
 
 fn pattern(len: usize, seed: u8) -> Bytes {
@@ -25,9 +39,9 @@ fn pattern(len: usize, seed: u8) -> Bytes {
     )
 }
 
-async fn read_write_roundtrip(engine: Engine) {
+async fn read_write_roundtrip(setup: Setup) {
     let dir = tempfile::tempdir().unwrap();
-    let vol = new_volume(dir.path(), 64 * MIB, engine);
+    let vol = new_volume(dir.path(), 64 * MIB, setup);
     assert_eq!(
         vol.read(0, 4096).await.unwrap(),
         vec![0u8; 4096],
@@ -48,9 +62,9 @@ async fn read_write_roundtrip(engine: Engine) {
     vol.flush().await.unwrap();
 }
 
-async fn many_concurrent_ios(engine: Engine) {
+async fn many_concurrent_ios(setup: Setup) {
     let dir = tempfile::tempdir().unwrap();
-    let vol = Arc::new(new_volume(dir.path(), 64 * MIB, engine));
+    let vol = Arc::new(new_volume(dir.path(), 64 * MIB, setup));
     let mut tasks = Vec::new();
     for i in 0..1024u64 {
         let vol = Arc::clone(&vol);
@@ -65,9 +79,9 @@ async fn many_concurrent_ios(engine: Engine) {
     }
 }
 
-async fn rejects_bad_requests(engine: Engine) {
+async fn rejects_bad_requests(setup: Setup) {
     let dir = tempfile::tempdir().unwrap();
-    let vol = new_volume(dir.path(), 8 * MIB, engine);
+    let vol = new_volume(dir.path(), 8 * MIB, setup);
     let k = |r: Result<Vec<u8>, VolumeError>| r.unwrap_err().kind();
     assert_eq!(k(vol.read(0, 0).await), VolumeErrorKind::Invalid);
     assert_eq!(k(vol.read(1, 512).await), VolumeErrorKind::Invalid);
@@ -97,9 +111,9 @@ async fn rejects_bad_requests(engine: Engine) {
     );
 }
 
-async fn trim_and_zeroes_make_holes(engine: Engine) {
+async fn trim_and_zeroes_make_holes(setup: Setup) {
     let dir = tempfile::tempdir().unwrap();
-    let vol = new_volume(dir.path(), 16 * MIB, engine);
+    let vol = new_volume(dir.path(), 16 * MIB, setup);
     assert_eq!(
         vol.block_status(0, 16 * MIB, 64).unwrap(),
         vec![Extent {
@@ -190,7 +204,8 @@ async fn fails_stop_after_write_error(kind: EngineKind) {
     let path = dir.path().join("vol.img");
     Volume::create(&path, 8 * MIB).unwrap();
     // Two good ops, then the "disk" fails writes.
-    let vol = Volume::open(&path, Engine::faulty(engine(kind), 2)).unwrap();
+    let vol =
+        Volume::open_with(&path, Engine::faulty(engine(kind), 2), InlinePolicy::NONE).unwrap();
     vol.write(0, pattern(4096, 1), false).await.unwrap();
     vol.flush().await.unwrap();
     let err = vol.write(4096, pattern(4096, 2), false).await.unwrap_err();
@@ -211,11 +226,11 @@ async fn fails_stop_after_write_error(kind: EngineKind) {
     );
 }
 
-async fn tracks_changed_blocks(engine: Engine) {
+async fn tracks_changed_blocks(setup: Setup) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vol.img");
     Volume::create(&path, 64 * MIB).unwrap();
-    let vol = Volume::open(&path, engine.clone()).unwrap();
+    let vol = setup.open(&path);
     vol.write(0, pattern(4096, 1), false).await.unwrap();
     vol.trim(10 * CBT_BLOCK_SIZE, CBT_BLOCK_SIZE, false)
         .await
@@ -229,13 +244,13 @@ async fn tracks_changed_blocks(engine: Engine) {
     );
     vol.close().await.unwrap();
     drop(vol);
-    let vol = Volume::open(&path, engine.clone()).unwrap();
+    let vol = setup.open(&path);
     assert_eq!(
         vol.changed_blocks().changed(),
         ChangedSince::Exact(vec![0, 10, 20])
     );
     drop(vol); // unclean
-    let vol = Volume::open(&path, engine).unwrap();
+    let vol = setup.open(&path);
     assert_eq!(vol.changed_blocks().changed(), ChangedSince::Unknown);
 }
 
@@ -245,12 +260,23 @@ macro_rules! both_engines {
         mod uring {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(engine(EngineKind::IoUring)).await })*
+            async fn $name() {
+                super::$name(Setup { engine: engine(EngineKind::IoUring), inline: InlinePolicy::NONE }).await
+            })*
         }
         mod sync {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(engine(EngineKind::Sync)).await })*
+            async fn $name() {
+                super::$name(Setup { engine: engine(EngineKind::Sync), inline: InlinePolicy::NONE }).await
+            })*
+        }
+        mod inline {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(Setup { engine: engine(EngineKind::IoUring), inline: InlinePolicy::DEFAULT }).await
+            })*
         }
     };
 }

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Side-by-side fio benchmark: this server vs `nbdkit file` vs `qemu-nbd --aio=io_uring`.
+
+All three serve copies of one backing file (random data) on loopback; fio's nbd engine runs the
+same jobs against each, one server at a time, in the same run. Prints a Markdown table with
+absolute figures and ratios (ours / peer).
+
+    python3 scripts/bench_compare.py [--runtime 10] [--size-gib 1] [--smoke]
+
+Needs: fio (with the nbd engine), nbdkit, qemu-nbd, nbdcopy, and a release build
+(`cargo build --release`). `--smoke` runs each job for one second (used by CI, not a measurement).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+JOBS = [
+    ("4k randread QD32", dict(rw="randread", bs="4k", iodepth=32)),
+    ("4k randwrite QD32", dict(rw="randwrite", bs="4k", iodepth=32)),
+    ("1M read QD8", dict(rw="read", bs="1m", iodepth=8)),
+    ("1M write QD8", dict(rw="write", bs="1m", iodepth=8)),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_fio(uri, job, runtime, size):
+    cmd = [
+        "fio", "--name=bench", "--ioengine=nbd", f"--uri={uri}", f"--rw={job['rw']}",
+        f"--bs={job['bs']}", f"--iodepth={job['iodepth']}", f"--size={size}",
+        "--time_based=1", f"--runtime={runtime}", "--ramp_time=1" if runtime > 2 else "--ramp_time=0",
+        "--output-format=json", "--randrepeat=1", "--norandommap=1",
+    ]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    j = json.loads(out[out.index("{"):])["jobs"][0]
+    side = j["read"] if "read" in job["rw"] else j["write"]
+    return {"iops": side["iops"], "mib_s": side["bw_bytes"] / (1 << 20)}
+
+
+def ours(tmp, backing, size_gib):
+    exe = os.path.join(ROOT, "target", "release", "volume-server")
+    ctl = os.path.join(ROOT, "target", "release", "ebsctl")
+    data = os.path.join(tmp, "ebs-data")
+    proc = subprocess.Popen(
+        [exe, "--data-dir", data, "--grpc-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
+         "--metrics-addr", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    grpc = line.split("grpc=")[1].split()[0]
+    ep = ["--endpoint", f"http://{grpc}"]
+
+    def ctl_json(*args):
+        return json.loads(subprocess.run([ctl, *ep, *args], check=True, capture_output=True, text=True).stdout)
+
+    # io2 at 64,000 IOPS needs >= 64 GiB (1,000 IOPS/GiB); fio touches only the first size_gib.
+    vol = ctl_json("create-volume", "--size", str(max(64, size_gib)), "--volume-type", "io2", "--iops", "64000",
+                   "--availability-zone", "us-east-1a")["VolumeId"]
+    host = ctl_json("register-host", "--name", "bench", "--availability-zone", "us-east-1a")["InstanceId"]
+    uri = ctl_json("attach-volume", "--volume-id", vol, "--instance-id", host, "--device", "/dev/sdf")["NbdUri"]
+    subprocess.run(["nbdcopy", backing, uri], check=True)
+    return proc, uri
+
+
+def nbdkit(tmp, backing):
+    img = os.path.join(tmp, "nbdkit.img")
+    shutil.copyfile(backing, img)
+    port = free_port()
+    proc = subprocess.Popen(["nbdkit", "-f", "-p", str(port), "-i", "127.0.0.1", "file", img],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, f"nbd://127.0.0.1:{port}/"
+
+
+def qemu_nbd(tmp, backing):
+    img = os.path.join(tmp, "qemu.img")
+    shutil.copyfile(backing, img)
+    port = free_port()
+    proc = subprocess.Popen(["qemu-nbd", "-f", "raw", "--aio=io_uring", "-t", "-e", "16", "-b", "127.0.0.1",
+                             "-p", str(port), img], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, f"nbd://127.0.0.1:{port}/"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runtime", type=int, default=10)
+    ap.add_argument("--size-gib", type=int, default=1)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    runtime = 1 if args.smoke else args.runtime
+    size = f"{args.size_gib}g"
+    for tool in ("fio", "nbdkit", "qemu-nbd", "nbdcopy"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is required")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="ebs-bench-") as tmp:
+        backing = os.path.join(tmp, "backing.img")
+        with open(backing, "wb") as f:
+            for _ in range(args.size_gib * 64):
+                f.write(os.urandom(16 << 20))
+        for name, start in (("volume-server", lambda: ours(tmp, backing, args.size_gib)),
+                            ("nbdkit file", lambda: nbdkit(tmp, backing)),
+                            ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing))):
+            proc, uri = start()
+            try:
+                for label, job in JOBS:
+                    results[(name, label)] = run_fio(uri, job, runtime, size)
+                    print(f"{name:18} {label:18} {results[(name, label)]['iops']:>10.0f} IOPS "
+                          f"{results[(name, label)]['mib_s']:>8.1f} MiB/s", file=sys.stderr)
+            finally:
+                stop(proc)
+    print(f"\nfio nbd engine, {runtime}s per job, {args.size_gib} GiB file, {os.cpu_count()} CPUs\n")
+    print("| job | volume-server | nbdkit file | qemu-nbd io_uring | vs nbdkit | vs qemu-nbd |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, job in JOBS:
+        key = "mib_s" if job["bs"] == "1m" else "iops"
+        unit = " MiB/s" if key == "mib_s" else " IOPS"
+        o, k, q = (results[(n, label)][key] for n in ("volume-server", "nbdkit file", "qemu-nbd io_uring"))
+        print(f"| {label} | {o:,.0f}{unit} | {k:,.0f}{unit} | {q:,.0f}{unit} | {o / k:.2f}x | {o / q:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+//! The README's quick start, driven by the real `ebsctl` binary against a real server, plus its error
+//! and output formats. `ebsctl` is found next to this test executable (`cargo test --workspace` builds
+//! it); without it the tests skip loudly, or fail under `EBS_REQUIRE_INTEROP=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ebs-ebsctl-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+fn ebsctl_or_skip() -> Option<PathBuf> {
+    let path = ebsctl_path();
+    if path.is_none() {
+        skip("ebsctl is not built next to the test binary (run `cargo test --workspace`)");
+    }
+    path
+}
+
+/// Runs `ebsctl --endpoint http://GRPC args…`.
+fn ebsctl(bin: &Path, server: &Server, args: &[&str]) -> Output {
+    run(Command::new(bin)
+        .env_remove("EBS_ENDPOINT")
+        .arg("--endpoint")
+        .arg(server.endpoint())
+        .args(args))
+}
+
+/// Runs ebsctl, asserts success and parses its JSON output.
+fn ebsctl_json(bin: &Path, server: &Server, args: &[&str]) -> Value {
+    let out = ebsctl(bin, server, args);
+    out.assert_success();
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.describe()))
+}
+
+/// `prefix` followed by 17 lowercase hex digits, as AWS ids.
+fn assert_aws_id(id: &Value, prefix: &str) -> String {
+    let id = id
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string id: {id}"));
+    let hex = id
+        .strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("{id:?} does not start with {prefix:?}"));
+    assert!(
+        hex.len() == 17 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
+        "{id:?} is not {prefix} + 17 lowercase hex digits"
+    );
+    id.to_owned()
+}
+
+/// Asserts the AWS CLI's error shape: exit 254 and `An error occurred (CODE) when calling the OP operation`.
+fn assert_service_error(out: &Output, code: &str, operation: &str) {
+    assert_eq!(out.status.code(), Some(254), "{}", out.describe());
+    let expected = format!("An error occurred ({code}) when calling the {operation} operation");
+    assert!(
+        out.stderr.contains(&expected),
+        "expected {expected:?}: {}",
+        out.describe()
+    );
+}
+
+#[test]
+fn quick_start_with_ebsctl() {
+    let Some(bin) = ebsctl_or_skip() else { return };
+    if !require_tool("nbdinfo") {
+        return;
+    }
+    let dir = tempdir();
+    let server = Server::start(dir.path());
+    let az = AZ;
+
+    let volume = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "create-volume",
+            "--size",
+            "1",
+            "--volume-type",
+            "gp3",
+            "--availability-zone",
+            az,
+        ],
+    );
+    let volume_id = assert_aws_id(&volume["VolumeId"], "vol-");
+    assert_eq!(volume["State"], "available", "{volume:#}");
+    assert_eq!(volume["Size"], 1, "{volume:#}");
+    assert_eq!(volume["VolumeType"], "gp3", "{volume:#}");
+    assert_eq!(volume["AvailabilityZone"], az, "{volume:#}");
+    assert_eq!(volume["Attachments"], serde_json::json!([]), "{volume:#}");
+
+    ebsctl(
+        &bin,
+        &server,
+        &["wait", "volume-available", "--volume-ids", &volume_id],
+    )
+    .assert_success();
+
+    let host = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "register-host",
+            "--name",
+            "quickstart",
+            "--availability-zone",
+            az,
+        ],
+    );
+    let instance_id = assert_aws_id(&host["InstanceId"], "i-");
+
+    let attachment = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "attach-volume",
+            "--volume-id",
+            &volume_id,
+            "--instance-id",
+            &instance_id,
+            "--device",
+            "/dev/sdf",
+        ],
+    );
+    assert_eq!(attachment["VolumeId"], volume_id.as_str(), "{attachment:#}");
+    assert_eq!(
+        attachment["InstanceId"],
+        instance_id.as_str(),
+        "{attachment:#}"
+    );
+    assert_eq!(attachment["Device"], "/dev/sdf", "{attachment:#}");
+    let nbd_uri = attachment["NbdUri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no NbdUri: {attachment:#}"))
+        .to_owned();
+    let (addr, export) = split_nbd_uri(&nbd_uri);
+    assert_eq!(addr.port(), server.nbd_addr.port(), "{attachment:#}");
+    assert_ne!(
+        export, volume_id,
+        "the export name is a token, not the volume id"
+    );
+
+    // A host can open the printed URI.
+    let info = run_tool("nbdinfo", &["--json", &nbd_uri]);
+    info.assert_success();
+    let info: Value = serde_json::from_str(&info.stdout).expect("nbdinfo JSON");
+    assert_eq!(info["exports"][0]["export-size"], GIB, "{info:#}");
+
+    ebsctl(
+        &bin,
+        &server,
+        &["wait", "volume-in-use", "--volume-ids", &volume_id],
+    )
+    .assert_success();
+    let described = ebsctl_json(
+        &bin,
+        &server,
+        &["describe-volumes", "--volume-ids", &volume_id],
+    );
+    let volumes = described["Volumes"].as_array().expect("Volumes");
+    assert_eq!(volumes.len(), 1, "{described:#}");
+    assert_eq!(volumes[0]["VolumeId"], volume_id.as_str(), "{described:#}");
+    assert_eq!(volumes[0]["State"], "in-use", "{described:#}");
+    let attachments = volumes[0]["Attachments"].as_array().expect("Attachments");
+    assert_eq!(attachments.len(), 1, "{described:#}");
+    assert_eq!(
+        attachments[0]["InstanceId"],
+        instance_id.as_str(),
+        "{described:#}"
+    );
+    assert_eq!(attachments[0]["State"], "attached", "{described:#}");
+    assert_eq!(attachments[0]["NbdUri"], nbd_uri.as_str(), "{described:#}");
+    assert_eq!(attachments[0]["Device"], "/dev/sdf", "{described:#}");
+
+    let detached = ebsctl_json(&bin, &server, &["detach-volume", "--volume-id", &volume_id]);
+    assert_eq!(detached["VolumeId"], volume_id.as_str(), "{detached:#}");
+    // Fenced: the URI no longer opens.
+    run_tool("nbdinfo", &[&nbd_uri]).assert_failure();
+
+    ebsctl(
+        &bin,
+        &server,
+        &["wait", "volume-available", "--volume-ids", &volume_id],
+    )
+    .assert_success();
+    ebsctl(&bin, &server, &["delete-volume", "--volume-id", &volume_id]).assert_success();
+    ebsctl(
+        &bin,
+        &server,
+        &["wait", "volume-deleted", "--volume-ids", &volume_id],
+    )
+    .assert_success();
+    let gone = ebsctl(
+        &bin,
+        &server,
+        &["describe-volumes", "--volume-ids", &volume_id],
+    );
+    assert_service_error(&gone, "InvalidVolume.NotFound", "DescribeVolumes");
+    server.stop();
+}
+
+#[test]
+fn ebsctl_errors_carry_the_ec2_code_and_exit_254() {
+    let Some(bin) = ebsctl_or_skip() else { return };
+    let dir = tempdir();
+    let server = Server::start(dir.path());
+    let (volume_id, instance_id, _uri) = server.attach_new_volume(1);
+
+    // An unknown volume.
+    let out = ebsctl(
+        &bin,
+        &server,
+        &[
+            "attach-volume",
+            "--volume-id",
+            "vol-0123456789abcdef0",
+            "--instance-id",
+            &instance_id,
+            "--device",
+            "/dev/sdg",
+        ],
+    );
+    assert_service_error(&out, "InvalidVolume.NotFound", "AttachVolume");
+    assert!(out.stdout.is_empty(), "{}", out.describe());
+
+    // Attaching an attached volume again, and deleting it while attached.
+    let out = ebsctl(
+        &bin,
+        &server,
+        &[
+            "attach-volume",
+            "--volume-id",
+            &volume_id,
+            "--instance-id",
+            &instance_id,
+            "--device",
+            "/dev/sdg",
+        ],
+    );
+    assert_service_error(&out, "VolumeInUse", "AttachVolume");
+    let out = ebsctl(&bin, &server, &["delete-volume", "--volume-id", &volume_id]);
+    assert_service_error(&out, "VolumeInUse", "DeleteVolume");
+
+    // Nothing changed.
+    let volume = server.describe_volume(&volume_id);
+    assert_eq!(volume.state, "in-use", "{volume:?}");
+    assert_eq!(volume.attachments.len(), 1, "{volume:?}");
+    server.stop();
+}
+
+#[test]
+fn ebsctl_table_and_text_output() {
+    let Some(bin) = ebsctl_or_skip() else { return };
+    let dir = tempdir();
+    let server = Server::start(dir.path());
+    let volume = server.create_volume(1);
+    let id = volume.volume_id.as_str();
+
+    // --output before the subcommand ...
+    let table = ebsctl(
+        &bin,
+        &server,
+        &["--output", "table", "describe-volumes", "--volume-ids", id],
+    );
+    table.assert_success();
+    assert!(
+        serde_json::from_str::<Value>(&table.stdout).is_err(),
+        "table output must not be JSON: {}",
+        table.describe()
+    );
+    assert!(table.stdout.contains(id), "{}", table.describe());
+    assert!(
+        table.stdout.contains("DescribeVolumes"),
+        "{}",
+        table.describe()
+    );
+    assert!(table.stdout.contains('|'), "{}", table.describe());
+
+    // ... or after it.
+    let text = ebsctl(
+        &bin,
+        &server,
+        &["describe-volumes", "--volume-ids", id, "--output", "text"],
+    );
+    text.assert_success();
+    assert!(
+        serde_json::from_str::<Value>(&text.stdout).is_err(),
+        "text output must not be JSON: {}",
+        text.describe()
+    );
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("VOLUMES\t"))
+        .unwrap_or_else(|| panic!("no VOLUMES line: {}", text.describe()));
+    let columns: Vec<&str> = line.split('\t').collect();
+    assert!(columns.contains(&id), "{line:?}");
+    assert!(columns.contains(&"available"), "{line:?}");
+    assert!(columns.contains(&"gp3"), "{line:?}");
+    server.stop();
+}
