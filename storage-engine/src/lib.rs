@@ -20,11 +20,13 @@
 pub mod cbt;
 pub mod engine;
 pub mod gate;
+pub mod throttle;
 pub mod volume;
 
 pub use cbt::{CBT_BLOCK_SIZE, ChangedBlocks, ChangedSince};
 pub use engine::{Engine, EngineError, EngineKind};
 pub use gate::{Gate, GateGuard};
+pub use throttle::{Admission, BucketConfig, Limits, Throttle};
 pub use volume::{
     Extent, InlinePolicy, MAX_IO_BYTES, SECTOR_SIZE, Volume, VolumeError, VolumeErrorKind,
     ZeroFlags,
