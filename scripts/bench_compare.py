@@ -5,7 +5,10 @@ All three serve copies of one backing file (random data) on loopback; fio's nbd 
 same jobs against each, one server at a time, in the same run. Prints a Markdown table with
 absolute figures and ratios (ours / peer).
 
-    python3 scripts/bench_compare.py [--runtime 10] [--size-gib 1] [--smoke]
+    python3 scripts/bench_compare.py [--runtime 10] [--reps 3] [--size-gib 1] [--smoke]
+
+Each job runs --reps times per server (servers interleaved per repetition, so drift on a shared
+machine hits all of them alike); the table shows medians.
 
 Needs: fio (with the nbd engine), nbdkit, qemu-nbd, nbdcopy, and a release build
 (`cargo build --release`). `--smoke` runs each job for one second (used by CI, not a measurement).
@@ -16,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,6 +123,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runtime", type=int, default=10)
     ap.add_argument("--size-gib", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     runtime = 1 if args.smoke else args.runtime
@@ -126,24 +131,30 @@ def main():
     for tool in ("fio", "nbdkit", "qemu-nbd", "nbdcopy"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is required")
-    results = {}
+    samples = {}
+    servers = (("volume-server", lambda: ours(tmp, backing, args.size_gib)),
+               ("nbdkit file", lambda: nbdkit(tmp, backing)),
+               ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing)))
+    reps = 1 if args.smoke else args.reps
     with tempfile.TemporaryDirectory(prefix="ebs-bench-") as tmp:
         backing = os.path.join(tmp, "backing.img")
         with open(backing, "wb") as f:
             for _ in range(args.size_gib * 64):
                 f.write(os.urandom(16 << 20))
-        for name, start in (("volume-server", lambda: ours(tmp, backing, args.size_gib)),
-                            ("nbdkit file", lambda: nbdkit(tmp, backing)),
-                            ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing))):
-            proc, uri = start()
-            try:
-                for label, job in JOBS:
-                    results[(name, label)] = run_fio(uri, job, runtime, size)
-                    print(f"{name:18} {label:18} {results[(name, label)]['iops']:>10.0f} IOPS "
-                          f"{results[(name, label)]['mib_s']:>8.1f} MiB/s", file=sys.stderr)
-            finally:
+        started = [(name,) + start() for name, start in servers]
+        try:
+            for rep in range(reps):
+                for name, _, uri in started:
+                    for label, job in JOBS:
+                        r = run_fio(uri, job, runtime, size)
+                        samples.setdefault((name, label), []).append(r)
+                        print(f"rep {rep + 1} {name:18} {label:18} {r['iops']:>10.0f} IOPS {r['mib_s']:>8.1f} MiB/s",
+                              file=sys.stderr)
+        finally:
+            for _, proc, _ in started:
                 stop(proc)
-    print(f"\nfio nbd engine, {runtime}s per job, {args.size_gib} GiB file, {os.cpu_count()} CPUs\n")
+    results = {k: {m: statistics.median(x[m] for x in v) for m in ("iops", "mib_s")} for k, v in samples.items()}
+    print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {args.size_gib} GiB file, {os.cpu_count()} CPUs\n")
     print("| job | volume-server | nbdkit file | qemu-nbd io_uring | vs nbdkit | vs qemu-nbd |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, job in JOBS:

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use storage_engine::{Gate, Volume};
+use storage_engine::{Gate, Throttle, Volume};
 use tokio::sync::watch;
 
 /// I/O counters of one volume, shared by all its attachments and sessions.
@@ -30,6 +30,10 @@ pub struct IoStats {
     pub read_time_ns: AtomicU64,
     /// Total nanoseconds spent in writes.
     pub write_time_ns: AtomicU64,
+    /// EBS operations counted (256 KiB / 1 MiB units, sequential I/O merged).
+    pub ebs_ops: AtomicU64,
+    /// Total nanoseconds requests were held by the throttle.
+    pub throttled_ns: AtomicU64,
 }
 
 impl IoStats {
@@ -46,6 +50,8 @@ pub struct OpenVolume {
     pub volume: Arc<Volume>,
     /// Its counters.
     pub stats: Arc<IoStats>,
+    /// Its IOPS/throughput throttle, shared by every attachment and connection.
+    pub throttle: Arc<Throttle>,
 }
 
 /// One attachment, as NBD serves it.
@@ -89,6 +95,12 @@ impl Export {
     /// Notified (value `true`) when the export is fenced: sessions close.
     pub fn fence_signal(&self) -> watch::Receiver<bool> {
         self.fenced.subscribe()
+    }
+
+    /// Completes once the export is fenced.
+    pub async fn fenced(&self) {
+        let mut rx = self.fenced.subscribe();
+        let _ = rx.wait_for(|f| *f).await;
     }
 
     /// Fences the attachment: tells sessions to close, refuses new I/O and waits until no I/O of

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod perf;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::ebs::v1 as pb;
-use storage_engine::{Engine, Volume};
+use storage_engine::{Engine, Throttle, Volume};
 
 use crate::catalog::{
     AttachmentRecord, AttachmentState, Catalog, Change, HostRecord, VolumeRecord, VolumeState,
@@ -458,6 +459,7 @@ impl ControlPlane {
                 let o = OpenVolume {
                     volume: Arc::new(volume),
                     stats: Arc::new(IoStats::default()),
+                    throttle: Arc::new(Throttle::new(perf::limits(v))),
                 };
                 st.open.insert(v.volume_id.clone(), o.clone());
                 o

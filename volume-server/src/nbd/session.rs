@@ -388,6 +388,24 @@ async fn run(export: Arc<Export>, _guard: GateGuard, req: Request, payload: Byte
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let (offset, len) = (req.offset, u64::from(req.len));
     let start = Instant::now();
+    // Throttle: reads, writes and zeroing that allocates count as EBS I/O. The wait ends early
+    // if the attachment is fenced, so a detach never waits for throttled requests.
+    let counted = matches!(req.cmd, CMD_READ | CMD_WRITE)
+        || (req.cmd == CMD_WRITE_ZEROES && req.flags & CMD_FLAG_NO_HOLE != 0);
+    if counted {
+        let admission = export.open.throttle.reserve(offset, len);
+        IoStats::add(&stats.ebs_ops, admission.ops);
+        if !admission.waited.is_zero() {
+            IoStats::add(&stats.throttled_ns, admission.waited.as_nanos() as u64);
+            tokio::select! {
+                () = tokio::time::sleep(admission.waited) => {}
+                () = export.fenced() => {
+                    IoStats::add(&stats.errors, 1);
+                    return done(req, Err(VolumeError::EngineStopped));
+                }
+            }
+        }
+    }
     let r = match req.cmd {
         CMD_READ => vol.read(offset, len).await.map(Payload::Data),
         CMD_WRITE => vol

@@ -46,9 +46,13 @@ pub fn interop_required() -> bool {
 /// Skips the calling test loudly (returns false), or fails it under `EBS_REQUIRE_INTEROP=1`.
 pub fn skip(reason: &str) -> bool {
     if interop_required() {
-        panic!("EBS_REQUIRE_INTEROP=1 but {reason}");
+        panic!("EBS_REQUIRE_INTEROP=1 but {reason}; install it (see .ci/run)");
     }
-    eprintln!("SKIPPED: {reason}");
+    // Straight to the stderr handle, not `eprintln!`: the test harness captures the macros' output of
+    // passing tests, and a skip must be seen.
+    use std::io::Write as _;
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason} (test {test})");
     false
 }
 
@@ -224,17 +228,22 @@ pub fn run_tool<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Output {
     run(Command::new(program).args(args))
 }
 
-/// `qemu-io -f raw -c CMD … URI`: every command must succeed and every `read -P` must match.
+/// qemu-io's options: raw format, and a writeback cache so that plain writes go out without FUA (qemu-io
+/// defaults to writethrough, which makes every write FUA); `write -f` asks for FUA, `flush` flushes,
+/// and closing flushes.
+pub const QEMU_IO_OPTS: [&str; 4] = ["-f", "raw", "-t", "writeback"];
+
+/// `qemu-io -f raw -t writeback -c CMD … URI`: every command must succeed and every `read -P` must match.
 pub fn qemu_io(uri: &str, commands: &[&str]) -> Output {
     let out = qemu_io_unchecked(uri, commands);
     assert_qemu_io_ok(&out);
     out
 }
 
-/// `qemu-io -f raw -c CMD … URI` without judging the result.
+/// `qemu-io -f raw -t writeback -c CMD … URI` without judging the result.
 pub fn qemu_io_unchecked(uri: &str, commands: &[&str]) -> Output {
     let mut cmd = Command::new("qemu-io");
-    cmd.args(["-f", "raw"]);
+    cmd.args(QEMU_IO_OPTS);
     for c in commands {
         cmd.args(["-c", c]);
     }
@@ -258,7 +267,7 @@ pub fn assert_qemu_io_ok(out: &Output) {
     );
 }
 
-/// A long-running `qemu-io -f raw -c CMD … URI` (stdout line-buffered by `stdbuf`, stderr merged into
+/// A long-running `qemu-io -f raw -t writeback -c CMD … URI` (stdout line-buffered by `stdbuf`, stderr merged into
 /// it) whose output can be awaited line by line. With `interactive`, no `-c` commands are given and
 /// the returned stdin feeds it: send one command, then wait for its output before the next (qemu-io
 /// reads stdin through a buffer and may sit on a second queued line).
@@ -268,13 +277,8 @@ pub fn spawn_qemu_io(
     interactive: bool,
 ) -> (KillOnDrop, LineReader, Option<std::process::ChildStdin>) {
     let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        "exec stdbuf -oL qemu-io \"$@\" 2>&1",
-        "sh",
-        "-f",
-        "raw",
-    ]);
+    cmd.args(["-c", "exec stdbuf -oL qemu-io \"$@\" 2>&1", "sh"])
+        .args(QEMU_IO_OPTS);
     for c in commands {
         cmd.args(["-c", c]);
     }
