@@ -25,6 +25,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 /// Tracking granularity: the EBS direct-API block size.
 pub const CBT_BLOCK_SIZE: u64 = 512 * 1024;
@@ -54,9 +55,19 @@ pub enum ChangedSince {
 #[derive(Debug)]
 pub struct ChangedBlocks {
     path: PathBuf,
+    /// Read-locked on every mark (cheap, uncontended); write-locked only to grow the volume.
+    bitmap: RwLock<Bitmap>,
+    exact: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Bitmap {
     blocks: u64,
     words: Vec<AtomicU64>,
-    exact: AtomicBool,
+}
+
+fn words_for(blocks: u64) -> usize {
+    usize::try_from(blocks.div_ceil(64)).unwrap_or(usize::MAX)
 }
 
 impl ChangedBlocks {
@@ -71,12 +82,15 @@ impl ChangedBlocks {
         let cbt = ChangedBlocks::empty(path, volume_size, false);
         match fs::read(path) {
             Ok(bytes) => {
-                if let Some(words) = parse(&bytes, cbt.blocks) {
-                    for (slot, w) in cbt.words.iter().zip(words) {
+                let bm = cbt.read();
+                if let Some(words) = parse(&bytes, bm.blocks) {
+                    for (slot, w) in bm.words.iter().zip(words) {
                         slot.store(w, Ordering::Relaxed);
                     }
                     cbt.exact.store(true, Ordering::Relaxed);
+                    drop(bm);
                 } else {
+                    drop(bm);
                     tracing::warn!(path = %path.display(), "changed-block tracking was not closed cleanly; the next snapshot compares every block");
                 }
             }
@@ -92,12 +106,31 @@ impl ChangedBlocks {
 
     fn empty(path: &Path, volume_size: u64, exact: bool) -> ChangedBlocks {
         let blocks = volume_size.div_ceil(CBT_BLOCK_SIZE);
-        let nwords = usize::try_from(blocks.div_ceil(64)).unwrap_or(usize::MAX);
         ChangedBlocks {
             path: path.to_path_buf(),
-            blocks,
-            words: (0..nwords).map(|_| AtomicU64::new(0)).collect(),
+            bitmap: RwLock::new(Bitmap {
+                blocks,
+                words: (0..words_for(blocks)).map(|_| AtomicU64::new(0)).collect(),
+            }),
             exact: AtomicBool::new(exact),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Bitmap> {
+        // The bitmap is atomics behind the lock; a panic cannot leave it half-written.
+        self.bitmap.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Extends tracking to a volume grown to `volume_size` bytes. The new blocks read as zero
+    /// and are not marked changed.
+    pub fn grow(&self, volume_size: u64) {
+        let mut bm = self.bitmap.write().unwrap_or_else(|p| p.into_inner());
+        let blocks = volume_size.div_ceil(CBT_BLOCK_SIZE);
+        if blocks > bm.blocks {
+            let n = words_for(blocks);
+            let extra = n.saturating_sub(bm.words.len());
+            bm.words.extend((0..extra).map(|_| AtomicU64::new(0)));
+            bm.blocks = blocks;
         }
     }
 
@@ -106,11 +139,12 @@ impl ChangedBlocks {
         if len == 0 {
             return;
         }
+        let bm = self.read();
         let first = offset / CBT_BLOCK_SIZE;
         let last = (offset + len - 1) / CBT_BLOCK_SIZE;
-        for block in first..=last.min(self.blocks.saturating_sub(1)) {
+        for block in first..=last.min(bm.blocks.saturating_sub(1)) {
             let (w, bit) = ((block / 64) as usize, 1u64 << (block % 64));
-            let word = &self.words[w];
+            let word = &bm.words[w];
             // Load first: the common case (already marked) then never dirties the cache line.
             if word.load(Ordering::Relaxed) & bit == 0 {
                 word.fetch_or(bit, Ordering::Relaxed);
@@ -124,7 +158,7 @@ impl ChangedBlocks {
             return ChangedSince::Unknown;
         }
         let mut out = Vec::new();
-        for (w, word) in self.words.iter().enumerate() {
+        for (w, word) in self.read().words.iter().enumerate() {
             let mut bits = word.load(Ordering::Acquire);
             while bits != 0 {
                 let i = u64::from(bits.trailing_zeros());
@@ -138,7 +172,7 @@ impl ChangedBlocks {
     /// Starts a new tracking epoch: nothing changed, exact. Called once a snapshot has captured
     /// the volume's state.
     pub fn reset(&self) {
-        for w in &self.words {
+        for w in &self.read().words {
             w.store(0, Ordering::Release);
         }
         self.exact.store(true, Ordering::Release);
@@ -151,9 +185,10 @@ impl ChangedBlocks {
 
     /// Writes the sidecar via a temp file and rename, so a crash leaves the old or the new file.
     fn write_file(&self, clean: bool) -> io::Result<()> {
-        let mut bitmap = Vec::with_capacity(self.words.len() * 8);
+        let bm = self.read();
+        let mut bitmap = Vec::with_capacity(bm.words.len() * 8);
         if clean {
-            for w in &self.words {
+            for w in &bm.words {
                 bitmap.extend_from_slice(&w.load(Ordering::Acquire).to_le_bytes());
             }
         }
@@ -170,7 +205,8 @@ impl ChangedBlocks {
         header[FLAGS_OFFSET..BLOCK_SIZE_OFFSET].copy_from_slice(&flags.to_le_bytes());
         header[BLOCK_SIZE_OFFSET..BLOCK_SIZE_OFFSET + 4]
             .copy_from_slice(&(CBT_BLOCK_SIZE as u32).to_le_bytes());
-        header[BLOCKS_OFFSET..BITMAP_CRC_OFFSET].copy_from_slice(&self.blocks.to_le_bytes());
+        header[BLOCKS_OFFSET..BITMAP_CRC_OFFSET].copy_from_slice(&bm.blocks.to_le_bytes());
+        drop(bm);
         header[BITMAP_CRC_OFFSET..HEADER_CRC_OFFSET]
             .copy_from_slice(&crc32fast::hash(&bitmap).to_le_bytes());
         let hcrc = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
@@ -277,6 +313,28 @@ mod tests {
         again.reset();
         again.mark(3 * CBT_BLOCK_SIZE, 1);
         assert_eq!(again.changed(), ChangedSince::Exact(vec![3]));
+    }
+
+    #[test]
+    fn grows_with_the_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.cbt");
+        ChangedBlocks::create(&p, GIB).unwrap();
+        let cbt = ChangedBlocks::open(&p, GIB).unwrap();
+        cbt.mark(0, 1);
+        cbt.mark(GIB, 4096); // past the end: ignored
+        cbt.grow(2 * GIB);
+        cbt.mark(GIB, 4096);
+        let last = 2 * GIB / CBT_BLOCK_SIZE - 1;
+        cbt.mark(2 * GIB - 512, 512);
+        let first_new = GIB / CBT_BLOCK_SIZE;
+        assert_eq!(cbt.changed(), ChangedSince::Exact(vec![0, first_new, last]));
+        cbt.close().unwrap();
+        let again = ChangedBlocks::open(&p, 2 * GIB).unwrap();
+        assert_eq!(
+            again.changed(),
+            ChangedSince::Exact(vec![0, first_new, last])
+        );
     }
 
     #[test]

@@ -154,7 +154,18 @@ struct State {
     last_end: u64,
     /// Bytes already in the current (merged) operation.
     unit_fill: u64,
+    /// When demand last exceeded the ops / bytes limit (a request had to wait on it).
+    ops_exceeded_at: Option<Instant>,
+    bytes_exceeded_at: Option<Instant>,
+    /// Operations counted per second over the last minute, a ring indexed by second.
+    per_second: [u64; 60],
+    /// Second (since `created`) that `per_second` was last written.
+    current_second: u64,
+    created: Instant,
 }
+
+/// How long an exceeded limit keeps its check at 1 (the CloudWatch check period).
+const CHECK_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a request cost and how long it waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +203,11 @@ impl Throttle {
             byte_credits: None,
             last_end: u64::MAX,
             unit_fill: 0,
+            ops_exceeded_at: None,
+            bytes_exceeded_at: None,
+            per_second: [0; 60],
+            current_second: 0,
+            created: now,
         };
         reconcile(&mut st.ops, limits.ops, now);
         reconcile(&mut st.bytes, limits.bytes, now);
@@ -229,6 +245,35 @@ impl Throttle {
             .map(|b| b.fraction_full(now))
     }
 
+    /// Whether demand exceeded the ops limit / the throughput limit in the last minute
+    /// (CloudWatch `VolumeIOPSExceededCheck` / `VolumeThroughputExceededCheck`).
+    pub fn exceeded_checks(&self) -> (bool, bool) {
+        let now = Instant::now();
+        let st = self.lock();
+        let recent =
+            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < CHECK_WINDOW);
+        (recent(st.ops_exceeded_at), recent(st.bytes_exceeded_at))
+    }
+
+    /// Operations counted over the last 60 seconds.
+    pub fn ops_last_minute(&self) -> u64 {
+        let now = Instant::now();
+        let mut st = self.lock();
+        Throttle::advance_window(&mut st, now);
+        st.per_second.iter().sum()
+    }
+
+    /// Moves the per-second ring to `now`, zeroing the seconds that passed without I/O.
+    fn advance_window(st: &mut State, now: Instant) -> usize {
+        let sec = now.saturating_duration_since(st.created).as_secs();
+        let gap = sec.saturating_sub(st.current_second).min(60);
+        for i in 1..=gap {
+            st.per_second[((st.current_second + i) % 60) as usize] = 0;
+        }
+        st.current_second = sec;
+        (sec % 60) as usize
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Plain arithmetic under the lock: a poisoned lock holds consistent numbers.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -262,20 +307,22 @@ impl Throttle {
         let now = Instant::now();
         let mut st = self.lock();
         let ops = Throttle::count_ops(&mut st, offset, len);
-        let mut wait = Duration::ZERO;
-        if let Some(b) = st.ops.as_mut() {
-            wait = wait.max(b.take(ops, now));
+        let slot = Throttle::advance_window(&mut st, now);
+        st.per_second[slot] += ops;
+        let take =
+            |b: &mut Option<Bucket>, n: u64| b.as_mut().map_or(Duration::ZERO, |b| b.take(n, now));
+        let ops_wait = take(&mut st.ops, ops).max(take(&mut st.op_credits, ops));
+        let bytes_wait = take(&mut st.bytes, len).max(take(&mut st.byte_credits, len));
+        if !ops_wait.is_zero() {
+            st.ops_exceeded_at = Some(now);
         }
-        if let Some(b) = st.op_credits.as_mut() {
-            wait = wait.max(b.take(ops, now));
+        if !bytes_wait.is_zero() {
+            st.bytes_exceeded_at = Some(now);
         }
-        if let Some(b) = st.bytes.as_mut() {
-            wait = wait.max(b.take(len, now));
+        Admission {
+            ops,
+            waited: ops_wait.max(bytes_wait),
         }
-        if let Some(b) = st.byte_credits.as_mut() {
-            wait = wait.max(b.take(len, now));
-        }
-        Admission { ops, waited: wait }
     }
 
     /// Waits until an I/O of `len` bytes at `offset` may proceed.
@@ -456,6 +503,19 @@ mod tests {
             let s = d.as_secs_f64();
             assert!(s <= 3.25 && s >= 2.4, "{times:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exceeded_checks_and_minute_window() {
+        let t = Throttle::new(iops_limits(100, 256 * KIB));
+        assert_eq!(t.exceeded_checks(), (false, false));
+        drive(&t, 500).await;
+        assert_eq!(t.exceeded_checks(), (true, false));
+        let last_minute = t.ops_last_minute();
+        assert!((495..=500).contains(&last_minute), "{last_minute}");
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(t.exceeded_checks(), (false, false));
+        assert_eq!(t.ops_last_minute(), 0);
     }
 
     #[tokio::test(start_paused = true)]

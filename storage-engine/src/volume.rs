@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -171,7 +171,8 @@ impl VolumeError {
 pub struct Volume {
     path: PathBuf,
     file: Arc<File>,
-    size: u64,
+    /// Grows (never shrinks) while open: see [`Volume::grow`].
+    size: AtomicU64,
     engine: Engine,
     failed: AtomicBool,
     cbt: ChangedBlocks,
@@ -245,7 +246,7 @@ impl Volume {
         Ok(Volume {
             path: path.to_path_buf(),
             file: Arc::new(file),
-            size,
+            size: AtomicU64::new(size),
             engine,
             failed: AtomicBool::new(false),
             cbt,
@@ -255,7 +256,40 @@ impl Volume {
 
     /// Size in bytes.
     pub fn size(&self) -> u64 {
-        self.size
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Grows the volume to `new_size` bytes (ModifyVolume). The new range reads as zeroes.
+    /// Requests in flight are unaffected; later requests see the new size.
+    pub fn grow(&self, new_size: u64) -> Result<(), VolumeError> {
+        let old = self.size();
+        if new_size <= old {
+            return Ok(());
+        }
+        if !new_size.is_multiple_of(SECTOR_SIZE) {
+            return Err(VolumeError::Unaligned {
+                offset: 0,
+                len: new_size,
+            });
+        }
+        self.file.set_len(new_size).map_err(VolumeError::Io)?;
+        self.file.sync_all().map_err(VolumeError::Io)?;
+        self.cbt.grow(new_size);
+        self.size.store(new_size, Ordering::Release);
+        Ok(())
+    }
+
+    /// Grows the volume file at `path` (not open) to `new_size` bytes.
+    pub fn grow_file(path: &Path, new_size: u64) -> Result<(), VolumeError> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(VolumeError::Io)?;
+        if file.metadata().map_err(VolumeError::Io)?.len() < new_size {
+            file.set_len(new_size).map_err(VolumeError::Io)?;
+            file.sync_all().map_err(VolumeError::Io)?;
+        }
+        Ok(())
     }
 
     /// The file backing this volume.
@@ -286,13 +320,10 @@ impl Volume {
         if max.is_some_and(|m| len > m) {
             return Err(VolumeError::TooLarge { len });
         }
+        let size = self.size();
         match offset.checked_add(len) {
-            Some(end) if end <= self.size => Ok(()),
-            _ => Err(VolumeError::OutOfBounds {
-                offset,
-                len,
-                size: self.size,
-            }),
+            Some(end) if end <= size => Ok(()),
+            _ => Err(VolumeError::OutOfBounds { offset, len, size }),
         }
     }
 
@@ -477,13 +508,13 @@ impl Volume {
         let mut out: Vec<Extent> = Vec::new();
         let mut pos = offset;
         while pos < end && out.len() < max_extents.max(1) {
-            let data = seek(fd, pos, libc::SEEK_DATA)?.unwrap_or(self.size);
+            let data = seek(fd, pos, libc::SEEK_DATA)?.unwrap_or(self.size());
             let (next, hole) = if data > pos {
                 (data.min(end), true)
             } else {
                 (
                     seek(fd, pos, libc::SEEK_HOLE)?
-                        .unwrap_or(self.size)
+                        .unwrap_or(self.size())
                         .min(end),
                     false,
                 )
@@ -507,7 +538,7 @@ impl Volume {
             return Err(VolumeError::OutOfBounds {
                 offset,
                 len,
-                size: self.size,
+                size: self.size(),
             });
         };
         // SAFETY: advisory call on a descriptor this volume keeps open.

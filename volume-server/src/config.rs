@@ -42,6 +42,10 @@ pub struct Config {
     /// NBD handshake timeout (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub nbd_handshake_timeout: Duration,
+    /// How long a volume modification stays `optimizing` before it is `completed` (and the
+    /// next modification may start). New limits apply at once either way.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub modification_time: Duration,
     /// Close NBD sessions idle for this long (0s: never).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub nbd_idle_timeout: Duration,

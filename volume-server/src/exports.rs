@@ -10,8 +10,16 @@ use storage_engine::{Gate, Throttle, Volume};
 use tokio::sync::watch;
 
 /// I/O counters of one volume, shared by all its attachments and sessions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IoStats {
+    /// When the volume was opened: the origin of the busy/idle clock.
+    pub opened: std::time::Instant,
+    /// Requests in flight, throttle waits included (CloudWatch `VolumeQueueLength`).
+    pub inflight: AtomicU64,
+    /// Nanoseconds with at least one request in flight.
+    pub busy_ns: AtomicU64,
+    /// When the current busy period began (nanoseconds since `opened`).
+    busy_start_ns: AtomicU64,
     /// Completed reads.
     pub read_ops: AtomicU64,
     /// Bytes read.
@@ -36,10 +44,69 @@ pub struct IoStats {
     pub throttled_ns: AtomicU64,
 }
 
+impl Default for IoStats {
+    fn default() -> Self {
+        IoStats {
+            opened: std::time::Instant::now(),
+            inflight: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            busy_start_ns: AtomicU64::new(0),
+            read_ops: AtomicU64::new(0),
+            read_bytes: AtomicU64::new(0),
+            write_ops: AtomicU64::new(0),
+            write_bytes: AtomicU64::new(0),
+            flush_ops: AtomicU64::new(0),
+            trim_ops: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            read_time_ns: AtomicU64::new(0),
+            write_time_ns: AtomicU64::new(0),
+            ebs_ops: AtomicU64::new(0),
+            throttled_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counts one request as in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a IoStats);
+
 impl IoStats {
     /// Adds `n` to `counter`.
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.opened.elapsed().as_nanos() as u64
+    }
+
+    /// Marks a request in flight (for queue length and idle time).
+    pub fn begin(&self) -> InFlight<'_> {
+        if self.inflight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.busy_start_ns.store(self.now_ns(), Ordering::Release);
+        }
+        InFlight(self)
+    }
+
+    /// Seconds since opening with nothing in flight (CloudWatch `VolumeIdleTime`). Approximate
+    /// to a request's length when busy periods start and end concurrently.
+    pub fn idle_seconds(&self) -> f64 {
+        let now = self.now_ns();
+        let mut busy = self.busy_ns.load(Ordering::Acquire);
+        if self.inflight.load(Ordering::Acquire) > 0 {
+            busy += now.saturating_sub(self.busy_start_ns.load(Ordering::Acquire));
+        }
+        now.saturating_sub(busy) as f64 / 1e9
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        if s.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let start = s.busy_start_ns.load(Ordering::Acquire);
+            IoStats::add(&s.busy_ns, s.now_ns().saturating_sub(start));
+        }
     }
 }
 

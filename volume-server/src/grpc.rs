@@ -8,7 +8,9 @@ use pb::volume_service_server::VolumeService;
 use proto::ebs::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::catalog::{AttachmentRecord, HostRecord, VolumeRecord};
+use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
+use crate::control::modify::modification_state;
+use crate::control::now_ms;
 use crate::control::{ControlPlane, Ec2Error};
 
 /// The gRPC face of the control plane.
@@ -102,8 +104,87 @@ fn host(cp: &ControlPlane, h: &HostRecord, atts: &[(String, AttachmentRecord)]) 
     }
 }
 
+fn modification(volume_id: &str, m: &ModificationRecord, fresh: bool) -> pb::VolumeModification {
+    let (state, progress) = if fresh {
+        ("modifying", 0)
+    } else {
+        modification_state(m, now_ms())
+    };
+    pb::VolumeModification {
+        volume_id: volume_id.to_string(),
+        modification_state: state.to_string(),
+        status_message: String::new(),
+        target_size: m.target.size_gib as i32,
+        target_iops: m.target.iops.map(|n| n as i32),
+        target_volume_type: m.target.volume_type.as_str().to_string(),
+        target_throughput: m.target.throughput.map(|n| n as i32),
+        target_multi_attach_enabled: m.target.multi_attach_enabled,
+        original_size: m.original.size_gib as i32,
+        original_iops: m.original.iops.map(|n| n as i32),
+        original_volume_type: m.original.volume_type.as_str().to_string(),
+        original_throughput: m.original.throughput.map(|n| n as i32),
+        original_multi_attach_enabled: m.original.multi_attach_enabled,
+        progress: progress as i32,
+        start_time: format_time(m.start_ms),
+        end_time: if state == "completed" {
+            format_time(m.end_ms)
+        } else {
+            String::new()
+        },
+    }
+}
+
 #[tonic::async_trait]
 impl VolumeService for VolumeApi {
+    async fn modify_volume(
+        &self,
+        req: Request<pb::ModifyVolumeRequest>,
+    ) -> Result<Response<pb::VolumeModification>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| {
+            cp.modify_volume(req)
+                .map(|(id, m)| modification(&id, &m, true))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn describe_volumes_modifications(
+        &self,
+        req: Request<pb::DescribeVolumesModificationsRequest>,
+    ) -> Result<Response<pb::DescribeVolumesModificationsResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| {
+            let mods = cp.describe_volumes_modifications(&req.volume_ids, &req.filters)?;
+            Ok(pb::DescribeVolumesModificationsResponse {
+                volumes_modifications: mods
+                    .iter()
+                    .map(|(id, m)| modification(id, m, false))
+                    .collect(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn get_volume_metrics(
+        &self,
+        req: Request<pb::GetVolumeMetricsRequest>,
+    ) -> Result<Response<pb::GetVolumeMetricsResponse>, Status> {
+        let ids = req.into_inner().volume_ids;
+        self.run(move |cp| {
+            let sources = cp.metrics_sources(&ids)?;
+            Ok(pb::GetVolumeMetricsResponse {
+                metrics: sources
+                    .iter()
+                    .map(|(v, o)| crate::metrics::volume_metrics(v, o.as_ref()))
+                    .collect(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
     async fn create_volume(
         &self,
         req: Request<pb::CreateVolumeRequest>,

@@ -99,6 +99,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         availability_zones: cfg.zones(),
         data_dir: cfg.data_dir.clone(),
         nbd_addr,
+        optimization_time: cfg.modification_time,
     };
     let control = {
         let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());

@@ -208,6 +208,37 @@ pub struct VolumeRecord {
     /// Next attachment generation to hand out.
     #[serde(default)]
     pub next_generation: u64,
+    /// Modifications started in the last 24 hours, oldest first (the last one is current).
+    #[serde(default)]
+    pub modifications: Vec<ModificationRecord>,
+}
+
+/// The performance-relevant configuration of a volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerfSpec {
+    /// GiB.
+    pub size_gib: u32,
+    /// Type.
+    pub volume_type: VolumeType,
+    /// IOPS (provisioned, or gp2's baseline).
+    pub iops: Option<u32>,
+    /// MiB/s (gp3).
+    pub throughput: Option<u32>,
+    /// Multi-Attach.
+    pub multi_attach_enabled: bool,
+}
+
+/// One ModifyVolume call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModificationRecord {
+    /// Milliseconds since the Unix epoch.
+    pub start_ms: u64,
+    /// When optimization ends and the modification is `completed`.
+    pub end_ms: u64,
+    /// Before.
+    pub original: PerfSpec,
+    /// After.
+    pub target: PerfSpec,
 }
 
 /// A host registered outside the instance manager.

@@ -113,6 +113,7 @@ mod tests {
             attachments: vec![],
             client_token: None,
             next_generation: 1,
+            modifications: vec![],
         }
     }
 

@@ -80,7 +80,7 @@ impl Filter {
 }
 
 /// Matches `text` against `pattern` where `*` is any run and `?` any one character.
-fn glob(pattern: &str, text: &str) -> bool {
+pub fn glob(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);

@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod modify;
 pub mod perf;
 pub mod validate;
 
@@ -55,6 +56,8 @@ pub struct ControlConfig {
     pub data_dir: PathBuf,
     /// Address put in `nbd://` URIs.
     pub nbd_addr: SocketAddr,
+    /// How long a modification stays `optimizing` before it is `completed`.
+    pub optimization_time: std::time::Duration,
 }
 
 #[derive(Debug, Default)]
@@ -305,6 +308,7 @@ impl ControlPlane {
             attachments: vec![],
             client_token: req.client_token.filter(|t| !t.is_empty()),
             next_generation: 1,
+            modifications: vec![],
         };
         // creating → (file) → available, each step durable: a crash in between is finished at start.
         self.commit(&[Change::PutVolume(v.clone())])?;
@@ -907,12 +911,26 @@ impl ControlPlane {
             .collect())
     }
 
-    /// Volume ids with their counters, for the metrics endpoint.
-    pub fn open_volume_stats(&self) -> Vec<(String, Arc<IoStats>)> {
+    /// Volumes with their live counters and throttle (for attached volumes): `ids`, or all.
+    pub fn metrics_sources(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(VolumeRecord, Option<OpenVolume>)>, Ec2Error> {
+        for id in ids {
+            check_volume_id(id)?;
+        }
         let st = self.lock();
-        st.open
-            .iter()
-            .map(|(id, o)| (id.clone(), Arc::clone(&o.stats)))
+        let pick = |v: &VolumeRecord| (v.clone(), st.open.get(&v.volume_id).cloned());
+        if ids.is_empty() {
+            return Ok(st.volumes.values().map(pick).collect());
+        }
+        ids.iter()
+            .map(|id| {
+                st.volumes
+                    .get(id)
+                    .map(pick)
+                    .ok_or_else(|| volume_not_found(id))
+            })
             .collect()
     }
 

@@ -2,7 +2,7 @@
 //! reopen of the catalog.
 
 use super::*;
-use crate::catalog::RedbCatalog;
+use crate::catalog::{RedbCatalog, VolumeType};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -12,6 +12,14 @@ struct Fixture {
 }
 
 fn open_at(dir: &Path, rt: &tokio::runtime::Runtime) -> (Arc<Exports>, ControlPlane) {
+    open_with(dir, rt, std::time::Duration::ZERO)
+}
+
+fn open_with(
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+    optimization: std::time::Duration,
+) -> (Arc<Exports>, ControlPlane) {
     let exports = Arc::new(Exports::default());
     let catalog = Arc::new(RedbCatalog::open(&dir.join("catalog.redb")).unwrap());
     let engine = Engine::start(storage_engine::EngineKind::Sync, 2).unwrap();
@@ -20,6 +28,7 @@ fn open_at(dir: &Path, rt: &tokio::runtime::Runtime) -> (Arc<Exports>, ControlPl
         availability_zones: vec!["us-east-1a".into(), "us-east-1b".into()],
         data_dir: dir.to_path_buf(),
         nbd_addr: "127.0.0.1:10809".parse().unwrap(),
+        optimization_time: optimization,
     };
     let cp = ControlPlane::open(
         cfg,
@@ -587,4 +596,213 @@ fn errors_map_to_grpc_codes_with_ec2_code() {
             c
         );
     }
+}
+
+fn modify(v: &str) -> pb::ModifyVolumeRequest {
+    pb::ModifyVolumeRequest {
+        volume_id: v.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn modify_volume_rules() {
+    let f = fixture();
+    let cp = &f.cp;
+    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let h = host(cp, "us-east-1a");
+    let (_, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let export = f.exports.get(&a.token).unwrap();
+    assert_eq!(export.open.throttle.limits().ops.unwrap().rate, 3000);
+
+    // Live: the attached volume's throttle and size change at once.
+    let (_, m) = cp
+        .modify_volume(pb::ModifyVolumeRequest {
+            iops: Some(4000),
+            size: Some(10),
+            ..modify(&v)
+        })
+        .unwrap();
+    assert_eq!((m.original.iops, m.target.iops), (Some(3000), Some(4000)));
+    assert_eq!(export.open.throttle.limits().ops.unwrap().rate, 4000);
+    assert_eq!(export.open.volume.size(), 10 * GIB);
+
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            size: Some(9),
+            ..modify(&v)
+        })),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        code(cp.modify_volume(modify(&v))),
+        "InvalidParameterCombination",
+        "no change"
+    );
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            iops: Some(4000),
+            ..modify(&v)
+        })),
+        "InvalidParameterCombination"
+    );
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            volume_type: Some("st1".into()),
+            ..modify(&v)
+        })),
+        "InvalidParameterValue",
+        "st1 needs 125 GiB"
+    );
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            volume_type: Some("io1".into()),
+            ..modify(&v)
+        })),
+        "InvalidParameterValue",
+        "3,000 IOPS on 10 GiB io1 breaks 50:1"
+    );
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            throughput: Some(100),
+            ..modify(&v)
+        })),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            multi_attach_enabled: Some(true),
+            ..modify(&v)
+        })),
+        "InvalidParameterCombination"
+    );
+
+    // A new type without values gets the API defaults.
+    let (_, m) = cp
+        .modify_volume(pb::ModifyVolumeRequest {
+            volume_type: Some("io2".into()),
+            ..modify(&v)
+        })
+        .unwrap();
+    assert_eq!(
+        (m.target.volume_type, m.target.iops, m.target.throughput),
+        (VolumeType::Io2, Some(3000), None)
+    );
+    let (_, m) = cp
+        .modify_volume(pb::ModifyVolumeRequest {
+            volume_type: Some("gp2".into()),
+            ..modify(&v)
+        })
+        .unwrap();
+    assert_eq!(
+        (m.target.volume_type, m.target.iops),
+        (VolumeType::Gp2, Some(100))
+    );
+    assert!(
+        export.open.throttle.limits().op_credits.is_some(),
+        "gp2 burst credits apply live"
+    );
+    // Four in 24 hours (failed calls do not count).
+    cp.modify_volume(pb::ModifyVolumeRequest {
+        size: Some(20),
+        ..modify(&v)
+    })
+    .unwrap();
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            size: Some(30),
+            ..modify(&v)
+        })),
+        "VolumeModificationRateExceeded"
+    );
+    let mods = cp
+        .describe_volumes_modifications(std::slice::from_ref(&v), &[])
+        .unwrap();
+    assert_eq!(mods[0].1.target.volume_type, VolumeType::Gp2);
+    let completed = pb::Filter {
+        name: "modification-state".into(),
+        values: vec!["completed".into()],
+    };
+    assert_eq!(
+        cp.describe_volumes_modifications(&[], &[completed])
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn modification_must_complete_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, cp) = open_with(dir.path(), &rt, std::time::Duration::from_secs(3600));
+    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    assert_eq!(
+        code(cp.describe_volumes_modifications(std::slice::from_ref(&v), &[])),
+        "InvalidVolumeModification.NotFound"
+    );
+    assert_eq!(
+        code(cp.describe_volumes_modifications(&["vol-0123456789abcdef0".into()], &[])),
+        "InvalidVolume.NotFound"
+    );
+    cp.modify_volume(pb::ModifyVolumeRequest {
+        size: Some(16),
+        ..modify(&v)
+    })
+    .unwrap();
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            size: Some(32),
+            ..modify(&v)
+        })),
+        "IncorrectModificationState"
+    );
+    let (_, m) = &cp.describe_volumes_modifications(&[], &[]).unwrap()[0];
+    assert_eq!(modify::modification_state(m, now_ms()).0, "optimizing");
+    assert_eq!(
+        std::fs::metadata(
+            dir.path()
+                .join("us-east-1a/volumes")
+                .join(format!("{v}.img"))
+        )
+        .unwrap()
+        .len(),
+        16 * GIB
+    );
+}
+
+#[test]
+fn multi_attach_toggle_rules() {
+    let f = fixture();
+    let cp = &f.cp;
+    let mut r = create_req(100, "io2");
+    r.iops = Some(1000);
+    let v = cp.create_volume(r).unwrap().volume_id;
+    let h = host(cp, "us-east-1a");
+    cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            multi_attach_enabled: Some(true),
+            ..modify(&v)
+        })),
+        "VolumeInUse"
+    );
+    cp.detach_volume(detach_req(&v, None)).unwrap();
+    cp.modify_volume(pb::ModifyVolumeRequest {
+        multi_attach_enabled: Some(true),
+        ..modify(&v)
+    })
+    .unwrap();
+    assert_eq!(
+        code(cp.modify_volume(pb::ModifyVolumeRequest {
+            volume_type: Some("gp3".into()),
+            ..modify(&v)
+        })),
+        "InvalidParameterCombination",
+        "a Multi-Attach volume keeps its type"
+    );
 }

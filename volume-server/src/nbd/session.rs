@@ -388,6 +388,7 @@ async fn run(export: Arc<Export>, _guard: GateGuard, req: Request, payload: Byte
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let (offset, len) = (req.offset, u64::from(req.len));
     let start = Instant::now();
+    let _inflight = stats.begin();
     // Throttle: reads, writes and zeroing that allocates count as EBS I/O. The wait ends early
     // if the attachment is fenced, so a detach never waits for throttled requests.
     let counted = matches!(req.cmd, CMD_READ | CMD_WRITE)
