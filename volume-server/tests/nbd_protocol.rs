@@ -3,12 +3,8 @@
 //! replies, vanishing clients, timeouts, the connection cap and fencing on detach.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::Duration;
-
-use pb::volume_service_client::VolumeServiceClient;
-use proto::ebs::v1 as pb;
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
@@ -35,115 +31,36 @@ const ENOSPC: u32 = 28;
 const ESHUTDOWN: u32 = 108;
 const GIB: u64 = 1 << 30;
 
-/// A `volume-server` child process on ephemeral ports.
+mod common;
+
+/// A `volume-server` on ephemeral ports (the shared harness) and its temp dir.
 struct Server {
-    child: Child,
-    grpc: SocketAddr,
-    nbd: SocketAddr,
+    srv: common::Server,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_volume-server"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--nbd-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn volume-server");
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        let addr = |key: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(key))
-                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-                .parse()
-                .unwrap()
-        };
-        let (grpc, nbd) = (addr("grpc="), addr("nbd="));
         Server {
-            child,
-            grpc,
-            nbd,
+            srv: common::Server::start_with_args(dir.path(), extra),
             _dir: dir,
         }
     }
 
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    /// Creates a 1 GiB volume, registers a host, attaches: returns (volume id, export name).
+    /// Attaches a new 1 GiB volume: returns (volume id, export name).
     fn attached_volume(&self) -> (String, String) {
-        Self::rt().block_on(async {
-            let mut c = VolumeServiceClient::connect(format!("http://{}", self.grpc))
-                .await
-                .unwrap();
-            let v = c
-                .create_volume(pb::CreateVolumeRequest {
-                    availability_zone: "us-east-1a".into(),
-                    size: Some(1),
-                    volume_type: Some("gp3".into()),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let h = c
-                .register_host(pb::RegisterHostRequest {
-                    name: "t".into(),
-                    availability_zone: "us-east-1a".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let a = c
-                .attach_volume(pb::AttachVolumeRequest {
-                    volume_id: v.volume_id.clone(),
-                    instance_id: h.instance_id,
-                    device: "/dev/sdf".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let token = a.nbd_uri.rsplit('/').next().unwrap().to_string();
-            (v.volume_id, token)
-        })
+        let (volume_id, _, uri) = self.srv.attach_new_volume(1);
+        let token = uri.rsplit('/').next().unwrap().to_string();
+        (volume_id, token)
     }
 
     fn detach(&self, volume_id: &str) {
-        Self::rt().block_on(async {
-            let mut c = VolumeServiceClient::connect(format!("http://{}", self.grpc))
-                .await
-                .unwrap();
-            c.detach_volume(pb::DetachVolumeRequest {
-                volume_id: volume_id.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        });
+        self.srv.detach(volume_id);
     }
 
     fn connect(&self) -> Conn {
-        let s = TcpStream::connect(self.nbd).unwrap();
+        let s = TcpStream::connect(self.srv.nbd_addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         Conn(s)
     }
@@ -155,13 +72,6 @@ impl Server {
         c.request(0, CMD_READ, 1, 0, 4096);
         let (err, data) = c.read_reply(1, true);
         assert_eq!((err, data.len()), (0, 4096), "server still serves");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

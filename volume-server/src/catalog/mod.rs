@@ -213,6 +213,36 @@ pub struct VolumeRecord {
     pub modifications: Vec<ModificationRecord>,
 }
 
+#[cfg(test)]
+impl VolumeRecord {
+    /// An available, unattached volume for tests.
+    pub fn for_test(
+        id: &str,
+        volume_type: VolumeType,
+        size_gib: u32,
+        iops: Option<u32>,
+        throughput: Option<u32>,
+    ) -> Self {
+        VolumeRecord {
+            volume_id: id.into(),
+            size_gib,
+            availability_zone: "us-east-1a".into(),
+            state: VolumeState::Available,
+            volume_type,
+            iops,
+            throughput,
+            multi_attach_enabled: false,
+            snapshot_id: None,
+            create_time_ms: 1,
+            tags: BTreeMap::new(),
+            attachments: vec![],
+            client_token: None,
+            next_generation: 1,
+            modifications: vec![],
+        }
+    }
+}
+
 /// The performance-relevant configuration of a volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerfSpec {

@@ -95,26 +95,10 @@ impl Catalog for RedbCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{VolumeState, VolumeType};
+    use crate::catalog::VolumeType;
 
     fn volume(id: &str) -> VolumeRecord {
-        VolumeRecord {
-            volume_id: id.into(),
-            size_gib: 8,
-            availability_zone: "us-east-1a".into(),
-            state: VolumeState::Available,
-            volume_type: VolumeType::Gp3,
-            iops: Some(3000),
-            throughput: Some(125),
-            multi_attach_enabled: false,
-            snapshot_id: None,
-            create_time_ms: 1,
-            tags: Default::default(),
-            attachments: vec![],
-            client_token: None,
-            next_generation: 1,
-            modifications: vec![],
-        }
+        VolumeRecord::for_test(id, VolumeType::Gp3, 8, Some(3000), Some(125))
     }
 
     #[test]

@@ -1005,30 +1005,26 @@ fn attached_to(v: &VolumeRecord) -> String {
         .join(", ")
 }
 
-fn check_volume_id(id: &str) -> Result<(), Ec2Error> {
+/// Checks that `id` is present (`param`) and shaped `prefix-…` (else `malformed`).
+fn check_id(id: &str, prefix: &str, param: &str, malformed: &'static str) -> Result<(), Ec2Error> {
     if id.is_empty() {
-        return Err(Ec2Error::missing("VolumeId"));
+        return Err(Ec2Error::missing(param));
     }
-    if !ids::is_valid_id(id, "vol") {
+    if !ids::is_valid_id(id, prefix) {
         return Err(Ec2Error::new(
-            "InvalidVolumeID.Malformed",
-            format!("Invalid id: \"{id}\" (expecting \"vol-...\")"),
+            malformed,
+            format!("Invalid id: \"{id}\" (expecting \"{prefix}-...\")"),
         ));
     }
     Ok(())
 }
 
+fn check_volume_id(id: &str) -> Result<(), Ec2Error> {
+    check_id(id, "vol", "VolumeId", "InvalidVolumeID.Malformed")
+}
+
 fn check_instance_id(id: &str) -> Result<(), Ec2Error> {
-    if id.is_empty() {
-        return Err(Ec2Error::missing("InstanceId"));
-    }
-    if !ids::is_valid_id(id, "i") {
-        return Err(Ec2Error::new(
-            "InvalidInstanceID.Malformed",
-            format!("Invalid id: \"{id}\" (expecting \"i-...\")"),
-        ));
-    }
-    Ok(())
+    check_id(id, "i", "InstanceId", "InvalidInstanceID.Malformed")
 }
 
 fn volume_not_found(id: &str) -> Ec2Error {

@@ -131,26 +131,9 @@ pub fn limits(v: &VolumeRecord) -> Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::VolumeState;
 
     fn vol(t: VolumeType, size: u32, iops: Option<u32>, tp: Option<u32>) -> VolumeRecord {
-        VolumeRecord {
-            volume_id: "vol-1".into(),
-            size_gib: size,
-            availability_zone: "a".into(),
-            state: VolumeState::Available,
-            volume_type: t,
-            iops,
-            throughput: tp,
-            multi_attach_enabled: false,
-            snapshot_id: None,
-            create_time_ms: 0,
-            tags: Default::default(),
-            attachments: vec![],
-            client_token: None,
-            next_generation: 1,
-            modifications: vec![],
-        }
+        VolumeRecord::for_test("vol-1", t, size, iops, tp)
     }
 
     #[test]
