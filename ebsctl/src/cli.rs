@@ -52,6 +52,19 @@ pub enum Command {
     DeregisterHost(DeregisterHostArgs),
     /// Lists registered hosts.
     DescribeHosts(DescribeHostsArgs),
+    /// Changes a volume's size (grow only), type, IOPS, throughput or Multi-Attach; prints the modification.
+    ModifyVolume(ModifyVolumeArgs),
+    /// Lists the latest modification of volumes, with its state and progress.
+    DescribeVolumesModifications(DescribeVolumesModificationsArgs),
+    /// Prints CloudWatch-style metrics of attached volumes (counters since the volume was opened).
+    GetVolumeMetrics(GetVolumeMetricsArgs),
+    /// Live I/O rates of attached volumes, one line per volume every interval, like iostat.
+    ///
+    /// Columns: reads and writes per second, MiB read and written per second, operations counted
+    /// the EBS way per second, mean milliseconds per operation, requests queued now, burst balance
+    /// %, and whether demand exceeded the provisioned IOPS / throughput in the last minute (`-`
+    /// where not applicable). Plain text whatever --output says.
+    Top(TopArgs),
     /// Waits until volumes reach a state.
     Wait {
         #[command(subcommand)]
@@ -190,6 +203,63 @@ pub struct DescribeHostsArgs {
     pub instance_ids: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ModifyVolumeArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    /// New size in GiB (it may only grow).
+    #[arg(long, value_name = "GIB")]
+    pub size: Option<i32>,
+    /// New type: gp2, gp3, io1, io2, st1, sc1 or standard.
+    #[arg(long, value_name = "TYPE")]
+    pub volume_type: Option<String>,
+    /// New provisioned IOPS (gp3, io1, io2).
+    #[arg(long)]
+    pub iops: Option<i32>,
+    /// New throughput in MiB/s (gp3).
+    #[arg(long, value_name = "MIBPS")]
+    pub throughput: Option<i32>,
+    /// Allow attaching the volume to several instances (io1/io2).
+    #[arg(long, overrides_with = "no_multi_attach_enabled")]
+    pub multi_attach_enabled: bool,
+    /// Attach the volume to one instance at a time.
+    #[arg(long, overrides_with = "multi_attach_enabled")]
+    pub no_multi_attach_enabled: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeVolumesModificationsArgs {
+    #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
+    pub volume_ids: Vec<String>,
+    /// Filters (modification-state, volume-id, target-volume-type, original-volume-type), e.g.
+    /// Name=modification-state,Values=modifying,optimizing or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GetVolumeMetricsArgs {
+    /// One volume.
+    #[arg(long, value_name = "VOLUME_ID", conflicts_with = "volume_ids")]
+    pub volume_id: Option<String>,
+    /// Several volumes (neither flag: every attached volume).
+    #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
+    pub volume_ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between two reports, fractions allowed.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Reports to print before exiting (default: until interrupted).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Only these volumes (default: every attached volume).
+    #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
+    pub volume_ids: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 #[allow(
     clippy::enum_variant_names,
@@ -225,6 +295,21 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{s}` is not a valid delay"))
+}
+
+/// The longest `--interval` of `top`.
+const MAX_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `top --interval`: positive seconds, fractions allowed, at most a day.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let interval = parse_delay(s)?;
+    if interval.is_zero() || interval > MAX_INTERVAL {
+        return Err(format!(
+            "`{s}` is not an interval between 0 and {} seconds",
+            MAX_INTERVAL.as_secs()
+        ));
+    }
+    Ok(interval)
 }
 
 /// `--flag` / `--no-flag` → `Some(true)` / `Some(false)`; neither → `None`.
@@ -410,6 +495,144 @@ mod tests {
             Cli::try_parse_from(["ebsctl", "wait", "volume-deleted", "--max-attempts", "0"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn modify_volume_flags() {
+        let cli = parse(&[
+            "modify-volume",
+            "--volume-id",
+            "vol-1",
+            "--size",
+            "16",
+            "--volume-type",
+            "io2",
+            "--iops",
+            "4000",
+            "--throughput",
+            "250",
+            "--multi-attach-enabled",
+            "--no-multi-attach-enabled",
+        ]);
+        let Command::ModifyVolume(args) = cli.command else {
+            panic!("not modify-volume: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_id, "vol-1");
+        assert_eq!(args.size, Some(16));
+        assert_eq!(args.volume_type.as_deref(), Some("io2"));
+        assert_eq!(args.iops, Some(4000));
+        assert_eq!(args.throughput, Some(250));
+        assert_eq!(
+            tri_state(args.multi_attach_enabled, args.no_multi_attach_enabled),
+            Some(false)
+        );
+
+        let cli = parse(&["modify-volume", "--volume-id", "vol-1", "--size", "9"]);
+        let Command::ModifyVolume(args) = cli.command else {
+            panic!("not modify-volume: {:?}", cli.command);
+        };
+        assert_eq!(
+            tri_state(args.multi_attach_enabled, args.no_multi_attach_enabled),
+            None
+        );
+        assert_eq!(args.volume_type, None);
+        assert!(Cli::try_parse_from(["ebsctl", "modify-volume", "--size", "9"]).is_err());
+    }
+
+    #[test]
+    fn describe_volumes_modifications_flags() {
+        let cli = parse(&[
+            "describe-volumes-modifications",
+            "--volume-ids",
+            "vol-1",
+            "vol-2",
+            "--filters",
+            "Name=modification-state,Values=modifying,optimizing",
+        ]);
+        let Command::DescribeVolumesModifications(args) = cli.command else {
+            panic!("not describe-volumes-modifications: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_ids, ["vol-1", "vol-2"]);
+        assert_eq!(
+            args.filters,
+            ["Name=modification-state,Values=modifying,optimizing"]
+        );
+    }
+
+    #[test]
+    fn get_volume_metrics_takes_one_id_or_several() {
+        let cli = parse(&["get-volume-metrics", "--volume-id", "vol-1"]);
+        let Command::GetVolumeMetrics(args) = cli.command else {
+            panic!("not get-volume-metrics: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_id.as_deref(), Some("vol-1"));
+        assert!(args.volume_ids.is_empty());
+
+        let cli = parse(&["get-volume-metrics", "--volume-ids", "vol-1", "vol-2"]);
+        let Command::GetVolumeMetrics(args) = cli.command else {
+            panic!("not get-volume-metrics: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_id, None);
+        assert_eq!(args.volume_ids, ["vol-1", "vol-2"]);
+
+        let cli = parse(&["get-volume-metrics"]);
+        let Command::GetVolumeMetrics(args) = cli.command else {
+            panic!("not get-volume-metrics: {:?}", cli.command);
+        };
+        assert_eq!((args.volume_id, args.volume_ids.len()), (None, 0));
+
+        assert!(
+            Cli::try_parse_from([
+                "ebsctl",
+                "get-volume-metrics",
+                "--volume-id",
+                "vol-1",
+                "--volume-ids",
+                "vol-2"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn top_defaults_and_flags() {
+        let cli = parse(&["top"]);
+        let Command::Top(args) = cli.command else {
+            panic!("not top: {:?}", cli.command);
+        };
+        assert_eq!(args.interval, Duration::from_secs(1));
+        assert_eq!(args.count, None);
+        assert!(args.volume_ids.is_empty());
+
+        let cli = parse(&[
+            "top",
+            "--interval",
+            "0.5",
+            "--count",
+            "3",
+            "--volume-ids",
+            "vol-1",
+            "vol-2",
+        ]);
+        let Command::Top(args) = cli.command else {
+            panic!("not top: {:?}", cli.command);
+        };
+        assert_eq!(args.interval, Duration::from_millis(500));
+        assert_eq!(args.count, Some(3));
+        assert_eq!(args.volume_ids, ["vol-1", "vol-2"]);
+
+        for bad in [
+            ["--interval", "0"],
+            ["--interval", "-1"],
+            ["--interval", "x"],
+            ["--interval", "86401"],
+            ["--count", "0"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["ebsctl", "top", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

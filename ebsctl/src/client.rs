@@ -130,6 +130,34 @@ impl Api {
         self.reply("DescribeHosts", result)
     }
 
+    pub async fn modify_volume(
+        &mut self,
+        request: pb::ModifyVolumeRequest,
+    ) -> Result<pb::VolumeModification, CliError> {
+        let result = self.client().await?.modify_volume(request).await;
+        self.reply("ModifyVolume", result)
+    }
+
+    pub async fn describe_volumes_modifications(
+        &mut self,
+        request: pb::DescribeVolumesModificationsRequest,
+    ) -> Result<pb::DescribeVolumesModificationsResponse, CliError> {
+        let result = self
+            .client()
+            .await?
+            .describe_volumes_modifications(request)
+            .await;
+        self.reply("DescribeVolumesModifications", result)
+    }
+
+    pub async fn get_volume_metrics(
+        &mut self,
+        request: pb::GetVolumeMetricsRequest,
+    ) -> Result<pb::GetVolumeMetricsResponse, CliError> {
+        let result = self.client().await?.get_volume_metrics(request).await;
+        self.reply("GetVolumeMetrics", result)
+    }
+
     /// Every volume matching `request`, following `NextToken` page after page.
     pub async fn describe_all_volumes(
         &mut self,

@@ -9,6 +9,7 @@ use crate::client::Api;
 use crate::error::CliError;
 use crate::output::{self, OutputFormat};
 use crate::shapes;
+use crate::top;
 use crate::waiter::{self, Kind};
 
 /// Runs the parsed command line; returns the text to print on stdout, if any.
@@ -139,6 +140,58 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
                 hosts: reply.hosts.into_iter().map(shapes::Host::from).collect(),
             };
             print(format, "DescribeHosts", &reply)
+        }
+        Command::ModifyVolume(a) => {
+            let request = pb::ModifyVolumeRequest {
+                volume_id: a.volume_id,
+                size: a.size,
+                volume_type: a.volume_type,
+                iops: a.iops,
+                throughput: a.throughput,
+                multi_attach_enabled: cli::tri_state(
+                    a.multi_attach_enabled,
+                    a.no_multi_attach_enabled,
+                ),
+            };
+            let modification = api.modify_volume(request).await?;
+            let reply = shapes::ModifiedVolume {
+                volume_modification: shapes::VolumeModification::from(modification),
+            };
+            print(format, "ModifyVolume", &reply)
+        }
+        Command::DescribeVolumesModifications(a) => {
+            let request = pb::DescribeVolumesModificationsRequest {
+                volume_ids: a.volume_ids,
+                filters: args::filters(&a.filters)?,
+            };
+            let reply = api.describe_volumes_modifications(request).await?;
+            let reply = shapes::VolumesModifications {
+                volumes_modifications: reply
+                    .volumes_modifications
+                    .into_iter()
+                    .map(shapes::VolumeModification::from)
+                    .collect(),
+            };
+            print(format, "DescribeVolumesModifications", &reply)
+        }
+        Command::GetVolumeMetrics(a) => {
+            let request = pb::GetVolumeMetricsRequest {
+                volume_ids: a.volume_id.into_iter().chain(a.volume_ids).collect(),
+            };
+            let reply = api.get_volume_metrics(request).await?;
+            let reply = shapes::Metrics {
+                metrics: reply
+                    .metrics
+                    .into_iter()
+                    .map(shapes::VolumeMetrics::from)
+                    .collect(),
+            };
+            print(format, "GetVolumeMetrics", &reply)
+        }
+        Command::Top(a) => {
+            // Reports are written as they come, not returned at the end.
+            top::top(&mut api, a, &mut std::io::stdout()).await?;
+            Ok(None)
         }
         Command::Wait { waiter } => {
             let (kind, a) = match waiter {

@@ -2,7 +2,7 @@
 //!
 //! Layout: [`cli`] (flags) → [`commands`] (requests, using [`args`] and [`shorthand`] for structured
 //! arguments) → [`client`] (gRPC) → [`shapes`] (AWS-shaped replies) → [`output`] (json/text/table).
-//! [`waiter`] runs `ebsctl wait`; [`error`] owns messages and exit codes.
+//! [`waiter`] runs `ebsctl wait`, [`top`] runs `ebsctl top`; [`error`] owns messages and exit codes.
 
 mod args;
 mod cli;
@@ -12,6 +12,7 @@ mod error;
 mod output;
 mod shapes;
 mod shorthand;
+mod top;
 mod waiter;
 
 use std::io::Write as _;

@@ -159,6 +159,139 @@ pub struct Detached {
     pub detached: Vec<Attachment>,
 }
 
+/// A volume modification, as `modify-volume` and `describe-volumes-modifications` print it (AWS field
+/// order). An empty `StatusMessage` or `EndTime` (not completed yet) is left out, as are absent IOPS and
+/// throughput.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeModification {
+    pub volume_id: String,
+    pub modification_state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    pub target_size: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_iops: Option<i32>,
+    pub target_volume_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_throughput: Option<i32>,
+    pub target_multi_attach_enabled: bool,
+    pub original_size: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_iops: Option<i32>,
+    pub original_volume_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_throughput: Option<i32>,
+    pub original_multi_attach_enabled: bool,
+    pub progress: i32,
+    pub start_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+}
+
+/// `Some(s)` unless `s` is empty.
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+impl From<pb::VolumeModification> for VolumeModification {
+    fn from(m: pb::VolumeModification) -> Self {
+        Self {
+            volume_id: m.volume_id,
+            modification_state: m.modification_state,
+            status_message: non_empty(m.status_message),
+            target_size: m.target_size,
+            target_iops: m.target_iops,
+            target_volume_type: m.target_volume_type,
+            target_throughput: m.target_throughput,
+            target_multi_attach_enabled: m.target_multi_attach_enabled,
+            original_size: m.original_size,
+            original_iops: m.original_iops,
+            original_volume_type: m.original_volume_type,
+            original_throughput: m.original_throughput,
+            original_multi_attach_enabled: m.original_multi_attach_enabled,
+            progress: m.progress,
+            start_time: m.start_time,
+            end_time: non_empty(m.end_time),
+        }
+    }
+}
+
+/// `modify-volume`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModifiedVolume {
+    pub volume_modification: VolumeModification,
+}
+
+/// `describe-volumes-modifications`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumesModifications {
+    pub volumes_modifications: Vec<VolumeModification>,
+}
+
+/// One volume's metrics under their CloudWatch names (`AWS/EBS` namespace), plus the limits in force
+/// and the time spent in the throttle.
+/// Counters are cumulative since the volume was opened; `VolumeThroughputPercentage` (io1/io2) and
+/// `BurstBalance` (gp2, st1, sc1, standard) are left out where they do not apply.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeMetrics {
+    pub volume_id: String,
+    pub volume_read_ops: u64,
+    pub volume_write_ops: u64,
+    pub volume_read_bytes: u64,
+    pub volume_write_bytes: u64,
+    pub volume_total_read_time: f64,
+    pub volume_total_write_time: f64,
+    pub volume_idle_time: f64,
+    pub volume_queue_length: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_throughput_percentage: Option<f64>,
+    pub volume_consumed_read_write_ops: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst_balance: Option<f64>,
+    #[serde(rename = "VolumeIOPSExceededCheck")]
+    pub volume_iops_exceeded_check: u32,
+    pub volume_throughput_exceeded_check: u32,
+    pub provisioned_iops: u64,
+    pub provisioned_throughput_bytes: u64,
+    /// Seconds requests spent held by the throttle (summed over requests); not a CloudWatch metric.
+    pub throttle_wait_time: f64,
+}
+
+impl From<pb::VolumeMetrics> for VolumeMetrics {
+    fn from(m: pb::VolumeMetrics) -> Self {
+        Self {
+            volume_id: m.volume_id,
+            volume_read_ops: m.volume_read_ops,
+            volume_write_ops: m.volume_write_ops,
+            volume_read_bytes: m.volume_read_bytes,
+            volume_write_bytes: m.volume_write_bytes,
+            volume_total_read_time: m.volume_total_read_time,
+            volume_total_write_time: m.volume_total_write_time,
+            volume_idle_time: m.volume_idle_time,
+            volume_queue_length: m.volume_queue_length,
+            volume_throughput_percentage: m.volume_throughput_percentage,
+            volume_consumed_read_write_ops: m.volume_consumed_read_write_ops,
+            burst_balance: m.burst_balance,
+            volume_iops_exceeded_check: m.volume_iops_exceeded_check,
+            volume_throughput_exceeded_check: m.volume_throughput_exceeded_check,
+            provisioned_iops: m.provisioned_iops,
+            provisioned_throughput_bytes: m.provisioned_throughput_bytes,
+            throttle_wait_time: m.throttle_wait_time,
+        }
+    }
+}
+
+/// `get-volume-metrics`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Metrics {
+    pub metrics: Vec<VolumeMetrics>,
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -195,6 +328,50 @@ pub(crate) mod tests {
                 key: "Name".into(),
                 value: "db".into(),
             }],
+        }
+    }
+
+    pub(crate) fn modification() -> pb::VolumeModification {
+        pb::VolumeModification {
+            volume_id: "vol-0123456789abcdef0".into(),
+            modification_state: "modifying".into(),
+            status_message: String::new(),
+            target_size: 16,
+            target_iops: Some(4000),
+            target_volume_type: "io2".into(),
+            target_throughput: None,
+            target_multi_attach_enabled: true,
+            original_size: 8,
+            original_iops: Some(3000),
+            original_volume_type: "gp3".into(),
+            original_throughput: Some(125),
+            original_multi_attach_enabled: false,
+            progress: 0,
+            start_time: "2024-05-01T12:00:02.000Z".into(),
+            end_time: String::new(),
+        }
+    }
+
+    /// An io2 volume's metrics: with `VolumeThroughputPercentage`, without `BurstBalance`.
+    pub(crate) fn metrics() -> pb::VolumeMetrics {
+        pb::VolumeMetrics {
+            volume_id: "vol-0123456789abcdef0".into(),
+            volume_read_ops: 100,
+            volume_write_ops: 50,
+            volume_read_bytes: 409_600,
+            volume_write_bytes: 3_276_800,
+            volume_total_read_time: 0.25,
+            volume_total_write_time: 0.5,
+            volume_idle_time: 12.5,
+            volume_queue_length: 2,
+            volume_throughput_percentage: Some(99.5),
+            volume_consumed_read_write_ops: 150,
+            burst_balance: None,
+            volume_iops_exceeded_check: 1,
+            volume_throughput_exceeded_check: 0,
+            provisioned_iops: 4000,
+            provisioned_throughput_bytes: 1_048_576_000,
+            throttle_wait_time: 0.125,
         }
     }
 
@@ -296,6 +473,114 @@ pub(crate) mod tests {
         assert_eq!(
             pretty(&page),
             "{\n    \"Volumes\": [],\n    \"NextToken\": \"t\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn modification_json_uses_aws_names_and_order() {
+        let want = r#"{
+    "VolumeModification": {
+        "VolumeId": "vol-0123456789abcdef0",
+        "ModificationState": "modifying",
+        "TargetSize": 16,
+        "TargetIops": 4000,
+        "TargetVolumeType": "io2",
+        "TargetMultiAttachEnabled": true,
+        "OriginalSize": 8,
+        "OriginalIops": 3000,
+        "OriginalVolumeType": "gp3",
+        "OriginalThroughput": 125,
+        "OriginalMultiAttachEnabled": false,
+        "Progress": 0,
+        "StartTime": "2024-05-01T12:00:02.000Z"
+    }
+}
+"#;
+        let reply = ModifiedVolume {
+            volume_modification: VolumeModification::from(modification()),
+        };
+        assert_eq!(pretty(&reply), want);
+    }
+
+    #[test]
+    fn completed_modification_has_a_status_message_and_end_time() {
+        let m = pb::VolumeModification {
+            modification_state: "completed".into(),
+            status_message: "done".into(),
+            progress: 100,
+            end_time: "2024-05-01T12:00:09.000Z".into(),
+            target_throughput: Some(500),
+            ..modification()
+        };
+        let want = r#"{
+    "VolumesModifications": [
+        {
+            "VolumeId": "vol-0123456789abcdef0",
+            "ModificationState": "completed",
+            "StatusMessage": "done",
+            "TargetSize": 16,
+            "TargetIops": 4000,
+            "TargetVolumeType": "io2",
+            "TargetThroughput": 500,
+            "TargetMultiAttachEnabled": true,
+            "OriginalSize": 8,
+            "OriginalIops": 3000,
+            "OriginalVolumeType": "gp3",
+            "OriginalThroughput": 125,
+            "OriginalMultiAttachEnabled": false,
+            "Progress": 100,
+            "StartTime": "2024-05-01T12:00:02.000Z",
+            "EndTime": "2024-05-01T12:00:09.000Z"
+        }
+    ]
+}
+"#;
+        let reply = VolumesModifications {
+            volumes_modifications: vec![VolumeModification::from(m)],
+        };
+        assert_eq!(pretty(&reply), want);
+    }
+
+    #[test]
+    fn metrics_json_uses_cloudwatch_names() {
+        let want = r#"{
+    "Metrics": [
+        {
+            "VolumeId": "vol-0123456789abcdef0",
+            "VolumeReadOps": 100,
+            "VolumeWriteOps": 50,
+            "VolumeReadBytes": 409600,
+            "VolumeWriteBytes": 3276800,
+            "VolumeTotalReadTime": 0.25,
+            "VolumeTotalWriteTime": 0.5,
+            "VolumeIdleTime": 12.5,
+            "VolumeQueueLength": 2,
+            "VolumeThroughputPercentage": 99.5,
+            "VolumeConsumedReadWriteOps": 150,
+            "VolumeIOPSExceededCheck": 1,
+            "VolumeThroughputExceededCheck": 0,
+            "ProvisionedIops": 4000,
+            "ProvisionedThroughputBytes": 1048576000,
+            "ThrottleWaitTime": 0.125
+        }
+    ]
+}
+"#;
+        let reply = Metrics {
+            metrics: vec![VolumeMetrics::from(metrics())],
+        };
+        assert_eq!(pretty(&reply), want);
+
+        let gp2 = pb::VolumeMetrics {
+            volume_throughput_percentage: None,
+            burst_balance: Some(100.0),
+            ..metrics()
+        };
+        let json = pretty(&VolumeMetrics::from(gp2));
+        assert!(!json.contains("VolumeThroughputPercentage"), "{json}");
+        assert!(
+            json.contains("\"VolumeConsumedReadWriteOps\": 150,\n    \"BurstBalance\": 100.0,\n"),
+            "{json}"
         );
     }
 }

@@ -449,6 +449,46 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn st1_credits_drain_then_baseline() {
+        // A scaled-down st1: burst 50 MiB/s, baseline 10 MiB/s, 200 MiB of credits. Bursting
+        // drains credits at 40 MiB/s net, so the burst lasts 5 s, then the baseline holds.
+        let limits = Limits {
+            ops: Some(BucketConfig::smooth(500, Duration::from_millis(10))),
+            bytes: Some(BucketConfig::smooth(50 * MIB, Duration::from_millis(10))),
+            byte_credits: Some(BucketConfig {
+                rate: 10 * MIB,
+                capacity: 200 * MIB,
+                initial: 200 * MIB,
+            }),
+            io_unit: MIB,
+            ..Limits::UNLIMITED
+        };
+        let t = Throttle::new(limits);
+        let mut offset = 0;
+        let mut stream = |n: u64| {
+            let start = offset;
+            offset += n;
+            (start..start + n).map(|i| i * MIB).collect::<Vec<_>>()
+        };
+        let start = Instant::now();
+        for off in stream(200) {
+            t.admit(off, MIB).await;
+        }
+        let burst = 200.0 / start.elapsed().as_secs_f64();
+        assert!((burst - 50.0).abs() / 50.0 < 0.02, "burst MiB/s {burst}");
+        for off in stream(100) {
+            t.admit(off, MIB).await;
+        }
+        assert!(t.burst_balance().unwrap() < 0.01, "credits spent");
+        let start = Instant::now();
+        for off in stream(100) {
+            t.admit(off, MIB).await;
+        }
+        let base = 100.0 / start.elapsed().as_secs_f64();
+        assert!((base - 10.0).abs() / 10.0 < 0.02, "baseline MiB/s {base}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn credits_refill_when_idle() {
         let limits = Limits {
             bytes: Some(BucketConfig::smooth(250 * MIB, Duration::from_millis(10))),
@@ -501,7 +541,7 @@ mod tests {
         // finishes much after the total (nobody starves) and none runs far ahead.
         for d in &times {
             let s = d.as_secs_f64();
-            assert!(s <= 3.25 && s >= 2.4, "{times:?}");
+            assert!((2.4..=3.25).contains(&s), "{times:?}");
         }
     }
 

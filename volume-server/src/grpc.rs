@@ -173,10 +173,14 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::GetVolumeMetricsResponse>, Status> {
         let ids = req.into_inner().volume_ids;
         self.run(move |cp| {
+            // Without ids: the open (attached) volumes, as the API documents; with ids: those,
+            // unattached ones reading zero.
+            let all = ids.is_empty();
             let sources = cp.metrics_sources(&ids)?;
             Ok(pb::GetVolumeMetricsResponse {
                 metrics: sources
                     .iter()
+                    .filter(|(_, o)| !all || o.is_some())
                     .map(|(v, o)| crate::metrics::volume_metrics(v, o.as_ref()))
                     .collect(),
             })

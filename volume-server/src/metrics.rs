@@ -44,6 +44,7 @@ pub fn volume_metrics(v: &VolumeRecord, open: Option<&OpenVolume>) -> pb::Volume
     m.volume_idle_time = s.idle_seconds();
     m.volume_queue_length = get(&s.inflight);
     m.volume_consumed_read_write_ops = get(&s.ebs_ops);
+    m.throttle_wait_time = get(&s.throttled_ns) as f64 / 1e9;
     m.burst_balance = o.throttle.burst_balance().map(|f| f * 100.0);
     let (iops_exceeded, tput_exceeded) = o.throttle.exceeded_checks();
     m.volume_iops_exceeded_check = u32::from(iops_exceeded);
@@ -76,7 +77,7 @@ pub fn render(control: &ControlPlane) -> String {
         .map(|(v, open)| volume_metrics(v, open.as_ref()))
         .collect();
     type Reader = fn(&pb::VolumeMetrics) -> Option<f64>;
-    let series: [(&str, &str, &str, Reader); 15] = [
+    let series: [(&str, &str, &str, Reader); 16] = [
         (
             "ebs_volume_read_ops_total",
             "counter",
@@ -154,6 +155,12 @@ pub fn render(control: &ControlPlane) -> String {
             "gauge",
             "VolumeThroughputExceededCheck: 1 if demand exceeded provisioned throughput in the last minute.",
             |m| Some(f64::from(m.volume_throughput_exceeded_check)),
+        ),
+        (
+            "ebs_volume_throttle_wait_seconds_total",
+            "counter",
+            "Seconds requests were held by the throttle (summed over requests).",
+            |m| Some(m.throttle_wait_time),
         ),
         (
             "ebs_volume_provisioned_iops",

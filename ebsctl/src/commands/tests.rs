@@ -1,7 +1,8 @@
 //! `commands::run` end to end against an in-process mock `VolumeService` (not the real server).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Parser as _;
 use proto::ebs::v1::volume_service_server::{VolumeService, VolumeServiceServer};
@@ -10,10 +11,13 @@ use tonic::{Request, Response, Status};
 
 use super::*;
 
-/// Five volumes `vol-0`..`vol-4`, served two per page unless asked otherwise.
+/// Five volumes `vol-0`..`vol-4`, served two per page unless asked otherwise. Metrics: see
+/// [`metrics_reading`].
 #[derive(Debug, Default)]
 struct Mock {
     describe_calls: AtomicUsize,
+    /// The `volume_ids` of every GetVolumeMetrics call, in order.
+    metrics_requests: Mutex<Vec<Vec<String>>>,
 }
 
 fn ec2_error(status: Status, code: &'static str) -> Status {
@@ -29,6 +33,53 @@ fn volume(id: &str, state: &str) -> pb::Volume {
         volume_id: id.to_owned(),
         state: state.to_owned(),
         ..shapes::tests::volume()
+    }
+}
+
+/// The `n`th (from 0) GetVolumeMetrics reading of the mock's open volumes:
+/// * `vol-a` (io2, 4000 IOPS): 100 reads of 4 KiB and 50 writes of 64 KiB per reading, 2 ms each
+///   on average, 3 queued, over its IOPS limit;
+/// * `vol-b` (gp2, burst 97.5%): idle, open for readings 0 and 1 only;
+/// * `vol-c` (gp2): opened at reading 2, 10 reads per reading.
+fn metrics_reading(n: u64) -> Vec<pb::VolumeMetrics> {
+    let mut open = vec![pb::VolumeMetrics {
+        volume_id: "vol-a".into(),
+        volume_read_ops: 100 * n,
+        volume_write_ops: 50 * n,
+        volume_read_bytes: 100 * n * 4096,
+        volume_write_bytes: 50 * n * 65536,
+        volume_total_read_time: 0.1 * n as f64,
+        volume_total_write_time: 0.2 * n as f64,
+        volume_queue_length: 3,
+        volume_throughput_percentage: Some(100.0),
+        volume_consumed_read_write_ops: 150 * n,
+        volume_iops_exceeded_check: 1,
+        provisioned_iops: 4000,
+        ..pb::VolumeMetrics::default()
+    }];
+    let gp2 = |id: &str, ops: u64| pb::VolumeMetrics {
+        volume_id: id.to_owned(),
+        volume_read_ops: ops,
+        volume_read_bytes: ops * 4096,
+        volume_total_read_time: 0.001 * ops as f64,
+        volume_consumed_read_write_ops: ops,
+        burst_balance: Some(97.5),
+        provisioned_iops: 100,
+        provisioned_throughput_bytes: 128 * 1_048_576,
+        ..pb::VolumeMetrics::default()
+    };
+    if n < 2 {
+        open.push(gp2("vol-b", 7));
+    } else {
+        open.push(gp2("vol-c", 10 * (n - 1)));
+    }
+    open
+}
+
+fn modification(volume_id: &str) -> pb::VolumeModification {
+    pb::VolumeModification {
+        volume_id: volume_id.to_owned(),
+        ..shapes::tests::modification()
     }
 }
 
@@ -145,6 +196,107 @@ impl VolumeService for Mock {
         _: Request<pb::DescribeHostsRequest>,
     ) -> Result<Response<pb::DescribeHostsResponse>, Status> {
         Err(Status::unimplemented("not in the mock"))
+    }
+
+    /// Modifies the gp3 8 GiB volume of [`shapes::tests::volume`]; `vol-gone` does not exist.
+    async fn modify_volume(
+        &self,
+        request: Request<pb::ModifyVolumeRequest>,
+    ) -> Result<Response<pb::VolumeModification>, Status> {
+        let r = request.into_inner();
+        if r.volume_id == "vol-gone" {
+            return Err(ec2_error(
+                Status::not_found("The volume 'vol-gone' does not exist."),
+                "InvalidVolume.NotFound",
+            ));
+        }
+        let original = shapes::tests::volume();
+        Ok(Response::new(pb::VolumeModification {
+            volume_id: r.volume_id,
+            modification_state: "modifying".into(),
+            status_message: String::new(),
+            target_size: r.size.unwrap_or(original.size),
+            target_iops: r.iops.or(original.iops),
+            target_volume_type: r
+                .volume_type
+                .unwrap_or_else(|| original.volume_type.clone()),
+            target_throughput: r.throughput.or(original.throughput),
+            target_multi_attach_enabled: r
+                .multi_attach_enabled
+                .unwrap_or(original.multi_attach_enabled),
+            original_size: original.size,
+            original_iops: original.iops,
+            original_volume_type: original.volume_type,
+            original_throughput: original.throughput,
+            original_multi_attach_enabled: original.multi_attach_enabled,
+            progress: 0,
+            start_time: "2024-05-01T12:00:02.000Z".into(),
+            end_time: String::new(),
+        }))
+    }
+
+    /// `vol-1` is being modified, `vol-2`'s modification completed; honours `volume_ids` and the
+    /// `modification-state` filter.
+    async fn describe_volumes_modifications(
+        &self,
+        request: Request<pb::DescribeVolumesModificationsRequest>,
+    ) -> Result<Response<pb::DescribeVolumesModificationsResponse>, Status> {
+        let r = request.into_inner();
+        let all = [
+            modification("vol-1"),
+            pb::VolumeModification {
+                modification_state: "completed".into(),
+                status_message: "done".into(),
+                progress: 100,
+                end_time: "2024-05-01T12:00:09.000Z".into(),
+                ..modification("vol-2")
+            },
+        ];
+        let states: Vec<&str> = r
+            .filters
+            .iter()
+            .filter(|f| f.name == "modification-state")
+            .flat_map(|f| f.values.iter().map(String::as_str))
+            .collect();
+        let volumes_modifications = all
+            .into_iter()
+            .filter(|m| r.volume_ids.is_empty() || r.volume_ids.contains(&m.volume_id))
+            .filter(|m| states.is_empty() || states.contains(&m.modification_state.as_str()))
+            .collect();
+        Ok(Response::new(pb::DescribeVolumesModificationsResponse {
+            volumes_modifications,
+        }))
+    }
+
+    /// Serves [`metrics_reading`] `n` on the `n`th call; an ID that is not open is not found.
+    async fn get_volume_metrics(
+        &self,
+        request: Request<pb::GetVolumeMetricsRequest>,
+    ) -> Result<Response<pb::GetVolumeMetricsResponse>, Status> {
+        let ids = request.into_inner().volume_ids;
+        let n = {
+            let mut requests = self
+                .metrics_requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            requests.push(ids.clone());
+            requests.len() as u64 - 1
+        };
+        let open = metrics_reading(n);
+        if let Some(unknown) = ids
+            .iter()
+            .find(|id| !open.iter().any(|m| &m.volume_id == *id))
+        {
+            return Err(ec2_error(
+                Status::not_found(format!("The volume '{unknown}' does not exist.")),
+                "InvalidVolume.NotFound",
+            ));
+        }
+        let metrics = open
+            .into_iter()
+            .filter(|m| ids.is_empty() || ids.contains(&m.volume_id))
+            .collect();
+        Ok(Response::new(pb::GetVolumeMetricsResponse { metrics }))
     }
 }
 
@@ -350,4 +502,291 @@ async fn waiters() {
         Err(e) => assert!(e.to_string().contains("InvalidVolume.NotFound"), "{e}"),
         Ok(out) => panic!("expected a failure, got {out:?}"),
     }
+}
+
+#[tokio::test]
+async fn modify_volume_prints_the_modification() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "modify-volume",
+                "--volume-id",
+                "vol-1",
+                "--size",
+                "16",
+                "--volume-type",
+                "io2",
+                "--iops",
+                "4000",
+                "--multi-attach-enabled",
+            ],
+        )
+        .await,
+    );
+    let keys: Vec<&str> = reply
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["VolumeModification"]);
+    let m = &reply["VolumeModification"];
+    assert_eq!(m["VolumeId"], "vol-1");
+    assert_eq!(m["ModificationState"], "modifying");
+    assert_eq!(m["TargetSize"], 16);
+    assert_eq!(m["TargetVolumeType"], "io2");
+    assert_eq!(m["TargetIops"], 4000);
+    assert_eq!(m["TargetThroughput"], 125);
+    assert_eq!(m["TargetMultiAttachEnabled"], true);
+    assert_eq!(m["OriginalSize"], 8);
+    assert_eq!(m["OriginalVolumeType"], "gp3");
+    assert_eq!(m["OriginalIops"], 3000);
+    assert_eq!(m["OriginalThroughput"], 125);
+    assert_eq!(m["OriginalMultiAttachEnabled"], false);
+    assert_eq!(m["Progress"], 0);
+    assert_eq!(m["StartTime"], "2024-05-01T12:00:02.000Z");
+    for absent in ["StatusMessage", "EndTime"] {
+        assert!(m.get(absent).is_none(), "{absent} in {m}");
+    }
+
+    // --no-multi-attach-enabled is sent as false, not left out.
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "modify-volume",
+                "--volume-id",
+                "vol-1",
+                "--no-multi-attach-enabled",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        reply["VolumeModification"]["TargetMultiAttachEnabled"],
+        false
+    );
+    assert_eq!(reply["VolumeModification"]["TargetSize"], 8);
+
+    let err = match ebsctl(&endpoint, &["modify-volume", "--volume-id", "vol-gone"]).await {
+        Err(e) => e,
+        Ok(out) => panic!("expected an error, got {out:?}"),
+    };
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidVolume.NotFound) when calling the ModifyVolume operation: The volume 'vol-gone' does not exist."
+    );
+}
+
+#[tokio::test]
+async fn describe_volumes_modifications_lists_and_filters() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let all = json(ebsctl(&endpoint, &["describe-volumes-modifications"]).await);
+    let list = all["VolumesModifications"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 2, "{all}");
+    assert_eq!(list[0]["VolumeId"], "vol-1");
+    assert!(list[0].get("EndTime").is_none(), "{all}");
+    assert_eq!(list[1]["VolumeId"], "vol-2");
+    assert_eq!(list[1]["ModificationState"], "completed");
+    assert_eq!(list[1]["StatusMessage"], "done");
+    assert_eq!(list[1]["Progress"], 100);
+    assert_eq!(list[1]["EndTime"], "2024-05-01T12:00:09.000Z");
+
+    let completed = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-volumes-modifications",
+                "--filters",
+                "Name=modification-state,Values=completed,failed",
+            ],
+        )
+        .await,
+    );
+    let ids: Vec<&str> = completed["VolumesModifications"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|m| m["VolumeId"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["vol-2"]);
+
+    let one = json(
+        ebsctl(
+            &endpoint,
+            &["describe-volumes-modifications", "--volume-ids", "vol-1"],
+        )
+        .await,
+    );
+    assert_eq!(
+        one["VolumesModifications"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let none = ebsctl(
+        &endpoint,
+        &["describe-volumes-modifications", "--volume-ids", "vol-9"],
+    )
+    .await;
+    assert_eq!(json(none), serde_json::json!({"VolumesModifications": []}));
+}
+
+#[tokio::test]
+async fn get_volume_metrics_prints_cloudwatch_names() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let reply = json(ebsctl(&endpoint, &["get-volume-metrics", "--volume-id", "vol-a"]).await);
+    let want = serde_json::json!({"Metrics": [{
+        "VolumeId": "vol-a",
+        "VolumeReadOps": 0,
+        "VolumeWriteOps": 0,
+        "VolumeReadBytes": 0,
+        "VolumeWriteBytes": 0,
+        "VolumeTotalReadTime": 0.0,
+        "VolumeTotalWriteTime": 0.0,
+        "VolumeIdleTime": 0.0,
+        "VolumeQueueLength": 3,
+        "VolumeThroughputPercentage": 100.0,
+        "VolumeConsumedReadWriteOps": 0,
+        "VolumeIOPSExceededCheck": 1,
+        "VolumeThroughputExceededCheck": 0,
+        "ProvisionedIops": 4000,
+        "ProvisionedThroughputBytes": 0,
+        "ThrottleWaitTime": 0.0,
+    }]});
+    assert_eq!(reply, want);
+
+    // Every open volume; gp2 has BurstBalance and no VolumeThroughputPercentage.
+    let all = json(ebsctl(&endpoint, &["get-volume-metrics"]).await);
+    let metrics = all["Metrics"].as_array().cloned().unwrap_or_default();
+    assert_eq!(metrics.len(), 2, "{all}");
+    assert_eq!(metrics[0]["VolumeReadOps"], 100);
+    assert_eq!(metrics[1]["VolumeId"], "vol-b");
+    assert_eq!(metrics[1]["BurstBalance"], 97.5);
+    assert!(
+        metrics[1].get("VolumeThroughputPercentage").is_none(),
+        "{all}"
+    );
+
+    let two = json(
+        ebsctl(
+            &endpoint,
+            &["get-volume-metrics", "--volume-ids", "vol-a", "vol-c"],
+        )
+        .await,
+    );
+    assert_eq!(two["Metrics"].as_array().map(Vec::len), Some(2), "{two}");
+
+    let requests = mock
+        .metrics_requests
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        requests,
+        [
+            vec!["vol-a".to_owned()],
+            vec![],
+            vec!["vol-a".to_owned(), "vol-c".to_owned()]
+        ]
+    );
+
+    let err = match ebsctl(&endpoint, &["get-volume-metrics", "--volume-id", "vol-x"]).await {
+        Err(e) => e,
+        Ok(out) => panic!("expected an error, got {out:?}"),
+    };
+    assert!(
+        err.to_string()
+            .contains("when calling the GetVolumeMetrics operation"),
+        "{err}"
+    );
+}
+
+/// Runs `top` against `endpoint` every 10 ms; returns what it wrote.
+async fn top(endpoint: &str, count: u64, volume_ids: &[&str]) -> Result<String, CliError> {
+    let args = cli::TopArgs {
+        interval: Duration::from_millis(10),
+        count: Some(count),
+        volume_ids: volume_ids.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut out = Vec::new();
+    crate::top::top(&mut Api::new(endpoint.to_owned()), args, &mut out).await?;
+    String::from_utf8(out).map_err(|e| CliError::Output(e.to_string()))
+}
+
+/// The cells of each line of `text`.
+fn cells(text: &str) -> Vec<Vec<&str>> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect()
+}
+
+#[tokio::test]
+async fn top_prints_rates_and_follows_volumes_coming_and_going() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let text = match top(&endpoint, 3, &[]).await {
+        Ok(text) => text,
+        Err(e) => panic!("{e}"),
+    };
+    let lines = cells(&text);
+    // Report 1: vol-a and vol-b; report 2: vol-a (vol-b went, vol-c is new); report 3: vol-a, vol-c.
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l.first().copied().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        ids,
+        ["VOLUME", "vol-a", "vol-b", "vol-a", "", "vol-a", "vol-c"],
+        "{text}"
+    );
+    assert_eq!(lines[0].len(), 11, "{text}");
+    // await-ms, queue, burst%, iops-exceeded, tput-exceeded do not depend on the elapsed time.
+    assert_eq!(lines[1][6..], ["2.00", "3", "-", "yes", "-"], "{text}");
+    assert_eq!(
+        lines[2][1..],
+        [
+            "0.0", "0.0", "0.00", "0.00", "0.0", "-", "0", "97.5", "no", "no"
+        ],
+        "{text}"
+    );
+    assert_eq!(lines[6][6..], ["1.00", "0", "97.5", "no", "no"], "{text}");
+    for line in &lines[1..] {
+        if !line.is_empty() {
+            assert_eq!(line.len(), 11, "{text}");
+        }
+    }
+    assert_eq!(
+        mock.metrics_requests.lock().map(|r| r.len()).unwrap_or(0),
+        4
+    );
+}
+
+#[tokio::test]
+async fn top_with_volume_ids_checks_them_once_then_keeps_only_them() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let text = match top(&endpoint, 2, &["vol-b"]).await {
+        Ok(text) => text,
+        Err(e) => panic!("{e}"),
+    };
+    // vol-b is gone at the third reading: dropped, not an error.
+    let ids: Vec<&str> = cells(&text)
+        .iter()
+        .map(|l| l.first().copied().unwrap_or(""))
+        .collect();
+    assert_eq!(ids, ["VOLUME", "vol-b"], "{text}");
+    let requests = mock
+        .metrics_requests
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    assert_eq!(requests, [vec!["vol-b".to_owned()], vec![], vec![]]);
+
+    let err = match top(&endpoint, 1, &["vol-x"]).await {
+        Err(e) => e,
+        Ok(out) => panic!("expected an error, got {out}"),
+    };
+    assert_eq!(err.exit_code(), 254, "{err}");
 }
