@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use storage_engine::{Gate, Throttle, Volume};
+
+use crate::reservation::ReservationRecord;
 use tokio::sync::watch;
 
 /// I/O counters of one volume, shared by all its attachments and sessions.
@@ -119,6 +121,9 @@ pub struct OpenVolume {
     pub stats: Arc<IoStats>,
     /// Its IOPS/throughput throttle, shared by every attachment and connection.
     pub throttle: Arc<Throttle>,
+    /// io2: the reservation state every I/O is checked against, held (read) for the I/O's
+    /// duration; see [`crate::reservation`].
+    pub reservation: Option<Arc<tokio::sync::RwLock<ReservationRecord>>>,
 }
 
 /// One attachment, as NBD serves it.

@@ -134,8 +134,84 @@ fn modification(volume_id: &str, m: &ModificationRecord, fresh: bool) -> pb::Vol
     }
 }
 
+fn reservation_report(
+    volume_id: &str,
+    r: &crate::reservation::ReservationRecord,
+) -> pb::ReservationReport {
+    pb::ReservationReport {
+        volume_id: volume_id.to_string(),
+        generation: r.generation,
+        r#type: r.rtype.map_or(0, |t| t.nvme()),
+        holder_instance_id: r.holder.clone().unwrap_or_default(),
+        registrants: r
+            .registrants
+            .iter()
+            .map(|(h, k)| pb::Registrant {
+                instance_id: h.clone(),
+                key: *k,
+                holder: r.is_holder(h),
+            })
+            .collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl VolumeService for VolumeApi {
+    async fn reservation_register(
+        &self,
+        req: Request<pb::ReservationRegisterRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.run(move |cp| {
+            cp.reservation_register(req)
+                .map(|r| reservation_report(&id, &r))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn reservation_acquire(
+        &self,
+        req: Request<pb::ReservationAcquireRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.run(move |cp| {
+            cp.reservation_acquire(req)
+                .map(|r| reservation_report(&id, &r))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn reservation_release(
+        &self,
+        req: Request<pb::ReservationReleaseRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let req = req.into_inner();
+        let id = req.volume_id.clone();
+        self.run(move |cp| {
+            cp.reservation_release(req)
+                .map(|r| reservation_report(&id, &r))
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn reservation_report(
+        &self,
+        req: Request<pb::ReservationReportRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let id = req.into_inner().volume_id;
+        self.run(move |cp| {
+            cp.reservation_report(&id)
+                .map(|r| reservation_report(&id, &r))
+        })
+        .await
+        .map(Response::new)
+    }
+
     async fn modify_volume(
         &self,
         req: Request<pb::ModifyVolumeRequest>,

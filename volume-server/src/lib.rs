@@ -8,6 +8,7 @@
 //! * [`grpc`]: the `ebs.v1.VolumeService` service.
 //! * [`nbd`]: the NBD server.
 //! * [`metrics`]: the Prometheus endpoint.
+//! * [`reservation`]: NVMe-style reservations (who may read and write a Multi-Attach io2 volume).
 //!
 //! # Paths
 //! * Data: NBD request → [`exports::Export`] → fencing gate → [`storage_engine::Volume`] → engine.
@@ -22,6 +23,7 @@ pub mod grpc;
 pub mod ids;
 pub mod metrics;
 pub mod nbd;
+pub mod reservation;
 
 use std::future::Future;
 use std::io::Write as _;

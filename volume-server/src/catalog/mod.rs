@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::reservation::ReservationRecord;
+
 pub use redb_store::RedbCatalog;
 
 /// Why the catalog failed.
@@ -211,6 +213,9 @@ pub struct VolumeRecord {
     /// Modifications started in the last 24 hours, oldest first (the last one is current).
     #[serde(default)]
     pub modifications: Vec<ModificationRecord>,
+    /// NVMe reservation state (Multi-Attach io2).
+    #[serde(default)]
+    pub reservation: ReservationRecord,
 }
 
 #[cfg(test)]
@@ -239,6 +244,7 @@ impl VolumeRecord {
             client_token: None,
             next_generation: 1,
             modifications: vec![],
+            reservation: ReservationRecord::default(),
         }
     }
 }

@@ -55,6 +55,7 @@ impl Ec2Error {
                 tonic::Code::ResourceExhausted
             }
             "IdempotentParameterMismatch" => tonic::Code::AlreadyExists,
+            "ReservationConflict" => tonic::Code::FailedPrecondition,
             "UnsupportedOperation" => tonic::Code::Unimplemented,
             "InternalError" => tonic::Code::Internal,
             _ => tonic::Code::InvalidArgument,

@@ -17,6 +17,7 @@ pub mod error;
 pub mod filter;
 pub mod modify;
 pub mod perf;
+pub mod reserve;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -309,6 +310,7 @@ impl ControlPlane {
             client_token: req.client_token.filter(|t| !t.is_empty()),
             next_generation: 1,
             modifications: vec![],
+            reservation: Default::default(),
         };
         // creating → (file) → available, each step durable: a crash in between is finished at start.
         self.commit(&[Change::PutVolume(v.clone())])?;
@@ -464,6 +466,8 @@ impl ControlPlane {
                     volume: Arc::new(volume),
                     stats: Arc::new(IoStats::default()),
                     throttle: Arc::new(Throttle::new(perf::limits(v))),
+                    reservation: (v.volume_type == crate::catalog::VolumeType::Io2)
+                        .then(|| Arc::new(tokio::sync::RwLock::new(v.reservation.clone()))),
                 };
                 st.open.insert(v.volume_id.clone(), o.clone());
                 o
@@ -703,6 +707,8 @@ impl ControlPlane {
         {
             tracing::error!(volume_id = %req.volume_id, error = %e, "clean close after detach failed");
         }
+        // A detached host keeps no reservation registration.
+        self.forget_registration(&req.volume_id, &a.instance_id)?;
         a.state = AttachmentState::Detached;
         tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, force = req.force, "volume detached and fenced");
         Ok((req.volume_id, a))

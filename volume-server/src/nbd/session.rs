@@ -407,6 +407,31 @@ async fn run(export: Arc<Export>, _guard: GateGuard, req: Request, payload: Byte
             }
         }
     }
+    // Reservations (io2): the read guard is held until the I/O completes, so a reservation
+    // change (preempt-and-abort) returns only after this request is done or refused.
+    let _resv = match &export.open.reservation {
+        Some(lock) => {
+            let guard = lock.read().await;
+            let write = !matches!(req.cmd, CMD_READ | CMD_FLUSH);
+            if !guard.allows(&export.instance_id, write) {
+                IoStats::add(&stats.errors, 1);
+                return Done {
+                    cookie: req.cookie,
+                    offset: req.offset,
+                    result: Err(Failure {
+                        errno: EPERM,
+                        message: format!(
+                            "reservation conflict: {} may not {}",
+                            export.instance_id,
+                            if write { "write" } else { "read" }
+                        ),
+                    }),
+                };
+            }
+            Some(guard)
+        }
+        None => None,
+    };
     let r = match req.cmd {
         CMD_READ => vol.read(offset, len).await.map(Payload::Data),
         CMD_WRITE => vol
