@@ -4,6 +4,7 @@
 //! * [`config`]: command-line flags.
 //! * [`catalog`]: durable records (redb by default) behind a small trait.
 //! * [`control`]: volumes, hosts, attachments: the EC2 rules and state machine.
+//! * [`datapath`]: one block request, gate → throttle → reservation → volume (NBD and gRPC).
 //! * [`exports`]: attachment token → open volume + fencing gate, read by NBD sessions.
 //! * [`grpc`]: the `ebs.v1.VolumeService` service.
 //! * [`nbd`]: the NBD server.
@@ -18,6 +19,7 @@
 pub mod catalog;
 pub mod config;
 pub mod control;
+pub mod datapath;
 pub mod exports;
 pub mod grpc;
 pub mod ids;

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
@@ -35,7 +35,8 @@ use tokio::sync::watch;
 
 use super::handshake::{BLOCK_SIZE_MAX, Negotiated};
 use super::wire::*;
-use crate::exports::{Export, IoStats};
+use crate::datapath::{self, IoError, IoRequest};
+use crate::exports::Export;
 
 /// Requests in flight per connection; beyond it the session stops reading until some complete.
 const MAX_IN_FLIGHT: usize = 256;
@@ -381,96 +382,40 @@ fn done(req: Request, r: Result<Payload, VolumeError>) -> Done {
     }
 }
 
-/// Runs one I/O request; `_guard` keeps the attachment's gate entered until it completes.
-async fn run(export: Arc<Export>, _guard: GateGuard, req: Request, payload: Bytes) -> Done {
-    let vol = &export.open.volume;
-    let stats = &export.open.stats;
+/// Runs one I/O request through the shared data path; `guard` keeps the attachment's gate
+/// entered until it completes.
+async fn run(export: Arc<Export>, guard: GateGuard, req: Request, payload: Bytes) -> Done {
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let (offset, len) = (req.offset, u64::from(req.len));
-    let start = Instant::now();
-    let _inflight = stats.begin();
-    // Throttle: reads, writes and zeroing that allocates count as EBS I/O. The wait ends early
-    // if the attachment is fenced, so a detach never waits for throttled requests.
-    let counted = matches!(req.cmd, CMD_READ | CMD_WRITE)
-        || (req.cmd == CMD_WRITE_ZEROES && req.flags & CMD_FLAG_NO_HOLE != 0);
-    if counted {
-        let admission = export.open.throttle.reserve(offset, len);
-        IoStats::add(&stats.ebs_ops, admission.ops);
-        if !admission.waited.is_zero() {
-            IoStats::add(&stats.throttled_ns, admission.waited.as_nanos() as u64);
-            tokio::select! {
-                () = tokio::time::sleep(admission.waited) => {}
-                () = export.fenced() => {
-                    IoStats::add(&stats.errors, 1);
-                    return done(req, Err(VolumeError::EngineStopped));
-                }
-            }
-        }
-    }
-    // Reservations (io2): the read guard is held until the I/O completes, so a reservation
-    // change (preempt-and-abort) returns only after this request is done or refused.
-    let _resv = match &export.open.reservation {
-        Some(lock) => {
-            let guard = lock.read().await;
-            let write = !matches!(req.cmd, CMD_READ | CMD_FLUSH);
-            if !guard.allows(&export.instance_id, write) {
-                IoStats::add(&stats.errors, 1);
-                return Done {
-                    cookie: req.cookie,
-                    offset: req.offset,
-                    result: Err(Failure {
-                        errno: EPERM,
-                        message: format!(
-                            "reservation conflict: {} may not {}",
-                            export.instance_id,
-                            if write { "write" } else { "read" }
-                        ),
-                    }),
-                };
-            }
-            Some(guard)
-        }
-        None => None,
-    };
-    let r = match req.cmd {
-        CMD_READ => vol.read(offset, len).await.map(Payload::Data),
-        CMD_WRITE => vol
-            .write(offset, payload, fua)
-            .await
-            .map(|()| Payload::None),
-        CMD_FLUSH => vol.flush().await.map(|()| Payload::None),
-        CMD_TRIM => vol.trim(offset, len, fua).await.map(|()| Payload::None),
-        CMD_WRITE_ZEROES => {
-            let flags = ZeroFlags {
+    let io = match req.cmd {
+        CMD_READ => IoRequest::Read { offset, len },
+        CMD_WRITE => IoRequest::Write { offset, data: payload, fua },
+        CMD_FLUSH => IoRequest::Flush,
+        CMD_TRIM => IoRequest::Trim { offset, len, fua },
+        // `dispatch` sends only READ, WRITE, FLUSH, TRIM and WRITE_ZEROES here.
+        _ => IoRequest::WriteZeroes {
+            offset,
+            len,
+            flags: ZeroFlags {
                 may_trim: req.flags & CMD_FLAG_NO_HOLE == 0,
                 fast_only: req.flags & CMD_FLAG_FAST_ZERO != 0,
                 fua,
-            };
-            vol.write_zeroes(offset, len, flags)
-                .await
-                .map(|()| Payload::None)
-        }
-        // `dispatch` only sends the commands above here.
-        _ => Err(VolumeError::ZeroLength),
+            },
+        },
     };
-    let ns = start.elapsed().as_nanos() as u64;
-    match (&r, req.cmd) {
-        (Err(_), _) => IoStats::add(&stats.errors, 1),
-        (Ok(_), CMD_READ) => {
-            IoStats::add(&stats.read_ops, 1);
-            IoStats::add(&stats.read_bytes, len);
-            IoStats::add(&stats.read_time_ns, ns);
-        }
-        (Ok(_), CMD_WRITE | CMD_WRITE_ZEROES) => {
-            IoStats::add(&stats.write_ops, 1);
-            IoStats::add(&stats.write_bytes, len);
-            IoStats::add(&stats.write_time_ns, ns);
-        }
-        (Ok(_), CMD_FLUSH) => IoStats::add(&stats.flush_ops, 1),
-        (Ok(_), CMD_TRIM) => IoStats::add(&stats.trim_ops, 1),
-        _ => {}
+    let result = datapath::execute(&export, guard, io).await;
+    Done {
+        cookie: req.cookie,
+        offset: req.offset,
+        result: result.map(|data| data.map_or(Payload::None, Payload::Data)).map_err(|e| Failure {
+            errno: match &e {
+                IoError::Fenced => ESHUTDOWN,
+                IoError::Reservation(_) => EPERM,
+                IoError::Volume(v) => errno(req.cmd, v),
+            },
+            message: e.to_string(),
+        }),
     }
-    done(req, r)
 }
 
 /// The NBD errno for a failed volume operation (only values the spec allows).
