@@ -65,7 +65,9 @@ impl IoRequest {
     fn throttled(&self) -> Option<(u64, u64)> {
         match *self {
             IoRequest::Read { offset, len } => Some((offset, len)),
-            IoRequest::Write { offset, ref data, .. } => Some((offset, data.len() as u64)),
+            IoRequest::Write {
+                offset, ref data, ..
+            } => Some((offset, data.len() as u64)),
             IoRequest::WriteZeroes { offset, len, flags } if !flags.may_trim => Some((offset, len)),
             _ => None,
         }
@@ -95,7 +97,11 @@ impl IoError {
 
 /// Runs `req` on `export`; `_guard` keeps the attachment's gate entered until it completes.
 /// Returns the data of a read.
-pub async fn execute(export: &Arc<Export>, _guard: GateGuard, req: IoRequest) -> Result<Option<Vec<u8>>, IoError> {
+pub async fn execute(
+    export: &Arc<Export>,
+    _guard: GateGuard,
+    req: IoRequest,
+) -> Result<Option<Vec<u8>>, IoError> {
     let stats = &export.open.stats;
     let start = Instant::now();
     let _inflight = stats.begin();
@@ -145,7 +151,10 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, I
             let write = req.is_write();
             if !guard.allows(&export.instance_id, write) {
                 let access = if write { "write" } else { "read" };
-                return Err(IoError::Reservation(format!("{} may not {access}", export.instance_id)));
+                return Err(IoError::Reservation(format!(
+                    "{} may not {access}",
+                    export.instance_id
+                )));
             }
             Some(guard)
         }
@@ -154,9 +163,17 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, I
     let vol = &export.open.volume;
     match req {
         IoRequest::Read { offset, len } => Ok(Some(vol.read(*offset, *len).await?)),
-        IoRequest::Write { offset, data, fua } => Ok(vol.write(*offset, data.clone(), *fua).await.map(|()| None)?),
+        IoRequest::Write { offset, data, fua } => Ok(vol
+            .write(*offset, data.clone(), *fua)
+            .await
+            .map(|()| None)?),
         IoRequest::Flush => Ok(vol.flush().await.map(|()| None)?),
-        IoRequest::Trim { offset, len, fua } => Ok(vol.trim(*offset, *len, *fua).await.map(|()| None)?),
-        IoRequest::WriteZeroes { offset, len, flags } => Ok(vol.write_zeroes(*offset, *len, *flags).await.map(|()| None)?),
+        IoRequest::Trim { offset, len, fua } => {
+            Ok(vol.trim(*offset, *len, *fua).await.map(|()| None)?)
+        }
+        IoRequest::WriteZeroes { offset, len, flags } => Ok(vol
+            .write_zeroes(*offset, *len, *flags)
+            .await
+            .map(|()| None)?),
     }
 }

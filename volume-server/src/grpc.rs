@@ -12,17 +12,21 @@ use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRec
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
 use crate::control::{ControlPlane, Ec2Error};
+use crate::datapath::{self, IoError, IoRequest};
+use crate::exports::Exports;
+use storage_engine::{VolumeErrorKind, ZeroFlags};
 
 /// The gRPC face of the control plane.
 #[derive(Debug, Clone)]
 pub struct VolumeApi {
     control: Arc<ControlPlane>,
+    exports: Arc<Exports>,
 }
 
 impl VolumeApi {
     /// Serves `control`.
-    pub fn new(control: Arc<ControlPlane>) -> VolumeApi {
-        VolumeApi { control }
+    pub fn new(control: Arc<ControlPlane>, exports: Arc<Exports>) -> VolumeApi {
+        VolumeApi { control, exports }
     }
 
     /// Runs `f` on a blocking thread (control-plane methods do file and catalog I/O).
@@ -155,8 +159,142 @@ fn reservation_report(
     }
 }
 
+/// The gRPC status of a failed block request, with its EC2-style code.
+fn io_status(e: IoError) -> Status {
+    let (code, ec2) = match &e {
+        IoError::Fenced => (tonic::Code::FailedPrecondition, "IncorrectState"),
+        IoError::Reservation(_) => (tonic::Code::PermissionDenied, "ReservationConflict"),
+        IoError::Volume(v) => match v.kind() {
+            VolumeErrorKind::Invalid => (tonic::Code::InvalidArgument, "InvalidParameterValue"),
+            VolumeErrorKind::OutOfBounds => (tonic::Code::OutOfRange, "InvalidParameterValue"),
+            VolumeErrorKind::NotSupported => {
+                (tonic::Code::FailedPrecondition, "UnsupportedOperation")
+            }
+            VolumeErrorKind::NoSpace => {
+                (tonic::Code::ResourceExhausted, "InsufficientVolumeCapacity")
+            }
+            VolumeErrorKind::Shutdown => (tonic::Code::Unavailable, "ServiceUnavailable"),
+            _ => (tonic::Code::Internal, "InternalError"),
+        },
+    };
+    let mut status = Status::new(code, e.to_string());
+    if let Ok(v) = ec2.parse() {
+        status.metadata_mut().insert(proto::EC2_ERROR_CODE_KEY, v);
+    }
+    status
+}
+
+impl VolumeApi {
+    /// Runs a block request on the attachment named by `token`.
+    async fn block_io(&self, token: &str, req: IoRequest) -> Result<Option<Vec<u8>>, Status> {
+        let export = self.exports.get(token).ok_or_else(|| {
+            Ec2Error::new(
+                "InvalidAttachment.NotFound",
+                "No attachment has this token (detached?).",
+            )
+            .into_status()
+        })?;
+        let guard = export
+            .gate
+            .enter()
+            .ok_or_else(|| io_status(IoError::Fenced))?;
+        datapath::execute(&export, guard, req)
+            .await
+            .map_err(io_status)
+    }
+}
+
 #[tonic::async_trait]
 impl VolumeService for VolumeApi {
+    async fn read_blocks(
+        &self,
+        req: Request<pb::ReadBlocksRequest>,
+    ) -> Result<Response<pb::ReadBlocksResponse>, Status> {
+        let r = req.into_inner();
+        let io = IoRequest::Read {
+            offset: r.offset,
+            len: u64::from(r.length),
+        };
+        let data = self
+            .block_io(&r.attachment_token, io)
+            .await?
+            .unwrap_or_default();
+        Ok(Response::new(pb::ReadBlocksResponse { data }))
+    }
+
+    async fn write_blocks(
+        &self,
+        req: Request<tonic::Streaming<pb::WriteBlocksRequest>>,
+    ) -> Result<Response<pb::WriteBlocksResponse>, Status> {
+        let mut stream = req.into_inner();
+        let mut token = String::new();
+        let mut written = 0u64;
+        while let Some(chunk) = stream.message().await? {
+            if !chunk.attachment_token.is_empty() {
+                token = chunk.attachment_token;
+            }
+            let len = chunk.data.len() as u64;
+            let io = IoRequest::Write {
+                offset: chunk.offset,
+                data: bytes::Bytes::from(chunk.data),
+                fua: chunk.fua,
+            };
+            self.block_io(&token, io).await?;
+            written += len;
+        }
+        Ok(Response::new(pb::WriteBlocksResponse {
+            bytes_written: written,
+        }))
+    }
+
+    async fn flush_blocks(
+        &self,
+        req: Request<pb::FlushBlocksRequest>,
+    ) -> Result<Response<pb::FlushBlocksResponse>, Status> {
+        self.block_io(&req.into_inner().attachment_token, IoRequest::Flush)
+            .await?;
+        Ok(Response::new(pb::FlushBlocksResponse {}))
+    }
+
+    async fn trim_blocks(
+        &self,
+        req: Request<pb::TrimBlocksRequest>,
+    ) -> Result<Response<pb::TrimBlocksResponse>, Status> {
+        let r = req.into_inner();
+        self.block_io(
+            &r.attachment_token,
+            IoRequest::Trim {
+                offset: r.offset,
+                len: r.length,
+                fua: r.fua,
+            },
+        )
+        .await?;
+        Ok(Response::new(pb::TrimBlocksResponse {}))
+    }
+
+    async fn write_zero_blocks(
+        &self,
+        req: Request<pb::WriteZeroBlocksRequest>,
+    ) -> Result<Response<pb::WriteZeroBlocksResponse>, Status> {
+        let r = req.into_inner();
+        let flags = ZeroFlags {
+            may_trim: !r.no_hole,
+            fast_only: false,
+            fua: r.fua,
+        };
+        self.block_io(
+            &r.attachment_token,
+            IoRequest::WriteZeroes {
+                offset: r.offset,
+                len: r.length,
+                flags,
+            },
+        )
+        .await?;
+        Ok(Response::new(pb::WriteZeroBlocksResponse {}))
+    }
+
     async fn reservation_register(
         &self,
         req: Request<pb::ReservationRegisterRequest>,

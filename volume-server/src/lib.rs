@@ -144,8 +144,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .build_v1()
         .map_err(|e| ServerError::Control(control::Ec2Error::internal(e.to_string())))?;
     let api = proto::ebs::v1::volume_service_server::VolumeServiceServer::new(
-        grpc::VolumeApi::new(Arc::clone(&control)),
-    );
+        grpc::VolumeApi::new(Arc::clone(&control), Arc::clone(&exports)),
+    )
+    // Block I/O chunks are up to 32 MiB.
+    .max_decoding_message_size(33 << 20)
+    .max_encoding_message_size(33 << 20);
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()

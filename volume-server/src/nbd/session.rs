@@ -389,7 +389,11 @@ async fn run(export: Arc<Export>, guard: GateGuard, req: Request, payload: Bytes
     let (offset, len) = (req.offset, u64::from(req.len));
     let io = match req.cmd {
         CMD_READ => IoRequest::Read { offset, len },
-        CMD_WRITE => IoRequest::Write { offset, data: payload, fua },
+        CMD_WRITE => IoRequest::Write {
+            offset,
+            data: payload,
+            fua,
+        },
         CMD_FLUSH => IoRequest::Flush,
         CMD_TRIM => IoRequest::Trim { offset, len, fua },
         // `dispatch` sends only READ, WRITE, FLUSH, TRIM and WRITE_ZEROES here.
@@ -407,14 +411,16 @@ async fn run(export: Arc<Export>, guard: GateGuard, req: Request, payload: Bytes
     Done {
         cookie: req.cookie,
         offset: req.offset,
-        result: result.map(|data| data.map_or(Payload::None, Payload::Data)).map_err(|e| Failure {
-            errno: match &e {
-                IoError::Fenced => ESHUTDOWN,
-                IoError::Reservation(_) => EPERM,
-                IoError::Volume(v) => errno(req.cmd, v),
-            },
-            message: e.to_string(),
-        }),
+        result: result
+            .map(|data| data.map_or(Payload::None, Payload::Data))
+            .map_err(|e| Failure {
+                errno: match &e {
+                    IoError::Fenced => ESHUTDOWN,
+                    IoError::Reservation(_) => EPERM,
+                    IoError::Volume(v) => errno(req.cmd, v),
+                },
+                message: e.to_string(),
+            }),
     }
 }
 
