@@ -297,3 +297,153 @@ fn force_detach_under_fio_fences_the_writer() {
     let status = wait_with_timeout(&mut fio, Duration::from_secs(60), "fio");
     assert!(!status.success(), "fio must see its I/O fail once fenced");
 }
+
+/// Several hosts write concurrently (gRPC block I/O) to their own regions while, at random
+/// moments, a new host preempts-and-aborts the current write-exclusive holder. A preempted host
+/// keeps trying to write; once the preempt returns, its region must never change again.
+#[test]
+fn random_preempts_never_let_a_fenced_write_land() {
+    const HOSTS: usize = 4;
+    const REGION: u64 = 4 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path());
+    let mut c = srv.client();
+    let v = srv.ok(
+        "CreateVolume",
+        srv.block_on(c.create_volume(pb::CreateVolumeRequest {
+            availability_zone: AZ.into(),
+            size: Some(16),
+            volume_type: Some("io2".into()),
+            iops: Some(16_000),
+            multi_attach_enabled: Some(true),
+            ..Default::default()
+        })),
+    );
+    let hosts: Vec<(String, String)> = (0..HOSTS)
+        .map(|i| {
+            let h = srv.register_host(&format!("node-{i}"));
+            let a = srv.attach(&v.volume_id, &h.instance_id);
+            (
+                h.instance_id,
+                a.nbd_uri.rsplit('/').next().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let k = Cluster {
+        srv,
+        volume_id: v.volume_id.clone(),
+        a: hosts[0].clone(),
+        b: hosts[1].clone(),
+    };
+    for (i, (h, _)) in hosts.iter().enumerate() {
+        k.register(h, 100 + i as u64);
+    }
+    k.acquire(&hosts[0].0, 100, WE, "acquire", 0);
+    let file = dir
+        .path()
+        .join(AZ)
+        .join("volumes")
+        .join(format!("{}.img", k.volume_id));
+    let region = |i: usize| {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&file).unwrap();
+        f.seek(SeekFrom::Start(i as u64 * REGION)).unwrap();
+        let mut buf = vec![0u8; REGION as usize];
+        f.read_exact(&mut buf).unwrap();
+        buf
+    };
+
+    // Writers: 4 concurrent streams per host, random 4 KiB blocks in the host's region.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let endpoint = k.srv.endpoint();
+    let writers: Vec<_> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (_, token))| {
+            let (token, stop, endpoint) = (token.clone(), stop.clone(), endpoint.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let client = pb::volume_service_client::VolumeServiceClient::connect(endpoint)
+                        .await
+                        .unwrap();
+                    let mut tasks = Vec::new();
+                    for s in 0..4u64 {
+                        let (mut client, token, stop) =
+                            (client.clone(), token.clone(), stop.clone());
+                        tasks.push(tokio::spawn(async move {
+                            let mut n = s;
+                            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                n = n
+                                    .wrapping_mul(6364136223846793005)
+                                    .wrapping_add(1442695040888963407);
+                                let block = (n >> 33) % (REGION / 4096);
+                                let chunk = pb::WriteBlocksRequest {
+                                    attachment_token: token.clone(),
+                                    offset: i as u64 * REGION + block * 4096,
+                                    data: vec![(n >> 56) as u8 | 1; 4096],
+                                    fua: false,
+                                };
+                                let _ = client
+                                    .write_blocks(futures::stream::iter(vec![chunk]))
+                                    .await;
+                            }
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                });
+            })
+        })
+        .collect();
+
+    // Random order of takeovers, at random moments.
+    let mut order: Vec<usize> = (1..HOSTS).collect();
+    let mut seed = std::process::id() as u64 | 1;
+    for i in (1..order.len()).rev() {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        order.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    let mut holder = 0usize;
+    let mut fenced: Vec<(usize, Vec<u8>)> = Vec::new();
+    for next in order {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(200 + (seed >> 40) % 400));
+        let start = Instant::now();
+        k.acquire(
+            &hosts[next].0,
+            100 + next as u64,
+            WE,
+            "preempt-abort",
+            100 + holder as u64,
+        );
+        eprintln!(
+            "preempt-and-abort of {} by {} took {:?}",
+            hosts[holder].0,
+            hosts[next].0,
+            start.elapsed()
+        );
+        fenced.push((holder, region(holder)));
+        holder = next;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_ne!(
+        region(holder),
+        vec![0u8; REGION as usize],
+        "the last holder did write"
+    );
+    for (host, at_fence) in fenced {
+        assert!(
+            region(host) == at_fence,
+            "a write of fenced host {host} landed after its fence point"
+        );
+    }
+}
