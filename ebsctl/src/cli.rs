@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use proto::ebs::v1 as pb;
 
+use crate::args::ArgError;
 use crate::output::OutputFormat;
 
 /// The endpoint used when neither `--endpoint` nor `EBS_ENDPOINT` is set.
@@ -65,6 +67,19 @@ pub enum Command {
     /// %, and whether demand exceeded the provisioned IOPS / throughput in the last minute (`-`
     /// where not applicable). Plain text whatever --output says.
     Top(TopArgs),
+    /// Registers, unregisters or replaces a host's reservation key on a volume; prints the
+    /// reservation report.
+    ///
+    /// NVMe-style reservations (Multi-Attach io2 only), as nvme-cli's resv-register.
+    ResvRegister(ResvRegisterArgs),
+    /// Acquires, preempts or preempts-and-aborts a volume's reservation; prints the reservation
+    /// report.
+    ResvAcquire(ResvAcquireArgs),
+    /// Releases a volume's reservation, or with --clear removes every registration too; prints the
+    /// reservation report.
+    ResvRelease(ResvReleaseArgs),
+    /// Prints a volume's reservation: generation, type, holder and registered keys.
+    ResvReport(ResvReportArgs),
     /// Waits until volumes reach a state.
     Wait {
         #[command(subcommand)]
@@ -258,6 +273,207 @@ pub struct TopArgs {
     /// Only these volumes (default: every attached volume).
     #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
     pub volume_ids: Vec<String>,
+}
+
+/// A reservation type (NVMe numbering), as `--type` spells it and the report prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReservationType {
+    /// Only the holder writes; every host reads.
+    WriteExclusive,
+    /// Only the holder reads or writes.
+    ExclusiveAccess,
+    /// Registered hosts write; every host reads.
+    WriteExclusiveRegistrantsOnly,
+    /// Only registered hosts read or write.
+    ExclusiveAccessRegistrantsOnly,
+    /// As write-exclusive-registrants-only, every registrant holding the reservation.
+    WriteExclusiveAllRegistrants,
+    /// As exclusive-access-registrants-only, every registrant holding the reservation.
+    ExclusiveAccessAllRegistrants,
+}
+
+impl From<ReservationType> for pb::ReservationType {
+    fn from(t: ReservationType) -> Self {
+        match t {
+            ReservationType::WriteExclusive => Self::WriteExclusive,
+            ReservationType::ExclusiveAccess => Self::ExclusiveAccess,
+            ReservationType::WriteExclusiveRegistrantsOnly => Self::WriteExclusiveRegistrantsOnly,
+            ReservationType::ExclusiveAccessRegistrantsOnly => Self::ExclusiveAccessRegistrantsOnly,
+            ReservationType::WriteExclusiveAllRegistrants => Self::WriteExclusiveAllRegistrants,
+            ReservationType::ExclusiveAccessAllRegistrants => Self::ExclusiveAccessAllRegistrants,
+        }
+    }
+}
+
+/// `resv-register --action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegisterAction {
+    /// Register `--key` (the host has no key yet).
+    Register,
+    /// Remove the host's registration `--key`.
+    Unregister,
+    /// Replace the host's key `--key` with `--new-key`.
+    Replace,
+}
+
+impl RegisterAction {
+    /// The request's `action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Unregister => "unregister",
+            Self::Replace => "replace",
+        }
+    }
+}
+
+/// `resv-acquire --action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcquireAction {
+    /// Take the reservation.
+    Acquire,
+    /// Remove the registrations of `--preempt-key` (and take their reservation).
+    Preempt,
+    /// As preempt, and drain the preempted hosts' I/O in flight.
+    PreemptAbort,
+}
+
+impl AcquireAction {
+    /// The request's `action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Acquire => "acquire",
+            Self::Preempt => "preempt",
+            Self::PreemptAbort => "preempt-abort",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ResvRegisterArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    /// The attached instance (or registered host) acting.
+    #[arg(long)]
+    pub instance_id: String,
+    /// register: the key to register; unregister, replace: the host's current key. Decimal or 0x hex.
+    #[arg(long, value_name = "KEY", value_parser = parse_key)]
+    pub key: u64,
+    /// What to do with --key.
+    #[arg(long, value_enum, default_value_t = RegisterAction::Register)]
+    pub action: RegisterAction,
+    /// replace (required): the key replacing --key. Decimal or 0x hex.
+    #[arg(long, value_name = "KEY", value_parser = parse_key, required_if_eq("action", "replace"))]
+    pub new_key: Option<u64>,
+}
+
+impl ResvRegisterArgs {
+    /// The request's `new_key`: `--new-key` with replace, 0 otherwise. Given to another action it is
+    /// a usage error rather than silently ignored.
+    pub fn checked_new_key(&self) -> Result<u64, ArgError> {
+        match (self.action, self.new_key) {
+            (RegisterAction::Replace, Some(key)) => Ok(key),
+            (RegisterAction::Replace, None) => Err(ArgError {
+                flag: "--new-key",
+                message: "required with --action replace".to_owned(),
+            }),
+            (_, None) => Ok(0),
+            (action, Some(_)) => Err(ArgError {
+                flag: "--new-key",
+                message: format!("only valid with --action replace, not {}", action.as_str()),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ResvAcquireArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    /// The attached instance (or registered host) acting.
+    #[arg(long)]
+    pub instance_id: String,
+    /// The acting host's current key. Decimal or 0x hex.
+    #[arg(long, value_name = "KEY", value_parser = parse_key)]
+    pub key: u64,
+    /// The reservation type to hold.
+    #[arg(long = "type", value_name = "TYPE", value_enum)]
+    pub reservation_type: ReservationType,
+    /// How to take the reservation.
+    #[arg(long, value_enum, default_value_t = AcquireAction::Acquire)]
+    pub action: AcquireAction,
+    /// preempt, preempt-abort (required): the key whose registrations are removed. Decimal or 0x hex.
+    #[arg(
+        long,
+        value_name = "KEY",
+        value_parser = parse_key,
+        required_if_eq_any([("action", "preempt"), ("action", "preempt-abort")])
+    )]
+    pub preempt_key: Option<u64>,
+}
+
+impl ResvAcquireArgs {
+    /// The request's `preempt_key`: `--preempt-key` with preempt / preempt-abort, 0 otherwise. Given
+    /// to acquire it is a usage error rather than silently ignored.
+    pub fn checked_preempt_key(&self) -> Result<u64, ArgError> {
+        match (self.action, self.preempt_key) {
+            (AcquireAction::Acquire, None) => Ok(0),
+            (AcquireAction::Acquire, Some(_)) => Err(ArgError {
+                flag: "--preempt-key",
+                message: "only valid with --action preempt or preempt-abort, not acquire"
+                    .to_owned(),
+            }),
+            (_, Some(key)) => Ok(key),
+            (action, None) => Err(ArgError {
+                flag: "--preempt-key",
+                message: format!("required with --action {}", action.as_str()),
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ResvReleaseArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    /// The attached instance (or registered host) acting.
+    #[arg(long)]
+    pub instance_id: String,
+    /// The acting host's current key. Decimal or 0x hex.
+    #[arg(long, value_name = "KEY", value_parser = parse_key)]
+    pub key: u64,
+    /// The type of the reservation held (optional with --clear, which ignores it).
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        value_enum,
+        required_unless_present = "clear"
+    )]
+    pub reservation_type: Option<ReservationType>,
+    /// Remove every registration and the reservation instead.
+    #[arg(long)]
+    pub clear: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResvReportArgs {
+    #[arg(long)]
+    pub volume_id: String,
+}
+
+/// A reservation key: a decimal or `0x`-prefixed hexadecimal u64.
+fn parse_key(s: &str) -> Result<u64, String> {
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (s, 10),
+    };
+    // from_str_radix would also take a sign.
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(format!(
+            "`{s}` is not a key: a decimal or 0x-prefixed hexadecimal number"
+        ));
+    }
+    u64::from_str_radix(digits, radix).map_err(|_| format!("`{s}` is not a key: over 64 bits"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -638,5 +854,225 @@ mod tests {
     #[test]
     fn unknown_output_format_is_a_usage_error() {
         assert!(Cli::try_parse_from(["ebsctl", "describe-hosts", "--output", "yaml"]).is_err());
+    }
+
+    fn fails(args: &[&str]) -> bool {
+        Cli::try_parse_from(std::iter::once("ebsctl").chain(args.iter().copied())).is_err()
+    }
+
+    const RESV: [&str; 5] = ["--volume-id", "vol-1", "--instance-id", "i-1", "--key"];
+
+    fn resv<'a>(command: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        std::iter::once(command)
+            .chain(RESV)
+            .chain(rest.iter().copied())
+            .collect()
+    }
+
+    fn register(rest: &[&str]) -> ResvRegisterArgs {
+        match parse(&resv("resv-register", rest)).command {
+            Command::ResvRegister(args) => args,
+            other => panic!("not resv-register: {other:?}"),
+        }
+    }
+
+    fn acquire(rest: &[&str]) -> ResvAcquireArgs {
+        match parse(&resv("resv-acquire", rest)).command {
+            Command::ResvAcquire(args) => args,
+            other => panic!("not resv-acquire: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_are_decimal_or_hex_u64() {
+        for (raw, key) in [
+            ("0", 0),
+            ("42", 42),
+            ("0x2a", 42),
+            ("0X2A", 42),
+            ("0xdeadBEEF", 0xdead_beef),
+            ("18446744073709551615", u64::MAX),
+            ("0xffffffffffffffff", u64::MAX),
+            ("0x0000000000000000001", 1),
+        ] {
+            assert_eq!(parse_key(raw), Ok(key), "{raw}");
+            assert_eq!(register(&[raw]).key, key, "{raw}");
+        }
+        for bad in [
+            "",
+            "0x",
+            "-1",
+            "+1",
+            "0x+1",
+            "1.0",
+            "ff",
+            "0xg",
+            "1_000",
+            " 1",
+            "18446744073709551616",
+            "0x10000000000000000",
+        ] {
+            assert!(parse_key(bad).is_err(), "{bad:?}");
+            assert!(fails(&resv("resv-register", &[bad])), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn resv_register_actions() {
+        let args = register(&["0x10"]);
+        assert_eq!(
+            (args.volume_id.as_str(), args.instance_id.as_str()),
+            ("vol-1", "i-1")
+        );
+        assert_eq!((args.key, args.action), (16, RegisterAction::Register));
+        assert_eq!(args.checked_new_key(), Ok(0));
+
+        let args = register(&["1", "--action", "unregister"]);
+        assert_eq!(args.action, RegisterAction::Unregister);
+        assert_eq!(args.action.as_str(), "unregister");
+
+        let args = register(&["1", "--action", "replace", "--new-key", "0xff"]);
+        assert_eq!(args.action.as_str(), "replace");
+        assert_eq!(args.checked_new_key(), Ok(255));
+
+        // --new-key: required by replace, refused by the others.
+        assert!(fails(&resv("resv-register", &["1", "--action", "replace"])));
+        for action in ["register", "unregister"] {
+            let args = register(&["1", "--action", action, "--new-key", "2"]);
+            let err = args.checked_new_key().err();
+            assert_eq!(err.as_ref().map(|e| e.flag), Some("--new-key"), "{action}");
+        }
+        let err = register(&["1", "--new-key", "2"]).checked_new_key().err();
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some(
+                "Error parsing parameter '--new-key': only valid with --action replace, not register"
+            )
+        );
+
+        assert!(fails(&resv("resv-register", &["1", "--action", "preempt"])));
+        // --key, --instance-id and --volume-id are required.
+        assert!(fails(&[
+            "resv-register",
+            "--volume-id",
+            "v",
+            "--instance-id",
+            "i"
+        ]));
+        assert!(fails(&["resv-register", "--volume-id", "v", "--key", "1"]));
+        assert!(fails(&[
+            "resv-register",
+            "--instance-id",
+            "i",
+            "--key",
+            "1"
+        ]));
+    }
+
+    #[test]
+    fn resv_acquire_types_and_actions() {
+        for (name, want) in [
+            ("write-exclusive", pb::ReservationType::WriteExclusive),
+            ("exclusive-access", pb::ReservationType::ExclusiveAccess),
+            (
+                "write-exclusive-registrants-only",
+                pb::ReservationType::WriteExclusiveRegistrantsOnly,
+            ),
+            (
+                "exclusive-access-registrants-only",
+                pb::ReservationType::ExclusiveAccessRegistrantsOnly,
+            ),
+            (
+                "write-exclusive-all-registrants",
+                pb::ReservationType::WriteExclusiveAllRegistrants,
+            ),
+            (
+                "exclusive-access-all-registrants",
+                pb::ReservationType::ExclusiveAccessAllRegistrants,
+            ),
+        ] {
+            let args = acquire(&["7", "--type", name]);
+            assert_eq!(pb::ReservationType::from(args.reservation_type), want);
+            assert_eq!(args.action, AcquireAction::Acquire);
+            assert_eq!(args.checked_preempt_key(), Ok(0));
+            // The report prints a type the way --type spells it.
+            assert_eq!(crate::shapes::reservation_type_name(want), Some(name));
+        }
+        for bad in ["1", "unspecified", "WRITE_EXCLUSIVE", "write-exclusive-all"] {
+            assert!(fails(&resv("resv-acquire", &["7", "--type", bad])), "{bad}");
+        }
+        assert!(fails(&resv("resv-acquire", &["7"])), "--type is required");
+
+        for action in ["preempt", "preempt-abort"] {
+            let args = acquire(&[
+                "7",
+                "--type",
+                "exclusive-access",
+                "--action",
+                action,
+                "--preempt-key",
+                "0x8",
+            ]);
+            assert_eq!(args.action.as_str(), action);
+            assert_eq!(args.checked_preempt_key(), Ok(8));
+            assert!(
+                fails(&resv(
+                    "resv-acquire",
+                    &["7", "--type", "exclusive-access", "--action", action]
+                )),
+                "{action} without --preempt-key"
+            );
+        }
+        let args = acquire(&["7", "--type", "write-exclusive", "--preempt-key", "8"]);
+        let err = args.checked_preempt_key().err();
+        assert_eq!(err.map(|e| e.flag), Some("--preempt-key"));
+        assert!(fails(&resv(
+            "resv-acquire",
+            &["7", "--type", "write-exclusive", "--action", "replace"]
+        )));
+    }
+
+    #[test]
+    fn resv_release_and_report_flags() {
+        let cli = parse(&resv("resv-release", &["0x1", "--type", "write-exclusive"]));
+        let Command::ResvRelease(args) = cli.command else {
+            panic!("not resv-release: {:?}", cli.command);
+        };
+        assert_eq!(args.key, 1);
+        assert_eq!(args.reservation_type, Some(ReservationType::WriteExclusive));
+        assert!(!args.clear);
+
+        let cli = parse(&resv(
+            "resv-release",
+            &["1", "--type", "exclusive-access", "--clear"],
+        ));
+        let Command::ResvRelease(args) = cli.command else {
+            panic!("not resv-release: {:?}", cli.command);
+        };
+        assert!(args.clear);
+        assert!(fails(&resv("resv-release", &["1"])), "--type is required");
+
+        // --clear ignores the type: it may be left out.
+        let cli = parse(&resv("resv-release", &["1", "--clear"]));
+        let Command::ResvRelease(args) = cli.command else {
+            panic!("not resv-release: {:?}", cli.command);
+        };
+        assert_eq!((args.reservation_type, args.clear), (None, true));
+        assert!(fails(&[
+            "resv-release",
+            "--volume-id",
+            "vol-1",
+            "--instance-id",
+            "i-1",
+            "--type",
+            "write-exclusive"
+        ]));
+
+        let cli = parse(&["resv-report", "--volume-id", "vol-1"]);
+        let Command::ResvReport(args) = cli.command else {
+            panic!("not resv-report: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_id, "vol-1");
+        assert!(fails(&["resv-report"]));
     }
 }

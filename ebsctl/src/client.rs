@@ -158,6 +158,38 @@ impl Api {
         self.reply("GetVolumeMetrics", result)
     }
 
+    pub async fn reservation_register(
+        &mut self,
+        request: pb::ReservationRegisterRequest,
+    ) -> Result<pb::ReservationReport, CliError> {
+        let result = self.client().await?.reservation_register(request).await;
+        self.reply("ReservationRegister", result)
+    }
+
+    pub async fn reservation_acquire(
+        &mut self,
+        request: pb::ReservationAcquireRequest,
+    ) -> Result<pb::ReservationReport, CliError> {
+        let result = self.client().await?.reservation_acquire(request).await;
+        self.reply("ReservationAcquire", result)
+    }
+
+    pub async fn reservation_release(
+        &mut self,
+        request: pb::ReservationReleaseRequest,
+    ) -> Result<pb::ReservationReport, CliError> {
+        let result = self.client().await?.reservation_release(request).await;
+        self.reply("ReservationRelease", result)
+    }
+
+    pub async fn reservation_report(
+        &mut self,
+        request: pb::ReservationReportRequest,
+    ) -> Result<pb::ReservationReport, CliError> {
+        let result = self.client().await?.reservation_report(request).await;
+        self.reply("ReservationReport", result)
+    }
+
     /// Every volume matching `request`, following `NextToken` page after page.
     pub async fn describe_all_volumes(
         &mut self,

@@ -188,6 +188,50 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             };
             print(format, "GetVolumeMetrics", &reply)
         }
+        Command::ResvRegister(a) => {
+            let request = pb::ReservationRegisterRequest {
+                new_key: a.checked_new_key()?,
+                volume_id: a.volume_id,
+                instance_id: a.instance_id,
+                key: a.key,
+                action: a.action.as_str().to_owned(),
+            };
+            let report = api.reservation_register(request).await?;
+            print_report(format, "ReservationRegister", report)
+        }
+        Command::ResvAcquire(a) => {
+            let request = pb::ReservationAcquireRequest {
+                preempt_key: a.checked_preempt_key()?,
+                volume_id: a.volume_id,
+                instance_id: a.instance_id,
+                key: a.key,
+                r#type: pb::ReservationType::from(a.reservation_type).into(),
+                action: a.action.as_str().to_owned(),
+            };
+            let report = api.reservation_acquire(request).await?;
+            print_report(format, "ReservationAcquire", report)
+        }
+        Command::ResvRelease(a) => {
+            let request = pb::ReservationReleaseRequest {
+                volume_id: a.volume_id,
+                instance_id: a.instance_id,
+                key: a.key,
+                r#type: a
+                    .reservation_type
+                    .map_or(pb::ReservationType::Unspecified, pb::ReservationType::from)
+                    .into(),
+                clear: a.clear,
+            };
+            let report = api.reservation_release(request).await?;
+            print_report(format, "ReservationRelease", report)
+        }
+        Command::ResvReport(a) => {
+            let request = pb::ReservationReportRequest {
+                volume_id: a.volume_id,
+            };
+            let report = api.reservation_report(request).await?;
+            print_report(format, "ReservationReport", report)
+        }
         Command::Top(a) => {
             // Reports are written as they come, not returned at the end.
             top::top(&mut api, a, &mut std::io::stdout()).await?;
@@ -219,6 +263,15 @@ fn print(
     output::render(reply, format, operation)
         .map(Some)
         .map_err(|e| CliError::Output(e.to_string()))
+}
+
+/// Every `resv-*` command prints the volume's reservation report.
+fn print_report(
+    format: OutputFormat,
+    operation: &str,
+    report: pb::ReservationReport,
+) -> Result<Option<String>, CliError> {
+    print(format, operation, &shapes::ReservationReport::from(report))
 }
 
 #[cfg(test)]

@@ -292,6 +292,73 @@ pub struct Metrics {
     pub metrics: Vec<VolumeMetrics>,
 }
 
+/// A volume's NVMe-style reservation, as every `resv-*` command prints it. `Type` and `Holder` are
+/// `null` when no reservation is held; `Key`s are numbers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReservationReport {
+    pub volume_id: String,
+    pub generation: u32,
+    pub r#type: Option<String>,
+    pub holder: Option<String>,
+    pub registrants: Vec<Registrant>,
+}
+
+/// A registered host and its key.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Registrant {
+    pub instance_id: String,
+    pub key: u64,
+    pub holder: bool,
+}
+
+/// A reservation type's name, as `--type` spells it; `None` for unspecified (no reservation).
+pub fn reservation_type_name(t: pb::ReservationType) -> Option<&'static str> {
+    match t {
+        pb::ReservationType::Unspecified => None,
+        pb::ReservationType::WriteExclusive => Some("write-exclusive"),
+        pb::ReservationType::ExclusiveAccess => Some("exclusive-access"),
+        pb::ReservationType::WriteExclusiveRegistrantsOnly => {
+            Some("write-exclusive-registrants-only")
+        }
+        pb::ReservationType::ExclusiveAccessRegistrantsOnly => {
+            Some("exclusive-access-registrants-only")
+        }
+        pb::ReservationType::WriteExclusiveAllRegistrants => {
+            Some("write-exclusive-all-registrants")
+        }
+        pb::ReservationType::ExclusiveAccessAllRegistrants => {
+            Some("exclusive-access-all-registrants")
+        }
+    }
+}
+
+impl From<pb::ReservationReport> for ReservationReport {
+    fn from(r: pb::ReservationReport) -> Self {
+        // A type this client does not know (a newer server) prints as its number.
+        let r#type = match pb::ReservationType::try_from(r.r#type) {
+            Ok(t) => reservation_type_name(t).map(str::to_owned),
+            Err(_) => Some(r.r#type.to_string()),
+        };
+        Self {
+            volume_id: r.volume_id,
+            generation: r.generation,
+            r#type,
+            holder: non_empty(r.holder_instance_id),
+            registrants: r
+                .registrants
+                .into_iter()
+                .map(|g| Registrant {
+                    instance_id: g.instance_id,
+                    key: g.key,
+                    holder: g.holder,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -372,6 +439,28 @@ pub(crate) mod tests {
             provisioned_iops: 4000,
             provisioned_throughput_bytes: 1_048_576_000,
             throttle_wait_time: 0.125,
+        }
+    }
+
+    /// An all-registrants reservation of two hosts, one key over 2^53.
+    pub(crate) fn reservation_report() -> pb::ReservationReport {
+        pb::ReservationReport {
+            volume_id: "vol-0123456789abcdef0".into(),
+            generation: 4,
+            r#type: pb::ReservationType::WriteExclusiveAllRegistrants.into(),
+            holder_instance_id: "i-0123456789abcdef0".into(),
+            registrants: vec![
+                pb::Registrant {
+                    instance_id: "i-0123456789abcdef0".into(),
+                    key: 0xdead_beef,
+                    holder: true,
+                },
+                pb::Registrant {
+                    instance_id: "i-0fedcba9876543210".into(),
+                    key: u64::MAX,
+                    holder: true,
+                },
+            ],
         }
     }
 
@@ -582,5 +671,56 @@ pub(crate) mod tests {
             json.contains("\"VolumeConsumedReadWriteOps\": 150,\n    \"BurstBalance\": 100.0,\n"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn reservation_report_json() {
+        let want = r#"{
+    "VolumeId": "vol-0123456789abcdef0",
+    "Generation": 4,
+    "Type": "write-exclusive-all-registrants",
+    "Holder": "i-0123456789abcdef0",
+    "Registrants": [
+        {
+            "InstanceId": "i-0123456789abcdef0",
+            "Key": 3735928559,
+            "Holder": true
+        },
+        {
+            "InstanceId": "i-0fedcba9876543210",
+            "Key": 18446744073709551615,
+            "Holder": true
+        }
+    ]
+}
+"#;
+        assert_eq!(pretty(&ReservationReport::from(reservation_report())), want);
+    }
+
+    #[test]
+    fn reservation_report_json_without_a_reservation() {
+        let none = pb::ReservationReport {
+            volume_id: "vol-1".into(),
+            generation: 0,
+            r#type: pb::ReservationType::Unspecified.into(),
+            holder_instance_id: String::new(),
+            registrants: vec![],
+        };
+        let want = r#"{
+    "VolumeId": "vol-1",
+    "Generation": 0,
+    "Type": null,
+    "Holder": null,
+    "Registrants": []
+}
+"#;
+        assert_eq!(pretty(&ReservationReport::from(none)), want);
+
+        let newer = pb::ReservationReport {
+            r#type: 9,
+            ..reservation_report()
+        };
+        let json = pretty(&ReservationReport::from(newer));
+        assert!(json.contains("\"Type\": \"9\","), "{json}");
     }
 }

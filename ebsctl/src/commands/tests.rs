@@ -18,6 +18,60 @@ struct Mock {
     describe_calls: AtomicUsize,
     /// The `volume_ids` of every GetVolumeMetrics call, in order.
     metrics_requests: Mutex<Vec<Vec<String>>>,
+    /// Every reservation call, in order.
+    resv_requests: Mutex<Vec<ResvCall>>,
+}
+
+/// A reservation request the mock received.
+#[derive(Debug, Clone, PartialEq)]
+enum ResvCall {
+    Register(pb::ReservationRegisterRequest),
+    Acquire(pb::ReservationAcquireRequest),
+    Release(pb::ReservationReleaseRequest),
+    Report(pb::ReservationReportRequest),
+}
+
+impl Mock {
+    fn record(&self, call: ResvCall) {
+        self.resv_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
+    fn resv_requests(&self) -> Vec<ResvCall> {
+        self.resv_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn no_volume(volume_id: &str) -> Status {
+    ec2_error(
+        Status::not_found(format!("The volume '{volume_id}' does not exist.")),
+        "InvalidVolume.NotFound",
+    )
+}
+
+/// The report of a volume where `instance_id` alone is registered, with `key`.
+fn one_registrant(
+    volume_id: String,
+    instance_id: String,
+    key: u64,
+    holder: bool,
+) -> pb::ReservationReport {
+    pb::ReservationReport {
+        volume_id,
+        generation: 1,
+        r#type: pb::ReservationType::Unspecified.into(),
+        holder_instance_id: String::new(),
+        registrants: vec![pb::Registrant {
+            instance_id,
+            key,
+            holder,
+        }],
+    }
 }
 
 fn ec2_error(status: Status, code: &'static str) -> Status {
@@ -297,6 +351,117 @@ impl VolumeService for Mock {
             .filter(|m| ids.is_empty() || ids.contains(&m.volume_id))
             .collect();
         Ok(Response::new(pb::GetVolumeMetricsResponse { metrics }))
+    }
+
+    async fn read_blocks(
+        &self,
+        _: Request<pb::ReadBlocksRequest>,
+    ) -> Result<Response<pb::ReadBlocksResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn write_blocks(
+        &self,
+        _: Request<tonic::Streaming<pb::WriteBlocksRequest>>,
+    ) -> Result<Response<pb::WriteBlocksResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn flush_blocks(
+        &self,
+        _: Request<pb::FlushBlocksRequest>,
+    ) -> Result<Response<pb::FlushBlocksResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn trim_blocks(
+        &self,
+        _: Request<pb::TrimBlocksRequest>,
+    ) -> Result<Response<pb::TrimBlocksResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn write_zero_blocks(
+        &self,
+        _: Request<pb::WriteZeroBlocksRequest>,
+    ) -> Result<Response<pb::WriteZeroBlocksResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    /// Echoes the registration: the host alone, with its (new) key; `vol-gone` does not exist.
+    async fn reservation_register(
+        &self,
+        request: Request<pb::ReservationRegisterRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let r = request.into_inner();
+        self.record(ResvCall::Register(r.clone()));
+        if r.volume_id == "vol-gone" {
+            return Err(no_volume(&r.volume_id));
+        }
+        let mut report = match r.action.as_str() {
+            "register" => one_registrant(r.volume_id, r.instance_id, r.key, false),
+            "replace" => one_registrant(r.volume_id, r.instance_id, r.new_key, false),
+            "unregister" => pb::ReservationReport {
+                registrants: vec![],
+                ..one_registrant(r.volume_id, r.instance_id, 0, false)
+            },
+            other => {
+                return Err(Status::invalid_argument(format!("action {other}")));
+            }
+        };
+        report.generation = 2;
+        Ok(Response::new(report))
+    }
+
+    /// Echoes the acquisition: the host holds the reservation of the type asked for; key `0xbad`
+    /// conflicts.
+    async fn reservation_acquire(
+        &self,
+        request: Request<pb::ReservationAcquireRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let r = request.into_inner();
+        self.record(ResvCall::Acquire(r.clone()));
+        if r.key == 0xbad {
+            return Err(ec2_error(
+                Status::failed_precondition("i-1 is not registered with key 2989"),
+                "ReservationConflict",
+            ));
+        }
+        Ok(Response::new(pb::ReservationReport {
+            r#type: r.r#type,
+            holder_instance_id: r.instance_id.clone(),
+            ..one_registrant(r.volume_id, r.instance_id, r.key, true)
+        }))
+    }
+
+    /// Echoes the release: no reservation; the host stays registered unless `clear`.
+    async fn reservation_release(
+        &self,
+        request: Request<pb::ReservationReleaseRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let r = request.into_inner();
+        self.record(ResvCall::Release(r.clone()));
+        let mut report = one_registrant(r.volume_id, r.instance_id, r.key, false);
+        if r.clear {
+            report.registrants.clear();
+        }
+        Ok(Response::new(report))
+    }
+
+    /// [`shapes::tests::reservation_report`] of the volume; `vol-gone` does not exist.
+    async fn reservation_report(
+        &self,
+        request: Request<pb::ReservationReportRequest>,
+    ) -> Result<Response<pb::ReservationReport>, Status> {
+        let r = request.into_inner();
+        self.record(ResvCall::Report(r.clone()));
+        if r.volume_id == "vol-gone" {
+            return Err(no_volume(&r.volume_id));
+        }
+        Ok(Response::new(pb::ReservationReport {
+            volume_id: r.volume_id,
+            ..shapes::tests::reservation_report()
+        }))
     }
 }
 
@@ -789,4 +954,324 @@ async fn top_with_volume_ids_checks_them_once_then_keeps_only_them() {
         Ok(out) => panic!("expected an error, got {out}"),
     };
     assert_eq!(err.exit_code(), 254, "{err}");
+}
+
+fn resv_args<'a>(command: &'a str, key: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    [
+        command,
+        "--volume-id",
+        "vol-1",
+        "--instance-id",
+        "i-1",
+        "--key",
+        key,
+    ]
+    .into_iter()
+    .chain(rest.iter().copied())
+    .collect()
+}
+
+async fn expect_err(endpoint: &str, args: &[&str]) -> CliError {
+    match ebsctl(endpoint, args).await {
+        Err(e) => e,
+        Ok(out) => panic!("{args:?}: expected an error, got {out:?}"),
+    }
+}
+
+#[tokio::test]
+async fn resv_register_sends_the_action_and_keys() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let reply = json(ebsctl(&endpoint, &resv_args("resv-register", "0xA", &[])).await);
+    assert_eq!(
+        reply,
+        serde_json::json!({
+            "VolumeId": "vol-1",
+            "Generation": 2,
+            "Type": null,
+            "Holder": null,
+            "Registrants": [{"InstanceId": "i-1", "Key": 10, "Holder": false}],
+        })
+    );
+
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &resv_args(
+                "resv-register",
+                "10",
+                &["--action", "replace", "--new-key", "0xffffffffffffffff"],
+            ),
+        )
+        .await,
+    );
+    assert_eq!(reply["Registrants"][0]["Key"], u64::MAX);
+
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &resv_args("resv-register", "10", &["--action", "unregister"]),
+        )
+        .await,
+    );
+    assert_eq!(reply["Registrants"], serde_json::json!([]));
+
+    let request = |key, action: &str, new_key| {
+        ResvCall::Register(pb::ReservationRegisterRequest {
+            volume_id: "vol-1".into(),
+            instance_id: "i-1".into(),
+            key,
+            action: action.into(),
+            new_key,
+        })
+    };
+    assert_eq!(
+        mock.resv_requests(),
+        [
+            request(10, "register", 0),
+            request(10, "replace", u64::MAX),
+            request(10, "unregister", 0),
+        ]
+    );
+
+    // --new-key outside replace is a usage error, found before connecting.
+    let err = expect_err(
+        "http://127.0.0.1:1",
+        &resv_args("resv-register", "1", &["--new-key", "2"]),
+    )
+    .await;
+    assert_eq!(err.exit_code(), 252, "{err}");
+    assert_eq!(
+        err.to_string(),
+        "Error parsing parameter '--new-key': only valid with --action replace, not register"
+    );
+
+    let err = expect_err(
+        &endpoint,
+        &[
+            "resv-register",
+            "--volume-id",
+            "vol-gone",
+            "--instance-id",
+            "i-1",
+            "--key",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidVolume.NotFound) when calling the ReservationRegister operation: The volume 'vol-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 254);
+}
+
+#[tokio::test]
+async fn resv_acquire_sends_the_type_action_and_preempt_key() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &resv_args("resv-acquire", "7", &["--type", "write-exclusive"]),
+        )
+        .await,
+    );
+    assert_eq!(
+        reply,
+        serde_json::json!({
+            "VolumeId": "vol-1",
+            "Generation": 1,
+            "Type": "write-exclusive",
+            "Holder": "i-1",
+            "Registrants": [{"InstanceId": "i-1", "Key": 7, "Holder": true}],
+        })
+    );
+
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &resv_args(
+                "resv-acquire",
+                "7",
+                &[
+                    "--type",
+                    "exclusive-access-registrants-only",
+                    "--action",
+                    "preempt-abort",
+                    "--preempt-key",
+                    "0x20",
+                ],
+            ),
+        )
+        .await,
+    );
+    assert_eq!(reply["Type"], "exclusive-access-registrants-only");
+
+    let request = |r#type: pb::ReservationType, action: &str, preempt_key| {
+        ResvCall::Acquire(pb::ReservationAcquireRequest {
+            volume_id: "vol-1".into(),
+            instance_id: "i-1".into(),
+            key: 7,
+            r#type: r#type.into(),
+            action: action.into(),
+            preempt_key,
+        })
+    };
+    assert_eq!(
+        mock.resv_requests(),
+        [
+            request(pb::ReservationType::WriteExclusive, "acquire", 0),
+            request(
+                pb::ReservationType::ExclusiveAccessRegistrantsOnly,
+                "preempt-abort",
+                32
+            ),
+        ]
+    );
+
+    let err = expect_err(
+        "http://127.0.0.1:1",
+        &resv_args(
+            "resv-acquire",
+            "7",
+            &["--type", "exclusive-access", "--preempt-key", "1"],
+        ),
+    )
+    .await;
+    assert_eq!(err.exit_code(), 252, "{err}");
+
+    let err = expect_err(
+        &endpoint,
+        &resv_args("resv-acquire", "0xbad", &["--type", "exclusive-access"]),
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (ReservationConflict) when calling the ReservationAcquire operation: i-1 is not registered with key 2989"
+    );
+    assert_eq!(err.exit_code(), 254);
+}
+
+#[tokio::test]
+async fn resv_release_sends_the_type_and_clear() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &resv_args("resv-release", "3", &["--type", "exclusive-access"]),
+        )
+        .await,
+    );
+    assert_eq!(reply["Type"], serde_json::Value::Null);
+    assert_eq!(reply["Holder"], serde_json::Value::Null);
+    assert_eq!(
+        reply["Registrants"],
+        serde_json::json!([{"InstanceId": "i-1", "Key": 3, "Holder": false}])
+    );
+
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &resv_args(
+                "resv-release",
+                "3",
+                &["--type", "write-exclusive-all-registrants", "--clear"],
+            ),
+        )
+        .await,
+    );
+    assert_eq!(reply["Registrants"], serde_json::json!([]));
+
+    // --clear without --type: the type is sent unspecified.
+    let reply = json(ebsctl(&endpoint, &resv_args("resv-release", "3", &["--clear"])).await);
+    assert_eq!(reply["Registrants"], serde_json::json!([]));
+
+    let request = |r#type: pb::ReservationType, clear| {
+        ResvCall::Release(pb::ReservationReleaseRequest {
+            volume_id: "vol-1".into(),
+            instance_id: "i-1".into(),
+            key: 3,
+            r#type: r#type.into(),
+            clear,
+        })
+    };
+    assert_eq!(
+        mock.resv_requests(),
+        [
+            request(pb::ReservationType::ExclusiveAccess, false),
+            request(pb::ReservationType::WriteExclusiveAllRegistrants, true),
+            request(pb::ReservationType::Unspecified, true),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn resv_report_prints_the_report_in_every_format() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let reply = ebsctl(&endpoint, &["resv-report", "--volume-id", "vol-1"]).await;
+    let want = r#"{
+    "VolumeId": "vol-1",
+    "Generation": 4,
+    "Type": "write-exclusive-all-registrants",
+    "Holder": "i-0123456789abcdef0",
+    "Registrants": [
+        {
+            "InstanceId": "i-0123456789abcdef0",
+            "Key": 3735928559,
+            "Holder": true
+        },
+        {
+            "InstanceId": "i-0fedcba9876543210",
+            "Key": 18446744073709551615,
+            "Holder": true
+        }
+    ]
+}
+"#;
+    assert_eq!(reply.ok().flatten().as_deref(), Some(want));
+    assert_eq!(
+        mock.resv_requests(),
+        [ResvCall::Report(pb::ReservationReportRequest {
+            volume_id: "vol-1".into()
+        })]
+    );
+
+    let text = ebsctl(
+        &endpoint,
+        &["resv-report", "--volume-id", "vol-1", "--output", "text"],
+    )
+    .await;
+    let want = "4\ti-0123456789abcdef0\twrite-exclusive-all-registrants\tvol-1\n\
+REGISTRANTS\tTrue\ti-0123456789abcdef0\t3735928559\n\
+REGISTRANTS\tTrue\ti-0fedcba9876543210\t18446744073709551615\n";
+    assert_eq!(text.ok().flatten().as_deref(), Some(want));
+
+    let table = match ebsctl(
+        &endpoint,
+        &["resv-report", "--volume-id", "vol-1", "--output", "table"],
+    )
+    .await
+    {
+        Ok(Some(table)) => table,
+        other => panic!("expected a table, got {other:?}"),
+    };
+    assert!(table.contains("ReservationReport"), "{table}");
+    assert!(table.contains("Registrants"), "{table}");
+    assert!(
+        table.contains("|  Key        |  18446744073709551615"),
+        "{table}"
+    );
+
+    let err = expect_err(&endpoint, &["resv-report", "--volume-id", "vol-gone"]).await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidVolume.NotFound) when calling the ReservationReport operation: The volume 'vol-gone' does not exist."
+    );
 }
