@@ -20,10 +20,10 @@ struct Cluster {
     b: (String, String),
 }
 
-/// A Multi-Attach io2 volume attached to hosts A and B: (instance id, NBD URI) each.
-fn cluster(srv: Server) -> Cluster {
+/// A 16 GiB Multi-Attach io2 volume.
+fn multi_attach_io2(srv: &Server) -> pb::Volume {
     let mut c = srv.client();
-    let v = srv.ok(
+    srv.ok(
         "CreateVolume",
         srv.block_on(c.create_volume(pb::CreateVolumeRequest {
             availability_zone: AZ.into(),
@@ -33,7 +33,12 @@ fn cluster(srv: Server) -> Cluster {
             multi_attach_enabled: Some(true),
             ..Default::default()
         })),
-    );
+    )
+}
+
+/// A Multi-Attach io2 volume attached to hosts A and B: (instance id, NBD URI) each.
+fn cluster(srv: Server) -> Cluster {
+    let v = multi_attach_io2(&srv);
     let host = |name: &str| {
         let h = srv.register_host(name);
         let a = srv.attach(&v.volume_id, &h.instance_id);
@@ -307,18 +312,7 @@ fn random_preempts_never_let_a_fenced_write_land() {
     const REGION: u64 = 4 << 20;
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::start(dir.path());
-    let mut c = srv.client();
-    let v = srv.ok(
-        "CreateVolume",
-        srv.block_on(c.create_volume(pb::CreateVolumeRequest {
-            availability_zone: AZ.into(),
-            size: Some(16),
-            volume_type: Some("io2".into()),
-            iops: Some(16_000),
-            multi_attach_enabled: Some(true),
-            ..Default::default()
-        })),
-    );
+    let v = multi_attach_io2(&srv);
     let hosts: Vec<(String, String)> = (0..HOSTS)
         .map(|i| {
             let h = srv.register_host(&format!("node-{i}"));

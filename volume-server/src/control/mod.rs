@@ -256,20 +256,7 @@ impl ControlPlane {
             req.throughput,
             req.multi_attach_enabled.unwrap_or(false),
         )?;
-        let mut tags = BTreeMap::new();
-        for ts in &req.tag_specifications {
-            if ts.resource_type != "volume" {
-                return Err(Ec2Error::invalid_value(format!(
-                    "'{}' is not a valid taggable resource type for this operation.",
-                    ts.resource_type
-                )));
-            }
-            validate::merge_tags(
-                "volume",
-                &mut tags,
-                ts.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
-            )?;
-        }
+        let tags = validate::tag_specifications("volume", &req.tag_specifications)?;
         let mut st = self.lock();
         if let Some(token) = req.client_token.as_deref().filter(|t| !t.is_empty())
             && let Some(existing) = st
@@ -813,20 +800,7 @@ impl ControlPlane {
             return Err(Ec2Error::missing("Name"));
         }
         self.check_az(&req.availability_zone)?;
-        let mut tags = BTreeMap::new();
-        for ts in &req.tag_specifications {
-            if ts.resource_type != "instance" {
-                return Err(Ec2Error::invalid_value(format!(
-                    "'{}' is not a valid taggable resource type for this operation.",
-                    ts.resource_type
-                )));
-            }
-            validate::merge_tags(
-                "instance",
-                &mut tags,
-                ts.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
-            )?;
-        }
+        let tags = validate::tag_specifications("instance", &req.tag_specifications)?;
         let h = HostRecord {
             instance_id: ids::new_id("i"),
             name: req.name,

@@ -240,6 +240,28 @@ pub fn merge_tags<'a>(
     Ok(())
 }
 
+/// The tags of a request's `TagSpecifications`, which may only name `resource_type`.
+pub fn tag_specifications(
+    resource_type: &str,
+    specs: &[proto::ebs::v1::TagSpecification],
+) -> Result<BTreeMap<String, String>, Ec2Error> {
+    let mut tags = BTreeMap::new();
+    for ts in specs {
+        if ts.resource_type != resource_type {
+            return Err(Ec2Error::invalid_value(format!(
+                "'{}' is not a valid taggable resource type for this operation.",
+                ts.resource_type
+            )));
+        }
+        merge_tags(
+            resource_type,
+            &mut tags,
+            ts.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+        )?;
+    }
+    Ok(tags)
+}
+
 /// Whether `device` is a device name EC2 accepts for an EBS attachment on Linux (HVM):
 /// `/dev/sd[a-z]`, `/dev/sda1`, `/dev/xvd[a-z]`, `/dev/xvd[b-c][a-z]`.
 pub fn device_name(device: &str) -> Result<(), Ec2Error> {
