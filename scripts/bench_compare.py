@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Side-by-side fio benchmark: this server vs `nbdkit file` vs `qemu-nbd --aio=io_uring`.
+"""Side-by-side fio benchmark: this server vs `nbdkit file`, `qemu-nbd --aio=io_uring`, and
+`nbdkit memory` (the protocol ceiling: no disk, no page cache).
 
-All three serve copies of one backing file (random data) on loopback; fio's nbd engine runs the
-same jobs against each, one server at a time, in the same run. Prints a Markdown table with
-absolute figures and ratios (ours / peer).
+The file servers serve copies of one backing file (random data) on loopback; fio's nbd engine
+runs the same jobs against each, one server at a time, in the same run. Prints Markdown tables:
+absolute figures and ratios (ours / peer), QD1-relevant p99 latency, and each server's CPU time
+per I/O (user + system, from /proc).
 
     python3 scripts/bench_compare.py [--runtime 10] [--reps 3] [--size-gib 1] [--smoke]
 
@@ -28,11 +30,22 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 JOBS = [
+    ("4k randread QD1", dict(rw="randread", bs="4k", iodepth=1)),
+    ("4k randwrite QD1", dict(rw="randwrite", bs="4k", iodepth=1)),
     ("4k randread QD32", dict(rw="randread", bs="4k", iodepth=32)),
     ("4k randwrite QD32", dict(rw="randwrite", bs="4k", iodepth=32)),
+    ("4k 70/30 randrw QD32", dict(rw="randrw", bs="4k", iodepth=32)),
     ("1M read QD8", dict(rw="read", bs="1m", iodepth=8)),
     ("1M write QD8", dict(rw="write", bs="1m", iodepth=8)),
 ]
+SERVERS = ("volume-server", "nbdkit file", "qemu-nbd io_uring", "nbdkit memory")
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -62,17 +75,22 @@ def stop(proc):
             proc.wait()
 
 
-def run_fio(uri, job, runtime, size):
+def run_fio(uri, job, runtime, size, pid):
     cmd = [
         "fio", "--name=bench", "--ioengine=nbd", f"--uri={uri}", f"--rw={job['rw']}",
-        f"--bs={job['bs']}", f"--iodepth={job['iodepth']}", f"--size={size}",
-        "--time_based=1", f"--runtime={runtime}", "--ramp_time=1" if runtime > 2 else "--ramp_time=0",
+        f"--bs={job['bs']}", f"--iodepth={job['iodepth']}", f"--size={size}", "--rwmixread=70",
+        "--time_based=1", f"--runtime={runtime}", "--ramp_time=0",
         "--output-format=json", "--randrepeat=1", "--norandommap=1",
     ]
+    cpu0 = cpu_seconds(pid)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    cpu = cpu_seconds(pid) - cpu0
     j = json.loads(out[out.index("{"):])["jobs"][0]
-    side = j["read"] if "read" in job["rw"] else j["write"]
-    return {"iops": side["iops"], "mib_s": side["bw_bytes"] / (1 << 20)}
+    sides = [j[d] for d in ("read", "write") if j[d]["total_ios"] > 0]
+    ios = sum(d["total_ios"] for d in sides)
+    p99 = max(d["clat_ns"]["percentile"]["99.000000"] for d in sides) / 1000
+    return {"iops": sum(d["iops"] for d in sides), "mib_s": sum(d["bw_bytes"] for d in sides) / (1 << 20),
+            "p99_us": p99, "cpu_us_per_io": cpu / max(ios, 1) * 1e6}
 
 
 def ours(tmp, backing, size_gib):
@@ -109,6 +127,14 @@ def nbdkit(tmp, backing):
     return proc, f"nbd://127.0.0.1:{port}/"
 
 
+def nbdkit_memory(size_gib):
+    port = free_port()
+    proc = subprocess.Popen(["nbdkit", "-f", "-p", str(port), "-i", "127.0.0.1", "memory", f"{size_gib}G"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, f"nbd://127.0.0.1:{port}/"
+
+
 def qemu_nbd(tmp, backing):
     img = os.path.join(tmp, "qemu.img")
     shutil.copyfile(backing, img)
@@ -134,7 +160,8 @@ def main():
     samples = {}
     servers = (("volume-server", lambda: ours(tmp, backing, args.size_gib)),
                ("nbdkit file", lambda: nbdkit(tmp, backing)),
-               ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing)))
+               ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing)),
+               ("nbdkit memory", lambda: nbdkit_memory(args.size_gib)))
     reps = 1 if args.smoke else args.reps
     with tempfile.TemporaryDirectory(prefix="ebs-bench-") as tmp:
         backing = os.path.join(tmp, "backing.img")
@@ -144,24 +171,33 @@ def main():
         started = [(name,) + start() for name, start in servers]
         try:
             for rep in range(reps):
-                for name, _, uri in started:
+                for name, proc, uri in started:
                     for label, job in JOBS:
-                        r = run_fio(uri, job, runtime, size)
+                        r = run_fio(uri, job, runtime, size, proc.pid)
                         samples.setdefault((name, label), []).append(r)
                         print(f"rep {rep + 1} {name:18} {label:18} {r['iops']:>10.0f} IOPS {r['mib_s']:>8.1f} MiB/s",
                               file=sys.stderr)
         finally:
             for _, proc, _ in started:
                 stop(proc)
-    results = {k: {m: statistics.median(x[m] for x in v) for m in ("iops", "mib_s")} for k, v in samples.items()}
+    metrics = ("iops", "mib_s", "p99_us", "cpu_us_per_io")
+    results = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in samples.items()}
     print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {args.size_gib} GiB file, {os.cpu_count()} CPUs\n")
-    print("| job | volume-server | nbdkit file | qemu-nbd io_uring | vs nbdkit | vs qemu-nbd |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| job | volume-server | nbdkit file | qemu-nbd io_uring | nbdkit memory | vs nbdkit file | vs qemu-nbd | vs nbdkit memory |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, job in JOBS:
         key = "mib_s" if job["bs"] == "1m" else "iops"
         unit = " MiB/s" if key == "mib_s" else " IOPS"
-        o, k, q = (results[(n, label)][key] for n in ("volume-server", "nbdkit file", "qemu-nbd io_uring"))
-        print(f"| {label} | {o:,.0f}{unit} | {k:,.0f}{unit} | {q:,.0f}{unit} | {o / k:.2f}x | {o / q:.2f}x |")
+        o, k, q, m = (results[(n, label)][key] for n in SERVERS)
+        print(f"| {label} | {o:,.0f}{unit} | {k:,.0f}{unit} | {q:,.0f}{unit} | {m:,.0f}{unit} "
+              f"| {o / k:.2f}x | {o / q:.2f}x | {o / m:.2f}x |")
+    print("\nQD1 p99 completion latency (µs) and server CPU time per I/O (µs, user + system from /proc):\n")
+    print("| job | " + " | ".join(f"{n} p99" for n in SERVERS) + " | " + " | ".join(f"{n} CPU/IO" for n in SERVERS) + " |")
+    print("|---|" + "---:|" * (2 * len(SERVERS)))
+    for label, job in JOBS:
+        p99 = " | ".join(f"{results[(n, label)]['p99_us']:,.0f}" for n in SERVERS)
+        cpu = " | ".join(f"{results[(n, label)]['cpu_us_per_io']:.1f}" for n in SERVERS)
+        print(f"| {label} | {p99} | {cpu} |")
 
 
 if __name__ == "__main__":
