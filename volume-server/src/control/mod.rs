@@ -493,16 +493,7 @@ impl ControlPlane {
             .get(&req.volume_id)
             .ok_or_else(|| volume_not_found(&req.volume_id))?
             .clone();
-        if !matches!(v.state, VolumeState::Available | VolumeState::InUse) {
-            return Err(Ec2Error::new(
-                "IncorrectState",
-                format!(
-                    "The volume '{}' is in the '{}' state.",
-                    v.volume_id,
-                    v.state.as_str()
-                ),
-            ));
-        }
+        check_usable(&v)?;
         if v.availability_zone != host.availability_zone {
             return Err(Ec2Error::new(
                 "InvalidVolume.ZoneMismatch",
@@ -705,40 +696,16 @@ impl ControlPlane {
 
     /// CreateTags on volumes and hosts.
     pub fn create_tags(&self, resources: &[String], tags: &[pb::Tag]) -> Result<(), Ec2Error> {
-        if resources.is_empty() {
-            return Err(Ec2Error::missing("ResourceId"));
-        }
         if tags.is_empty() {
             return Err(Ec2Error::missing("Tag"));
         }
-        let mut st = self.lock();
-        let mut changes = Vec::new();
-        for r in resources {
-            let pairs = tags.iter().map(|t| (t.key.as_str(), t.value.as_str()));
-            changes.push(match resource(r)? {
-                Resource::Volume => {
-                    let mut v = st
-                        .volumes
-                        .get(r)
-                        .ok_or_else(|| volume_not_found(r))?
-                        .clone();
-                    validate::merge_tags(r, &mut v.tags, pairs)?;
-                    Change::PutVolume(v)
-                }
-                Resource::Instance => {
-                    let mut h = st
-                        .hosts
-                        .get(r)
-                        .ok_or_else(|| instance_not_found(r))?
-                        .clone();
-                    validate::merge_tags(r, &mut h.tags, pairs)?;
-                    Change::PutHost(h)
-                }
-            });
-        }
-        self.commit(&changes)?;
-        apply(&mut st, changes);
-        Ok(())
+        self.edit_tags(resources, |r, map| {
+            validate::merge_tags(
+                r,
+                map,
+                tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+            )
+        })
     }
 
     /// DeleteTags: keys (with an optional value to match), or all tags when none are given.
@@ -747,10 +714,7 @@ impl ControlPlane {
         resources: &[String],
         tags: &[pb::DeleteTag],
     ) -> Result<(), Ec2Error> {
-        if resources.is_empty() {
-            return Err(Ec2Error::missing("ResourceId"));
-        }
-        let strip = |map: &mut BTreeMap<String, String>| {
+        self.edit_tags(resources, |_, map| {
             if tags.is_empty() {
                 map.clear();
             }
@@ -762,7 +726,19 @@ impl ControlPlane {
                     map.remove(&t.key);
                 }
             }
-        };
+            Ok(())
+        })
+    }
+
+    /// Applies `edit` to the tags of every resource (volumes and hosts) in one transaction;
+    /// if any resource is missing or any edit fails, nothing changes.
+    fn edit_tags<F>(&self, resources: &[String], edit: F) -> Result<(), Ec2Error>
+    where
+        F: Fn(&str, &mut BTreeMap<String, String>) -> Result<(), Ec2Error>,
+    {
+        if resources.is_empty() {
+            return Err(Ec2Error::missing("ResourceId"));
+        }
         let mut st = self.lock();
         let mut changes = Vec::new();
         for r in resources {
@@ -773,7 +749,7 @@ impl ControlPlane {
                         .get(r)
                         .ok_or_else(|| volume_not_found(r))?
                         .clone();
-                    strip(&mut v.tags);
+                    edit(r, &mut v.tags)?;
                     Change::PutVolume(v)
                 }
                 Resource::Instance => {
@@ -782,7 +758,7 @@ impl ControlPlane {
                         .get(r)
                         .ok_or_else(|| instance_not_found(r))?
                         .clone();
-                    strip(&mut h.tags);
+                    edit(r, &mut h.tags)?;
                     Change::PutHost(h)
                 }
             });
@@ -975,6 +951,21 @@ fn resource(id: &str) -> Result<Resource, Ec2Error> {
             format!("The ID '{id}' is not valid"),
         ))
     }
+}
+
+/// `IncorrectState` unless the volume is `available` or `in-use`.
+fn check_usable(v: &VolumeRecord) -> Result<(), Ec2Error> {
+    if matches!(v.state, VolumeState::Available | VolumeState::InUse) {
+        return Ok(());
+    }
+    Err(Ec2Error::new(
+        "IncorrectState",
+        format!(
+            "The volume '{}' is in the '{}' state.",
+            v.volume_id,
+            v.state.as_str()
+        ),
+    ))
 }
 
 fn attached_to(v: &VolumeRecord) -> String {

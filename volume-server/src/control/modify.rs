@@ -14,9 +14,10 @@ use storage_engine::Volume;
 
 use super::filter::glob;
 use super::{
-    ControlPlane, Ec2Error, GIB, check_volume_id, now_ms, perf, validate, volume_not_found,
+    ControlPlane, Ec2Error, GIB, check_usable, check_volume_id, now_ms, perf, validate,
+    volume_not_found,
 };
-use crate::catalog::{Change, ModificationRecord, PerfSpec, VolumeRecord, VolumeState, VolumeType};
+use crate::catalog::{Change, ModificationRecord, PerfSpec, VolumeRecord, VolumeType};
 
 /// Modifications allowed per volume in any 24 hours.
 pub const MAX_MODIFICATIONS_PER_DAY: usize = 4;
@@ -98,16 +99,7 @@ impl ControlPlane {
             .get(&req.volume_id)
             .ok_or_else(|| volume_not_found(&req.volume_id))?
             .clone();
-        if !matches!(v.state, VolumeState::Available | VolumeState::InUse) {
-            return Err(Ec2Error::new(
-                "IncorrectState",
-                format!(
-                    "The volume '{}' is in the '{}' state.",
-                    v.volume_id,
-                    v.state.as_str()
-                ),
-            ));
-        }
+        check_usable(&v)?;
         let now = now_ms();
         if let Some(last) = v.modifications.last() {
             let (state, _) = modification_state(last, now);
