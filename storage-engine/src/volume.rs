@@ -363,6 +363,24 @@ impl Volume {
         self.check(offset, len, Some(MAX_IO_BYTES))?;
         // Mark before writing: a snapshot racing this write must see the block as changed.
         self.cbt.mark(offset, len);
+        self.write_checked(offset, data, fua).await
+    }
+
+    /// Writes `data` at `offset` without marking it changed: for restoring a block to the
+    /// content of the snapshot the volume was created from (lazy hydration), which is no change
+    /// since that snapshot.
+    pub async fn write_untracked(
+        &self,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+    ) -> Result<(), VolumeError> {
+        self.check(offset, data.len() as u64, Some(MAX_IO_BYTES))?;
+        self.write_checked(offset, data, fua).await
+    }
+
+    async fn write_checked(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), VolumeError> {
+        let len = data.len() as u64;
         if !fua && len <= self.inline.write_max {
             return self.write_inline(&data, offset).map_err(|e| self.fail(e));
         }

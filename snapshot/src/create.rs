@@ -1,0 +1,127 @@
+//! Taking a snapshot: read the captured blocks, store the ones the store lacks, write the
+//! manifest.
+//!
+//! The new manifest is the parent's block map with every captured block replaced (or removed,
+//! when it is now all zeros). Blocks go to the store before the manifest, so a crash part-way
+//! leaves unreferenced blocks (reclaimed by garbage collection), never a manifest naming a block
+//! that is missing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::StreamExt as _;
+
+use crate::block::{self, BlockKey};
+use crate::capture::{Capture, CaptureError};
+use crate::manifest::Manifest;
+use crate::store::{Store, StoreError};
+
+/// How many blocks are read, hashed and stored at once.
+pub const PARALLEL_BLOCKS: usize = 4;
+
+/// Why a snapshot could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The volume's point-in-time content could not be read.
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A worker thread died.
+    #[error("snapshot worker failed: {0}")]
+    Worker(String),
+}
+
+/// What taking a snapshot did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CreateStats {
+    /// Blocks read from the volume (the changed or candidate blocks).
+    pub blocks_read: u64,
+    /// Of those, blocks that were all zeros.
+    pub zero_blocks: u64,
+    /// Blocks put into the store (the rest were already there).
+    pub blocks_stored: u64,
+    /// Stored bytes put.
+    pub bytes_stored: u64,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CreateError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CreateError::Worker(e.to_string()))
+}
+
+/// Reads one captured block and stores it if new: `(index, key or None for zeros, stored bytes)`.
+async fn one_block(
+    store: &Store,
+    capture: &Capture,
+    index: u64,
+) -> Result<(u64, Option<BlockKey>, Option<u64>), CreateError> {
+    let data = capture.read_block(index).await?;
+    let (data, key) = blocking(move || {
+        if block::is_zero(&data) {
+            (data, None)
+        } else {
+            let k = BlockKey::of(&data);
+            (data, Some(k))
+        }
+    })
+    .await?;
+    let Some(key) = key else {
+        return Ok((index, None, None));
+    };
+    if store.has_block(&key).await? {
+        return Ok((index, Some(key), None));
+    }
+    let stored = blocking(move || block::encode(&data)).await?;
+    let n = stored.len() as u64;
+    store.put_block(&key, stored).await?;
+    Ok((index, Some(key), Some(n)))
+}
+
+/// Reads every block `capture` wants, stores the new ones and returns the manifest (not yet
+/// put): `base` (the parent's blocks) overlaid with the captured blocks. `done` counts blocks
+/// read, for progress.
+pub async fn take(
+    store: &Store,
+    capture: Arc<Capture>,
+    base: &BTreeMap<u64, BlockKey>,
+    mut header: Manifest,
+    done: &AtomicU64,
+) -> Result<(Manifest, CreateStats), CreateError> {
+    let nblocks = header.block_count();
+    let mut blocks: BTreeMap<u64, BlockKey> =
+        base.range(..nblocks).map(|(k, v)| (*k, *v)).collect();
+    let mut stats = CreateStats::default();
+    let wanted = capture.wanted().to_vec();
+    let mut results = futures::stream::iter(wanted)
+        .map(|b| {
+            let capture = capture.clone();
+            async move { one_block(store, &capture, b).await }
+        })
+        .buffer_unordered(PARALLEL_BLOCKS);
+    while let Some(r) = results.next().await {
+        let (index, key, stored) = r?;
+        stats.blocks_read += 1;
+        done.fetch_add(1, Ordering::Relaxed);
+        match key {
+            Some(k) => {
+                blocks.insert(index, k);
+            }
+            None => {
+                stats.zero_blocks += 1;
+                blocks.remove(&index);
+            }
+        }
+        if let Some(n) = stored {
+            stats.blocks_stored += 1;
+            stats.bytes_stored += n;
+        }
+    }
+    header.blocks = blocks;
+    Ok((header, stats))
+}

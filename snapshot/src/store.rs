@@ -1,0 +1,460 @@
+//! A snapshot store: blocks, manifests and coordination objects in an `object_store`.
+//!
+//! # Layout
+//! ```text
+//! blocks/<first 2 hex of key>/<64 hex key>   stored blocks (see `block`)
+//! manifests/<snap-id>                         one per completed snapshot (see `manifest`)
+//! pending/<snap-id>                           a snapshot or copy is being written
+//! pins/<vol-id>                               a copy of the manifest a volume still hydrates from
+//! gc.lease                                    held while garbage collection sweeps
+//! ```
+//! Writers put every block before the manifest that references it, so a manifest never names a
+//! block that was not stored. Garbage collection and writers exclude each other through
+//! `pending/` and `gc.lease`: see [`crate::gc`].
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::TryStreamExt as _;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+
+use crate::block::{self, BlockError, BlockKey};
+use crate::manifest::{Manifest, ManifestError};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no store this build can open.
+    #[error("unsupported snapshot store URL '{0}' (use file:///ABSOLUTE/PATH or a directory path)")]
+    UnsupportedUrl(String),
+    /// The object store failed.
+    #[error("snapshot store {store}: {source}")]
+    Backend {
+        /// The store's URL.
+        store: String,
+        /// The error (boxed: it is large, and errors are rare).
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// A block a manifest references is not in the store.
+    #[error("block {key} is missing from the snapshot store")]
+    MissingBlock {
+        /// Its key.
+        key: BlockKey,
+    },
+    /// A stored block failed its checks.
+    #[error("block {key} is corrupt: {source}")]
+    CorruptBlock {
+        /// Its key.
+        key: BlockKey,
+        /// What was wrong.
+        #[source]
+        source: BlockError,
+    },
+    /// A stored manifest failed its checks.
+    #[error("manifest of {id} is corrupt: {source}")]
+    CorruptManifest {
+        /// The snapshot.
+        id: String,
+        /// What was wrong.
+        #[source]
+        source: ManifestError,
+    },
+    /// Local file-system work around the store failed.
+    #[error("snapshot store {store}: {source}")]
+    Io {
+        /// The store's URL.
+        store: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A stored block as listed: key, size, last modification (ms since the epoch).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredBlock {
+    /// Content key.
+    pub key: BlockKey,
+    /// Stored bytes.
+    pub size: u64,
+    /// Last modified, ms since the epoch.
+    pub modified_ms: i64,
+}
+
+/// Counters of what went through a store handle (for tests and metrics).
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Blocks put.
+    pub blocks_put: AtomicU64,
+    /// Stored bytes of blocks put.
+    pub bytes_put: AtomicU64,
+    /// Blocks fetched.
+    pub blocks_got: AtomicU64,
+}
+
+/// A snapshot store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    os: Arc<dyn ObjectStore>,
+    url: Arc<str>,
+    /// For a local store, its directory (made durable with `syncfs` before a manifest is put).
+    local_root: Option<PathBuf>,
+    stats: Arc<StoreStats>,
+}
+
+fn block_path(key: &BlockKey) -> Path {
+    let hex = key.to_hex();
+    Path::from(format!("blocks/{}/{hex}", &hex[..2]))
+}
+
+fn manifest_path(id: &str) -> Path {
+    Path::from(format!("manifests/{id}"))
+}
+
+impl Store {
+    /// Opens the store at `url`: `file:///abs/dir` or a directory path (created if missing).
+    pub fn open(url: &str) -> Result<Store, StoreError> {
+        let dir = if let Some(rest) = url.strip_prefix("file://") {
+            PathBuf::from(rest)
+        } else if url.contains("://") {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        } else {
+            PathBuf::from(url)
+        };
+        Store::local(&dir)
+    }
+
+    /// A store in the local directory `dir` (created if missing).
+    pub fn local(dir: &FsPath) -> Result<Store, StoreError> {
+        let url: Arc<str> = format!("file://{}", dir.display()).into();
+        let io = |source| StoreError::Io {
+            store: url.to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let dir = dir.canonicalize().map_err(io)?;
+        let fs = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|source| StoreError::Backend {
+                store: url.to_string(),
+                source: Box::new(source),
+            })?
+            .with_automatic_cleanup(true);
+        Ok(Store {
+            os: Arc::new(fs),
+            url,
+            local_root: Some(dir),
+            stats: Arc::default(),
+        })
+    }
+
+    /// Wraps any object store (tests, S3-compatible stores).
+    pub fn from_object_store(os: Arc<dyn ObjectStore>, url: &str) -> Store {
+        Store {
+            os,
+            url: url.into(),
+            local_root: None,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The store's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What went through this handle.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    fn backend(&self) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+        move |source| StoreError::Backend {
+            store: self.url.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    async fn get_opt(&self, path: &Path) -> Result<Option<bytes::Bytes>, StoreError> {
+        match self.os.get(path).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(self.backend())?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.backend()(e)),
+        }
+    }
+
+    async fn exists(&self, path: &Path) -> Result<bool, StoreError> {
+        match self.os.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.backend()(e)),
+        }
+    }
+
+    async fn delete_opt(&self, path: &Path) -> Result<(), StoreError> {
+        match self.os.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.backend()(e)),
+        }
+    }
+
+    async fn list_paths(&self, prefix: &str) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
+        self.os
+            .list(Some(&Path::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(self.backend())
+    }
+
+    // ---------------------------------------------------------------- blocks
+
+    /// Whether the block `key` is stored.
+    pub async fn has_block(&self, key: &BlockKey) -> Result<bool, StoreError> {
+        self.exists(&block_path(key)).await
+    }
+
+    /// Stores an encoded block under `key`. Putting an existing key rewrites the same content.
+    pub async fn put_block(&self, key: &BlockKey, stored: Vec<u8>) -> Result<(), StoreError> {
+        let n = stored.len() as u64;
+        self.os
+            .put(&block_path(key), PutPayload::from(stored))
+            .await
+            .map_err(self.backend())?;
+        self.stats.blocks_put.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_put.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The stored (encoded) bytes of block `key`.
+    pub async fn get_block_raw(&self, key: &BlockKey) -> Result<Vec<u8>, StoreError> {
+        let bytes = self
+            .get_opt(&block_path(key))
+            .await?
+            .ok_or(StoreError::MissingBlock { key: *key })?;
+        self.stats.blocks_got.fetch_add(1, Ordering::Relaxed);
+        Ok(bytes.to_vec())
+    }
+
+    /// The plaintext of block `key`, with every checksum and the key verified.
+    pub async fn get_block(&self, key: &BlockKey) -> Result<Vec<u8>, StoreError> {
+        let raw = self.get_block_raw(key).await?;
+        let key = *key;
+        tokio::task::spawn_blocking(move || block::decode(&key, &raw))
+            .await
+            .map_err(|e| StoreError::Io {
+                store: self.url.to_string(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| StoreError::CorruptBlock { key, source })
+    }
+
+    /// Every stored block.
+    pub async fn list_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
+        Ok(self
+            .list_paths("blocks")
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                Some(StoredBlock {
+                    key: BlockKey::from_hex(m.location.filename()?)?,
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                })
+            })
+            .collect())
+    }
+
+    /// Removes block `key` (garbage collection only).
+    pub async fn delete_block(&self, key: &BlockKey) -> Result<(), StoreError> {
+        self.delete_opt(&block_path(key)).await
+    }
+
+    // ------------------------------------------------------------- manifests
+
+    /// Stores a manifest. Every block it names must already be stored; for a local store the
+    /// blocks and the manifest are made durable (`syncfs`) before this returns.
+    pub async fn put_manifest(&self, m: &Manifest) -> Result<(), StoreError> {
+        self.sync().await?;
+        self.os
+            .put(&manifest_path(&m.snapshot_id), PutPayload::from(m.encode()))
+            .await
+            .map_err(self.backend())?;
+        self.sync().await
+    }
+
+    /// The manifest of `id`, if stored.
+    pub async fn get_manifest(&self, id: &str) -> Result<Option<Manifest>, StoreError> {
+        match self.get_opt(&manifest_path(id)).await? {
+            None => Ok(None),
+            Some(b) => {
+                Manifest::decode(&b)
+                    .map(Some)
+                    .map_err(|source| StoreError::CorruptManifest {
+                        id: id.to_string(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Removes the manifest of `id`; its blocks are left to garbage collection.
+    pub async fn delete_manifest(&self, id: &str) -> Result<(), StoreError> {
+        self.delete_opt(&manifest_path(id)).await
+    }
+
+    /// Ids of every stored manifest.
+    pub async fn list_manifest_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_paths("manifests")
+            .await?
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    // ---------------------------------------------------- pins and markers
+
+    /// Keeps the blocks of `m` alive for volume `volume_id` while it hydrates, even if the
+    /// snapshot is deleted meanwhile.
+    pub async fn pin(&self, volume_id: &str, m: &Manifest) -> Result<(), StoreError> {
+        self.sync().await?;
+        self.os
+            .put(
+                &Path::from(format!("pins/{volume_id}")),
+                PutPayload::from(m.encode()),
+            )
+            .await
+            .map_err(self.backend())?;
+        Ok(())
+    }
+
+    /// Drops the pin of `volume_id` (hydrated, or deleted).
+    pub async fn unpin(&self, volume_id: &str) -> Result<(), StoreError> {
+        self.delete_opt(&Path::from(format!("pins/{volume_id}")))
+            .await
+    }
+
+    /// Every pinned manifest.
+    pub async fn pinned_manifests(&self) -> Result<Vec<Manifest>, StoreError> {
+        let mut out = Vec::new();
+        for meta in self.list_paths("pins").await? {
+            if let Some(b) = self.get_opt(&meta.location).await? {
+                out.push(
+                    Manifest::decode(&b).map_err(|source| StoreError::CorruptManifest {
+                        id: meta.location.to_string(),
+                        source,
+                    })?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that snapshot `id` is being written (see [`crate::gc`]).
+    pub async fn mark_pending(&self, id: &str) -> Result<(), StoreError> {
+        self.os
+            .put(
+                &Path::from(format!("pending/{id}")),
+                PutPayload::from_static(b"pending"),
+            )
+            .await
+            .map_err(self.backend())?;
+        Ok(())
+    }
+
+    /// Clears the marker of `id`.
+    pub async fn clear_pending(&self, id: &str) -> Result<(), StoreError> {
+        self.delete_opt(&Path::from(format!("pending/{id}"))).await
+    }
+
+    /// Pending markers: (snapshot id, last modified ms).
+    pub async fn pending(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(self
+            .list_paths("pending")
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                Some((
+                    m.location.filename()?.to_string(),
+                    m.last_modified.timestamp_millis(),
+                ))
+            })
+            .collect())
+    }
+
+    // ----------------------------------------------------------------- lease
+
+    /// Takes the garbage-collection lease for `owner` until `expires_ms`; `false` if someone
+    /// else holds an unexpired one. An expired lease (its holder died) is broken.
+    pub async fn try_lease(
+        &self,
+        owner: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let path = Path::from("gc.lease");
+        for _ in 0..2 {
+            let body = format!("{owner} {expires_ms}");
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            match self.os.put_opts(&path, PutPayload::from(body), opts).await {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(self.backend()(e)),
+            }
+            let Some(held) = self.get_opt(&path).await? else {
+                continue;
+            };
+            let expiry = String::from_utf8_lossy(&held)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+            if expiry > now_ms {
+                return Ok(false);
+            }
+            tracing::warn!(store = %self.url, "breaking an expired garbage-collection lease");
+            self.delete_opt(&path).await?;
+        }
+        Ok(false)
+    }
+
+    /// Whether a garbage-collection lease is held (expired or not).
+    pub async fn lease_held(&self) -> Result<bool, StoreError> {
+        self.exists(&Path::from("gc.lease")).await
+    }
+
+    /// Releases the garbage-collection lease.
+    pub async fn release_lease(&self) -> Result<(), StoreError> {
+        self.delete_opt(&Path::from("gc.lease")).await
+    }
+
+    /// Makes everything put so far durable (local stores: `syncfs`; remote stores are durable
+    /// when a put returns).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let io = |source| StoreError::Io {
+            store: self.url.to_string(),
+            source,
+        };
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::fd::AsRawFd as _;
+            let dir = std::fs::File::open(&root)?;
+            // SAFETY: syncfs on a descriptor kept open for the call; the result is checked.
+            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| io(std::io::Error::other(e)))?
+        .map_err(io)
+    }
+}

@@ -1,0 +1,345 @@
+//! The crate's pieces together: capture → take → manifest → restore, copy and collection.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use bytes::Bytes;
+use rand::RngCore as _;
+use storage_engine::{ChangedSince, Engine, EngineKind, Volume};
+
+use crate::block::{self, BLOCK_SIZE, BlockKey};
+use crate::capture::Capture;
+use crate::copy;
+use crate::create;
+use crate::gc::{self, GcConfig, GcOutcome};
+use crate::manifest::Manifest;
+use crate::store::Store;
+
+const BLOCKS: u64 = 16;
+
+fn engine() -> Engine {
+    Engine::start(EngineKind::Sync, 2).unwrap()
+}
+
+fn random(len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    rand::rng().fill_bytes(&mut b);
+    b
+}
+
+fn header(id: &str, parent: Option<&str>) -> Manifest {
+    Manifest {
+        snapshot_id: id.into(),
+        volume_id: "vol-00000000000000001".into(),
+        parent_id: parent.map(str::to_string),
+        volume_size: BLOCKS * BLOCK_SIZE,
+        start_ms: 1,
+        complete_ms: 2,
+        blocks: BTreeMap::new(),
+    }
+}
+
+/// Takes a snapshot of `vol` reading `wanted`, over `base`.
+async fn snap(
+    dir: &Path,
+    store: &Store,
+    vol: &Arc<Volume>,
+    wanted: Vec<u64>,
+    base: &BTreeMap<u64, BlockKey>,
+    id: &str,
+) -> (Manifest, create::CreateStats) {
+    let cap = Arc::new(
+        Capture::new(
+            id,
+            vol.clone(),
+            None,
+            wanted,
+            &dir.join(format!("{id}.side")),
+        )
+        .unwrap(),
+    );
+    let r = create::take(
+        store,
+        cap.clone(),
+        base,
+        header(id, None),
+        &AtomicU64::new(0),
+    )
+    .await
+    .unwrap();
+    cap.finish();
+    store.put_manifest(&r.0).await.unwrap();
+    r
+}
+
+async fn contents(store: &Store, m: &Manifest) -> Vec<u8> {
+    let mut out = vec![0u8; m.volume_size as usize];
+    for (i, k) in &m.blocks {
+        let b = store.get_block(k).await.unwrap();
+        let at = (*i * BLOCK_SIZE) as usize;
+        out[at..at + BLOCK_SIZE as usize].copy_from_slice(&b);
+    }
+    out
+}
+
+#[tokio::test]
+async fn full_then_incremental_snapshot_round_trips_and_stores_only_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let path = dir.path().join("v.img");
+    Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
+    let vol = Arc::new(Volume::open(&path, engine()).unwrap());
+    // Random data in blocks 0..8, a repeated block at 8 and 9, zeros after.
+    let data = random(8 * BLOCK_SIZE as usize);
+    vol.write(0, Bytes::from(data.clone()), false)
+        .await
+        .unwrap();
+    let same = vec![0x5a; BLOCK_SIZE as usize];
+    vol.write(8 * BLOCK_SIZE, Bytes::from(same.clone()), false)
+        .await
+        .unwrap();
+    vol.write(9 * BLOCK_SIZE, Bytes::from(same), false)
+        .await
+        .unwrap();
+    let ChangedSince::Exact(changed) = vol.changed_blocks().changed() else {
+        panic!("tracking should be exact")
+    };
+    assert_eq!(changed, (0..10).collect::<Vec<_>>());
+    vol.changed_blocks().reset();
+    let (m1, s1) = snap(
+        dir.path(),
+        &store,
+        &vol,
+        changed,
+        &BTreeMap::new(),
+        "snap-00000000000000001",
+    )
+    .await;
+    assert_eq!(s1.blocks_read, 10);
+    assert_eq!(s1.blocks_stored, 9, "two equal blocks are stored once");
+    assert_eq!(m1.blocks.len(), 10);
+    let full = vol.read(0, BLOCKS * BLOCK_SIZE).await.unwrap();
+    assert_eq!(contents(&store, &m1).await, full);
+
+    // Change one block and zero another: the incremental reads and stores just those.
+    vol.write(3 * BLOCK_SIZE + 4096, Bytes::from(random(4096)), false)
+        .await
+        .unwrap();
+    vol.write_zeroes(9 * BLOCK_SIZE, BLOCK_SIZE, Default::default())
+        .await
+        .unwrap();
+    let ChangedSince::Exact(changed) = vol.changed_blocks().changed() else {
+        panic!("tracking should be exact")
+    };
+    assert_eq!(changed, vec![3, 9]);
+    let (m2, s2) = snap(
+        dir.path(),
+        &store,
+        &vol,
+        changed,
+        &m1.blocks,
+        "snap-00000000000000002",
+    )
+    .await;
+    assert_eq!(
+        (s2.blocks_read, s2.blocks_stored, s2.zero_blocks),
+        (2, 1, 1)
+    );
+    assert_eq!(m2.blocks.len(), 9);
+    assert_eq!(
+        contents(&store, &m2).await,
+        vol.read(0, BLOCKS * BLOCK_SIZE).await.unwrap()
+    );
+    // The first snapshot is unaffected.
+    assert_eq!(contents(&store, &m1).await, full);
+}
+
+#[tokio::test]
+async fn writes_after_the_point_in_time_never_reach_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let path = dir.path().join("v.img");
+    Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
+    let vol = Arc::new(Volume::open(&path, engine()).unwrap());
+    let before = random((BLOCKS * BLOCK_SIZE) as usize);
+    vol.write(0, Bytes::from(before.clone()), false)
+        .await
+        .unwrap();
+    let cap = Arc::new(
+        Capture::new(
+            "snap-00000000000000003",
+            vol.clone(),
+            None,
+            (0..BLOCKS).collect(),
+            &dir.path().join("side"),
+        )
+        .unwrap(),
+    );
+    // Writers overwrite every block (some twice) while the snapshot reads.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (vol, cap) = (vol.clone(), cap.clone());
+            tokio::spawn(async move {
+                for b in (0..BLOCKS).rev() {
+                    let off = b * BLOCK_SIZE + w * 8192;
+                    cap.before_write(off, 8192).await;
+                    vol.write(off, Bytes::from(vec![0xee; 8192]), false)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let (m, _) = create::take(
+        &store,
+        cap.clone(),
+        &BTreeMap::new(),
+        header("snap-00000000000000003", None),
+        &AtomicU64::new(0),
+    )
+    .await
+    .unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(
+        contents(&store, &m).await,
+        before,
+        "the snapshot holds the point-in-time data"
+    );
+    assert!(cap.saved_by_writers() > 0 || m.blocks.len() == BLOCKS as usize);
+    cap.finish();
+    assert!(!dir.path().join("side").exists());
+}
+
+#[tokio::test]
+async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let east = Store::local(&dir.path().join("east")).unwrap();
+    let west = Store::local(&dir.path().join("west")).unwrap();
+    let path = dir.path().join("v.img");
+    Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
+    let vol = Arc::new(Volume::open(&path, engine()).unwrap());
+    vol.write(0, Bytes::from(random(4 * BLOCK_SIZE as usize)), false)
+        .await
+        .unwrap();
+    let (m1, _) = snap(
+        dir.path(),
+        &east,
+        &vol,
+        (0..4).collect(),
+        &BTreeMap::new(),
+        "snap-00000000000000001",
+    )
+    .await;
+    vol.write(BLOCK_SIZE, Bytes::from(random(BLOCK_SIZE as usize)), false)
+        .await
+        .unwrap();
+    let (m2, _) = snap(
+        dir.path(),
+        &east,
+        &vol,
+        vec![1],
+        &m1.blocks,
+        "snap-00000000000000002",
+    )
+    .await;
+
+    let (c1, s1) = copy::copy(
+        &east,
+        &west,
+        &m1,
+        "snap-0000000000000000a",
+        5,
+        &AtomicU64::new(0),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s1.blocks, s1.blocks_copied), (4, 4));
+    west.put_manifest(&c1).await.unwrap();
+    let (c2, s2) = copy::copy(
+        &east,
+        &west,
+        &m2,
+        "snap-0000000000000000b",
+        6,
+        &AtomicU64::new(0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s2.blocks, s2.blocks_copied),
+        (4, 1),
+        "the second copy is incremental"
+    );
+    west.put_manifest(&c2).await.unwrap();
+    assert_eq!(contents(&west, &c2).await, contents(&east, &m2).await);
+
+    // Delete the first (older) snapshot: only its unique block goes; the second still restores.
+    east.delete_manifest(&m1.snapshot_id).await.unwrap();
+    let GcOutcome::Done(st) = gc::collect(&east, "t", 10, GcConfig::default())
+        .await
+        .unwrap()
+    else {
+        panic!("nothing should defer this collection")
+    };
+    assert_eq!((st.live_blocks, st.deleted_blocks), (4, 1));
+    assert_eq!(
+        contents(&east, &m2).await,
+        vol.read(0, BLOCKS * BLOCK_SIZE).await.unwrap()
+    );
+
+    // A pending writer defers collection; so does a held lease.
+    east.delete_manifest(&m2.snapshot_id).await.unwrap();
+    gc::begin_write(&east, "snap-00000000000000009")
+        .await
+        .unwrap();
+    assert_eq!(
+        gc::collect(&east, "t", 11, GcConfig::default())
+            .await
+            .unwrap(),
+        GcOutcome::Deferred
+    );
+    assert_eq!(east.list_blocks().await.unwrap().len(), 4);
+    gc::end_write(&east, "snap-00000000000000009")
+        .await
+        .unwrap();
+    assert!(east.try_lease("other", 12, 1_000).await.unwrap());
+    assert_eq!(
+        gc::collect(&east, "t", 13, GcConfig::default())
+            .await
+            .unwrap(),
+        GcOutcome::Deferred
+    );
+    // The other holder died: its lease expired at 1000.
+    let GcOutcome::Done(st) = gc::collect(&east, "t", 2_000, GcConfig::default())
+        .await
+        .unwrap()
+    else {
+        panic!("an expired lease must be broken")
+    };
+    assert_eq!(st.deleted_blocks, 4);
+    assert!(east.list_blocks().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_corrupt_or_missing_block_is_an_error_not_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("s")).unwrap();
+    let data = random(BLOCK_SIZE as usize);
+    let key = BlockKey::of(&data);
+    let mut stored = block::encode(&data);
+    let mid = stored.len() / 2;
+    stored[mid] ^= 0x10;
+    store.put_block(&key, stored).await.unwrap();
+    let err = store.get_block(&key).await.unwrap_err().to_string();
+    assert!(
+        err.contains("corrupt") && err.contains(&key.to_hex()),
+        "{err}"
+    );
+    store.delete_block(&key).await.unwrap();
+    let err = store.get_block(&key).await.unwrap_err().to_string();
+    assert!(err.contains("missing"), "{err}");
+}
