@@ -80,7 +80,25 @@ pub enum Command {
     ResvRelease(ResvReleaseArgs),
     /// Prints a volume's reservation: generation, type, holder and registered keys.
     ResvReport(ResvReportArgs),
-    /// Waits until volumes reach a state.
+    /// Takes a point-in-time snapshot of a volume; prints it (`pending` at first).
+    ///
+    /// The volume stays writable; the snapshot holds its data as of the call. Only blocks changed
+    /// since the volume's previous snapshot are read. Besides the EC2 fields, the snapshot carries an
+    /// `Ebsemu` object with the emulator's own counters, which are not EC2 fields: `BlockCount`
+    /// (non-zero blocks the snapshot references) and `BlocksWritten` (blocks it read and stored).
+    CreateSnapshot(CreateSnapshotArgs),
+    /// Lists snapshots (all pages unless --max-results or --next-token is given).
+    ///
+    /// Each snapshot has the EC2 fields plus an `Ebsemu` object with the emulator's own counters,
+    /// which are not EC2 fields: `BlockCount` (non-zero blocks the snapshot references) and
+    /// `BlocksWritten` (blocks it read and stored).
+    DescribeSnapshots(DescribeSnapshotsArgs),
+    /// Deletes a snapshot; blocks no other snapshot uses are reclaimed in the background.
+    DeleteSnapshot(DeleteSnapshotArgs),
+    /// Copies a completed snapshot into this region, sending only the blocks its store lacks;
+    /// prints the new SnapshotId.
+    CopySnapshot(CopySnapshotArgs),
+    /// Waits until volumes or snapshots reach a state.
     Wait {
         #[command(subcommand)]
         waiter: Waiter,
@@ -104,9 +122,14 @@ pub struct CreateVolumeArgs {
     /// Throughput in MiB/s (gp3).
     #[arg(long, value_name = "MIBPS")]
     pub throughput: Option<i32>,
-    /// Snapshot to restore the volume from.
+    /// Snapshot to restore the volume from. The volume is usable at once; its blocks are
+    /// fetched from the snapshot on first read and in the background.
     #[arg(long, value_name = "SNAPSHOT_ID")]
     pub snapshot_id: Option<String>,
+    /// MiB/s (100-300) at which a volume restored from --snapshot-id is initialized in the
+    /// background (default: the server's rate).
+    #[arg(long, value_name = "MIBPS")]
+    pub volume_initialization_rate: Option<i32>,
     /// Allow attaching the volume to several instances (io1/io2).
     #[arg(long, overrides_with = "no_multi_attach_enabled")]
     pub multi_attach_enabled: bool,
@@ -476,11 +499,70 @@ fn parse_key(s: &str) -> Result<u64, String> {
     u64::from_str_radix(digits, radix).map_err(|_| format!("`{s}` is not a key: over 64 bits"))
 }
 
+#[derive(Debug, Args)]
+pub struct CreateSnapshotArgs {
+    /// The volume to snapshot.
+    #[arg(long)]
+    pub volume_id: String,
+    /// A description of the snapshot.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Tags, e.g. 'ResourceType=snapshot,Tags=[{Key=Name,Value=nightly}]' or JSON.
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub tag_specifications: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeSnapshotsArgs {
+    #[arg(long, num_args = 1.., value_name = "SNAPSHOT_ID")]
+    pub snapshot_ids: Vec<String>,
+    /// Owners: `self` or an account ID (every snapshot here is owned by `self`).
+    #[arg(long, num_args = 1.., value_name = "OWNER")]
+    pub owner_ids: Vec<String>,
+    /// Filters (snapshot-id, volume-id, status, description, volume-size, tag:KEY, tag-key), e.g.
+    /// Name=status,Values=pending,completed or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Page size (5-1000): prints one page and its NextToken.
+    #[arg(long, value_name = "N")]
+    pub max_results: Option<i32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteSnapshotArgs {
+    #[arg(long)]
+    pub snapshot_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CopySnapshotArgs {
+    /// The region whose snapshot store holds the source snapshot.
+    #[arg(long, value_name = "REGION")]
+    pub source_region: String,
+    /// The snapshot to copy (it must be completed).
+    #[arg(long, value_name = "SNAPSHOT_ID")]
+    pub source_snapshot_id: String,
+    /// A description of the copy.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The region of the copy: the server's own region, which is also the default.
+    #[arg(long, value_name = "REGION")]
+    pub destination_region: Option<String>,
+    /// Tags, e.g. 'ResourceType=snapshot,Tags=[{Key=Name,Value=dr}]' or JSON.
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub tag_specifications: Vec<String>,
+    /// Encrypt the copy.
+    #[arg(long, overrides_with = "no_encrypted")]
+    pub encrypted: bool,
+    /// Do not ask for encryption (the copy is encrypted if the source is).
+    #[arg(long, overrides_with = "encrypted")]
+    pub no_encrypted: bool,
+}
+
 #[derive(Debug, Subcommand)]
-#[allow(
-    clippy::enum_variant_names,
-    reason = "the AWS CLI's waiter names (volume-available, ...); snapshot and instance waiters will follow"
-)]
 pub enum Waiter {
     /// Until every volume is `available`.
     VolumeAvailable(WaitArgs),
@@ -488,6 +570,10 @@ pub enum Waiter {
     VolumeInUse(WaitArgs),
     /// Until every volume is gone.
     VolumeDeleted(WaitArgs),
+    /// Until every snapshot is `completed`; fails as soon as one is `error`.
+    ///
+    /// When run in a terminal, a progress bar on stderr is redrawn at every poll.
+    SnapshotCompleted(SnapshotWaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -497,6 +583,28 @@ pub struct WaitArgs {
     /// Filters, e.g. Name=tag:Env,Values=prod or JSON.
     #[arg(long, num_args = 1.., value_name = "FILTER")]
     pub filters: Vec<String>,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+/// `wait snapshot-completed`: the snapshots as describe-snapshots selects them.
+#[derive(Debug, Args)]
+pub struct SnapshotWaitArgs {
+    #[arg(long, num_args = 1.., value_name = "SNAPSHOT_ID")]
+    pub snapshot_ids: Vec<String>,
+    /// Owners: `self` or an account ID.
+    #[arg(long, num_args = 1.., value_name = "OWNER")]
+    pub owner_ids: Vec<String>,
+    /// Filters, e.g. Name=volume-id,Values=vol-… or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+/// How often and how long every waiter polls.
+#[derive(Debug, Args)]
+pub struct PollArgs {
     /// Seconds between attempts.
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_delay)]
     pub delay: Duration,
@@ -599,8 +707,8 @@ mod tests {
             panic!("not a wait: {:?}", cli.command);
         };
         assert_eq!(args.volume_ids, ["vol-1"]);
-        assert_eq!(args.delay, Duration::from_secs(1));
-        assert_eq!(args.max_attempts, 120);
+        assert_eq!(args.poll.delay, Duration::from_secs(1));
+        assert_eq!(args.poll.max_attempts, 120);
     }
 
     #[test]
@@ -702,8 +810,8 @@ mod tests {
         else {
             panic!("not a wait: {:?}", cli.command);
         };
-        assert_eq!(args.delay, Duration::from_millis(250));
-        assert_eq!(args.max_attempts, 3);
+        assert_eq!(args.poll.delay, Duration::from_millis(250));
+        assert_eq!(args.poll.max_attempts, 3);
         assert!(
             Cli::try_parse_from(["ebsctl", "wait", "volume-deleted", "--delay", "-1"]).is_err()
         );
@@ -1074,5 +1182,145 @@ mod tests {
         };
         assert_eq!(args.volume_id, "vol-1");
         assert!(fails(&["resv-report"]));
+    }
+
+    #[test]
+    fn create_snapshot_flags() {
+        let cli = parse(&[
+            "create-snapshot",
+            "--volume-id",
+            "vol-1",
+            "--description",
+            "nightly",
+            "--tag-specifications",
+            "ResourceType=snapshot,Tags=[{Key=Name,Value=n}]",
+        ]);
+        let Command::CreateSnapshot(args) = cli.command else {
+            panic!("not create-snapshot: {:?}", cli.command);
+        };
+        assert_eq!(args.volume_id, "vol-1");
+        assert_eq!(args.description.as_deref(), Some("nightly"));
+        assert_eq!(
+            args.tag_specifications,
+            ["ResourceType=snapshot,Tags=[{Key=Name,Value=n}]"]
+        );
+        assert!(fails(&["create-snapshot", "--description", "d"]));
+    }
+
+    #[test]
+    fn describe_snapshots_flags() {
+        let cli = parse(&[
+            "describe-snapshots",
+            "--snapshot-ids",
+            "snap-1",
+            "snap-2",
+            "--owner-ids",
+            "self",
+            "--filters",
+            "Name=status,Values=pending",
+            "Name=volume-id,Values=vol-1",
+            "--max-results",
+            "5",
+            "--next-token",
+            "t",
+        ]);
+        let Command::DescribeSnapshots(args) = cli.command else {
+            panic!("not describe-snapshots: {:?}", cli.command);
+        };
+        assert_eq!(args.snapshot_ids, ["snap-1", "snap-2"]);
+        assert_eq!(args.owner_ids, ["self"]);
+        assert_eq!(
+            args.filters,
+            ["Name=status,Values=pending", "Name=volume-id,Values=vol-1"]
+        );
+        assert_eq!(args.max_results, Some(5));
+        assert_eq!(args.next_token.as_deref(), Some("t"));
+        assert!(fails(&["describe-snapshots", "--max-results", "x"]));
+    }
+
+    #[test]
+    fn delete_and_copy_snapshot_flags() {
+        let cli = parse(&["delete-snapshot", "--snapshot-id", "snap-1"]);
+        let Command::DeleteSnapshot(args) = cli.command else {
+            panic!("not delete-snapshot: {:?}", cli.command);
+        };
+        assert_eq!(args.snapshot_id, "snap-1");
+        assert!(fails(&["delete-snapshot"]));
+
+        let cli = parse(&[
+            "copy-snapshot",
+            "--source-region",
+            "us-west-2",
+            "--source-snapshot-id",
+            "snap-1",
+            "--destination-region",
+            "us-east-1",
+            "--description",
+            "dr",
+            "--encrypted",
+        ]);
+        let Command::CopySnapshot(args) = cli.command else {
+            panic!("not copy-snapshot: {:?}", cli.command);
+        };
+        assert_eq!(
+            (
+                args.source_region.as_str(),
+                args.source_snapshot_id.as_str()
+            ),
+            ("us-west-2", "snap-1")
+        );
+        assert_eq!(args.destination_region.as_deref(), Some("us-east-1"));
+        assert_eq!(args.description.as_deref(), Some("dr"));
+        assert_eq!(tri_state(args.encrypted, args.no_encrypted), Some(true));
+        assert!(args.tag_specifications.is_empty());
+        // Both the source region and the source snapshot are required, as in the AWS CLI.
+        assert!(fails(&["copy-snapshot", "--source-snapshot-id", "snap-1"]));
+        assert!(fails(&["copy-snapshot", "--source-region", "us-west-2"]));
+    }
+
+    #[test]
+    fn create_volume_from_a_snapshot_needs_no_size() {
+        let cli = parse(&[
+            "create-volume",
+            "--availability-zone",
+            "us-east-1a",
+            "--snapshot-id",
+            "snap-1",
+            "--volume-initialization-rate",
+            "200",
+        ]);
+        let Command::CreateVolume(args) = cli.command else {
+            panic!("not create-volume: {:?}", cli.command);
+        };
+        assert_eq!(args.size, None);
+        assert_eq!(args.snapshot_id.as_deref(), Some("snap-1"));
+        assert_eq!(args.volume_initialization_rate, Some(200));
+    }
+
+    #[test]
+    fn wait_snapshot_completed_flags() {
+        let cli = parse(&[
+            "wait",
+            "snapshot-completed",
+            "--snapshot-ids",
+            "snap-1",
+            "snap-2",
+            "--filters",
+            "Name=volume-id,Values=vol-1",
+            "--delay",
+            "0.5",
+        ]);
+        let Command::Wait {
+            waiter: Waiter::SnapshotCompleted(args),
+        } = cli.command
+        else {
+            panic!("not wait snapshot-completed: {:?}", cli.command);
+        };
+        assert_eq!(args.snapshot_ids, ["snap-1", "snap-2"]);
+        assert_eq!(args.filters, ["Name=volume-id,Values=vol-1"]);
+        assert!(args.owner_ids.is_empty());
+        assert_eq!(args.poll.delay, Duration::from_millis(500));
+        assert_eq!(args.poll.max_attempts, 120);
+        assert!(fails(&["wait", "snapshot-completed", "--volume-ids", "v"]));
     }
 }

@@ -190,6 +190,38 @@ impl Api {
         self.reply("ReservationReport", result)
     }
 
+    pub async fn create_snapshot(
+        &mut self,
+        request: pb::CreateSnapshotRequest,
+    ) -> Result<pb::Snapshot, CliError> {
+        let result = self.client().await?.create_snapshot(request).await;
+        self.reply("CreateSnapshot", result)
+    }
+
+    pub async fn describe_snapshots(
+        &mut self,
+        request: pb::DescribeSnapshotsRequest,
+    ) -> Result<pb::DescribeSnapshotsResponse, CliError> {
+        let result = self.client().await?.describe_snapshots(request).await;
+        self.reply("DescribeSnapshots", result)
+    }
+
+    pub async fn delete_snapshot(
+        &mut self,
+        request: pb::DeleteSnapshotRequest,
+    ) -> Result<(), CliError> {
+        let result = self.client().await?.delete_snapshot(request).await;
+        self.reply("DeleteSnapshot", result).map(drop)
+    }
+
+    pub async fn copy_snapshot(
+        &mut self,
+        request: pb::CopySnapshotRequest,
+    ) -> Result<pb::CopySnapshotResponse, CliError> {
+        let result = self.client().await?.copy_snapshot(request).await;
+        self.reply("CopySnapshot", result)
+    }
+
     /// Every volume matching `request`, following `NextToken` page after page.
     pub async fn describe_all_volumes(
         &mut self,
@@ -199,13 +231,37 @@ impl Api {
         loop {
             let page = self.describe_volumes(request.clone()).await?;
             volumes.extend(page.volumes);
-            match page.next_token.filter(|t| !t.is_empty()) {
-                // A server repeating its token would loop forever: stop instead.
-                Some(token) if request.next_token.as_ref() != Some(&token) => {
-                    request.next_token = Some(token);
-                }
-                _ => return Ok(volumes),
+            if !next_page(page.next_token, &mut request.next_token) {
+                return Ok(volumes);
             }
         }
+    }
+
+    /// Every snapshot matching `request`, following `NextToken` page after page.
+    pub async fn describe_all_snapshots(
+        &mut self,
+        mut request: pb::DescribeSnapshotsRequest,
+    ) -> Result<Vec<pb::Snapshot>, CliError> {
+        let mut snapshots = Vec::new();
+        loop {
+            let page = self.describe_snapshots(request.clone()).await?;
+            snapshots.extend(page.snapshots);
+            if !next_page(page.next_token, &mut request.next_token) {
+                return Ok(snapshots);
+            }
+        }
+    }
+}
+
+/// Moves a request's `token` on to the page after it; `false` when there is none.
+///
+/// A server repeating the token it was given would loop forever: that ends the listing too.
+fn next_page(next: Option<String>, token: &mut Option<String>) -> bool {
+    match next.filter(|t| !t.is_empty()) {
+        Some(next) if token.as_ref() != Some(&next) => {
+            *token = Some(next);
+            true
+        }
+        _ => false,
     }
 }

@@ -1,5 +1,7 @@
 //! Runs one subcommand: flags → request, the call, reply → what is printed.
 
+use std::io::{IsTerminal as _, Write};
+
 use proto::ebs::v1 as pb;
 use serde::Serialize;
 
@@ -10,7 +12,7 @@ use crate::error::CliError;
 use crate::output::{self, OutputFormat};
 use crate::shapes;
 use crate::top;
-use crate::waiter::{self, Kind};
+use crate::waiter::{self, Describe, Kind};
 
 /// Runs the parsed command line; returns the text to print on stdout, if any.
 ///
@@ -27,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
                 iops: a.iops,
                 throughput: a.throughput,
                 snapshot_id: a.snapshot_id,
+                volume_initialization_rate: a.volume_initialization_rate,
                 multi_attach_enabled: cli::tri_state(
                     a.multi_attach_enabled,
                     a.no_multi_attach_enabled,
@@ -237,22 +240,108 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             top::top(&mut api, a, &mut std::io::stdout()).await?;
             Ok(None)
         }
-        Command::Wait { waiter } => {
-            let (kind, a) = match waiter {
-                Waiter::VolumeAvailable(a) => (Kind::VolumeAvailable, a),
-                Waiter::VolumeInUse(a) => (Kind::VolumeInUse, a),
-                Waiter::VolumeDeleted(a) => (Kind::VolumeDeleted, a),
+        Command::CreateSnapshot(a) => {
+            let request = pb::CreateSnapshotRequest {
+                volume_id: a.volume_id,
+                description: a.description,
+                tag_specifications: args::tag_specifications(&a.tag_specifications)?,
             };
-            let request = pb::DescribeVolumesRequest {
-                volume_ids: a.volume_ids,
+            let snapshot = api.create_snapshot(request).await?;
+            print(format, "CreateSnapshot", &shapes::Snapshot::from(snapshot))
+        }
+        Command::DescribeSnapshots(a) => {
+            let paginate_myself = a.max_results.is_none() && a.next_token.is_none();
+            let request = pb::DescribeSnapshotsRequest {
+                snapshot_ids: a.snapshot_ids,
+                owner_ids: a.owner_ids,
                 filters: args::filters(&a.filters)?,
-                max_results: None,
-                next_token: None,
+                max_results: a.max_results,
+                next_token: a.next_token,
             };
-            waiter::wait(&mut api, kind, request, a.delay, a.max_attempts).await?;
+            let (snapshots, next_token) = if paginate_myself {
+                (api.describe_all_snapshots(request).await?, None)
+            } else {
+                let page = api.describe_snapshots(request).await?;
+                (page.snapshots, page.next_token.filter(|t| !t.is_empty()))
+            };
+            let reply = shapes::Snapshots {
+                snapshots: snapshots.into_iter().map(shapes::Snapshot::from).collect(),
+                next_token,
+            };
+            print(format, "DescribeSnapshots", &reply)
+        }
+        Command::DeleteSnapshot(a) => {
+            let request = pb::DeleteSnapshotRequest {
+                snapshot_id: a.snapshot_id,
+            };
+            api.delete_snapshot(request).await?;
+            Ok(None)
+        }
+        Command::CopySnapshot(a) => {
+            let request = pb::CopySnapshotRequest {
+                source_region: a.source_region,
+                source_snapshot_id: a.source_snapshot_id,
+                description: a.description,
+                destination_region: a.destination_region,
+                tag_specifications: args::tag_specifications(&a.tag_specifications)?,
+                encrypted: cli::tri_state(a.encrypted, a.no_encrypted),
+            };
+            let reply = api.copy_snapshot(request).await?;
+            let reply = shapes::CopiedSnapshot {
+                snapshot_id: reply.snapshot_id,
+            };
+            print(format, "CopySnapshot", &reply)
+        }
+        Command::Wait { waiter } => {
+            let (kind, describe, poll) = match waiter {
+                Waiter::VolumeAvailable(a) => volume_waiter(Kind::VolumeAvailable, a)?,
+                Waiter::VolumeInUse(a) => volume_waiter(Kind::VolumeInUse, a)?,
+                Waiter::VolumeDeleted(a) => volume_waiter(Kind::VolumeDeleted, a)?,
+                Waiter::SnapshotCompleted(a) => {
+                    let request = pb::DescribeSnapshotsRequest {
+                        snapshot_ids: a.snapshot_ids,
+                        owner_ids: a.owner_ids,
+                        filters: args::filters(&a.filters)?,
+                        max_results: None,
+                        next_token: None,
+                    };
+                    (
+                        Kind::SnapshotCompleted,
+                        Describe::Snapshots(request),
+                        a.poll,
+                    )
+                }
+            };
+            // The progress bar is for a person at a terminal, not for a script or a log.
+            let mut stderr = std::io::stderr();
+            let watched = std::io::stdout().is_terminal() && stderr.is_terminal();
+            let progress = watched.then_some(&mut stderr as &mut dyn Write);
+            waiter::wait(
+                &mut api,
+                kind,
+                describe,
+                poll.delay,
+                poll.max_attempts,
+                progress,
+            )
+            .await?;
             Ok(None)
         }
     }
+}
+
+/// A volume waiter's describe call, from its flags.
+fn volume_waiter(
+    kind: Kind,
+    a: cli::WaitArgs,
+) -> Result<(Kind, Describe, cli::PollArgs), CliError> {
+    let request = pb::DescribeVolumesRequest {
+        volume_ids: a.volume_ids,
+        filters: args::filters(&a.filters)?,
+        max_results: None,
+        next_token: None,
+    };
+    Ok((kind, Describe::Volumes(request), a.poll))
 }
 
 fn print(

@@ -1,7 +1,8 @@
 //! What each subcommand prints: protobuf replies as AWS-shaped structs (PascalCase names, AWS field order).
 //!
 //! Like the AWS CLI, optional numbers (`Iops`, `Throughput`) and empty `Tags` are left out, while an empty
-//! `SnapshotId` stays `""`.
+//! `SnapshotId` stays `""`. Fields that are the emulator's own and not EC2's are named so
+//! (`NbdUri`, `Generation`, `InitializationProgress`) or kept apart (a snapshot's `Ebsemu`).
 
 use proto::ebs::v1 as pb;
 use serde::Serialize;
@@ -27,6 +28,9 @@ pub struct Volume {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput: Option<i32>,
     pub fast_restored: bool,
+    /// Volumes restored from a snapshot: % of their blocks already local. Left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initialization_progress: Option<i32>,
 }
 
 impl From<pb::Volume> for Volume {
@@ -46,6 +50,7 @@ impl From<pb::Volume> for Volume {
             multi_attach_enabled: v.multi_attach_enabled,
             throughput: v.throughput,
             fast_restored: v.fast_restored,
+            initialization_progress: v.initialization_progress,
         }
     }
 }
@@ -157,6 +162,89 @@ pub struct Hosts {
 #[serde(rename_all = "PascalCase")]
 pub struct Detached {
     pub detached: Vec<Attachment>,
+}
+
+/// A snapshot, as `create-snapshot` and `describe-snapshots` print it. An empty `StateMessage`,
+/// `CompletionTime` (not completed yet), `SourceRegion` and `SourceSnapshotId` (not a copy) are left
+/// out, as are empty `Tags`. The emulator's own counters are not EC2 fields: they sit apart, under
+/// `Ebsemu`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Snapshot {
+    pub snapshot_id: String,
+    pub volume_id: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_message: Option<String>,
+    pub start_time: String,
+    /// `"0%"`..`"100%"`, a string as EC2 has it.
+    pub progress: String,
+    pub volume_size: i32,
+    pub description: String,
+    pub encrypted: bool,
+    pub owner_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+    pub full_snapshot_size_in_bytes: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_snapshot_id: Option<String>,
+    pub ebsemu: SnapshotCounters,
+}
+
+/// A snapshot's `Ebsemu` object: how the emulator made it. Not EC2 fields.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapshotCounters {
+    /// Non-zero blocks the snapshot references.
+    pub block_count: i64,
+    /// Blocks the snapshot read from its volume (or source store) and wrote to the store.
+    pub blocks_written: i64,
+}
+
+impl From<pb::Snapshot> for Snapshot {
+    fn from(s: pb::Snapshot) -> Self {
+        Self {
+            snapshot_id: s.snapshot_id,
+            volume_id: s.volume_id,
+            state: s.state,
+            state_message: non_empty(s.state_message),
+            start_time: s.start_time,
+            progress: s.progress,
+            volume_size: s.volume_size,
+            description: s.description,
+            encrypted: s.encrypted,
+            owner_id: s.owner_id,
+            tags: s.tags.into_iter().map(Tag::from).collect(),
+            completion_time: non_empty(s.completion_time),
+            full_snapshot_size_in_bytes: s.full_snapshot_size_in_bytes,
+            source_region: non_empty(s.source_region),
+            source_snapshot_id: non_empty(s.source_snapshot_id),
+            ebsemu: SnapshotCounters {
+                block_count: s.block_count,
+                blocks_written: s.blocks_written,
+            },
+        }
+    }
+}
+
+/// `describe-snapshots`: every page merged, or one page and its `NextToken`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Snapshots {
+    pub snapshots: Vec<Snapshot>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// `copy-snapshot`: the new snapshot's ID, as EC2 answers CopySnapshot.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CopiedSnapshot {
+    pub snapshot_id: String,
 }
 
 /// A volume modification, as `modify-volume` and `describe-volumes-modifications` print it (AWS field
@@ -395,6 +483,33 @@ pub(crate) mod tests {
                 key: "Name".into(),
                 value: "db".into(),
             }],
+            initialization_progress: None,
+        }
+    }
+
+    /// A completed snapshot of [`volume`], tagged, with every optional field empty.
+    pub(crate) fn snapshot() -> pb::Snapshot {
+        pb::Snapshot {
+            snapshot_id: "snap-0123456789abcdef0".into(),
+            volume_id: "vol-0123456789abcdef0".into(),
+            state: "completed".into(),
+            state_message: String::new(),
+            start_time: "2024-05-01T12:00:03.000Z".into(),
+            progress: "100%".into(),
+            volume_size: 8,
+            description: "nightly".into(),
+            encrypted: false,
+            owner_id: "self".into(),
+            tags: vec![pb::Tag {
+                key: "Name".into(),
+                value: "db".into(),
+            }],
+            completion_time: "2024-05-01T12:00:05.000Z".into(),
+            full_snapshot_size_in_bytes: 1_048_576,
+            block_count: 12,
+            blocks_written: 4,
+            source_region: String::new(),
+            source_snapshot_id: String::new(),
         }
     }
 
@@ -722,5 +837,101 @@ pub(crate) mod tests {
         };
         let json = pretty(&ReservationReport::from(newer));
         assert!(json.contains("\"Type\": \"9\","), "{json}");
+    }
+
+    #[test]
+    fn snapshot_json_uses_aws_names_and_keeps_ebsemu_apart() {
+        let want = r#"{
+    "SnapshotId": "snap-0123456789abcdef0",
+    "VolumeId": "vol-0123456789abcdef0",
+    "State": "completed",
+    "StartTime": "2024-05-01T12:00:03.000Z",
+    "Progress": "100%",
+    "VolumeSize": 8,
+    "Description": "nightly",
+    "Encrypted": false,
+    "OwnerId": "self",
+    "Tags": [
+        {
+            "Key": "Name",
+            "Value": "db"
+        }
+    ],
+    "CompletionTime": "2024-05-01T12:00:05.000Z",
+    "FullSnapshotSizeInBytes": 1048576,
+    "Ebsemu": {
+        "BlockCount": 12,
+        "BlocksWritten": 4
+    }
+}
+"#;
+        assert_eq!(pretty(&Snapshot::from(snapshot())), want);
+    }
+
+    #[test]
+    fn snapshot_json_of_a_failed_copy() {
+        let copy = pb::Snapshot {
+            state: "error".into(),
+            state_message: "source block 3 is corrupt".into(),
+            progress: "40%".into(),
+            tags: vec![],
+            completion_time: String::new(),
+            source_region: "us-west-2".into(),
+            source_snapshot_id: "snap-0fedcba9876543210".into(),
+            ..snapshot()
+        };
+        let want = r#"{
+    "SnapshotId": "snap-0123456789abcdef0",
+    "VolumeId": "vol-0123456789abcdef0",
+    "State": "error",
+    "StateMessage": "source block 3 is corrupt",
+    "StartTime": "2024-05-01T12:00:03.000Z",
+    "Progress": "40%",
+    "VolumeSize": 8,
+    "Description": "nightly",
+    "Encrypted": false,
+    "OwnerId": "self",
+    "FullSnapshotSizeInBytes": 1048576,
+    "SourceRegion": "us-west-2",
+    "SourceSnapshotId": "snap-0fedcba9876543210",
+    "Ebsemu": {
+        "BlockCount": 12,
+        "BlocksWritten": 4
+    }
+}
+"#;
+        assert_eq!(pretty(&Snapshot::from(copy)), want);
+    }
+
+    #[test]
+    fn snapshots_page_and_copy_reply() {
+        let page = Snapshots {
+            snapshots: vec![],
+            next_token: Some("t".into()),
+        };
+        assert_eq!(
+            pretty(&page),
+            "{\n    \"Snapshots\": [],\n    \"NextToken\": \"t\"\n}\n"
+        );
+        let copied = CopiedSnapshot {
+            snapshot_id: "snap-1".into(),
+        };
+        assert_eq!(pretty(&copied), "{\n    \"SnapshotId\": \"snap-1\"\n}\n");
+    }
+
+    #[test]
+    fn volume_initialization_progress_only_when_set() {
+        let json = pretty(&Volume::from(volume()));
+        assert!(!json.contains("InitializationProgress"), "{json}");
+        let restoring = pb::Volume {
+            snapshot_id: "snap-0123456789abcdef0".into(),
+            initialization_progress: Some(40),
+            ..volume()
+        };
+        let json = pretty(&Volume::from(restoring));
+        assert!(
+            json.ends_with("\"FastRestored\": false,\n    \"InitializationProgress\": 40\n}\n"),
+            "{json}"
+        );
     }
 }

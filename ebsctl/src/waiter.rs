@@ -1,5 +1,10 @@
-//! `ebsctl wait volume-available|volume-in-use|volume-deleted`: poll DescribeVolumes like the AWS CLI's waiters.
+//! `ebsctl wait volume-available|volume-in-use|volume-deleted|snapshot-completed`: poll
+//! DescribeVolumes or DescribeSnapshots like the AWS CLI's waiters.
+//!
+//! `snapshot-completed` can also draw a progress bar: one line, redrawn in place with `\r` after
+//! every poll, which the caller asks for only when a person is watching a terminal.
 
+use std::io::Write;
 use std::time::Duration;
 
 use proto::ebs::v1 as pb;
@@ -10,16 +15,16 @@ use crate::error::CliError;
 /// The EC2 error code that means "no such volume": success for `volume-deleted`.
 const NOT_FOUND: &str = "InvalidVolume.NotFound";
 
-/// The volume waiters.
+/// Cells of the progress bar between its brackets.
+const BAR_WIDTH: usize = 20;
+
+/// The waiters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    clippy::enum_variant_names,
-    reason = "the AWS CLI's waiter names (volume-available, ...); snapshot and instance waiters will follow"
-)]
 pub enum Kind {
     VolumeAvailable,
     VolumeInUse,
     VolumeDeleted,
+    SnapshotCompleted,
 }
 
 impl Kind {
@@ -29,7 +34,45 @@ impl Kind {
             Self::VolumeAvailable => "VolumeAvailable",
             Self::VolumeInUse => "VolumeInUse",
             Self::VolumeDeleted => "VolumeDeleted",
+            Self::SnapshotCompleted => "SnapshotCompleted",
         }
+    }
+
+    /// The expression the AWS CLI names when a terminal state is matched.
+    fn path(self) -> &'static str {
+        match self {
+            Self::VolumeAvailable | Self::VolumeInUse | Self::VolumeDeleted => "Volumes[].State",
+            Self::SnapshotCompleted => "Snapshots[].State",
+        }
+    }
+}
+
+/// The describe call a waiter repeats: every page of it at each attempt.
+#[derive(Debug, Clone)]
+pub enum Describe {
+    Volumes(pb::DescribeVolumesRequest),
+    Snapshots(pb::DescribeSnapshotsRequest),
+}
+
+/// One volume or snapshot as a poll found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub id: String,
+    pub state: String,
+    /// A snapshot's `Progress` (`"45%"`); `None` for a volume.
+    pub progress: Option<String>,
+}
+
+impl Seen {
+    /// Percent done, 0..=100, for a snapshot: a completed one is done whatever its `Progress`
+    /// says, and a `Progress` that is not a percentage counts as 0.
+    fn percent(&self) -> Option<u32> {
+        let progress = self.progress.as_deref()?;
+        if self.state == "completed" {
+            return Some(100);
+        }
+        let digits = progress.trim().trim_end_matches('%').trim_end();
+        Some(digits.parse::<u32>().map_or(0, |p| p.min(100)))
     }
 }
 
@@ -42,17 +85,19 @@ pub enum Verdict {
     Failure(String),
 }
 
-/// Judges the states of the volumes one DescribeVolumes returned.
+/// Judges the states of the volumes or snapshots one poll found.
 pub fn judge(kind: Kind, states: &[&str]) -> Verdict {
     let (wanted, fatal): (&str, &[&str]) = match kind {
         Kind::VolumeAvailable => ("available", &["deleted", "error"]),
         Kind::VolumeInUse => ("in-use", &["deleted", "error"]),
         // Absent volumes are deleted volumes: an empty answer is a success.
         Kind::VolumeDeleted => return verdict(states.iter().all(|s| *s == "deleted")),
+        Kind::SnapshotCompleted => ("completed", &["error"]),
     };
     if let Some(state) = states.iter().find(|s| fatal.contains(s)) {
         return Verdict::Failure(format!(
-            "Waiter encountered a terminal failure state: For expression \"Volumes[].State\" we matched expected path: \"{state}\" at least once"
+            "Waiter encountered a terminal failure state: For expression \"{}\" we matched expected path: \"{state}\" at least once",
+            kind.path()
         ));
     }
     verdict(!states.is_empty() && states.iter().all(|s| *s == wanted))
@@ -66,7 +111,8 @@ fn verdict(done: bool) -> Verdict {
     }
 }
 
-/// Judges a failed DescribeVolumes: only `volume-deleted` accepts "not found"; other errors end the wait.
+/// Judges a failed describe call: only `volume-deleted` accepts "not found"; other errors end the
+/// wait.
 pub fn judge_error(kind: Kind, error: &CliError) -> Verdict {
     match error {
         CliError::Service { code, .. } if kind == Kind::VolumeDeleted && code == NOT_FOUND => {
@@ -79,18 +125,116 @@ pub fn judge_error(kind: Kind, error: &CliError) -> Verdict {
     }
 }
 
-/// Polls every `delay`, at most `max_attempts` times, until `judge` says success or failure.
+/// The progress line of one poll: the snapshot (or how many there are), a bar and the mean
+/// percentage, e.g. `snap-… [#########-----------]  45%`. `None` when there is no progress to
+/// show: no snapshots, or volumes.
+pub fn progress_line(seen: &[Seen]) -> Option<String> {
+    let percents = seen
+        .iter()
+        .map(Seen::percent)
+        .collect::<Option<Vec<u32>>>()?;
+    let count = u32::try_from(percents.len()).ok().filter(|n| *n > 0)?;
+    let mean = percents.iter().sum::<u32>() / count;
+    let label = match seen {
+        [one] => one.id.clone(),
+        _ => format!("{count} snapshots"),
+    };
+    // `mean` is at most 100.
+    let filled = mean as usize * BAR_WIDTH / 100;
+    Some(format!(
+        "{label} [{}{}] {mean:>3}%",
+        "#".repeat(filled),
+        "-".repeat(BAR_WIDTH - filled)
+    ))
+}
+
+/// The progress bar on a terminal: each line overwrites the one before.
+struct Bar<'a> {
+    out: Option<&'a mut dyn Write>,
+    /// Length of the line on screen, 0 before the first.
+    shown: usize,
+}
+
+impl Bar<'_> {
+    /// Redraws the bar for one poll. The bar is decoration: failing to write it is ignored.
+    fn draw(&mut self, seen: &[Seen]) {
+        let (Some(out), Some(line)) = (self.out.as_mut(), progress_line(seen)) else {
+            return;
+        };
+        // Pad over whatever is left of a longer line before.
+        let _ = write!(out, "\r{line:<width$}", width = self.shown);
+        let _ = out.flush();
+        self.shown = self.shown.max(line.len());
+    }
+
+    /// Ends the bar's line so that what comes next starts on its own.
+    fn finish(&mut self) {
+        if let Some(out) = self.out.as_mut().filter(|_| self.shown > 0) {
+            let _ = writeln!(out);
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Calls `describe` (every page) and keeps what a waiter looks at.
+async fn poll(api: &mut Api, describe: &Describe) -> Result<Vec<Seen>, CliError> {
+    Ok(match describe {
+        Describe::Volumes(request) => api
+            .describe_all_volumes(request.clone())
+            .await?
+            .into_iter()
+            .map(|v| Seen {
+                id: v.volume_id,
+                state: v.state,
+                progress: None,
+            })
+            .collect(),
+        Describe::Snapshots(request) => api
+            .describe_all_snapshots(request.clone())
+            .await?
+            .into_iter()
+            .map(|s| Seen {
+                id: s.snapshot_id,
+                state: s.state,
+                progress: Some(s.progress),
+            })
+            .collect(),
+    })
+}
+
+/// Polls `describe` every `delay`, at most `max_attempts` times, until `judge` says success or
+/// failure. With `progress`, snapshots' progress is drawn there after every poll (see
+/// [`progress_line`]) and the line ended when the wait is over.
 pub async fn wait(
     api: &mut Api,
     kind: Kind,
-    request: pb::DescribeVolumesRequest,
+    describe: Describe,
     delay: Duration,
     max_attempts: u32,
+    progress: Option<&mut dyn Write>,
+) -> Result<(), CliError> {
+    let mut bar = Bar {
+        out: progress,
+        shown: 0,
+    };
+    let result = poll_until_done(api, kind, &describe, delay, max_attempts, &mut bar).await;
+    bar.finish();
+    result
+}
+
+async fn poll_until_done(
+    api: &mut Api,
+    kind: Kind,
+    describe: &Describe,
+    delay: Duration,
+    max_attempts: u32,
+    bar: &mut Bar<'_>,
 ) -> Result<(), CliError> {
     for attempt in 1..=max_attempts {
-        let verdict = match api.describe_all_volumes(request.clone()).await {
-            Ok(volumes) => {
-                let states: Vec<&str> = volumes.iter().map(|v| v.state.as_str()).collect();
+        let verdict = match poll(api, describe).await {
+            Ok(seen) => {
+                bar.draw(&seen);
+                let states: Vec<&str> = seen.iter().map(|s| s.state.as_str()).collect();
                 judge(kind, &states)
             }
             // Without a server there is nothing to wait for: report it as itself.
@@ -177,5 +321,107 @@ mod tests {
             "Waiter VolumeAvailable failed: Max attempts exceeded"
         );
         assert_eq!(e.exit_code(), 255);
+    }
+
+    #[test]
+    fn snapshot_completed_needs_every_snapshot_completed() {
+        let k = Kind::SnapshotCompleted;
+        assert_eq!(judge(k, &["completed", "completed"]), Verdict::Success);
+        assert_eq!(judge(k, &["completed", "pending"]), Verdict::Retry);
+        assert_eq!(judge(k, &[]), Verdict::Retry);
+        assert_eq!(
+            failed(judge(k, &["pending", "error"])),
+            "Waiter encountered a terminal failure state: For expression \"Snapshots[].State\" we matched expected path: \"error\" at least once"
+        );
+        let not_found = CliError::Service {
+            operation: "DescribeSnapshots",
+            code: "InvalidSnapshot.NotFound".to_owned(),
+            message: "The snapshot 'snap-1' does not exist.".to_owned(),
+        };
+        assert_eq!(
+            failed(judge_error(k, &not_found)),
+            "An error occurred (InvalidSnapshot.NotFound): The snapshot 'snap-1' does not exist."
+        );
+    }
+
+    fn snap(id: &str, state: &str, progress: &str) -> Seen {
+        Seen {
+            id: id.to_owned(),
+            state: state.to_owned(),
+            progress: Some(progress.to_owned()),
+        }
+    }
+
+    #[test]
+    fn progress_line_of_one_snapshot() {
+        let line = progress_line(&[snap("snap-0123456789abcdef0", "pending", "45%")]);
+        assert_eq!(
+            line.as_deref(),
+            Some("snap-0123456789abcdef0 [#########-----------]  45%")
+        );
+        let line = progress_line(&[snap("snap-1", "pending", "0%")]);
+        assert_eq!(line.as_deref(), Some("snap-1 [--------------------]   0%"));
+        // Completed is 100% whatever Progress says; junk and overflow are clamped.
+        let line = progress_line(&[snap("snap-1", "completed", "")]);
+        assert_eq!(line.as_deref(), Some("snap-1 [####################] 100%"));
+        let line = progress_line(&[snap("snap-1", "pending", "soon")]);
+        assert!(line.is_some_and(|l| l.ends_with("]   0%")));
+        let line = progress_line(&[snap("snap-1", "pending", "250%")]);
+        assert!(line.is_some_and(|l| l.ends_with("] 100%")));
+    }
+
+    #[test]
+    fn progress_line_of_several_snapshots_is_their_mean() {
+        let line = progress_line(&[
+            snap("snap-1", "completed", "100%"),
+            snap("snap-2", "pending", "50%"),
+            snap("snap-3", "pending", "0%"),
+        ]);
+        assert_eq!(
+            line.as_deref(),
+            Some("3 snapshots [##########----------]  50%")
+        );
+    }
+
+    #[test]
+    fn no_progress_line_without_snapshots() {
+        assert_eq!(progress_line(&[]), None);
+        let volume = Seen {
+            id: "vol-1".into(),
+            state: "creating".into(),
+            progress: None,
+        };
+        assert_eq!(progress_line(&[volume]), None);
+    }
+
+    #[test]
+    fn bar_redraws_in_place_and_ends_its_line() {
+        let mut out = Vec::new();
+        let mut bar = Bar {
+            out: Some(&mut out),
+            shown: 0,
+        };
+        bar.draw(&[
+            snap("snap-1", "pending", "5%"),
+            snap("snap-2", "pending", "15%"),
+        ]);
+        bar.draw(&[snap("snap-1", "completed", "100%")]);
+        bar.finish();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(
+            text,
+            "\r2 snapshots [##------------------]  10%\
+             \rsnap-1 [####################] 100%     \n"
+        );
+
+        // Nothing drawn, nothing to end.
+        let mut out = Vec::new();
+        let mut bar = Bar {
+            out: Some(&mut out),
+            shown: 0,
+        };
+        bar.draw(&[]);
+        bar.finish();
+        assert!(out.is_empty());
     }
 }

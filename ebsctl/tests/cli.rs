@@ -21,6 +21,10 @@ fn help_lists_the_commands() {
         "attach-volume",
         "modify-volume",
         "resv-acquire",
+        "create-snapshot",
+        "describe-snapshots",
+        "delete-snapshot",
+        "copy-snapshot",
         "wait",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");

@@ -166,7 +166,7 @@ impl Capture {
             return;
         }
         let first = offset / BLOCK_SIZE;
-        let last = (offset + len - 1) / BLOCK_SIZE;
+        let last = offset.saturating_add(len - 1) / BLOCK_SIZE;
         for b in first..=last {
             let Some(slot) = self.state.get(b as usize) else {
                 break;

@@ -83,19 +83,17 @@ async fn one_block(
     Ok((index, Some(key), Some(n)))
 }
 
-/// Reads every block `capture` wants, stores the new ones and returns the manifest (not yet
-/// put): `base` (the parent's blocks) overlaid with the captured blocks. `done` counts blocks
-/// read, for progress.
+/// The blocks a snapshot read: index → key, or `None` where the block is now all zeros.
+pub type Delta = BTreeMap<u64, Option<BlockKey>>;
+
+/// Reads every block `capture` wants and stores the new ones. `done` counts blocks read, for
+/// progress. Compose the manifest with [`compose`] once the parent's manifest is known.
 pub async fn take(
     store: &Store,
     capture: Arc<Capture>,
-    base: &BTreeMap<u64, BlockKey>,
-    mut header: Manifest,
     done: &AtomicU64,
-) -> Result<(Manifest, CreateStats), CreateError> {
-    let nblocks = header.block_count();
-    let mut blocks: BTreeMap<u64, BlockKey> =
-        base.range(..nblocks).map(|(k, v)| (*k, *v)).collect();
+) -> Result<(Delta, CreateStats), CreateError> {
+    let mut delta = Delta::new();
     let mut stats = CreateStats::default();
     let wanted = capture.wanted().to_vec();
     let mut results = futures::stream::iter(wanted)
@@ -108,20 +106,30 @@ pub async fn take(
         let (index, key, stored) = r?;
         stats.blocks_read += 1;
         done.fetch_add(1, Ordering::Relaxed);
-        match key {
-            Some(k) => {
-                blocks.insert(index, k);
-            }
-            None => {
-                stats.zero_blocks += 1;
-                blocks.remove(&index);
-            }
+        if key.is_none() {
+            stats.zero_blocks += 1;
         }
+        delta.insert(index, key);
         if let Some(n) = stored {
             stats.blocks_stored += 1;
             stats.bytes_stored += n;
         }
     }
+    Ok((delta, stats))
+}
+
+/// The manifest `header` with the parent's blocks (`base`, cut to the volume's size)
+/// overlaid by `delta`.
+pub fn compose(base: &BTreeMap<u64, BlockKey>, delta: &Delta, mut header: Manifest) -> Manifest {
+    let nblocks = header.block_count();
+    let mut blocks: BTreeMap<u64, BlockKey> =
+        base.range(..nblocks).map(|(k, v)| (*k, *v)).collect();
+    for (i, k) in delta.range(..nblocks) {
+        match k {
+            Some(k) => blocks.insert(*i, *k),
+            None => blocks.remove(i),
+        };
+    }
     header.blocks = blocks;
-    Ok((header, stats))
+    header
 }

@@ -222,7 +222,7 @@ impl Hydration {
             return Ok(());
         }
         let first = offset / BLOCK_SIZE;
-        let last = ((offset + len - 1) / BLOCK_SIZE).min(self.state.len() as u64 - 1);
+        let last = (offset.saturating_add(len - 1) / BLOCK_SIZE).min(self.state.len() as u64 - 1);
         for b in first..=last {
             self.ensure_block(b).await?;
         }
@@ -345,8 +345,8 @@ impl Hydration {
             if batch.is_empty() {
                 continue;
             }
-            let results: Vec<Result<(), HydrateError>> = futures::stream::iter(batch.iter())
-                .map(|&b| self.fetch(b, false))
+            let results: Vec<Result<(), HydrateError>> = futures::stream::iter(batch.clone())
+                .map(|b| self.fetch(b, false))
                 .buffered(4)
                 .collect()
                 .await;

@@ -331,6 +331,24 @@ impl Store {
         Ok(())
     }
 
+    /// The manifest pinned for `volume_id`, if any.
+    pub async fn get_pin(&self, volume_id: &str) -> Result<Option<Manifest>, StoreError> {
+        match self
+            .get_opt(&Path::from(format!("pins/{volume_id}")))
+            .await?
+        {
+            None => Ok(None),
+            Some(b) => {
+                Manifest::decode(&b)
+                    .map(Some)
+                    .map_err(|source| StoreError::CorruptManifest {
+                        id: format!("pin of {volume_id}"),
+                        source,
+                    })
+            }
+        }
+    }
+
     /// Drops the pin of `volume_id` (hydrated, or deleted).
     pub async fn unpin(&self, volume_id: &str) -> Result<(), StoreError> {
         self.delete_opt(&Path::from(format!("pins/{volume_id}")))

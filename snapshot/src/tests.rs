@@ -60,18 +60,13 @@ async fn snap(
         )
         .unwrap(),
     );
-    let r = create::take(
-        store,
-        cap.clone(),
-        base,
-        header(id, None),
-        &AtomicU64::new(0),
-    )
-    .await
-    .unwrap();
+    let (delta, stats) = create::take(store, cap.clone(), &AtomicU64::new(0))
+        .await
+        .unwrap();
     cap.finish();
-    store.put_manifest(&r.0).await.unwrap();
-    r
+    let m = create::compose(base, &delta, header(id, None));
+    store.put_manifest(&m).await.unwrap();
+    (m, stats)
 }
 
 async fn contents(store: &Store, m: &Manifest) -> Vec<u8> {
@@ -192,15 +187,14 @@ async fn writes_after_the_point_in_time_never_reach_the_snapshot() {
             })
         })
         .collect();
-    let (m, _) = create::take(
-        &store,
-        cap.clone(),
+    let (delta, _) = create::take(&store, cap.clone(), &AtomicU64::new(0))
+        .await
+        .unwrap();
+    let m = create::compose(
         &BTreeMap::new(),
+        &delta,
         header("snap-00000000000000003", None),
-        &AtomicU64::new(0),
-    )
-    .await
-    .unwrap();
+    );
     for w in writers {
         w.await.unwrap();
     }

@@ -178,6 +178,13 @@ impl ChangedBlocks {
         self.exact.store(true, Ordering::Release);
     }
 
+    /// Forgets what changed: until the next reset, tracking reports [`ChangedSince::Unknown`].
+    /// Called when a snapshot that had reset the tracking fails, so the next snapshot compares
+    /// every block instead of missing the failed one's changes.
+    pub fn invalidate(&self) {
+        self.exact.store(false, Ordering::Release);
+    }
+
     /// Persists the bitmap with the clean flag. Call after the last I/O of a clean close.
     pub fn close(&self) -> io::Result<()> {
         self.write_file(true)

@@ -49,6 +49,27 @@ pub struct Config {
     /// Close NBD sessions idle for this long (0s: never).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub nbd_idle_timeout: Duration,
+    /// A region's snapshot store, `REGION=URL` (repeatable). URL: `file:///DIR` or a directory.
+    /// This region's store defaults to `<data-dir>/snapshots/<region>`; other regions' stores
+    /// are the sources CopySnapshot can read.
+    #[arg(long = "snapshot-store", value_parser = parse_store)]
+    pub snapshot_stores: Vec<(String, String)>,
+    /// Minimum time between two CreateSnapshot calls on one volume (EBS: 15s).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub snapshot_min_interval: Duration,
+    /// Background hydration rate of volumes restored from a snapshot without
+    /// VolumeInitializationRate, MiB/s (0: as fast as the store allows).
+    #[arg(long, default_value_t = 100)]
+    pub default_initialization_rate: u32,
+}
+
+fn parse_store(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((region, url)) if !region.is_empty() && !url.is_empty() => {
+            Ok((region.to_string(), url.to_string()))
+        }
+        _ => Err(format!("expected REGION=URL, got '{s}'")),
+    }
 }
 
 impl Config {
@@ -62,5 +83,28 @@ impl Config {
         } else {
             self.availability_zones.clone()
         }
+    }
+
+    /// The snapshot store URL of every region known, this region's first.
+    pub fn stores(&self) -> Vec<(String, String)> {
+        let own = self
+            .snapshot_stores
+            .iter()
+            .find(|(r, _)| *r == self.region)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| {
+                self.data_dir
+                    .join("snapshots")
+                    .join(&self.region)
+                    .display()
+                    .to_string()
+            });
+        let mut out = vec![(self.region.clone(), own)];
+        for (r, u) in &self.snapshot_stores {
+            if *r != self.region && !out.iter().any(|(o, _)| o == r) {
+                out.push((r.clone(), u.clone()));
+            }
+        }
+        out
     }
 }

@@ -1,9 +1,10 @@
 //! The data path of one block request, shared by NBD and gRPC block I/O.
 //!
 //! Order: fencing gate (the caller holds its guard) → throttle (waits; ends early if fenced) →
-//! reservation check (io2; the read guard is held until the I/O completes) → volume (bounds,
-//! alignment, changed-block tracking, engine). Counters are updated here, once, for both
-//! protocols.
+//! reservation check (io2; the read guard is held until the I/O completes) → hydration (a
+//! volume restored from a snapshot fetches cold blocks first) → capture-before-write (writes,
+//! while a snapshot is being taken) → volume (bounds, alignment, changed-block tracking,
+//! engine). Counters are updated here, once, for both protocols.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,6 +61,19 @@ impl IoRequest {
         !matches!(self, IoRequest::Read { .. } | IoRequest::Flush)
     }
 
+    /// The byte range the request touches, if any.
+    fn range(&self) -> Option<(u64, u64)> {
+        match *self {
+            IoRequest::Read { offset, len }
+            | IoRequest::Trim { offset, len, .. }
+            | IoRequest::WriteZeroes { offset, len, .. } => Some((offset, len)),
+            IoRequest::Write {
+                offset, ref data, ..
+            } => Some((offset, data.len() as u64)),
+            IoRequest::Flush => None,
+        }
+    }
+
     /// `(offset, len)` counted by the throttle, if the request is EBS I/O: reads, writes, and
     /// zeroing that allocates.
     fn throttled(&self) -> Option<(u64, u64)> {
@@ -86,6 +100,9 @@ pub enum IoError {
     /// The volume refused or failed the request.
     #[error(transparent)]
     Volume(#[from] VolumeError),
+    /// A block of a volume restored from a snapshot could not be fetched.
+    #[error(transparent)]
+    Hydrate(#[from] snapshot::hydrate::HydrateError),
 }
 
 impl IoError {
@@ -159,6 +176,22 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, I
             Some(guard)
         }
         None => None,
+    };
+    let range = req.range();
+    if let (Some(h), Some((offset, len))) = (&export.open.hydration, range) {
+        h.ensure(offset, len).await?;
+    }
+    // Held across the capture and the write, so installing a capture (which takes this lock
+    // for writing) waits until no write is between the two.
+    let _captures = match range {
+        Some((offset, len)) if req.is_write() => {
+            let captures = export.open.captures.read().await;
+            for c in captures.iter() {
+                c.before_write(offset, len).await;
+            }
+            Some(captures)
+        }
+        _ => None,
     };
     let vol = &export.open.volume;
     match req {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use snapshot::{Capture, Hydration};
 use storage_engine::{Gate, Throttle, Volume};
 
 use crate::reservation::ReservationRecord;
@@ -124,6 +125,12 @@ pub struct OpenVolume {
     /// io2: the reservation state every I/O is checked against, held (read) for the I/O's
     /// duration; see [`crate::reservation`].
     pub reservation: Option<Arc<tokio::sync::RwLock<ReservationRecord>>>,
+    /// Captures of the snapshots being taken, oldest first. Writes hold the read lock from
+    /// their capture check to their completion; a snapshot installs its capture under the
+    /// write lock, so its point in time falls between writes.
+    pub captures: Arc<tokio::sync::RwLock<Vec<Arc<Capture>>>>,
+    /// Volumes restored from a snapshot: which blocks are local yet.
+    pub hydration: Option<Arc<Hydration>>,
 }
 
 /// One attachment, as NBD serves it.

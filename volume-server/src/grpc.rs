@@ -8,9 +8,11 @@ use pb::volume_service_server::VolumeService;
 use proto::ebs::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use crate::catalog::SnapshotRecord;
 use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
+use crate::control::snapshots::{OWNER_ID, SnapshotView};
 use crate::control::{ControlPlane, Ec2Error};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
@@ -93,6 +95,38 @@ fn volume(cp: &ControlPlane, v: &VolumeRecord) -> pb::Volume {
         multi_attach_enabled: v.multi_attach_enabled,
         fast_restored: false,
         tags: tags(&v.tags),
+        initialization_progress: cp.initialization_progress(&v.volume_id).map(|p| p as i32),
+    }
+}
+
+fn snapshot(s: &SnapshotView) -> pb::Snapshot {
+    let r = &s.record;
+    let (source_region, source_snapshot_id) = r.source.clone().unwrap_or_default();
+    pb::Snapshot {
+        snapshot_id: r.snapshot_id.clone(),
+        volume_id: r.volume_id.clone(),
+        state: r.state.as_str().to_string(),
+        state_message: r.state_message.clone(),
+        start_time: format_time(r.start_ms),
+        progress: format!("{}%", s.progress),
+        volume_size: r.volume_size_gib as i32,
+        description: r.description.clone(),
+        encrypted: false,
+        owner_id: OWNER_ID.to_string(),
+        tags: tags(&r.tags),
+        completion_time: r.complete_ms.map(format_time).unwrap_or_default(),
+        full_snapshot_size_in_bytes: r.bytes_written as i64,
+        block_count: r.block_count as i64,
+        blocks_written: r.blocks_written as i64,
+        source_region,
+        source_snapshot_id,
+    }
+}
+
+fn pending_view(record: SnapshotRecord) -> SnapshotView {
+    SnapshotView {
+        record,
+        progress: 0,
     }
 }
 
@@ -164,6 +198,7 @@ fn io_status(e: IoError) -> Status {
     let (code, ec2) = match &e {
         IoError::Fenced => (tonic::Code::FailedPrecondition, "IncorrectState"),
         IoError::Reservation(_) => (tonic::Code::PermissionDenied, "ReservationConflict"),
+        IoError::Hydrate(_) => (tonic::Code::Unavailable, "InternalError"),
         IoError::Volume(v) => match v.kind() {
             VolumeErrorKind::Invalid => (tonic::Code::InvalidArgument, "InvalidParameterValue"),
             VolumeErrorKind::OutOfBounds => (tonic::Code::OutOfRange, "InvalidParameterValue"),
@@ -427,6 +462,48 @@ impl VolumeService for VolumeApi {
         })
         .await
         .map(Response::new)
+    }
+
+    async fn create_snapshot(
+        &self,
+        req: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::Snapshot>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.create_snapshot(req))
+            .await
+            .map(|r| Response::new(snapshot(&pending_view(r))))
+    }
+
+    async fn describe_snapshots(
+        &self,
+        req: Request<pb::DescribeSnapshotsRequest>,
+    ) -> Result<Response<pb::DescribeSnapshotsResponse>, Status> {
+        let req = req.into_inner();
+        let (snaps, next_token) = self.run(move |cp| cp.describe_snapshots(req)).await?;
+        Ok(Response::new(pb::DescribeSnapshotsResponse {
+            snapshots: snaps.iter().map(snapshot).collect(),
+            next_token,
+        }))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        req: Request<pb::DeleteSnapshotRequest>,
+    ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
+        let id = req.into_inner().snapshot_id;
+        self.run(move |cp| cp.delete_snapshot(&id)).await?;
+        Ok(Response::new(pb::DeleteSnapshotResponse {}))
+    }
+
+    async fn copy_snapshot(
+        &self,
+        req: Request<pb::CopySnapshotRequest>,
+    ) -> Result<Response<pb::CopySnapshotResponse>, Status> {
+        let req = req.into_inner();
+        let r = self.run(move |cp| cp.copy_snapshot(req)).await?;
+        Ok(Response::new(pb::CopySnapshotResponse {
+            snapshot_id: r.snapshot_id,
+        }))
     }
 
     async fn delete_volume(

@@ -57,6 +57,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Grpc(#[from] tonic::transport::Error),
+    /// A snapshot store could not be opened.
+    #[error("Cannot open the snapshot store of region {0}")]
+    SnapshotStore(String, #[source] snapshot::StoreError),
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
@@ -97,6 +100,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             .map_err(|e| ServerError::Bind(cfg.metrics_addr, e))?,
     );
 
+    let mut stores = Vec::new();
+    for (region, url) in cfg.stores() {
+        let store = snapshot::Store::open(&url)
+            .map_err(|e| ServerError::SnapshotStore(region.clone(), e))?;
+        tracing::info!(%region, store = store.url(), "snapshot store");
+        stores.push((region, store));
+    }
     let exports = Arc::new(exports::Exports::default());
     let control_cfg = control::ControlConfig {
         region: cfg.region.clone(),
@@ -104,6 +114,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         data_dir: cfg.data_dir.clone(),
         nbd_addr,
         optimization_time: cfg.modification_time,
+        snapshots: control::SnapshotConfig {
+            stores,
+            min_interval: cfg.snapshot_min_interval,
+            default_initialization_rate_mib: cfg.default_initialization_rate,
+        },
     };
     let control = {
         let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());
@@ -114,7 +129,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .map_err(|e| ServerError::Control(control::Ec2Error::internal(e.to_string())))?
         .map_err(ServerError::Control)?
     };
-    let control = Arc::new(control);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let nbd_cfg = nbd::NbdConfig {

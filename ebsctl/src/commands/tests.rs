@@ -20,6 +20,20 @@ struct Mock {
     metrics_requests: Mutex<Vec<Vec<String>>>,
     /// Every reservation call, in order.
     resv_requests: Mutex<Vec<ResvCall>>,
+    /// Every snapshot call (and CreateVolume), in order.
+    snapshot_requests: Mutex<Vec<SnapshotCall>>,
+    /// DescribeSnapshots calls that asked for `snap-pending`: see [`Mock::pending_snapshot`].
+    pending_polls: AtomicUsize,
+}
+
+/// A snapshot request (or a CreateVolume, which may restore one) the mock received.
+#[derive(Debug, Clone, PartialEq)]
+enum SnapshotCall {
+    CreateVolume(pb::CreateVolumeRequest),
+    Create(pb::CreateSnapshotRequest),
+    Describe(pb::DescribeSnapshotsRequest),
+    Delete(pb::DeleteSnapshotRequest),
+    Copy(pb::CopySnapshotRequest),
 }
 
 /// A reservation request the mock received.
@@ -45,6 +59,62 @@ impl Mock {
             .map(|r| r.clone())
             .unwrap_or_default()
     }
+
+    fn record_snapshot_call(&self, call: SnapshotCall) {
+        self.snapshot_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
+    fn snapshot_requests(&self) -> Vec<SnapshotCall> {
+        self.snapshot_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// `snap-pending` as the `n`th (from 0) poll sees it: `pending` at 0% and 45%, then
+    /// `completed`.
+    fn pending_snapshot(&self) -> pb::Snapshot {
+        match self.pending_polls.fetch_add(1, Ordering::SeqCst) {
+            0 => snapshot("snap-pending", "pending", "0%"),
+            1 => snapshot("snap-pending", "pending", "45%"),
+            _ => pb::Snapshot {
+                completion_time: "2024-05-01T12:00:05.000Z".into(),
+                ..snapshot("snap-pending", "completed", "100%")
+            },
+        }
+    }
+}
+
+fn no_snapshot(snapshot_id: &str) -> Status {
+    ec2_error(
+        Status::not_found(format!("The snapshot '{snapshot_id}' does not exist.")),
+        "InvalidSnapshot.NotFound",
+    )
+}
+
+/// Snapshot `id` of [`shapes::tests::snapshot`]'s volume, in `state`; completion time only when
+/// completed.
+fn snapshot(id: &str, state: &str, progress: &str) -> pb::Snapshot {
+    let done = shapes::tests::snapshot();
+    pb::Snapshot {
+        snapshot_id: id.to_owned(),
+        state: state.to_owned(),
+        progress: progress.to_owned(),
+        completion_time: if state == "completed" {
+            done.completion_time.clone()
+        } else {
+            String::new()
+        },
+        ..done
+    }
+}
+
+/// The tags of a request's `tag_specifications`, whatever their resource type.
+fn spec_tags(specs: Vec<pb::TagSpecification>) -> Vec<pb::Tag> {
+    specs.into_iter().flat_map(|s| s.tags).collect()
 }
 
 fn no_volume(volume_id: &str) -> Status {
@@ -144,13 +214,17 @@ impl VolumeService for Mock {
         request: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let r = request.into_inner();
-        let tags = r
-            .tag_specifications
-            .into_iter()
-            .flat_map(|s| s.tags)
-            .collect();
+        self.record_snapshot_call(SnapshotCall::CreateVolume(r.clone()));
+        if r.snapshot_id.as_deref() == Some("snap-gone") {
+            return Err(no_snapshot("snap-gone"));
+        }
+        // A restored volume starts with none of its blocks local.
+        let initialization_progress = r.snapshot_id.as_ref().map(|_| 0);
+        let tags = spec_tags(r.tag_specifications);
         Ok(Response::new(pb::Volume {
             volume_id: "vol-new".into(),
+            snapshot_id: r.snapshot_id.unwrap_or_default(),
+            initialization_progress,
             size: r.size.unwrap_or(0),
             availability_zone: r.availability_zone,
             state: "available".into(),
@@ -461,6 +535,99 @@ impl VolumeService for Mock {
         Ok(Response::new(pb::ReservationReport {
             volume_id: r.volume_id,
             ..shapes::tests::reservation_report()
+        }))
+    }
+
+    /// A `pending` snapshot `snap-new` echoing the request; `vol-gone` does not exist.
+    async fn create_snapshot(
+        &self,
+        request: Request<pb::CreateSnapshotRequest>,
+    ) -> Result<Response<pb::Snapshot>, Status> {
+        let r = request.into_inner();
+        self.record_snapshot_call(SnapshotCall::Create(r.clone()));
+        if r.volume_id == "vol-gone" {
+            return Err(no_volume(&r.volume_id));
+        }
+        Ok(Response::new(pb::Snapshot {
+            volume_id: r.volume_id,
+            description: r.description.unwrap_or_default(),
+            tags: spec_tags(r.tag_specifications),
+            full_snapshot_size_in_bytes: 0,
+            block_count: 0,
+            blocks_written: 0,
+            ..snapshot("snap-new", "pending", "0%")
+        }))
+    }
+
+    /// Without IDs, five completed snapshots `snap-0`..`snap-4`, two per page unless asked
+    /// otherwise. By ID: `snap-gone` does not exist, `snap-error` failed, `snap-pending` completes
+    /// at its third poll, any other ID is completed.
+    async fn describe_snapshots(
+        &self,
+        request: Request<pb::DescribeSnapshotsRequest>,
+    ) -> Result<Response<pb::DescribeSnapshotsResponse>, Status> {
+        let r = request.into_inner();
+        self.record_snapshot_call(SnapshotCall::Describe(r.clone()));
+        let all: Vec<pb::Snapshot> = if r.snapshot_ids.is_empty() {
+            (0..5)
+                .map(|i| snapshot(&format!("snap-{i}"), "completed", "100%"))
+                .collect()
+        } else {
+            r.snapshot_ids
+                .iter()
+                .map(|id| match id.as_str() {
+                    "snap-gone" => Err(no_snapshot(id)),
+                    "snap-error" => Ok(pb::Snapshot {
+                        state_message: "The volume's data could not be read.".into(),
+                        ..snapshot(id, "error", "40%")
+                    }),
+                    "snap-pending" => Ok(self.pending_snapshot()),
+                    _ => Ok(snapshot(id, "completed", "100%")),
+                })
+                .collect::<Result<_, Status>>()?
+        };
+        let start: usize = r.next_token.as_deref().unwrap_or("0").parse().unwrap_or(0);
+        let size = usize::try_from(r.max_results.unwrap_or(2)).unwrap_or(2);
+        let end = (start + size).min(all.len());
+        Ok(Response::new(pb::DescribeSnapshotsResponse {
+            snapshots: all[start..end].to_vec(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        }))
+    }
+
+    /// `snap-gone` does not exist.
+    async fn delete_snapshot(
+        &self,
+        request: Request<pb::DeleteSnapshotRequest>,
+    ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        self.record_snapshot_call(SnapshotCall::Delete(r.clone()));
+        if r.snapshot_id == "snap-gone" {
+            return Err(no_snapshot(&r.snapshot_id));
+        }
+        Ok(Response::new(pb::DeleteSnapshotResponse {}))
+    }
+
+    /// The copy is `snap-copy`; `snap-gone` does not exist; the mock is in us-east-1.
+    async fn copy_snapshot(
+        &self,
+        request: Request<pb::CopySnapshotRequest>,
+    ) -> Result<Response<pb::CopySnapshotResponse>, Status> {
+        let r = request.into_inner();
+        self.record_snapshot_call(SnapshotCall::Copy(r.clone()));
+        if r.source_snapshot_id == "snap-gone" {
+            return Err(no_snapshot(&r.source_snapshot_id));
+        }
+        if let Some(region) = r.destination_region.filter(|r| r != "us-east-1") {
+            return Err(ec2_error(
+                Status::invalid_argument(format!(
+                    "The destination region {region} is not this region (us-east-1)."
+                )),
+                "InvalidParameterValue",
+            ));
+        }
+        Ok(Response::new(pb::CopySnapshotResponse {
+            snapshot_id: "snap-copy".into(),
         }))
     }
 }
@@ -1273,5 +1440,646 @@ REGISTRANTS\tTrue\ti-0fedcba9876543210\t18446744073709551615\n";
     assert_eq!(
         err.to_string(),
         "An error occurred (InvalidVolume.NotFound) when calling the ReservationReport operation: The volume 'vol-gone' does not exist."
+    );
+}
+
+#[tokio::test]
+async fn create_snapshot_sends_flags_and_prints_the_snapshot() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "create-snapshot",
+            "--volume-id",
+            "vol-1",
+            "--description",
+            "nightly",
+            "--tag-specifications",
+            "ResourceType=snapshot,Tags=[{Key=Name,Value=n},{Key=env,Value=prod}]",
+        ],
+    )
+    .await;
+    let want = r#"{
+    "SnapshotId": "snap-new",
+    "VolumeId": "vol-1",
+    "State": "pending",
+    "StartTime": "2024-05-01T12:00:03.000Z",
+    "Progress": "0%",
+    "VolumeSize": 8,
+    "Description": "nightly",
+    "Encrypted": false,
+    "OwnerId": "self",
+    "Tags": [
+        {
+            "Key": "Name",
+            "Value": "n"
+        },
+        {
+            "Key": "env",
+            "Value": "prod"
+        }
+    ],
+    "FullSnapshotSizeInBytes": 0,
+    "Ebsemu": {
+        "BlockCount": 0,
+        "BlocksWritten": 0
+    }
+}
+"#;
+    assert_eq!(out.ok().flatten().as_deref(), Some(want));
+
+    // Without the optional flags, and with tag specifications as JSON.
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "create-snapshot",
+                "--volume-id",
+                "vol-2",
+                "--tag-specifications",
+                r#"[{"ResourceType": "snapshot", "Tags": [{"Key": "a", "Value": "b"}]}]"#,
+            ],
+        )
+        .await,
+    );
+    assert_eq!(reply["Description"], "");
+    assert_eq!(
+        reply["Tags"],
+        serde_json::json!([{"Key": "a", "Value": "b"}])
+    );
+
+    let tag = |key: &str, value: &str| pb::Tag {
+        key: key.into(),
+        value: value.into(),
+    };
+    let spec = |tags| pb::TagSpecification {
+        resource_type: "snapshot".into(),
+        tags,
+    };
+    assert_eq!(
+        mock.snapshot_requests(),
+        [
+            SnapshotCall::Create(pb::CreateSnapshotRequest {
+                volume_id: "vol-1".into(),
+                description: Some("nightly".into()),
+                tag_specifications: vec![spec(vec![tag("Name", "n"), tag("env", "prod")])],
+            }),
+            SnapshotCall::Create(pb::CreateSnapshotRequest {
+                volume_id: "vol-2".into(),
+                description: None,
+                tag_specifications: vec![spec(vec![tag("a", "b")])],
+            }),
+        ]
+    );
+
+    let err = expect_err(&endpoint, &["create-snapshot", "--volume-id", "vol-gone"]).await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidVolume.NotFound) when calling the CreateSnapshot operation: The volume 'vol-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 254);
+
+    // A malformed tag specification is a usage error, found before connecting.
+    let err = expect_err(
+        "http://127.0.0.1:1",
+        &[
+            "create-snapshot",
+            "--volume-id",
+            "vol-1",
+            "--tag-specifications",
+            "ResourceType=snapshot,Tags=[{Key=a",
+        ],
+    )
+    .await;
+    assert_eq!(err.exit_code(), 252, "{err}");
+}
+
+/// The `SnapshotId`s of a describe-snapshots reply.
+fn snapshot_ids(reply: &serde_json::Value) -> Vec<&str> {
+    reply["Snapshots"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|s| s["SnapshotId"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn describe_snapshots_follows_next_token_unless_paging_is_asked_for() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let all = json(ebsctl(&endpoint, &["describe-snapshots"]).await);
+    assert_eq!(
+        snapshot_ids(&all),
+        ["snap-0", "snap-1", "snap-2", "snap-3", "snap-4"]
+    );
+    assert!(all.get("NextToken").is_none(), "{all}");
+    let tokens: Vec<Option<String>> = mock
+        .snapshot_requests()
+        .into_iter()
+        .map(|call| match call {
+            SnapshotCall::Describe(r) => r.next_token,
+            other => panic!("not a DescribeSnapshots: {other:?}"),
+        })
+        .collect();
+    assert_eq!(tokens, [None, Some("2".into()), Some("4".into())]);
+
+    let page = json(ebsctl(&endpoint, &["describe-snapshots", "--max-results", "2"]).await);
+    assert_eq!(snapshot_ids(&page), ["snap-0", "snap-1"]);
+    assert_eq!(page["NextToken"], "2");
+
+    // --next-token alone also prints one page: the last one has no NextToken.
+    let last = json(ebsctl(&endpoint, &["describe-snapshots", "--next-token", "4"]).await);
+    assert_eq!(snapshot_ids(&last), ["snap-4"]);
+    assert!(last.get("NextToken").is_none(), "{last}");
+
+    let first = &all["Snapshots"][0];
+    assert_eq!(first["State"], "completed");
+    assert_eq!(first["Progress"], "100%");
+    assert_eq!(first["CompletionTime"], "2024-05-01T12:00:05.000Z");
+    assert_eq!(first["Ebsemu"]["BlockCount"], 12);
+    assert_eq!(first["Ebsemu"]["BlocksWritten"], 4);
+    for absent in [
+        "BlockCount",
+        "BlocksWritten",
+        "StateMessage",
+        "SourceRegion",
+    ] {
+        assert!(first.get(absent).is_none(), "{absent} in {first}");
+    }
+}
+
+#[tokio::test]
+async fn describe_snapshots_sends_ids_owners_and_filters() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-snapshots",
+                "--snapshot-ids",
+                "snap-a",
+                "snap-error",
+                "--owner-ids",
+                "self",
+                "--filters",
+                "Name=status,Values=completed,error",
+                r#"{"Name": "tag:Env", "Values": ["prod"]}"#,
+            ],
+        )
+        .await,
+    );
+    assert_eq!(snapshot_ids(&reply), ["snap-a", "snap-error"]);
+    let failed = &reply["Snapshots"][1];
+    assert_eq!(failed["State"], "error");
+    assert_eq!(
+        failed["StateMessage"],
+        "The volume's data could not be read."
+    );
+    assert!(failed.get("CompletionTime").is_none(), "{failed}");
+
+    let filter = |name: &str, values: &[&str]| pb::Filter {
+        name: name.into(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    assert_eq!(
+        mock.snapshot_requests(),
+        [SnapshotCall::Describe(pb::DescribeSnapshotsRequest {
+            snapshot_ids: vec!["snap-a".into(), "snap-error".into()],
+            owner_ids: vec!["self".into()],
+            filters: vec![
+                filter("status", &["completed", "error"]),
+                filter("tag:Env", &["prod"]),
+            ],
+            max_results: None,
+            next_token: None,
+        })]
+    );
+
+    let err = expect_err(
+        &endpoint,
+        &["describe-snapshots", "--snapshot-ids", "snap-gone"],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidSnapshot.NotFound) when calling the DescribeSnapshots operation: The snapshot 'snap-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 254);
+
+    let err = expect_err(
+        "http://127.0.0.1:1",
+        &["describe-snapshots", "--filters", "Name=status,Valuez=x"],
+    )
+    .await;
+    assert_eq!(err.exit_code(), 252, "{err}");
+}
+
+#[tokio::test]
+async fn describe_snapshots_as_text_and_table() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let text = ebsctl(
+        &endpoint,
+        &[
+            "describe-snapshots",
+            "--snapshot-ids",
+            "snap-a",
+            "--output",
+            "text",
+        ],
+    )
+    .await;
+    // Columns: CompletionTime, Description, Encrypted, FullSnapshotSizeInBytes, OwnerId, Progress,
+    // SnapshotId, StartTime, State, VolumeId, VolumeSize; then the nested objects, by name.
+    let want = "SNAPSHOTS\t2024-05-01T12:00:05.000Z\tnightly\tFalse\t1048576\tself\t100%\tsnap-a\t2024-05-01T12:00:03.000Z\tcompleted\tvol-0123456789abcdef0\t8\n\
+EBSEMU\t12\t4\n\
+TAGS\tName\tdb\n";
+    assert_eq!(text.ok().flatten().as_deref(), Some(want));
+
+    let table = match ebsctl(
+        &endpoint,
+        &[
+            "describe-snapshots",
+            "--snapshot-ids",
+            "snap-a",
+            "--output",
+            "table",
+        ],
+    )
+    .await
+    {
+        Ok(Some(table)) => table,
+        other => panic!("expected a table, got {other:?}"),
+    };
+    let widths: Vec<usize> = table.lines().map(|l| l.chars().count()).collect();
+    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");
+    for want in [
+        "DescribeSnapshots",
+        "||  SnapshotId              |  snap-a",
+        "|||  BlockCount    |  12",
+        "Ebsemu",
+        "Tags",
+    ] {
+        assert!(table.contains(want), "{want:?} not in\n{table}");
+    }
+}
+
+#[tokio::test]
+async fn delete_snapshot_prints_nothing() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let out = ebsctl(&endpoint, &["delete-snapshot", "--snapshot-id", "snap-1"]).await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    assert_eq!(
+        mock.snapshot_requests(),
+        [SnapshotCall::Delete(pb::DeleteSnapshotRequest {
+            snapshot_id: "snap-1".into()
+        })]
+    );
+
+    let err = expect_err(
+        &endpoint,
+        &["delete-snapshot", "--snapshot-id", "snap-gone"],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidSnapshot.NotFound) when calling the DeleteSnapshot operation: The snapshot 'snap-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 254);
+}
+
+#[tokio::test]
+async fn copy_snapshot_sends_flags_and_prints_the_new_id() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "copy-snapshot",
+            "--source-region",
+            "us-west-2",
+            "--source-snapshot-id",
+            "snap-1",
+            "--description",
+            "dr copy",
+            "--destination-region",
+            "us-east-1",
+            "--tag-specifications",
+            "ResourceType=snapshot,Tags=[{Key=Name,Value=dr}]",
+            "--encrypted",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.ok().flatten().as_deref(),
+        Some("{\n    \"SnapshotId\": \"snap-copy\"\n}\n")
+    );
+
+    // Only the required flags: the rest is left out of the request.
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "copy-snapshot",
+                "--source-region",
+                "us-east-1",
+                "--source-snapshot-id",
+                "snap-2",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(reply, serde_json::json!({"SnapshotId": "snap-copy"}));
+
+    assert_eq!(
+        mock.snapshot_requests(),
+        [
+            SnapshotCall::Copy(pb::CopySnapshotRequest {
+                source_region: "us-west-2".into(),
+                source_snapshot_id: "snap-1".into(),
+                description: Some("dr copy".into()),
+                destination_region: Some("us-east-1".into()),
+                tag_specifications: vec![pb::TagSpecification {
+                    resource_type: "snapshot".into(),
+                    tags: vec![pb::Tag {
+                        key: "Name".into(),
+                        value: "dr".into(),
+                    }],
+                }],
+                encrypted: Some(true),
+            }),
+            SnapshotCall::Copy(pb::CopySnapshotRequest {
+                source_region: "us-east-1".into(),
+                source_snapshot_id: "snap-2".into(),
+                description: None,
+                destination_region: None,
+                tag_specifications: vec![],
+                encrypted: None,
+            }),
+        ]
+    );
+
+    let err = expect_err(
+        &endpoint,
+        &[
+            "copy-snapshot",
+            "--source-region",
+            "us-west-2",
+            "--source-snapshot-id",
+            "snap-gone",
+        ],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidSnapshot.NotFound) when calling the CopySnapshot operation: The snapshot 'snap-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 254);
+
+    let err = expect_err(
+        &endpoint,
+        &[
+            "copy-snapshot",
+            "--source-region",
+            "us-west-2",
+            "--source-snapshot-id",
+            "snap-1",
+            "--destination-region",
+            "eu-west-1",
+        ],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidParameterValue) when calling the CopySnapshot operation: The destination region eu-west-1 is not this region (us-east-1)."
+    );
+}
+
+#[tokio::test]
+async fn create_volume_from_a_snapshot_sends_the_initialization_rate() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let volume = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "create-volume",
+                "--availability-zone",
+                "us-east-1a",
+                "--snapshot-id",
+                "snap-1",
+                "--volume-initialization-rate",
+                "200",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(volume["SnapshotId"], "snap-1");
+    assert_eq!(volume["InitializationProgress"], 0);
+
+    let plain = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "create-volume",
+                "--availability-zone",
+                "us-east-1a",
+                "--size",
+                "8",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(plain["SnapshotId"], "");
+    assert!(plain.get("InitializationProgress").is_none(), "{plain}");
+
+    let requests: Vec<(Option<i32>, Option<String>, Option<i32>)> = mock
+        .snapshot_requests()
+        .into_iter()
+        .map(|call| match call {
+            SnapshotCall::CreateVolume(r) => (r.size, r.snapshot_id, r.volume_initialization_rate),
+            other => panic!("not a CreateVolume: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        [
+            (None, Some("snap-1".into()), Some(200)),
+            (Some(8), None, None)
+        ]
+    );
+
+    let err = expect_err(
+        &endpoint,
+        &[
+            "create-volume",
+            "--availability-zone",
+            "us-east-1a",
+            "--snapshot-id",
+            "snap-gone",
+        ],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidSnapshot.NotFound) when calling the CreateVolume operation: The snapshot 'snap-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 254);
+}
+
+/// `wait snapshot-completed` for `ids`, polling without delay at most `attempts` times.
+async fn wait_snapshots(
+    endpoint: &str,
+    ids: &[&str],
+    attempts: &str,
+) -> Result<Option<String>, CliError> {
+    let args: Vec<&str> = ["wait", "snapshot-completed", "--snapshot-ids"]
+        .into_iter()
+        .chain(ids.iter().copied())
+        .chain(["--delay", "0", "--max-attempts", attempts])
+        .collect();
+    ebsctl(endpoint, &args).await
+}
+
+#[tokio::test]
+async fn wait_snapshot_completed_succeeds_once_pending_turns_completed() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let out = wait_snapshots(&endpoint, &["snap-pending", "snap-a"], "5").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    // pending 0%, pending 45%, completed.
+    assert_eq!(mock.pending_polls.load(Ordering::SeqCst), 3);
+    let describes = mock.snapshot_requests();
+    assert_eq!(describes.len(), 3);
+    assert!(describes.iter().all(|call| matches!(
+        call,
+        SnapshotCall::Describe(r) if r.snapshot_ids == ["snap-pending", "snap-a"]
+    )));
+
+    // Already completed: one poll.
+    let out = wait_snapshots(&endpoint, &["snap-a"], "1").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+}
+
+#[tokio::test]
+async fn wait_snapshot_completed_sends_owners_and_filters() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "wait",
+            "snapshot-completed",
+            "--owner-ids",
+            "self",
+            "--filters",
+            "Name=volume-id,Values=vol-1",
+            "--delay",
+            "0",
+        ],
+    )
+    .await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    // Every page of the listing at each attempt.
+    let requests = mock.snapshot_requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(
+        requests[0],
+        SnapshotCall::Describe(pb::DescribeSnapshotsRequest {
+            snapshot_ids: vec![],
+            owner_ids: vec!["self".into()],
+            filters: vec![pb::Filter {
+                name: "volume-id".into(),
+                values: vec!["vol-1".into()],
+            }],
+            max_results: None,
+            next_token: None,
+        })
+    );
+}
+
+#[tokio::test]
+async fn wait_snapshot_completed_fails_on_error_not_found_and_timeout() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let err = match wait_snapshots(&endpoint, &["snap-a", "snap-error"], "5").await {
+        Err(e) => e,
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    };
+    assert_eq!(
+        err.to_string(),
+        "Waiter SnapshotCompleted failed: Waiter encountered a terminal failure state: For expression \"Snapshots[].State\" we matched expected path: \"error\" at least once"
+    );
+    assert_eq!(err.exit_code(), 255);
+    // A terminal state ends the wait at once.
+    assert_eq!(mock.snapshot_requests().len(), 1);
+
+    let err = match wait_snapshots(&endpoint, &["snap-gone"], "5").await {
+        Err(e) => e,
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    };
+    assert_eq!(
+        err.to_string(),
+        "Waiter SnapshotCompleted failed: An error occurred (InvalidSnapshot.NotFound): The snapshot 'snap-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 255);
+
+    let err = match wait_snapshots(&endpoint, &["snap-pending"], "2").await {
+        Err(e) => e,
+        Ok(out) => panic!("expected a timeout, got {out:?}"),
+    };
+    assert_eq!(
+        err.to_string(),
+        "Waiter SnapshotCompleted failed: Max attempts exceeded"
+    );
+}
+
+#[tokio::test]
+async fn wait_snapshot_completed_draws_progress_when_asked() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let request = pb::DescribeSnapshotsRequest {
+        snapshot_ids: vec!["snap-pending".into()],
+        ..pb::DescribeSnapshotsRequest::default()
+    };
+    let mut bar = Vec::new();
+    let result = waiter::wait(
+        &mut Api::new(endpoint.clone()),
+        Kind::SnapshotCompleted,
+        Describe::Snapshots(request),
+        Duration::ZERO,
+        5,
+        Some(&mut bar),
+    )
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&bar),
+        "\rsnap-pending [--------------------]   0%\
+         \rsnap-pending [#########-----------]  45%\
+         \rsnap-pending [####################] 100%\n"
+    );
+
+    // A failed wait ends the bar's line too, before the error is printed.
+    let request = pb::DescribeSnapshotsRequest {
+        snapshot_ids: vec!["snap-error".into()],
+        ..pb::DescribeSnapshotsRequest::default()
+    };
+    let mut bar = Vec::new();
+    let result = waiter::wait(
+        &mut Api::new(endpoint),
+        Kind::SnapshotCompleted,
+        Describe::Snapshots(request),
+        Duration::ZERO,
+        5,
+        Some(&mut bar),
+    )
+    .await;
+    assert!(result.is_err());
+    assert_eq!(
+        String::from_utf8_lossy(&bar),
+        "\rsnap-error [########------------]  40%\n"
     );
 }

@@ -216,6 +216,13 @@ pub struct VolumeRecord {
     /// NVMe reservation state (Multi-Attach io2).
     #[serde(default)]
     pub reservation: ReservationRecord,
+    /// The snapshot whose point in time the volume's changed-block tracking counts from: the
+    /// parent of the next snapshot. `None`: the next snapshot reads every block.
+    #[serde(default)]
+    pub cbt_base: Option<String>,
+    /// Volumes restored from a snapshot: background hydration rate, MiB/s.
+    #[serde(default)]
+    pub initialization_rate_mib: Option<u32>,
 }
 
 #[cfg(test)]
@@ -245,6 +252,8 @@ impl VolumeRecord {
             next_generation: 1,
             modifications: vec![],
             reservation: ReservationRecord::default(),
+            cbt_base: None,
+            initialization_rate_mib: None,
         }
     }
 }
@@ -293,6 +302,74 @@ pub struct HostRecord {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A snapshot's lifecycle state (EC2 `State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotState {
+    /// Being taken or copied.
+    Pending,
+    /// Its manifest is in the store: restorable.
+    Completed,
+    /// Failed; see the state message.
+    Error,
+}
+
+impl SnapshotState {
+    /// The EC2 spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotState::Pending => "pending",
+            SnapshotState::Completed => "completed",
+            SnapshotState::Error => "error",
+        }
+    }
+}
+
+/// One snapshot of this region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// `snap-…`.
+    pub snapshot_id: String,
+    /// The volume it was taken of (copies: the source's volume).
+    pub volume_id: String,
+    /// GiB.
+    pub volume_size_gib: u32,
+    /// Lifecycle state.
+    pub state: SnapshotState,
+    /// Why it is in `error`.
+    #[serde(default)]
+    pub state_message: String,
+    /// The point in time, ms since the Unix epoch.
+    pub start_ms: u64,
+    /// When it completed.
+    #[serde(default)]
+    pub complete_ms: Option<u64>,
+    /// Description given at creation.
+    #[serde(default)]
+    pub description: String,
+    /// Tags, sorted by key.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The snapshot whose unchanged blocks this one references.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// CopySnapshot: source region and snapshot.
+    #[serde(default)]
+    pub source: Option<(String, String)>,
+    /// Non-zero blocks the manifest references (when completed).
+    #[serde(default)]
+    pub block_count: u64,
+    /// Blocks this snapshot read (or copied) and stored.
+    #[serde(default)]
+    pub blocks_written: u64,
+    /// Stored bytes this snapshot added to the store.
+    #[serde(default)]
+    pub bytes_written: u64,
+    /// DeleteSnapshot was called while it was pending: delete it when it ends.
+    #[serde(default)]
+    pub delete_requested: bool,
+}
+
 /// Everything the catalog holds.
 #[derive(Debug, Default)]
 pub struct CatalogContents {
@@ -300,6 +377,8 @@ pub struct CatalogContents {
     pub volumes: Vec<VolumeRecord>,
     /// All registered hosts.
     pub hosts: Vec<HostRecord>,
+    /// All snapshots of this region.
+    pub snapshots: Vec<SnapshotRecord>,
 }
 
 /// One change in a transaction.
@@ -313,6 +392,10 @@ pub enum Change {
     PutHost(HostRecord),
     /// Remove a host.
     DeleteHost(String),
+    /// Insert or replace a snapshot.
+    PutSnapshot(SnapshotRecord),
+    /// Remove a snapshot.
+    DeleteSnapshot(String),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

@@ -4,10 +4,13 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Catalog, CatalogContents, CatalogError, Change, HostRecord, VolumeRecord};
+use super::{
+    Catalog, CatalogContents, CatalogError, Change, HostRecord, SnapshotRecord, VolumeRecord,
+};
 
 const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
+const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 #[derive(Debug)]
@@ -27,6 +30,7 @@ impl RedbCatalog {
         let tx = db.begin_write().map_err(storage)?;
         tx.open_table(VOLUMES).map_err(storage)?;
         tx.open_table(HOSTS).map_err(storage)?;
+        tx.open_table(SNAPSHOTS).map_err(storage)?;
         tx.commit().map_err(storage)?;
         Ok(RedbCatalog { db })
     }
@@ -59,6 +63,12 @@ impl Catalog for RedbCatalog {
             let (k, v) = row.map_err(storage)?;
             out.hosts.push(decode::<HostRecord>(k.value(), v.value())?);
         }
+        let snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
+        for row in snapshots.iter().map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            out.snapshots
+                .push(decode::<SnapshotRecord>(k.value(), v.value())?);
+        }
         Ok(out)
     }
 
@@ -67,6 +77,7 @@ impl Catalog for RedbCatalog {
         {
             let mut volumes = tx.open_table(VOLUMES).map_err(storage)?;
             let mut hosts = tx.open_table(HOSTS).map_err(storage)?;
+            let mut snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
             for change in changes {
                 match change {
                     Change::PutVolume(v) => {
@@ -84,6 +95,14 @@ impl Catalog for RedbCatalog {
                     }
                     Change::DeleteHost(id) => {
                         hosts.remove(id.as_str()).map_err(storage)?;
+                    }
+                    Change::PutSnapshot(s) => {
+                        snapshots
+                            .insert(s.snapshot_id.as_str(), encode(s).as_slice())
+                            .map_err(storage)?;
+                    }
+                    Change::DeleteSnapshot(id) => {
+                        snapshots.remove(id.as_str()).map_err(storage)?;
                     }
                 }
             }

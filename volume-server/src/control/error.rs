@@ -50,10 +50,13 @@ impl Ec2Error {
             | "IncorrectState"
             | "IncorrectInstanceState"
             | "InvalidVolume.ZoneMismatch"
-            | "InvalidDevice.InUse" => tonic::Code::FailedPrecondition,
-            "AttachmentLimitExceeded" | "TagLimitExceeded" | "VolumeLimitExceeded" => {
-                tonic::Code::ResourceExhausted
-            }
+            | "InvalidDevice.InUse"
+            | "InvalidSnapshot.InUse" => tonic::Code::FailedPrecondition,
+            "AttachmentLimitExceeded"
+            | "TagLimitExceeded"
+            | "VolumeLimitExceeded"
+            | "ConcurrentSnapshotLimitExceeded"
+            | "SnapshotCreationPerVolumeRateExceeded" => tonic::Code::ResourceExhausted,
             "IdempotentParameterMismatch" => tonic::Code::AlreadyExists,
             "ReservationConflict" => tonic::Code::FailedPrecondition,
             "UnsupportedOperation" => tonic::Code::Unimplemented,

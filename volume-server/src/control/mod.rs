@@ -18,24 +18,28 @@ pub mod filter;
 pub mod modify;
 pub mod perf;
 pub mod reserve;
+pub mod snapshots;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::ebs::v1 as pb;
 use storage_engine::{Engine, Throttle, Volume};
 
 use crate::catalog::{
-    AttachmentRecord, AttachmentState, Catalog, Change, HostRecord, VolumeRecord, VolumeState,
+    AttachmentRecord, AttachmentState, Catalog, Change, HostRecord, SnapshotRecord, VolumeRecord,
+    VolumeState,
 };
 use crate::exports::{Export, Exports, IoStats, OpenVolume};
 use crate::ids;
 pub use error::Ec2Error;
 use filter::Filter;
+pub use snapshots::SnapshotConfig;
 
 /// Attachments as (volume id, attachment) pairs.
 pub type Attachments = Vec<(String, AttachmentRecord)>;
@@ -59,14 +63,20 @@ pub struct ControlConfig {
     pub nbd_addr: SocketAddr,
     /// How long a modification stays `optimizing` before it is `completed`.
     pub optimization_time: std::time::Duration,
+    /// Snapshot stores and limits.
+    pub snapshots: SnapshotConfig,
 }
 
 #[derive(Debug, Default)]
 struct State {
     volumes: BTreeMap<String, VolumeRecord>,
     hosts: BTreeMap<String, HostRecord>,
-    /// Volumes with at least one attachment, open once and shared by their attachments.
+    /// Open volumes: those with an attachment or a hold, shared by all of them.
     open: HashMap<String, OpenVolume>,
+    /// Background work keeping a volume open without an attachment (snapshots, hydration).
+    holds: HashMap<String, usize>,
+    snapshots: BTreeMap<String, SnapshotRecord>,
+    work: snapshots::SnapshotWork,
 }
 
 /// The control plane. Share it behind an `Arc`.
@@ -78,6 +88,12 @@ pub struct ControlPlane {
     exports: Arc<Exports>,
     state: Mutex<State>,
     runtime: tokio::runtime::Handle,
+    /// This control plane, for background jobs.
+    me: Weak<ControlPlane>,
+    /// Wakes garbage collection of the snapshot store.
+    gc_wake: Arc<tokio::sync::Notify>,
+    /// Shutdown has begun: background work winds down.
+    stopping: AtomicBool,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -104,21 +120,31 @@ impl ControlPlane {
         engine: Engine,
         exports: Arc<Exports>,
         runtime: tokio::runtime::Handle,
-    ) -> Result<ControlPlane, Ec2Error> {
-        let cp = ControlPlane {
+    ) -> Result<Arc<ControlPlane>, Ec2Error> {
+        let cp = Arc::new_cyclic(|me| ControlPlane {
             cfg,
             catalog,
             engine,
             exports,
             state: Mutex::new(State::default()),
             runtime,
-        };
+            me: me.clone(),
+            gc_wake: Arc::default(),
+            stopping: AtomicBool::new(false),
+        });
         let contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
         let mut fixes = Vec::new();
         let mut st = cp.lock();
         for mut v in contents.volumes {
             let path = cp.volume_path(&v.availability_zone, &v.volume_id);
             match v.state {
+                VolumeState::Creating if v.snapshot_id.is_some() => {
+                    // Never reported available: finish by removing it.
+                    Volume::remove(&path).map_err(internal("removing an interrupted restore"))?;
+                    let _ = std::fs::remove_file(snapshots::hydrate_path(&path));
+                    fixes.push(Change::DeleteVolume(v.volume_id.clone()));
+                    continue;
+                }
                 VolumeState::Creating => {
                     if !path.exists() {
                         Volume::create(&path, u64::from(v.size_gib) * GIB)
@@ -156,6 +182,9 @@ impl ControlPlane {
         for h in contents.hosts {
             st.hosts.insert(h.instance_id.clone(), h);
         }
+        for s in contents.snapshots {
+            st.snapshots.insert(s.snapshot_id.clone(), s);
+        }
         if !fixes.is_empty() {
             cp.catalog
                 .commit(&fixes)
@@ -172,8 +201,16 @@ impl ControlPlane {
                 cp.export(&mut st, &v, a)?;
             }
         }
+        cp.recover_snapshots(&mut st)?;
         drop(st);
         Ok(cp)
+    }
+
+    /// This control plane as an `Arc`, for background jobs.
+    fn arc(&self) -> Result<Arc<ControlPlane>, Ec2Error> {
+        self.me
+            .upgrade()
+            .ok_or_else(|| Ec2Error::internal("the control plane is shutting down"))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -236,21 +273,36 @@ impl ControlPlane {
             ));
         }
         let vtype = validate::parse_volume_type(req.volume_type.as_deref())?;
-        if let Some(snap) = req.snapshot_id.as_deref().filter(|s| !s.is_empty()) {
-            if !ids::is_valid_id(snap, "snap") {
-                return Err(Ec2Error::new(
-                    "InvalidSnapshotID.Malformed",
-                    format!("Invalid id: \"{snap}\""),
+        let restore = match req.snapshot_id.as_deref().filter(|s| !s.is_empty()) {
+            Some(snap) => Some(self.restore_source(snap)?),
+            None => None,
+        };
+        let size = match (&restore, req.size) {
+            (Some((rec, _)), None) => Some(rec.volume_size_gib as i32),
+            (Some((rec, _)), Some(n)) if i64::from(n) < i64::from(rec.volume_size_gib) => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Volume of {n}GiB is smaller than snapshot '{}', expect size >= {}GiB",
+                    rec.snapshot_id, rec.volume_size_gib
+                )));
+            }
+            (_, n) => n,
+        };
+        let init_rate = match (req.volume_initialization_rate, &restore) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(Ec2Error::invalid_combination(
+                    "VolumeInitializationRate can only be given with a SnapshotId.",
                 ));
             }
-            // No snapshot store is wired in yet, so no snapshot exists.
-            return Err(Ec2Error::new(
-                "InvalidSnapshot.NotFound",
-                format!("The snapshot '{snap}' does not exist."),
-            ));
-        }
+            (Some(r), Some(_)) if !(100..=300).contains(&r) => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({r}) for parameter VolumeInitializationRate is invalid. Expecting a value between 100 and 300 MiB/s."
+                )));
+            }
+            (Some(r), Some(_)) => Some(r as u32),
+        };
         let spec = validate::volume_spec(
-            req.size,
+            size,
             vtype,
             req.iops,
             req.throughput,
@@ -298,7 +350,14 @@ impl ControlPlane {
             next_generation: 1,
             modifications: vec![],
             reservation: Default::default(),
+            cbt_base: None,
+            initialization_rate_mib: init_rate,
         };
+        if let Some((rec, _)) = &restore {
+            // A restored volume is unchanged since its snapshot: the next one is incremental.
+            v.snapshot_id = Some(rec.snapshot_id.clone());
+            v.cbt_base = Some(rec.snapshot_id.clone());
+        }
         // creating → (file) → available, each step durable: a crash in between is finished at start.
         self.commit(&[Change::PutVolume(v.clone())])?;
         let path = self.volume_path(&v.availability_zone, &v.volume_id);
@@ -306,10 +365,16 @@ impl ControlPlane {
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
             .map_err(storage_engine::VolumeError::Io)
-            .and_then(|()| Volume::create(&path, u64::from(v.size_gib) * GIB));
+            .and_then(|()| match &restore {
+                Some((_, m)) => self
+                    .create_restored_files(&path, u64::from(v.size_gib) * GIB, &v.volume_id, m)
+                    .map_err(|e| storage_engine::VolumeError::Io(std::io::Error::other(e.message))),
+                None => Volume::create(&path, u64::from(v.size_gib) * GIB),
+            });
         if let Err(e) = created {
             let _ = self.commit(&[Change::DeleteVolume(v.volume_id.clone())]);
             let _ = Volume::remove(&path);
+            let _ = std::fs::remove_file(snapshots::hydrate_path(&path));
             return Err(if e.kind() == storage_engine::VolumeErrorKind::NoSpace {
                 Ec2Error::new(
                     "InsufficientVolumeCapacity",
@@ -322,6 +387,11 @@ impl ControlPlane {
         v.state = VolumeState::Available;
         self.commit(&[Change::PutVolume(v.clone())])?;
         st.volumes.insert(v.volume_id.clone(), v.clone());
+        if restore.is_some()
+            && let Err(e) = self.start_hydration(&mut st, &v)
+        {
+            tracing::error!(volume_id = %v.volume_id, error = %e.message, "background hydration did not start; cold blocks are fetched on first read");
+        }
         tracing::info!(volume_id = %v.volume_id, size_gib = v.size_gib, volume_type = v.volume_type.as_str(), "volume created");
         Ok(v)
     }
@@ -356,7 +426,7 @@ impl ControlPlane {
         let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
             None => None,
             Some(t) => Some(
-                decode_token(t)
+                decode_token(t, "vol")
                     .ok_or_else(|| Ec2Error::invalid_value("The NextToken is invalid."))?,
             ),
         };
@@ -423,11 +493,49 @@ impl ControlPlane {
                 ));
             }
         }
+        if st.snapshots.values().any(|s| {
+            s.volume_id == volume_id
+                && s.source.is_none()
+                && s.state == crate::catalog::SnapshotState::Pending
+        }) {
+            return Err(Ec2Error::new(
+                "IncorrectState",
+                format!(
+                    "The volume '{volume_id}' has a pending snapshot; delete it when the snapshot completes."
+                ),
+            ));
+        }
+        // A restoring volume is open for its hydration: stop that and wait for it to let go.
+        if let Some(h) = st.open.get(volume_id).and_then(|o| o.hydration.clone()) {
+            h.stop();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while st.holds.contains_key(volume_id) {
+            if std::time::Instant::now() > deadline {
+                return Err(Ec2Error::new(
+                    "IncorrectState",
+                    format!("The volume '{volume_id}' is busy; try again."),
+                ));
+            }
+            drop(st);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            st = self.lock();
+        }
         let mut deleting = v.clone();
         deleting.state = VolumeState::Deleting;
         self.commit(&[Change::PutVolume(deleting)])?;
-        Volume::remove(&self.volume_path(&v.availability_zone, volume_id))
-            .map_err(internal("removing the volume file"))?;
+        let path = self.volume_path(&v.availability_zone, volume_id);
+        Volume::remove(&path).map_err(internal("removing the volume file"))?;
+        match std::fs::remove_file(snapshots::hydrate_path(&path)) {
+            Ok(()) => {
+                if let Err(e) = self.runtime.block_on(self.own_store().unpin(volume_id)) {
+                    tracing::warn!(volume_id, error = %e, "dropping a restore pin");
+                }
+                self.gc_wake.notify_one();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal("removing the hydration state")(e)),
+        }
         self.commit(&[Change::DeleteVolume(volume_id.to_string())])?;
         st.volumes.remove(volume_id);
         tracing::info!(volume_id, "volume deleted");
@@ -436,6 +544,69 @@ impl ControlPlane {
 
     // ------------------------------------------------------------ attachments
 
+    /// The open volume of `v`, opening it if needed.
+    fn ensure_open(&self, st: &mut State, v: &VolumeRecord) -> Result<OpenVolume, Ec2Error> {
+        if let Some(o) = st.open.get(&v.volume_id) {
+            return Ok(o.clone());
+        }
+        let path = self.volume_path(&v.availability_zone, &v.volume_id);
+        let volume = Arc::new(
+            Volume::open(&path, self.engine.clone()).map_err(internal("opening the volume"))?,
+        );
+        let hydration = self.open_hydration(v, &volume)?;
+        let o = OpenVolume {
+            volume,
+            stats: Arc::new(IoStats::default()),
+            throttle: Arc::new(Throttle::new(perf::limits(v))),
+            reservation: (v.volume_type == crate::catalog::VolumeType::Io2)
+                .then(|| Arc::new(tokio::sync::RwLock::new(v.reservation.clone()))),
+            captures: Arc::default(),
+            hydration,
+        };
+        st.open.insert(v.volume_id.clone(), o.clone());
+        Ok(o)
+    }
+
+    /// Opens `v` for background work: it stays open until [`ControlPlane::release_volume`].
+    fn open_volume(&self, st: &mut State, v: &VolumeRecord) -> Result<OpenVolume, Ec2Error> {
+        let o = self.ensure_open(st, v)?;
+        *st.holds.entry(v.volume_id.clone()).or_default() += 1;
+        Ok(o)
+    }
+
+    /// Ends one hold of `volume_id`; returns the open volume for the caller to close if nothing
+    /// uses it any more.
+    fn release_volume(&self, st: &mut State, volume_id: &str) -> Option<OpenVolume> {
+        if let Some(n) = st.holds.get_mut(volume_id) {
+            *n -= 1;
+            if *n == 0 {
+                st.holds.remove(volume_id);
+            }
+        }
+        self.take_if_unused(st, volume_id)
+    }
+
+    /// Removes `volume_id` from the open set if no attachment or hold uses it.
+    fn take_if_unused(&self, st: &mut State, volume_id: &str) -> Option<OpenVolume> {
+        let attached = st
+            .volumes
+            .get(volume_id)
+            .is_some_and(|v| !v.attachments.is_empty());
+        if attached || st.holds.contains_key(volume_id) {
+            return None;
+        }
+        st.open.remove(volume_id)
+    }
+
+    /// Closes a volume taken out of the open set (flush, tracking persisted).
+    fn close_now(&self, closing: Option<OpenVolume>) {
+        if let Some(open) = closing
+            && let Err(e) = self.runtime.block_on(open.volume.close())
+        {
+            tracing::error!(path = %open.volume.path().display(), error = %e, "clean close failed");
+        }
+    }
+
     /// Opens (or reuses) the volume of `v` and serves `a` over NBD.
     fn export(
         &self,
@@ -443,23 +614,7 @@ impl ControlPlane {
         v: &VolumeRecord,
         a: &AttachmentRecord,
     ) -> Result<(), Ec2Error> {
-        let open = match st.open.get(&v.volume_id) {
-            Some(o) => o.clone(),
-            None => {
-                let path = self.volume_path(&v.availability_zone, &v.volume_id);
-                let volume = Volume::open(&path, self.engine.clone())
-                    .map_err(internal("opening the volume"))?;
-                let o = OpenVolume {
-                    volume: Arc::new(volume),
-                    stats: Arc::new(IoStats::default()),
-                    throttle: Arc::new(Throttle::new(perf::limits(v))),
-                    reservation: (v.volume_type == crate::catalog::VolumeType::Io2)
-                        .then(|| Arc::new(tokio::sync::RwLock::new(v.reservation.clone()))),
-                };
-                st.open.insert(v.volume_id.clone(), o.clone());
-                o
-            }
-        };
+        let open = self.ensure_open(st, v)?;
         let export = Export::new(
             v.volume_id.clone(),
             a.instance_id.clone(),
@@ -575,9 +730,9 @@ impl ControlPlane {
         self.export(&mut st, &nv, &a)?;
         if let Err(e) = self.commit(&[Change::PutVolume(nv.clone())]) {
             self.exports.remove(&a.token);
-            if v.attachments.is_empty() {
-                st.open.remove(&v.volume_id);
-            }
+            let closing = self.take_if_unused(&mut st, &v.volume_id);
+            drop(st);
+            self.close_now(closing);
             return Err(e);
         }
         st.volumes.insert(nv.volume_id.clone(), nv);
@@ -673,18 +828,10 @@ impl ControlPlane {
             nv.state = VolumeState::Available;
         }
         self.commit(&[Change::PutVolume(nv.clone())])?;
-        let closing = if nv.attachments.is_empty() {
-            st.open.remove(&nv.volume_id)
-        } else {
-            None
-        };
-        st.volumes.insert(nv.volume_id.clone(), nv);
+        st.volumes.insert(nv.volume_id.clone(), nv.clone());
+        let closing = self.take_if_unused(&mut st, &nv.volume_id);
         drop(st);
-        if let Some(open) = closing
-            && let Err(e) = self.runtime.block_on(open.volume.close())
-        {
-            tracing::error!(volume_id = %req.volume_id, error = %e, "clean close after detach failed");
-        }
+        self.close_now(closing);
         // A detached host keeps no reservation registration.
         self.forget_registration(&req.volume_id, &a.instance_id)?;
         a.state = AttachmentState::Detached;
@@ -902,6 +1049,7 @@ impl ControlPlane {
         for export in self.exports.drain() {
             export.fence().await;
         }
+        self.stop_snapshot_work().await;
         let open: Vec<(String, OpenVolume)> = self.lock().open.drain().collect();
         for (id, o) in open {
             if let Err(e) = o.volume.close().await {
@@ -930,6 +1078,12 @@ fn apply(st: &mut State, changes: Vec<Change>) {
             }
             Change::DeleteHost(id) => {
                 st.hosts.remove(&id);
+            }
+            Change::PutSnapshot(snap) => {
+                st.snapshots.insert(snap.snapshot_id.clone(), snap);
+            }
+            Change::DeleteSnapshot(id) => {
+                st.snapshots.remove(&id);
             }
         }
     }
@@ -1017,7 +1171,7 @@ fn encode_token(last: &str) -> String {
     last.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_token(t: &str) -> Option<String> {
+fn decode_token(t: &str, prefix: &str) -> Option<String> {
     if !t.len().is_multiple_of(2) {
         return None;
     }
@@ -1026,7 +1180,7 @@ fn decode_token(t: &str) -> Option<String> {
         .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
         .collect();
     let s = String::from_utf8(bytes?).ok()?;
-    ids::is_valid_id(&s, "vol").then_some(s)
+    ids::is_valid_id(&s, prefix).then_some(s)
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ struct Fixture {
     dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
     exports: Arc<Exports>,
-    cp: ControlPlane,
+    cp: Arc<ControlPlane>,
 }
 
-fn open_at(dir: &Path, rt: &tokio::runtime::Runtime) -> (Arc<Exports>, ControlPlane) {
+fn open_at(dir: &Path, rt: &tokio::runtime::Runtime) -> (Arc<Exports>, Arc<ControlPlane>) {
     open_with(dir, rt, std::time::Duration::ZERO)
 }
 
@@ -19,7 +19,7 @@ fn open_with(
     dir: &Path,
     rt: &tokio::runtime::Runtime,
     optimization: std::time::Duration,
-) -> (Arc<Exports>, ControlPlane) {
+) -> (Arc<Exports>, Arc<ControlPlane>) {
     let exports = Arc::new(Exports::default());
     let catalog = Arc::new(RedbCatalog::open(&dir.join("catalog.redb")).unwrap());
     let engine = Engine::start(storage_engine::EngineKind::Sync, 2).unwrap();
@@ -29,6 +29,14 @@ fn open_with(
         data_dir: dir.to_path_buf(),
         nbd_addr: "127.0.0.1:10809".parse().unwrap(),
         optimization_time: optimization,
+        snapshots: SnapshotConfig {
+            stores: vec![(
+                "us-east-1".into(),
+                snapshot::Store::local(&dir.join("snapshots").join("us-east-1")).unwrap(),
+            )],
+            min_interval: std::time::Duration::ZERO,
+            default_initialization_rate_mib: 0,
+        },
     };
     let cp = ControlPlane::open(
         cfg,

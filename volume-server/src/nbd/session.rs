@@ -300,7 +300,26 @@ impl Session {
                 } else {
                     MAX_EXTENTS
                 };
-                match vol.block_status(offset, len, max) {
+                // A restoring volume's cold blocks are holes in its file but hold snapshot
+                // data: until it is fully local, report everything as data.
+                let restoring = self
+                    .export
+                    .open
+                    .hydration
+                    .as_ref()
+                    .is_some_and(|h| !h.is_complete());
+                let status = vol.block_status(offset, len, max).map(|extents| {
+                    if restoring {
+                        let total = extents.iter().map(|e| e.length).sum();
+                        vec![Extent {
+                            length: total,
+                            hole: false,
+                        }]
+                    } else {
+                        extents
+                    }
+                });
+                match status {
                     Ok(extents) => self.encode_block_status(req.cookie, &extents),
                     Err(e) => self.fail(&req, errno(req.cmd, &e), e.to_string()),
                 }
@@ -417,6 +436,7 @@ async fn run(export: Arc<Export>, guard: GateGuard, req: Request, payload: Bytes
                 errno: match &e {
                     IoError::Fenced => ESHUTDOWN,
                     IoError::Reservation(_) => EPERM,
+                    IoError::Hydrate(_) => EIO,
                     IoError::Volume(v) => errno(req.cmd, v),
                 },
                 message: e.to_string(),
