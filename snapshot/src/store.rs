@@ -116,8 +116,16 @@ fn manifest_path(id: &str) -> Path {
 }
 
 impl Store {
-    /// Opens the store at `url`: `file:///abs/dir` or a directory path (created if missing).
+    /// Opens the store at `url`:
+    /// - `file:///abs/dir` or a plain directory path (created if missing);
+    /// - `s3://BUCKET[/PREFIX][?KEY=VALUE&...]`: any S3-compatible store. Settings come from the
+    ///   `AWS_*` environment variables (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, …) and from the
+    ///   query, whose keys are the same names without `aws_` (`endpoint`, `region`,
+    ///   `allow_http`, `access_key_id`, `secret_access_key`, …).
     pub fn open(url: &str) -> Result<Store, StoreError> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            return Store::s3(url, rest);
+        }
         let dir = if let Some(rest) = url.strip_prefix("file://") {
             PathBuf::from(rest)
         } else if url.contains("://") {
@@ -126,6 +134,41 @@ impl Store {
             PathBuf::from(url)
         };
         Store::local(&dir)
+    }
+
+    fn s3(url: &str, rest: &str) -> Result<Store, StoreError> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let bad = || StoreError::UnsupportedUrl(url.to_string());
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+        if bucket.is_empty() {
+            return Err(bad());
+        }
+        // reqwest is built without a default TLS provider: ring, installed once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(bad)?;
+            let key: AmazonS3ConfigKey = k.parse().map_err(|_| bad())?;
+            builder = builder.with_config(key, v);
+        }
+        let s3 = builder.build().map_err(|source| StoreError::Backend {
+            store: url.to_string(),
+            source: Box::new(source),
+        })?;
+        let os: Arc<dyn ObjectStore> = if prefix.trim_matches('/').is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(
+                s3,
+                prefix.trim_matches('/'),
+            ))
+        };
+        // The query may carry credentials: never print it.
+        Ok(Store::from_object_store(
+            os,
+            url.split('?').next().unwrap_or(url),
+        ))
     }
 
     /// A store in the local directory `dir` (created if missing).

@@ -79,11 +79,12 @@ async fn contents(store: &Store, m: &Manifest) -> Vec<u8> {
     out
 }
 
-#[tokio::test]
-async fn full_then_incremental_snapshot_round_trips_and_stores_only_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::local(&dir.path().join("store")).unwrap();
-    let path = dir.path().join("v.img");
+async fn full_then_incremental_snapshot_round_trips_and_stores_only_changes(
+    dir: &Path,
+    mk: &dyn Fn(&str) -> Store,
+) {
+    let store = mk("store");
+    let path = dir.join("v.img");
     Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
     let vol = Arc::new(Volume::open(&path, engine()).unwrap());
     // Random data in blocks 0..8, a repeated block at 8 and 9, zeros after.
@@ -104,7 +105,7 @@ async fn full_then_incremental_snapshot_round_trips_and_stores_only_changes() {
     assert_eq!(changed, (0..10).collect::<Vec<_>>());
     vol.changed_blocks().reset();
     let (m1, s1) = snap(
-        dir.path(),
+        dir,
         &store,
         &vol,
         changed,
@@ -130,7 +131,7 @@ async fn full_then_incremental_snapshot_round_trips_and_stores_only_changes() {
     };
     assert_eq!(changed, vec![3, 9]);
     let (m2, s2) = snap(
-        dir.path(),
+        dir,
         &store,
         &vol,
         changed,
@@ -151,11 +152,12 @@ async fn full_then_incremental_snapshot_round_trips_and_stores_only_changes() {
     assert_eq!(contents(&store, &m1).await, full);
 }
 
-#[tokio::test]
-async fn writes_after_the_point_in_time_never_reach_the_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::local(&dir.path().join("store")).unwrap();
-    let path = dir.path().join("v.img");
+async fn writes_after_the_point_in_time_never_reach_the_snapshot(
+    dir: &Path,
+    mk: &dyn Fn(&str) -> Store,
+) {
+    let store = mk("store");
+    let path = dir.join("v.img");
     Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
     let vol = Arc::new(Volume::open(&path, engine()).unwrap());
     let before = random((BLOCKS * BLOCK_SIZE) as usize);
@@ -168,7 +170,7 @@ async fn writes_after_the_point_in_time_never_reach_the_snapshot() {
             vol.clone(),
             None,
             (0..BLOCKS).collect(),
-            &dir.path().join("side"),
+            &dir.join("side"),
         )
         .unwrap(),
     );
@@ -205,22 +207,23 @@ async fn writes_after_the_point_in_time_never_reach_the_snapshot() {
     );
     assert!(cap.saved_by_writers() > 0 || m.blocks.len() == BLOCKS as usize);
     cap.finish();
-    assert!(!dir.path().join("side").exists());
+    assert!(!dir.join("side").exists());
 }
 
-#[tokio::test]
-async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference() {
-    let dir = tempfile::tempdir().unwrap();
-    let east = Store::local(&dir.path().join("east")).unwrap();
-    let west = Store::local(&dir.path().join("west")).unwrap();
-    let path = dir.path().join("v.img");
+async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference(
+    dir: &Path,
+    mk: &dyn Fn(&str) -> Store,
+) {
+    let east = mk("east");
+    let west = mk("west");
+    let path = dir.join("v.img");
     Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
     let vol = Arc::new(Volume::open(&path, engine()).unwrap());
     vol.write(0, Bytes::from(random(4 * BLOCK_SIZE as usize)), false)
         .await
         .unwrap();
     let (m1, _) = snap(
-        dir.path(),
+        dir,
         &east,
         &vol,
         (0..4).collect(),
@@ -232,7 +235,7 @@ async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference() 
         .await
         .unwrap();
     let (m2, _) = snap(
-        dir.path(),
+        dir,
         &east,
         &vol,
         vec![1],
@@ -318,10 +321,8 @@ async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference() 
     assert!(east.list_blocks().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_corrupt_or_missing_block_is_an_error_not_zeros() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::local(&dir.path().join("s")).unwrap();
+async fn a_corrupt_or_missing_block_is_an_error_not_zeros(_dir: &Path, mk: &dyn Fn(&str) -> Store) {
+    let store = mk("s");
     let data = random(BLOCK_SIZE as usize);
     let key = BlockKey::of(&data);
     let mut stored = block::encode(&data);
@@ -336,4 +337,126 @@ async fn a_corrupt_or_missing_block_is_an_error_not_zeros() {
     store.delete_block(&key).await.unwrap();
     let err = store.get_block(&key).await.unwrap_err().to_string();
     assert!(err.contains("missing"), "{err}");
+}
+
+/// Runs each scenario on a local store and on an S3-compatible one.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let root = dir.path().to_path_buf();
+                    super::$name(dir.path(), &|n| Store::local(&root.join(n)).unwrap()).await;
+                }
+            )*
+            use super::Store;
+        }
+        mod s3 {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(moto) = super::moto::Moto::start() else {
+                        return;
+                    };
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$name(dir.path(), &|n| moto.store(n)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    full_then_incremental_snapshot_round_trips_and_stores_only_changes,
+    writes_after_the_point_in_time_never_reach_the_snapshot,
+    copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference,
+    a_corrupt_or_missing_block_is_an_error_not_zeros,
+);
+
+/// A real S3-compatible server for tests: moto (`pip install 'moto[server]'`) on loopback.
+mod moto {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use crate::store::Store;
+
+    /// A `moto_server` child process and one bucket in it; killed on drop.
+    pub struct Moto {
+        child: Child,
+        port: u16,
+        bucket: String,
+    }
+
+    impl Moto {
+        /// Starts moto with a fresh bucket, or skips (returns `None`) if it is not installed;
+        /// under `EBS_REQUIRE_INTEROP=1` a missing moto fails the test instead.
+        pub fn start() -> Option<Moto> {
+            let found = std::env::var_os("PATH").is_some_and(|p| {
+                std::env::split_paths(&p).any(|d| d.join("moto_server").is_file())
+            });
+            if !found {
+                assert!(
+                    std::env::var("EBS_REQUIRE_INTEROP").as_deref() != Ok("1"),
+                    "EBS_REQUIRE_INTEROP=1 but moto_server is not installed (pip install 'moto[server]')"
+                );
+                let _ = writeln!(std::io::stderr(), "SKIPPED: moto_server not installed");
+                return None;
+            }
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap();
+            let child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut moto = Moto {
+                child,
+                port,
+                bucket: format!("b{:016x}", rand::random::<u64>()),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "moto_server did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            moto.create_bucket();
+            Some(moto)
+        }
+
+        fn create_bucket(&mut self) {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+            write!(
+                s,
+                "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.bucket, self.port
+            )
+            .unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200"), "create bucket: {reply}");
+        }
+
+        /// A store under prefix `name` of this moto's bucket.
+        pub fn store(&self, name: &str) -> Store {
+            Store::open(&format!(
+                "s3://{}/{name}?endpoint=http://127.0.0.1:{}&allow_http=true&access_key_id=test&secret_access_key=test&region=us-east-1",
+                self.bucket, self.port
+            ))
+            .unwrap()
+        }
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
