@@ -6,9 +6,9 @@
 //! leaves unreferenced blocks (reclaimed by garbage collection), never a manifest naming a block
 //! that is missing.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 
@@ -60,6 +60,7 @@ async fn one_block(
     store: &Store,
     capture: &Capture,
     index: u64,
+    seen: &Mutex<HashSet<BlockKey>>,
 ) -> Result<(u64, Option<BlockKey>, Option<u64>), CreateError> {
     let data = capture.read_block(index).await?;
     let (data, key) = blocking(move || {
@@ -74,7 +75,9 @@ async fn one_block(
     let Some(key) = key else {
         return Ok((index, None, None));
     };
-    if store.has_block(&key).await? {
+    // Equal blocks of one snapshot are stored once, even when read at the same time.
+    let first = seen.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    if !first || store.has_block(&key).await? {
         return Ok((index, Some(key), None));
     }
     let stored = blocking(move || block::encode(&data)).await?;
@@ -96,10 +99,12 @@ pub async fn take(
     let mut delta = Delta::new();
     let mut stats = CreateStats::default();
     let wanted = capture.wanted().to_vec();
+    let seen = Mutex::new(HashSet::new());
+    let seen = &seen;
     let mut results = futures::stream::iter(wanted)
         .map(|b| {
             let capture = capture.clone();
-            async move { one_block(store, &capture, b).await }
+            async move { one_block(store, &capture, b, seen).await }
         })
         .buffer_unordered(PARALLEL_BLOCKS);
     while let Some(r) = results.next().await {

@@ -1,12 +1,16 @@
 //! Lazy restore: a volume created from a snapshot is usable at once; each 512 KiB block is
 //! fetched from the store on first touch, and a background task hydrates the rest.
 //!
-//! # Invariant
-//! A block is `LOCAL` in memory only once its data is in the volume file *and* its bit in the
-//! sidecar is durable. Every read and write of the data path waits for `LOCAL` first, so:
-//! - hydration never overwrites a user's write (the user write waited for the block);
+//! # Block states and the invariant
+//! `COLD` → (`FETCHING`) → `CACHED` (in the volume file, not yet durable; a read fetched it) →
+//! `LOCAL` (data durable *and* its sidecar bit durable). Reads wait for `CACHED` or `LOCAL`;
+//! writes wait for `LOCAL` ([`Hydration::ensure_durable`]), so:
+//! - hydration never overwrites a user's write (the write waited for the block);
 //! - after a crash, a block whose bit is set holds snapshot data or later user writes, and a
-//!   block whose bit is clear is fetched again (whatever partial data it had is replaced).
+//!   block whose bit is clear (never written by a user) is fetched again.
+//!
+//! A cold read thus costs a fetch and a page-cache write, not two `fsync`s; the first write to
+//! such a block pays for making it durable.
 //!
 //! # Sidecar (`<volume>.hydrate`, integers little-endian)
 //! ```text
@@ -45,6 +49,7 @@ const HEADER_LEN: u64 = 32;
 const COLD: u8 = 0;
 const FETCHING: u8 = 1;
 const LOCAL: u8 = 2;
+const CACHED: u8 = 3;
 
 /// Why a block could not be made local.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +86,10 @@ pub struct Hydration {
     manifest: Arc<Manifest>,
     volume: Arc<Volume>,
     state: Vec<AtomicU8>,
-    /// Blocks not yet `LOCAL`.
+    /// Blocks `COLD` (or being fetched from cold).
     cold: AtomicU64,
+    /// Blocks `CACHED` (or being made durable from cached).
+    volatile: AtomicU64,
     /// Mirror of the sidecar bitmap; written under `sidecar`'s lock.
     bits: Vec<AtomicU64>,
     sidecar: Mutex<File>,
@@ -175,6 +182,7 @@ impl Hydration {
             volume,
             state,
             cold: AtomicU64::new(cold),
+            volatile: AtomicU64::new(0),
             bits,
             sidecar: Mutex::new(f),
             path: path.to_path_buf(),
@@ -188,9 +196,9 @@ impl Hydration {
         &self.manifest.snapshot_id
     }
 
-    /// Whether every block is local.
+    /// Whether every block is local and durable.
     pub fn is_complete(&self) -> bool {
-        self.cold.load(Ordering::Acquire) == 0
+        self.cold.load(Ordering::Acquire) == 0 && self.volatile.load(Ordering::Acquire) == 0
     }
 
     /// (local blocks, all blocks).
@@ -203,7 +211,7 @@ impl Hydration {
     pub fn is_local(&self, index: u64) -> bool {
         self.state
             .get(index as usize)
-            .is_none_or(|s| s.load(Ordering::Acquire) == LOCAL)
+            .is_none_or(|s| matches!(s.load(Ordering::Acquire), LOCAL | CACHED))
     }
 
     /// The sidecar file.
@@ -216,42 +224,70 @@ impl Hydration {
         self.stop.store(true, Ordering::Release);
     }
 
-    /// Makes every block of `[offset, offset + len)` local, fetching cold ones.
+    /// Makes every block of `[offset, offset + len)` readable, fetching cold ones.
     pub async fn ensure(&self, offset: u64, len: u64) -> Result<(), HydrateError> {
-        if self.is_complete() || len == 0 {
+        if self.cold.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        self.ensure_range(offset, len, false).await
+    }
+
+    /// Makes every block of `[offset, offset + len)` local and durable: call before a write.
+    pub async fn ensure_durable(&self, offset: u64, len: u64) -> Result<(), HydrateError> {
+        if self.is_complete() {
+            return Ok(());
+        }
+        self.ensure_range(offset, len, true).await
+    }
+
+    async fn ensure_range(&self, offset: u64, len: u64, durable: bool) -> Result<(), HydrateError> {
+        if len == 0 {
             return Ok(());
         }
         let first = offset / BLOCK_SIZE;
         let last = (offset.saturating_add(len - 1) / BLOCK_SIZE).min(self.state.len() as u64 - 1);
         for b in first..=last {
-            self.ensure_block(b).await?;
+            self.ensure_block(b, durable).await?;
         }
         Ok(())
     }
 
-    async fn ensure_block(&self, b: u64) -> Result<(), HydrateError> {
+    async fn ensure_block(&self, b: u64, durable: bool) -> Result<(), HydrateError> {
         let slot = &self.state[b as usize];
         loop {
-            match slot.load(Ordering::Acquire) {
+            let from = slot.load(Ordering::Acquire);
+            match from {
                 LOCAL => return Ok(()),
-                COLD => {
+                CACHED if !durable => return Ok(()),
+                COLD | CACHED => {
                     if slot
-                        .compare_exchange(COLD, FETCHING, Ordering::AcqRel, Ordering::Acquire)
+                        .compare_exchange(from, FETCHING, Ordering::AcqRel, Ordering::Acquire)
                         .is_err()
                     {
                         continue;
                     }
-                    let r = self.fetch(b, true).await;
-                    let r = match r {
-                        Ok(()) => self.persist(&[b]),
-                        Err(e) => Err(e),
+                    let mut r = if from == COLD {
+                        self.fetch(b, durable).await
+                    } else {
+                        self.flush(b).await
                     };
-                    self.publish(&[b], r.is_ok());
+                    if durable && r.is_ok() {
+                        r = self.persist(&[b]);
+                    }
+                    let to = if durable { LOCAL } else { CACHED };
+                    self.publish(&[(b, from)], r.is_ok().then_some(to));
                     return r;
                 }
                 _ => self.wait(slot, FETCHING).await,
             }
         }
+    }
+
+    async fn flush(&self, b: u64) -> Result<(), HydrateError> {
+        self.volume.flush().await.map_err(|e| HydrateError::Local {
+            index: b,
+            source: io::Error::other(e),
+        })
     }
 
     async fn wait(&self, slot: &AtomicU8, seen: u8) {
@@ -312,11 +348,20 @@ impl Hydration {
         f.sync_data().map_err(err)
     }
 
-    fn publish(&self, blocks: &[u64], ok: bool) {
-        for &b in blocks {
-            self.state[b as usize].store(if ok { LOCAL } else { COLD }, Ordering::Release);
-            if ok {
-                self.cold.fetch_sub(1, Ordering::AcqRel);
+    /// Moves claimed blocks (each with the state it was claimed from) to `to`, or back to
+    /// their old state when `to` is `None` (the work failed).
+    fn publish(&self, blocks: &[(u64, u8)], to: Option<u8>) {
+        for &(b, from) in blocks {
+            let to = to.unwrap_or(from);
+            self.state[b as usize].store(to, Ordering::Release);
+            if to != from {
+                match from {
+                    COLD => self.cold.fetch_sub(1, Ordering::AcqRel),
+                    _ => self.volatile.fetch_sub(1, Ordering::AcqRel),
+                };
+                if to == CACHED {
+                    self.volatile.fetch_add(1, Ordering::AcqRel);
+                }
             }
         }
         self.changed.notify_waiters();
@@ -328,53 +373,62 @@ impl Hydration {
         const BATCH: usize = 16;
         let start = Instant::now();
         let mut moved = 0u64;
-        let mut next = 0u64;
         let n = self.state.len() as u64;
-        while next < n && !self.stop.load(Ordering::Acquire) {
-            let mut batch = Vec::with_capacity(BATCH);
-            while next < n && batch.len() < BATCH {
-                let slot = &self.state[next as usize];
-                if slot
-                    .compare_exchange(COLD, FETCHING, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
-                    batch.push(next);
-                }
-                next += 1;
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            let results: Vec<Result<(), HydrateError>> = futures::stream::iter(batch.clone())
-                .map(|b| self.fetch(b, false))
-                .buffered(4)
-                .collect()
-                .await;
-            let mut r: Result<(), HydrateError> = results.into_iter().collect();
-            if r.is_ok() {
-                r = self
-                    .volume
-                    .flush()
-                    .await
-                    .map_err(|e| HydrateError::Local {
-                        index: batch[0],
-                        source: io::Error::other(e),
-                    })
-                    .and_then(|()| self.persist(&batch));
-            }
-            self.publish(&batch, r.is_ok());
-            r?;
-            moved += batch.len() as u64 * BLOCK_SIZE;
-            if rate > 0 {
-                let due = Duration::from_secs_f64(moved as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(start.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-        // Blocks a foreground read was still fetching when the scan passed them.
+        // Passes until every block is durable: a foreground read may cache a block behind the
+        // scan, and a block being fetched by one is skipped until the next pass.
         while !self.is_complete() && !self.stop.load(Ordering::Acquire) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let mut next = 0u64;
+            let mut claimed_any = false;
+            while next < n && !self.stop.load(Ordering::Acquire) {
+                let mut batch: Vec<(u64, u8)> = Vec::with_capacity(BATCH);
+                while next < n && batch.len() < BATCH {
+                    let slot = &self.state[next as usize];
+                    let from = slot.load(Ordering::Acquire);
+                    if matches!(from, COLD | CACHED)
+                        && slot
+                            .compare_exchange(from, FETCHING, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok()
+                    {
+                        batch.push((next, from));
+                    }
+                    next += 1;
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                claimed_any = true;
+                let fetched: Vec<Result<(), HydrateError>> = futures::stream::iter(batch.clone())
+                    .map(|(b, from)| async move {
+                        if from == COLD {
+                            self.fetch(b, false).await
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .buffered(4)
+                    .collect()
+                    .await;
+                let mut r: Result<(), HydrateError> = fetched.into_iter().collect();
+                if r.is_ok() {
+                    let blocks: Vec<u64> = batch.iter().map(|(b, _)| *b).collect();
+                    r = self
+                        .flush(blocks[0])
+                        .await
+                        .and_then(|()| self.persist(&blocks));
+                }
+                self.publish(&batch, r.is_ok().then_some(LOCAL));
+                r?;
+                moved += batch.len() as u64 * BLOCK_SIZE;
+                if rate > 0 {
+                    let due = Duration::from_secs_f64(moved as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(start.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+            if !claimed_any {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         Ok(self.is_complete())
     }
@@ -457,6 +511,40 @@ mod tests {
         );
         let again = Hydration::open(&side, store, m, vol).unwrap();
         assert!(again.is_complete());
+    }
+
+    #[tokio::test]
+    async fn only_blocks_made_durable_survive_a_crash_as_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, m, blocks, vol_path, side) = fixture(dir.path()).await;
+        let vol = Arc::new(
+            Volume::open(
+                &vol_path,
+                Engine::start(storage_engine::EngineKind::Sync, 2).unwrap(),
+            )
+            .unwrap(),
+        );
+        let h = Hydration::open(&side, store.clone(), m.clone(), vol.clone()).unwrap();
+        h.ensure(0, 512).await.unwrap(); // a read: cached, not durable
+        h.ensure_durable(BLOCK_SIZE, 512).await.unwrap(); // a write: durable
+        assert!(h.is_local(0) && h.is_local(1) && !h.is_complete());
+        // A user write lands on block 1 only after it was durable; then the server "crashes".
+        vol.write(BLOCK_SIZE, Bytes::from(vec![0xee; 4096]), true)
+            .await
+            .unwrap();
+        drop(h);
+        let again = Hydration::open(&side, store, m, vol.clone()).unwrap();
+        assert!(
+            !again.is_local(0),
+            "a block only a read fetched is fetched again"
+        );
+        assert!(again.is_local(1), "a block made durable stays local");
+        // Re-hydrating never overwrites the user's write.
+        assert!(again.run_background(0).await.unwrap());
+        let b1 = vol.read(BLOCK_SIZE, BLOCK_SIZE).await.unwrap();
+        assert_eq!(&b1[..4096], &[0xee; 4096][..]);
+        assert_eq!(&b1[4096..], &blocks[1][4096..]);
+        assert_eq!(vol.read(0, BLOCK_SIZE).await.unwrap(), blocks[0]);
     }
 
     #[tokio::test]

@@ -179,7 +179,11 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, I
     };
     let range = req.range();
     if let (Some(h), Some((offset, len))) = (&export.open.hydration, range) {
-        h.ensure(offset, len).await?;
+        if req.is_write() {
+            h.ensure_durable(offset, len).await?;
+        } else {
+            h.ensure(offset, len).await?;
+        }
     }
     // Held across the capture and the write, so installing a capture (which takes this lock
     // for writing) waits until no write is between the two.
