@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::catalog::SnapshotRecord;
 use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
+use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
 use crate::control::snapshots::{OWNER_ID, SnapshotView};
@@ -93,7 +94,7 @@ fn volume(cp: &ControlPlane, v: &VolumeRecord) -> pb::Volume {
         throughput: v.throughput.map(|n| n as i32),
         encrypted: false,
         multi_attach_enabled: v.multi_attach_enabled,
-        fast_restored: false,
+        fast_restored: v.fast_restored,
         tags: tags(&v.tags),
         initialization_progress: cp.initialization_progress(&v.volume_id).map(|p| p as i32),
     }
@@ -120,6 +121,35 @@ fn snapshot(s: &SnapshotView) -> pb::Snapshot {
         blocks_written: r.blocks_written as i64,
         source_region,
         source_snapshot_id,
+    }
+}
+
+fn fsr(v: &FsrView) -> pb::FastSnapshotRestore {
+    let f = &v.record;
+    pb::FastSnapshotRestore {
+        snapshot_id: f.snapshot_id.clone(),
+        availability_zone: f.availability_zone.clone(),
+        state: v.state.to_string(),
+        state_transition_reason: match v.state {
+            "disabled" => "Client.UserInitiated - Lifecycle state transition",
+            _ => "Client.UserInitiated",
+        }
+        .to_string(),
+        owner_id: OWNER_ID.to_string(),
+        enabling_time: format_time(f.enabling_ms),
+        optimizing_time: v.optimizing_ms.map(format_time).unwrap_or_default(),
+        enabled_time: v.enabled_ms.map(format_time).unwrap_or_default(),
+        disabling_time: f.disabled_ms.map(format_time).unwrap_or_default(),
+        disabled_time: f.disabled_ms.map(format_time).unwrap_or_default(),
+    }
+}
+
+fn fsr_result(
+    (ok, failed): (Vec<FsrView>, Vec<pb::FastSnapshotRestoreError>),
+) -> pb::FastSnapshotRestoresResult {
+    pb::FastSnapshotRestoresResult {
+        successful: ok.iter().map(fsr).collect(),
+        unsuccessful: failed,
     }
 }
 
@@ -504,6 +534,112 @@ impl VolumeService for VolumeApi {
         Ok(Response::new(pb::CopySnapshotResponse {
             snapshot_id: r.snapshot_id,
         }))
+    }
+
+    async fn enable_fast_snapshot_restores(
+        &self,
+        req: Request<pb::EnableFastSnapshotRestoresRequest>,
+    ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
+        let req = req.into_inner();
+        let r = self
+            .run(move |cp| cp.enable_fast_snapshot_restores(req))
+            .await?;
+        Ok(Response::new(fsr_result(r)))
+    }
+
+    async fn disable_fast_snapshot_restores(
+        &self,
+        req: Request<pb::DisableFastSnapshotRestoresRequest>,
+    ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
+        let req = req.into_inner();
+        let r = self
+            .run(move |cp| cp.disable_fast_snapshot_restores(req))
+            .await?;
+        Ok(Response::new(fsr_result(r)))
+    }
+
+    async fn describe_fast_snapshot_restores(
+        &self,
+        req: Request<pb::DescribeFastSnapshotRestoresRequest>,
+    ) -> Result<Response<pb::DescribeFastSnapshotRestoresResponse>, Status> {
+        let req = req.into_inner();
+        let (views, next_token) = self
+            .run(move |cp| cp.describe_fast_snapshot_restores(req))
+            .await?;
+        Ok(Response::new(pb::DescribeFastSnapshotRestoresResponse {
+            fast_snapshot_restores: views.iter().map(fsr).collect(),
+            next_token,
+        }))
+    }
+
+    async fn start_snapshot(
+        &self,
+        req: Request<pb::StartSnapshotRequest>,
+    ) -> Result<Response<pb::StartSnapshotResponse>, Status> {
+        let req = req.into_inner();
+        let (r, parent) = self.run(move |cp| cp.start_snapshot(req)).await?;
+        Ok(Response::new(pb::StartSnapshotResponse {
+            snapshot_id: r.snapshot_id.clone(),
+            owner_id: OWNER_ID.to_string(),
+            status: r.state.as_str().to_string(),
+            start_time: format_time(r.start_ms),
+            volume_size: i64::from(r.volume_size_gib),
+            block_size: snapshot::BLOCK_SIZE as i32,
+            tags: tags(&r.tags),
+            parent_snapshot_id: parent.unwrap_or_default(),
+            description: r.description,
+        }))
+    }
+
+    async fn put_snapshot_block(
+        &self,
+        req: Request<pb::PutSnapshotBlockRequest>,
+    ) -> Result<Response<pb::PutSnapshotBlockResponse>, Status> {
+        let req = req.into_inner();
+        let checksum = self.run(move |cp| cp.put_snapshot_block(req)).await?;
+        Ok(Response::new(pb::PutSnapshotBlockResponse {
+            checksum,
+            checksum_algorithm: "SHA256".into(),
+        }))
+    }
+
+    async fn complete_snapshot(
+        &self,
+        req: Request<pb::CompleteSnapshotRequest>,
+    ) -> Result<Response<pb::CompleteSnapshotResponse>, Status> {
+        let req = req.into_inner();
+        let status = self.run(move |cp| cp.complete_snapshot(req)).await?;
+        Ok(Response::new(pb::CompleteSnapshotResponse { status }))
+    }
+
+    async fn list_snapshot_blocks(
+        &self,
+        req: Request<pb::ListSnapshotBlocksRequest>,
+    ) -> Result<Response<pb::ListSnapshotBlocksResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.list_snapshot_blocks(req))
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_changed_blocks(
+        &self,
+        req: Request<pb::ListChangedBlocksRequest>,
+    ) -> Result<Response<pb::ListChangedBlocksResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.list_changed_blocks(req))
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_snapshot_block(
+        &self,
+        req: Request<pb::GetSnapshotBlockRequest>,
+    ) -> Result<Response<pb::GetSnapshotBlockResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.get_snapshot_block(req))
+            .await
+            .map(Response::new)
     }
 
     async fn delete_volume(

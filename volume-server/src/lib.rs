@@ -118,6 +118,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             stores,
             min_interval: cfg.snapshot_min_interval,
             default_initialization_rate_mib: cfg.default_initialization_rate,
+            fsr_time_scale: cfg.fsr_time_scale,
         },
     };
     let control = {

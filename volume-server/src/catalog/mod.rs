@@ -223,6 +223,9 @@ pub struct VolumeRecord {
     /// Volumes restored from a snapshot: background hydration rate, MiB/s.
     #[serde(default)]
     pub initialization_rate_mib: Option<u32>,
+    /// Created with a fast snapshot restore credit: fully initialized when available.
+    #[serde(default)]
+    pub fast_restored: bool,
 }
 
 #[cfg(test)]
@@ -254,6 +257,7 @@ impl VolumeRecord {
             reservation: ReservationRecord::default(),
             cbt_base: None,
             initialization_rate_mib: None,
+            fast_restored: false,
         }
     }
 }
@@ -370,6 +374,33 @@ pub struct SnapshotRecord {
     pub delete_requested: bool,
 }
 
+/// Fast snapshot restore of one snapshot in one availability zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsrRecord {
+    /// `snap-…`.
+    pub snapshot_id: String,
+    /// The zone.
+    pub availability_zone: String,
+    /// When it was enabled (ms since the epoch); optimizing follows at once.
+    pub enabling_ms: u64,
+    /// When optimizing ends and the state is `enabled`.
+    pub enabled_ms: u64,
+    /// When it was disabled, if it was.
+    #[serde(default)]
+    pub disabled_ms: Option<u64>,
+    /// Credits in the bucket at `credits_ms`.
+    pub credits: f64,
+    /// When `credits` was last brought up to date.
+    pub credits_ms: u64,
+}
+
+impl FsrRecord {
+    /// The catalog key: `<snapshot>/<zone>`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.snapshot_id, self.availability_zone)
+    }
+}
+
 /// Everything the catalog holds.
 #[derive(Debug, Default)]
 pub struct CatalogContents {
@@ -379,6 +410,8 @@ pub struct CatalogContents {
     pub hosts: Vec<HostRecord>,
     /// All snapshots of this region.
     pub snapshots: Vec<SnapshotRecord>,
+    /// Fast snapshot restore settings.
+    pub fsr: Vec<FsrRecord>,
 }
 
 /// One change in a transaction.
@@ -396,6 +429,10 @@ pub enum Change {
     PutSnapshot(SnapshotRecord),
     /// Remove a snapshot.
     DeleteSnapshot(String),
+    /// Insert or replace a fast snapshot restore setting.
+    PutFsr(FsrRecord),
+    /// Remove a fast snapshot restore setting (by [`FsrRecord::key`]).
+    DeleteFsr(String),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

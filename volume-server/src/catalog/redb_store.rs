@@ -5,12 +5,14 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    Catalog, CatalogContents, CatalogError, Change, HostRecord, SnapshotRecord, VolumeRecord,
+    Catalog, CatalogContents, CatalogError, Change, FsrRecord, HostRecord, SnapshotRecord,
+    VolumeRecord,
 };
 
 const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+const FSR: TableDefinition<&str, &[u8]> = TableDefinition::new("fast_snapshot_restores");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 #[derive(Debug)]
@@ -31,6 +33,7 @@ impl RedbCatalog {
         tx.open_table(VOLUMES).map_err(storage)?;
         tx.open_table(HOSTS).map_err(storage)?;
         tx.open_table(SNAPSHOTS).map_err(storage)?;
+        tx.open_table(FSR).map_err(storage)?;
         tx.commit().map_err(storage)?;
         Ok(RedbCatalog { db })
     }
@@ -69,6 +72,11 @@ impl Catalog for RedbCatalog {
             out.snapshots
                 .push(decode::<SnapshotRecord>(k.value(), v.value())?);
         }
+        let fsr = tx.open_table(FSR).map_err(storage)?;
+        for row in fsr.iter().map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            out.fsr.push(decode::<FsrRecord>(k.value(), v.value())?);
+        }
         Ok(out)
     }
 
@@ -78,6 +86,7 @@ impl Catalog for RedbCatalog {
             let mut volumes = tx.open_table(VOLUMES).map_err(storage)?;
             let mut hosts = tx.open_table(HOSTS).map_err(storage)?;
             let mut snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
+            let mut fsr = tx.open_table(FSR).map_err(storage)?;
             for change in changes {
                 match change {
                     Change::PutVolume(v) => {
@@ -103,6 +112,13 @@ impl Catalog for RedbCatalog {
                     }
                     Change::DeleteSnapshot(id) => {
                         snapshots.remove(id.as_str()).map_err(storage)?;
+                    }
+                    Change::PutFsr(f) => {
+                        fsr.insert(f.key().as_str(), encode(f).as_slice())
+                            .map_err(storage)?;
+                    }
+                    Change::DeleteFsr(key) => {
+                        fsr.remove(key.as_str()).map_err(storage)?;
                     }
                 }
             }

@@ -58,6 +58,12 @@ impl Ec2Error {
             | "ConcurrentSnapshotLimitExceeded"
             | "SnapshotCreationPerVolumeRateExceeded" => tonic::Code::ResourceExhausted,
             "IdempotentParameterMismatch" => tonic::Code::AlreadyExists,
+            "ResourceNotFoundException" => tonic::Code::NotFound,
+            "ConflictException" => tonic::Code::FailedPrecondition,
+            "ServiceQuotaExceededException" | "FastSnapshotRestoreLimitExceeded" => {
+                tonic::Code::ResourceExhausted
+            }
+            "InternalServerException" => tonic::Code::Internal,
             "ReservationConflict" => tonic::Code::FailedPrecondition,
             "UnsupportedOperation" => tonic::Code::Unimplemented,
             "InternalError" => tonic::Code::Internal,

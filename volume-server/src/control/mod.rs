@@ -13,8 +13,10 @@
 //! the export, releases the lock, fences (waiting for in-flight I/O), then finishes under the
 //! lock again.
 
+pub mod direct;
 pub mod error;
 pub mod filter;
+pub mod fsr;
 pub mod modify;
 pub mod perf;
 pub mod reserve;
@@ -32,8 +34,8 @@ use proto::ebs::v1 as pb;
 use storage_engine::{Engine, Throttle, Volume};
 
 use crate::catalog::{
-    AttachmentRecord, AttachmentState, Catalog, Change, HostRecord, SnapshotRecord, VolumeRecord,
-    VolumeState,
+    AttachmentRecord, AttachmentState, Catalog, Change, FsrRecord, HostRecord, SnapshotRecord,
+    VolumeRecord, VolumeState,
 };
 use crate::exports::{Export, Exports, IoStats, OpenVolume};
 use crate::ids;
@@ -76,6 +78,10 @@ struct State {
     /// Background work keeping a volume open without an attachment (snapshots, hydration).
     holds: HashMap<String, usize>,
     snapshots: BTreeMap<String, SnapshotRecord>,
+    /// Fast snapshot restore settings by `<snapshot>/<zone>`.
+    fsr: BTreeMap<String, FsrRecord>,
+    /// Snapshots being written through the EBS direct APIs.
+    direct: BTreeMap<String, direct::Staging>,
     work: snapshots::SnapshotWork,
 }
 
@@ -184,6 +190,9 @@ impl ControlPlane {
         }
         for s in contents.snapshots {
             st.snapshots.insert(s.snapshot_id.clone(), s);
+        }
+        for f in contents.fsr {
+            st.fsr.insert(f.key(), f);
         }
         if !fixes.is_empty() {
             cp.catalog
@@ -352,11 +361,13 @@ impl ControlPlane {
             reservation: Default::default(),
             cbt_base: None,
             initialization_rate_mib: init_rate,
+            fast_restored: false,
         };
         if let Some((rec, _)) = &restore {
             // A restored volume is unchanged since its snapshot: the next one is incremental.
             v.snapshot_id = Some(rec.snapshot_id.clone());
             v.cbt_base = Some(rec.snapshot_id.clone());
+            v.fast_restored = self.take_fsr_credit(&mut st, &rec.snapshot_id, &v.availability_zone);
         }
         // creating → (file) → available, each step durable: a crash in between is finished at start.
         self.commit(&[Change::PutVolume(v.clone())])?;
@@ -368,6 +379,13 @@ impl ControlPlane {
             .and_then(|()| match &restore {
                 Some((_, m)) => self
                     .create_restored_files(&path, u64::from(v.size_gib) * GIB, &v.volume_id, m)
+                    .and_then(|()| {
+                        if v.fast_restored {
+                            self.hydrate_now(&v)
+                        } else {
+                            Ok(())
+                        }
+                    })
                     .map_err(|e| storage_engine::VolumeError::Io(std::io::Error::other(e.message))),
                 None => Volume::create(&path, u64::from(v.size_gib) * GIB),
             });
@@ -1084,6 +1102,12 @@ fn apply(st: &mut State, changes: Vec<Change>) {
             }
             Change::DeleteSnapshot(id) => {
                 st.snapshots.remove(&id);
+            }
+            Change::PutFsr(f) => {
+                st.fsr.insert(f.key(), f);
+            }
+            Change::DeleteFsr(key) => {
+                st.fsr.remove(&key);
             }
         }
     }

@@ -51,6 +51,9 @@ pub struct SnapshotConfig {
     pub min_interval: Duration,
     /// Hydration rate of restored volumes without VolumeInitializationRate, MiB/s (0: no limit).
     pub default_initialization_rate_mib: u32,
+    /// How much faster than the wall clock fast-snapshot-restore time runs (optimizing, credit
+    /// fill); 1 in production.
+    pub fsr_time_scale: f64,
 }
 
 /// How a finished job ended: the manifest, or why not.
@@ -532,7 +535,13 @@ impl ControlPlane {
             );
             return Ok(());
         }
-        self.commit(&[Change::DeleteSnapshot(id.to_string())])?;
+        let mut changes = vec![Change::DeleteSnapshot(id.to_string())];
+        let saved_fsr = st.fsr.clone();
+        changes.extend(self.forget_fsr(&mut st, id));
+        if let Err(e) = self.commit(&changes) {
+            st.fsr = saved_fsr;
+            return Err(e);
+        }
         st.snapshots.remove(id);
         // A pending snapshot composing over this one still needs its manifest; it deletes it.
         if !self.needed_as_parent(&st, id, "") {
@@ -740,6 +749,34 @@ impl ControlPlane {
         self.runtime
             .block_on(self.own_store().pin(volume_id, m))
             .map_err(internal("pinning the snapshot"))
+    }
+
+    /// Fast snapshot restore: hydrates a just-created restored volume completely, before it is
+    /// `available`.
+    pub(super) fn hydrate_now(&self, v: &VolumeRecord) -> Result<(), Ec2Error> {
+        let path = self.volume_path(&v.availability_zone, &v.volume_id);
+        let volume = Arc::new(
+            storage_engine::Volume::open(&path, self.engine.clone())
+                .map_err(internal("opening the volume"))?,
+        );
+        if let Some(h) = self.open_hydration(v, &volume)? {
+            let done = self
+                .runtime
+                .block_on(h.run_background(0))
+                .map_err(internal("fast snapshot restore"))?;
+            if !done {
+                return Err(Ec2Error::internal("fast snapshot restore did not complete"));
+            }
+            std::fs::remove_file(h.path()).map_err(internal("removing the hydration state"))?;
+        }
+        self.runtime
+            .block_on(volume.close())
+            .map_err(internal("closing the volume"))?;
+        if let Err(e) = self.runtime.block_on(self.own_store().unpin(&v.volume_id)) {
+            tracing::warn!(volume_id = %v.volume_id, error = %e, "dropping a restore pin");
+        }
+        tracing::info!(volume_id = %v.volume_id, "fast snapshot restore: volume fully initialized");
+        Ok(())
     }
 
     /// Opens `v`'s hydration if it is still restoring. Called when the volume is opened.

@@ -36,6 +36,7 @@ fn open_with(
             )],
             min_interval: std::time::Duration::ZERO,
             default_initialization_rate_mib: 0,
+            fsr_time_scale: 1.0,
         },
     };
     let cp = ControlPlane::open(
