@@ -98,6 +98,19 @@ pub enum Command {
     /// Copies a completed snapshot into this region, sending only the blocks its store lacks;
     /// prints the new SnapshotId.
     CopySnapshot(CopySnapshotArgs),
+    /// Enables fast snapshot restore of snapshots in availability zones; prints the (snapshot, zone)
+    /// pairs that succeeded and, grouped by snapshot, the errors of those that failed.
+    ///
+    /// A volume created from such a snapshot in such a zone is fully initialized when it becomes
+    /// available, while the zone has credits for the snapshot. A pair goes through `enabling` and
+    /// `optimizing` to `enabled`. Pairs that fail do not make the command fail.
+    EnableFastSnapshotRestores(FastSnapshotRestoresArgs),
+    /// Disables fast snapshot restore of snapshots in availability zones; prints the (snapshot, zone)
+    /// pairs that succeeded and, grouped by snapshot, the errors of those that failed.
+    DisableFastSnapshotRestores(FastSnapshotRestoresArgs),
+    /// Lists the (snapshot, zone) pairs with fast snapshot restore and their states (all pages
+    /// unless --max-results or --next-token is given).
+    DescribeFastSnapshotRestores(DescribeFastSnapshotRestoresArgs),
     /// Waits until volumes or snapshots reach a state.
     Wait {
         #[command(subcommand)]
@@ -560,6 +573,32 @@ pub struct CopySnapshotArgs {
     /// Do not ask for encryption (the copy is encrypted if the source is).
     #[arg(long, overrides_with = "encrypted")]
     pub no_encrypted: bool,
+}
+
+/// `enable-fast-snapshot-restores` and `disable-fast-snapshot-restores`: every snapshot in every
+/// zone.
+#[derive(Debug, Args)]
+pub struct FastSnapshotRestoresArgs {
+    /// Availability zones, e.g. us-east-1a.
+    #[arg(long, num_args = 1.., required = true, value_name = "AZ")]
+    pub availability_zones: Vec<String>,
+    /// Snapshots, e.g. snap-0123456789abcdef0.
+    #[arg(long, num_args = 1.., required = true, value_name = "SNAPSHOT_ID")]
+    pub source_snapshot_ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeFastSnapshotRestoresArgs {
+    /// Filters (availability-zone, snapshot-id, state, owner-id), e.g.
+    /// Name=state,Values=optimizing,enabled or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Page size (1-200): prints one page and its NextToken.
+    #[arg(long, value_name = "N")]
+    pub max_results: Option<i32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub next_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1322,5 +1361,82 @@ mod tests {
         assert_eq!(args.poll.delay, Duration::from_millis(500));
         assert_eq!(args.poll.max_attempts, 120);
         assert!(fails(&["wait", "snapshot-completed", "--volume-ids", "v"]));
+    }
+
+    #[test]
+    fn fast_snapshot_restores_flags() {
+        for command in [
+            "enable-fast-snapshot-restores",
+            "disable-fast-snapshot-restores",
+        ] {
+            let cli = parse(&[
+                command,
+                "--availability-zones",
+                "us-east-1a",
+                "us-east-1b",
+                "--source-snapshot-ids",
+                "snap-1",
+                "snap-2",
+            ]);
+            let args = match cli.command {
+                Command::EnableFastSnapshotRestores(args)
+                    if command == "enable-fast-snapshot-restores" =>
+                {
+                    args
+                }
+                Command::DisableFastSnapshotRestores(args)
+                    if command == "disable-fast-snapshot-restores" =>
+                {
+                    args
+                }
+                other => panic!("not {command}: {other:?}"),
+            };
+            assert_eq!(args.availability_zones, ["us-east-1a", "us-east-1b"]);
+            assert_eq!(args.source_snapshot_ids, ["snap-1", "snap-2"]);
+            // Both lists are required, as in the AWS CLI.
+            assert!(fails(&[command, "--availability-zones", "us-east-1a"]));
+            assert!(fails(&[command, "--source-snapshot-ids", "snap-1"]));
+            assert!(fails(&[
+                command,
+                "--availability-zones",
+                "--source-snapshot-ids",
+                "snap-1"
+            ]));
+        }
+
+        let cli = parse(&[
+            "describe-fast-snapshot-restores",
+            "--filters",
+            "Name=state,Values=enabled",
+            "Name=snapshot-id,Values=snap-1",
+            "--max-results",
+            "10",
+            "--next-token",
+            "t",
+        ]);
+        let Command::DescribeFastSnapshotRestores(args) = cli.command else {
+            panic!("not describe-fast-snapshot-restores: {:?}", cli.command);
+        };
+        assert_eq!(
+            args.filters,
+            [
+                "Name=state,Values=enabled",
+                "Name=snapshot-id,Values=snap-1"
+            ]
+        );
+        assert_eq!(args.max_results, Some(10));
+        assert_eq!(args.next_token.as_deref(), Some("t"));
+
+        let cli = parse(&["describe-fast-snapshot-restores"]);
+        let Command::DescribeFastSnapshotRestores(args) = cli.command else {
+            panic!("not describe-fast-snapshot-restores: {:?}", cli.command);
+        };
+        assert!(args.filters.is_empty());
+        assert_eq!((args.max_results, args.next_token), (None, None));
+        assert!(fails(&[
+            "describe-fast-snapshot-restores",
+            "--max-results",
+            "x"
+        ]));
     }
 }

@@ -222,6 +222,42 @@ impl Api {
         self.reply("CopySnapshot", result)
     }
 
+    pub async fn enable_fast_snapshot_restores(
+        &mut self,
+        request: pb::EnableFastSnapshotRestoresRequest,
+    ) -> Result<pb::FastSnapshotRestoresResult, CliError> {
+        let result = self
+            .client()
+            .await?
+            .enable_fast_snapshot_restores(request)
+            .await;
+        self.reply("EnableFastSnapshotRestores", result)
+    }
+
+    pub async fn disable_fast_snapshot_restores(
+        &mut self,
+        request: pb::DisableFastSnapshotRestoresRequest,
+    ) -> Result<pb::FastSnapshotRestoresResult, CliError> {
+        let result = self
+            .client()
+            .await?
+            .disable_fast_snapshot_restores(request)
+            .await;
+        self.reply("DisableFastSnapshotRestores", result)
+    }
+
+    pub async fn describe_fast_snapshot_restores(
+        &mut self,
+        request: pb::DescribeFastSnapshotRestoresRequest,
+    ) -> Result<pb::DescribeFastSnapshotRestoresResponse, CliError> {
+        let result = self
+            .client()
+            .await?
+            .describe_fast_snapshot_restores(request)
+            .await;
+        self.reply("DescribeFastSnapshotRestores", result)
+    }
+
     /// Every volume matching `request`, following `NextToken` page after page.
     pub async fn describe_all_volumes(
         &mut self,
@@ -248,6 +284,23 @@ impl Api {
             snapshots.extend(page.snapshots);
             if !next_page(page.next_token, &mut request.next_token) {
                 return Ok(snapshots);
+            }
+        }
+    }
+
+    /// Every fast snapshot restore matching `request`, following `NextToken` page after page.
+    pub async fn describe_all_fast_snapshot_restores(
+        &mut self,
+        mut request: pb::DescribeFastSnapshotRestoresRequest,
+    ) -> Result<Vec<pb::FastSnapshotRestore>, CliError> {
+        let mut restores = Vec::new();
+        loop {
+            let page = self
+                .describe_fast_snapshot_restores(request.clone())
+                .await?;
+            restores.extend(page.fast_snapshot_restores);
+            if !next_page(page.next_token, &mut request.next_token) {
+                return Ok(restores);
             }
         }
     }

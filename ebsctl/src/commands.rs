@@ -292,6 +292,52 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             };
             print(format, "CopySnapshot", &reply)
         }
+        Command::EnableFastSnapshotRestores(a) => {
+            let request = pb::EnableFastSnapshotRestoresRequest {
+                availability_zones: a.availability_zones,
+                source_snapshot_ids: a.source_snapshot_ids,
+            };
+            let reply = api.enable_fast_snapshot_restores(request).await?;
+            let reply = shapes::FastSnapshotRestoresResult::from(reply);
+            print(format, "EnableFastSnapshotRestores", &reply)
+        }
+        Command::DisableFastSnapshotRestores(a) => {
+            let request = pb::DisableFastSnapshotRestoresRequest {
+                availability_zones: a.availability_zones,
+                source_snapshot_ids: a.source_snapshot_ids,
+            };
+            let reply = api.disable_fast_snapshot_restores(request).await?;
+            let reply = shapes::FastSnapshotRestoresResult::from(reply);
+            print(format, "DisableFastSnapshotRestores", &reply)
+        }
+        Command::DescribeFastSnapshotRestores(a) => {
+            let paginate_myself = a.max_results.is_none() && a.next_token.is_none();
+            let request = pb::DescribeFastSnapshotRestoresRequest {
+                filters: args::filters(&a.filters)?,
+                max_results: a.max_results,
+                next_token: a.next_token,
+            };
+            let (restores, next_token) = if paginate_myself {
+                (
+                    api.describe_all_fast_snapshot_restores(request).await?,
+                    None,
+                )
+            } else {
+                let page = api.describe_fast_snapshot_restores(request).await?;
+                (
+                    page.fast_snapshot_restores,
+                    page.next_token.filter(|t| !t.is_empty()),
+                )
+            };
+            let reply = shapes::FastSnapshotRestores {
+                fast_snapshot_restores: restores
+                    .into_iter()
+                    .map(shapes::FastSnapshotRestore::from)
+                    .collect(),
+                next_token,
+            };
+            print(format, "DescribeFastSnapshotRestores", &reply)
+        }
         Command::Wait { waiter } => {
             let (kind, describe, poll) = match waiter {
                 Waiter::VolumeAvailable(a) => volume_waiter(Kind::VolumeAvailable, a)?,

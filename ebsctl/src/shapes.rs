@@ -27,6 +27,8 @@ pub struct Volume {
     pub multi_attach_enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throughput: Option<i32>,
+    /// Restored from a snapshot using a fast snapshot restore credit of its zone: fully initialized
+    /// when it became available.
     pub fast_restored: bool,
     /// Volumes restored from a snapshot: % of their blocks already local. Left out otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,6 +247,124 @@ pub struct Snapshots {
 #[serde(rename_all = "PascalCase")]
 pub struct CopiedSnapshot {
     pub snapshot_id: String,
+}
+
+/// A (snapshot, availability zone) pair's fast snapshot restore, as `enable-`, `disable-` and
+/// `describe-fast-snapshot-restores` print it. A time the pair has not reached yet (empty) is left
+/// out.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FastSnapshotRestore {
+    pub snapshot_id: String,
+    pub availability_zone: String,
+    /// `enabling`, `optimizing`, `enabled`, `disabling` or `disabled`.
+    pub state: String,
+    pub state_transition_reason: String,
+    pub owner_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabling_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimizing_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabling_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_time: Option<String>,
+}
+
+impl From<pb::FastSnapshotRestore> for FastSnapshotRestore {
+    fn from(f: pb::FastSnapshotRestore) -> Self {
+        Self {
+            snapshot_id: f.snapshot_id,
+            availability_zone: f.availability_zone,
+            state: f.state,
+            state_transition_reason: f.state_transition_reason,
+            owner_id: f.owner_id,
+            enabling_time: non_empty(f.enabling_time),
+            optimizing_time: non_empty(f.optimizing_time),
+            enabled_time: non_empty(f.enabled_time),
+            disabling_time: non_empty(f.disabling_time),
+            disabled_time: non_empty(f.disabled_time),
+        }
+    }
+}
+
+/// `enable-fast-snapshot-restores` and `disable-fast-snapshot-restores`: the pairs that succeeded,
+/// and the errors of those that failed grouped by snapshot, as EC2 answers (the protobuf reply has
+/// one error per pair).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FastSnapshotRestoresResult {
+    pub successful: Vec<FastSnapshotRestore>,
+    pub unsuccessful: Vec<FastSnapshotRestoreErrorItem>,
+}
+
+/// One snapshot's failed zones.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FastSnapshotRestoreErrorItem {
+    pub snapshot_id: String,
+    pub fast_snapshot_restore_state_errors: Vec<FastSnapshotRestoreStateErrorItem>,
+}
+
+/// One zone in which a snapshot's fast snapshot restore could not be enabled or disabled.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FastSnapshotRestoreStateErrorItem {
+    pub availability_zone: String,
+    pub error: FastSnapshotRestoreStateError,
+}
+
+/// The EC2 error of a failed pair, e.g. `InvalidSnapshot.NotFound`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FastSnapshotRestoreStateError {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<pb::FastSnapshotRestoresResult> for FastSnapshotRestoresResult {
+    fn from(r: pb::FastSnapshotRestoresResult) -> Self {
+        // Snapshots in the order of their first error; each one's zones in the order received.
+        let mut unsuccessful: Vec<FastSnapshotRestoreErrorItem> = Vec::new();
+        for e in r.unsuccessful {
+            let zone = FastSnapshotRestoreStateErrorItem {
+                availability_zone: e.availability_zone,
+                error: FastSnapshotRestoreStateError {
+                    code: e.code,
+                    message: e.message,
+                },
+            };
+            match unsuccessful
+                .iter_mut()
+                .find(|item| item.snapshot_id == e.snapshot_id)
+            {
+                Some(item) => item.fast_snapshot_restore_state_errors.push(zone),
+                None => unsuccessful.push(FastSnapshotRestoreErrorItem {
+                    snapshot_id: e.snapshot_id,
+                    fast_snapshot_restore_state_errors: vec![zone],
+                }),
+            }
+        }
+        Self {
+            successful: r
+                .successful
+                .into_iter()
+                .map(FastSnapshotRestore::from)
+                .collect(),
+            unsuccessful,
+        }
+    }
+}
+
+/// `describe-fast-snapshot-restores`: every page merged, or one page and its `NextToken`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FastSnapshotRestores {
+    pub fast_snapshot_restores: Vec<FastSnapshotRestore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 /// A volume modification, as `modify-volume` and `describe-volumes-modifications` print it (AWS field
@@ -510,6 +630,36 @@ pub(crate) mod tests {
             blocks_written: 4,
             source_region: String::new(),
             source_snapshot_id: String::new(),
+        }
+    }
+
+    /// [`snapshot`]'s fast snapshot restore in us-east-1a, `enabled`: not disabling or disabled.
+    pub(crate) fn fast_snapshot_restore() -> pb::FastSnapshotRestore {
+        pb::FastSnapshotRestore {
+            snapshot_id: "snap-0123456789abcdef0".into(),
+            availability_zone: "us-east-1a".into(),
+            state: "enabled".into(),
+            state_transition_reason: "Client.UserInitiated".into(),
+            owner_id: "000000000000".into(),
+            enabling_time: "2024-05-01T12:00:06.000Z".into(),
+            optimizing_time: "2024-05-01T12:00:06.000Z".into(),
+            enabled_time: "2024-05-01T12:01:06.000Z".into(),
+            disabling_time: String::new(),
+            disabled_time: String::new(),
+        }
+    }
+
+    /// A failed (snapshot, zone) pair.
+    pub(crate) fn fast_snapshot_restore_error(
+        snapshot_id: &str,
+        availability_zone: &str,
+        code: &str,
+    ) -> pb::FastSnapshotRestoreError {
+        pb::FastSnapshotRestoreError {
+            snapshot_id: snapshot_id.into(),
+            availability_zone: availability_zone.into(),
+            code: code.into(),
+            message: format!("{snapshot_id} in {availability_zone}: {code}"),
         }
     }
 
@@ -933,5 +1083,153 @@ pub(crate) mod tests {
             json.ends_with("\"FastRestored\": false,\n    \"InitializationProgress\": 40\n}\n"),
             "{json}"
         );
+    }
+
+    #[test]
+    fn fast_snapshot_restores_result_json_uses_aws_names_and_omits_unreached_times() {
+        let disabled = pb::FastSnapshotRestore {
+            availability_zone: "us-east-1b".into(),
+            state: "disabled".into(),
+            state_transition_reason: "Client.UserInitiated - Lifecycle state transition".into(),
+            disabling_time: "2024-05-01T12:02:00.000Z".into(),
+            disabled_time: "2024-05-01T12:02:01.000Z".into(),
+            ..fast_snapshot_restore()
+        };
+        let result = pb::FastSnapshotRestoresResult {
+            successful: vec![fast_snapshot_restore(), disabled],
+            unsuccessful: vec![fast_snapshot_restore_error(
+                "snap-gone",
+                "us-east-1a",
+                "InvalidSnapshot.NotFound",
+            )],
+        };
+        let want = r#"{
+    "Successful": [
+        {
+            "SnapshotId": "snap-0123456789abcdef0",
+            "AvailabilityZone": "us-east-1a",
+            "State": "enabled",
+            "StateTransitionReason": "Client.UserInitiated",
+            "OwnerId": "000000000000",
+            "EnablingTime": "2024-05-01T12:00:06.000Z",
+            "OptimizingTime": "2024-05-01T12:00:06.000Z",
+            "EnabledTime": "2024-05-01T12:01:06.000Z"
+        },
+        {
+            "SnapshotId": "snap-0123456789abcdef0",
+            "AvailabilityZone": "us-east-1b",
+            "State": "disabled",
+            "StateTransitionReason": "Client.UserInitiated - Lifecycle state transition",
+            "OwnerId": "000000000000",
+            "EnablingTime": "2024-05-01T12:00:06.000Z",
+            "OptimizingTime": "2024-05-01T12:00:06.000Z",
+            "EnabledTime": "2024-05-01T12:01:06.000Z",
+            "DisablingTime": "2024-05-01T12:02:00.000Z",
+            "DisabledTime": "2024-05-01T12:02:01.000Z"
+        }
+    ],
+    "Unsuccessful": [
+        {
+            "SnapshotId": "snap-gone",
+            "FastSnapshotRestoreStateErrors": [
+                {
+                    "AvailabilityZone": "us-east-1a",
+                    "Error": {
+                        "Code": "InvalidSnapshot.NotFound",
+                        "Message": "snap-gone in us-east-1a: InvalidSnapshot.NotFound"
+                    }
+                }
+            ]
+        }
+    ]
+}
+"#;
+        assert_eq!(pretty(&FastSnapshotRestoresResult::from(result)), want);
+
+        let enabling = pb::FastSnapshotRestore {
+            state: "enabling".into(),
+            optimizing_time: String::new(),
+            enabled_time: String::new(),
+            ..fast_snapshot_restore()
+        };
+        let json = pretty(&FastSnapshotRestore::from(enabling));
+        assert!(
+            json.ends_with("\"EnablingTime\": \"2024-05-01T12:00:06.000Z\"\n}\n"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn unsuccessful_pairs_are_grouped_by_snapshot() {
+        // Zone by zone, as a server may list them: the snapshots' errors interleave.
+        let result = pb::FastSnapshotRestoresResult {
+            successful: vec![],
+            unsuccessful: vec![
+                fast_snapshot_restore_error("snap-b", "us-east-1a", "InvalidSnapshot.NotFound"),
+                fast_snapshot_restore_error("snap-a", "us-east-1a", "IncorrectState"),
+                fast_snapshot_restore_error("snap-b", "us-east-1z", "InvalidParameterValue"),
+                fast_snapshot_restore_error("snap-a", "us-east-1z", "InvalidParameterValue"),
+                fast_snapshot_restore_error("snap-b", "us-east-1c", "InvalidSnapshot.NotFound"),
+            ],
+        };
+        let json = match serde_json::to_value(FastSnapshotRestoresResult::from(result)) {
+            Ok(json) => json,
+            Err(e) => panic!("{e}"),
+        };
+        let error = |az: &str, snapshot_id: &str, code: &str| {
+            serde_json::json!({
+                "AvailabilityZone": az,
+                "Error": {"Code": code, "Message": format!("{snapshot_id} in {az}: {code}")},
+            })
+        };
+        let want = serde_json::json!({
+            "Successful": [],
+            "Unsuccessful": [
+                {
+                    "SnapshotId": "snap-b",
+                    "FastSnapshotRestoreStateErrors": [
+                        error("us-east-1a", "snap-b", "InvalidSnapshot.NotFound"),
+                        error("us-east-1z", "snap-b", "InvalidParameterValue"),
+                        error("us-east-1c", "snap-b", "InvalidSnapshot.NotFound"),
+                    ],
+                },
+                {
+                    "SnapshotId": "snap-a",
+                    "FastSnapshotRestoreStateErrors": [
+                        error("us-east-1a", "snap-a", "IncorrectState"),
+                        error("us-east-1z", "snap-a", "InvalidParameterValue"),
+                    ],
+                },
+            ],
+        });
+        assert_eq!(json, want);
+
+        let empty = FastSnapshotRestoresResult::from(pb::FastSnapshotRestoresResult::default());
+        assert_eq!(
+            pretty(&empty),
+            "{\n    \"Successful\": [],\n    \"Unsuccessful\": []\n}\n"
+        );
+    }
+
+    #[test]
+    fn fast_snapshot_restores_page() {
+        let page = FastSnapshotRestores {
+            fast_snapshot_restores: vec![],
+            next_token: Some("t".into()),
+        };
+        assert_eq!(
+            pretty(&page),
+            "{\n    \"FastSnapshotRestores\": [],\n    \"NextToken\": \"t\"\n}\n"
+        );
+        let all = FastSnapshotRestores {
+            fast_snapshot_restores: vec![FastSnapshotRestore::from(fast_snapshot_restore())],
+            next_token: None,
+        };
+        let json = pretty(&all);
+        assert!(
+            json.starts_with("{\n    \"FastSnapshotRestores\": [\n"),
+            "{json}"
+        );
+        assert!(!json.contains("NextToken"), "{json}");
     }
 }

@@ -25,6 +25,9 @@ fn help_lists_the_commands() {
         "describe-snapshots",
         "delete-snapshot",
         "copy-snapshot",
+        "enable-fast-snapshot-restores",
+        "disable-fast-snapshot-restores",
+        "describe-fast-snapshot-restores",
         "wait",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");

@@ -18,7 +18,7 @@ use crate::manifest::Manifest;
 use crate::store::{Store, StoreError};
 
 /// How many blocks are read, hashed and stored at once.
-pub const PARALLEL_BLOCKS: usize = 4;
+pub const PARALLEL_BLOCKS: usize = 8;
 
 /// Why a snapshot could not be taken.
 #[derive(Debug, thiserror::Error)]

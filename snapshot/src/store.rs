@@ -398,6 +398,16 @@ impl Store {
             .await
     }
 
+    /// The volume ids holding pins.
+    pub async fn pinned_volumes(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_paths("pins")
+            .await?
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect())
+    }
+
     /// Every pinned manifest.
     pub async fn pinned_manifests(&self) -> Result<Vec<Manifest>, StoreError> {
         let mut out = Vec::new();

@@ -24,6 +24,16 @@ struct Mock {
     snapshot_requests: Mutex<Vec<SnapshotCall>>,
     /// DescribeSnapshots calls that asked for `snap-pending`: see [`Mock::pending_snapshot`].
     pending_polls: AtomicUsize,
+    /// Every fast snapshot restore call, in order.
+    fsr_requests: Mutex<Vec<FsrCall>>,
+}
+
+/// A fast snapshot restore request the mock received.
+#[derive(Debug, Clone, PartialEq)]
+enum FsrCall {
+    Enable(pb::EnableFastSnapshotRestoresRequest),
+    Disable(pb::DisableFastSnapshotRestoresRequest),
+    Describe(pb::DescribeFastSnapshotRestoresRequest),
 }
 
 /// A snapshot request (or a CreateVolume, which may restore one) the mock received.
@@ -74,6 +84,20 @@ impl Mock {
             .unwrap_or_default()
     }
 
+    fn record_fsr_call(&self, call: FsrCall) {
+        self.fsr_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
+    fn fsr_requests(&self) -> Vec<FsrCall> {
+        self.fsr_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
     /// `snap-pending` as the `n`th (from 0) poll sees it: `pending` at 0% and 45%, then
     /// `completed`.
     fn pending_snapshot(&self) -> pb::Snapshot {
@@ -115,6 +139,84 @@ fn snapshot(id: &str, state: &str, progress: &str) -> pb::Snapshot {
 /// The tags of a request's `tag_specifications`, whatever their resource type.
 fn spec_tags(specs: Vec<pb::TagSpecification>) -> Vec<pb::Tag> {
     specs.into_iter().flat_map(|s| s.tags).collect()
+}
+
+/// The zones the mock serves.
+const ZONES: [&str; 2] = ["us-east-1a", "us-east-1b"];
+
+/// `snapshot_id`'s fast snapshot restore in `availability_zone`, in `state`, with the times of
+/// the states it went through (those of [`shapes::tests::fast_snapshot_restore`]).
+fn fsr(snapshot_id: &str, availability_zone: &str, state: &str) -> pb::FastSnapshotRestore {
+    const STATES: [&str; 5] = ["enabling", "optimizing", "enabled", "disabling", "disabled"];
+    let at = STATES.iter().position(|s| *s == state).unwrap_or(0);
+    let time = |step: usize, time: &str| {
+        if at >= step {
+            time.to_owned()
+        } else {
+            String::new()
+        }
+    };
+    let enabled = shapes::tests::fast_snapshot_restore();
+    pb::FastSnapshotRestore {
+        snapshot_id: snapshot_id.to_owned(),
+        availability_zone: availability_zone.to_owned(),
+        state: state.to_owned(),
+        state_transition_reason: if at >= 3 {
+            "Client.UserInitiated - Lifecycle state transition".to_owned()
+        } else {
+            enabled.state_transition_reason.clone()
+        },
+        optimizing_time: time(1, &enabled.optimizing_time),
+        enabled_time: time(2, &enabled.enabled_time),
+        disabling_time: time(3, "2024-05-01T12:02:00.000Z"),
+        disabled_time: time(4, "2024-05-01T12:02:01.000Z"),
+        ..enabled
+    }
+}
+
+/// Enables (`enabling`) or disables (`disabling`) every snapshot in every zone, zone by zone (so
+/// the errors of different snapshots interleave). A zone the mock does not serve, `snap-gone`,
+/// and (to enable) `snap-pending` fail.
+fn fsr_pairs(
+    zones: &[String],
+    snapshots: &[String],
+    enable: bool,
+) -> pb::FastSnapshotRestoresResult {
+    let mut result = pb::FastSnapshotRestoresResult::default();
+    for az in zones {
+        for snap in snapshots {
+            let fail = |code: &str, message: String| pb::FastSnapshotRestoreError {
+                snapshot_id: snap.clone(),
+                availability_zone: az.clone(),
+                code: code.to_owned(),
+                message,
+            };
+            let failure = if !ZONES.contains(&az.as_str()) {
+                Some(fail(
+                    "InvalidParameterValue",
+                    format!("Invalid availability zone: [{az}]"),
+                ))
+            } else if snap == "snap-gone" {
+                Some(fail(
+                    "InvalidSnapshot.NotFound",
+                    format!("The snapshot '{snap}' does not exist."),
+                ))
+            } else if enable && snap == "snap-pending" {
+                Some(fail(
+                    "IncorrectState",
+                    format!("Snapshot {snap} is not completed."),
+                ))
+            } else {
+                None
+            };
+            match failure {
+                Some(e) => result.unsuccessful.push(e),
+                None if enable => result.successful.push(fsr(snap, az, "enabling")),
+                None => result.successful.push(fsr(snap, az, "disabling")),
+            }
+        }
+    }
+    result
 }
 
 fn no_volume(volume_id: &str) -> Status {
@@ -218,13 +320,19 @@ impl VolumeService for Mock {
         if r.snapshot_id.as_deref() == Some("snap-gone") {
             return Err(no_snapshot("snap-gone"));
         }
-        // A restored volume starts with none of its blocks local.
-        let initialization_progress = r.snapshot_id.as_ref().map(|_| 0);
+        // A restored volume starts with none of its blocks local, unless `snap-fast` has fast
+        // snapshot restore.
+        let fast_restored = r.snapshot_id.as_deref() == Some("snap-fast");
+        let initialization_progress = r
+            .snapshot_id
+            .as_ref()
+            .map(|_| if fast_restored { 100 } else { 0 });
         let tags = spec_tags(r.tag_specifications);
         Ok(Response::new(pb::Volume {
             volume_id: "vol-new".into(),
             snapshot_id: r.snapshot_id.unwrap_or_default(),
             initialization_progress,
+            fast_restored,
             size: r.size.unwrap_or(0),
             availability_zone: r.availability_zone,
             state: "available".into(),
@@ -629,6 +737,121 @@ impl VolumeService for Mock {
         Ok(Response::new(pb::CopySnapshotResponse {
             snapshot_id: "snap-copy".into(),
         }))
+    }
+
+    /// See [`fsr_pairs`].
+    async fn enable_fast_snapshot_restores(
+        &self,
+        request: Request<pb::EnableFastSnapshotRestoresRequest>,
+    ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
+        let r = request.into_inner();
+        self.record_fsr_call(FsrCall::Enable(r.clone()));
+        Ok(Response::new(fsr_pairs(
+            &r.availability_zones,
+            &r.source_snapshot_ids,
+            true,
+        )))
+    }
+
+    /// See [`fsr_pairs`].
+    async fn disable_fast_snapshot_restores(
+        &self,
+        request: Request<pb::DisableFastSnapshotRestoresRequest>,
+    ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
+        let r = request.into_inner();
+        self.record_fsr_call(FsrCall::Disable(r.clone()));
+        Ok(Response::new(fsr_pairs(
+            &r.availability_zones,
+            &r.source_snapshot_ids,
+            false,
+        )))
+    }
+
+    /// Five pairs: `snap-0` enabled in both zones, `snap-1` optimizing in us-east-1a and disabled
+    /// in us-east-1b, `snap-2` enabled in us-east-1a; two per page unless asked otherwise. Honours
+    /// the `state` filter; a filter the server does not know is an error, as there.
+    async fn describe_fast_snapshot_restores(
+        &self,
+        request: Request<pb::DescribeFastSnapshotRestoresRequest>,
+    ) -> Result<Response<pb::DescribeFastSnapshotRestoresResponse>, Status> {
+        let r = request.into_inner();
+        self.record_fsr_call(FsrCall::Describe(r.clone()));
+        if let Some(f) = r.filters.iter().find(|f| {
+            !matches!(
+                f.name.as_str(),
+                "availability-zone" | "snapshot-id" | "state" | "owner-id"
+            )
+        }) {
+            return Err(ec2_error(
+                Status::invalid_argument(format!("The filter '{}' is invalid", f.name)),
+                "InvalidParameterValue",
+            ));
+        }
+        let states: Vec<&str> = r
+            .filters
+            .iter()
+            .filter(|f| f.name == "state")
+            .flat_map(|f| f.values.iter().map(String::as_str))
+            .collect();
+        let all: Vec<pb::FastSnapshotRestore> = [
+            fsr("snap-0", "us-east-1a", "enabled"),
+            fsr("snap-0", "us-east-1b", "enabled"),
+            fsr("snap-1", "us-east-1a", "optimizing"),
+            fsr("snap-1", "us-east-1b", "disabled"),
+            fsr("snap-2", "us-east-1a", "enabled"),
+        ]
+        .into_iter()
+        .filter(|f| states.is_empty() || states.contains(&f.state.as_str()))
+        .collect();
+        let start: usize = r.next_token.as_deref().unwrap_or("0").parse().unwrap_or(0);
+        let size = usize::try_from(r.max_results.unwrap_or(2)).unwrap_or(2);
+        let end = (start + size).min(all.len());
+        Ok(Response::new(pb::DescribeFastSnapshotRestoresResponse {
+            fast_snapshot_restores: all[start..end].to_vec(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        }))
+    }
+
+    async fn start_snapshot(
+        &self,
+        _: Request<pb::StartSnapshotRequest>,
+    ) -> Result<Response<pb::StartSnapshotResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn put_snapshot_block(
+        &self,
+        _: Request<pb::PutSnapshotBlockRequest>,
+    ) -> Result<Response<pb::PutSnapshotBlockResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn complete_snapshot(
+        &self,
+        _: Request<pb::CompleteSnapshotRequest>,
+    ) -> Result<Response<pb::CompleteSnapshotResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn list_snapshot_blocks(
+        &self,
+        _: Request<pb::ListSnapshotBlocksRequest>,
+    ) -> Result<Response<pb::ListSnapshotBlocksResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn list_changed_blocks(
+        &self,
+        _: Request<pb::ListChangedBlocksRequest>,
+    ) -> Result<Response<pb::ListChangedBlocksResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn get_snapshot_block(
+        &self,
+        _: Request<pb::GetSnapshotBlockRequest>,
+    ) -> Result<Response<pb::GetSnapshotBlockResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
     }
 }
 
@@ -2082,4 +2305,433 @@ async fn wait_snapshot_completed_draws_progress_when_asked() {
         String::from_utf8_lossy(&bar),
         "\rsnap-error [########------------]  40%\n"
     );
+}
+
+/// The `(SnapshotId, AvailabilityZone, State)` of each element of `list`.
+fn fsr_pairs_of(list: &serde_json::Value) -> Vec<(&str, &str, &str)> {
+    list.as_array()
+        .map(|v| {
+            v.iter()
+                .map(|f| {
+                    (
+                        f["SnapshotId"].as_str().unwrap_or_default(),
+                        f["AvailabilityZone"].as_str().unwrap_or_default(),
+                        f["State"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn enable_fast_snapshot_restores_groups_the_failures_by_snapshot() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "enable-fast-snapshot-restores",
+                "--availability-zones",
+                "us-east-1a",
+                "us-east-1z",
+                "--source-snapshot-ids",
+                "snap-1",
+                "snap-gone",
+                "snap-pending",
+            ],
+        )
+        .await,
+    );
+    // The mock answers zone by zone: the failures of one snapshot are apart in its reply.
+    let error = |az: &str, code: &str, message: &str| {
+        serde_json::json!({
+            "AvailabilityZone": az,
+            "Error": {"Code": code, "Message": message},
+        })
+    };
+    let bad_zone = "Invalid availability zone: [us-east-1z]";
+    let want = serde_json::json!({
+        "Successful": [{
+            "SnapshotId": "snap-1",
+            "AvailabilityZone": "us-east-1a",
+            "State": "enabling",
+            "StateTransitionReason": "Client.UserInitiated",
+            "OwnerId": "000000000000",
+            "EnablingTime": "2024-05-01T12:00:06.000Z",
+        }],
+        "Unsuccessful": [
+            {
+                "SnapshotId": "snap-gone",
+                "FastSnapshotRestoreStateErrors": [
+                    error(
+                        "us-east-1a",
+                        "InvalidSnapshot.NotFound",
+                        "The snapshot 'snap-gone' does not exist.",
+                    ),
+                    error("us-east-1z", "InvalidParameterValue", bad_zone),
+                ],
+            },
+            {
+                "SnapshotId": "snap-pending",
+                "FastSnapshotRestoreStateErrors": [
+                    error(
+                        "us-east-1a",
+                        "IncorrectState",
+                        "Snapshot snap-pending is not completed.",
+                    ),
+                    error("us-east-1z", "InvalidParameterValue", bad_zone),
+                ],
+            },
+            {
+                "SnapshotId": "snap-1",
+                "FastSnapshotRestoreStateErrors": [
+                    error("us-east-1z", "InvalidParameterValue", bad_zone),
+                ],
+            },
+        ],
+    });
+    assert_eq!(reply, want);
+
+    // Every pair succeeds: Unsuccessful is an empty list, as in EC2's reply.
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "enable-fast-snapshot-restores",
+                "--availability-zones",
+                "us-east-1a",
+                "us-east-1b",
+                "--source-snapshot-ids",
+                "snap-1",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        fsr_pairs_of(&reply["Successful"]),
+        [
+            ("snap-1", "us-east-1a", "enabling"),
+            ("snap-1", "us-east-1b", "enabling"),
+        ]
+    );
+    assert_eq!(reply["Unsuccessful"], serde_json::json!([]));
+
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        mock.fsr_requests(),
+        [
+            FsrCall::Enable(pb::EnableFastSnapshotRestoresRequest {
+                availability_zones: strings(&["us-east-1a", "us-east-1z"]),
+                source_snapshot_ids: strings(&["snap-1", "snap-gone", "snap-pending"]),
+            }),
+            FsrCall::Enable(pb::EnableFastSnapshotRestoresRequest {
+                availability_zones: strings(&["us-east-1a", "us-east-1b"]),
+                source_snapshot_ids: strings(&["snap-1"]),
+            }),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn disable_fast_snapshot_restores_prints_the_disabling_pairs() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "disable-fast-snapshot-restores",
+            "--availability-zones",
+            "us-east-1a",
+            "--source-snapshot-ids",
+            "snap-1",
+            "snap-gone",
+        ],
+    )
+    .await;
+    let want = r#"{
+    "Successful": [
+        {
+            "SnapshotId": "snap-1",
+            "AvailabilityZone": "us-east-1a",
+            "State": "disabling",
+            "StateTransitionReason": "Client.UserInitiated - Lifecycle state transition",
+            "OwnerId": "000000000000",
+            "EnablingTime": "2024-05-01T12:00:06.000Z",
+            "OptimizingTime": "2024-05-01T12:00:06.000Z",
+            "EnabledTime": "2024-05-01T12:01:06.000Z",
+            "DisablingTime": "2024-05-01T12:02:00.000Z"
+        }
+    ],
+    "Unsuccessful": [
+        {
+            "SnapshotId": "snap-gone",
+            "FastSnapshotRestoreStateErrors": [
+                {
+                    "AvailabilityZone": "us-east-1a",
+                    "Error": {
+                        "Code": "InvalidSnapshot.NotFound",
+                        "Message": "The snapshot 'snap-gone' does not exist."
+                    }
+                }
+            ]
+        }
+    ]
+}
+"#;
+    assert_eq!(out.ok().flatten().as_deref(), Some(want));
+    assert_eq!(
+        mock.fsr_requests(),
+        [FsrCall::Disable(pb::DisableFastSnapshotRestoresRequest {
+            availability_zones: vec!["us-east-1a".into()],
+            source_snapshot_ids: vec!["snap-1".into(), "snap-gone".into()],
+        })]
+    );
+}
+
+#[tokio::test]
+async fn fast_snapshot_restores_as_text_and_table() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let args = |output: &'static str| {
+        [
+            "disable-fast-snapshot-restores",
+            "--availability-zones",
+            "us-east-1a",
+            "us-east-1z",
+            "--source-snapshot-ids",
+            "snap-gone",
+            "--output",
+            output,
+        ]
+    };
+    let text = ebsctl(&endpoint, &args("text")).await;
+    // Each snapshot's line, then its zones' lines, each followed by its error.
+    let want = "UNSUCCESSFUL\tsnap-gone\n\
+FASTSNAPSHOTRESTORESTATEERRORS\tus-east-1a\n\
+ERROR\tInvalidSnapshot.NotFound\tThe snapshot 'snap-gone' does not exist.\n\
+FASTSNAPSHOTRESTORESTATEERRORS\tus-east-1z\n\
+ERROR\tInvalidParameterValue\tInvalid availability zone: [us-east-1z]\n";
+    assert_eq!(text.ok().flatten().as_deref(), Some(want));
+
+    let text = ebsctl(
+        &endpoint,
+        &[
+            "describe-fast-snapshot-restores",
+            "--max-results",
+            "1",
+            "--output",
+            "text",
+        ],
+    )
+    .await;
+    // The NextToken first; then columns AvailabilityZone, EnabledTime, EnablingTime,
+    // OptimizingTime, OwnerId, SnapshotId, State, StateTransitionReason.
+    let want = "1\n\
+FASTSNAPSHOTRESTORES\tus-east-1a\t2024-05-01T12:01:06.000Z\t2024-05-01T12:00:06.000Z\t2024-05-01T12:00:06.000Z\t000000000000\tsnap-0\tenabled\tClient.UserInitiated\n";
+    assert_eq!(text.ok().flatten().as_deref(), Some(want));
+
+    let table = match ebsctl(&endpoint, &args("table")).await {
+        Ok(Some(table)) => table,
+        other => panic!("expected a table, got {other:?}"),
+    };
+    let widths: Vec<usize> = table.lines().map(|l| l.chars().count()).collect();
+    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");
+    for want in [
+        "DisableFastSnapshotRestores",
+        "Unsuccessful",
+        "FastSnapshotRestoreStateErrors",
+        "|||  AvailabilityZone |  us-east-1a",
+        "||||  Code    |  InvalidSnapshot.NotFound",
+    ] {
+        assert!(table.contains(want), "{want:?} not in\n{table}");
+    }
+}
+
+#[tokio::test]
+async fn describe_fast_snapshot_restores_follows_next_token_unless_paging_is_asked_for() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let all = json(ebsctl(&endpoint, &["describe-fast-snapshot-restores"]).await);
+    assert_eq!(
+        fsr_pairs_of(&all["FastSnapshotRestores"]),
+        [
+            ("snap-0", "us-east-1a", "enabled"),
+            ("snap-0", "us-east-1b", "enabled"),
+            ("snap-1", "us-east-1a", "optimizing"),
+            ("snap-1", "us-east-1b", "disabled"),
+            ("snap-2", "us-east-1a", "enabled"),
+        ]
+    );
+    assert!(all.get("NextToken").is_none(), "{all}");
+    let tokens: Vec<Option<String>> = mock
+        .fsr_requests()
+        .into_iter()
+        .map(|call| match call {
+            FsrCall::Describe(r) => r.next_token,
+            other => panic!("not a DescribeFastSnapshotRestores: {other:?}"),
+        })
+        .collect();
+    assert_eq!(tokens, [None, Some("2".into()), Some("4".into())]);
+
+    // Times a pair has not reached are left out.
+    let optimizing = &all["FastSnapshotRestores"][2];
+    assert_eq!(optimizing["OptimizingTime"], "2024-05-01T12:00:06.000Z");
+    for absent in ["EnabledTime", "DisablingTime", "DisabledTime"] {
+        assert!(optimizing.get(absent).is_none(), "{absent} in {optimizing}");
+    }
+    let disabled = &all["FastSnapshotRestores"][3];
+    assert_eq!(disabled["DisabledTime"], "2024-05-01T12:02:01.000Z");
+
+    let page = json(
+        ebsctl(
+            &endpoint,
+            &["describe-fast-snapshot-restores", "--max-results", "2"],
+        )
+        .await,
+    );
+    assert_eq!(
+        fsr_pairs_of(&page["FastSnapshotRestores"]),
+        [
+            ("snap-0", "us-east-1a", "enabled"),
+            ("snap-0", "us-east-1b", "enabled"),
+        ]
+    );
+    assert_eq!(page["NextToken"], "2");
+
+    // --next-token alone also prints one page: the last one has no NextToken.
+    let last = json(
+        ebsctl(
+            &endpoint,
+            &["describe-fast-snapshot-restores", "--next-token", "4"],
+        )
+        .await,
+    );
+    assert_eq!(
+        fsr_pairs_of(&last["FastSnapshotRestores"]),
+        [("snap-2", "us-east-1a", "enabled")]
+    );
+    assert!(last.get("NextToken").is_none(), "{last}");
+}
+
+#[tokio::test]
+async fn describe_fast_snapshot_restores_sends_filters_and_prints_errors() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-fast-snapshot-restores",
+                "--filters",
+                "Name=state,Values=optimizing,disabled",
+                r#"{"Name": "owner-id", "Values": ["self"]}"#,
+                "--max-results",
+                "10",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        fsr_pairs_of(&reply["FastSnapshotRestores"]),
+        [
+            ("snap-1", "us-east-1a", "optimizing"),
+            ("snap-1", "us-east-1b", "disabled"),
+        ]
+    );
+    let filter = |name: &str, values: &[&str]| pb::Filter {
+        name: name.into(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    assert_eq!(
+        mock.fsr_requests(),
+        [FsrCall::Describe(pb::DescribeFastSnapshotRestoresRequest {
+            filters: vec![
+                filter("state", &["optimizing", "disabled"]),
+                filter("owner-id", &["self"]),
+            ],
+            max_results: Some(10),
+            next_token: None,
+        })]
+    );
+
+    let err = expect_err(
+        &endpoint,
+        &[
+            "describe-fast-snapshot-restores",
+            "--filters",
+            "Name=volume-id,Values=vol-1",
+        ],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidParameterValue) when calling the DescribeFastSnapshotRestores operation: The filter 'volume-id' is invalid"
+    );
+    assert_eq!(err.exit_code(), 254);
+
+    // A malformed filter is a usage error, found before connecting.
+    let err = expect_err(
+        "http://127.0.0.1:1",
+        &[
+            "describe-fast-snapshot-restores",
+            "--filters",
+            "Name=state,Valuez=x",
+        ],
+    )
+    .await;
+    assert_eq!(err.exit_code(), 252, "{err}");
+}
+
+#[tokio::test]
+async fn enable_fast_snapshot_restores_with_only_failed_pairs_is_not_an_error() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "enable-fast-snapshot-restores",
+            "--availability-zones",
+            "us-east-1z",
+            "--source-snapshot-ids",
+            "snap-1",
+        ],
+    )
+    .await;
+    // Every pair failed: still a reply (exit 0), as EC2 answers and the AWS CLI prints it.
+    let reply = json(out);
+    assert_eq!(reply["Successful"], serde_json::json!([]));
+    assert_eq!(
+        reply["Unsuccessful"][0]["FastSnapshotRestoreStateErrors"][0]["Error"]["Code"],
+        "InvalidParameterValue"
+    );
+}
+
+#[tokio::test]
+async fn a_volume_restored_with_fast_snapshot_restore_is_fast_restored() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let create = |snapshot_id: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            json(
+                ebsctl(
+                    &endpoint,
+                    &[
+                        "create-volume",
+                        "--availability-zone",
+                        "us-east-1a",
+                        "--snapshot-id",
+                        snapshot_id,
+                    ],
+                )
+                .await,
+            )
+        }
+    };
+    let fast = create("snap-fast").await;
+    assert_eq!(fast["FastRestored"], true);
+    assert_eq!(fast["InitializationProgress"], 100);
+    let slow = create("snap-1").await;
+    assert_eq!(slow["FastRestored"], false);
+    assert_eq!(slow["InitializationProgress"], 0);
 }

@@ -937,6 +937,20 @@ impl ControlPlane {
                 let _ = store.delete_manifest(id).await;
             }
         });
+        // Pins outlive their volume's hydration only if a crash fell between the two: drop
+        // the pins of volumes that are gone or no longer restoring.
+        let pinned = self
+            .runtime
+            .block_on(store.pinned_volumes())
+            .unwrap_or_default();
+        for vol in pinned {
+            let restoring = st.volumes.get(&vol).is_some_and(|v| {
+                hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id)).exists()
+            });
+            if !restoring {
+                let _ = self.runtime.block_on(store.unpin(&vol));
+            }
+        }
         let restoring: Vec<VolumeRecord> = st
             .volumes
             .values()
