@@ -55,13 +55,20 @@ impl Default for GcConfig {
     }
 }
 
-/// Announces a writer: marks `id` pending, then waits until no unexpired lease is held.
+/// Announces a writer: marks `id` pending, then waits until no unexpired lease is held (an
+/// expired one was left by a collector that died).
 pub async fn begin_write(store: &Store, id: &str) -> Result<(), StoreError> {
     store.mark_pending(id).await?;
-    while store.lease_held().await? {
+    while store.lease_active(wall_ms()).await? {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Ends a writer started with [`begin_write`].

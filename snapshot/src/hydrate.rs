@@ -421,8 +421,12 @@ impl Hydration {
                 moved += batch.len() as u64 * BLOCK_SIZE;
                 if rate > 0 {
                     let due = Duration::from_secs_f64(moved as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(start.elapsed()) {
-                        tokio::time::sleep(wait).await;
+                    // Sleep off the rate in slices, so a stop (delete, shutdown) is prompt.
+                    while let Some(wait) = due.checked_sub(start.elapsed()) {
+                        if self.stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
                     }
                 }
             }

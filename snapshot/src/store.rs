@@ -495,9 +495,17 @@ impl Store {
         Ok(false)
     }
 
-    /// Whether a garbage-collection lease is held (expired or not).
-    pub async fn lease_held(&self) -> Result<bool, StoreError> {
-        self.exists(&Path::from("gc.lease")).await
+    /// Whether an unexpired garbage-collection lease is held at `now_ms`.
+    pub async fn lease_active(&self, now_ms: u64) -> Result<bool, StoreError> {
+        let Some(held) = self.get_opt(&Path::from("gc.lease")).await? else {
+            return Ok(false);
+        };
+        let expiry = String::from_utf8_lossy(&held)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(expiry > now_ms)
     }
 
     /// Releases the garbage-collection lease.

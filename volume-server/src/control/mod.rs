@@ -330,7 +330,10 @@ impl ControlPlane {
                 && existing.iops == spec.iops
                 && existing.throughput == spec.throughput
                 && existing.availability_zone == req.availability_zone
-                && existing.multi_attach_enabled == spec.multi_attach;
+                && existing.multi_attach_enabled == spec.multi_attach
+                && existing.snapshot_id.as_deref()
+                    == restore.as_ref().map(|(r, _)| r.snapshot_id.as_str())
+                && existing.initialization_rate_mib == init_rate;
             return if same {
                 Ok(existing.clone())
             } else {

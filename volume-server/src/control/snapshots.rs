@@ -929,10 +929,12 @@ impl ControlPlane {
         }
         let store = self.own_store().clone();
         self.runtime.block_on(async {
+            // Only this server writes its region's store: its markers and a lease left by a
+            // collector that died with it are all stale now.
             for (id, _) in store.pending().await.unwrap_or_default() {
-                // Only this server writes its region's store; its markers are all stale now.
                 let _ = store.clear_pending(&id).await;
             }
+            let _ = store.release_lease().await;
             for id in &dropped {
                 let _ = store.delete_manifest(id).await;
             }
