@@ -133,6 +133,7 @@ def main():
             sys.exit(f"{tool} is required")
     work = tempfile.mkdtemp(prefix="bench-snap-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
     results = {}
+    servers = []
     try:
         data = os.path.join(work, "data.bin")
         make_data(data, a.data_mib)
@@ -145,6 +146,7 @@ def main():
         zstd_bytes = os.path.getsize(os.path.join(work, "data.zst"))
 
         srv = Server(os.path.join(work, "d"), ["--default-initialization-rate", "1"])
+        servers.append(srv)
         vol = srv.ctl("create-volume", "--size", str(a.volume_gib), "--volume-type", "io2",
                       "--iops", "64000", "--availability-zone", "us-east-1a")["VolumeId"]
         uri = srv.attach(vol, "us-east-1a")
@@ -190,6 +192,10 @@ def main():
         results["restore"] = {"cold": cold, "warm": warm, "never_restored": plain}
         srv.stop()
     finally:
+        for srv in servers:
+            if srv.proc.poll() is None:
+                srv.proc.kill()
+                srv.proc.wait()
         shutil.rmtree(work, ignore_errors=True)
 
     f = results["full"]

@@ -191,6 +191,13 @@ pub fn decode(key: &BlockKey, stored: &[u8]) -> Result<Vec<u8>, BlockError> {
     }
     let codec = u16_at(stored, 10);
     let plain_len = u32_at(stored, 12) as usize;
+    // Never trust a size from the store for an allocation: blocks are all one size.
+    if plain_len as u64 != BLOCK_SIZE {
+        return Err(BlockError::Length {
+            expected: BLOCK_SIZE as usize,
+            actual: plain_len,
+        });
+    }
     let payload_len = u32_at(stored, 16) as usize;
     let payload = stored
         .get(HEADER_LEN..HEADER_LEN + payload_len)

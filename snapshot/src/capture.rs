@@ -36,6 +36,42 @@ const PENDING: u8 = 1;
 const CLAIMED: u8 = 2;
 const SAVED: u8 = 3;
 
+/// A block claimed (`CLAIMED`) by a reader or writer. If the claimant's task is dropped
+/// mid-way (a client went away), the block goes back to `PENDING` and waiters are woken, so
+/// nobody waits on it forever; the point-in-time content is still in the volume then, since
+/// the write that claimed it never happened.
+struct Claim<'a> {
+    slot: &'a AtomicU8,
+    changed: &'a Notify,
+    armed: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(slot: &'a AtomicU8, changed: &'a Notify) -> Claim<'a> {
+        Claim {
+            slot,
+            changed,
+            armed: true,
+        }
+    }
+
+    /// Publishes the block's new state and wakes waiters.
+    fn release(mut self, to: u8) {
+        self.armed = false;
+        self.slot.store(to, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.slot.store(PENDING, Ordering::Release);
+            self.changed.notify_waiters();
+        }
+    }
+}
+
 /// Why a block's point-in-time content could not be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -180,6 +216,7 @@ impl Capture {
                         {
                             continue;
                         }
+                        let claim = Claim::new(slot, &self.changed);
                         let next = match self.save(b).await {
                             Ok(()) => SAVED,
                             Err(e) => {
@@ -187,8 +224,7 @@ impl Capture {
                                 IDLE
                             }
                         };
-                        slot.store(next, Ordering::Release);
-                        self.changed.notify_waiters();
+                        claim.release(next);
                         break;
                     }
                     CLAIMED if !self.cancelled.load(Ordering::Acquire) => {
@@ -246,9 +282,9 @@ impl Capture {
                     {
                         continue;
                     }
+                    let claim = Claim::new(slot, &self.changed);
                     let r = self.read_volume(b).await;
-                    slot.store(IDLE, Ordering::Release);
-                    self.changed.notify_waiters();
+                    claim.release(IDLE);
                     return r;
                 }
                 CLAIMED => self.wait(slot, CLAIMED).await,

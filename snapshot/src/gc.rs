@@ -50,7 +50,8 @@ impl Default for GcConfig {
     fn default() -> Self {
         GcConfig {
             lease: Duration::from_secs(600),
-            stale: Duration::from_secs(24 * 3600),
+            // Longer than any writer runs: a direct-API snapshot may stay open for 72 hours.
+            stale: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -87,14 +88,22 @@ pub async fn collect(
     if !store.try_lease(owner, now_ms, expires).await? {
         return Ok(GcOutcome::Deferred);
     }
-    let r = sweep(store, now_ms, cfg).await;
+    let r = sweep(store, owner, now_ms, cfg).await;
     let released = store.release_lease().await;
     let outcome = r?;
     released?;
     Ok(outcome)
 }
 
-async fn sweep(store: &Store, now_ms: u64, cfg: GcConfig) -> Result<GcOutcome, StoreError> {
+/// Deletes between lease renewals.
+const RENEW_EVERY: u64 = 64;
+
+async fn sweep(
+    store: &Store,
+    owner: &str,
+    now_ms: u64,
+    cfg: GcConfig,
+) -> Result<GcOutcome, StoreError> {
     let fresh_after = now_ms as i64 - cfg.stale.as_millis() as i64;
     if store
         .pending()
@@ -121,6 +130,19 @@ async fn sweep(store: &Store, now_ms: u64, cfg: GcConfig) -> Result<GcOutcome, S
         if live.contains(&b.key) {
             stats.live_blocks += 1;
         } else {
+            // A sweep may outlast its lease: renew it as it goes, and stop if it was lost
+            // (a writer may then be reusing blocks this sweep saw as garbage).
+            if stats.deleted_blocks % RENEW_EVERY == 0
+                && !store
+                    .renew_lease(owner, wall_ms() + cfg.lease.as_millis() as u64)
+                    .await?
+            {
+                tracing::warn!(
+                    store = store.url(),
+                    "garbage collection lost its lease; stopping"
+                );
+                return Ok(GcOutcome::Deferred);
+            }
             store.delete_block(&b.key).await?;
             stats.deleted_blocks += 1;
             stats.deleted_bytes += b.size;

@@ -51,6 +51,41 @@ const FETCHING: u8 = 1;
 const LOCAL: u8 = 2;
 const CACHED: u8 = 3;
 
+/// A block claimed (`FETCHING`) by one task. If the task is dropped mid-way (a client went
+/// away, the runtime stopped), the block goes back to the state it was claimed from and
+/// waiters are woken, instead of staying claimed forever.
+struct Claim<'a> {
+    slot: &'a AtomicU8,
+    from: u8,
+    changed: &'a Notify,
+    armed: bool,
+}
+
+impl<'a> Claim<'a> {
+    fn new(slot: &'a AtomicU8, from: u8, changed: &'a Notify) -> Claim<'a> {
+        Claim {
+            slot,
+            from,
+            changed,
+            armed: true,
+        }
+    }
+
+    /// The claimant published the block's new state itself.
+    fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.slot.store(self.from, Ordering::Release);
+            self.changed.notify_waiters();
+        }
+    }
+}
+
 /// Why a block could not be made local.
 #[derive(Debug, thiserror::Error)]
 pub enum HydrateError {
@@ -266,6 +301,7 @@ impl Hydration {
                     {
                         continue;
                     }
+                    let claim = Claim::new(slot, from, &self.changed);
                     let mut r = if from == COLD {
                         self.fetch(b, durable).await
                     } else {
@@ -276,6 +312,7 @@ impl Hydration {
                     }
                     let to = if durable { LOCAL } else { CACHED };
                     self.publish(&[(b, from)], r.is_ok().then_some(to));
+                    claim.done();
                     return r;
                 }
                 _ => self.wait(slot, FETCHING).await,
@@ -355,13 +392,15 @@ impl Hydration {
             let to = to.unwrap_or(from);
             self.state[b as usize].store(to, Ordering::Release);
             if to != from {
+                // Raise `volatile` first: `is_complete` must never see both at zero while a
+                // block is still only cached.
+                if to == CACHED {
+                    self.volatile.fetch_add(1, Ordering::AcqRel);
+                }
                 match from {
                     COLD => self.cold.fetch_sub(1, Ordering::AcqRel),
                     _ => self.volatile.fetch_sub(1, Ordering::AcqRel),
                 };
-                if to == CACHED {
-                    self.volatile.fetch_add(1, Ordering::AcqRel);
-                }
             }
         }
         self.changed.notify_waiters();
@@ -381,6 +420,7 @@ impl Hydration {
             let mut claimed_any = false;
             while next < n && !self.stop.load(Ordering::Acquire) {
                 let mut batch: Vec<(u64, u8)> = Vec::with_capacity(BATCH);
+                let mut claims = Vec::with_capacity(BATCH);
                 while next < n && batch.len() < BATCH {
                     let slot = &self.state[next as usize];
                     let from = slot.load(Ordering::Acquire);
@@ -390,6 +430,7 @@ impl Hydration {
                             .is_ok()
                     {
                         batch.push((next, from));
+                        claims.push(Claim::new(slot, from, &self.changed));
                     }
                     next += 1;
                 }
@@ -417,6 +458,7 @@ impl Hydration {
                         .and_then(|()| self.persist(&blocks));
                 }
                 self.publish(&batch, r.is_ok().then_some(LOCAL));
+                claims.into_iter().for_each(Claim::done);
                 r?;
                 moved += batch.len() as u64 * BLOCK_SIZE;
                 if rate > 0 {

@@ -508,6 +508,23 @@ impl Store {
         Ok(expiry > now_ms)
     }
 
+    /// Extends the lease to `expires_ms` if `owner` still holds it; `false` if it does not (it
+    /// expired and was taken over), and the holder must stop.
+    pub async fn renew_lease(&self, owner: &str, expires_ms: u64) -> Result<bool, StoreError> {
+        let path = Path::from("gc.lease");
+        let Some(held) = self.get_opt(&path).await? else {
+            return Ok(false);
+        };
+        if String::from_utf8_lossy(&held).split_whitespace().next() != Some(owner) {
+            return Ok(false);
+        }
+        self.os
+            .put(&path, PutPayload::from(format!("{owner} {expires_ms}")))
+            .await
+            .map_err(self.backend())?;
+        Ok(true)
+    }
+
     /// Releases the garbage-collection lease.
     pub async fn release_lease(&self) -> Result<(), StoreError> {
         self.delete_opt(&Path::from("gc.lease")).await

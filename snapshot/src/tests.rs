@@ -460,3 +460,66 @@ mod moto {
         }
     }
 }
+
+/// A request dropped while it holds a block (its client went away) must not leave the block
+/// claimed: later readers and writers of that block would wait forever.
+#[tokio::test]
+async fn a_claim_dropped_mid_way_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(&dir.path().join("store")).unwrap();
+    let path = dir.path().join("v.img");
+    Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
+    let vol = Arc::new(Volume::open(&path, engine()).unwrap());
+    let data = random(BLOCK_SIZE as usize);
+    vol.write(0, Bytes::from(data.clone()), false)
+        .await
+        .unwrap();
+    let cap = Capture::new(
+        "snap-00000000000000004",
+        vol.clone(),
+        None,
+        vec![0],
+        &dir.path().join("side"),
+    )
+    .unwrap();
+    {
+        let w = cap.before_write(0, 4096);
+        tokio::pin!(w);
+        let _ = futures::poll!(w.as_mut()); // claims block 0, waits on the engine; dropped
+    }
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), cap.read_block(0))
+        .await
+        .expect("the block stayed claimed")
+        .unwrap();
+    assert_eq!(got, data);
+    cap.finish();
+
+    // The same for a cold block of a restoring volume.
+    let m = Manifest {
+        blocks: [(0, BlockKey::of(&data))].into_iter().collect(),
+        ..header("snap-00000000000000005", None)
+    };
+    store
+        .put_block(&BlockKey::of(&data), block::encode(&data))
+        .await
+        .unwrap();
+    let rpath = dir.path().join("r.img");
+    Volume::create(&rpath, BLOCKS * BLOCK_SIZE).unwrap();
+    let side = dir.path().join("r.hydrate");
+    crate::Hydration::create(&side, BLOCKS * BLOCK_SIZE).unwrap();
+    let rvol = Arc::new(Volume::open(&rpath, engine()).unwrap());
+    let h = crate::Hydration::open(&side, store, Arc::new(m), rvol.clone()).unwrap();
+    {
+        let e = h.ensure(0, 4096);
+        tokio::pin!(e);
+        let _ = futures::poll!(e.as_mut());
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        h.ensure_durable(0, 4096),
+    )
+    .await
+    .expect("the block stayed claimed")
+    .unwrap();
+    assert_eq!(rvol.read(0, BLOCK_SIZE).await.unwrap(), data);
+}

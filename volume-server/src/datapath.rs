@@ -189,11 +189,7 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, I
     // for writing) waits until no write is between the two.
     let _captures = match range {
         Some((offset, len)) if req.is_write() => {
-            let captures = export.open.captures.read().await;
-            for c in captures.iter() {
-                c.before_write(offset, len).await;
-            }
-            Some(captures)
+            Some(export.open.captures.enter_write(offset, len).await)
         }
         _ => None,
     };

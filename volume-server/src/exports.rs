@@ -3,7 +3,7 @@
 //! look them up at handshake and hold their `Arc<Export>` for the session's life.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use snapshot::{Capture, Hydration};
@@ -125,12 +125,94 @@ pub struct OpenVolume {
     /// io2: the reservation state every I/O is checked against, held (read) for the I/O's
     /// duration; see [`crate::reservation`].
     pub reservation: Option<Arc<tokio::sync::RwLock<ReservationRecord>>>,
-    /// Captures of the snapshots being taken, oldest first. Writes hold the read lock from
-    /// their capture check to their completion; a snapshot installs its capture under the
-    /// write lock, so its point in time falls between writes.
-    pub captures: Arc<tokio::sync::RwLock<Vec<Arc<Capture>>>>,
+    /// Captures of the snapshots being taken (see [`CaptureSet`]).
+    pub captures: Arc<CaptureSet>,
     /// Volumes restored from a snapshot: which blocks are local yet.
     pub hydration: Option<Arc<Hydration>>,
+}
+
+/// The captures of the snapshots being taken of one volume, oldest first.
+///
+/// # Point in time
+/// A write passes [`CaptureSet::enter_write`] before it touches the volume and holds the guard
+/// until it completes; a snapshot installs its capture under [`CaptureSet::install`]. Either
+/// the write completed before the install (and tracking counted it), or it passes through the
+/// capture's copy-before-write.
+///
+/// # Fast path
+/// With no snapshot in progress a write takes no lock: it counts itself in `unlocked` and
+/// checks `active`; an install raises `active`, then waits for `unlocked` to drain before it
+/// takes the lock. Both sides write, then read (`SeqCst`), so one always sees the other.
+#[derive(Debug, Default)]
+pub struct CaptureSet {
+    active: AtomicUsize,
+    unlocked: AtomicUsize,
+    list: tokio::sync::RwLock<Vec<Arc<Capture>>>,
+}
+
+/// Held by a write from its capture check until it completes.
+#[derive(Debug)]
+pub enum CaptureGuard<'a> {
+    /// No capture was active: the write is counted in `unlocked`.
+    Unlocked(&'a CaptureSet),
+    /// Captures were active: their read lock.
+    Locked(tokio::sync::RwLockReadGuard<'a, Vec<Arc<Capture>>>),
+}
+
+impl Drop for CaptureGuard<'_> {
+    fn drop(&mut self) {
+        if let CaptureGuard::Unlocked(set) = self {
+            set.unlocked.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl CaptureSet {
+    /// Before a write to `[offset, offset + len)`: saves what active captures need.
+    pub async fn enter_write(&self, offset: u64, len: u64) -> CaptureGuard<'_> {
+        self.unlocked.fetch_add(1, Ordering::SeqCst);
+        if self.active.load(Ordering::SeqCst) == 0 {
+            return CaptureGuard::Unlocked(self);
+        }
+        self.unlocked.fetch_sub(1, Ordering::SeqCst);
+        let list = self.list.read().await;
+        for c in list.iter() {
+            c.before_write(offset, len).await;
+        }
+        CaptureGuard::Locked(list)
+    }
+
+    /// Pauses writes to install a capture: returns once no write is in flight. Call
+    /// [`CaptureSet::installed`] or [`CaptureSet::abandoned`] after.
+    pub async fn install(&self) -> tokio::sync::RwLockWriteGuard<'_, Vec<Arc<Capture>>> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        // Writes that skipped the lock before they could see `active` finish quickly; new
+        // ones take the lock.
+        while self.unlocked.load(Ordering::SeqCst) != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        self.list.write().await
+    }
+
+    /// Undoes [`CaptureSet::install`] when no capture was pushed.
+    pub fn abandoned(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Removes `capture` (its snapshot has read everything it needs).
+    pub async fn remove(&self, capture: &Arc<Capture>) {
+        let mut list = self.list.write().await;
+        let before = list.len();
+        list.retain(|c| !Arc::ptr_eq(c, capture));
+        if list.len() < before {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Every capture installed now.
+    pub async fn all(&self) -> Vec<Arc<Capture>> {
+        self.list.read().await.clone()
+    }
 }
 
 /// One attachment, as NBD serves it.

@@ -141,6 +141,15 @@ impl ControlPlane {
             ));
         }
         let mut st = self.lock();
+        // The parent was read without the lock; while it is in the catalog its manifest stays.
+        if let Some(p) = &parent
+            && st
+                .snapshots
+                .get(&p.snapshot_id)
+                .is_none_or(|s| s.state != SnapshotState::Completed)
+        {
+            return Err(not_found(&p.snapshot_id));
+        }
         if let Some(t) = req.client_token.as_deref().filter(|t| !t.is_empty())
             && let Some((id, _)) = st
                 .direct
@@ -219,6 +228,26 @@ impl ControlPlane {
             .ok_or_else(|| Ec2Error::internal("direct snapshot vanished"))?;
         s.last_call_ms = now;
         Ok(s)
+    }
+
+    /// Fails every direct-API snapshot idle past its timeout.
+    pub(super) fn reap_direct(&self) {
+        let now = now_ms();
+        let mut st = self.lock();
+        let expired: Vec<String> = st
+            .direct
+            .iter()
+            .filter(|(_, s)| now.saturating_sub(s.last_call_ms) > s.timeout_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            tracing::warn!(snapshot_id = %id, "direct-API snapshot timed out");
+            self.fail_direct(
+                &mut st,
+                &id,
+                "The snapshot timed out before it was completed.",
+            );
+        }
     }
 
     fn fail_direct(&self, st: &mut State, id: &str, why: &str) {
@@ -358,8 +387,8 @@ impl ControlPlane {
         rec.complete_ms = Some(m.complete_ms);
         rec.block_count = m.blocks.len() as u64;
         rec.blocks_written = s.written.len() as u64;
-        self.commit(&[Change::PutSnapshot(rec.clone())])?;
-        st.snapshots.insert(rec.snapshot_id.clone(), rec);
+        // Honours a DeleteSnapshot made meanwhile, and a parent deleted meanwhile.
+        self.settle(&mut st, rec);
         tracing::info!(snapshot_id = %req.snapshot_id, blocks = m.blocks.len(), "direct-API snapshot completed");
         Ok("completed".into())
     }

@@ -319,6 +319,19 @@ impl ControlPlane {
         )?;
         let tags = validate::tag_specifications("volume", &req.tag_specifications)?;
         let mut st = self.lock();
+        // Read without the lock: the snapshot may have been deleted since. While it is in the
+        // catalog its manifest stays, and the pin is put before the lock is let go.
+        if let Some((rec, _)) = &restore
+            && st
+                .snapshots
+                .get(&rec.snapshot_id)
+                .is_none_or(|s| s.state != crate::catalog::SnapshotState::Completed)
+        {
+            return Err(Ec2Error::new(
+                "InvalidSnapshot.NotFound",
+                format!("The snapshot '{}' does not exist.", rec.snapshot_id),
+            ));
+        }
         if let Some(token) = req.client_token.as_deref().filter(|t| !t.is_empty())
             && let Some(existing) = st
                 .volumes
@@ -395,7 +408,10 @@ impl ControlPlane {
         if let Err(e) = created {
             let _ = self.commit(&[Change::DeleteVolume(v.volume_id.clone())]);
             let _ = Volume::remove(&path);
-            let _ = std::fs::remove_file(snapshots::hydrate_path(&path));
+            if restore.is_some() {
+                let _ = std::fs::remove_file(snapshots::hydrate_path(&path));
+                let _ = self.runtime.block_on(self.own_store().unpin(&v.volume_id));
+            }
             return Err(if e.kind() == storage_engine::VolumeErrorKind::NoSpace {
                 Ec2Error::new(
                     "InsufficientVolumeCapacity",
@@ -542,6 +558,21 @@ impl ControlPlane {
             std::thread::sleep(std::time::Duration::from_millis(10));
             st = self.lock();
         }
+        // The lock was let go while waiting: the volume may have been attached or deleted.
+        let v = st
+            .volumes
+            .get(volume_id)
+            .ok_or_else(|| volume_not_found(volume_id))?
+            .clone();
+        if v.state != VolumeState::Available {
+            return Err(Ec2Error::new(
+                "IncorrectState",
+                format!(
+                    "The volume '{volume_id}' is in the '{}' state.",
+                    v.state.as_str()
+                ),
+            ));
+        }
         let mut deleting = v.clone();
         deleting.state = VolumeState::Deleting;
         self.commit(&[Change::PutVolume(deleting)])?;
@@ -619,7 +650,9 @@ impl ControlPlane {
         st.open.remove(volume_id)
     }
 
-    /// Closes a volume taken out of the open set (flush, tracking persisted).
+    /// Closes a volume taken out of the open set (flush, tracking persisted). Call with the
+    /// state lock held, so a concurrent open of the same volume waits for the close to finish
+    /// (two open instances would race on the tracking sidecar).
     fn close_now(&self, closing: Option<OpenVolume>) {
         if let Some(open) = closing
             && let Err(e) = self.runtime.block_on(open.volume.close())
@@ -752,8 +785,8 @@ impl ControlPlane {
         if let Err(e) = self.commit(&[Change::PutVolume(nv.clone())]) {
             self.exports.remove(&a.token);
             let closing = self.take_if_unused(&mut st, &v.volume_id);
-            drop(st);
             self.close_now(closing);
+            drop(st);
             return Err(e);
         }
         st.volumes.insert(nv.volume_id.clone(), nv);
@@ -851,8 +884,8 @@ impl ControlPlane {
         self.commit(&[Change::PutVolume(nv.clone())])?;
         st.volumes.insert(nv.volume_id.clone(), nv.clone());
         let closing = self.take_if_unused(&mut st, &nv.volume_id);
-        drop(st);
         self.close_now(closing);
+        drop(st);
         // A detached host keeps no reservation registration.
         self.forget_registration(&req.volume_id, &a.instance_id)?;
         a.state = AttachmentState::Detached;

@@ -244,8 +244,8 @@ impl ControlPlane {
                 let _ = self.commit(&[Change::PutSnapshot(failed.clone())]);
                 st.snapshots.insert(failed.snapshot_id.clone(), failed);
                 let closing = self.release_volume(&mut st, &v.volume_id);
-                drop(st);
                 self.close_now(closing);
+                drop(st);
                 return Err(e);
             }
         };
@@ -306,28 +306,38 @@ impl ControlPlane {
         rec: &SnapshotRecord,
         has_parent: bool,
     ) -> Result<Arc<Capture>, Ec2Error> {
-        let mut captures = open.captures.write().await;
+        let mut captures = open.captures.install().await;
         let vol = &open.volume;
         let nblocks = vol.size().div_ceil(BLOCK_SIZE);
-        let wanted = match (has_parent, vol.changed_blocks().changed()) {
-            (true, ChangedSince::Exact(changed)) => changed,
-            // No usable parent or tracking gap: every block that may hold data.
-            _ => match &open.hydration {
-                Some(h) if !h.is_complete() => (0..nblocks).collect(),
-                _ => allocated_blocks(vol, nblocks).map_err(internal("reading allocation"))?,
-            },
-        };
-        vol.changed_blocks().reset();
         let path = self.volume_path(&v.availability_zone, &v.volume_id);
-        let capture = Capture::new(
-            &rec.snapshot_id,
-            vol.clone(),
-            open.hydration.clone(),
-            wanted,
-            &side_path(&path, &rec.snapshot_id),
-        )
-        .map_err(internal("creating the capture file"))?;
-        let capture = Arc::new(capture);
+        let made = (|| {
+            let wanted = match (has_parent, vol.changed_blocks().changed()) {
+                (true, ChangedSince::Exact(changed)) => changed,
+                // No usable parent or tracking gap: every block that may hold data.
+                _ => match &open.hydration {
+                    Some(h) if !h.is_complete() => (0..nblocks).collect(),
+                    _ => allocated_blocks(vol, nblocks).map_err(internal("reading allocation"))?,
+                },
+            };
+            Capture::new(
+                &rec.snapshot_id,
+                vol.clone(),
+                open.hydration.clone(),
+                wanted,
+                &side_path(&path, &rec.snapshot_id),
+            )
+            .map_err(internal("creating the capture file"))
+        })();
+        let capture = match made {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                drop(captures);
+                open.captures.abandoned();
+                return Err(e);
+            }
+        };
+        // Only once the capture exists: a failure before this leaves tracking untouched.
+        vol.changed_blocks().reset();
         captures.push(capture.clone());
         Ok(capture)
     }
@@ -369,17 +379,20 @@ impl ControlPlane {
         }
         self.settle(&mut st, rec);
         let closing = self.release_volume(&mut st, volume_id);
-        drop(st);
         self.close_now(closing);
+        drop(st);
     }
 
     /// Commits a finished snapshot or copy, deleting it at once if that was asked meanwhile,
     /// and deletes parents whose records went while this snapshot still needed them.
-    fn settle(&self, st: &mut State, rec: SnapshotRecord) {
+    pub(super) fn settle(&self, st: &mut State, rec: SnapshotRecord) {
         let mut changes = vec![];
         let mut doomed = vec![];
         if rec.delete_requested {
-            doomed.push(rec.snapshot_id.clone());
+            // A pending child composing over this one deletes the manifest when it ends.
+            if !self.needed_as_parent(st, &rec.snapshot_id, &rec.snapshot_id) {
+                doomed.push(rec.snapshot_id.clone());
+            }
             changes.push(Change::DeleteSnapshot(rec.snapshot_id.clone()));
         } else {
             changes.push(Change::PutSnapshot(rec.clone()));
@@ -846,8 +859,8 @@ impl ControlPlane {
             let _ = tokio::task::spawn_blocking(move || {
                 let mut st = cp.lock();
                 let closing = cp.release_volume(&mut st, &volume_id);
-                drop(st);
                 cp.close_now(closing);
+                drop(st);
             })
             .await;
         });
@@ -889,6 +902,23 @@ impl ControlPlane {
                     }
                 }
             }
+        }
+    }
+
+    /// Fails direct-API snapshots left uncompleted past their timeout, every 30 s.
+    async fn reap_loop(me: std::sync::Weak<ControlPlane>) {
+        loop {
+            for _ in 0..300 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                match me.upgrade() {
+                    Some(cp) if !cp.stopping.load(Ordering::Acquire) => {}
+                    _ => return,
+                }
+            }
+            let Some(cp) = me.upgrade() else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || cp.reap_direct()).await;
         }
     }
 
@@ -968,6 +998,8 @@ impl ControlPlane {
             .runtime
             .spawn(Self::gc_loop(self.me.clone(), self.gc_wake.clone()));
         st.work.tasks.push(gc);
+        let reaper = self.runtime.spawn(Self::reap_loop(self.me.clone()));
+        st.work.tasks.push(reaper);
         self.gc_wake.notify_one();
         Ok(())
     }
@@ -983,7 +1015,7 @@ impl ControlPlane {
             (opens, std::mem::take(&mut st.work.tasks))
         };
         for o in &opens {
-            for c in o.captures.read().await.iter() {
+            for c in o.captures.all().await.iter() {
                 c.cancel("the server is shutting down");
             }
             if let Some(h) = &o.hydration {
@@ -1050,10 +1082,7 @@ impl SnapJob {
             // The reset tracking lost this snapshot's changes: the next one reads everything.
             self.open.volume.changed_blocks().invalidate();
         }
-        {
-            let mut captures = self.open.captures.write().await;
-            captures.retain(|c| !Arc::ptr_eq(c, &self.capture));
-        }
+        self.open.captures.remove(&self.capture).await;
         self.capture.finish();
         if let Err(e) = gc::end_write(&store, &id).await {
             tracing::warn!(snapshot_id = %id, error = %e, "clearing a pending marker");
