@@ -26,5 +26,7 @@ pub use hydrate::Hydration;
 pub use manifest::Manifest;
 pub use store::{Store, StoreError};
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;

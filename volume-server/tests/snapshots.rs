@@ -2789,3 +2789,106 @@ fn kill_9_during_garbage_collection_does_not_stall_later_snapshots() {
     }
     server.stop();
 }
+
+/// The region's store on a real S3-compatible server (moto): snapshot, incremental snapshot,
+/// restore, delete with garbage collection, and a copy into a region whose store is local.
+#[test]
+fn snapshots_on_an_s3_store_restore_copy_and_collect() {
+    if !require_tool("qemu-img") {
+        return;
+    }
+    let Some(moto) = snapshot::testing::Moto::start() else {
+        return;
+    };
+    let dir = tempdir();
+    let east_url = moto.url("us-east-1");
+    let east_arg = format!("us-east-1={east_url}");
+    let east = start(
+        &dir.path().join("east"),
+        &[
+            "--snapshot-store",
+            &east_arg,
+            "--default-initialization-rate",
+            "0",
+        ],
+    );
+    let (volume_id, uri) = new_attached_volume(&east, 1, AZ);
+    let mut image = Image::new(GIB);
+    write_both(&east, &uri, &mut image, 0, &random_bytes(3 * MIB as usize));
+    write_both(
+        &east,
+        &uri,
+        &mut image,
+        700 * MIB,
+        &random_bytes(MIB as usize),
+    );
+    let first = wait_snapshot(&east, &create_snapshot(&east, &volume_id).snapshot_id);
+    assert_eq!(first.blocks_written, 8, "{first:?}");
+    let first_image = image.clone();
+
+    write_both(
+        &east,
+        &uri,
+        &mut image,
+        700 * MIB + 4 * KIB,
+        &random_bytes(4096),
+    );
+    let second = wait_snapshot(&east, &create_snapshot(&east, &volume_id).snapshot_id);
+    assert_eq!(
+        second.blocks_written, 1,
+        "only the changed block: {second:?}"
+    );
+
+    // Both restore byte-identical in another AZ, from S3.
+    let want_first = first_image.save(&dir.path().join("first.img"));
+    let want_second = image.save(&dir.path().join("second.img"));
+    let (_, r1) = restore_attached(&east, &first.snapshot_id, "us-east-1b");
+    assert_identical(path_str(&want_first), &r1);
+    let (_, r2) = restore_attached(&east, &second.snapshot_id, "us-east-1c");
+    assert_identical(path_str(&want_second), &r2);
+
+    // A region with a local store copies from the S3 one: all blocks, then only the change.
+    let west = start(
+        &dir.path().join("west"),
+        &[
+            "--region",
+            "us-west-2",
+            "--snapshot-store",
+            &east_arg,
+            "--default-initialization-rate",
+            "0",
+        ],
+    );
+    let copy = |id: &str| {
+        let copied = copy_snapshot(
+            &west,
+            pb::CopySnapshotRequest {
+                source_region: "us-east-1".into(),
+                source_snapshot_id: id.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("CopySnapshot: {e:?}"));
+        wait_snapshot(&west, &copied)
+    };
+    assert_eq!(copy(&first.snapshot_id).blocks_written, 8);
+    let second_copy = copy(&second.snapshot_id);
+    assert_eq!(second_copy.blocks_written, 1, "{second_copy:?}");
+    let (_, w2) = restore_attached(&west, &second_copy.snapshot_id, "us-west-2a");
+    assert_identical(path_str(&want_second), &w2);
+
+    // Deleting the first keeps the second restorable; its one unique block is collected.
+    let store = moto.store("us-east-1");
+    let count = || east.block_on(store.list_blocks()).unwrap().len();
+    assert_eq!(count(), 9);
+    delete_snapshot(&east, &first.snapshot_id).unwrap();
+    let deadline = Instant::now() + SNAPSHOT_TIMEOUT;
+    while count() != 8 {
+        assert!(Instant::now() < deadline, "GC left {} blocks", count());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, r3) = restore_attached(&east, &second.snapshot_id, "us-east-1b");
+    assert_identical(path_str(&want_second), &r3);
+    east.stop();
+    west.stop();
+}
