@@ -8,9 +8,10 @@ use pb::volume_service_server::VolumeService;
 use proto::ebs::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::catalog::SnapshotRecord;
 use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
+use crate::catalog::{ImageRecord, SnapshotRecord};
 use crate::control::fsr::FsrView;
+use crate::control::images;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
 use crate::control::snapshots::{OWNER_ID, SnapshotView};
@@ -150,6 +151,25 @@ fn fsr_result(
     pb::FastSnapshotRestoresResult {
         successful: ok.iter().map(fsr).collect(),
         unsuccessful: failed,
+    }
+}
+
+fn image(i: &ImageRecord) -> pb::Image {
+    pb::Image {
+        image_id: i.image_id.clone(),
+        name: i.name.clone(),
+        description: i.description.clone(),
+        state: "available".into(),
+        creation_date: format_time(i.creation_ms),
+        root_device_name: i.root_device_name.clone(),
+        root_device_type: "ebs".into(),
+        architecture: i.architecture.clone(),
+        virtualization_type: i.virtualization_type.clone(),
+        block_device_mappings: i.mappings.iter().map(images::mapping_pb).collect(),
+        owner_id: OWNER_ID.into(),
+        public: false,
+        image_type: "machine".into(),
+        tags: tags(&i.tags),
     }
 }
 
@@ -640,6 +660,47 @@ impl VolumeService for VolumeApi {
         self.run(move |cp| cp.get_snapshot_block(req))
             .await
             .map(Response::new)
+    }
+
+    async fn describe_instance_types(
+        &self,
+        req: Request<pb::DescribeInstanceTypesRequest>,
+    ) -> Result<Response<pb::DescribeInstanceTypesResponse>, Status> {
+        instance_manager::types::describe_request(&req.into_inner())
+            .map(Response::new)
+            .map_err(|e| Ec2Error::new(e.code(), e.to_string()).into_status())
+    }
+
+    async fn register_image(
+        &self,
+        req: Request<pb::RegisterImageRequest>,
+    ) -> Result<Response<pb::RegisterImageResponse>, Status> {
+        let req = req.into_inner();
+        let rec = self.run(move |cp| cp.register_image(req)).await?;
+        Ok(Response::new(pb::RegisterImageResponse {
+            image_id: rec.image_id,
+        }))
+    }
+
+    async fn describe_images(
+        &self,
+        req: Request<pb::DescribeImagesRequest>,
+    ) -> Result<Response<pb::DescribeImagesResponse>, Status> {
+        let req = req.into_inner();
+        let (list, next_token) = self.run(move |cp| cp.describe_images(req)).await?;
+        Ok(Response::new(pb::DescribeImagesResponse {
+            images: list.iter().map(image).collect(),
+            next_token,
+        }))
+    }
+
+    async fn deregister_image(
+        &self,
+        req: Request<pb::DeregisterImageRequest>,
+    ) -> Result<Response<pb::DeregisterImageResponse>, Status> {
+        let id = req.into_inner().image_id;
+        self.run(move |cp| cp.deregister_image(&id)).await?;
+        Ok(Response::new(pb::DeregisterImageResponse {}))
     }
 
     async fn delete_volume(

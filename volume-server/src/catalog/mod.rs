@@ -401,6 +401,70 @@ impl FsrRecord {
     }
 }
 
+/// An EBS block device of an AMI mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EbsMapping {
+    /// The snapshot the volume is created from.
+    #[serde(default)]
+    pub snapshot_id: Option<String>,
+    /// GiB (default: the snapshot's size).
+    #[serde(default)]
+    pub volume_size: Option<u32>,
+    /// Volume type (default gp2).
+    #[serde(default)]
+    pub volume_type: Option<String>,
+    /// Provisioned IOPS.
+    #[serde(default)]
+    pub iops: Option<u32>,
+    /// Provisioned throughput, MiB/s.
+    #[serde(default)]
+    pub throughput: Option<u32>,
+    /// Delete the volume when the instance terminates (EC2 default: true).
+    #[serde(default)]
+    pub delete_on_termination: Option<bool>,
+}
+
+/// One block device mapping of an AMI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingRecord {
+    /// `/dev/xvda`, `/dev/sdf`, ….
+    pub device_name: String,
+    /// An EBS volume.
+    #[serde(default)]
+    pub ebs: Option<EbsMapping>,
+    /// Instance store: `ephemeral0`…`ephemeral23`.
+    #[serde(default)]
+    pub virtual_name: Option<String>,
+    /// Suppresses the device.
+    #[serde(default)]
+    pub no_device: bool,
+}
+
+/// A registered AMI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// `ami-…`.
+    pub image_id: String,
+    /// Unique in the region.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Milliseconds since the Unix epoch.
+    pub creation_ms: u64,
+    /// The root device; one of the mappings, with a snapshot.
+    pub root_device_name: String,
+    /// x86_64, arm64 or i386.
+    pub architecture: String,
+    /// hvm or paravirtual.
+    pub virtualization_type: String,
+    /// Block device mappings.
+    pub mappings: Vec<MappingRecord>,
+    /// Tags, sorted by key.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
 /// Everything the catalog holds.
 #[derive(Debug, Default)]
 pub struct CatalogContents {
@@ -412,6 +476,8 @@ pub struct CatalogContents {
     pub snapshots: Vec<SnapshotRecord>,
     /// Fast snapshot restore settings.
     pub fsr: Vec<FsrRecord>,
+    /// Registered AMIs.
+    pub images: Vec<ImageRecord>,
 }
 
 /// One change in a transaction.
@@ -433,6 +499,10 @@ pub enum Change {
     PutFsr(FsrRecord),
     /// Remove a fast snapshot restore setting (by [`FsrRecord::key`]).
     DeleteFsr(String),
+    /// Insert or replace an AMI.
+    PutImage(ImageRecord),
+    /// Remove an AMI.
+    DeleteImage(String),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

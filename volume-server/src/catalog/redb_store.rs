@@ -5,14 +5,15 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    Catalog, CatalogContents, CatalogError, Change, FsrRecord, HostRecord, SnapshotRecord,
-    VolumeRecord,
+    Catalog, CatalogContents, CatalogError, Change, FsrRecord, HostRecord, ImageRecord,
+    SnapshotRecord, VolumeRecord,
 };
 
 const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const FSR: TableDefinition<&str, &[u8]> = TableDefinition::new("fast_snapshot_restores");
+const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 #[derive(Debug)]
@@ -34,6 +35,7 @@ impl RedbCatalog {
         tx.open_table(HOSTS).map_err(storage)?;
         tx.open_table(SNAPSHOTS).map_err(storage)?;
         tx.open_table(FSR).map_err(storage)?;
+        tx.open_table(IMAGES).map_err(storage)?;
         tx.commit().map_err(storage)?;
         Ok(RedbCatalog { db })
     }
@@ -77,6 +79,12 @@ impl Catalog for RedbCatalog {
             let (k, v) = row.map_err(storage)?;
             out.fsr.push(decode::<FsrRecord>(k.value(), v.value())?);
         }
+        let images = tx.open_table(IMAGES).map_err(storage)?;
+        for row in images.iter().map_err(storage)? {
+            let (k, v) = row.map_err(storage)?;
+            out.images
+                .push(decode::<ImageRecord>(k.value(), v.value())?);
+        }
         Ok(out)
     }
 
@@ -87,6 +95,7 @@ impl Catalog for RedbCatalog {
             let mut hosts = tx.open_table(HOSTS).map_err(storage)?;
             let mut snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
             let mut fsr = tx.open_table(FSR).map_err(storage)?;
+            let mut images = tx.open_table(IMAGES).map_err(storage)?;
             for change in changes {
                 match change {
                     Change::PutVolume(v) => {
@@ -119,6 +128,14 @@ impl Catalog for RedbCatalog {
                     }
                     Change::DeleteFsr(key) => {
                         fsr.remove(key.as_str()).map_err(storage)?;
+                    }
+                    Change::PutImage(i) => {
+                        images
+                            .insert(i.image_id.as_str(), encode(i).as_slice())
+                            .map_err(storage)?;
+                    }
+                    Change::DeleteImage(id) => {
+                        images.remove(id.as_str()).map_err(storage)?;
                     }
                 }
             }

@@ -17,6 +17,7 @@ pub mod direct;
 pub mod error;
 pub mod filter;
 pub mod fsr;
+pub mod images;
 pub mod modify;
 pub mod perf;
 pub mod reserve;
@@ -82,6 +83,8 @@ struct State {
     fsr: BTreeMap<String, FsrRecord>,
     /// Snapshots being written through the EBS direct APIs.
     direct: BTreeMap<String, direct::Staging>,
+    /// Registered AMIs.
+    images: BTreeMap<String, crate::catalog::ImageRecord>,
     work: snapshots::SnapshotWork,
 }
 
@@ -193,6 +196,9 @@ impl ControlPlane {
         }
         for f in contents.fsr {
             st.fsr.insert(f.key(), f);
+        }
+        for i in contents.images {
+            st.images.insert(i.image_id.clone(), i);
         }
         if !fixes.is_empty() {
             cp.catalog
@@ -1145,6 +1151,12 @@ fn apply(st: &mut State, changes: Vec<Change>) {
             Change::DeleteFsr(key) => {
                 st.fsr.remove(&key);
             }
+            Change::PutImage(i) => {
+                st.images.insert(i.image_id.clone(), i);
+            }
+            Change::DeleteImage(id) => {
+                st.images.remove(&id);
+            }
         }
     }
 }
@@ -1229,6 +1241,16 @@ fn instance_not_found(id: &str) -> Ec2Error {
 /// Pagination tokens: opaque to clients, the hex of the last volume id returned.
 fn encode_token(last: &str) -> String {
     last.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A paging token of `prefix` ids, if given: `InvalidParameterValue` when malformed.
+fn decode_token_opt(t: Option<&str>, prefix: &str) -> Result<Option<String>, Ec2Error> {
+    match t.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => decode_token(t, prefix)
+            .map(Some)
+            .ok_or_else(|| Ec2Error::invalid_value("The NextToken is invalid.")),
+    }
 }
 
 fn decode_token(t: &str, prefix: &str) -> Option<String> {

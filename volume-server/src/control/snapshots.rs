@@ -538,6 +538,19 @@ impl ControlPlane {
             .get(id)
             .ok_or_else(|| snapshot_not_found(id))?
             .clone();
+        if let Some(image) = st.images.values().find(|i| {
+            i.mappings
+                .iter()
+                .any(|m| m.ebs.as_ref().and_then(|e| e.snapshot_id.as_deref()) == Some(id))
+        }) {
+            return Err(Ec2Error::new(
+                "InvalidSnapshot.InUse",
+                format!(
+                    "The snapshot {id} is currently in use by {}",
+                    image.image_id
+                ),
+            ));
+        }
         if rec.state == SnapshotState::Pending {
             rec.delete_requested = true;
             self.commit(&[Change::PutSnapshot(rec.clone())])?;

@@ -1,0 +1,349 @@
+//! AMIs: RegisterImage from snapshots, DescribeImages, DeregisterImage. The records live in
+//! the catalog with the volumes and snapshots they refer to, so "a snapshot an AMI uses cannot
+//! be deleted" is one check under one lock.
+
+use std::collections::BTreeSet;
+
+use proto::ebs::v1 as pb;
+
+use super::filter::glob;
+use super::snapshots::OWNER_ID;
+use super::{ControlPlane, Ec2Error, check_id, now_ms, validate};
+use crate::catalog::{Change, EbsMapping, ImageRecord, MappingRecord, SnapshotState};
+use crate::ids;
+
+/// Instance store devices an AMI may map: `ephemeral0`…`ephemeral23`.
+const MAX_EPHEMERAL: u32 = 23;
+
+fn bad_mapping(message: impl Into<String>) -> Ec2Error {
+    Ec2Error::new("InvalidBlockDeviceMapping", message)
+}
+
+fn image_not_found(id: &str) -> Ec2Error {
+    Ec2Error::new(
+        "InvalidAMIID.NotFound",
+        format!("The image id '[{id}]' does not exist"),
+    )
+}
+
+fn check_image_id(id: &str) -> Result<(), Ec2Error> {
+    check_id(id, "ami", "ImageId", "InvalidAMIID.Malformed")
+}
+
+/// EC2's AMI name rule: 3–128 of letters, digits, `()[] ./-'@_`.
+fn check_name(name: &str) -> Result<(), Ec2Error> {
+    if name.is_empty() {
+        return Err(Ec2Error::missing("Name"));
+    }
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
+    if !(3..=128).contains(&name.chars().count()) || !name.chars().all(ok_char) {
+        return Err(Ec2Error::new(
+            "InvalidAMIName.Malformed",
+            format!(
+                "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/', '_', '[', ']', ' ', '@' and '''. Got: {name}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The record of a proto mapping, checked on its own (snapshots are checked by the caller).
+pub(super) fn mapping(m: &pb::BlockDeviceMapping) -> Result<MappingRecord, Ec2Error> {
+    if m.device_name.is_empty() {
+        return Err(Ec2Error::missing("BlockDeviceMapping.DeviceName"));
+    }
+    if !m.device_name.starts_with("/dev/") {
+        return Err(bad_mapping(format!(
+            "Invalid device name {}",
+            m.device_name
+        )));
+    }
+    let kinds = usize::from(m.ebs.is_some())
+        + usize::from(m.virtual_name.is_some())
+        + usize::from(m.no_device.is_some());
+    if kinds != 1 {
+        return Err(bad_mapping(format!(
+            "The mapping of {} must have exactly one of Ebs, VirtualName and NoDevice.",
+            m.device_name
+        )));
+    }
+    if let Some(v) = &m.virtual_name {
+        let n = v
+            .strip_prefix("ephemeral")
+            .and_then(|n| n.parse::<u32>().ok());
+        if n.is_none_or(|n| n > MAX_EPHEMERAL) {
+            return Err(bad_mapping(format!(
+                "Invalid virtual name {v} (expecting ephemeral0 to ephemeral{MAX_EPHEMERAL})."
+            )));
+        }
+    }
+    let ebs = match &m.ebs {
+        None => None,
+        Some(e) => {
+            if e.encrypted == Some(true) {
+                return Err(Ec2Error::new(
+                    "UnsupportedOperation",
+                    "Encrypted volumes are not supported by this server.",
+                ));
+            }
+            if e.snapshot_id.as_deref().is_none_or(str::is_empty) && e.volume_size.is_none() {
+                return Err(bad_mapping(format!(
+                    "The mapping of {} needs a SnapshotId or a VolumeSize.",
+                    m.device_name
+                )));
+            }
+            if let Some(t) = e.volume_type.as_deref() {
+                validate::parse_volume_type(Some(t))?;
+            }
+            let positive = |v: Option<i32>, what: &str| match v {
+                Some(n) if n <= 0 => Err(bad_mapping(format!("{what} must be positive."))),
+                _ => Ok(v.map(|n| n as u32)),
+            };
+            Some(EbsMapping {
+                snapshot_id: e.snapshot_id.clone().filter(|s| !s.is_empty()),
+                volume_size: positive(e.volume_size, "VolumeSize")?,
+                volume_type: e.volume_type.clone(),
+                iops: positive(e.iops, "Iops")?,
+                throughput: positive(e.throughput, "Throughput")?,
+                delete_on_termination: e.delete_on_termination,
+            })
+        }
+    };
+    Ok(MappingRecord {
+        device_name: m.device_name.clone(),
+        ebs,
+        virtual_name: m.virtual_name.clone(),
+        no_device: m.no_device.is_some(),
+    })
+}
+
+/// The proto form of a stored mapping.
+pub fn mapping_pb(m: &MappingRecord) -> pb::BlockDeviceMapping {
+    pb::BlockDeviceMapping {
+        device_name: m.device_name.clone(),
+        ebs: m.ebs.as_ref().map(|e| pb::EbsBlockDevice {
+            snapshot_id: e.snapshot_id.clone(),
+            volume_size: e.volume_size.map(|n| n as i32),
+            volume_type: e.volume_type.clone(),
+            iops: e.iops.map(|n| n as i32),
+            throughput: e.throughput.map(|n| n as i32),
+            delete_on_termination: Some(e.delete_on_termination.unwrap_or(true)),
+            encrypted: Some(false),
+        }),
+        virtual_name: m.virtual_name.clone(),
+        no_device: m.no_device.then(String::new),
+    }
+}
+
+impl ControlPlane {
+    /// RegisterImage: an AMI whose root and other EBS devices come from completed snapshots.
+    pub fn register_image(&self, req: pb::RegisterImageRequest) -> Result<ImageRecord, Ec2Error> {
+        check_name(&req.name)?;
+        if req.root_device_name.is_empty() {
+            return Err(Ec2Error::missing("RootDeviceName"));
+        }
+        let architecture = req.architecture.unwrap_or_else(|| "x86_64".into());
+        if !matches!(architecture.as_str(), "x86_64" | "arm64" | "i386") {
+            return Err(Ec2Error::invalid_value(format!(
+                "Invalid architecture {architecture} (expecting x86_64, arm64 or i386)."
+            )));
+        }
+        let virtualization_type = req.virtualization_type.unwrap_or_else(|| "hvm".into());
+        if !matches!(virtualization_type.as_str(), "hvm" | "paravirtual") {
+            return Err(Ec2Error::invalid_value(format!(
+                "Invalid virtualization type {virtualization_type}."
+            )));
+        }
+        let tags = validate::tag_specifications("image", &req.tag_specifications)?;
+        let mappings = req
+            .block_device_mappings
+            .iter()
+            .map(mapping)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut seen = BTreeSet::new();
+        for m in &mappings {
+            if !seen.insert(m.device_name.as_str()) {
+                return Err(bad_mapping(format!(
+                    "The device {} is mapped twice.",
+                    m.device_name
+                )));
+            }
+        }
+        let root = mappings
+            .iter()
+            .find(|m| m.device_name == req.root_device_name)
+            .and_then(|m| m.ebs.as_ref())
+            .and_then(|e| e.snapshot_id.as_ref());
+        if root.is_none() {
+            return Err(Ec2Error::invalid_value(format!(
+                "The root device {} must be mapped to an EBS volume from a snapshot.",
+                req.root_device_name
+            )));
+        }
+        let mut st = self.lock();
+        if st.images.values().any(|i| i.name == req.name) {
+            return Err(Ec2Error::new(
+                "InvalidAMIName.Duplicate",
+                format!("AMI name {} is already in use by an AMI", req.name),
+            ));
+        }
+        for m in &mappings {
+            let Some(e) = &m.ebs else {
+                continue;
+            };
+            let Some(snap) = &e.snapshot_id else {
+                continue;
+            };
+            check_id(snap, "snap", "SnapshotId", "InvalidSnapshotID.Malformed")?;
+            let s = st
+                .snapshots
+                .get(snap)
+                .filter(|s| s.state == SnapshotState::Completed)
+                .ok_or_else(|| {
+                    Ec2Error::new(
+                        "InvalidSnapshot.NotFound",
+                        format!("The snapshot '{snap}' does not exist (or is not completed)."),
+                    )
+                })?;
+            if e.volume_size.is_some_and(|n| n < s.volume_size_gib) {
+                return Err(bad_mapping(format!(
+                    "Volume of {}GiB for {} is smaller than snapshot {snap} ({}GiB).",
+                    e.volume_size.unwrap_or(0),
+                    m.device_name,
+                    s.volume_size_gib
+                )));
+            }
+        }
+        let rec = ImageRecord {
+            image_id: ids::new_id("ami"),
+            name: req.name,
+            description: req.description.unwrap_or_default(),
+            creation_ms: now_ms(),
+            root_device_name: req.root_device_name,
+            architecture,
+            virtualization_type,
+            mappings,
+            tags,
+        };
+        self.commit(&[Change::PutImage(rec.clone())])?;
+        st.images.insert(rec.image_id.clone(), rec.clone());
+        tracing::info!(image_id = %rec.image_id, name = %rec.name, "image registered");
+        Ok(rec)
+    }
+
+    /// DescribeImages: ids, owners and filters, paginated in image-id order.
+    pub fn describe_images(
+        &self,
+        req: pb::DescribeImagesRequest,
+    ) -> Result<(Vec<ImageRecord>, Option<String>), Ec2Error> {
+        for id in &req.image_ids {
+            check_image_id(id)?;
+        }
+        let names = [
+            "image-id",
+            "name",
+            "state",
+            "architecture",
+            "root-device-name",
+            "root-device-type",
+            "virtualization-type",
+            "block-device-mapping.snapshot-id",
+            "description",
+            "owner-id",
+            "tag-key",
+        ];
+        for f in &req.filters {
+            if !names.contains(&f.name.as_str()) && !f.name.starts_with("tag:") {
+                return Err(Ec2Error::invalid_value(format!(
+                    "The filter '{}' is invalid",
+                    f.name
+                )));
+            }
+        }
+        let max = match req.max_results {
+            None => usize::MAX,
+            Some(_) if !req.image_ids.is_empty() => {
+                return Err(Ec2Error::invalid_combination(
+                    "The parameter 'MaxResults' cannot be used with the parameter 'ImageIds'.",
+                ));
+            }
+            Some(n) if !(5..=1000).contains(&n) => {
+                return Err(Ec2Error::invalid_value(format!(
+                    "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
+                )));
+            }
+            Some(n) => n as usize,
+        };
+        // Every image here is this account's: other owners (e.g. "amazon") have none.
+        let owned = req.owners.iter().all(|o| o == "self" || o == OWNER_ID);
+        let after = super::decode_token_opt(req.next_token.as_deref(), "ami")?;
+        let st = self.lock();
+        let matches = |i: &ImageRecord| {
+            req.filters.iter().all(|f| {
+                let any = |v: &str| f.values.iter().any(|p| glob(p, v));
+                match f.name.as_str() {
+                    "image-id" => any(&i.image_id),
+                    "name" => any(&i.name),
+                    "state" => any("available"),
+                    "architecture" => any(&i.architecture),
+                    "root-device-name" => any(&i.root_device_name),
+                    "root-device-type" => any("ebs"),
+                    "virtualization-type" => any(&i.virtualization_type),
+                    "description" => any(&i.description),
+                    "owner-id" => any(OWNER_ID),
+                    "block-device-mapping.snapshot-id" => i
+                        .mappings
+                        .iter()
+                        .filter_map(|m| m.ebs.as_ref()?.snapshot_id.as_deref())
+                        .any(any),
+                    "tag-key" => i.tags.keys().any(|k| any(k)),
+                    name => name
+                        .strip_prefix("tag:")
+                        .and_then(|k| i.tags.get(k))
+                        .is_some_and(|v| any(v)),
+                }
+            })
+        };
+        if !req.image_ids.is_empty() {
+            let mut out: Vec<ImageRecord> = vec![];
+            for id in &req.image_ids {
+                let i = st.images.get(id).ok_or_else(|| image_not_found(id))?;
+                if owned && matches(i) && !out.iter().any(|o| o.image_id == *id) {
+                    out.push(i.clone());
+                }
+            }
+            return Ok((out, None));
+        }
+        if !owned {
+            return Ok((vec![], None));
+        }
+        let mut out = vec![];
+        let mut next = None;
+        for (id, i) in &st.images {
+            if after.as_ref().is_some_and(|a| id <= a) || !matches(i) {
+                continue;
+            }
+            if out.len() == max {
+                next = out
+                    .last()
+                    .map(|l: &ImageRecord| super::encode_token(&l.image_id));
+                break;
+            }
+            out.push(i.clone());
+        }
+        Ok((out, next))
+    }
+
+    /// DeregisterImage. Its snapshots stay (and may be deleted afterwards).
+    pub fn deregister_image(&self, image_id: &str) -> Result<(), Ec2Error> {
+        check_image_id(image_id)?;
+        let mut st = self.lock();
+        if !st.images.contains_key(image_id) {
+            return Err(image_not_found(image_id));
+        }
+        self.commit(&[Change::DeleteImage(image_id.to_string())])?;
+        st.images.remove(image_id);
+        tracing::info!(image_id, "image deregistered");
+        Ok(())
+    }
+}
