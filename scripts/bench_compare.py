@@ -8,6 +8,8 @@ absolute figures and ratios (ours / peer), QD1-relevant p99 latency, and each se
 per I/O (user + system, from /proc).
 
     python3 scripts/bench_compare.py [--runtime 10] [--reps 3] [--size-gib 1] [--smoke]
+                                     [--chart bench.svg]
+    python3 scripts/bench_compare.py --replot saved-output.md --chart bench.svg
 
 Each job runs --reps times per server (servers interleaved per repetition, so drift on a shared
 machine hits all of them alike); the table shows medians.
@@ -145,13 +147,75 @@ def qemu_nbd(tmp, backing):
     return proc, f"nbd://127.0.0.1:{port}/"
 
 
+COLORS = {"volume-server": "#1f77b4", "nbdkit file": "#ff7f0e",
+          "qemu-nbd io_uring": "#2ca02c", "nbdkit memory": "#9a9a9a"}
+
+
+def chart(values, title, path):
+    """A grouped bar chart (SVG, no dependencies): one group per job, one bar per server, each
+    bar's height relative to `nbdkit file` in that job (1.0 = parity), its value printed on it."""
+    w, h, left, top, bottom = 900, 420, 60, 50, 90
+    groups = [label for label, _ in JOBS if all((n, label) in values for n in SERVERS)]
+    ratios = {k: values[k] / values[("nbdkit file", k[1])] for k in values}
+    top_ratio = max(2.0, max(ratios.values()) * 1.1)
+    gw = (w - left - 20) / len(groups)
+    bw = gw * 0.8 / len(SERVERS)
+    y = lambda r: top + (h - top - bottom) * (1 - r / top_ratio)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>']
+    for t in [x / 2 for x in range(int(top_ratio * 2) + 1)]:
+        out.append(f'<line x1="{left}" x2="{w - 20}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="{"#444" if t == 1 else "#ddd"}"/>')
+        out.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:.1f}x</text>')
+    for gi, label in enumerate(groups):
+        x0 = left + gi * gw + gw * 0.1
+        for si, name in enumerate(SERVERS):
+            r = ratios[(name, label)]
+            x = x0 + si * bw
+            out.append(f'<rect x="{x:.1f}" y="{y(r):.1f}" width="{bw - 1:.1f}" height="{y(0) - y(r):.1f}" fill="{COLORS[name]}"/>')
+            out.append(f'<text x="{x + bw / 2:.1f}" y="{y(r) - 3:.1f}" text-anchor="middle" font-size="8">{r:.2f}</text>')
+        out.append(f'<text x="{x0 + gw * 0.4:.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}</text>')
+    for si, name in enumerate(SERVERS):
+        lx = left + si * 190
+        out.append(f'<rect x="{lx}" y="{h - 40}" width="12" height="12" fill="{COLORS[name]}"/>')
+        out.append(f'<text x="{lx + 16}" y="{h - 30}">{name}</text>')
+    out.append(f'<text x="{left}" y="{h - 10}" font-size="10">Bars: throughput relative to nbdkit file in the same job (IOPS for 4k jobs, MiB/s for 1M jobs); higher is better.</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def parse_table(path):
+    """The headline table of a saved run of this script: {(server, job): value}."""
+    values = {}
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) < 5 or cells[0] not in dict(JOBS):
+                if values and not line.strip():
+                    break  # the end of the first (headline) table
+                continue
+            for name, cell in zip(SERVERS, cells[1:5]):
+                try:
+                    values[(name, cells[0])] = float(cell.split()[0].replace(",", ""))
+                except ValueError:
+                    break
+    return values
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runtime", type=int, default=10)
     ap.add_argument("--size-gib", type=int, default=1)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--chart", help="also draw the headline table as an SVG bar chart here")
+    ap.add_argument("--replot", help="draw --chart from a saved run's output instead of running")
     args = ap.parse_args()
+    if args.replot:
+        title = f"volume-server vs peers (from {os.path.basename(args.replot)})"
+        chart(parse_table(args.replot), title, args.chart or "bench.svg")
+        return
     runtime = 1 if args.smoke else args.runtime
     size = f"{args.size_gib}g"
     for tool in ("fio", "nbdkit", "qemu-nbd", "nbdcopy"):
@@ -198,6 +262,10 @@ def main():
         p99 = " | ".join(f"{results[(n, label)]['p99_us']:,.0f}" for n in SERVERS)
         cpu = " | ".join(f"{results[(n, label)]['cpu_us_per_io']:.1f}" for n in SERVERS)
         print(f"| {label} | {p99} | {cpu} |")
+    if args.chart:
+        key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
+        chart({k: v[key(k[1])] for k, v in results.items()},
+              f"fio nbd engine, {runtime}s per job, median of {reps}, {os.cpu_count()} CPUs", args.chart)
 
 
 if __name__ == "__main__":

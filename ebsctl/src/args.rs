@@ -1,7 +1,10 @@
-//! Structured arguments (`--filters`, `--tags`, `--tag-specifications`): JSON or shorthand → protobuf messages.
+//! Structured arguments (`--filters`, `--tags`, `--tag-specifications`, `--block-device-mappings`):
+//! JSON or shorthand → protobuf messages.
 //!
 //! Each value of a list flag is either JSON (it starts with `[` or `{` and parses as JSON: a list adds
-//! every element, an object adds one) or one element in [shorthand](crate::shorthand).
+//! every element, an object adds one) or one element in [shorthand](crate::shorthand). Shorthand
+//! values are all strings: as the AWS CLI does, a number or boolean member reads `8` or `true` as
+//! the number or boolean.
 
 use std::fmt;
 
@@ -73,6 +76,88 @@ pub fn tag_specifications(raw: &[String]) -> Result<Vec<pb::TagSpecification>, A
             tags: s.tags.into_iter().map(TagArg::into_proto).collect(),
         })
         .collect())
+}
+
+/// `--block-device-mappings` (register-image, run-instances), one mapping per element:
+/// `DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1,VolumeSize=8}`, `DeviceName=/dev/sdb,VirtualName=ephemeral0`,
+/// `DeviceName=/dev/sdc,NoDevice=` or the JSON equivalent (`"NoDevice": ""`).
+///
+/// Only the syntax is checked here: which of `Ebs`, `VirtualName` and `NoDevice` a mapping has, and
+/// whether its values make sense, is the server's to say, as with EC2.
+pub fn block_device_mappings(raw: &[String]) -> Result<Vec<pb::BlockDeviceMapping>, ArgError> {
+    let items: Vec<BlockDeviceMappingArg> = decode("--block-device-mappings", raw)?;
+    Ok(items
+        .into_iter()
+        .map(|m| pb::BlockDeviceMapping {
+            device_name: m.device_name,
+            ebs: m.ebs.map(|e| pb::EbsBlockDevice {
+                snapshot_id: e.snapshot_id,
+                volume_size: e.volume_size,
+                volume_type: e.volume_type,
+                iops: e.iops,
+                throughput: e.throughput,
+                delete_on_termination: e.delete_on_termination,
+                encrypted: e.encrypted,
+            }),
+            virtual_name: m.virtual_name,
+            no_device: m.no_device,
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct BlockDeviceMappingArg {
+    device_name: String,
+    ebs: Option<EbsBlockDeviceArg>,
+    virtual_name: Option<String>,
+    no_device: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct EbsBlockDeviceArg {
+    snapshot_id: Option<String>,
+    #[serde(default, deserialize_with = "integer")]
+    volume_size: Option<i32>,
+    volume_type: Option<String>,
+    #[serde(default, deserialize_with = "integer")]
+    iops: Option<i32>,
+    #[serde(default, deserialize_with = "integer")]
+    throughput: Option<i32>,
+    #[serde(default, deserialize_with = "boolean")]
+    delete_on_termination: Option<bool>,
+    #[serde(default, deserialize_with = "boolean")]
+    encrypted: Option<bool>,
+}
+
+/// An integer member: a JSON number, or the string shorthand gives (`VolumeSize=8`).
+fn integer<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    let parsed = match &value {
+        Value::Null => return Ok(None),
+        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    parsed
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("expected an integer, received {value}")))
+}
+
+/// A boolean member: JSON `true`/`false`, or the string shorthand gives, in any case
+/// (`DeleteOnTermination=true`).
+fn boolean<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    match &value {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(*b)),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(Some(false)),
+        _ => Err(D::Error::custom(format!(
+            "expected true or false, received {value}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -276,6 +361,145 @@ mod tests {
                 tags: vec![tag("a", "b")],
             }])
         );
+    }
+
+    fn ebs_mapping(device: &str, ebs: pb::EbsBlockDevice) -> pb::BlockDeviceMapping {
+        pb::BlockDeviceMapping {
+            device_name: device.to_owned(),
+            ebs: Some(ebs),
+            virtual_name: None,
+            no_device: None,
+        }
+    }
+
+    /// The brief's three kinds of mapping: EBS with every member, instance store, suppressed.
+    fn three_mappings() -> Vec<pb::BlockDeviceMapping> {
+        vec![
+            ebs_mapping(
+                "/dev/xvda",
+                pb::EbsBlockDevice {
+                    snapshot_id: Some("snap-0123456789abcdef0".into()),
+                    volume_size: Some(8),
+                    volume_type: Some("gp3".into()),
+                    iops: Some(3000),
+                    throughput: Some(125),
+                    delete_on_termination: Some(true),
+                    encrypted: Some(false),
+                },
+            ),
+            pb::BlockDeviceMapping {
+                device_name: "/dev/sdb".into(),
+                ebs: None,
+                virtual_name: Some("ephemeral0".into()),
+                no_device: None,
+            },
+            pb::BlockDeviceMapping {
+                device_name: "/dev/sdc".into(),
+                ebs: None,
+                virtual_name: None,
+                no_device: Some(String::new()),
+            },
+        ]
+    }
+
+    #[test]
+    fn block_device_mappings_from_json() {
+        let got = block_device_mappings(&strings(&[
+            r#"[{"DeviceName":"/dev/xvda","Ebs":{"SnapshotId":"snap-0123456789abcdef0","VolumeSize":8,"VolumeType":"gp3","Iops":3000,"Throughput":125,"DeleteOnTermination":true,"Encrypted":false}},{"DeviceName":"/dev/sdb","VirtualName":"ephemeral0"},{"DeviceName":"/dev/sdc","NoDevice":""}]"#,
+        ]));
+        assert_eq!(got, Ok(three_mappings()));
+    }
+
+    #[test]
+    fn block_device_mappings_from_shorthand_one_per_value() {
+        let got = block_device_mappings(&strings(&[
+            "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-0123456789abcdef0,VolumeSize=8,VolumeType=gp3,Iops=3000,Throughput=125,DeleteOnTermination=true,Encrypted=False}",
+            "DeviceName=/dev/sdb,VirtualName=ephemeral0",
+            "DeviceName=/dev/sdc,NoDevice=",
+        ]));
+        assert_eq!(got, Ok(three_mappings()));
+
+        // Quoted empty NoDevice (the shell kept the quotes), members in any order, spaces.
+        let got = block_device_mappings(&strings(&[
+            r#"Ebs={ VolumeSize = 8 , SnapshotId = snap-1 }, DeviceName = /dev/xvda"#,
+            r#"DeviceName=/dev/sdc,NoDevice="""#,
+        ]));
+        assert_eq!(
+            got,
+            Ok(vec![
+                ebs_mapping(
+                    "/dev/xvda",
+                    pb::EbsBlockDevice {
+                        snapshot_id: Some("snap-1".into()),
+                        volume_size: Some(8),
+                        ..pb::EbsBlockDevice::default()
+                    },
+                ),
+                three_mappings().remove(2),
+            ])
+        );
+    }
+
+    #[test]
+    fn block_device_mappings_mix_json_and_shorthand_and_leave_absent_members_out() {
+        let got = block_device_mappings(&strings(&[
+            r#"{"DeviceName":"/dev/sdf","Ebs":{"VolumeSize":100}}"#,
+            "DeviceName=/dev/sdg,Ebs={VolumeSize=20,VolumeType=io2,Iops=4000}",
+        ]));
+        assert_eq!(
+            got,
+            Ok(vec![
+                ebs_mapping(
+                    "/dev/sdf",
+                    pb::EbsBlockDevice {
+                        volume_size: Some(100),
+                        ..pb::EbsBlockDevice::default()
+                    },
+                ),
+                ebs_mapping(
+                    "/dev/sdg",
+                    pb::EbsBlockDevice {
+                        volume_size: Some(20),
+                        volume_type: Some("io2".into()),
+                        iops: Some(4000),
+                        ..pb::EbsBlockDevice::default()
+                    },
+                ),
+            ])
+        );
+        // An empty Ebs is passed on as such: the server says what it lacks.
+        assert_eq!(
+            block_device_mappings(&strings(&["DeviceName=/dev/sdh,Ebs={}"])),
+            Ok(vec![ebs_mapping("/dev/sdh", pb::EbsBlockDevice::default())])
+        );
+    }
+
+    #[test]
+    fn block_device_mapping_errors_name_the_flag_and_the_problem() {
+        let message = |raw: &str| match block_device_mappings(&strings(&[raw])) {
+            Ok(got) => panic!("{raw:?} parsed as {got:?}"),
+            Err(e) => {
+                assert_eq!(e.flag, "--block-device-mappings");
+                e.message
+            }
+        };
+        let m = message("DeviceName=/dev/xvda,Ebs={VolumeSize=big}");
+        assert!(m.contains(r#"expected an integer, received "big""#), "{m}");
+        let m = message(r#"{"DeviceName":"/dev/xvda","Ebs":{"VolumeSize":8.5}}"#);
+        assert!(m.contains("expected an integer, received 8.5"), "{m}");
+        let m = message("DeviceName=/dev/xvda,Ebs={VolumeSize=99999999999}");
+        assert!(m.contains("expected an integer"), "{m}");
+        let m = message("DeviceName=/dev/xvda,Ebs={DeleteOnTermination=yes}");
+        assert!(
+            m.contains(r#"expected true or false, received "yes""#),
+            "{m}"
+        );
+        let m = message("DeviceName=/dev/xvda,Ebs={KmsKeyId=k}");
+        assert!(m.contains("unknown field `KmsKeyId`"), "{m}");
+        let m = message("Ebs={SnapshotId=snap-1}");
+        assert!(m.contains("missing field `DeviceName`"), "{m}");
+        let m = message("DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1");
+        assert!(m.starts_with("Expected: '}', received: 'EOF'"), "{m}");
     }
 
     #[test]

@@ -111,6 +111,16 @@ pub enum Command {
     /// Lists the (snapshot, zone) pairs with fast snapshot restore and their states (all pages
     /// unless --max-results or --next-token is given).
     DescribeFastSnapshotRestores(DescribeFastSnapshotRestoresArgs),
+    /// Lists EC2 instance types: vCPUs, memory, instance store, EBS-optimized limits, GPUs,
+    /// network (all pages unless --max-results or --next-token is given).
+    DescribeInstanceTypes(DescribeInstanceTypesArgs),
+    /// Registers an AMI whose root device (and any other EBS device) is restored from completed
+    /// snapshots; prints its ImageId.
+    RegisterImage(RegisterImageArgs),
+    /// Lists AMIs (all pages unless --max-results or --next-token is given).
+    DescribeImages(DescribeImagesArgs),
+    /// Deregisters an AMI; its snapshots are kept.
+    DeregisterImage(DeregisterImageArgs),
     /// Waits until volumes or snapshots reach a state.
     Wait {
         #[command(subcommand)]
@@ -599,6 +609,78 @@ pub struct DescribeFastSnapshotRestoresArgs {
     /// Continue from a previous page.
     #[arg(long, value_name = "TOKEN")]
     pub next_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeInstanceTypesArgs {
+    /// Instance types, e.g. m5.large i3.xlarge (not with --max-results).
+    #[arg(long, num_args = 1.., value_name = "TYPE")]
+    pub instance_types: Vec<String>,
+    /// Filters (instance-type, current-generation, vcpu-info.default-vcpus,
+    /// memory-info.size-in-mib, instance-storage-supported, instance-storage-info.total-size-in-gb,
+    /// ebs-info.ebs-optimized-info.maximum-iops, burstable-performance-supported,
+    /// processor-info.supported-architecture), e.g. Name=instance-type,Values=m5.* or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Page size (5-100): prints one page and its NextToken.
+    #[arg(long, value_name = "N")]
+    pub max_results: Option<i32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterImageArgs {
+    /// A name for the AMI: 3-128 letters, digits and ()[] ./-'@_, unique among your AMIs.
+    #[arg(long)]
+    pub name: String,
+    /// The root device, e.g. /dev/xvda: one of the mappings, with an Ebs.SnapshotId.
+    #[arg(long, value_name = "DEVICE")]
+    pub root_device_name: String,
+    /// The devices, e.g. 'DeviceName=/dev/xvda,Ebs={SnapshotId=snap-…,VolumeSize=8}'
+    /// DeviceName=/dev/sdb,VirtualName=ephemeral0 DeviceName=/dev/sdc,NoDevice= or JSON.
+    #[arg(long, num_args = 1.., required = true, value_name = "MAPPING")]
+    pub block_device_mappings: Vec<String>,
+    /// A description of the AMI.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// x86_64 (the default), arm64 or i386.
+    #[arg(long, value_name = "ARCH")]
+    pub architecture: Option<String>,
+    /// hvm (the default).
+    #[arg(long, value_name = "TYPE")]
+    pub virtualization_type: Option<String>,
+    /// Tags, e.g. 'ResourceType=image,Tags=[{Key=Name,Value=web}]' or JSON.
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub tag_specifications: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeImagesArgs {
+    /// AMIs, e.g. ami-0123456789abcdef0 (not with --max-results).
+    #[arg(long, num_args = 1.., value_name = "IMAGE_ID")]
+    pub image_ids: Vec<String>,
+    /// Owners: `self` or an account ID (every AMI here is owned by `self`).
+    #[arg(long, num_args = 1.., value_name = "OWNER")]
+    pub owners: Vec<String>,
+    /// Filters (image-id, name, state, architecture, root-device-name, root-device-type,
+    /// virtualization-type, block-device-mapping.snapshot-id, description, owner-id, tag:KEY,
+    /// tag-key), e.g. Name=name,Values=web-* or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Page size (5-1000): prints one page and its NextToken.
+    #[arg(long, value_name = "N")]
+    pub max_results: Option<i32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeregisterImageArgs {
+    #[arg(long)]
+    pub image_id: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1315,6 +1397,172 @@ mod tests {
         // Both the source region and the source snapshot are required, as in the AWS CLI.
         assert!(fails(&["copy-snapshot", "--source-snapshot-id", "snap-1"]));
         assert!(fails(&["copy-snapshot", "--source-region", "us-west-2"]));
+    }
+
+    #[test]
+    fn describe_instance_types_flags() {
+        let cli = parse(&[
+            "describe-instance-types",
+            "--instance-types",
+            "m5.large",
+            "i3.large",
+            "--filters",
+            "Name=instance-type,Values=m5*",
+            "Name=vcpu-info.default-vcpus,Values=2",
+            "--max-results",
+            "5",
+            "--next-token",
+            "t",
+        ]);
+        let Command::DescribeInstanceTypes(args) = cli.command else {
+            panic!("not describe-instance-types: {:?}", cli.command);
+        };
+        assert_eq!(args.instance_types, ["m5.large", "i3.large"]);
+        assert_eq!(
+            args.filters,
+            [
+                "Name=instance-type,Values=m5*",
+                "Name=vcpu-info.default-vcpus,Values=2"
+            ]
+        );
+        assert_eq!(args.max_results, Some(5));
+        assert_eq!(args.next_token.as_deref(), Some("t"));
+
+        let cli = parse(&["describe-instance-types"]);
+        let Command::DescribeInstanceTypes(args) = cli.command else {
+            panic!("not describe-instance-types: {:?}", cli.command);
+        };
+        assert!(args.instance_types.is_empty() && args.filters.is_empty());
+        assert_eq!((args.max_results, args.next_token), (None, None));
+        assert!(fails(&["describe-instance-types", "--max-results", "x"]));
+        assert!(fails(&["describe-instance-types", "--instance-types"]));
+    }
+
+    #[test]
+    fn register_image_flags() {
+        let cli = parse(&[
+            "register-image",
+            "--name",
+            "web-1",
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings",
+            "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1,VolumeSize=8}",
+            r#"{"DeviceName":"/dev/sdb","VirtualName":"ephemeral0"}"#,
+            "--description",
+            "web server",
+            "--architecture",
+            "arm64",
+            "--virtualization-type",
+            "hvm",
+            "--tag-specifications",
+            "ResourceType=image,Tags=[{Key=Name,Value=web}]",
+        ]);
+        let Command::RegisterImage(args) = cli.command else {
+            panic!("not register-image: {:?}", cli.command);
+        };
+        assert_eq!(args.name, "web-1");
+        assert_eq!(args.root_device_name, "/dev/xvda");
+        assert_eq!(
+            args.block_device_mappings,
+            [
+                "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1,VolumeSize=8}",
+                r#"{"DeviceName":"/dev/sdb","VirtualName":"ephemeral0"}"#
+            ]
+        );
+        assert_eq!(args.description.as_deref(), Some("web server"));
+        assert_eq!(args.architecture.as_deref(), Some("arm64"));
+        assert_eq!(args.virtualization_type.as_deref(), Some("hvm"));
+        assert_eq!(
+            args.tag_specifications,
+            ["ResourceType=image,Tags=[{Key=Name,Value=web}]"]
+        );
+
+        let minimal = [
+            "register-image",
+            "--name",
+            "web-1",
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings",
+            "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1}",
+        ];
+        let Command::RegisterImage(args) = parse(&minimal).command else {
+            panic!("not register-image");
+        };
+        assert_eq!(
+            (
+                args.description,
+                args.architecture,
+                args.virtualization_type
+            ),
+            (None, None, None)
+        );
+        assert!(args.tag_specifications.is_empty());
+        // --name, --root-device-name and at least one mapping are required.
+        for (flag, value) in [(1, 2), (3, 4), (5, 6)] {
+            let without: Vec<&str> = minimal
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != flag && *i != value)
+                .map(|(_, a)| *a)
+                .collect();
+            assert!(fails(&without), "{without:?}");
+        }
+        assert!(fails(&[
+            "register-image",
+            "--name",
+            "n",
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings"
+        ]));
+    }
+
+    #[test]
+    fn describe_and_deregister_image_flags() {
+        let cli = parse(&[
+            "describe-images",
+            "--image-ids",
+            "ami-1",
+            "ami-2",
+            "--owners",
+            "self",
+            "000000000000",
+            "--filters",
+            "Name=name,Values=web-*",
+            "Name=architecture,Values=arm64",
+            "--max-results",
+            "5",
+            "--next-token",
+            "t",
+        ]);
+        let Command::DescribeImages(args) = cli.command else {
+            panic!("not describe-images: {:?}", cli.command);
+        };
+        assert_eq!(args.image_ids, ["ami-1", "ami-2"]);
+        assert_eq!(args.owners, ["self", "000000000000"]);
+        assert_eq!(
+            args.filters,
+            ["Name=name,Values=web-*", "Name=architecture,Values=arm64"]
+        );
+        assert_eq!(args.max_results, Some(5));
+        assert_eq!(args.next_token.as_deref(), Some("t"));
+
+        let Command::DescribeImages(args) = parse(&["describe-images"]).command else {
+            panic!("not describe-images");
+        };
+        assert!(args.image_ids.is_empty() && args.owners.is_empty() && args.filters.is_empty());
+        assert_eq!((args.max_results, args.next_token), (None, None));
+        assert!(fails(&["describe-images", "--max-results", "x"]));
+        assert!(fails(&["describe-images", "--image-ids"]));
+
+        let cli = parse(&["deregister-image", "--image-id", "ami-1"]);
+        let Command::DeregisterImage(args) = cli.command else {
+            panic!("not deregister-image: {:?}", cli.command);
+        };
+        assert_eq!(args.image_id, "ami-1");
+        assert!(fails(&["deregister-image"]));
     }
 
     #[test]

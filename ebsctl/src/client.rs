@@ -258,6 +258,38 @@ impl Api {
         self.reply("DescribeFastSnapshotRestores", result)
     }
 
+    pub async fn describe_instance_types(
+        &mut self,
+        request: pb::DescribeInstanceTypesRequest,
+    ) -> Result<pb::DescribeInstanceTypesResponse, CliError> {
+        let result = self.client().await?.describe_instance_types(request).await;
+        self.reply("DescribeInstanceTypes", result)
+    }
+
+    pub async fn register_image(
+        &mut self,
+        request: pb::RegisterImageRequest,
+    ) -> Result<pb::RegisterImageResponse, CliError> {
+        let result = self.client().await?.register_image(request).await;
+        self.reply("RegisterImage", result)
+    }
+
+    pub async fn describe_images(
+        &mut self,
+        request: pb::DescribeImagesRequest,
+    ) -> Result<pb::DescribeImagesResponse, CliError> {
+        let result = self.client().await?.describe_images(request).await;
+        self.reply("DescribeImages", result)
+    }
+
+    pub async fn deregister_image(
+        &mut self,
+        request: pb::DeregisterImageRequest,
+    ) -> Result<(), CliError> {
+        let result = self.client().await?.deregister_image(request).await;
+        self.reply("DeregisterImage", result).map(drop)
+    }
+
     /// Every volume matching `request`, following `NextToken` page after page.
     pub async fn describe_all_volumes(
         &mut self,
@@ -301,6 +333,36 @@ impl Api {
             restores.extend(page.fast_snapshot_restores);
             if !next_page(page.next_token, &mut request.next_token) {
                 return Ok(restores);
+            }
+        }
+    }
+
+    /// Every instance type matching `request`, following `NextToken` page after page.
+    pub async fn describe_all_instance_types(
+        &mut self,
+        mut request: pb::DescribeInstanceTypesRequest,
+    ) -> Result<Vec<pb::InstanceTypeInfo>, CliError> {
+        let mut types = Vec::new();
+        loop {
+            let page = self.describe_instance_types(request.clone()).await?;
+            types.extend(page.instance_types);
+            if !next_page(page.next_token, &mut request.next_token) {
+                return Ok(types);
+            }
+        }
+    }
+
+    /// Every image matching `request`, following `NextToken` page after page.
+    pub async fn describe_all_images(
+        &mut self,
+        mut request: pb::DescribeImagesRequest,
+    ) -> Result<Vec<pb::Image>, CliError> {
+        let mut images = Vec::new();
+        loop {
+            let page = self.describe_images(request.clone()).await?;
+            images.extend(page.images);
+            if !next_page(page.next_token, &mut request.next_token) {
+                return Ok(images);
             }
         }
     }

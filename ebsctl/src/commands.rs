@@ -338,6 +338,73 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             };
             print(format, "DescribeFastSnapshotRestores", &reply)
         }
+        Command::DescribeInstanceTypes(a) => {
+            let paginate_myself = a.max_results.is_none() && a.next_token.is_none();
+            let request = pb::DescribeInstanceTypesRequest {
+                instance_types: a.instance_types,
+                filters: args::filters(&a.filters)?,
+                max_results: a.max_results,
+                next_token: a.next_token,
+            };
+            let (types, next_token) = if paginate_myself {
+                (api.describe_all_instance_types(request).await?, None)
+            } else {
+                let page = api.describe_instance_types(request).await?;
+                (
+                    page.instance_types,
+                    page.next_token.filter(|t| !t.is_empty()),
+                )
+            };
+            let reply = shapes::InstanceTypes {
+                instance_types: types.into_iter().map(shapes::InstanceType::from).collect(),
+                next_token,
+            };
+            print(format, "DescribeInstanceTypes", &reply)
+        }
+        Command::RegisterImage(a) => {
+            let request = pb::RegisterImageRequest {
+                name: a.name,
+                description: a.description,
+                root_device_name: a.root_device_name,
+                block_device_mappings: args::block_device_mappings(&a.block_device_mappings)?,
+                architecture: a.architecture,
+                virtualization_type: a.virtualization_type,
+                tag_specifications: args::tag_specifications(&a.tag_specifications)?,
+            };
+            let reply = api.register_image(request).await?;
+            let reply = shapes::RegisteredImage {
+                image_id: reply.image_id,
+            };
+            print(format, "RegisterImage", &reply)
+        }
+        Command::DescribeImages(a) => {
+            let paginate_myself = a.max_results.is_none() && a.next_token.is_none();
+            let request = pb::DescribeImagesRequest {
+                image_ids: a.image_ids,
+                owners: a.owners,
+                filters: args::filters(&a.filters)?,
+                max_results: a.max_results,
+                next_token: a.next_token,
+            };
+            let (images, next_token) = if paginate_myself {
+                (api.describe_all_images(request).await?, None)
+            } else {
+                let page = api.describe_images(request).await?;
+                (page.images, page.next_token.filter(|t| !t.is_empty()))
+            };
+            let reply = shapes::Images {
+                images: images.into_iter().map(shapes::Image::from).collect(),
+                next_token,
+            };
+            print(format, "DescribeImages", &reply)
+        }
+        Command::DeregisterImage(a) => {
+            let request = pb::DeregisterImageRequest {
+                image_id: a.image_id,
+            };
+            api.deregister_image(request).await?;
+            Ok(None)
+        }
         Command::Wait { waiter } => {
             let (kind, describe, poll) = match waiter {
                 Waiter::VolumeAvailable(a) => volume_waiter(Kind::VolumeAvailable, a)?,

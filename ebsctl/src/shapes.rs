@@ -397,6 +397,314 @@ pub struct VolumeModification {
     pub end_time: Option<String>,
 }
 
+/// An instance type, as `describe-instance-types` prints it (AWS names and order). Left out:
+/// `InstanceStorageInfo` of an EBS-only type, `GpuInfo` of a type without GPUs, `Hypervisor` of a
+/// bare metal type.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceType {
+    pub instance_type: String,
+    pub current_generation: bool,
+    pub v_cpu_info: VCpuInfo,
+    pub memory_info: MemoryInfo,
+    pub instance_storage_supported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_storage_info: Option<InstanceStorageInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs_info: Option<EbsInfo>,
+    pub processor_info: ProcessorInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_info: Option<GpuInfo>,
+    pub network_info: NetworkInfo,
+    pub burstable_performance_supported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypervisor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VCpuInfo {
+    pub default_v_cpus: i32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemoryInfo {
+    #[serde(rename = "SizeInMiB")]
+    pub size_in_mib: i64,
+}
+
+/// The instance store: its total and its disks (GB, 10^9 bytes).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceStorageInfo {
+    #[serde(rename = "TotalSizeInGB")]
+    pub total_size_in_gb: i64,
+    pub disks: Vec<Disk>,
+    pub nvme_support: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Disk {
+    #[serde(rename = "SizeInGB")]
+    pub size_in_gb: i64,
+    pub count: i32,
+    /// `ssd` or `hdd`.
+    pub r#type: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EbsInfo {
+    pub ebs_optimized_support: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs_optimized_info: Option<EbsOptimizedInfo>,
+    pub nvme_support: String,
+}
+
+/// The dedicated EBS bandwidth: Mbps, MB/s (128 KiB I/O) and IOPS (16 KiB I/O).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EbsOptimizedInfo {
+    pub baseline_bandwidth_in_mbps: i32,
+    #[serde(rename = "BaselineThroughputInMBps")]
+    pub baseline_throughput_in_mb_ps: f64,
+    pub baseline_iops: i32,
+    pub maximum_bandwidth_in_mbps: i32,
+    #[serde(rename = "MaximumThroughputInMBps")]
+    pub maximum_throughput_in_mb_ps: f64,
+    pub maximum_iops: i32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessorInfo {
+    pub supported_architectures: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GpuInfo {
+    pub gpus: Vec<Gpu>,
+    #[serde(rename = "TotalGpuMemoryInMiB")]
+    pub total_gpu_memory_in_mib: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Gpu {
+    pub name: String,
+    pub manufacturer: String,
+    pub count: i32,
+    /// Memory of each GPU.
+    pub memory_info: MemoryInfo,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkInfo {
+    pub network_performance: String,
+}
+
+impl From<pb::InstanceTypeInfo> for InstanceType {
+    fn from(t: pb::InstanceTypeInfo) -> Self {
+        let gpu_info = (!t.gpus.is_empty()).then(|| GpuInfo {
+            total_gpu_memory_in_mib: t
+                .gpus
+                .iter()
+                .map(|g| i64::from(g.count) * g.memory_size_in_mib)
+                .sum(),
+            gpus: t
+                .gpus
+                .into_iter()
+                .map(|g| Gpu {
+                    name: g.name,
+                    manufacturer: g.manufacturer,
+                    count: g.count,
+                    memory_info: MemoryInfo {
+                        size_in_mib: g.memory_size_in_mib,
+                    },
+                })
+                .collect(),
+        });
+        Self {
+            instance_type: t.instance_type,
+            current_generation: t.current_generation,
+            v_cpu_info: VCpuInfo {
+                default_v_cpus: t.default_vcpus,
+            },
+            memory_info: MemoryInfo {
+                size_in_mib: t.memory_size_in_mib,
+            },
+            instance_storage_supported: t.instance_storage_supported,
+            instance_storage_info: t.instance_storage_info.map(|s| InstanceStorageInfo {
+                total_size_in_gb: s.total_size_in_gb,
+                disks: s
+                    .disks
+                    .into_iter()
+                    .map(|d| Disk {
+                        size_in_gb: d.size_in_gb,
+                        count: d.count,
+                        r#type: d.r#type,
+                    })
+                    .collect(),
+                nvme_support: s.nvme_support,
+            }),
+            ebs_info: t.ebs_info.map(|e| EbsInfo {
+                ebs_optimized_support: e.ebs_optimized_support,
+                ebs_optimized_info: e.ebs_optimized_info.map(|o| EbsOptimizedInfo {
+                    baseline_bandwidth_in_mbps: o.baseline_bandwidth_in_mbps,
+                    baseline_throughput_in_mb_ps: o.baseline_throughput_in_mb_ps,
+                    baseline_iops: o.baseline_iops,
+                    maximum_bandwidth_in_mbps: o.maximum_bandwidth_in_mbps,
+                    maximum_throughput_in_mb_ps: o.maximum_throughput_in_mb_ps,
+                    maximum_iops: o.maximum_iops,
+                }),
+                nvme_support: e.nvme_support,
+            }),
+            processor_info: ProcessorInfo {
+                supported_architectures: t.supported_architectures,
+            },
+            gpu_info,
+            network_info: NetworkInfo {
+                network_performance: t.network_performance,
+            },
+            burstable_performance_supported: t.burstable_performance_supported,
+            hypervisor: non_empty(t.hypervisor),
+        }
+    }
+}
+
+/// `describe-instance-types`: every page merged, or one page and its `NextToken`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceTypes {
+    pub instance_types: Vec<InstanceType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// An AMI, as `describe-images` prints it. An empty `Description` and empty `Tags` are left out,
+/// as EC2 does.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Image {
+    pub image_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `available` (EC2 also has `pending`, `failed`, `deregistered`...).
+    pub state: String,
+    pub creation_date: String,
+    pub root_device_name: String,
+    /// `ebs`.
+    pub root_device_type: String,
+    pub architecture: String,
+    pub virtualization_type: String,
+    pub block_device_mappings: Vec<BlockDeviceMapping>,
+    pub owner_id: String,
+    pub public: bool,
+    /// `machine`.
+    pub image_type: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+}
+
+/// A device of an AMI: an EBS volume (`Ebs`), an instance store volume (`VirtualName`) or none
+/// (`NoDevice`, an empty string as EC2 prints it). Members the server left unset are left out.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockDeviceMapping {
+    pub device_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs: Option<EbsBlockDevice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_device: Option<String>,
+}
+
+/// The EBS volume of a mapping (GiB, IOPS, MiB/s).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EbsBlockDevice {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_size: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iops: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_on_termination: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+}
+
+impl From<pb::BlockDeviceMapping> for BlockDeviceMapping {
+    fn from(m: pb::BlockDeviceMapping) -> Self {
+        Self {
+            device_name: m.device_name,
+            ebs: m.ebs.map(|e| EbsBlockDevice {
+                // An empty ID is no snapshot (a blank volume), as the optional's absence is.
+                snapshot_id: e.snapshot_id.filter(|s| !s.is_empty()),
+                volume_size: e.volume_size,
+                volume_type: e.volume_type,
+                iops: e.iops,
+                throughput: e.throughput,
+                delete_on_termination: e.delete_on_termination,
+                encrypted: e.encrypted,
+            }),
+            virtual_name: m.virtual_name,
+            no_device: m.no_device,
+        }
+    }
+}
+
+impl From<pb::Image> for Image {
+    fn from(i: pb::Image) -> Self {
+        Self {
+            image_id: i.image_id,
+            name: i.name,
+            description: non_empty(i.description),
+            state: i.state,
+            creation_date: i.creation_date,
+            root_device_name: i.root_device_name,
+            root_device_type: i.root_device_type,
+            architecture: i.architecture,
+            virtualization_type: i.virtualization_type,
+            block_device_mappings: i
+                .block_device_mappings
+                .into_iter()
+                .map(BlockDeviceMapping::from)
+                .collect(),
+            owner_id: i.owner_id,
+            public: i.public,
+            image_type: i.image_type,
+            tags: i.tags.into_iter().map(Tag::from).collect(),
+        }
+    }
+}
+
+/// `describe-images`: every page merged, or one page and its `NextToken`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Images {
+    pub images: Vec<Image>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// `register-image`: the new AMI's ID, as EC2 answers RegisterImage.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegisteredImage {
+    pub image_id: String,
+}
+
 /// `Some(s)` unless `s` is empty.
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
@@ -726,6 +1034,125 @@ pub(crate) mod tests {
                     holder: true,
                 },
             ],
+        }
+    }
+
+    /// m5d.large as the server describes it: one 75 GB NVMe SSD, bursting EBS.
+    pub(crate) fn m5d_large() -> pb::InstanceTypeInfo {
+        pb::InstanceTypeInfo {
+            instance_type: "m5d.large".into(),
+            current_generation: true,
+            default_vcpus: 2,
+            memory_size_in_mib: 8192,
+            instance_storage_supported: true,
+            instance_storage_info: Some(pb::InstanceStorageInfo {
+                total_size_in_gb: 75,
+                disks: vec![pb::DiskInfo {
+                    size_in_gb: 75,
+                    count: 1,
+                    r#type: "ssd".into(),
+                }],
+                nvme_support: "required".into(),
+            }),
+            ebs_info: Some(pb::EbsInfo {
+                ebs_optimized_support: "default".into(),
+                ebs_optimized_info: Some(pb::EbsOptimizedInfo {
+                    baseline_bandwidth_in_mbps: 650,
+                    baseline_throughput_in_mb_ps: 81.25,
+                    baseline_iops: 3600,
+                    maximum_bandwidth_in_mbps: 4750,
+                    maximum_throughput_in_mb_ps: 593.75,
+                    maximum_iops: 18750,
+                }),
+                nvme_support: "required".into(),
+            }),
+            supported_architectures: vec!["x86_64".into()],
+            gpus: vec![],
+            network_performance: "Up to 10 Gigabit".into(),
+            burstable_performance_supported: false,
+            hypervisor: "nitro".into(),
+        }
+    }
+
+    /// p3.8xlarge: EBS only, four 16 GiB V100s, Xen.
+    pub(crate) fn p3_8xlarge() -> pb::InstanceTypeInfo {
+        pb::InstanceTypeInfo {
+            instance_type: "p3.8xlarge".into(),
+            default_vcpus: 32,
+            memory_size_in_mib: 249_856,
+            instance_storage_supported: false,
+            instance_storage_info: None,
+            gpus: vec![pb::GpuDeviceInfo {
+                name: "V100".into(),
+                manufacturer: "NVIDIA".into(),
+                count: 4,
+                memory_size_in_mib: 16384,
+            }],
+            network_performance: "10 Gigabit".into(),
+            hypervisor: "xen".into(),
+            ..m5d_large()
+        }
+    }
+
+    /// An AMI as the server describes it: an EBS root from a snapshot, a blank EBS data volume,
+    /// an instance store volume and a suppressed device; tagged.
+    pub(crate) fn image() -> pb::Image {
+        pb::Image {
+            image_id: "ami-0123456789abcdef0".into(),
+            name: "web-1".into(),
+            description: "web server".into(),
+            state: "available".into(),
+            creation_date: "2024-05-01T12:00:07.000Z".into(),
+            root_device_name: "/dev/xvda".into(),
+            root_device_type: "ebs".into(),
+            architecture: "x86_64".into(),
+            virtualization_type: "hvm".into(),
+            block_device_mappings: vec![
+                pb::BlockDeviceMapping {
+                    device_name: "/dev/xvda".into(),
+                    ebs: Some(pb::EbsBlockDevice {
+                        snapshot_id: Some("snap-0123456789abcdef0".into()),
+                        volume_size: Some(8),
+                        volume_type: Some("gp3".into()),
+                        iops: Some(3000),
+                        throughput: Some(125),
+                        delete_on_termination: Some(true),
+                        encrypted: Some(false),
+                    }),
+                    virtual_name: None,
+                    no_device: None,
+                },
+                pb::BlockDeviceMapping {
+                    device_name: "/dev/sdf".into(),
+                    ebs: Some(pb::EbsBlockDevice {
+                        volume_size: Some(100),
+                        delete_on_termination: Some(false),
+                        encrypted: Some(false),
+                        ..pb::EbsBlockDevice::default()
+                    }),
+                    virtual_name: None,
+                    no_device: None,
+                },
+                pb::BlockDeviceMapping {
+                    device_name: "/dev/sdb".into(),
+                    ebs: None,
+                    virtual_name: Some("ephemeral0".into()),
+                    no_device: None,
+                },
+                pb::BlockDeviceMapping {
+                    device_name: "/dev/sdc".into(),
+                    ebs: None,
+                    virtual_name: None,
+                    no_device: Some(String::new()),
+                },
+            ],
+            owner_id: "000000000000".into(),
+            public: false,
+            image_type: "machine".into(),
+            tags: vec![pb::Tag {
+                key: "Name".into(),
+                value: "web".into(),
+            }],
         }
     }
 
@@ -1231,5 +1658,198 @@ pub(crate) mod tests {
             "{json}"
         );
         assert!(!json.contains("NextToken"), "{json}");
+    }
+
+    #[test]
+    fn instance_type_json_uses_aws_names_and_order() {
+        let want = r#"{
+    "InstanceType": "m5d.large",
+    "CurrentGeneration": true,
+    "VCpuInfo": {
+        "DefaultVCpus": 2
+    },
+    "MemoryInfo": {
+        "SizeInMiB": 8192
+    },
+    "InstanceStorageSupported": true,
+    "InstanceStorageInfo": {
+        "TotalSizeInGB": 75,
+        "Disks": [
+            {
+                "SizeInGB": 75,
+                "Count": 1,
+                "Type": "ssd"
+            }
+        ],
+        "NvmeSupport": "required"
+    },
+    "EbsInfo": {
+        "EbsOptimizedSupport": "default",
+        "EbsOptimizedInfo": {
+            "BaselineBandwidthInMbps": 650,
+            "BaselineThroughputInMBps": 81.25,
+            "BaselineIops": 3600,
+            "MaximumBandwidthInMbps": 4750,
+            "MaximumThroughputInMBps": 593.75,
+            "MaximumIops": 18750
+        },
+        "NvmeSupport": "required"
+    },
+    "ProcessorInfo": {
+        "SupportedArchitectures": [
+            "x86_64"
+        ]
+    },
+    "NetworkInfo": {
+        "NetworkPerformance": "Up to 10 Gigabit"
+    },
+    "BurstablePerformanceSupported": false,
+    "Hypervisor": "nitro"
+}
+"#;
+        assert_eq!(pretty(&InstanceType::from(m5d_large())), want);
+    }
+
+    #[test]
+    fn gpu_info_totals_the_gpu_memory_and_ebs_only_types_have_no_storage_info() {
+        let json = match serde_json::to_value(InstanceType::from(p3_8xlarge())) {
+            Ok(json) => json,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            json["GpuInfo"],
+            serde_json::json!({
+                "Gpus": [{
+                    "Name": "V100",
+                    "Manufacturer": "NVIDIA",
+                    "Count": 4,
+                    "MemoryInfo": {"SizeInMiB": 16384}
+                }],
+                "TotalGpuMemoryInMiB": 65536
+            })
+        );
+        assert_eq!(json["InstanceStorageSupported"], false);
+        assert!(json.get("InstanceStorageInfo").is_none(), "{json}");
+        assert_eq!(json["Hypervisor"], "xen");
+
+        // Bare metal runs on no hypervisor: the field is left out, as EC2 does.
+        let metal = pb::InstanceTypeInfo {
+            instance_type: "m5d.metal".into(),
+            hypervisor: String::new(),
+            ..m5d_large()
+        };
+        let json = pretty(&InstanceType::from(metal));
+        assert!(!json.contains("Hypervisor"), "{json}");
+        assert!(!json.contains("GpuInfo"), "{json}");
+    }
+
+    #[test]
+    fn instance_types_page() {
+        let page = InstanceTypes {
+            instance_types: vec![],
+            next_token: Some("t".into()),
+        };
+        assert_eq!(
+            pretty(&page),
+            "{\n    \"InstanceTypes\": [],\n    \"NextToken\": \"t\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn image_json_uses_aws_names_and_leaves_unset_members_out() {
+        let want = r#"{
+    "ImageId": "ami-0123456789abcdef0",
+    "Name": "web-1",
+    "Description": "web server",
+    "State": "available",
+    "CreationDate": "2024-05-01T12:00:07.000Z",
+    "RootDeviceName": "/dev/xvda",
+    "RootDeviceType": "ebs",
+    "Architecture": "x86_64",
+    "VirtualizationType": "hvm",
+    "BlockDeviceMappings": [
+        {
+            "DeviceName": "/dev/xvda",
+            "Ebs": {
+                "SnapshotId": "snap-0123456789abcdef0",
+                "VolumeSize": 8,
+                "VolumeType": "gp3",
+                "Iops": 3000,
+                "Throughput": 125,
+                "DeleteOnTermination": true,
+                "Encrypted": false
+            }
+        },
+        {
+            "DeviceName": "/dev/sdf",
+            "Ebs": {
+                "VolumeSize": 100,
+                "DeleteOnTermination": false,
+                "Encrypted": false
+            }
+        },
+        {
+            "DeviceName": "/dev/sdb",
+            "VirtualName": "ephemeral0"
+        },
+        {
+            "DeviceName": "/dev/sdc",
+            "NoDevice": ""
+        }
+    ],
+    "OwnerId": "000000000000",
+    "Public": false,
+    "ImageType": "machine",
+    "Tags": [
+        {
+            "Key": "Name",
+            "Value": "web"
+        }
+    ]
+}
+"#;
+        assert_eq!(pretty(&Image::from(image())), want);
+    }
+
+    #[test]
+    fn image_without_description_tags_or_snapshot_id() {
+        let mut bare = pb::Image {
+            description: String::new(),
+            tags: vec![],
+            ..image()
+        };
+        if let Some(ebs) = bare.block_device_mappings[1].ebs.as_mut() {
+            ebs.snapshot_id = Some(String::new());
+        }
+        let json = match serde_json::to_value(Image::from(bare)) {
+            Ok(json) => json,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(json.get("Description").is_none(), "{json}");
+        assert!(json.get("Tags").is_none(), "{json}");
+        assert_eq!(json["Public"], false);
+        let blank = &json["BlockDeviceMappings"][1]["Ebs"];
+        assert!(blank.get("SnapshotId").is_none(), "{blank}");
+    }
+
+    #[test]
+    fn images_page_and_register_reply() {
+        let page = Images {
+            images: vec![],
+            next_token: Some("t".into()),
+        };
+        assert_eq!(
+            pretty(&page),
+            "{\n    \"Images\": [],\n    \"NextToken\": \"t\"\n}\n"
+        );
+        let all = Images {
+            images: vec![],
+            next_token: None,
+        };
+        assert_eq!(pretty(&all), "{\n    \"Images\": []\n}\n");
+        let registered = RegisteredImage {
+            image_id: "ami-1".into(),
+        };
+        assert_eq!(pretty(&registered), "{\n    \"ImageId\": \"ami-1\"\n}\n");
     }
 }

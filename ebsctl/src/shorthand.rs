@@ -404,6 +404,37 @@ mod tests {
     }
 
     #[test]
+    fn nested_structs_as_block_device_mappings_write_them() {
+        assert_eq!(
+            ok(
+                "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-0123456789abcdef0,VolumeSize=8,DeleteOnTermination=true}"
+            ),
+            json!({"DeviceName": "/dev/xvda", "Ebs": {
+                "SnapshotId": "snap-0123456789abcdef0",
+                "VolumeSize": "8",
+                "DeleteOnTermination": "true",
+            }})
+        );
+        // The struct may come first; keys after it belong to the outer level again.
+        assert_eq!(
+            ok("Ebs={VolumeSize=8},DeviceName=/dev/sdf,VirtualName=ephemeral0"),
+            json!({"Ebs": {"VolumeSize": "8"}, "DeviceName": "/dev/sdf", "VirtualName": "ephemeral0"})
+        );
+        assert_eq!(
+            ok("DeviceName=/dev/sdc,NoDevice="),
+            json!({"DeviceName": "/dev/sdc", "NoDevice": ""})
+        );
+        assert_eq!(
+            ok(r#"DeviceName=/dev/sdc,NoDevice="""#),
+            json!({"DeviceName": "/dev/sdc", "NoDevice": ""})
+        );
+        let e = err("DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1,VolumeSize=8");
+        assert_eq!(e.message, "Expected: '}', received: 'EOF'");
+        let e = err("DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1}}");
+        assert_eq!(e.message, "Expected: ',', received: '}'");
+    }
+
+    #[test]
     fn closing_brackets_are_plain_characters_outside_brackets() {
         assert_eq!(ok("Value=a]b}"), json!({"Value": "a]b}"}));
     }

@@ -28,6 +28,9 @@ fn help_lists_the_commands() {
         "enable-fast-snapshot-restores",
         "disable-fast-snapshot-restores",
         "describe-fast-snapshot-restores",
+        "register-image",
+        "describe-images",
+        "deregister-image",
         "wait",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");

@@ -1,5 +1,6 @@
 //! `commands::run` end to end against an in-process mock `VolumeService` (not the real server).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,6 +27,22 @@ struct Mock {
     pending_polls: AtomicUsize,
     /// Every fast snapshot restore call, in order.
     fsr_requests: Mutex<Vec<FsrCall>>,
+    /// Every DescribeInstanceTypes call, in order.
+    instance_type_requests: Mutex<Vec<pb::DescribeInstanceTypesRequest>>,
+    /// The registered AMIs by ID: see [`Mock::register`].
+    images: Mutex<BTreeMap<String, pb::Image>>,
+    /// AMIs registered so far, deregistered ones included: numbers the next ID.
+    images_registered: AtomicUsize,
+    /// Every image call, in order.
+    image_requests: Mutex<Vec<ImageCall>>,
+}
+
+/// An image request the mock received.
+#[derive(Debug, Clone, PartialEq)]
+enum ImageCall {
+    Register(pb::RegisterImageRequest),
+    Describe(pb::DescribeImagesRequest),
+    Deregister(pb::DeregisterImageRequest),
 }
 
 /// A fast snapshot restore request the mock received.
@@ -96,6 +113,131 @@ impl Mock {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
+    }
+
+    fn instance_type_requests(&self) -> Vec<pb::DescribeInstanceTypesRequest> {
+        self.instance_type_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    fn record_image_call(&self, call: ImageCall) {
+        self.image_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
+    fn image_requests(&self) -> Vec<ImageCall> {
+        self.image_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    fn images(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, pb::Image>> {
+        self.images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// RegisterImage as the server checks it: the name (EC2's rule, unique), the root device (an
+    /// EBS mapping from a snapshot), each mapping (one of Ebs, VirtualName, NoDevice; `snap-gone`
+    /// does not exist), the architecture. IDs are `ami-` and the registration's number in 17 hex
+    /// digits, so they sort in registration order.
+    fn register(&self, r: pb::RegisterImageRequest) -> Result<pb::Image, Status> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
+        if r.name.is_empty() {
+            return Err(ec2_error(
+                Status::invalid_argument("The request must contain the parameter Name"),
+                "MissingParameter",
+            ));
+        }
+        if !(3..=128).contains(&r.name.chars().count()) || !r.name.chars().all(ok_char) {
+            return Err(ec2_error(
+                Status::invalid_argument(format!("Invalid AMI name: {}", r.name)),
+                "InvalidAMIName.Malformed",
+            ));
+        }
+        let architecture = r.architecture.unwrap_or_else(|| "x86_64".into());
+        if !matches!(architecture.as_str(), "x86_64" | "arm64" | "i386") {
+            return Err(ec2_error(
+                Status::invalid_argument(format!(
+                    "Invalid architecture {architecture} (expecting x86_64, arm64 or i386)."
+                )),
+                "InvalidParameterValue",
+            ));
+        }
+        let bad_mapping = |message: String| {
+            ec2_error(
+                Status::invalid_argument(message),
+                "InvalidBlockDeviceMapping",
+            )
+        };
+        let mut mappings = Vec::new();
+        for m in r.block_device_mappings {
+            let kinds = usize::from(m.ebs.is_some())
+                + usize::from(m.virtual_name.is_some())
+                + usize::from(m.no_device.is_some());
+            if kinds != 1 {
+                return Err(bad_mapping(format!(
+                    "The mapping of {} must have exactly one of Ebs, VirtualName and NoDevice.",
+                    m.device_name
+                )));
+            }
+            let snapshot = m.ebs.as_ref().and_then(|e| e.snapshot_id.as_deref());
+            if snapshot == Some("snap-gone") {
+                return Err(no_snapshot("snap-gone"));
+            }
+            mappings.push(pb::BlockDeviceMapping {
+                ebs: m.ebs.map(|e| pb::EbsBlockDevice {
+                    delete_on_termination: Some(e.delete_on_termination.unwrap_or(true)),
+                    encrypted: Some(false),
+                    ..e
+                }),
+                ..m
+            });
+        }
+        let root_from_a_snapshot = mappings.iter().any(|m| {
+            m.device_name == r.root_device_name
+                && m.ebs.as_ref().is_some_and(|e| e.snapshot_id.is_some())
+        });
+        if !root_from_a_snapshot {
+            return Err(ec2_error(
+                Status::invalid_argument(format!(
+                    "The root device {} must be mapped to an EBS volume from a snapshot.",
+                    r.root_device_name
+                )),
+                "InvalidParameterValue",
+            ));
+        }
+        let mut images = self.images();
+        if images.values().any(|i| i.name == r.name) {
+            return Err(ec2_error(
+                Status::already_exists(format!("AMI name {} is already in use by an AMI", r.name)),
+                "InvalidAMIName.Duplicate",
+            ));
+        }
+        let n = self.images_registered.fetch_add(1, Ordering::SeqCst) + 1;
+        let image = pb::Image {
+            image_id: format!("ami-{n:017x}"),
+            name: r.name,
+            description: r.description.unwrap_or_default(),
+            state: "available".into(),
+            creation_date: "2024-05-01T12:00:07.000Z".into(),
+            root_device_name: r.root_device_name,
+            root_device_type: "ebs".into(),
+            architecture,
+            virtualization_type: r.virtualization_type.unwrap_or_else(|| "hvm".into()),
+            block_device_mappings: mappings,
+            owner_id: IMAGE_OWNER.into(),
+            public: false,
+            image_type: "machine".into(),
+            tags: spec_tags(r.tag_specifications),
+        };
+        images.insert(image.image_id.clone(), image.clone());
+        Ok(image)
     }
 
     /// `snap-pending` as the `n`th (from 0) poll sees it: `pending` at 0% and 45%, then
@@ -217,6 +359,91 @@ fn fsr_pairs(
         }
     }
     result
+}
+
+/// The instance types the mock knows, in its order: EBS-only, instance store, GPU, bare metal.
+fn instance_types() -> Vec<pb::InstanceTypeInfo> {
+    let m5d = shapes::tests::m5d_large();
+    let named = |name: &str, t: pb::InstanceTypeInfo| pb::InstanceTypeInfo {
+        instance_type: name.to_owned(),
+        ..t
+    };
+    vec![
+        named(
+            "m5.large",
+            pb::InstanceTypeInfo {
+                instance_storage_supported: false,
+                instance_storage_info: None,
+                ..m5d.clone()
+            },
+        ),
+        m5d.clone(),
+        named(
+            "m5d.metal",
+            pb::InstanceTypeInfo {
+                hypervisor: String::new(),
+                ..m5d.clone()
+            },
+        ),
+        shapes::tests::p3_8xlarge(),
+        named(
+            "t3.micro",
+            pb::InstanceTypeInfo {
+                burstable_performance_supported: true,
+                instance_storage_supported: false,
+                instance_storage_info: None,
+                ..m5d
+            },
+        ),
+    ]
+}
+
+/// Whether `name` matches one of `patterns`, where a final `*` matches any rest.
+fn matches_any(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == p,
+    })
+}
+
+/// The account that owns every AMI of the mock, as the server's.
+const IMAGE_OWNER: &str = "000000000000";
+
+fn no_image(image_id: &str) -> Status {
+    ec2_error(
+        Status::not_found(format!("The image id '[{image_id}]' does not exist")),
+        "InvalidAMIID.NotFound",
+    )
+}
+
+fn check_image_id(image_id: &str) -> Result<(), Status> {
+    if image_id.starts_with("ami-") {
+        return Ok(());
+    }
+    Err(ec2_error(
+        Status::invalid_argument(format!(
+            "Invalid id: \"{image_id}\" (expecting \"ami-...\")"
+        )),
+        "InvalidAMIID.Malformed",
+    ))
+}
+
+/// Whether `image` passes `filter` (image-id, name, state, architecture, tag:KEY).
+fn image_matches(image: &pb::Image, filter: &pb::Filter) -> bool {
+    let field = match filter.name.as_str() {
+        "image-id" => Some(image.image_id.as_str()),
+        "name" => Some(image.name.as_str()),
+        "state" => Some(image.state.as_str()),
+        "architecture" => Some(image.architecture.as_str()),
+        other => other.strip_prefix("tag:").and_then(|key| {
+            image
+                .tags
+                .iter()
+                .find(|t| t.key == key)
+                .map(|t| t.value.as_str())
+        }),
+    };
+    field.is_some_and(|v| matches_any(&filter.values, v))
 }
 
 fn no_volume(volume_id: &str) -> Status {
@@ -852,6 +1079,158 @@ impl VolumeService for Mock {
         _: Request<pb::GetSnapshotBlockRequest>,
     ) -> Result<Response<pb::GetSnapshotBlockResponse>, Status> {
         Err(Status::unimplemented("not in the mock"))
+    }
+
+    /// See [`instance_types`]: two per page unless asked otherwise. Honours `instance_types`
+    /// (an unknown one fails the call) and the `instance-type` filter; any other filter is
+    /// invalid, as a filter the server does not know is there.
+    async fn describe_instance_types(
+        &self,
+        request: Request<pb::DescribeInstanceTypesRequest>,
+    ) -> Result<Response<pb::DescribeInstanceTypesResponse>, Status> {
+        let r = request.into_inner();
+        self.instance_type_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(r.clone());
+        let known = instance_types();
+        if let Some(unknown) = r
+            .instance_types
+            .iter()
+            .find(|n| !known.iter().any(|t| &t.instance_type == *n))
+        {
+            return Err(ec2_error(
+                Status::invalid_argument(format!(
+                    "The following supplied instance types do not exist: [{unknown}]"
+                )),
+                "InvalidInstanceType",
+            ));
+        }
+        if let Some(f) = r.filters.iter().find(|f| f.name != "instance-type") {
+            return Err(ec2_error(
+                Status::invalid_argument(format!("The filter '{}' is invalid", f.name)),
+                "InvalidParameterValue",
+            ));
+        }
+        let all: Vec<pb::InstanceTypeInfo> = known
+            .into_iter()
+            .filter(|t| r.instance_types.is_empty() || r.instance_types.contains(&t.instance_type))
+            .filter(|t| {
+                r.filters
+                    .iter()
+                    .all(|f| matches_any(&f.values, &t.instance_type))
+            })
+            .collect();
+        let start: usize = r.next_token.as_deref().unwrap_or("0").parse().unwrap_or(0);
+        let size = usize::try_from(r.max_results.unwrap_or(2)).unwrap_or(2);
+        let end = (start + size).min(all.len());
+        Ok(Response::new(pb::DescribeInstanceTypesResponse {
+            instance_types: all[start.min(end)..end].to_vec(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        }))
+    }
+
+    /// See [`Mock::register`].
+    async fn register_image(
+        &self,
+        request: Request<pb::RegisterImageRequest>,
+    ) -> Result<Response<pb::RegisterImageResponse>, Status> {
+        let r = request.into_inner();
+        self.record_image_call(ImageCall::Register(r.clone()));
+        let image = self.register(r)?;
+        Ok(Response::new(pb::RegisterImageResponse {
+            image_id: image.image_id,
+        }))
+    }
+
+    /// The registered AMIs in ID order, two per page unless asked otherwise (5-1000, not with
+    /// IDs, as the server). By ID: every ID must exist, no paging. Owners other than `self` or
+    /// [`IMAGE_OWNER`] own none. Honours the image-id, name, state, architecture and tag:KEY
+    /// filters; any other filter is invalid.
+    async fn describe_images(
+        &self,
+        request: Request<pb::DescribeImagesRequest>,
+    ) -> Result<Response<pb::DescribeImagesResponse>, Status> {
+        let r = request.into_inner();
+        self.record_image_call(ImageCall::Describe(r.clone()));
+        for id in &r.image_ids {
+            check_image_id(id)?;
+        }
+        if let Some(f) = r.filters.iter().find(|f| {
+            !matches!(
+                f.name.as_str(),
+                "image-id" | "name" | "state" | "architecture"
+            ) && !f.name.starts_with("tag:")
+        }) {
+            return Err(ec2_error(
+                Status::invalid_argument(format!("The filter '{}' is invalid", f.name)),
+                "InvalidParameterValue",
+            ));
+        }
+        let page_size = match r.max_results {
+            None => 2,
+            Some(_) if !r.image_ids.is_empty() => {
+                return Err(ec2_error(
+                    Status::invalid_argument(
+                        "The parameter 'MaxResults' cannot be used with the parameter 'ImageIds'.",
+                    ),
+                    "InvalidParameterCombination",
+                ));
+            }
+            Some(n) if !(5..=1000).contains(&n) => {
+                return Err(ec2_error(
+                    Status::invalid_argument(format!(
+                        "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
+                    )),
+                    "InvalidParameterValue",
+                ));
+            }
+            Some(n) => usize::try_from(n).unwrap_or(5),
+        };
+        let owned = r.owners.iter().all(|o| o == "self" || o == IMAGE_OWNER);
+        let selected = |i: &pb::Image| owned && r.filters.iter().all(|f| image_matches(i, f));
+        let images = self.images();
+        if !r.image_ids.is_empty() {
+            let mut found: Vec<pb::Image> = Vec::new();
+            for id in &r.image_ids {
+                let image = images.get(id).ok_or_else(|| no_image(id))?;
+                if selected(image) && !found.iter().any(|f| f.image_id == *id) {
+                    found.push(image.clone());
+                }
+            }
+            return Ok(Response::new(pb::DescribeImagesResponse {
+                images: found,
+                next_token: None,
+            }));
+        }
+        // The token is the last ID of the previous page.
+        let after = r.next_token.unwrap_or_default();
+        let mut rest = images
+            .values()
+            .filter(|i| i.image_id > after && selected(i))
+            .cloned();
+        let page: Vec<pb::Image> = rest.by_ref().take(page_size).collect();
+        let next_token = match rest.next() {
+            Some(_) => page.last().map(|i| i.image_id.clone()),
+            None => None,
+        };
+        Ok(Response::new(pb::DescribeImagesResponse {
+            images: page,
+            next_token,
+        }))
+    }
+
+    async fn deregister_image(
+        &self,
+        request: Request<pb::DeregisterImageRequest>,
+    ) -> Result<Response<pb::DeregisterImageResponse>, Status> {
+        let r = request.into_inner();
+        self.record_image_call(ImageCall::Deregister(r.clone()));
+        check_image_id(&r.image_id)?;
+        match self.images().remove(&r.image_id) {
+            Some(_) => Ok(Response::new(pb::DeregisterImageResponse {})),
+            None => Err(no_image(&r.image_id)),
+        }
     }
 }
 
@@ -2734,4 +3113,809 @@ async fn a_volume_restored_with_fast_snapshot_restore_is_fast_restored() {
     let slow = create("snap-1").await;
     assert_eq!(slow["FastRestored"], false);
     assert_eq!(slow["InitializationProgress"], 0);
+}
+
+/// The `InstanceType`s of a describe-instance-types reply.
+fn instance_type_names(reply: &serde_json::Value) -> Vec<&str> {
+    reply["InstanceTypes"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(|t| t["InstanceType"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn describe_instance_types_follows_next_token_unless_paging_is_asked_for() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let all = json(ebsctl(&endpoint, &["describe-instance-types"]).await);
+    assert_eq!(
+        instance_type_names(&all),
+        [
+            "m5.large",
+            "m5d.large",
+            "m5d.metal",
+            "p3.8xlarge",
+            "t3.micro"
+        ]
+    );
+    assert!(all.get("NextToken").is_none(), "{all}");
+    let tokens: Vec<Option<String>> = mock
+        .instance_type_requests()
+        .into_iter()
+        .map(|r| r.next_token)
+        .collect();
+    assert_eq!(tokens, [None, Some("2".into()), Some("4".into())]);
+
+    let page = json(
+        ebsctl(
+            &endpoint,
+            &["describe-instance-types", "--max-results", "2"],
+        )
+        .await,
+    );
+    assert_eq!(instance_type_names(&page), ["m5.large", "m5d.large"]);
+    assert_eq!(page["NextToken"], "2");
+
+    // --next-token alone also prints one page: the last one has no NextToken.
+    let last = json(ebsctl(&endpoint, &["describe-instance-types", "--next-token", "4"]).await);
+    assert_eq!(instance_type_names(&last), ["t3.micro"]);
+    assert!(last.get("NextToken").is_none(), "{last}");
+    assert_eq!(
+        last["InstanceTypes"][0]["BurstablePerformanceSupported"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn describe_instance_types_sends_types_and_filters_and_prints_aws_shapes() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-instance-types",
+                "--instance-types",
+                "m5d.large",
+                "p3.8xlarge",
+                "m5d.metal",
+                "--filters",
+                "Name=instance-type,Values=m5d.*,p3.*",
+            ],
+        )
+        .await,
+    );
+    // Three matches, two per page: the second call asks for the page after "2".
+    let requests = mock.instance_type_requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(
+        requests[0],
+        pb::DescribeInstanceTypesRequest {
+            instance_types: vec!["m5d.large".into(), "p3.8xlarge".into(), "m5d.metal".into()],
+            filters: vec![pb::Filter {
+                name: "instance-type".into(),
+                values: vec!["m5d.*".into(), "p3.*".into()],
+            }],
+            max_results: None,
+            next_token: None,
+        }
+    );
+    assert_eq!(requests[1].next_token.as_deref(), Some("2"));
+    assert_eq!(
+        instance_type_names(&reply),
+        ["m5d.large", "m5d.metal", "p3.8xlarge"]
+    );
+
+    let m5d = &reply["InstanceTypes"][0];
+    assert_eq!(m5d["VCpuInfo"]["DefaultVCpus"], 2);
+    assert_eq!(m5d["MemoryInfo"]["SizeInMiB"], 8192);
+    assert_eq!(
+        m5d["InstanceStorageInfo"],
+        serde_json::json!({
+            "TotalSizeInGB": 75,
+            "Disks": [{"SizeInGB": 75, "Count": 1, "Type": "ssd"}],
+            "NvmeSupport": "required"
+        })
+    );
+    assert_eq!(m5d["EbsInfo"]["EbsOptimizedSupport"], "default");
+    assert_eq!(m5d["EbsInfo"]["EbsOptimizedInfo"]["MaximumIops"], 18750);
+    assert_eq!(
+        m5d["EbsInfo"]["EbsOptimizedInfo"]["MaximumThroughputInMBps"],
+        593.75
+    );
+    assert_eq!(
+        m5d["ProcessorInfo"]["SupportedArchitectures"],
+        serde_json::json!(["x86_64"])
+    );
+    assert_eq!(m5d["NetworkInfo"]["NetworkPerformance"], "Up to 10 Gigabit");
+    assert_eq!(m5d["Hypervisor"], "nitro");
+    assert!(m5d.get("GpuInfo").is_none(), "{m5d}");
+
+    let metal = &reply["InstanceTypes"][1];
+    assert!(metal.get("Hypervisor").is_none(), "{metal}");
+
+    let p3 = &reply["InstanceTypes"][2];
+    assert_eq!(p3["InstanceStorageSupported"], false);
+    assert!(p3.get("InstanceStorageInfo").is_none(), "{p3}");
+    assert_eq!(p3["GpuInfo"]["Gpus"][0]["Name"], "V100");
+    assert_eq!(p3["GpuInfo"]["TotalGpuMemoryInMiB"], 65536);
+    assert_eq!(p3["Hypervisor"], "xen");
+}
+
+#[tokio::test]
+async fn describe_instance_types_errors() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let err = expect_err(
+        &endpoint,
+        &["describe-instance-types", "--instance-types", "m5.huge"],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidInstanceType) when calling the DescribeInstanceTypes operation: The following supplied instance types do not exist: [m5.huge]"
+    );
+    assert_eq!(err.exit_code(), 254);
+
+    let err = expect_err(
+        &endpoint,
+        &[
+            "describe-instance-types",
+            "--filters",
+            "Name=vcpus,Values=2",
+        ],
+    )
+    .await;
+    assert!(err.to_string().contains("(InvalidParameterValue)"), "{err}");
+
+    let err = expect_err(
+        "http://127.0.0.1:1",
+        &[
+            "describe-instance-types",
+            "--filters",
+            "Name=instance-type,Valuez=x",
+        ],
+    )
+    .await;
+    assert_eq!(err.exit_code(), 252, "{err}");
+}
+
+#[tokio::test]
+async fn describe_instance_types_as_text() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let text = match ebsctl(
+        &endpoint,
+        &[
+            "describe-instance-types",
+            "--instance-types",
+            "m5d.large",
+            "--output",
+            "text",
+        ],
+    )
+    .await
+    {
+        Ok(Some(text)) => text,
+        other => panic!("expected text, got {other:?}"),
+    };
+    // Columns: BurstablePerformanceSupported, CurrentGeneration, Hypervisor,
+    // InstanceStorageSupported, InstanceType; then the nested objects, by name.
+    assert!(
+        text.starts_with("INSTANCETYPES\tFalse\tTrue\tnitro\tTrue\tm5d.large\n"),
+        "{text}"
+    );
+    assert!(text.contains("DISKS\t1\t75\tssd\n"), "{text}");
+}
+
+/// The brief's mappings as JSON: an EBS root with every member, an instance store volume and a
+/// suppressed device.
+const MAPPINGS_JSON: &str = r#"[{"DeviceName":"/dev/xvda","Ebs":{"SnapshotId":"snap-0123456789abcdef0","VolumeSize":8,"VolumeType":"gp3","Iops":3000,"Throughput":125,"DeleteOnTermination":true}},{"DeviceName":"/dev/sdb","VirtualName":"ephemeral0"},{"DeviceName":"/dev/sdc","NoDevice":""}]"#;
+
+/// [`MAPPINGS_JSON`] in shorthand, one mapping per value.
+const MAPPINGS_SHORTHAND: [&str; 3] = [
+    "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-0123456789abcdef0,VolumeSize=8,VolumeType=gp3,Iops=3000,Throughput=125,DeleteOnTermination=true}",
+    "DeviceName=/dev/sdb,VirtualName=ephemeral0",
+    "DeviceName=/dev/sdc,NoDevice=",
+];
+
+/// What both [`MAPPINGS_JSON`] and [`MAPPINGS_SHORTHAND`] must be sent as.
+fn sent_mappings() -> Vec<pb::BlockDeviceMapping> {
+    vec![
+        pb::BlockDeviceMapping {
+            device_name: "/dev/xvda".into(),
+            ebs: Some(pb::EbsBlockDevice {
+                snapshot_id: Some("snap-0123456789abcdef0".into()),
+                volume_size: Some(8),
+                volume_type: Some("gp3".into()),
+                iops: Some(3000),
+                throughput: Some(125),
+                delete_on_termination: Some(true),
+                encrypted: None,
+            }),
+            virtual_name: None,
+            no_device: None,
+        },
+        pb::BlockDeviceMapping {
+            device_name: "/dev/sdb".into(),
+            ebs: None,
+            virtual_name: Some("ephemeral0".into()),
+            no_device: None,
+        },
+        pb::BlockDeviceMapping {
+            device_name: "/dev/sdc".into(),
+            ebs: None,
+            virtual_name: None,
+            no_device: Some(String::new()),
+        },
+    ]
+}
+
+/// `register-image --name NAME` of a root from a snapshot, plus `extra` flags; its ImageId.
+async fn register_image(endpoint: &str, name: &str, extra: &[&str]) -> String {
+    let args: Vec<&str> = [
+        "register-image",
+        "--name",
+        name,
+        "--root-device-name",
+        "/dev/xvda",
+        "--block-device-mappings",
+        "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-0123456789abcdef0}",
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect();
+    let reply = json(ebsctl(endpoint, &args).await);
+    match reply["ImageId"].as_str() {
+        Some(id) => id.to_owned(),
+        None => panic!("no ImageId in {reply}"),
+    }
+}
+
+/// The `ImageId`s of a describe-images reply.
+fn image_ids(reply: &serde_json::Value) -> Vec<&str> {
+    reply["Images"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|i| i["ImageId"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The mock's `n`th (from 1) AMI ID.
+fn ami(n: u32) -> String {
+    format!("ami-{n:017x}")
+}
+
+#[tokio::test]
+async fn register_image_sends_json_and_shorthand_mappings_alike_and_prints_the_image_id() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "register-image",
+            "--name",
+            "web-1",
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings",
+            MAPPINGS_JSON,
+            "--description",
+            "web server",
+            "--architecture",
+            "arm64",
+            "--virtualization-type",
+            "hvm",
+            "--tag-specifications",
+            "ResourceType=image,Tags=[{Key=Name,Value=web}]",
+        ],
+    )
+    .await;
+    // Exactly EC2's reply: the ID and nothing else.
+    let want = format!("{{\n    \"ImageId\": \"{}\"\n}}\n", ami(1));
+    assert_eq!(out.ok().flatten(), Some(want));
+
+    let shorthand: Vec<&str> = [
+        "register-image",
+        "--name",
+        "web-2",
+        "--root-device-name",
+        "/dev/xvda",
+        "--block-device-mappings",
+    ]
+    .into_iter()
+    .chain(MAPPINGS_SHORTHAND)
+    .collect();
+    let reply = json(ebsctl(&endpoint, &shorthand).await);
+    assert_eq!(reply["ImageId"], ami(2));
+
+    let tag = pb::Tag {
+        key: "Name".into(),
+        value: "web".into(),
+    };
+    assert_eq!(
+        mock.image_requests(),
+        [
+            ImageCall::Register(pb::RegisterImageRequest {
+                name: "web-1".into(),
+                description: Some("web server".into()),
+                root_device_name: "/dev/xvda".into(),
+                block_device_mappings: sent_mappings(),
+                architecture: Some("arm64".into()),
+                virtualization_type: Some("hvm".into()),
+                tag_specifications: vec![pb::TagSpecification {
+                    resource_type: "image".into(),
+                    tags: vec![tag],
+                }],
+            }),
+            // Absent flags are left unset: the server applies its defaults.
+            ImageCall::Register(pb::RegisterImageRequest {
+                name: "web-2".into(),
+                description: None,
+                root_device_name: "/dev/xvda".into(),
+                block_device_mappings: sent_mappings(),
+                architecture: None,
+                virtualization_type: None,
+                tag_specifications: vec![],
+            }),
+        ]
+    );
+
+    let text = ebsctl(
+        &endpoint,
+        &[
+            "register-image",
+            "--name",
+            "web-3",
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings",
+            MAPPINGS_JSON,
+            "--output",
+            "text",
+        ],
+    )
+    .await;
+    assert_eq!(text.ok().flatten(), Some(format!("{}\n", ami(3))));
+}
+
+#[tokio::test]
+async fn describe_images_prints_the_aws_shape() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let tagged = register_image(
+        &endpoint,
+        "web-1",
+        &[
+            "--description",
+            "web server",
+            "--tag-specifications",
+            "ResourceType=image,Tags=[{Key=Name,Value=web}]",
+        ],
+    )
+    .await;
+    let mut shorthand = vec![
+        "register-image",
+        "--name",
+        "web-2",
+        "--root-device-name",
+        "/dev/xvda",
+        "--architecture",
+        "arm64",
+        "--block-device-mappings",
+    ];
+    shorthand.extend(MAPPINGS_SHORTHAND);
+    let bare = json(ebsctl(&endpoint, &shorthand).await);
+
+    let reply = json(ebsctl(&endpoint, &["describe-images"]).await);
+    let keys: Vec<&str> = reply
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["Images"], "no NextToken after every page: {reply}");
+    assert_eq!(image_ids(&reply), [tagged.as_str(), ami(2).as_str()]);
+    assert_eq!(bare["ImageId"], ami(2));
+
+    // In the order the shapes test pins, as printed (serde_json::Value does not keep it).
+    let raw = match ebsctl(&endpoint, &["describe-images", "--image-ids", &tagged]).await {
+        Ok(Some(raw)) => raw,
+        other => panic!("expected output, got {other:?}"),
+    };
+    let positions: Vec<Option<usize>> = [
+        "ImageId",
+        "Name",
+        "Description",
+        "State",
+        "CreationDate",
+        "RootDeviceName",
+        "RootDeviceType",
+        "Architecture",
+        "VirtualizationType",
+        "BlockDeviceMappings",
+        "OwnerId",
+        "Public",
+        "ImageType",
+        "Tags",
+    ]
+    .iter()
+    .map(|field| raw.find(&format!("\"{field}\": ")))
+    .collect();
+    assert!(
+        positions.iter().all(Option::is_some) && positions.windows(2).all(|w| w[0] < w[1]),
+        "{positions:?} in\n{raw}"
+    );
+
+    let first = &reply["Images"][0];
+    assert_eq!(
+        first.as_object().map(serde_json::Map::len),
+        Some(14),
+        "{first}"
+    );
+    assert_eq!(first["Name"], "web-1");
+    assert_eq!(first["Description"], "web server");
+    assert_eq!(first["State"], "available");
+    assert_eq!(first["CreationDate"], "2024-05-01T12:00:07.000Z");
+    assert_eq!(first["RootDeviceName"], "/dev/xvda");
+    assert_eq!(first["RootDeviceType"], "ebs");
+    assert_eq!(first["Architecture"], "x86_64");
+    assert_eq!(first["VirtualizationType"], "hvm");
+    assert_eq!(first["OwnerId"], "000000000000");
+    assert_eq!(first["Public"], false);
+    assert_eq!(first["ImageType"], "machine");
+    assert_eq!(
+        first["Tags"],
+        serde_json::json!([{"Key": "Name", "Value": "web"}])
+    );
+    // The server's defaults show; what was not given stays out.
+    assert_eq!(
+        first["BlockDeviceMappings"],
+        serde_json::json!([{
+            "DeviceName": "/dev/xvda",
+            "Ebs": {
+                "SnapshotId": "snap-0123456789abcdef0",
+                "DeleteOnTermination": true,
+                "Encrypted": false
+            }
+        }])
+    );
+
+    let second = &reply["Images"][1];
+    assert_eq!(second["Architecture"], "arm64");
+    for absent in ["Description", "Tags"] {
+        assert!(second.get(absent).is_none(), "{absent} in {second}");
+    }
+    assert_eq!(
+        second["BlockDeviceMappings"],
+        serde_json::json!([
+            {
+                "DeviceName": "/dev/xvda",
+                "Ebs": {
+                    "SnapshotId": "snap-0123456789abcdef0",
+                    "VolumeSize": 8,
+                    "VolumeType": "gp3",
+                    "Iops": 3000,
+                    "Throughput": 125,
+                    "DeleteOnTermination": true,
+                    "Encrypted": false
+                }
+            },
+            {"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"},
+            {"DeviceName": "/dev/sdc", "NoDevice": ""}
+        ])
+    );
+}
+
+#[tokio::test]
+async fn describe_images_follows_next_token_unless_paging_is_asked_for() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    for n in 1..=6 {
+        register_image(&endpoint, &format!("web-{n}"), &[]).await;
+    }
+    let ids: Vec<String> = (1..=6).map(ami).collect();
+
+    let all = json(ebsctl(&endpoint, &["describe-images"]).await);
+    assert_eq!(image_ids(&all), ids);
+    assert!(all.get("NextToken").is_none(), "{all}");
+    let tokens: Vec<Option<String>> = mock
+        .image_requests()
+        .into_iter()
+        .filter_map(|call| match call {
+            ImageCall::Describe(r) => Some(r.next_token),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens, [None, Some(ami(2)), Some(ami(4))]);
+
+    let page = json(ebsctl(&endpoint, &["describe-images", "--max-results", "5"]).await);
+    assert_eq!(image_ids(&page), ids[..5]);
+    assert_eq!(page["NextToken"], ami(5));
+
+    // --next-token alone also prints one page (the mock's two): the last one has no NextToken.
+    let next = ami(4);
+    let last = json(ebsctl(&endpoint, &["describe-images", "--next-token", &next]).await);
+    assert_eq!(image_ids(&last), ids[4..]);
+    assert!(last.get("NextToken").is_none(), "{last}");
+}
+
+#[tokio::test]
+async fn describe_images_sends_ids_owners_and_filters() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let web = register_image(
+        &endpoint,
+        "web-1",
+        &[
+            "--tag-specifications",
+            "ResourceType=image,Tags=[{Key=Env,Value=prod}]",
+        ],
+    )
+    .await;
+    let db = register_image(&endpoint, "db-1", &["--architecture", "arm64"]).await;
+
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-images",
+                "--image-ids",
+                &db,
+                &web,
+                "--owners",
+                "self",
+                "--filters",
+                "Name=name,Values=web-*,db-*",
+                r#"{"Name": "state", "Values": ["available"]}"#,
+            ],
+        )
+        .await,
+    );
+    // By ID: in the order asked for.
+    assert_eq!(image_ids(&reply), [db.as_str(), web.as_str()]);
+    let filter = |name: &str, values: &[&str]| pb::Filter {
+        name: name.into(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    };
+    let describes: Vec<ImageCall> = mock
+        .image_requests()
+        .into_iter()
+        .filter(|c| matches!(c, ImageCall::Describe(_)))
+        .collect();
+    assert_eq!(
+        describes,
+        [ImageCall::Describe(pb::DescribeImagesRequest {
+            image_ids: vec![db.clone(), web.clone()],
+            owners: vec!["self".into()],
+            filters: vec![
+                filter("name", &["web-*", "db-*"]),
+                filter("state", &["available"]),
+            ],
+            max_results: None,
+            next_token: None,
+        })]
+    );
+
+    let arm = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-images",
+                "--filters",
+                "Name=architecture,Values=arm64",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(image_ids(&arm), [db.as_str()]);
+    let prod = json(
+        ebsctl(
+            &endpoint,
+            &["describe-images", "--filters", "Name=tag:Env,Values=prod"],
+        )
+        .await,
+    );
+    assert_eq!(image_ids(&prod), [web.as_str()]);
+    // Nobody else owns an AMI here.
+    let amazon = json(ebsctl(&endpoint, &["describe-images", "--owners", "amazon"]).await);
+    assert_eq!(amazon, serde_json::json!({"Images": []}));
+}
+
+#[tokio::test]
+async fn image_errors_carry_the_ec2_code_and_exit_254() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let gone = "ami-0123456789abcdef0";
+
+    let err = expect_err(&endpoint, &["describe-images", "--image-ids", gone]).await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidAMIID.NotFound) when calling the DescribeImages operation: The image id '[ami-0123456789abcdef0]' does not exist"
+    );
+    assert_eq!(err.exit_code(), 254);
+
+    let err = expect_err(&endpoint, &["deregister-image", "--image-id", gone]).await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidAMIID.NotFound) when calling the DeregisterImage operation: The image id '[ami-0123456789abcdef0]' does not exist"
+    );
+    assert_eq!(err.exit_code(), 254);
+
+    let err = expect_err(&endpoint, &["deregister-image", "--image-id", "snap-1"]).await;
+    assert!(
+        err.to_string().contains("(InvalidAMIID.Malformed)"),
+        "{err}"
+    );
+
+    let register = |name: &'static str, mapping: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            let args = [
+                "register-image",
+                "--name",
+                name,
+                "--root-device-name",
+                "/dev/xvda",
+                "--block-device-mappings",
+                mapping,
+            ];
+            expect_err(&endpoint, &args).await
+        }
+    };
+    let err = register("web-1", "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-gone}").await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidSnapshot.NotFound) when calling the RegisterImage operation: The snapshot 'snap-gone' does not exist."
+    );
+    assert_eq!(err.exit_code(), 254);
+    let err = register("web-1", "DeviceName=/dev/sdf,Ebs={SnapshotId=snap-1}").await;
+    assert!(err.to_string().contains("(InvalidParameterValue)"), "{err}");
+    let err = register(
+        "web-1",
+        "DeviceName=/dev/xvda,VirtualName=ephemeral0,Ebs={SnapshotId=snap-1}",
+    )
+    .await;
+    assert!(
+        err.to_string().contains("(InvalidBlockDeviceMapping)"),
+        "{err}"
+    );
+
+    register_image(&endpoint, "web-1", &[]).await;
+    let err = register("web-1", "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1}").await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidAMIName.Duplicate) when calling the RegisterImage operation: AMI name web-1 is already in use by an AMI"
+    );
+
+    let err = expect_err(&endpoint, &["describe-images", "--max-results", "2"]).await;
+    assert!(err.to_string().contains("(InvalidParameterValue)"), "{err}");
+    let err = expect_err(
+        &endpoint,
+        &[
+            "describe-images",
+            "--image-ids",
+            &ami(1),
+            "--max-results",
+            "5",
+        ],
+    )
+    .await;
+    assert!(
+        err.to_string().contains("(InvalidParameterCombination)"),
+        "{err}"
+    );
+    let err = expect_err(
+        &endpoint,
+        &["describe-images", "--filters", "Name=kernel-id,Values=k"],
+    )
+    .await;
+    assert!(err.to_string().contains("(InvalidParameterValue)"), "{err}");
+}
+
+#[tokio::test]
+async fn block_device_mapping_errors_come_before_connecting() {
+    for mapping in [
+        "DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1",
+        "DeviceName=/dev/xvda,Ebs={VolumeSize=eight}",
+        r#"[{"DeviceName": "/dev/xvda", "Ebs": {"KmsKeyId": "k"}}]"#,
+        r#"[{"DeviceName": "/dev/xvda""#,
+    ] {
+        let err = expect_err(
+            "http://127.0.0.1:1",
+            &[
+                "register-image",
+                "--name",
+                "web-1",
+                "--root-device-name",
+                "/dev/xvda",
+                "--block-device-mappings",
+                mapping,
+            ],
+        )
+        .await;
+        assert_eq!(err.exit_code(), 252, "{mapping}: {err}");
+        assert!(
+            err.to_string()
+                .starts_with("Error parsing parameter '--block-device-mappings': "),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deregister_image_prints_nothing_and_the_image_is_gone() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let web = register_image(&endpoint, "web-1", &[]).await;
+    let db = register_image(&endpoint, "db-1", &[]).await;
+
+    let out = ebsctl(&endpoint, &["deregister-image", "--image-id", &web]).await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    assert!(
+        mock.image_requests()
+            .contains(&ImageCall::Deregister(pb::DeregisterImageRequest {
+                image_id: web.clone()
+            }))
+    );
+
+    let left = json(ebsctl(&endpoint, &["describe-images"]).await);
+    assert_eq!(image_ids(&left), [db.as_str()]);
+    let err = expect_err(&endpoint, &["describe-images", "--image-ids", &web]).await;
+    assert!(err.to_string().contains("(InvalidAMIID.NotFound)"), "{err}");
+    // Its name is free again.
+    let again = register_image(&endpoint, "web-1", &[]).await;
+    assert_eq!(again, ami(3));
+}
+
+#[tokio::test]
+async fn describe_images_as_text_and_table() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let mut args = vec![
+        "register-image",
+        "--name",
+        "web-1",
+        "--root-device-name",
+        "/dev/xvda",
+        "--description",
+        "web server",
+        "--tag-specifications",
+        "ResourceType=image,Tags=[{Key=Name,Value=web}]",
+        "--block-device-mappings",
+    ];
+    args.extend(MAPPINGS_SHORTHAND);
+    json(ebsctl(&endpoint, &args).await);
+
+    let text = ebsctl(&endpoint, &["describe-images", "--output", "text"]).await;
+    // Columns: Architecture, CreationDate, Description, ImageId, ImageType, Name, OwnerId, Public,
+    // RootDeviceName, RootDeviceType, State, VirtualizationType; each mapping's DeviceName,
+    // NoDevice, VirtualName, then its Ebs; then the tags.
+    let want = format!(
+        "IMAGES\tx86_64\t2024-05-01T12:00:07.000Z\tweb server\t{}\tmachine\tweb-1\t000000000000\tFalse\t/dev/xvda\tebs\tavailable\thvm\n\
+BLOCKDEVICEMAPPINGS\t/dev/xvda\t\t\n\
+EBS\tTrue\tFalse\t3000\tsnap-0123456789abcdef0\t125\t8\tgp3\n\
+BLOCKDEVICEMAPPINGS\t/dev/sdb\t\tephemeral0\n\
+BLOCKDEVICEMAPPINGS\t/dev/sdc\t\t\n\
+TAGS\tName\tweb\n",
+        ami(1)
+    );
+    assert_eq!(text.ok().flatten(), Some(want));
+
+    let table = match ebsctl(&endpoint, &["describe-images", "--output", "table"]).await {
+        Ok(Some(table)) => table,
+        other => panic!("expected a table, got {other:?}"),
+    };
+    let widths: Vec<usize> = table.lines().map(|l| l.chars().count()).collect();
+    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");
+    for want in [
+        "DescribeImages",
+        "||  ImageId            |  ami-00000000000000001",
+        "BlockDeviceMappings",
+        "|||  DeviceName  |  /dev/sdb",
+        "|||  VirtualName |  ephemeral0",
+        "||||  SnapshotId          |  snap-0123456789abcdef0",
+        "|||  NoDevice   |   ",
+        "Tags",
+    ] {
+        assert!(table.contains(want), "{want:?} not in\n{table}");
+    }
 }
