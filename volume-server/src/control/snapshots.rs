@@ -106,6 +106,22 @@ fn snapshot_not_found(id: &str) -> Ec2Error {
     )
 }
 
+/// The record of snapshot `id` if it is `completed`: else `InvalidSnapshot.NotFound` or
+/// `IncorrectState`.
+fn completed(st: &State, id: &str) -> Result<SnapshotRecord, Ec2Error> {
+    let s = st.snapshots.get(id).ok_or_else(|| snapshot_not_found(id))?;
+    if s.state != SnapshotState::Completed {
+        return Err(Ec2Error::new(
+            "IncorrectState",
+            format!(
+                "Snapshot {id} is in the '{}' state; it must be completed.",
+                s.state.as_str()
+            ),
+        ));
+    }
+    Ok(s.clone())
+}
+
 fn check_snapshot_id(id: &str, param: &str) -> Result<(), Ec2Error> {
     check_id(id, "snap", param, "InvalidSnapshotID.Malformed")
 }
@@ -618,20 +634,7 @@ impl ControlPlane {
         let me = self.arc()?;
         let src_id = req.source_snapshot_id.clone();
         if region == self.cfg.region {
-            let st = self.lock();
-            let s = st
-                .snapshots
-                .get(&src_id)
-                .ok_or_else(|| snapshot_not_found(&src_id))?;
-            if s.state != SnapshotState::Completed {
-                return Err(Ec2Error::new(
-                    "IncorrectState",
-                    format!(
-                        "Snapshot {src_id} is in the '{}' state; it must be completed.",
-                        s.state.as_str()
-                    ),
-                ));
-            }
+            completed(&self.lock(), &src_id)?;
         }
         let manifest = self
             .runtime
@@ -737,21 +740,7 @@ impl ControlPlane {
     /// The completed snapshot `id` of this region and its manifest, for CreateVolume.
     pub(super) fn restore_source(&self, id: &str) -> Result<(SnapshotRecord, Manifest), Ec2Error> {
         check_snapshot_id(id, "SnapshotId")?;
-        let rec = self
-            .lock()
-            .snapshots
-            .get(id)
-            .cloned()
-            .ok_or_else(|| snapshot_not_found(id))?;
-        if rec.state != SnapshotState::Completed {
-            return Err(Ec2Error::new(
-                "IncorrectState",
-                format!(
-                    "Snapshot {id} is in the '{}' state; it must be completed.",
-                    rec.state.as_str()
-                ),
-            ));
-        }
+        let rec = completed(&self.lock(), id)?;
         let m = self
             .runtime
             .block_on(self.own_store().get_manifest(id))
