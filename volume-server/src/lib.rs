@@ -62,6 +62,9 @@ pub enum ServerError {
     SnapshotStore(String, #[source] snapshot::StoreError),
 }
 
+/// How long shutdown waits for gRPC clients to close their connections.
+const GRPC_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -192,7 +195,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     tracing::info!("shutting down: draining NBD sessions and gRPC calls");
     let _ = stop_tx.send(true);
     let _ = nbd_task.await;
-    let grpc_result = grpc_task.await;
+    // gRPC drains in-flight calls, then waits for clients to close their connections; a client
+    // that never reads the GOAWAY must not hold the shutdown forever.
+    let mut grpc_task = grpc_task;
+    let grpc_result = match tokio::time::timeout(GRPC_DRAIN, &mut grpc_task).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(after = ?GRPC_DRAIN, "gRPC clients did not close their connections; stopping anyway");
+            grpc_task.abort();
+            Ok(Ok(()))
+        }
+    };
     let _ = metrics_task.await;
     control.shutdown().await;
     tracing::info!("volumes closed cleanly; bye");
