@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -270,29 +270,7 @@ fn direct_apis_write_read_and_diff_snapshots_block_by_block() {
 
 fn snapshot_with_data(server: &Server, uri: &str, volume_id: &str) -> String {
     qemu_io(uri, &["write -P 0x3c 0 3M", "write -P 0x5d 600M 1M"]);
-    let mut c = server.client();
-    let snap = server.ok(
-        "CreateSnapshot",
-        server.block_on(c.create_snapshot(pb::CreateSnapshotRequest {
-            volume_id: volume_id.into(),
-            ..Default::default()
-        })),
-    );
-    let deadline = Instant::now() + SERVER_TIMEOUT;
-    loop {
-        let s = server.ok(
-            "DescribeSnapshots",
-            server.block_on(c.describe_snapshots(pb::DescribeSnapshotsRequest {
-                snapshot_ids: vec![snap.snapshot_id.clone()],
-                ..Default::default()
-            })),
-        );
-        if s.snapshots[0].state == "completed" {
-            return snap.snapshot_id;
-        }
-        assert!(Instant::now() < deadline, "{s:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.snapshot_completed(volume_id)
 }
 
 fn restore(server: &Server, snap: &str, az: &str) -> pb::Volume {

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use proto::ebs::v1 as pb;
 
@@ -12,32 +10,6 @@ fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Str
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(s) => ec2_code(&s).unwrap_or_else(|| format!("no code: {s:?}")),
-    }
-}
-
-fn completed_snapshot(server: &Server, volume_id: &str) -> String {
-    let mut c = server.client();
-    let snap = server.ok(
-        "CreateSnapshot",
-        server.block_on(c.create_snapshot(pb::CreateSnapshotRequest {
-            volume_id: volume_id.into(),
-            ..Default::default()
-        })),
-    );
-    let deadline = Instant::now() + SERVER_TIMEOUT;
-    loop {
-        let s = server.ok(
-            "DescribeSnapshots",
-            server.block_on(c.describe_snapshots(pb::DescribeSnapshotsRequest {
-                snapshot_ids: vec![snap.snapshot_id.clone()],
-                ..Default::default()
-            })),
-        );
-        if s.snapshots[0].state == "completed" {
-            return snap.snapshot_id;
-        }
-        assert!(Instant::now() < deadline, "{s:?}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -88,8 +60,8 @@ fn images_register_from_snapshots_and_pin_them() {
     let data = dir.path().join("data");
     let server = Server::start_with_args(&data, &["--snapshot-min-interval", "0s"]);
     let vol = server.create_volume(1).volume_id;
-    let root = completed_snapshot(&server, &vol);
-    let extra = completed_snapshot(&server, &vol);
+    let root = server.snapshot_completed(&vol);
+    let extra = server.snapshot_completed(&vol);
     let mut c = server.client();
 
     let image_id = server

@@ -729,6 +729,34 @@ impl Server {
         volume.attachments[0].nbd_uri.clone()
     }
 
+    /// CreateSnapshot of `volume_id`, then polls until it is `completed`; its id.
+    pub fn snapshot_completed(&self, volume_id: &str) -> String {
+        let mut c = self.client();
+        let snap = self.ok(
+            "CreateSnapshot",
+            self.block_on(c.create_snapshot(pb::CreateSnapshotRequest {
+                volume_id: volume_id.into(),
+                ..Default::default()
+            })),
+        );
+        let deadline = Instant::now() + SERVER_TIMEOUT;
+        loop {
+            let s = self.ok(
+                "DescribeSnapshots",
+                self.block_on(c.describe_snapshots(pb::DescribeSnapshotsRequest {
+                    snapshot_ids: vec![snap.snapshot_id.clone()],
+                    ..Default::default()
+                })),
+            );
+            assert_ne!(s.snapshots[0].state, "error", "{s:?}");
+            if s.snapshots[0].state == "completed" {
+                return snap.snapshot_id;
+            }
+            assert!(Instant::now() < deadline, "{s:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Creates a gp3 volume, registers a host and attaches the volume to it:
     /// `(volume_id, instance_id, nbd_uri)`.
     pub fn attach_new_volume(&self, size_gib: i32) -> (String, String, String) {
