@@ -106,6 +106,23 @@ pub struct Store {
     stats: Arc<StoreStats>,
 }
 
+/// The content of `gc.lease`: `<owner> <expiry ms>`. Unreadable content reads as expired.
+struct Lease {
+    owner: String,
+    expires_ms: u64,
+}
+
+impl Lease {
+    fn parse(bytes: &[u8]) -> Lease {
+        let text = String::from_utf8_lossy(bytes);
+        let mut words = text.split_whitespace();
+        Lease {
+            owner: words.next().unwrap_or_default().to_string(),
+            expires_ms: words.next().and_then(|s| s.parse().ok()).unwrap_or(0),
+        }
+    }
+}
+
 fn block_path(key: &BlockKey) -> Path {
     let hex = key.to_hex();
     Path::from(format!("blocks/{}/{hex}", &hex[..2]))
@@ -481,12 +498,7 @@ impl Store {
             let Some(held) = self.get_opt(&path).await? else {
                 continue;
             };
-            let expiry = String::from_utf8_lossy(&held)
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0);
-            if expiry > now_ms {
+            if Lease::parse(&held).expires_ms > now_ms {
                 return Ok(false);
             }
             tracing::warn!(store = %self.url, "breaking an expired garbage-collection lease");
@@ -500,12 +512,7 @@ impl Store {
         let Some(held) = self.get_opt(&Path::from("gc.lease")).await? else {
             return Ok(false);
         };
-        let expiry = String::from_utf8_lossy(&held)
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
-        Ok(expiry > now_ms)
+        Ok(Lease::parse(&held).expires_ms > now_ms)
     }
 
     /// Extends the lease to `expires_ms` if `owner` still holds it; `false` if it does not (it
@@ -515,7 +522,7 @@ impl Store {
         let Some(held) = self.get_opt(&path).await? else {
             return Ok(false);
         };
-        if String::from_utf8_lossy(&held).split_whitespace().next() != Some(owner) {
+        if Lease::parse(&held).owner != owner {
             return Ok(false);
         }
         self.os

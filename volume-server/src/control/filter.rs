@@ -39,20 +39,9 @@ impl Filter {
             "attachment.device" => Field::AttachmentDevice,
             "attachment.status" => Field::AttachmentStatus,
             "tag-key" => Field::TagKey,
-            _ => match name.strip_prefix("tag:") {
-                Some(key) if !key.is_empty() => Field::Tag(key.to_string()),
-                _ => {
-                    return Err(Ec2Error::invalid_value(format!(
-                        "The filter '{name}' is invalid"
-                    )));
-                }
-            },
+            _ => Field::Tag(tag_key(name)?),
         };
-        if values.is_empty() {
-            return Err(Ec2Error::invalid_value(format!(
-                "The filter '{name}' must have at least one value"
-            )));
-        }
+        check_values(name, &values)?;
         Ok(Filter { field, values })
     }
 
@@ -77,6 +66,26 @@ impl Filter {
             Field::Tag(key) => v.tags.get(key).is_some_and(|val| any(val)),
         }
     }
+}
+
+/// The key of a `tag:KEY` filter; `InvalidParameterValue` for any other unknown name.
+pub fn tag_key(name: &str) -> Result<String, Ec2Error> {
+    match name.strip_prefix("tag:") {
+        Some(key) if !key.is_empty() => Ok(key.to_string()),
+        _ => Err(Ec2Error::invalid_value(format!(
+            "The filter '{name}' is invalid"
+        ))),
+    }
+}
+
+/// A filter needs at least one value.
+pub fn check_values(name: &str, values: &[String]) -> Result<(), Ec2Error> {
+    if values.is_empty() {
+        return Err(Ec2Error::invalid_value(format!(
+            "The filter '{name}' must have at least one value"
+        )));
+    }
+    Ok(())
 }
 
 /// Matches `text` against `pattern` where `*` is any run and `?` any one character.

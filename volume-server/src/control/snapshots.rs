@@ -1184,20 +1184,9 @@ impl SnapshotFilter {
             "volume-size" => SnapField::VolumeSize,
             "owner-id" => SnapField::OwnerId,
             "tag-key" => SnapField::TagKey,
-            _ => match name.strip_prefix("tag:") {
-                Some(key) if !key.is_empty() => SnapField::Tag(key.to_string()),
-                _ => {
-                    return Err(Ec2Error::invalid_value(format!(
-                        "The filter '{name}' is invalid"
-                    )));
-                }
-            },
+            _ => SnapField::Tag(super::filter::tag_key(name)?),
         };
-        if values.is_empty() {
-            return Err(Ec2Error::invalid_value(format!(
-                "The filter '{name}' must have at least one value"
-            )));
-        }
+        super::filter::check_values(name, &values)?;
         Ok(SnapshotFilter { field, values })
     }
 
