@@ -4,10 +4,17 @@
 //! * [`types`]: the EC2 instance type catalog (families M, T, C, R, X, I, D, H, P, G: vCPUs,
 //!   memory, instance store, EBS-optimized limits, GPUs) and the DescribeInstanceTypes query over
 //!   it, with its conversion to `ebs.v1` messages.
+//! * [`lifecycle`]: the instance state machine: states, allowed actions, workload exits.
+//! * [`workload`]: the workload process of an instance: spawn (process group, console log, cgroup
+//!   v2 limits), adopt after a restart, wait, stop.
+//! * [`devices`]: telling the workload where its devices are: `devices.json` and `EBS_*`
+//!   environment variables.
 //!
-//! AMIs registered from snapshots and the instance lifecycle (run, stop, start, terminate, with the
-//! workload process told where its devices are) come next.
+//! AMIs registered from snapshots come next.
 
+pub mod devices;
+pub mod lifecycle;
 pub mod types;
+pub mod workload;
 
 pub use types::{DescribeError, InstanceType};

@@ -65,6 +65,9 @@ pub struct Config {
     /// (optimizing: 60 min per TiB; credits: per hour). For tests and demos.
     #[arg(long, default_value_t = 1.0)]
     pub fsr_time_scale: f64,
+    /// How long a stopping instance's workload has to exit after SIGTERM before it is killed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub instance_stop_timeout: Duration,
 }
 
 fn parse_store(s: &str) -> Result<(String, String), String> {

@@ -1,6 +1,7 @@
 //! The data path of one block request, shared by NBD and gRPC block I/O.
 //!
-//! Order: fencing gate (the caller holds its guard) → throttle (waits; ends early if fenced) →
+//! Order: fencing gate (the caller holds its guard) → throttle (the volume's limits and, on a
+//! launched instance, its type's EBS cap; waits; ends early if fenced) →
 //! reservation check (io2; the read guard is held until the I/O completes) → hydration (a
 //! volume restored from a snapshot fetches cold blocks first) → capture-before-write (writes,
 //! while a snapshot is being taken) → volume (bounds, alignment, changed-block tracking,
@@ -152,10 +153,16 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, I
     if let Some((offset, len)) = req.throttled() {
         let admission = export.open.throttle.reserve(offset, len);
         IoStats::add(&stats.ebs_ops, admission.ops);
-        if !admission.waited.is_zero() {
-            IoStats::add(&stats.throttled_ns, admission.waited.as_nanos() as u64);
+        // The instance's cap is a second budget taken at the same moment: the request waits for
+        // whichever of the two is further in debt.
+        let waited = match &export.instance_throttle {
+            Some(t) => admission.waited.max(t.reserve(offset, len).waited),
+            None => admission.waited,
+        };
+        if !waited.is_zero() {
+            IoStats::add(&stats.throttled_ns, waited.as_nanos() as u64);
             tokio::select! {
-                () = tokio::time::sleep(admission.waited) => {}
+                () = tokio::time::sleep(waited) => {}
                 () = export.fenced() => return Err(IoError::Fenced),
             }
         }

@@ -230,6 +230,9 @@ pub struct Export {
     pub gate: Arc<Gate>,
     /// HDD types are advertised as rotational.
     pub rotational: bool,
+    /// The EBS cap of the instance's type, shared by all its volumes (instances launched by
+    /// RunInstances only).
+    pub instance_throttle: Option<Arc<Throttle>>,
     fenced: watch::Sender<bool>,
 }
 
@@ -249,8 +252,15 @@ impl Export {
             open,
             gate: Gate::new(),
             rotational,
+            instance_throttle: None,
             fenced: watch::channel(false).0,
         }
+    }
+
+    /// The export, with its I/O also counted against an instance's EBS cap.
+    pub fn with_instance_throttle(mut self, throttle: Option<Arc<Throttle>>) -> Export {
+        self.instance_throttle = throttle;
+        self
     }
 
     /// Notified (value `true`) when the export is fenced: sessions close.

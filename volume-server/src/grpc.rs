@@ -154,12 +154,12 @@ fn fsr_result(
     }
 }
 
-fn image(i: &ImageRecord) -> pb::Image {
+fn image((i, state): &(ImageRecord, &str)) -> pb::Image {
     pb::Image {
         image_id: i.image_id.clone(),
         name: i.name.clone(),
         description: i.description.clone(),
-        state: "available".into(),
+        state: (*state).into(),
         creation_date: format_time(i.creation_ms),
         root_device_name: i.root_device_name.clone(),
         root_device_type: "ebs".into(),
@@ -701,6 +701,85 @@ impl VolumeService for VolumeApi {
         let id = req.into_inner().image_id;
         self.run(move |cp| cp.deregister_image(&id)).await?;
         Ok(Response::new(pb::DeregisterImageResponse {}))
+    }
+
+    async fn create_image(
+        &self,
+        req: Request<pb::CreateImageRequest>,
+    ) -> Result<Response<pb::CreateImageResponse>, Status> {
+        let req = req.into_inner();
+        let image_id = self.run(move |cp| cp.create_image(req)).await?;
+        Ok(Response::new(pb::CreateImageResponse { image_id }))
+    }
+
+    async fn run_instances(
+        &self,
+        req: Request<pb::RunInstancesRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.run(move |cp| cp.run_instances(req)).await?,
+        ))
+    }
+
+    async fn describe_instances(
+        &self,
+        req: Request<pb::DescribeInstancesRequest>,
+    ) -> Result<Response<pb::DescribeInstancesResponse>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.run(move |cp| cp.describe_instances(req)).await?,
+        ))
+    }
+
+    async fn start_instances(
+        &self,
+        req: Request<pb::InstanceIdsRequest>,
+    ) -> Result<Response<pb::InstanceStateChanges>, Status> {
+        let ids = req.into_inner().instance_ids;
+        Ok(Response::new(
+            self.run(move |cp| cp.start_instances(&ids)).await?,
+        ))
+    }
+
+    async fn stop_instances(
+        &self,
+        req: Request<pb::StopInstancesRequest>,
+    ) -> Result<Response<pb::InstanceStateChanges>, Status> {
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.run(move |cp| cp.stop_instances(&req.instance_ids, req.force, req.hibernate))
+                .await?,
+        ))
+    }
+
+    async fn reboot_instances(
+        &self,
+        req: Request<pb::InstanceIdsRequest>,
+    ) -> Result<Response<pb::RebootInstancesResponse>, Status> {
+        let ids = req.into_inner().instance_ids;
+        self.run(move |cp| cp.reboot_instances(&ids)).await?;
+        Ok(Response::new(pb::RebootInstancesResponse {}))
+    }
+
+    async fn terminate_instances(
+        &self,
+        req: Request<pb::InstanceIdsRequest>,
+    ) -> Result<Response<pb::InstanceStateChanges>, Status> {
+        let ids = req.into_inner().instance_ids;
+        Ok(Response::new(
+            self.run(move |cp| cp.terminate_instances(&ids)).await?,
+        ))
+    }
+
+    async fn get_console_output(
+        &self,
+        req: Request<pb::GetConsoleOutputRequest>,
+    ) -> Result<Response<pb::GetConsoleOutputResponse>, Status> {
+        let id = req.into_inner().instance_id;
+        Ok(Response::new(
+            self.run(move |cp| cp.console_output(&id)).await?,
+        ))
     }
 
     async fn delete_volume(

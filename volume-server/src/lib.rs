@@ -123,6 +123,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             default_initialization_rate_mib: cfg.default_initialization_rate,
             fsr_time_scale: cfg.fsr_time_scale,
         },
+        instance_stop_timeout: cfg.instance_stop_timeout,
     };
     let control = {
         let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());

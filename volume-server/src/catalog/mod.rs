@@ -149,6 +149,11 @@ impl VolumeType {
             VolumeType::St1 | VolumeType::Sc1 | VolumeType::Standard
         )
     }
+
+    /// Types whose IOPS are set by the user (gp3, io1, io2).
+    pub fn provisioned_iops(self) -> bool {
+        matches!(self, VolumeType::Gp3 | VolumeType::Io1 | VolumeType::Io2)
+    }
 }
 
 /// One attachment of a volume to an instance.
@@ -304,6 +309,80 @@ pub struct HostRecord {
     /// Tags, sorted by key.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Set for instances launched by RunInstances; `None` for hosts that registered themselves.
+    #[serde(default)]
+    pub instance: Option<InstanceRecord>,
+}
+
+/// Why an instance is in its state (EC2 `StateReason`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReasonRecord {
+    /// `Client.UserInitiatedShutdown`, `Client.InstanceInitiatedShutdown`, ….
+    pub code: String,
+    /// The human text.
+    pub message: String,
+}
+
+/// An instance store disk: a sparse local file, erased on stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStoreRecord {
+    /// The device name the workload sees.
+    pub device_name: String,
+    /// `ephemeral0`….
+    pub virtual_name: String,
+    /// Bytes.
+    pub size_bytes: u64,
+    /// The NBD export name while the instance runs; kept across a restart of the server so an
+    /// adopted workload's connections stay valid.
+    #[serde(default)]
+    pub token: String,
+}
+
+/// What RunInstances launched, and where it is in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// `m5d.large`, ….
+    pub instance_type: String,
+    /// The AMI it was launched from.
+    pub image_id: String,
+    /// `r-…`: the RunInstances call that launched it.
+    pub reservation_id: String,
+    /// Its index in that call.
+    pub launch_index: u32,
+    /// Lifecycle state.
+    pub state: instance_manager::lifecycle::InstanceState,
+    /// Why it is in this state.
+    #[serde(default)]
+    pub state_reason: Option<StateReasonRecord>,
+    /// When the state last changed (ms since the epoch).
+    pub transition_ms: u64,
+    /// The AMI's root device name.
+    pub root_device_name: String,
+    /// The AMI's architecture.
+    pub architecture: String,
+    /// The AMI's virtualization type.
+    pub virtualization_type: String,
+    /// What the workload's own exit does.
+    #[serde(default)]
+    pub shutdown_behavior: instance_manager::lifecycle::ShutdownBehavior,
+    /// TerminateInstances is refused.
+    #[serde(default)]
+    pub disable_api_termination: bool,
+    /// The workload's shell command.
+    #[serde(default)]
+    pub workload: Option<String>,
+    /// Base64 user data, run when no command is given.
+    #[serde(default)]
+    pub user_data: Option<String>,
+    /// Instance store disks.
+    #[serde(default)]
+    pub instance_store: Vec<InstanceStoreRecord>,
+    /// The workload's pid and start time (clock ticks since boot) while it runs, to re-adopt it.
+    #[serde(default)]
+    pub pid: Option<(u32, u64)>,
+    /// RunInstances idempotency token.
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 /// A snapshot's lifecycle state (EC2 `State`).

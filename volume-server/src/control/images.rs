@@ -19,19 +19,19 @@ fn bad_mapping(message: impl Into<String>) -> Ec2Error {
     Ec2Error::new("InvalidBlockDeviceMapping", message)
 }
 
-fn image_not_found(id: &str) -> Ec2Error {
+pub(super) fn image_not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
         "InvalidAMIID.NotFound",
         format!("The image id '[{id}]' does not exist"),
     )
 }
 
-fn check_image_id(id: &str) -> Result<(), Ec2Error> {
+pub(super) fn check_image_id(id: &str) -> Result<(), Ec2Error> {
     check_id(id, "ami", "ImageId", "InvalidAMIID.Malformed")
 }
 
 /// EC2's AMI name rule: 3–128 of letters, digits, `()[] ./-'@_`.
-fn check_name(name: &str) -> Result<(), Ec2Error> {
+pub(super) fn check_name(name: &str) -> Result<(), Ec2Error> {
     if name.is_empty() {
         return Err(Ec2Error::missing("Name"));
     }
@@ -115,6 +115,24 @@ pub(super) fn mapping(m: &pb::BlockDeviceMapping) -> Result<MappingRecord, Ec2Er
         virtual_name: m.virtual_name.clone(),
         no_device: m.no_device.is_some(),
     })
+}
+
+/// An AMI's state: `pending` while a snapshot it maps is being taken (CreateImage), `failed`
+/// if one ended in error or is gone, else `available`.
+pub(super) fn image_state(st: &super::State, i: &ImageRecord) -> &'static str {
+    let mut state = "available";
+    for snap in i
+        .mappings
+        .iter()
+        .filter_map(|m| m.ebs.as_ref()?.snapshot_id.as_deref())
+    {
+        match st.snapshots.get(snap).map(|s| s.state) {
+            Some(SnapshotState::Completed) => {}
+            Some(SnapshotState::Pending) => state = "pending",
+            _ => return "failed",
+        }
+    }
+    state
 }
 
 /// The proto form of a stored mapping.
@@ -235,7 +253,7 @@ impl ControlPlane {
     pub fn describe_images(
         &self,
         req: pb::DescribeImagesRequest,
-    ) -> Result<(Vec<ImageRecord>, Option<String>), Ec2Error> {
+    ) -> Result<(Vec<(ImageRecord, &'static str)>, Option<String>), Ec2Error> {
         for id in &req.image_ids {
             check_image_id(id)?;
         }
@@ -284,7 +302,7 @@ impl ControlPlane {
                 match f.name.as_str() {
                     "image-id" => any(&i.image_id),
                     "name" => any(&i.name),
-                    "state" => any("available"),
+                    "state" => any(image_state(&st, i)),
                     "architecture" => any(&i.architecture),
                     "root-device-name" => any(&i.root_device_name),
                     "root-device-type" => any("ebs"),
@@ -305,11 +323,11 @@ impl ControlPlane {
             })
         };
         if !req.image_ids.is_empty() {
-            let mut out: Vec<ImageRecord> = vec![];
+            let mut out: Vec<(ImageRecord, &'static str)> = vec![];
             for id in &req.image_ids {
                 let i = st.images.get(id).ok_or_else(|| image_not_found(id))?;
-                if owned && matches(i) && !out.iter().any(|o| o.image_id == *id) {
-                    out.push(i.clone());
+                if owned && matches(i) && !out.iter().any(|o| o.0.image_id == *id) {
+                    out.push((i.clone(), image_state(&st, i)));
                 }
             }
             return Ok((out, None));
@@ -326,10 +344,10 @@ impl ControlPlane {
             if out.len() == max {
                 next = out
                     .last()
-                    .map(|l: &ImageRecord| super::encode_token(&l.image_id));
+                    .map(|l: &(ImageRecord, &str)| super::encode_token(&l.0.image_id));
                 break;
             }
-            out.push(i.clone());
+            out.push((i.clone(), image_state(&st, i)));
         }
         Ok((out, next))
     }

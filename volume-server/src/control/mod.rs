@@ -18,6 +18,7 @@ pub mod error;
 pub mod filter;
 pub mod fsr;
 pub mod images;
+pub mod instances;
 pub mod modify;
 pub mod perf;
 pub mod reserve;
@@ -68,6 +69,8 @@ pub struct ControlConfig {
     pub optimization_time: std::time::Duration,
     /// Snapshot stores and limits.
     pub snapshots: SnapshotConfig,
+    /// How long a stopping workload has after SIGTERM before it is killed.
+    pub instance_stop_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +89,8 @@ struct State {
     /// Registered AMIs.
     images: BTreeMap<String, crate::catalog::ImageRecord>,
     work: snapshots::SnapshotWork,
+    /// Live parts of launched instances: workloads, EBS caps, instance store disks.
+    instances: instances::InstanceRuntime,
 }
 
 /// The control plane. Share it behind an `Arc`.
@@ -205,6 +210,8 @@ impl ControlPlane {
                 .commit(&fixes)
                 .map_err(internal("committing recovery"))?;
         }
+        // Instances first: only those whose workload is still running serve their volumes.
+        let adopted = cp.recover_instances(&mut st)?;
         let attached: Vec<VolumeRecord> = st
             .volumes
             .values()
@@ -213,11 +220,14 @@ impl ControlPlane {
             .collect();
         for v in attached {
             for a in &v.attachments {
-                cp.export(&mut st, &v, a)?;
+                if instances::serves_io(&st, &a.instance_id) && cp.exports.get(&a.token).is_none() {
+                    cp.export(&mut st, &v, a)?;
+                }
             }
         }
         cp.recover_snapshots(&mut st)?;
         drop(st);
+        cp.resume_instances(adopted);
         Ok(cp)
     }
 
@@ -681,15 +691,26 @@ impl ControlPlane {
             a.generation,
             open,
             v.volume_type.is_hdd(),
-        );
+        )
+        .with_instance_throttle(st.instances.throttles.get(&a.instance_id).cloned());
         self.exports.insert(a.token.clone(), Arc::new(export));
         Ok(())
     }
 
-    /// AttachVolume. The attachment serves NBD when this returns.
+    /// AttachVolume. The attachment serves NBD when this returns (on a stopped instance, when
+    /// it starts).
     pub fn attach_volume(
         &self,
         req: pb::AttachVolumeRequest,
+    ) -> Result<(String, AttachmentRecord), Ec2Error> {
+        self.attach(req, false)
+    }
+
+    /// AttachVolume with the attachment's DeleteOnTermination.
+    fn attach(
+        &self,
+        req: pb::AttachVolumeRequest,
+        delete_on_termination: bool,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         check_volume_id(&req.volume_id)?;
         check_instance_id(&req.instance_id)?;
@@ -709,6 +730,7 @@ impl ControlPlane {
             .ok_or_else(|| volume_not_found(&req.volume_id))?
             .clone();
         check_usable(&v)?;
+        instances::check_attachable(&host)?;
         if v.availability_zone != host.availability_zone {
             return Err(Ec2Error::new(
                 "InvalidVolume.ZoneMismatch",
@@ -778,7 +800,7 @@ impl ControlPlane {
             device: req.device.clone(),
             state: AttachmentState::Attached,
             attach_time_ms: now_ms(),
-            delete_on_termination: false,
+            delete_on_termination,
             token: ids::new_export_token(),
             generation: v.next_generation,
         };
@@ -786,8 +808,12 @@ impl ControlPlane {
         nv.next_generation += 1;
         nv.attachments.push(a.clone());
         nv.state = VolumeState::InUse;
-        // Open the volume first: if that fails, nothing was committed.
-        self.export(&mut st, &nv, &a)?;
+        // Open the volume first: if that fails, nothing was committed. A stopped instance's
+        // volumes are exported when it starts.
+        let serve = instances::serves_io(&st, &host.instance_id);
+        if serve {
+            self.export(&mut st, &nv, &a)?;
+        }
         if let Err(e) = self.commit(&[Change::PutVolume(nv.clone())]) {
             self.exports.remove(&a.token);
             let closing = self.take_if_unused(&mut st, &v.volume_id);
@@ -990,6 +1016,7 @@ impl ControlPlane {
             availability_zone: req.availability_zone,
             launch_time_ms: now_ms(),
             tags,
+            instance: None,
         };
         let mut st = self.lock();
         self.commit(&[Change::PutHost(h.clone())])?;
@@ -1003,8 +1030,17 @@ impl ControlPlane {
         check_instance_id(instance_id)?;
         let attached: Vec<String> = {
             let st = self.lock();
-            if !st.hosts.contains_key(instance_id) {
-                return Err(instance_not_found(instance_id));
+            let host = st
+                .hosts
+                .get(instance_id)
+                .ok_or_else(|| instance_not_found(instance_id))?;
+            if host.instance.is_some() {
+                return Err(Ec2Error::new(
+                    "OperationNotPermitted",
+                    format!(
+                        "The instance '{instance_id}' was launched by RunInstances; terminate it instead."
+                    ),
+                ));
             }
             st.volumes
                 .values()
@@ -1110,6 +1146,13 @@ impl ControlPlane {
             export.fence().await;
         }
         self.stop_snapshot_work().await;
+        // Workloads run on: a restart adopts them.
+        let ephemeral = self.lock().instances.let_go();
+        for o in ephemeral {
+            if let Err(e) = o.volume.close().await {
+                tracing::error!(path = %o.volume.path().display(), error = %e, "clean close of an instance store disk failed");
+            }
+        }
         let open: Vec<(String, OpenVolume)> = self.lock().open.drain().collect();
         for (id, o) in open {
             if let Err(e) = o.volume.close().await {

@@ -30,6 +30,18 @@ fn gp2_throughput_mib(size_gib: u64) -> u64 {
     if size_gib <= 170 { 128 } else { 250 }
 }
 
+/// The EBS cap an instance type puts on all its volumes together: its maximum IOPS and
+/// throughput (the burst ceiling of the "up to" types; their 30-minute daily burst budget is not
+/// modelled).
+pub fn instance_limits(ty: &instance_manager::InstanceType) -> Limits {
+    let (iops, bytes_per_s) = ty.ebs_limits();
+    Limits {
+        ops: smooth(iops),
+        bytes: smooth(bytes_per_s),
+        ..Limits::UNLIMITED
+    }
+}
+
 /// The throttle limits of a volume.
 pub fn limits(v: &VolumeRecord) -> Limits {
     let size_gib = u64::from(v.size_gib);

@@ -38,6 +38,7 @@ fn open_with(
             default_initialization_rate_mib: 0,
             fsr_time_scale: 1.0,
         },
+        instance_stop_timeout: std::time::Duration::from_secs(5),
     };
     let cp = ControlPlane::open(
         cfg,

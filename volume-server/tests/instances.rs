@@ -1,0 +1,651 @@
+//! Instances against a real server: RunInstances from an AMI whose root holds an ext4
+//! filesystem, workloads that read their root device and write markers over NBD, the EC2
+//! lifecycle (reboot, stop, start, terminate) with its effects on EBS and instance store,
+//! InstanceInitiatedShutdownBehavior, CreateImage, and re-adoption after a crash of the server.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use proto::ebs::v1 as pb;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(s) => ec2_code(&s).unwrap_or_else(|| format!("no code: {s:?}")),
+    }
+}
+
+/// A 1 GiB ext4 image holding `/etc/motd` = `motd`, written to a volume, snapshotted and
+/// registered as an AMI with root `/dev/xvda`. Returns the AMI id.
+fn ext4_ami(server: &Server, name: &str, motd: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/motd"), motd).unwrap();
+    let img = dir.path().join("root.img");
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    run_tool(
+        "mkfs.ext4",
+        &[
+            "-q".as_ref(),
+            "-F".as_ref(),
+            "-d".as_ref(),
+            root.as_os_str(),
+            img.as_os_str(),
+        ],
+    )
+    .assert_success();
+    let (volume_id, host, uri) = server.attach_new_volume(1);
+    run_tool("nbdcopy", &[img.to_str().unwrap(), &uri]).assert_success();
+    server.detach(&volume_id);
+    let mut c = server.client();
+    server.ok(
+        "DeregisterHost",
+        server.block_on(c.deregister_host(pb::DeregisterHostRequest { instance_id: host })),
+    );
+    let snap = server.snapshot_completed(&volume_id);
+    let image = server.ok(
+        "RegisterImage",
+        server.block_on(c.register_image(pb::RegisterImageRequest {
+            name: name.into(),
+            root_device_name: "/dev/xvda".into(),
+            block_device_mappings: vec![pb::BlockDeviceMapping {
+                device_name: "/dev/xvda".into(),
+                ebs: Some(pb::EbsBlockDevice {
+                    snapshot_id: Some(snap),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+    );
+    image.image_id
+}
+
+/// The workload of the lifecycle test: prints the AMI's motd (read from the root device through
+/// nbdcopy and debugfs), whether the data volume and instance store carry this test's markers
+/// (writing them if not), then "ready", and waits.
+const WORKLOAD: &str = r#"
+set -u
+echo "boot"
+nbdcopy "$EBS_ROOT_DEVICE" root.img
+echo "motd: $(debugfs -R 'cat /etc/motd' root.img 2>/dev/null)"
+rm -f root.img
+check() {
+  if qemu-io -f raw -t writeback -c "read -P $2 0 4k" "$1" 2>&1 | grep -q 'Pattern verification failed'; then
+    echo "$3: absent"
+    qemu-io -f raw -t writeback -c "write -P $2 0 4k" -c flush "$1" >/dev/null
+  else
+    echo "$3: present"
+  fi
+}
+check "$EBS_DEVICE_SDF" 0x4d marker
+check "$EBS_DEVICE_EPHEMERAL0" 0x45 ephemeral
+echo "devices: $(grep -c NbdUri "$EBS_DEVICES_FILE")"
+echo ready
+exec sleep 120
+"#;
+
+fn describe(server: &Server, id: &str) -> pb::Instance {
+    let mut c = server.client();
+    let r = server.ok(
+        "DescribeInstances",
+        server.block_on(c.describe_instances(pb::DescribeInstancesRequest {
+            instance_ids: vec![id.into()],
+            ..Default::default()
+        })),
+    );
+    r.reservations[0].instances[0].clone()
+}
+
+fn wait_state(server: &Server, id: &str, state: &str) -> pb::Instance {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let i = describe(server, id);
+        if i.state.as_ref().unwrap().name == state {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {i:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn console(server: &Server, id: &str) -> String {
+    let mut c = server.client();
+    let out = server.ok(
+        "GetConsoleOutput",
+        server.block_on(c.get_console_output(pb::GetConsoleOutputRequest {
+            instance_id: id.into(),
+        })),
+    );
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(out.output)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Waits until the console shows `n` boots that reached "ready"; returns the text of boot `n`.
+fn wait_boot(server: &Server, id: &str, n: usize) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = console(server, id);
+        let boots: Vec<&str> = text.split("boot\n").skip(1).collect();
+        if boots.len() >= n && boots[n - 1].contains("ready") {
+            return boots[n - 1].to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "boot {n} never got ready; console:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run(server: &Server, req: pb::RunInstancesRequest) -> pb::Reservation {
+    let mut c = server.client();
+    server.ok("RunInstances", server.block_on(c.run_instances(req)))
+}
+
+fn ids(id: &str) -> pb::InstanceIdsRequest {
+    pb::InstanceIdsRequest {
+        instance_ids: vec![id.into()],
+    }
+}
+
+fn data_mapping(dot: bool) -> pb::BlockDeviceMapping {
+    pb::BlockDeviceMapping {
+        device_name: "/dev/sdf".into(),
+        ebs: Some(pb::EbsBlockDevice {
+            volume_size: Some(1),
+            volume_type: Some("gp3".into()),
+            delete_on_termination: Some(dot),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn volume_of(i: &pb::Instance, device: &str) -> String {
+    i.block_device_mappings
+        .iter()
+        .find(|m| m.device_name == device)
+        .and_then(|m| m.ebs.as_ref())
+        .map(|e| e.volume_id.clone())
+        .unwrap_or_else(|| panic!("no {device} in {i:?}"))
+}
+
+fn volume_exists(server: &Server, id: &str) -> bool {
+    let mut c = server.client();
+    match server.block_on(c.describe_volumes(pb::DescribeVolumesRequest {
+        volume_ids: vec![id.into()],
+        ..Default::default()
+    })) {
+        Ok(_) => true,
+        Err(s) => {
+            assert_eq!(ec2_code(&s).as_deref(), Some("InvalidVolume.NotFound"));
+            false
+        }
+    }
+}
+
+fn tools() -> bool {
+    require_tools(&["mkfs.ext4", "debugfs", "nbdcopy", "qemu-io", "nbdinfo"])
+}
+
+#[test]
+fn lifecycle_keeps_ebs_and_erases_instance_store() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(dir.path(), &["--instance-stop-timeout", "5s"]);
+    let ami = ext4_ami(&server, "ext4-root", "hello from the AMI");
+    let r = run(
+        &server,
+        pb::RunInstancesRequest {
+            image_id: ami.clone(),
+            instance_type: Some("m5d.large".into()),
+            block_device_mappings: vec![data_mapping(false)],
+            workload: Some(WORKLOAD.into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.instances.len(), 1);
+    let launched = &r.instances[0];
+    assert_eq!(launched.state.as_ref().unwrap().name, "pending");
+    let id = launched.instance_id.clone();
+    assert_eq!(
+        launched.instance_store_devices.len(),
+        1,
+        "m5d.large: 1 x 75 GB"
+    );
+    assert_eq!(
+        launched.instance_store_devices[0].virtual_name,
+        "ephemeral0"
+    );
+    let running = wait_state(&server, &id, "running");
+    let root = volume_of(&running, "/dev/xvda");
+    let data = volume_of(&running, "/dev/sdf");
+    assert!(running.workload_pid.is_some());
+    let first_uri = running.device_uris["/dev/sdf"].clone();
+
+    let boot1 = wait_boot(&server, &id, 1);
+    assert!(boot1.contains("motd: hello from the AMI"), "{boot1}");
+    assert!(boot1.contains("marker: absent"), "{boot1}");
+    assert!(boot1.contains("ephemeral: absent"), "{boot1}");
+    assert!(boot1.contains("devices: 3"), "{boot1}");
+    let devices: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&running.devices_file).unwrap()).unwrap();
+    assert_eq!(devices["InstanceId"], id.as_str());
+
+    // Reboot: same state, workload restarted, instance store kept.
+    let mut c = server.client();
+    server.ok(
+        "RebootInstances",
+        server.block_on(c.reboot_instances(ids(&id))),
+    );
+    let boot2 = wait_boot(&server, &id, 2);
+    assert!(boot2.contains("marker: present"), "{boot2}");
+    assert!(boot2.contains("ephemeral: present"), "{boot2}");
+    assert_eq!(describe(&server, &id).state.unwrap().name, "running");
+
+    // Stop: EBS stays attached, instance store is erased, the old export names die.
+    let stop = server.ok(
+        "StopInstances",
+        server.block_on(c.stop_instances(pb::StopInstancesRequest {
+            instance_ids: vec![id.clone()],
+            ..Default::default()
+        })),
+    );
+    assert_eq!(
+        stop.instances[0].current_state.as_ref().unwrap().name,
+        "stopping"
+    );
+    assert_eq!(
+        stop.instances[0].previous_state.as_ref().unwrap().name,
+        "running"
+    );
+    let stopped = wait_state(&server, &id, "stopped");
+    assert_eq!(
+        stopped.state_reason.as_ref().unwrap().code,
+        "Client.UserInitiatedShutdown"
+    );
+    assert!(stopped.device_uris.is_empty() && stopped.workload_pid.is_none());
+    assert_eq!(server.describe_volume(&data).state, "in-use");
+    assert!(
+        !Path::new(&running.devices_file)
+            .with_file_name("ephemeral0.img")
+            .exists(),
+        "instance store erased on stop"
+    );
+    run_tool("nbdinfo", &[first_uri.as_str()]).assert_failure();
+    // Stopping a stopped instance is not an error; rebooting one is.
+    let again = server.ok(
+        "StopInstances",
+        server.block_on(c.stop_instances(pb::StopInstancesRequest {
+            instance_ids: vec![id.clone()],
+            ..Default::default()
+        })),
+    );
+    assert_eq!(
+        again.instances[0].current_state.as_ref().unwrap().name,
+        "stopped"
+    );
+    assert_eq!(
+        code(server.block_on(c.reboot_instances(ids(&id)))),
+        "IncorrectInstanceState"
+    );
+
+    // Start: the marker is still there, instance store is empty.
+    let start = server.ok(
+        "StartInstances",
+        server.block_on(c.start_instances(ids(&id))),
+    );
+    assert_eq!(
+        start.instances[0].current_state.as_ref().unwrap().name,
+        "pending"
+    );
+    let restarted = wait_state(&server, &id, "running");
+    assert_ne!(
+        restarted.device_uris["/dev/sdf"], first_uri,
+        "new export names"
+    );
+    let boot3 = wait_boot(&server, &id, 3);
+    assert!(boot3.contains("motd: hello from the AMI"), "{boot3}");
+    assert!(boot3.contains("marker: present"), "{boot3}");
+    assert!(boot3.contains("ephemeral: absent"), "{boot3}");
+
+    // Terminate: the root (DeleteOnTermination by default) goes, the data volume stays.
+    let term = server.ok(
+        "TerminateInstances",
+        server.block_on(c.terminate_instances(ids(&id))),
+    );
+    assert_eq!(
+        term.instances[0].current_state.as_ref().unwrap().name,
+        "shutting-down"
+    );
+    wait_state(&server, &id, "terminated");
+    assert!(
+        !volume_exists(&server, &root),
+        "root deleted on termination"
+    );
+    assert_eq!(server.describe_volume(&data).state, "available");
+    assert_eq!(
+        code(server.block_on(c.start_instances(ids(&id)))),
+        "IncorrectInstanceState"
+    );
+    assert_eq!(
+        code(server.block_on(c.attach_volume(pb::AttachVolumeRequest {
+            volume_id: data.clone(),
+            instance_id: id.clone(),
+            device: "/dev/sdg".into(),
+        }))),
+        "IncorrectInstanceState"
+    );
+}
+
+#[test]
+fn workload_exit_follows_shutdown_behavior_and_bad_requests_are_refused() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ami = ext4_ami(&server, "exit-test", "x");
+    let launch = |behavior: &str| {
+        run(
+            &server,
+            pb::RunInstancesRequest {
+                image_id: ami.clone(),
+                instance_type: Some("t3.micro".into()),
+                workload: Some("echo bye; exit 3".into()),
+                instance_initiated_shutdown_behavior: Some(behavior.into()),
+                ..Default::default()
+            },
+        )
+        .instances[0]
+            .clone()
+    };
+    let stops = launch("stop");
+    let terminates = launch("terminate");
+    let stopped = wait_state(&server, &stops.instance_id, "stopped");
+    assert_eq!(
+        stopped.state_reason.as_ref().unwrap().code,
+        "Client.InstanceInitiatedShutdown"
+    );
+    assert!(console(&server, &stops.instance_id).contains("bye"));
+    assert!(volume_exists(&server, &volume_of(&stopped, "/dev/xvda")));
+    let terminated = wait_state(&server, &terminates.instance_id, "terminated");
+    let gone_root = terminates.block_device_mappings[0]
+        .ebs
+        .as_ref()
+        .unwrap()
+        .volume_id
+        .clone();
+    assert!(!volume_exists(&server, &gone_root), "{terminated:?}");
+
+    // User data runs when no command is given.
+    let script = "#!/bin/sh\necho from-user-data\nexit 0\n";
+    let ud = run(
+        &server,
+        pb::RunInstancesRequest {
+            image_id: ami.clone(),
+            user_data: Some(base64::engine::general_purpose::STANDARD.encode(script)),
+            ..Default::default()
+        },
+    )
+    .instances[0]
+        .clone();
+    assert_eq!(ud.instance_type, "m5.large");
+    wait_state(&server, &ud.instance_id, "stopped");
+    assert!(console(&server, &ud.instance_id).contains("from-user-data"));
+
+    // Filters and reservations.
+    let mut c = server.client();
+    let by_state = server.ok(
+        "DescribeInstances",
+        server.block_on(c.describe_instances(pb::DescribeInstancesRequest {
+            filters: vec![pb::Filter {
+                name: "instance-state-name".into(),
+                values: vec!["stopped".into()],
+            }],
+            ..Default::default()
+        })),
+    );
+    let found: Vec<&str> = by_state
+        .reservations
+        .iter()
+        .flat_map(|r| r.instances.iter().map(|i| i.instance_id.as_str()))
+        .collect();
+    assert!(
+        found.contains(&stops.instance_id.as_str()) && found.contains(&ud.instance_id.as_str())
+    );
+    assert!(!found.contains(&terminates.instance_id.as_str()));
+
+    // Errors.
+    let bad = |req: pb::RunInstancesRequest| code(server.block_on(c.clone().run_instances(req)));
+    assert_eq!(
+        bad(pb::RunInstancesRequest {
+            image_id: "ami-0123456789abcdef0".into(),
+            ..Default::default()
+        }),
+        "InvalidAMIID.NotFound"
+    );
+    assert_eq!(
+        bad(pb::RunInstancesRequest {
+            image_id: ami.clone(),
+            instance_type: Some("m5.gigantic".into()),
+            ..Default::default()
+        }),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        bad(pb::RunInstancesRequest {
+            image_id: ami.clone(),
+            block_device_mappings: vec![pb::BlockDeviceMapping {
+                device_name: "/dev/xvda".into(),
+                no_device: Some(String::new()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        "InvalidBlockDeviceMapping"
+    );
+    assert_eq!(
+        bad(pb::RunInstancesRequest {
+            image_id: ami.clone(),
+            min_count: 3,
+            max_count: 2,
+            ..Default::default()
+        }),
+        "InvalidParameterValue"
+    );
+    assert_eq!(
+        code(server.block_on(c.stop_instances(pb::StopInstancesRequest {
+            instance_ids: vec!["i-0123456789abcdef0".into()],
+            ..Default::default()
+        }))),
+        "InvalidInstanceID.NotFound"
+    );
+    assert_eq!(
+        code(
+            server.block_on(c.deregister_host(pb::DeregisterHostRequest {
+                instance_id: stops.instance_id.clone(),
+            }))
+        ),
+        "OperationNotPermitted"
+    );
+    // DisableApiTermination.
+    let protected = run(
+        &server,
+        pb::RunInstancesRequest {
+            image_id: ami.clone(),
+            disable_api_termination: true,
+            ..Default::default()
+        },
+    )
+    .instances[0]
+        .instance_id
+        .clone();
+    assert_eq!(
+        code(server.block_on(c.terminate_instances(ids(&protected)))),
+        "OperationNotPermitted"
+    );
+}
+
+#[test]
+fn create_image_from_a_running_instance_boots_an_identical_root() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(dir.path(), &["--snapshot-min-interval", "0s"]);
+    let ami = ext4_ami(&server, "base", "base image");
+    // The workload changes its root: a pattern in the last MiB (past the filesystem's data).
+    let first = run(
+        &server,
+        pb::RunInstancesRequest {
+            image_id: ami,
+            workload: Some(
+                "qemu-io -f raw -t writeback -c 'write -P 0x77 1023M 1M' -c flush \"$EBS_ROOT_DEVICE\" && echo written; exec sleep 120".into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .instances[0]
+        .instance_id
+        .clone();
+    wait_state(&server, &first, "running");
+    let deadline = Instant::now() + WAIT;
+    while !console(&server, &first).contains("written") {
+        assert!(Instant::now() < deadline, "{}", console(&server, &first));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = server.client();
+    let image = server
+        .ok(
+            "CreateImage",
+            server.block_on(c.create_image(pb::CreateImageRequest {
+                instance_id: first.clone(),
+                name: "from-instance".into(),
+                ..Default::default()
+            })),
+        )
+        .image_id;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let d = server.ok(
+            "DescribeImages",
+            server.block_on(c.describe_images(pb::DescribeImagesRequest {
+                image_ids: vec![image.clone()],
+                ..Default::default()
+            })),
+        );
+        match d.images[0].state.as_str() {
+            "available" => break,
+            "pending" => {}
+            other => panic!("image {other}: {d:?}"),
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The instance was rebooted for the image and runs again.
+    let running = wait_state(&server, &first, "running");
+    let second = run(
+        &server,
+        pb::RunInstancesRequest {
+            image_id: image,
+            ..Default::default()
+        },
+    )
+    .instances[0]
+        .instance_id
+        .clone();
+    let booted = wait_state(&server, &second, "running");
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = |uri: &str, name: &str| {
+        let path = tmp.path().join(name);
+        run_tool("nbdcopy", &[uri, path.to_str().unwrap()]).assert_success();
+        std::fs::read(path).unwrap()
+    };
+    let a = copy(&running.device_uris["/dev/xvda"], "a.img");
+    let b = copy(&booted.device_uris["/dev/xvda"], "b.img");
+    assert_eq!(a.len(), 1 << 30);
+    assert!(a == b, "the new AMI's root differs from the instance's");
+    assert!(a[(1023 << 20)..].iter().all(|&x| x == 0x77));
+    for id in [&first, &second] {
+        server.ok(
+            "TerminateInstances",
+            server.block_on(c.terminate_instances(ids(id))),
+        );
+    }
+    wait_state(&server, &first, "terminated");
+}
+
+#[test]
+fn running_workloads_are_adopted_after_a_crash_and_dead_ones_stopped() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ami = ext4_ami(&server, "adopt", "x");
+    let launch = || {
+        let id = run(
+            &server,
+            pb::RunInstancesRequest {
+                image_id: ami.clone(),
+                instance_type: Some("m5d.large".into()),
+                workload: Some("exec sleep 120".into()),
+                ..Default::default()
+            },
+        )
+        .instances[0]
+            .instance_id
+            .clone();
+        wait_state(&server, &id, "running")
+    };
+    let survivor = launch();
+    let victim = launch();
+    server.kill9();
+    // While the server is down, one workload dies.
+    let victim_pid = victim.workload_pid.unwrap();
+    // SAFETY: kill(2) with a pid this test launched; no memory is involved.
+    unsafe {
+        libc::kill(victim_pid, libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let server = Server::start(dir.path());
+    let adopted = describe(&server, &survivor.instance_id);
+    assert_eq!(adopted.state.as_ref().unwrap().name, "running");
+    assert_eq!(adopted.workload_pid, survivor.workload_pid);
+    // Its disks serve under the same export names, instance store included (the port is new:
+    // the test server listens on port 0).
+    assert_eq!(adopted.device_uris.len(), 2);
+    for (device, uri) in &adopted.device_uris {
+        let (_, before) = split_nbd_uri(&survivor.device_uris[device]);
+        let (_, now) = split_nbd_uri(uri);
+        assert_eq!(before, now, "{device}");
+        run_tool("nbdinfo", &[uri.as_str()]).assert_success();
+    }
+    let dead = describe(&server, &victim.instance_id);
+    assert_eq!(dead.state.as_ref().unwrap().name, "stopped");
+    assert_eq!(dead.state_reason.unwrap().code, "Server.InternalError");
+    // The adopted workload's own exit is still noticed.
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(survivor.workload_pid.unwrap(), libc::SIGKILL);
+    }
+    wait_state(&server, &survivor.instance_id, "stopped");
+}
