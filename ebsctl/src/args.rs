@@ -1,5 +1,6 @@
-//! Structured arguments (`--filters`, `--tags`, `--tag-specifications`, `--block-device-mappings`):
-//! JSON or shorthand → protobuf messages.
+//! Structured arguments (`--filters`, `--tags`, `--tag-specifications`, `--block-device-mappings`,
+//! `--placement`): JSON or shorthand → protobuf messages; and `--user-data`, text or a file, which is
+//! sent base64-encoded.
 //!
 //! Each value of a list flag is either JSON (it starts with `[` or `{` and parses as JSON: a list adds
 //! every element, an object adds one) or one element in [shorthand](crate::shorthand). Shorthand
@@ -8,6 +9,8 @@
 
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use proto::ebs::v1 as pb;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
@@ -103,6 +106,46 @@ pub fn block_device_mappings(raw: &[String]) -> Result<Vec<pb::BlockDeviceMappin
             no_device: m.no_device,
         })
         .collect())
+}
+
+/// `--placement AvailabilityZone=us-east-1a` or `{"AvailabilityZone": "us-east-1a"}` (run-instances):
+/// one structure, not a list. A missing `AvailabilityZone` is sent empty: the server picks the zone.
+pub fn placement(raw: Option<&str>) -> Result<Option<pb::Placement>, ArgError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let fail = |message: String| ArgError {
+        flag: "--placement",
+        message,
+    };
+    let value = read_value(raw).map_err(fail)?;
+    let placement: PlacementArg = serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
+    Ok(Some(pb::Placement {
+        availability_zone: placement.availability_zone,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct PlacementArg {
+    #[serde(default)]
+    availability_zone: String,
+}
+
+/// `--user-data` (run-instances): the text itself, or the contents of `file://PATH` (or
+/// `fileb://PATH`), base64-encoded as the AWS CLI sends it.
+pub fn user_data(raw: &str) -> Result<String, ArgError> {
+    let path = raw
+        .strip_prefix("file://")
+        .or_else(|| raw.strip_prefix("fileb://"));
+    let bytes = match path {
+        Some(path) => std::fs::read(path).map_err(|e| ArgError {
+            flag: "--user-data",
+            message: format!("Unable to load paramfile {raw}: {e}"),
+        })?,
+        None => raw.as_bytes().to_vec(),
+    };
+    Ok(B64.encode(bytes))
 }
 
 #[derive(Debug, Deserialize)]
@@ -500,6 +543,77 @@ mod tests {
         assert!(m.contains("missing field `DeviceName`"), "{m}");
         let m = message("DeviceName=/dev/xvda,Ebs={SnapshotId=snap-1");
         assert!(m.starts_with("Expected: '}', received: 'EOF'"), "{m}");
+    }
+
+    #[test]
+    fn placement_from_shorthand_and_json() {
+        let zone = |az: &str| {
+            Ok(Some(pb::Placement {
+                availability_zone: az.to_owned(),
+            }))
+        };
+        assert_eq!(placement(None), Ok(None));
+        assert_eq!(
+            placement(Some("AvailabilityZone=us-east-1b")),
+            zone("us-east-1b")
+        );
+        assert_eq!(
+            placement(Some(r#"{"AvailabilityZone": "us-east-1c"}"#)),
+            zone("us-east-1c")
+        );
+        // No zone: the server picks one.
+        assert_eq!(placement(Some("{}")), zone(""));
+
+        let e = placement(Some("AvailabilityZone=us-east-1a,Tenancy=dedicated")).unwrap_err();
+        assert_eq!(e.flag, "--placement");
+        assert!(
+            e.message.contains("unknown field `Tenancy`"),
+            "{}",
+            e.message
+        );
+        let e = placement(Some(r#"[{"AvailabilityZone": "us-east-1a"}]"#)).unwrap_err();
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        let e = placement(Some("AvailabilityZone")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Error parsing parameter '--placement': Expected: '='"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn user_data_is_base64_of_the_text_or_the_file() {
+        assert_eq!(
+            user_data("#!/bin/sh\necho hi\n"),
+            Ok("IyEvYmluL3NoCmVjaG8gaGkK".to_owned())
+        );
+        assert_eq!(user_data(""), Ok(String::new()));
+
+        let dir = std::env::temp_dir().join(format!("ebsctl-user-data-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("boot.sh");
+        if let Err(e) = std::fs::write(&file, b"echo \xff\n") {
+            panic!("{e}");
+        }
+        let path = file.display().to_string();
+        assert_eq!(
+            user_data(&format!("file://{path}")),
+            Ok("ZWNobyD/Cg==".to_owned())
+        );
+        assert_eq!(
+            user_data(&format!("fileb://{path}")),
+            Ok("ZWNobyD/Cg==".to_owned())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let e = user_data(&format!("file://{path}")).unwrap_err();
+        assert_eq!(e.flag, "--user-data");
+        assert!(
+            e.message
+                .starts_with(&format!("Unable to load paramfile file://{path}: ")),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -121,7 +121,34 @@ pub enum Command {
     DescribeImages(DescribeImagesArgs),
     /// Deregisters an AMI; its snapshots are kept.
     DeregisterImage(DeregisterImageArgs),
-    /// Waits until volumes or snapshots reach a state.
+    /// Creates an AMI from an instance: snapshots its EBS volumes (rebooting it first unless
+    /// --no-reboot); prints the new ImageId. `wait image-available` waits for its snapshots.
+    CreateImage(CreateImageArgs),
+    /// Launches instances from an AMI: creates and attaches their volumes, then starts the
+    /// workload; prints the reservation.
+    ///
+    /// Besides the EC2 fields, each instance carries the emulator's own, which are not EC2 fields:
+    /// `InstanceStoreDevices`, `WorkloadPid` (while the workload runs), `DevicesFile` (the JSON file
+    /// telling the workload where its devices are) and `DeviceUris` (each device's nbd:// URI while
+    /// the instance runs).
+    RunInstances(RunInstancesArgs),
+    /// Lists instances, grouped by reservation (all pages unless --max-results or --next-token is
+    /// given).
+    DescribeInstances(DescribeInstancesArgs),
+    /// Starts stopped instances; prints each one's previous and current state.
+    StartInstances(InstanceIdsArgs),
+    /// Stops running instances (their EBS volumes are kept, their instance store erased); prints
+    /// each one's previous and current state.
+    StopInstances(StopInstancesArgs),
+    /// Reboots running instances: restarts their workloads.
+    RebootInstances(InstanceIdsArgs),
+    /// Terminates instances, deleting the volumes marked DeleteOnTermination; prints each one's
+    /// previous and current state.
+    TerminateInstances(InstanceIdsArgs),
+    /// Prints an instance's console output: its workload's standard output and error (the last
+    /// 64 KiB), decoded.
+    GetConsoleOutput(GetConsoleOutputArgs),
+    /// Waits until volumes, snapshots, instances or AMIs reach a state.
     Wait {
         #[command(subcommand)]
         waiter: Waiter,
@@ -683,6 +710,166 @@ pub struct DeregisterImageArgs {
     pub image_id: String,
 }
 
+#[derive(Debug, Args)]
+pub struct CreateImageArgs {
+    /// The instance whose EBS volumes make the AMI.
+    #[arg(long)]
+    pub instance_id: String,
+    /// A name for the AMI: 3-128 letters, digits and ()[] ./-'@_, unique among your AMIs.
+    #[arg(long)]
+    pub name: String,
+    /// A description of the AMI.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Snapshot the volumes while the workload runs (crash-consistent only).
+    #[arg(long, overrides_with = "reboot")]
+    pub no_reboot: bool,
+    /// Stop the workload while the volumes are snapshotted, then restart it (the default).
+    #[arg(long, overrides_with = "no_reboot")]
+    pub reboot: bool,
+    /// Tags, e.g. 'ResourceType=image,Tags=[{Key=Name,Value=web}]' or JSON.
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub tag_specifications: Vec<String>,
+}
+
+/// `run-instances --count`: `N` (exactly N) or `MIN:MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub min: i32,
+    pub max: i32,
+}
+
+/// `--count N` or `--count MIN:MAX`, positive integers.
+fn parse_count(s: &str) -> Result<Count, String> {
+    let number = |n: &str| {
+        n.trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{s}` is not a count: N or MIN:MAX, positive integers"))
+    };
+    match s.split_once(':') {
+        Some((min, max)) => Ok(Count {
+            min: number(min)?,
+            max: number(max)?,
+        }),
+        None => number(s).map(|n| Count { min: n, max: n }),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunInstancesArgs {
+    /// The AMI to launch, e.g. ami-0123456789abcdef0.
+    #[arg(long)]
+    pub image_id: String,
+    /// e.g. m5.large (the server's default) or m5d.xlarge.
+    #[arg(long, value_name = "TYPE")]
+    pub instance_type: Option<String>,
+    /// How many instances: N, or MIN:MAX to launch as many as possible up to MAX (default 1).
+    #[arg(long, value_name = "N|MIN:MAX", value_parser = parse_count, conflicts_with_all = ["min_count", "max_count"])]
+    pub count: Option<Count>,
+    /// The fewest instances to launch (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub min_count: Option<i32>,
+    /// The most instances to launch (default: --min-count).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub max_count: Option<i32>,
+    /// Where to launch, e.g. AvailabilityZone=us-east-1a or JSON (default: the server's choice).
+    #[arg(long, value_name = "PLACEMENT")]
+    pub placement: Option<String>,
+    /// Devices overlaid on the AMI's by device name, e.g.
+    /// 'DeviceName=/dev/sdf,Ebs={VolumeSize=100,VolumeType=gp3}'
+    /// DeviceName=/dev/sdb,VirtualName=ephemeral0 DeviceName=/dev/sdc,NoDevice= or JSON.
+    #[arg(long, num_args = 1.., value_name = "MAPPING")]
+    pub block_device_mappings: Vec<String>,
+    /// A script run as the workload when --workload is not given: the text, or file://PATH.
+    /// Sent base64-encoded, as the AWS CLI does.
+    #[arg(long, value_name = "TEXT|file://PATH")]
+    pub user_data: Option<String>,
+    /// The workload: a shell command line (`sh -c`), told where its devices are. This server's
+    /// extension to RunInstances.
+    #[arg(long, value_name = "COMMAND")]
+    pub workload: Option<String>,
+    /// What happens when the workload exits on its own: stop (the default) or terminate.
+    #[arg(long, value_name = "BEHAVIOR", value_parser = ["stop", "terminate"])]
+    pub instance_initiated_shutdown_behavior: Option<String>,
+    /// Tags, e.g. 'ResourceType=instance,Tags=[{Key=Name,Value=web}]'
+    /// 'ResourceType=volume,Tags=[{Key=app,Value=web}]' or JSON.
+    #[arg(long, num_args = 1.., value_name = "SPEC")]
+    pub tag_specifications: Vec<String>,
+    /// Idempotency token: a retry with the same token returns the same reservation.
+    #[arg(long, value_name = "TOKEN")]
+    pub client_token: Option<String>,
+    /// Refuse terminate-instances on the instances.
+    #[arg(long, overrides_with = "no_disable_api_termination")]
+    pub disable_api_termination: bool,
+    /// Allow terminate-instances on the instances (the default).
+    #[arg(long, overrides_with = "disable_api_termination")]
+    pub no_disable_api_termination: bool,
+}
+
+impl RunInstancesArgs {
+    /// The request's (`min_count`, `max_count`): --count, else --min-count (default 1) and
+    /// --max-count (default: the minimum). Whether MIN <= MAX is the server's to say, as with EC2.
+    pub fn counts(&self) -> (i32, i32) {
+        match self.count {
+            Some(Count { min, max }) => (min, max),
+            None => {
+                let min = self.min_count.unwrap_or(1);
+                (min, self.max_count.unwrap_or(min))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeInstancesArgs {
+    /// Instances, e.g. i-0123456789abcdef0 (not with --max-results).
+    #[arg(long, num_args = 1.., value_name = "INSTANCE_ID")]
+    pub instance_ids: Vec<String>,
+    /// Filters (instance-id, instance-state-name, instance-state-code, instance-type, image-id,
+    /// availability-zone, block-device-mapping.volume-id, reservation-id, tag:KEY, tag-key), e.g.
+    /// Name=instance-state-name,Values=running or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Page size (5-1000): prints one page and its NextToken.
+    #[arg(long, value_name = "N")]
+    pub max_results: Option<i32>,
+    /// Continue from a previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub next_token: Option<String>,
+}
+
+/// `start-instances`, `reboot-instances`, `terminate-instances`.
+#[derive(Debug, Args)]
+pub struct InstanceIdsArgs {
+    /// Instances, e.g. i-0123456789abcdef0.
+    #[arg(long, num_args = 1.., required = true, value_name = "INSTANCE_ID")]
+    pub instance_ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopInstancesArgs {
+    /// Instances, e.g. i-0123456789abcdef0.
+    #[arg(long, num_args = 1.., required = true, value_name = "INSTANCE_ID")]
+    pub instance_ids: Vec<String>,
+    /// Kill the workloads at once instead of waiting for them to exit after SIGTERM.
+    #[arg(long)]
+    pub force: bool,
+    /// Hibernate instead of stopping (not supported: the server refuses it).
+    #[arg(long)]
+    pub hibernate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetConsoleOutputArgs {
+    #[arg(long)]
+    pub instance_id: String,
+    /// Accepted as the AWS CLI does; the output is always the latest (the last 64 KiB).
+    #[arg(long)]
+    pub latest: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Waiter {
     /// Until every volume is `available`.
@@ -695,6 +882,18 @@ pub enum Waiter {
     ///
     /// When run in a terminal, a progress bar on stderr is redrawn at every poll.
     SnapshotCompleted(SnapshotWaitArgs),
+    /// Until every instance is `running`; fails as soon as one is `shutting-down`, `terminated`
+    /// or `stopping`.
+    InstanceRunning(InstanceWaitArgs),
+    /// Until every instance is `stopped`; fails as soon as one is `pending` or `terminated`.
+    InstanceStopped(InstanceWaitArgs),
+    /// Until every instance is `terminated` (or gone); fails as soon as one is `pending` or
+    /// `stopping`.
+    InstanceTerminated(InstanceWaitArgs),
+    /// Until at least one instance matches (InvalidInstanceID.NotFound is retried).
+    InstanceExists(InstanceWaitArgs),
+    /// Until every AMI is `available`; fails as soon as one is `failed`.
+    ImageAvailable(ImageWaitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -717,6 +916,33 @@ pub struct SnapshotWaitArgs {
     #[arg(long, num_args = 1.., value_name = "OWNER")]
     pub owner_ids: Vec<String>,
     /// Filters, e.g. Name=volume-id,Values=vol-… or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+/// The instance waiters: the instances as describe-instances selects them.
+#[derive(Debug, Args)]
+pub struct InstanceWaitArgs {
+    #[arg(long, num_args = 1.., value_name = "INSTANCE_ID")]
+    pub instance_ids: Vec<String>,
+    /// Filters, e.g. Name=tag:Name,Values=web or JSON.
+    #[arg(long, num_args = 1.., value_name = "FILTER")]
+    pub filters: Vec<String>,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+/// `wait image-available`: the AMIs as describe-images selects them.
+#[derive(Debug, Args)]
+pub struct ImageWaitArgs {
+    #[arg(long, num_args = 1.., value_name = "IMAGE_ID")]
+    pub image_ids: Vec<String>,
+    /// Owners: `self` or an account ID.
+    #[arg(long, num_args = 1.., value_name = "OWNER")]
+    pub owners: Vec<String>,
+    /// Filters, e.g. Name=name,Values=web-* or JSON.
     #[arg(long, num_args = 1.., value_name = "FILTER")]
     pub filters: Vec<String>,
     #[command(flatten)]
@@ -1686,5 +1912,362 @@ mod tests {
             "--max-results",
             "x"
         ]));
+    }
+
+    #[test]
+    fn create_image_flags() {
+        let cli = parse(&[
+            "create-image",
+            "--instance-id",
+            "i-1",
+            "--name",
+            "web-1",
+            "--description",
+            "web server",
+            "--no-reboot",
+            "--tag-specifications",
+            "ResourceType=image,Tags=[{Key=Name,Value=web}]",
+            "ResourceType=snapshot,Tags=[{Key=Name,Value=web}]",
+        ]);
+        let Command::CreateImage(args) = cli.command else {
+            panic!("not create-image: {:?}", cli.command);
+        };
+        assert_eq!(
+            (args.instance_id.as_str(), args.name.as_str()),
+            ("i-1", "web-1")
+        );
+        assert_eq!(args.description.as_deref(), Some("web server"));
+        assert_eq!(tri_state(args.no_reboot, args.reboot), Some(true));
+        assert_eq!(args.tag_specifications.len(), 2);
+
+        // --reboot and --no-reboot: the last one wins; neither is a reboot.
+        let base = ["create-image", "--instance-id", "i-1", "--name", "web-1"];
+        let with =
+            |extra: &[&'static str]| -> Vec<&str> { base.iter().chain(extra).copied().collect() };
+        let Command::CreateImage(args) = parse(&with(&["--no-reboot", "--reboot"])).command else {
+            panic!("not create-image");
+        };
+        assert_eq!(tri_state(args.no_reboot, args.reboot), Some(false));
+        let Command::CreateImage(args) = parse(&base).command else {
+            panic!("not create-image");
+        };
+        assert_eq!(tri_state(args.no_reboot, args.reboot), None);
+        assert!(args.description.is_none() && args.tag_specifications.is_empty());
+        assert!(fails(&["create-image", "--instance-id", "i-1"]));
+        assert!(fails(&["create-image", "--name", "web-1"]));
+    }
+
+    #[test]
+    fn run_instances_flags() {
+        let cli = parse(&[
+            "run-instances",
+            "--image-id",
+            "ami-1",
+            "--instance-type",
+            "m5d.large",
+            "--count",
+            "2:3",
+            "--placement",
+            "AvailabilityZone=us-east-1b",
+            "--block-device-mappings",
+            "DeviceName=/dev/sdf,Ebs={VolumeSize=100}",
+            "DeviceName=/dev/sdc,NoDevice=",
+            "--user-data",
+            "file:///tmp/boot.sh",
+            "--workload",
+            "fio --name=t",
+            "--instance-initiated-shutdown-behavior",
+            "terminate",
+            "--tag-specifications",
+            "ResourceType=instance,Tags=[{Key=Name,Value=web}]",
+            "--client-token",
+            "tok",
+            "--disable-api-termination",
+        ]);
+        let Command::RunInstances(args) = cli.command else {
+            panic!("not run-instances: {:?}", cli.command);
+        };
+        assert_eq!(args.image_id, "ami-1");
+        assert_eq!(args.instance_type.as_deref(), Some("m5d.large"));
+        assert_eq!(args.count, Some(Count { min: 2, max: 3 }));
+        assert_eq!(args.counts(), (2, 3));
+        assert_eq!(
+            args.placement.as_deref(),
+            Some("AvailabilityZone=us-east-1b")
+        );
+        assert_eq!(
+            args.block_device_mappings,
+            [
+                "DeviceName=/dev/sdf,Ebs={VolumeSize=100}",
+                "DeviceName=/dev/sdc,NoDevice="
+            ]
+        );
+        assert_eq!(args.user_data.as_deref(), Some("file:///tmp/boot.sh"));
+        assert_eq!(args.workload.as_deref(), Some("fio --name=t"));
+        assert_eq!(
+            args.instance_initiated_shutdown_behavior.as_deref(),
+            Some("terminate")
+        );
+        assert_eq!(
+            args.tag_specifications,
+            ["ResourceType=instance,Tags=[{Key=Name,Value=web}]"]
+        );
+        assert_eq!(args.client_token.as_deref(), Some("tok"));
+        assert_eq!(
+            tri_state(
+                args.disable_api_termination,
+                args.no_disable_api_termination
+            ),
+            Some(true)
+        );
+
+        // Only --image-id is required; one instance by default.
+        let Command::RunInstances(args) = parse(&["run-instances", "--image-id", "ami-1"]).command
+        else {
+            panic!("not run-instances");
+        };
+        assert_eq!(args.counts(), (1, 1));
+        assert_eq!(
+            (args.count, args.min_count, args.max_count),
+            (None, None, None)
+        );
+        assert!(args.instance_type.is_none() && args.placement.is_none());
+        assert!(args.user_data.is_none() && args.workload.is_none());
+        assert!(args.block_device_mappings.is_empty() && args.tag_specifications.is_empty());
+        assert_eq!(
+            tri_state(
+                args.disable_api_termination,
+                args.no_disable_api_termination
+            ),
+            None
+        );
+        assert!(fails(&["run-instances", "--count", "1"]));
+    }
+
+    #[test]
+    fn run_instances_counts() {
+        let counts = |extra: &[&str]| -> (i32, i32) {
+            let argv: Vec<&str> = ["run-instances", "--image-id", "ami-1"]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect();
+            let Command::RunInstances(args) = parse(&argv).command else {
+                panic!("not run-instances");
+            };
+            args.counts()
+        };
+        assert_eq!(counts(&["--count", "3"]), (3, 3));
+        assert_eq!(counts(&["--count", "1:4"]), (1, 4));
+        assert_eq!(counts(&["--min-count", "2"]), (2, 2));
+        assert_eq!(counts(&["--max-count", "5"]), (1, 5));
+        assert_eq!(counts(&["--min-count", "2", "--max-count", "5"]), (2, 5));
+        // MIN > MAX is the server's to refuse, as EC2's.
+        assert_eq!(counts(&["--count", "4:2"]), (4, 2));
+
+        for bad in ["0", "-1", "x", "1:", ":2", "1:2:3", "1:0", ""] {
+            assert!(
+                fails(&["run-instances", "--image-id", "ami-1", "--count", bad]),
+                "--count {bad:?}"
+            );
+        }
+        assert!(fails(&[
+            "run-instances",
+            "--image-id",
+            "ami-1",
+            "--count",
+            "2",
+            "--min-count",
+            "2"
+        ]));
+        assert!(fails(&[
+            "run-instances",
+            "--image-id",
+            "ami-1",
+            "--max-count",
+            "0"
+        ]));
+        assert!(fails(&[
+            "run-instances",
+            "--image-id",
+            "ami-1",
+            "--instance-initiated-shutdown-behavior",
+            "hibernate"
+        ]));
+    }
+
+    #[test]
+    fn describe_instances_flags() {
+        let cli = parse(&[
+            "describe-instances",
+            "--instance-ids",
+            "i-1",
+            "i-2",
+            "--filters",
+            "Name=instance-state-name,Values=running,stopped",
+            "Name=tag:Name,Values=web",
+            "--max-results",
+            "5",
+            "--next-token",
+            "t",
+        ]);
+        let Command::DescribeInstances(args) = cli.command else {
+            panic!("not describe-instances: {:?}", cli.command);
+        };
+        assert_eq!(args.instance_ids, ["i-1", "i-2"]);
+        assert_eq!(
+            args.filters,
+            [
+                "Name=instance-state-name,Values=running,stopped",
+                "Name=tag:Name,Values=web"
+            ]
+        );
+        assert_eq!(args.max_results, Some(5));
+        assert_eq!(args.next_token.as_deref(), Some("t"));
+
+        let Command::DescribeInstances(args) = parse(&["describe-instances"]).command else {
+            panic!("not describe-instances");
+        };
+        assert!(args.instance_ids.is_empty() && args.filters.is_empty());
+        assert_eq!((args.max_results, args.next_token), (None, None));
+        assert!(fails(&["describe-instances", "--max-results", "x"]));
+        assert!(fails(&["describe-instances", "--instance-ids"]));
+    }
+
+    #[test]
+    fn instance_lifecycle_flags() {
+        for command in ["start-instances", "reboot-instances", "terminate-instances"] {
+            let cli = parse(&[command, "--instance-ids", "i-1", "i-2"]);
+            let args = match cli.command {
+                Command::StartInstances(args) if command == "start-instances" => args,
+                Command::RebootInstances(args) if command == "reboot-instances" => args,
+                Command::TerminateInstances(args) if command == "terminate-instances" => args,
+                other => panic!("not {command}: {other:?}"),
+            };
+            assert_eq!(args.instance_ids, ["i-1", "i-2"]);
+            assert!(fails(&[command]), "{command} needs --instance-ids");
+            assert!(fails(&[command, "--instance-ids"]));
+            assert!(fails(&[command, "--instance-ids", "i-1", "--force"]));
+        }
+
+        let cli = parse(&[
+            "stop-instances",
+            "--instance-ids",
+            "i-1",
+            "--force",
+            "--hibernate",
+        ]);
+        let Command::StopInstances(args) = cli.command else {
+            panic!("not stop-instances: {:?}", cli.command);
+        };
+        assert_eq!(args.instance_ids, ["i-1"]);
+        assert!(args.force && args.hibernate);
+        let Command::StopInstances(args) =
+            parse(&["stop-instances", "--instance-ids", "i-1", "i-2"]).command
+        else {
+            panic!("not stop-instances");
+        };
+        assert_eq!(args.instance_ids, ["i-1", "i-2"]);
+        assert!(!args.force && !args.hibernate);
+        assert!(fails(&["stop-instances", "--force"]));
+    }
+
+    #[test]
+    fn get_console_output_flags() {
+        let cli = parse(&["get-console-output", "--instance-id", "i-1", "--latest"]);
+        let Command::GetConsoleOutput(args) = cli.command else {
+            panic!("not get-console-output: {:?}", cli.command);
+        };
+        assert_eq!(args.instance_id, "i-1");
+        assert!(args.latest);
+        let Command::GetConsoleOutput(args) =
+            parse(&["get-console-output", "--instance-id", "i-1"]).command
+        else {
+            panic!("not get-console-output");
+        };
+        assert!(!args.latest);
+        assert!(fails(&["get-console-output"]));
+        assert!(fails(&["get-console-output", "--instance-ids", "i-1"]));
+    }
+
+    #[test]
+    fn instance_and_image_waiter_flags() {
+        for waiter in [
+            "instance-running",
+            "instance-stopped",
+            "instance-terminated",
+            "instance-exists",
+        ] {
+            let cli = parse(&[
+                "wait",
+                waiter,
+                "--instance-ids",
+                "i-1",
+                "i-2",
+                "--filters",
+                "Name=tag:Name,Values=web",
+                "--delay",
+                "0.25",
+                "--max-attempts",
+                "8",
+                "--output",
+                "text",
+            ]);
+            let Command::Wait { waiter: parsed } = cli.command else {
+                panic!("not a wait: {:?}", cli.command);
+            };
+            let args = match parsed {
+                Waiter::InstanceRunning(args) if waiter == "instance-running" => args,
+                Waiter::InstanceStopped(args) if waiter == "instance-stopped" => args,
+                Waiter::InstanceTerminated(args) if waiter == "instance-terminated" => args,
+                Waiter::InstanceExists(args) if waiter == "instance-exists" => args,
+                other => panic!("not wait {waiter}: {other:?}"),
+            };
+            assert_eq!(args.instance_ids, ["i-1", "i-2"]);
+            assert_eq!(args.filters, ["Name=tag:Name,Values=web"]);
+            assert_eq!(args.poll.delay, Duration::from_millis(250));
+            assert_eq!(args.poll.max_attempts, 8);
+            assert_eq!(cli.global.output, OutputFormat::Text);
+
+            // The same defaults as every waiter.
+            let Command::Wait { waiter: parsed } = parse(&["wait", waiter]).command else {
+                panic!("not a wait");
+            };
+            let (Waiter::InstanceRunning(args)
+            | Waiter::InstanceStopped(args)
+            | Waiter::InstanceTerminated(args)
+            | Waiter::InstanceExists(args)) = parsed
+            else {
+                panic!("not an instance waiter: {parsed:?}");
+            };
+            assert_eq!(args.poll.delay, Duration::from_secs(1));
+            assert_eq!(args.poll.max_attempts, 120);
+            assert!(fails(&["wait", waiter, "--volume-ids", "vol-1"]));
+        }
+
+        let cli = parse(&[
+            "wait",
+            "image-available",
+            "--image-ids",
+            "ami-1",
+            "ami-2",
+            "--owners",
+            "self",
+            "--filters",
+            "Name=name,Values=web-*",
+            "--delay",
+            "0.5",
+        ]);
+        let Command::Wait {
+            waiter: Waiter::ImageAvailable(args),
+        } = cli.command
+        else {
+            panic!("not wait image-available: {:?}", cli.command);
+        };
+        assert_eq!(args.image_ids, ["ami-1", "ami-2"]);
+        assert_eq!(args.owners, ["self"]);
+        assert_eq!(args.filters, ["Name=name,Values=web-*"]);
+        assert_eq!(args.poll.delay, Duration::from_millis(500));
+        assert!(fails(&["wait", "image-available", "--instance-ids", "i-1"]));
     }
 }

@@ -290,6 +290,70 @@ impl Api {
         self.reply("DeregisterImage", result).map(drop)
     }
 
+    pub async fn create_image(
+        &mut self,
+        request: pb::CreateImageRequest,
+    ) -> Result<pb::CreateImageResponse, CliError> {
+        let result = self.client().await?.create_image(request).await;
+        self.reply("CreateImage", result)
+    }
+
+    pub async fn run_instances(
+        &mut self,
+        request: pb::RunInstancesRequest,
+    ) -> Result<pb::Reservation, CliError> {
+        let result = self.client().await?.run_instances(request).await;
+        self.reply("RunInstances", result)
+    }
+
+    pub async fn describe_instances(
+        &mut self,
+        request: pb::DescribeInstancesRequest,
+    ) -> Result<pb::DescribeInstancesResponse, CliError> {
+        let result = self.client().await?.describe_instances(request).await;
+        self.reply("DescribeInstances", result)
+    }
+
+    pub async fn start_instances(
+        &mut self,
+        request: pb::InstanceIdsRequest,
+    ) -> Result<pb::InstanceStateChanges, CliError> {
+        let result = self.client().await?.start_instances(request).await;
+        self.reply("StartInstances", result)
+    }
+
+    pub async fn stop_instances(
+        &mut self,
+        request: pb::StopInstancesRequest,
+    ) -> Result<pb::InstanceStateChanges, CliError> {
+        let result = self.client().await?.stop_instances(request).await;
+        self.reply("StopInstances", result)
+    }
+
+    pub async fn reboot_instances(
+        &mut self,
+        request: pb::InstanceIdsRequest,
+    ) -> Result<(), CliError> {
+        let result = self.client().await?.reboot_instances(request).await;
+        self.reply("RebootInstances", result).map(drop)
+    }
+
+    pub async fn terminate_instances(
+        &mut self,
+        request: pb::InstanceIdsRequest,
+    ) -> Result<pb::InstanceStateChanges, CliError> {
+        let result = self.client().await?.terminate_instances(request).await;
+        self.reply("TerminateInstances", result)
+    }
+
+    pub async fn get_console_output(
+        &mut self,
+        request: pb::GetConsoleOutputRequest,
+    ) -> Result<pb::GetConsoleOutputResponse, CliError> {
+        let result = self.client().await?.get_console_output(request).await;
+        self.reply("GetConsoleOutput", result)
+    }
+
     /// Every volume matching `request`, following `NextToken` page after page.
     pub async fn describe_all_volumes(
         &mut self,
@@ -363,6 +427,21 @@ impl Api {
             images.extend(page.images);
             if !next_page(page.next_token, &mut request.next_token) {
                 return Ok(images);
+            }
+        }
+    }
+
+    /// Every reservation matching `request`, following `NextToken` page after page.
+    pub async fn describe_all_instances(
+        &mut self,
+        mut request: pb::DescribeInstancesRequest,
+    ) -> Result<Vec<pb::Reservation>, CliError> {
+        let mut reservations = Vec::new();
+        loop {
+            let page = self.describe_instances(request.clone()).await?;
+            reservations.extend(page.reservations);
+            if !next_page(page.next_token, &mut request.next_token) {
+                return Ok(reservations);
             }
         }
     }

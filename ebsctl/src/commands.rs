@@ -405,6 +405,121 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             api.deregister_image(request).await?;
             Ok(None)
         }
+        Command::CreateImage(a) => {
+            let request = pb::CreateImageRequest {
+                instance_id: a.instance_id,
+                name: a.name,
+                description: a.description,
+                no_reboot: cli::tri_state(a.no_reboot, a.reboot).unwrap_or(false),
+                tag_specifications: args::tag_specifications(&a.tag_specifications)?,
+            };
+            let reply = api.create_image(request).await?;
+            let reply = shapes::RegisteredImage {
+                image_id: reply.image_id,
+            };
+            print(format, "CreateImage", &reply)
+        }
+        Command::RunInstances(a) => {
+            let (min_count, max_count) = a.counts();
+            let request = pb::RunInstancesRequest {
+                image_id: a.image_id,
+                instance_type: a.instance_type,
+                min_count,
+                max_count,
+                placement: args::placement(a.placement.as_deref())?,
+                block_device_mappings: args::block_device_mappings(&a.block_device_mappings)?,
+                user_data: a.user_data.as_deref().map(args::user_data).transpose()?,
+                workload: a.workload,
+                instance_initiated_shutdown_behavior: a.instance_initiated_shutdown_behavior,
+                tag_specifications: args::tag_specifications(&a.tag_specifications)?,
+                client_token: a.client_token,
+                disable_api_termination: cli::tri_state(
+                    a.disable_api_termination,
+                    a.no_disable_api_termination,
+                )
+                .unwrap_or(false),
+            };
+            let reservation = api.run_instances(request).await?;
+            print(
+                format,
+                "RunInstances",
+                &shapes::Reservation::from(reservation),
+            )
+        }
+        Command::DescribeInstances(a) => {
+            let paginate_myself = a.max_results.is_none() && a.next_token.is_none();
+            let request = pb::DescribeInstancesRequest {
+                instance_ids: a.instance_ids,
+                filters: args::filters(&a.filters)?,
+                max_results: a.max_results,
+                next_token: a.next_token,
+            };
+            let (reservations, next_token) = if paginate_myself {
+                (api.describe_all_instances(request).await?, None)
+            } else {
+                let page = api.describe_instances(request).await?;
+                (page.reservations, page.next_token.filter(|t| !t.is_empty()))
+            };
+            let reply = shapes::Reservations {
+                reservations: reservations
+                    .into_iter()
+                    .map(shapes::Reservation::from)
+                    .collect(),
+                next_token,
+            };
+            print(format, "DescribeInstances", &reply)
+        }
+        Command::StartInstances(a) => {
+            let request = pb::InstanceIdsRequest {
+                instance_ids: a.instance_ids,
+            };
+            let changes = api.start_instances(request).await?;
+            let reply = shapes::StartingInstances {
+                starting_instances: shapes::InstanceStateChange::all(changes),
+            };
+            print(format, "StartInstances", &reply)
+        }
+        Command::StopInstances(a) => {
+            let request = pb::StopInstancesRequest {
+                instance_ids: a.instance_ids,
+                force: a.force,
+                hibernate: a.hibernate,
+            };
+            let changes = api.stop_instances(request).await?;
+            let reply = shapes::StoppingInstances {
+                stopping_instances: shapes::InstanceStateChange::all(changes),
+            };
+            print(format, "StopInstances", &reply)
+        }
+        Command::RebootInstances(a) => {
+            let request = pb::InstanceIdsRequest {
+                instance_ids: a.instance_ids,
+            };
+            api.reboot_instances(request).await?;
+            Ok(None)
+        }
+        Command::TerminateInstances(a) => {
+            let request = pb::InstanceIdsRequest {
+                instance_ids: a.instance_ids,
+            };
+            let changes = api.terminate_instances(request).await?;
+            let reply = shapes::TerminatingInstances {
+                terminating_instances: shapes::InstanceStateChange::all(changes),
+            };
+            print(format, "TerminateInstances", &reply)
+        }
+        Command::GetConsoleOutput(a) => {
+            // `--latest` asks for what is always sent: the last 64 KiB.
+            let request = pb::GetConsoleOutputRequest {
+                instance_id: a.instance_id,
+            };
+            let reply = api.get_console_output(request).await?;
+            print(
+                format,
+                "GetConsoleOutput",
+                &shapes::ConsoleOutput::from(reply),
+            )
+        }
         Command::Wait { waiter } => {
             let (kind, describe, poll) = match waiter {
                 Waiter::VolumeAvailable(a) => volume_waiter(Kind::VolumeAvailable, a)?,
@@ -423,6 +538,20 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
                         Describe::Snapshots(request),
                         a.poll,
                     )
+                }
+                Waiter::InstanceRunning(a) => instance_waiter(Kind::InstanceRunning, a)?,
+                Waiter::InstanceStopped(a) => instance_waiter(Kind::InstanceStopped, a)?,
+                Waiter::InstanceTerminated(a) => instance_waiter(Kind::InstanceTerminated, a)?,
+                Waiter::InstanceExists(a) => instance_waiter(Kind::InstanceExists, a)?,
+                Waiter::ImageAvailable(a) => {
+                    let request = pb::DescribeImagesRequest {
+                        image_ids: a.image_ids,
+                        owners: a.owners,
+                        filters: args::filters(&a.filters)?,
+                        max_results: None,
+                        next_token: None,
+                    };
+                    (Kind::ImageAvailable, Describe::Images(request), a.poll)
                 }
             };
             // The progress bar is for a person at a terminal, not for a script or a log.
@@ -455,6 +584,20 @@ fn volume_waiter(
         next_token: None,
     };
     Ok((kind, Describe::Volumes(request), a.poll))
+}
+
+/// An instance waiter's describe call, from its flags.
+fn instance_waiter(
+    kind: Kind,
+    a: cli::InstanceWaitArgs,
+) -> Result<(Kind, Describe, cli::PollArgs), CliError> {
+    let request = pb::DescribeInstancesRequest {
+        instance_ids: a.instance_ids,
+        filters: args::filters(&a.filters)?,
+        max_results: None,
+        next_token: None,
+    };
+    Ok((kind, Describe::Instances(request), a.poll))
 }
 
 fn print(

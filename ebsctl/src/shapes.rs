@@ -4,6 +4,10 @@
 //! `SnapshotId` stays `""`. Fields that are the emulator's own and not EC2's are named so
 //! (`NbdUri`, `Generation`, `InitializationProgress`) or kept apart (a snapshot's `Ebsemu`).
 
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use proto::ebs::v1 as pb;
 use serde::Serialize;
 
@@ -698,11 +702,279 @@ pub struct Images {
     pub next_token: Option<String>,
 }
 
-/// `register-image`: the new AMI's ID, as EC2 answers RegisterImage.
+/// `register-image` and `create-image`: the new AMI's ID, as EC2 answers RegisterImage and
+/// CreateImage.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RegisteredImage {
     pub image_id: String,
+}
+
+/// An instance, as `run-instances` and `describe-instances` print it (AWS names and order). A
+/// missing `StateReason` and empty `Tags` are left out, as EC2 does. `InstanceInitiatedShutdownBehavior`
+/// (which EC2 shows only through DescribeInstanceAttribute) follows the EC2 fields, then the
+/// emulator's own, which are not EC2 fields: `InstanceStoreDevices`, `WorkloadPid` (left out when no
+/// workload runs), `DevicesFile` and `DeviceUris` (sorted by device name; empty unless running).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Instance {
+    pub ami_launch_index: i32,
+    pub image_id: String,
+    pub instance_id: String,
+    pub instance_type: String,
+    pub launch_time: String,
+    pub placement: Placement,
+    pub state: InstanceState,
+    pub state_transition_reason: String,
+    pub architecture: String,
+    pub block_device_mappings: Vec<InstanceBlockDeviceMapping>,
+    pub ebs_optimized: bool,
+    pub root_device_name: String,
+    /// `ebs`.
+    pub root_device_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<StateReason>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    pub virtualization_type: String,
+    pub cpu_options: CpuOptions,
+    /// `stop` or `terminate`.
+    pub instance_initiated_shutdown_behavior: String,
+    pub instance_store_devices: Vec<InstanceStoreDevice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_pid: Option<i32>,
+    pub devices_file: String,
+    pub device_uris: BTreeMap<String, String>,
+}
+
+/// Where an instance runs.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Placement {
+    pub availability_zone: String,
+}
+
+/// An instance's state: 0 `pending`, 16 `running`, 32 `shutting-down`, 48 `terminated`,
+/// 64 `stopping`, 80 `stopped`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceState {
+    pub code: i32,
+    pub name: String,
+}
+
+impl From<Option<pb::InstanceState>> for InstanceState {
+    /// A state the server left out prints as code 0 with an empty name.
+    fn from(s: Option<pb::InstanceState>) -> Self {
+        let s = s.unwrap_or_default();
+        Self {
+            code: s.code,
+            name: s.name,
+        }
+    }
+}
+
+/// Why an instance last changed state, e.g. `Client.UserInitiatedShutdown`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StateReason {
+    pub code: String,
+    pub message: String,
+}
+
+/// An EBS volume of an instance.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceBlockDeviceMapping {
+    pub device_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ebs: Option<EbsInstanceBlockDevice>,
+}
+
+/// The attachment of an instance's EBS volume.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EbsInstanceBlockDevice {
+    pub attach_time: String,
+    pub delete_on_termination: bool,
+    /// `attaching`, `attached`, `detaching` or `detached`.
+    pub status: String,
+    pub volume_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CpuOptions {
+    pub core_count: i32,
+}
+
+/// An instance store disk (a local file, erased on stop). Not an EC2 field.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceStoreDevice {
+    pub device_name: String,
+    /// `ephemeral0` … `ephemeral23`.
+    pub virtual_name: String,
+    pub size_bytes: i64,
+}
+
+impl From<pb::Instance> for Instance {
+    fn from(i: pb::Instance) -> Self {
+        Self {
+            ami_launch_index: i.ami_launch_index,
+            image_id: i.image_id,
+            instance_id: i.instance_id,
+            instance_type: i.instance_type,
+            launch_time: i.launch_time,
+            placement: Placement {
+                availability_zone: i.placement.unwrap_or_default().availability_zone,
+            },
+            state: InstanceState::from(i.state),
+            state_transition_reason: i.state_transition_reason,
+            architecture: i.architecture,
+            block_device_mappings: i
+                .block_device_mappings
+                .into_iter()
+                .map(|m| InstanceBlockDeviceMapping {
+                    device_name: m.device_name,
+                    ebs: m.ebs.map(|e| EbsInstanceBlockDevice {
+                        attach_time: e.attach_time,
+                        delete_on_termination: e.delete_on_termination,
+                        status: e.status,
+                        volume_id: e.volume_id,
+                    }),
+                })
+                .collect(),
+            ebs_optimized: i.ebs_optimized,
+            root_device_name: i.root_device_name,
+            root_device_type: i.root_device_type,
+            // An empty reason is no reason.
+            state_reason: i
+                .state_reason
+                .filter(|r| !r.code.is_empty() || !r.message.is_empty())
+                .map(|r| StateReason {
+                    code: r.code,
+                    message: r.message,
+                }),
+            tags: i.tags.into_iter().map(Tag::from).collect(),
+            virtualization_type: i.virtualization_type,
+            cpu_options: CpuOptions {
+                core_count: i.cpu_core_count,
+            },
+            instance_initiated_shutdown_behavior: i.instance_initiated_shutdown_behavior,
+            instance_store_devices: i
+                .instance_store_devices
+                .into_iter()
+                .map(|d| InstanceStoreDevice {
+                    device_name: d.device_name,
+                    virtual_name: d.virtual_name,
+                    size_bytes: d.size_bytes,
+                })
+                .collect(),
+            workload_pid: i.workload_pid,
+            devices_file: i.devices_file,
+            device_uris: i.device_uris.into_iter().collect(),
+        }
+    }
+}
+
+/// A reservation: the instances one RunInstances launched. Printed whole by `run-instances`, as
+/// EC2 answers RunInstances, and as an element of `describe-instances`' `Reservations`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Reservation {
+    pub instances: Vec<Instance>,
+    pub owner_id: String,
+    pub reservation_id: String,
+}
+
+impl From<pb::Reservation> for Reservation {
+    fn from(r: pb::Reservation) -> Self {
+        Self {
+            instances: r.instances.into_iter().map(Instance::from).collect(),
+            owner_id: r.owner_id,
+            reservation_id: r.reservation_id,
+        }
+    }
+}
+
+/// `describe-instances`: every page merged, or one page and its `NextToken`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Reservations {
+    pub reservations: Vec<Reservation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// One instance's state change, as start-, stop- and terminate-instances print it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InstanceStateChange {
+    pub current_state: InstanceState,
+    pub instance_id: String,
+    pub previous_state: InstanceState,
+}
+
+impl InstanceStateChange {
+    /// Every change of a reply, in its order.
+    pub fn all(changes: pb::InstanceStateChanges) -> Vec<Self> {
+        changes
+            .instances
+            .into_iter()
+            .map(|c| Self {
+                current_state: InstanceState::from(c.current_state),
+                instance_id: c.instance_id,
+                previous_state: InstanceState::from(c.previous_state),
+            })
+            .collect()
+    }
+}
+
+/// `start-instances`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StartingInstances {
+    pub starting_instances: Vec<InstanceStateChange>,
+}
+
+/// `stop-instances`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StoppingInstances {
+    pub stopping_instances: Vec<InstanceStateChange>,
+}
+
+/// `terminate-instances`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TerminatingInstances {
+    pub terminating_instances: Vec<InstanceStateChange>,
+}
+
+/// `get-console-output`: the output decoded, as the AWS CLI prints it (the server sends base64;
+/// bytes that are not UTF-8 become U+FFFD). An output that is not base64 is printed as received,
+/// as the AWS CLI does.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsoleOutput {
+    pub instance_id: String,
+    pub timestamp: String,
+    pub output: String,
+}
+
+impl From<pb::GetConsoleOutputResponse> for ConsoleOutput {
+    fn from(r: pb::GetConsoleOutputResponse) -> Self {
+        let output = match B64.decode(r.output.as_bytes()) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(_) => r.output,
+        };
+        Self {
+            instance_id: r.instance_id,
+            timestamp: r.timestamp,
+            output,
+        }
+    }
 }
 
 /// `Some(s)` unless `s` is empty.
@@ -1153,6 +1425,61 @@ pub(crate) mod tests {
                 key: "Name".into(),
                 value: "web".into(),
             }],
+        }
+    }
+
+    /// A running m5d.large from [`image`] with its EBS root and instance store, tagged, with a
+    /// workload.
+    pub(crate) fn instance() -> pb::Instance {
+        pb::Instance {
+            instance_id: "i-0123456789abcdef0".into(),
+            image_id: "ami-0123456789abcdef0".into(),
+            instance_type: "m5d.large".into(),
+            state: Some(pb::InstanceState {
+                code: 16,
+                name: "running".into(),
+            }),
+            placement: Some(pb::Placement {
+                availability_zone: "us-east-1a".into(),
+            }),
+            launch_time: "2024-05-01T12:00:08.000Z".into(),
+            root_device_name: "/dev/xvda".into(),
+            root_device_type: "ebs".into(),
+            block_device_mappings: vec![pb::InstanceBlockDeviceMapping {
+                device_name: "/dev/xvda".into(),
+                ebs: Some(pb::EbsInstanceBlockDevice {
+                    volume_id: "vol-0123456789abcdef0".into(),
+                    status: "attached".into(),
+                    attach_time: "2024-05-01T12:00:09.000Z".into(),
+                    delete_on_termination: true,
+                }),
+            }],
+            state_reason: None,
+            state_transition_reason: String::new(),
+            tags: vec![pb::Tag {
+                key: "Name".into(),
+                value: "web".into(),
+            }],
+            ami_launch_index: 0,
+            architecture: "x86_64".into(),
+            virtualization_type: "hvm".into(),
+            ebs_optimized: true,
+            instance_initiated_shutdown_behavior: "stop".into(),
+            instance_store_devices: vec![pb::InstanceStoreDevice {
+                device_name: "/dev/sdb".into(),
+                virtual_name: "ephemeral0".into(),
+                size_bytes: 75_000_000_000,
+            }],
+            workload_pid: Some(4242),
+            devices_file: "/data/instances/i-0123456789abcdef0/devices.json".into(),
+            device_uris: [
+                ("/dev/xvda", "nbd://127.0.0.1:10809/tok-a"),
+                ("/dev/sdb", "nbd://127.0.0.1:10809/tok-b"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            cpu_core_count: 1,
         }
     }
 
@@ -1851,5 +2178,278 @@ pub(crate) mod tests {
             image_id: "ami-1".into(),
         };
         assert_eq!(pretty(&registered), "{\n    \"ImageId\": \"ami-1\"\n}\n");
+    }
+
+    #[test]
+    fn instance_json_uses_aws_names_and_order_then_the_extensions() {
+        let want = r#"{
+    "AmiLaunchIndex": 0,
+    "ImageId": "ami-0123456789abcdef0",
+    "InstanceId": "i-0123456789abcdef0",
+    "InstanceType": "m5d.large",
+    "LaunchTime": "2024-05-01T12:00:08.000Z",
+    "Placement": {
+        "AvailabilityZone": "us-east-1a"
+    },
+    "State": {
+        "Code": 16,
+        "Name": "running"
+    },
+    "StateTransitionReason": "",
+    "Architecture": "x86_64",
+    "BlockDeviceMappings": [
+        {
+            "DeviceName": "/dev/xvda",
+            "Ebs": {
+                "AttachTime": "2024-05-01T12:00:09.000Z",
+                "DeleteOnTermination": true,
+                "Status": "attached",
+                "VolumeId": "vol-0123456789abcdef0"
+            }
+        }
+    ],
+    "EbsOptimized": true,
+    "RootDeviceName": "/dev/xvda",
+    "RootDeviceType": "ebs",
+    "Tags": [
+        {
+            "Key": "Name",
+            "Value": "web"
+        }
+    ],
+    "VirtualizationType": "hvm",
+    "CpuOptions": {
+        "CoreCount": 1
+    },
+    "InstanceInitiatedShutdownBehavior": "stop",
+    "InstanceStoreDevices": [
+        {
+            "DeviceName": "/dev/sdb",
+            "VirtualName": "ephemeral0",
+            "SizeBytes": 75000000000
+        }
+    ],
+    "WorkloadPid": 4242,
+    "DevicesFile": "/data/instances/i-0123456789abcdef0/devices.json",
+    "DeviceUris": {
+        "/dev/sdb": "nbd://127.0.0.1:10809/tok-b",
+        "/dev/xvda": "nbd://127.0.0.1:10809/tok-a"
+    }
+}
+"#;
+        assert_eq!(pretty(&Instance::from(instance())), want);
+    }
+
+    #[test]
+    fn stopped_instance_has_a_state_reason_and_no_workload_or_tags() {
+        let stopped = pb::Instance {
+            state: Some(pb::InstanceState {
+                code: 80,
+                name: "stopped".into(),
+            }),
+            state_reason: Some(pb::StateReason {
+                code: "Client.UserInitiatedShutdown".into(),
+                message: "Client.UserInitiatedShutdown: User initiated shutdown".into(),
+            }),
+            state_transition_reason: "User initiated (2024-05-01 12:05:00 GMT)".into(),
+            tags: vec![],
+            workload_pid: None,
+            device_uris: Default::default(),
+            ..instance()
+        };
+        let json = match serde_json::to_value(Instance::from(stopped)) {
+            Ok(json) => json,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            json["State"],
+            serde_json::json!({"Code": 80, "Name": "stopped"})
+        );
+        assert_eq!(
+            json["StateReason"],
+            serde_json::json!({
+                "Code": "Client.UserInitiatedShutdown",
+                "Message": "Client.UserInitiatedShutdown: User initiated shutdown"
+            })
+        );
+        assert_eq!(
+            json["StateTransitionReason"],
+            "User initiated (2024-05-01 12:05:00 GMT)"
+        );
+        for absent in ["Tags", "WorkloadPid"] {
+            assert!(json.get(absent).is_none(), "{absent} in {json}");
+        }
+        assert_eq!(json["DeviceUris"], serde_json::json!({}));
+        assert_eq!(json["InstanceStoreDevices"][0]["VirtualName"], "ephemeral0");
+
+        // StateReason comes before Tags, as in EC2's answer.
+        let json = pretty(&Instance::from(pb::Instance {
+            state_reason: Some(pb::StateReason {
+                code: "pending".into(),
+                message: "pending".into(),
+            }),
+            ..instance()
+        }));
+        assert!(
+            json.contains(
+                "\"RootDeviceType\": \"ebs\",\n    \"StateReason\": {\n        \"Code\": \"pending\",\n        \"Message\": \"pending\"\n    },\n    \"Tags\": ["
+            ),
+            "{json}"
+        );
+
+        // An empty reason, or none at all, is left out; so is a detached volume's Ebs.
+        let bare = pb::Instance {
+            state_reason: Some(pb::StateReason::default()),
+            state: None,
+            placement: None,
+            block_device_mappings: vec![pb::InstanceBlockDeviceMapping {
+                device_name: "/dev/sdf".into(),
+                ebs: None,
+            }],
+            ..instance()
+        };
+        let json = match serde_json::to_value(Instance::from(bare)) {
+            Ok(json) => json,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(json.get("StateReason").is_none(), "{json}");
+        assert_eq!(json["State"], serde_json::json!({"Code": 0, "Name": ""}));
+        assert_eq!(
+            json["Placement"],
+            serde_json::json!({"AvailabilityZone": ""})
+        );
+        assert_eq!(
+            json["BlockDeviceMappings"],
+            serde_json::json!([{"DeviceName": "/dev/sdf"}])
+        );
+    }
+
+    #[test]
+    fn reservation_and_describe_instances_pages() {
+        let reservation = pb::Reservation {
+            reservation_id: "r-0123456789abcdef0".into(),
+            owner_id: "000000000000".into(),
+            instances: vec![instance()],
+        };
+        let json = match serde_json::to_value(Reservation::from(reservation.clone())) {
+            Ok(json) => json,
+            Err(e) => panic!("{e}"),
+        };
+        let keys: Vec<&str> = json
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["Instances", "OwnerId", "ReservationId"]);
+        assert_eq!(json["ReservationId"], "r-0123456789abcdef0");
+        assert_eq!(json["Instances"][0]["InstanceId"], "i-0123456789abcdef0");
+
+        let page = Reservations {
+            reservations: vec![],
+            next_token: Some("t".into()),
+        };
+        assert_eq!(
+            pretty(&page),
+            "{\n    \"Reservations\": [],\n    \"NextToken\": \"t\"\n}\n"
+        );
+        let all = Reservations {
+            reservations: vec![Reservation::from(reservation)],
+            next_token: None,
+        };
+        let json = pretty(&all);
+        assert!(json.starts_with("{\n    \"Reservations\": [\n"), "{json}");
+        assert!(!json.contains("NextToken"), "{json}");
+    }
+
+    #[test]
+    fn state_changes_use_aws_names_and_order() {
+        let state = |code: i32, name: &str| {
+            Some(pb::InstanceState {
+                code,
+                name: name.into(),
+            })
+        };
+        let changes = pb::InstanceStateChanges {
+            instances: vec![
+                pb::InstanceStateChange {
+                    instance_id: "i-1".into(),
+                    current_state: state(64, "stopping"),
+                    previous_state: state(16, "running"),
+                },
+                pb::InstanceStateChange {
+                    instance_id: "i-2".into(),
+                    current_state: state(80, "stopped"),
+                    previous_state: state(80, "stopped"),
+                },
+            ],
+        };
+        let want = r#"{
+    "StoppingInstances": [
+        {
+            "CurrentState": {
+                "Code": 64,
+                "Name": "stopping"
+            },
+            "InstanceId": "i-1",
+            "PreviousState": {
+                "Code": 16,
+                "Name": "running"
+            }
+        },
+        {
+            "CurrentState": {
+                "Code": 80,
+                "Name": "stopped"
+            },
+            "InstanceId": "i-2",
+            "PreviousState": {
+                "Code": 80,
+                "Name": "stopped"
+            }
+        }
+    ]
+}
+"#;
+        let reply = StoppingInstances {
+            stopping_instances: InstanceStateChange::all(changes),
+        };
+        assert_eq!(pretty(&reply), want);
+
+        let starting = StartingInstances {
+            starting_instances: vec![],
+        };
+        assert_eq!(pretty(&starting), "{\n    \"StartingInstances\": []\n}\n");
+        let terminating = TerminatingInstances {
+            terminating_instances: vec![],
+        };
+        assert_eq!(
+            pretty(&terminating),
+            "{\n    \"TerminatingInstances\": []\n}\n"
+        );
+    }
+
+    #[test]
+    fn console_output_is_decoded() {
+        let reply = pb::GetConsoleOutputResponse {
+            instance_id: "i-1".into(),
+            // "booting\nhello \xff\n": the byte that is not UTF-8 becomes U+FFFD.
+            output: "Ym9vdGluZwpoZWxsbyD/Cg==".into(),
+            timestamp: "2024-05-01T12:00:10.000Z".into(),
+        };
+        let want = "{\n    \"InstanceId\": \"i-1\",\n    \"Timestamp\": \"2024-05-01T12:00:10.000Z\",\n    \"Output\": \"booting\\nhello \u{fffd}\\n\"\n}\n";
+        assert_eq!(pretty(&ConsoleOutput::from(reply)), want);
+
+        // Nothing yet is an empty output; what is not base64 is printed as received.
+        let empty = ConsoleOutput::from(pb::GetConsoleOutputResponse {
+            instance_id: "i-1".into(),
+            output: String::new(),
+            timestamp: String::new(),
+        });
+        assert_eq!(empty.output, "");
+        let raw = ConsoleOutput::from(pb::GetConsoleOutputResponse {
+            instance_id: "i-1".into(),
+            output: "not base64!".into(),
+            timestamp: String::new(),
+        });
+        assert_eq!(raw.output, "not base64!");
     }
 }

@@ -1,5 +1,6 @@
-//! `ebsctl wait volume-available|volume-in-use|volume-deleted|snapshot-completed`: poll
-//! DescribeVolumes or DescribeSnapshots like the AWS CLI's waiters.
+//! `ebsctl wait volume-available|volume-in-use|volume-deleted|snapshot-completed|instance-running|
+//! instance-stopped|instance-terminated|instance-exists|image-available`: poll DescribeVolumes,
+//! DescribeSnapshots, DescribeInstances or DescribeImages like the AWS CLI's waiters.
 //!
 //! `snapshot-completed` can also draw a progress bar: one line, redrawn in place with `\r` after
 //! every poll, which the caller asks for only when a person is watching a terminal.
@@ -15,6 +16,10 @@ use crate::error::CliError;
 /// The EC2 error code that means "no such volume": success for `volume-deleted`.
 const NOT_FOUND: &str = "InvalidVolume.NotFound";
 
+/// The EC2 error code that means "no such instance": success for `instance-terminated`, a reason
+/// to try again for `instance-exists`.
+const INSTANCE_NOT_FOUND: &str = "InvalidInstanceID.NotFound";
+
 /// Cells of the progress bar between its brackets.
 const BAR_WIDTH: usize = 20;
 
@@ -25,6 +30,11 @@ pub enum Kind {
     VolumeInUse,
     VolumeDeleted,
     SnapshotCompleted,
+    InstanceRunning,
+    InstanceStopped,
+    InstanceTerminated,
+    InstanceExists,
+    ImageAvailable,
 }
 
 impl Kind {
@@ -35,6 +45,11 @@ impl Kind {
             Self::VolumeInUse => "VolumeInUse",
             Self::VolumeDeleted => "VolumeDeleted",
             Self::SnapshotCompleted => "SnapshotCompleted",
+            Self::InstanceRunning => "InstanceRunning",
+            Self::InstanceStopped => "InstanceStopped",
+            Self::InstanceTerminated => "InstanceTerminated",
+            Self::InstanceExists => "InstanceExists",
+            Self::ImageAvailable => "ImageAvailable",
         }
     }
 
@@ -43,6 +58,21 @@ impl Kind {
         match self {
             Self::VolumeAvailable | Self::VolumeInUse | Self::VolumeDeleted => "Volumes[].State",
             Self::SnapshotCompleted => "Snapshots[].State",
+            Self::InstanceRunning
+            | Self::InstanceStopped
+            | Self::InstanceTerminated
+            | Self::InstanceExists => "Reservations[].Instances[].State.Name",
+            Self::ImageAvailable => "Images[].State",
+        }
+    }
+
+    /// What a "not found" error means to this waiter, and the error code that says it.
+    fn on_not_found(self) -> Option<(&'static str, Verdict)> {
+        match self {
+            Self::VolumeDeleted => Some((NOT_FOUND, Verdict::Success)),
+            Self::InstanceTerminated => Some((INSTANCE_NOT_FOUND, Verdict::Success)),
+            Self::InstanceExists => Some((INSTANCE_NOT_FOUND, Verdict::Retry)),
+            _ => None,
         }
     }
 }
@@ -52,9 +82,11 @@ impl Kind {
 pub enum Describe {
     Volumes(pb::DescribeVolumesRequest),
     Snapshots(pb::DescribeSnapshotsRequest),
+    Instances(pb::DescribeInstancesRequest),
+    Images(pb::DescribeImagesRequest),
 }
 
-/// One volume or snapshot as a poll found it.
+/// One volume, snapshot, instance or AMI as a poll found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub id: String,
@@ -85,14 +117,25 @@ pub enum Verdict {
     Failure(String),
 }
 
-/// Judges the states of the volumes or snapshots one poll found.
+/// Judges the states of the volumes, snapshots, instances or AMIs one poll found.
 pub fn judge(kind: Kind, states: &[&str]) -> Verdict {
-    let (wanted, fatal): (&str, &[&str]) = match kind {
-        Kind::VolumeAvailable => ("available", &["deleted", "error"]),
-        Kind::VolumeInUse => ("in-use", &["deleted", "error"]),
+    // (the state wanted, states that end the wait, whether finding nothing is a success)
+    let (wanted, fatal, none_is_done): (&str, &[&str], bool) = match kind {
+        Kind::VolumeAvailable => ("available", &["deleted", "error"], false),
+        Kind::VolumeInUse => ("in-use", &["deleted", "error"], false),
         // Absent volumes are deleted volumes: an empty answer is a success.
-        Kind::VolumeDeleted => return verdict(states.iter().all(|s| *s == "deleted")),
-        Kind::SnapshotCompleted => ("completed", &["error"]),
+        Kind::VolumeDeleted => ("deleted", &[], true),
+        Kind::SnapshotCompleted => ("completed", &["error"], false),
+        Kind::InstanceRunning => (
+            "running",
+            &["shutting-down", "terminated", "stopping"],
+            false,
+        ),
+        Kind::InstanceStopped => ("stopped", &["pending", "terminated"], false),
+        // Absent instances are terminated instances, as volumes are deleted ones.
+        Kind::InstanceTerminated => ("terminated", &["pending", "stopping"], true),
+        Kind::InstanceExists => return verdict(!states.is_empty()),
+        Kind::ImageAvailable => ("available", &["failed"], false),
     };
     if let Some(state) = states.iter().find(|s| fatal.contains(s)) {
         return Verdict::Failure(format!(
@@ -100,7 +143,10 @@ pub fn judge(kind: Kind, states: &[&str]) -> Verdict {
             kind.path()
         ));
     }
-    verdict(!states.is_empty() && states.iter().all(|s| *s == wanted))
+    if states.is_empty() {
+        return verdict(none_is_done);
+    }
+    verdict(states.iter().all(|s| *s == wanted))
 }
 
 fn verdict(done: bool) -> Verdict {
@@ -111,16 +157,14 @@ fn verdict(done: bool) -> Verdict {
     }
 }
 
-/// Judges a failed describe call: only `volume-deleted` accepts "not found"; other errors end the
-/// wait.
+/// Judges a failed describe call: `volume-deleted` and `instance-terminated` accept "not found",
+/// `instance-exists` tries again; other errors end the wait.
 pub fn judge_error(kind: Kind, error: &CliError) -> Verdict {
     match error {
-        CliError::Service { code, .. } if kind == Kind::VolumeDeleted && code == NOT_FOUND => {
-            Verdict::Success
-        }
-        CliError::Service { code, message, .. } => {
-            Verdict::Failure(format!("An error occurred ({code}): {message}"))
-        }
+        CliError::Service { code, message, .. } => match kind.on_not_found() {
+            Some((not_found, verdict)) if code == not_found => verdict,
+            _ => Verdict::Failure(format!("An error occurred ({code}): {message}")),
+        },
         _ => Verdict::Failure(error.to_string()),
     }
 }
@@ -197,6 +241,27 @@ async fn poll(api: &mut Api, describe: &Describe) -> Result<Vec<Seen>, CliError>
                 id: s.snapshot_id,
                 state: s.state,
                 progress: Some(s.progress),
+            })
+            .collect(),
+        Describe::Instances(request) => api
+            .describe_all_instances(request.clone())
+            .await?
+            .into_iter()
+            .flat_map(|r| r.instances)
+            .map(|i| Seen {
+                id: i.instance_id,
+                state: i.state.unwrap_or_default().name,
+                progress: None,
+            })
+            .collect(),
+        Describe::Images(request) => api
+            .describe_all_images(request.clone())
+            .await?
+            .into_iter()
+            .map(|i| Seen {
+                id: i.image_id,
+                state: i.state,
+                progress: None,
             })
             .collect(),
     })
@@ -308,6 +373,99 @@ mod tests {
             failed(judge_error(Kind::VolumeAvailable, &not_found)),
             "An error occurred (InvalidVolume.NotFound): The volume 'vol-1' does not exist."
         );
+    }
+
+    #[test]
+    fn instance_running_fails_fast_like_the_aws_cli() {
+        let k = Kind::InstanceRunning;
+        assert_eq!(judge(k, &["running", "running"]), Verdict::Success);
+        assert_eq!(judge(k, &["running", "pending"]), Verdict::Retry);
+        assert_eq!(judge(k, &[]), Verdict::Retry);
+        for fatal in ["shutting-down", "terminated", "stopping"] {
+            assert_eq!(
+                failed(judge(k, &["pending", fatal])),
+                format!(
+                    "Waiter encountered a terminal failure state: For expression \"Reservations[].Instances[].State.Name\" we matched expected path: \"{fatal}\" at least once"
+                )
+            );
+        }
+        // Stopped is not terminal: the instance may be started.
+        assert_eq!(judge(k, &["stopped"]), Verdict::Retry);
+        let not_found = CliError::Service {
+            operation: "DescribeInstances",
+            code: INSTANCE_NOT_FOUND.to_owned(),
+            message: "The instance ID 'i-1' does not exist".to_owned(),
+        };
+        assert_eq!(
+            failed(judge_error(k, &not_found)),
+            "An error occurred (InvalidInstanceID.NotFound): The instance ID 'i-1' does not exist"
+        );
+    }
+
+    #[test]
+    fn instance_stopped_and_terminated() {
+        let k = Kind::InstanceStopped;
+        assert_eq!(judge(k, &["stopped"]), Verdict::Success);
+        assert_eq!(judge(k, &["stopping", "stopped"]), Verdict::Retry);
+        assert_eq!(judge(k, &[]), Verdict::Retry);
+        failed(judge(k, &["stopping", "pending"]));
+        failed(judge(k, &["terminated"]));
+
+        let k = Kind::InstanceTerminated;
+        assert_eq!(judge(k, &["terminated", "terminated"]), Verdict::Success);
+        assert_eq!(judge(k, &["shutting-down"]), Verdict::Retry);
+        assert_eq!(judge(k, &["running"]), Verdict::Retry);
+        // Gone instances are terminated ones, as deleted volumes are.
+        assert_eq!(judge(k, &[]), Verdict::Success);
+        failed(judge(k, &["terminated", "pending"]));
+        failed(judge(k, &["stopping"]));
+        let not_found = CliError::Service {
+            operation: "DescribeInstances",
+            code: INSTANCE_NOT_FOUND.to_owned(),
+            message: "gone".to_owned(),
+        };
+        assert_eq!(judge_error(k, &not_found), Verdict::Success);
+        // A volume's "not found" is not an instance's.
+        let volume_not_found = CliError::Service {
+            operation: "DescribeInstances",
+            code: NOT_FOUND.to_owned(),
+            message: "gone".to_owned(),
+        };
+        failed(judge_error(k, &volume_not_found));
+    }
+
+    #[test]
+    fn instance_exists_needs_one_instance_and_retries_not_found() {
+        let k = Kind::InstanceExists;
+        assert_eq!(judge(k, &["pending"]), Verdict::Success);
+        assert_eq!(judge(k, &["terminated"]), Verdict::Success);
+        assert_eq!(judge(k, &[]), Verdict::Retry);
+        let not_found = CliError::Service {
+            operation: "DescribeInstances",
+            code: INSTANCE_NOT_FOUND.to_owned(),
+            message: "not yet".to_owned(),
+        };
+        assert_eq!(judge_error(k, &not_found), Verdict::Retry);
+        let malformed = CliError::Service {
+            operation: "DescribeInstances",
+            code: "InvalidInstanceID.Malformed".to_owned(),
+            message: "bad".to_owned(),
+        };
+        failed(judge_error(k, &malformed));
+    }
+
+    #[test]
+    fn image_available_fails_on_failed() {
+        let k = Kind::ImageAvailable;
+        assert_eq!(judge(k, &["available", "available"]), Verdict::Success);
+        assert_eq!(judge(k, &["available", "pending"]), Verdict::Retry);
+        assert_eq!(judge(k, &[]), Verdict::Retry);
+        assert_eq!(
+            failed(judge(k, &["pending", "failed"])),
+            "Waiter encountered a terminal failure state: For expression \"Images[].State\" we matched expected path: \"failed\" at least once"
+        );
+        assert_eq!(Kind::ImageAvailable.name(), "ImageAvailable");
+        assert_eq!(Kind::InstanceRunning.name(), "InstanceRunning");
     }
 
     #[test]

@@ -31,9 +31,38 @@ fn help_lists_the_commands() {
         "register-image",
         "describe-images",
         "deregister-image",
+        "create-image",
+        "run-instances",
+        "describe-instances",
+        "start-instances",
+        "stop-instances",
+        "reboot-instances",
+        "terminate-instances",
+        "get-console-output",
         "wait",
     ] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
+    }
+}
+
+#[test]
+fn wait_help_lists_the_waiters() {
+    let out = ebsctl(&["wait", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for waiter in [
+        "volume-available",
+        "snapshot-completed",
+        "instance-running",
+        "instance-stopped",
+        "instance-terminated",
+        "instance-exists",
+        "image-available",
+    ] {
+        assert!(
+            text.contains(waiter),
+            "{waiter} missing from wait --help:\n{text}"
+        );
     }
 }
 

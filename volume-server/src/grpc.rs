@@ -185,7 +185,12 @@ fn host(cp: &ControlPlane, h: &HostRecord, atts: &[(String, AttachmentRecord)]) 
         instance_id: h.instance_id.clone(),
         name: h.name.clone(),
         availability_zone: h.availability_zone.clone(),
-        state: "running".to_string(),
+        // Registered hosts are always running; launched instances say where they are.
+        state: h
+            .instance
+            .as_ref()
+            .map_or("running", |i| i.state.as_str())
+            .to_string(),
         launch_time: format_time(h.launch_time_ms),
         tags: tags(&h.tags),
         attachments: atts.iter().map(|(vid, a)| attachment(cp, vid, a)).collect(),

@@ -152,7 +152,7 @@ fn wait_boot(server: &Server, id: &str, n: usize) -> String {
     }
 }
 
-fn run(server: &Server, req: pb::RunInstancesRequest) -> pb::Reservation {
+fn launch(server: &Server, req: pb::RunInstancesRequest) -> pb::Reservation {
     let mut c = server.client();
     server.ok("RunInstances", server.block_on(c.run_instances(req)))
 }
@@ -211,7 +211,7 @@ fn lifecycle_keeps_ebs_and_erases_instance_store() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with_args(dir.path(), &["--instance-stop-timeout", "5s"]);
     let ami = ext4_ami(&server, "ext4-root", "hello from the AMI");
-    let r = run(
+    let r = launch(
         &server,
         pb::RunInstancesRequest {
             image_id: ami.clone(),
@@ -363,8 +363,8 @@ fn workload_exit_follows_shutdown_behavior_and_bad_requests_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let ami = ext4_ami(&server, "exit-test", "x");
-    let launch = |behavior: &str| {
-        run(
+    let launch_exiting = |behavior: &str| {
+        launch(
             &server,
             pb::RunInstancesRequest {
                 image_id: ami.clone(),
@@ -377,8 +377,8 @@ fn workload_exit_follows_shutdown_behavior_and_bad_requests_are_refused() {
         .instances[0]
             .clone()
     };
-    let stops = launch("stop");
-    let terminates = launch("terminate");
+    let stops = launch_exiting("stop");
+    let terminates = launch_exiting("terminate");
     let stopped = wait_state(&server, &stops.instance_id, "stopped");
     assert_eq!(
         stopped.state_reason.as_ref().unwrap().code,
@@ -397,7 +397,7 @@ fn workload_exit_follows_shutdown_behavior_and_bad_requests_are_refused() {
 
     // User data runs when no command is given.
     let script = "#!/bin/sh\necho from-user-data\nexit 0\n";
-    let ud = run(
+    let ud = launch(
         &server,
         pb::RunInstancesRequest {
             image_id: ami.clone(),
@@ -487,7 +487,7 @@ fn workload_exit_follows_shutdown_behavior_and_bad_requests_are_refused() {
         "OperationNotPermitted"
     );
     // DisableApiTermination.
-    let protected = run(
+    let protected = launch(
         &server,
         pb::RunInstancesRequest {
             image_id: ami.clone(),
@@ -513,8 +513,7 @@ fn create_image_from_a_running_instance_boots_an_identical_root() {
     let server = Server::start_with_args(dir.path(), &["--snapshot-min-interval", "0s"]);
     let ami = ext4_ami(&server, "base", "base image");
     // The workload changes its root: a pattern in the last MiB (past the filesystem's data).
-    let first = run(
-        &server,
+    let first = launch(&server,
         pb::RunInstancesRequest {
             image_id: ami,
             workload: Some(
@@ -562,7 +561,7 @@ fn create_image_from_a_running_instance_boots_an_identical_root() {
     }
     // The instance was rebooted for the image and runs again.
     let running = wait_state(&server, &first, "running");
-    let second = run(
+    let second = launch(
         &server,
         pb::RunInstancesRequest {
             image_id: image,
@@ -601,8 +600,8 @@ fn running_workloads_are_adopted_after_a_crash_and_dead_ones_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let ami = ext4_ami(&server, "adopt", "x");
-    let launch = || {
-        let id = run(
+    let launch_sleeping = || {
+        let id = launch(
             &server,
             pb::RunInstancesRequest {
                 image_id: ami.clone(),
@@ -616,8 +615,8 @@ fn running_workloads_are_adopted_after_a_crash_and_dead_ones_stopped() {
             .clone();
         wait_state(&server, &id, "running")
     };
-    let survivor = launch();
-    let victim = launch();
+    let survivor = launch_sleeping();
+    let victim = launch_sleeping();
     server.kill9();
     // While the server is down, one workload dies.
     let victim_pid = victim.workload_pid.unwrap();
@@ -648,4 +647,180 @@ fn running_workloads_are_adopted_after_a_crash_and_dead_ones_stopped() {
         libc::kill(survivor.workload_pid.unwrap(), libc::SIGKILL);
     }
     wait_state(&server, &survivor.instance_id, "stopped");
+}
+
+fn ebsctl(bin: &Path, server: &Server, args: &[&str]) -> Output {
+    run(std::process::Command::new(bin)
+        .env_remove("EBS_ENDPOINT")
+        .arg("--endpoint")
+        .arg(server.endpoint())
+        .args(args))
+}
+
+fn ebsctl_json(bin: &Path, server: &Server, args: &[&str]) -> serde_json::Value {
+    let out = ebsctl(bin, server, args);
+    out.assert_success();
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.describe()))
+}
+
+#[test]
+fn ebsctl_instance_commands() {
+    let Some(bin) = ebsctl_path() else {
+        skip("ebsctl is not built next to the test binary (run `cargo test --workspace`)");
+        return;
+    };
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ami = ext4_ami(&server, "cli", "from the cli");
+    let fast = ["--delay", "0.2"];
+    let r = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "run-instances",
+            "--image-id",
+            &ami,
+            "--instance-type",
+            "i3.large",
+            "--count",
+            "2",
+            "--placement",
+            "AvailabilityZone=us-east-1b",
+            "--block-device-mappings",
+            "DeviceName=/dev/sdf,Ebs={VolumeSize=2,VolumeType=gp3,DeleteOnTermination=false}",
+            "--tag-specifications",
+            "ResourceType=instance,Tags=[{Key=Name,Value=cli}]",
+            "--workload",
+            "echo \"root is $EBS_ROOT_DEVICE\"; exec sleep 120",
+        ],
+    );
+    let ids: Vec<String> = r["Instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["InstanceId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{r}");
+    assert_eq!(r["Instances"][0]["State"]["Name"], "pending");
+    assert_eq!(
+        r["Instances"][0]["Placement"]["AvailabilityZone"],
+        "us-east-1b"
+    );
+    let mut wait = vec!["wait", "instance-running", "--instance-ids"];
+    wait.extend(ids.iter().map(String::as_str));
+    wait.extend(fast);
+    ebsctl(&bin, &server, &wait).assert_success();
+    let d = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "describe-instances",
+            "--filters",
+            "Name=tag:Name,Values=cli",
+            "Name=instance-state-name,Values=running",
+        ],
+    );
+    let i = &d["Reservations"][0]["Instances"];
+    assert_eq!(i.as_array().unwrap().len(), 2, "{d}");
+    assert_eq!(i[0]["InstanceType"], "i3.large");
+    assert_eq!(
+        i[0]["InstanceStoreDevices"][0]["SizeBytes"],
+        475_000_000_000u64 & !4095
+    );
+    assert_eq!(i[0]["BlockDeviceMappings"].as_array().unwrap().len(), 2);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let c = ebsctl_json(
+            &bin,
+            &server,
+            &["get-console-output", "--instance-id", &ids[0]],
+        );
+        if c["Output"].as_str().unwrap().contains("root is nbd://") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{c}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let img = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "create-image",
+            "--instance-id",
+            &ids[0],
+            "--name",
+            "cli-image",
+            "--no-reboot",
+        ],
+    );
+    let image_id = img["ImageId"].as_str().unwrap().to_string();
+    let mut wait_img = vec!["wait", "image-available", "--image-ids", &image_id];
+    wait_img.extend(fast);
+    ebsctl(&bin, &server, &wait_img).assert_success();
+
+    let stop = ebsctl_json(
+        &bin,
+        &server,
+        &["stop-instances", "--instance-ids", &ids[0]],
+    );
+    assert_eq!(
+        stop["StoppingInstances"][0]["CurrentState"]["Name"],
+        "stopping"
+    );
+    let mut wait_stopped = vec!["wait", "instance-stopped", "--instance-ids", &ids[0]];
+    wait_stopped.extend(fast);
+    ebsctl(&bin, &server, &wait_stopped).assert_success();
+    let start = ebsctl_json(
+        &bin,
+        &server,
+        &["start-instances", "--instance-ids", &ids[0]],
+    );
+    assert_eq!(
+        start["StartingInstances"][0]["PreviousState"]["Name"],
+        "stopped"
+    );
+    ebsctl(
+        &bin,
+        &server,
+        &["reboot-instances", "--instance-ids", &ids[1]],
+    )
+    .assert_success();
+    let out = ebsctl(
+        &bin,
+        &server,
+        &["reboot-instances", "--instance-ids", "i-0123456789abcdef0"],
+    );
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("InvalidInstanceID.NotFound"),
+        "{}",
+        out.describe()
+    );
+
+    let mut term = vec!["terminate-instances", "--instance-ids"];
+    term.extend(ids.iter().map(String::as_str));
+    let t = ebsctl_json(&bin, &server, &term);
+    assert_eq!(t["TerminatingInstances"].as_array().unwrap().len(), 2);
+    let mut wait_term = vec!["wait", "instance-terminated", "--instance-ids"];
+    wait_term.extend(ids.iter().map(String::as_str));
+    wait_term.extend(fast);
+    ebsctl(&bin, &server, &wait_term).assert_success();
+    // The data volumes (DeleteOnTermination=false) outlive their instances.
+    let v = ebsctl_json(
+        &bin,
+        &server,
+        &["describe-volumes", "--filters", "Name=size,Values=2"],
+    );
+    assert_eq!(v["Volumes"].as_array().unwrap().len(), 2, "{v}");
+    assert!(
+        v["Volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["State"] == "available")
+    );
 }

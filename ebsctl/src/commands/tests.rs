@@ -1,6 +1,6 @@
 //! `commands::run` end to end against an in-process mock `VolumeService` (not the real server).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +35,29 @@ struct Mock {
     images_registered: AtomicUsize,
     /// Every image call, in order.
     image_requests: Mutex<Vec<ImageCall>>,
+    /// AMIs made by CreateImage that no DescribeImages has seen yet: see [`Mock::create_image`].
+    unseen_images: Mutex<BTreeSet<String>>,
+    /// The launched instances by ID, each with its reservation's ID: see [`Mock::run`].
+    instances: Mutex<BTreeMap<String, (String, pb::Instance)>>,
+    /// Instances launched so far: numbers the next IDs.
+    instances_launched: AtomicUsize,
+    /// Reservations made so far: numbers the next ID.
+    reservations_made: AtomicUsize,
+    /// Every instance call (and CreateImage), in order.
+    instance_requests: Mutex<Vec<InstanceCall>>,
+}
+
+/// An instance request the mock received.
+#[derive(Debug, Clone, PartialEq)]
+enum InstanceCall {
+    Run(pb::RunInstancesRequest),
+    Describe(pb::DescribeInstancesRequest),
+    Start(pb::InstanceIdsRequest),
+    Stop(pb::StopInstancesRequest),
+    Reboot(pb::InstanceIdsRequest),
+    Terminate(pb::InstanceIdsRequest),
+    Console(pb::GetConsoleOutputRequest),
+    CreateImage(pb::CreateImageRequest),
 }
 
 /// An image request the mock received.
@@ -240,6 +263,183 @@ impl Mock {
         Ok(image)
     }
 
+    fn record_instance_call(&self, call: InstanceCall) {
+        self.instance_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(call);
+    }
+
+    fn instance_requests(&self) -> Vec<InstanceCall> {
+        self.instance_requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    fn instances(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (String, pb::Instance)>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// RunInstances: MaxCount `pending` instances of the AMI (any `ami-` ID; `ami-gone` does not
+    /// exist) in one reservation, with an EBS root on /dev/xvda and the instance's tags. IDs are
+    /// `i-` / `r-` and their number in 17 hex digits, so they sort in launch order.
+    fn run(&self, r: pb::RunInstancesRequest) -> Result<pb::Reservation, Status> {
+        check_image_id(&r.image_id)?;
+        if r.image_id == "ami-gone" {
+            return Err(no_image(&r.image_id));
+        }
+        if r.min_count < 1 || r.min_count > r.max_count {
+            return Err(ec2_error(
+                Status::invalid_argument(format!(
+                    "MinCount {} and MaxCount {} are invalid",
+                    r.min_count, r.max_count
+                )),
+                "InvalidParameterValue",
+            ));
+        }
+        let reservation_id = format!(
+            "r-{:017x}",
+            self.reservations_made.fetch_add(1, Ordering::SeqCst) + 1
+        );
+        let tags: Vec<pb::Tag> = r
+            .tag_specifications
+            .into_iter()
+            .filter(|s| s.resource_type == "instance")
+            .flat_map(|s| s.tags)
+            .collect();
+        let mut instances = self.instances();
+        let mut launched = Vec::new();
+        for index in 0..r.max_count {
+            let n = self.instances_launched.fetch_add(1, Ordering::SeqCst) + 1;
+            let instance_id = format!("i-{n:017x}");
+            let instance = pb::Instance {
+                instance_id: instance_id.clone(),
+                image_id: r.image_id.clone(),
+                instance_type: r.instance_type.clone().unwrap_or_else(|| "m5.large".into()),
+                state: Some(instance_state("pending")),
+                placement: Some(pb::Placement {
+                    availability_zone: r
+                        .placement
+                        .as_ref()
+                        .map(|p| p.availability_zone.clone())
+                        .filter(|az| !az.is_empty())
+                        .unwrap_or_else(|| "us-east-1a".into()),
+                }),
+                block_device_mappings: vec![pb::InstanceBlockDeviceMapping {
+                    device_name: "/dev/xvda".into(),
+                    ebs: Some(pb::EbsInstanceBlockDevice {
+                        volume_id: format!("vol-{n:017x}"),
+                        status: "attaching".into(),
+                        attach_time: "2024-05-01T12:00:09.000Z".into(),
+                        delete_on_termination: true,
+                    }),
+                }],
+                state_reason: Some(pb::StateReason {
+                    code: "pending".into(),
+                    message: "pending".into(),
+                }),
+                tags: tags.clone(),
+                ami_launch_index: index,
+                instance_initiated_shutdown_behavior: r
+                    .instance_initiated_shutdown_behavior
+                    .clone()
+                    .unwrap_or_else(|| "stop".into()),
+                instance_store_devices: vec![],
+                workload_pid: None,
+                devices_file: format!("/data/instances/{instance_id}/devices.json"),
+                device_uris: Default::default(),
+                ..shapes::tests::instance()
+            };
+            instances.insert(instance_id, (reservation_id.clone(), instance.clone()));
+            launched.push(instance);
+        }
+        Ok(pb::Reservation {
+            reservation_id,
+            owner_id: IMAGE_OWNER.into(),
+            instances: launched,
+        })
+    }
+
+    /// Moves every instance one step through a transition, as time would: pending → running
+    /// (with a workload and its devices), stopping → stopped, shutting-down → terminated.
+    fn advance_instances(&self) {
+        for (_, instance) in self.instances().values_mut() {
+            let name = instance.state.clone().unwrap_or_default().name;
+            let next = match name.as_str() {
+                "pending" => "running",
+                "stopping" => "stopped",
+                "shutting-down" => "terminated",
+                _ => continue,
+            };
+            instance.state = Some(instance_state(next));
+            instance.state_reason = None;
+            let running = next == "running";
+            instance.workload_pid = running.then_some(4242);
+            instance.device_uris = if running {
+                [(
+                    "/dev/xvda".to_owned(),
+                    "nbd://127.0.0.1:10809/tok".to_owned(),
+                )]
+                .into_iter()
+                .collect()
+            } else {
+                Default::default()
+            };
+            for m in &mut instance.block_device_mappings {
+                if let Some(ebs) = m.ebs.as_mut() {
+                    ebs.status = if next == "terminated" {
+                        "detached"
+                    } else {
+                        "attached"
+                    }
+                    .into();
+                }
+            }
+        }
+    }
+
+    /// Moves each instance of `ids` to `to` unless it is in one of `stays` (or already there):
+    /// its change, as Start/Stop/TerminateInstances answer. An unknown ID fails the call first;
+    /// a terminated instance can only be terminated again.
+    fn change(
+        &self,
+        ids: &[String],
+        to: &str,
+        stays: &[&str],
+    ) -> Result<pb::InstanceStateChanges, Status> {
+        let mut instances = self.instances();
+        if let Some(id) = ids.iter().find(|id| !instances.contains_key(*id)) {
+            return Err(no_instance(id));
+        }
+        let mut changes = Vec::new();
+        for id in ids {
+            let Some((_, instance)) = instances.get_mut(id) else {
+                continue;
+            };
+            let previous = instance.state.clone().unwrap_or_default();
+            if previous.name == "terminated" && to != "shutting-down" {
+                return Err(ec2_error(
+                    Status::failed_precondition(format!(
+                        "The instance '{id}' is not in a state from which it can be started or stopped."
+                    )),
+                    "IncorrectInstanceState",
+                ));
+            }
+            if !stays.contains(&previous.name.as_str()) {
+                instance.state = Some(instance_state(to));
+            }
+            changes.push(pb::InstanceStateChange {
+                instance_id: id.clone(),
+                current_state: instance.state.clone(),
+                previous_state: Some(previous),
+            });
+        }
+        Ok(pb::InstanceStateChanges { instances: changes })
+    }
+
     /// `snap-pending` as the `n`th (from 0) poll sees it: `pending` at 0% and 45%, then
     /// `completed`.
     fn pending_snapshot(&self) -> pb::Snapshot {
@@ -252,6 +452,29 @@ impl Mock {
             },
         }
     }
+}
+
+/// An instance state by name, with EC2's code.
+fn instance_state(name: &str) -> pb::InstanceState {
+    let code = match name {
+        "pending" => 0,
+        "running" => 16,
+        "shutting-down" => 32,
+        "terminated" => 48,
+        "stopping" => 64,
+        _ => 80,
+    };
+    pb::InstanceState {
+        code,
+        name: name.to_owned(),
+    }
+}
+
+fn no_instance(instance_id: &str) -> Status {
+    ec2_error(
+        Status::not_found(format!("The instance ID '{instance_id}' does not exist")),
+        "InvalidInstanceID.NotFound",
+    )
 }
 
 fn no_snapshot(snapshot_id: &str) -> Status {
@@ -1153,6 +1376,19 @@ impl VolumeService for Mock {
     ) -> Result<Response<pb::DescribeImagesResponse>, Status> {
         let r = request.into_inner();
         self.record_image_call(ImageCall::Describe(r.clone()));
+        // An AMI made by CreateImage is pending when first described, then available.
+        {
+            let mut unseen = self
+                .unseen_images
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for image in self.images().values_mut() {
+                if image.state == "pending" && !unseen.contains(&image.image_id) {
+                    image.state = "available".into();
+                }
+            }
+            unseen.clear();
+        }
         for id in &r.image_ids {
             check_image_id(id)?;
         }
@@ -1231,6 +1467,181 @@ impl VolumeService for Mock {
             Some(_) => Ok(Response::new(pb::DeregisterImageResponse {})),
             None => Err(no_image(&r.image_id)),
         }
+    }
+
+    /// An AMI of the instance, `pending` until a DescribeImages has seen it, then `available`;
+    /// named `broken`, it is `failed`.
+    async fn create_image(
+        &self,
+        request: Request<pb::CreateImageRequest>,
+    ) -> Result<Response<pb::CreateImageResponse>, Status> {
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::CreateImage(r.clone()));
+        if !self.instances().contains_key(&r.instance_id) {
+            return Err(no_instance(&r.instance_id));
+        }
+        let n = self.images_registered.fetch_add(1, Ordering::SeqCst) + 1;
+        let image_id = format!("ami-{n:017x}");
+        let image = pb::Image {
+            image_id: image_id.clone(),
+            state: if r.name == "broken" {
+                "failed"
+            } else {
+                "pending"
+            }
+            .into(),
+            name: r.name,
+            description: r.description.unwrap_or_default(),
+            tags: spec_tags(r.tag_specifications),
+            ..shapes::tests::image()
+        };
+        self.images().insert(image_id.clone(), image);
+        self.unseen_images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(image_id.clone());
+        Ok(Response::new(pb::CreateImageResponse { image_id }))
+    }
+
+    /// See [`Mock::run`].
+    async fn run_instances(
+        &self,
+        request: Request<pb::RunInstancesRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::Run(r.clone()));
+        self.run(r).map(Response::new)
+    }
+
+    /// The instances (all, or by ID: each must exist) grouped by reservation in launch order, two
+    /// reservations per page unless asked otherwise. Honours the instance-state-name filter; any
+    /// other filter is invalid. Then time passes: see [`Mock::advance_instances`].
+    async fn describe_instances(
+        &self,
+        request: Request<pb::DescribeInstancesRequest>,
+    ) -> Result<Response<pb::DescribeInstancesResponse>, Status> {
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::Describe(r.clone()));
+        if let Some(f) = r.filters.iter().find(|f| f.name != "instance-state-name") {
+            return Err(ec2_error(
+                Status::invalid_argument(format!("The filter '{}' is invalid", f.name)),
+                "InvalidParameterValue",
+            ));
+        }
+        let mut reservations: Vec<pb::Reservation> = Vec::new();
+        {
+            let instances = self.instances();
+            if let Some(id) = r
+                .instance_ids
+                .iter()
+                .find(|id| !instances.contains_key(*id))
+            {
+                return Err(no_instance(id));
+            }
+            for (id, (reservation_id, instance)) in instances.iter() {
+                let state = instance.state.clone().unwrap_or_default().name;
+                let wanted = r.instance_ids.is_empty() || r.instance_ids.contains(id);
+                if !wanted || !r.filters.iter().all(|f| f.values.contains(&state)) {
+                    continue;
+                }
+                match reservations.last_mut() {
+                    Some(last) if last.reservation_id == *reservation_id => {
+                        last.instances.push(instance.clone());
+                    }
+                    _ => reservations.push(pb::Reservation {
+                        reservation_id: reservation_id.clone(),
+                        owner_id: IMAGE_OWNER.into(),
+                        instances: vec![instance.clone()],
+                    }),
+                }
+            }
+        }
+        self.advance_instances();
+        let start: usize = r.next_token.as_deref().unwrap_or("0").parse().unwrap_or(0);
+        let size = usize::try_from(r.max_results.unwrap_or(2)).unwrap_or(2);
+        let end = (start + size).min(reservations.len());
+        Ok(Response::new(pb::DescribeInstancesResponse {
+            reservations: reservations[start.min(end)..end].to_vec(),
+            next_token: (end < reservations.len()).then(|| end.to_string()),
+        }))
+    }
+
+    async fn start_instances(
+        &self,
+        request: Request<pb::InstanceIdsRequest>,
+    ) -> Result<Response<pb::InstanceStateChanges>, Status> {
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::Start(r.clone()));
+        self.change(&r.instance_ids, "pending", &["pending", "running"])
+            .map(Response::new)
+    }
+
+    /// Hibernation is refused, as by the server.
+    async fn stop_instances(
+        &self,
+        request: Request<pb::StopInstancesRequest>,
+    ) -> Result<Response<pb::InstanceStateChanges>, Status> {
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::Stop(r.clone()));
+        if r.hibernate {
+            return Err(ec2_error(
+                Status::invalid_argument("Hibernation is not supported."),
+                "UnsupportedHibernationConfiguration",
+            ));
+        }
+        self.change(&r.instance_ids, "stopping", &["stopping", "stopped"])
+            .map(Response::new)
+    }
+
+    async fn reboot_instances(
+        &self,
+        request: Request<pb::InstanceIdsRequest>,
+    ) -> Result<Response<pb::RebootInstancesResponse>, Status> {
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::Reboot(r.clone()));
+        if let Some(id) = r
+            .instance_ids
+            .iter()
+            .find(|id| !self.instances().contains_key(*id))
+        {
+            return Err(no_instance(id));
+        }
+        Ok(Response::new(pb::RebootInstancesResponse {}))
+    }
+
+    async fn terminate_instances(
+        &self,
+        request: Request<pb::InstanceIdsRequest>,
+    ) -> Result<Response<pb::InstanceStateChanges>, Status> {
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::Terminate(r.clone()));
+        self.change(
+            &r.instance_ids,
+            "shutting-down",
+            &["shutting-down", "terminated"],
+        )
+        .map(Response::new)
+    }
+
+    /// `hello from <id>` and a byte that is not UTF-8, base64-encoded as EC2 sends it.
+    async fn get_console_output(
+        &self,
+        request: Request<pb::GetConsoleOutputRequest>,
+    ) -> Result<Response<pb::GetConsoleOutputResponse>, Status> {
+        use base64::Engine as _;
+        let r = request.into_inner();
+        self.record_instance_call(InstanceCall::Console(r.clone()));
+        if !self.instances().contains_key(&r.instance_id) {
+            return Err(no_instance(&r.instance_id));
+        }
+        let text = format!("booting\nhello from {} \u{1b}[0m\n", r.instance_id);
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"\xff\n");
+        Ok(Response::new(pb::GetConsoleOutputResponse {
+            instance_id: r.instance_id,
+            output: base64::engine::general_purpose::STANDARD.encode(bytes),
+            timestamp: "2024-05-01T12:00:10.000Z".into(),
+        }))
     }
 }
 
@@ -3915,6 +4326,805 @@ TAGS\tName\tweb\n",
         "||||  SnapshotId          |  snap-0123456789abcdef0",
         "|||  NoDevice   |   ",
         "Tags",
+    ] {
+        assert!(table.contains(want), "{want:?} not in\n{table}");
+    }
+}
+
+/// The mock's `n`th (from 1) instance ID.
+fn instance_id(n: u32) -> String {
+    format!("i-{n:017x}")
+}
+
+/// `run-instances --image-id ami-1` plus `extra` flags; the reservation printed.
+async fn run_instances(endpoint: &str, extra: &[&str]) -> serde_json::Value {
+    let args: Vec<&str> = ["run-instances", "--image-id", "ami-1"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    json(ebsctl(endpoint, &args).await)
+}
+
+/// The `InstanceId`s of a reservation or of a describe-instances reply, in order.
+fn instance_ids(reply: &serde_json::Value) -> Vec<String> {
+    let reservations = match reply.get("Reservations") {
+        Some(list) => list.as_array().cloned().unwrap_or_default(),
+        None => vec![reply.clone()],
+    };
+    reservations
+        .iter()
+        .flat_map(|r| r["Instances"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| i["InstanceId"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn run_instances_sends_flags_and_prints_the_reservation() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+
+    let mut args = vec![
+        "--instance-type",
+        "m5d.large",
+        "--count",
+        "1:2",
+        "--placement",
+        r#"{"AvailabilityZone": "us-east-1b"}"#,
+        "--user-data",
+        "#!/bin/sh\necho hi\n",
+        "--workload",
+        "fio --name=t --filename=$EBS_DEVICE_XVDA",
+        "--instance-initiated-shutdown-behavior",
+        "terminate",
+        "--tag-specifications",
+        "ResourceType=instance,Tags=[{Key=Name,Value=web}]",
+        "ResourceType=volume,Tags=[{Key=app,Value=web}]",
+        "--client-token",
+        "tok-1",
+        "--disable-api-termination",
+        "--block-device-mappings",
+    ];
+    args.extend(MAPPINGS_SHORTHAND);
+    let reply = run_instances(&endpoint, &args).await;
+
+    // EC2's RunInstances reply: the reservation itself.
+    let keys: Vec<&str> = reply
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["Instances", "OwnerId", "ReservationId"]);
+    assert_eq!(reply["ReservationId"], "r-00000000000000001");
+    assert_eq!(reply["OwnerId"], IMAGE_OWNER);
+    assert_eq!(instance_ids(&reply), [instance_id(1), instance_id(2)]);
+    let first = &reply["Instances"][0];
+    assert_eq!(
+        first["State"],
+        serde_json::json!({"Code": 0, "Name": "pending"})
+    );
+    assert_eq!(
+        first["StateReason"],
+        serde_json::json!({"Code": "pending", "Message": "pending"})
+    );
+    assert_eq!(first["InstanceType"], "m5d.large");
+    assert_eq!(first["Placement"]["AvailabilityZone"], "us-east-1b");
+    assert_eq!(first["InstanceInitiatedShutdownBehavior"], "terminate");
+    assert_eq!(
+        first["Tags"],
+        serde_json::json!([{"Key": "Name", "Value": "web"}])
+    );
+    assert_eq!(
+        first["BlockDeviceMappings"][0]["Ebs"]["Status"],
+        "attaching"
+    );
+    assert_eq!(first["DeviceUris"], serde_json::json!({}));
+    assert!(first.get("WorkloadPid").is_none(), "{first}");
+    assert_eq!(reply["Instances"][1]["AmiLaunchIndex"], 1);
+
+    // The minimum: one instance, every optional member left unset for the server's defaults.
+    let reply = run_instances(&endpoint, &[]).await;
+    assert_eq!(instance_ids(&reply), [instance_id(3)]);
+    assert_eq!(reply["Instances"][0]["InstanceType"], "m5.large");
+    assert!(reply["Instances"][0].get("Tags").is_none(), "{reply}");
+
+    let tag = |key: &str| pb::Tag {
+        key: key.into(),
+        value: "web".into(),
+    };
+    let runs: Vec<pb::RunInstancesRequest> = mock
+        .instance_requests()
+        .into_iter()
+        .filter_map(|c| match c {
+            InstanceCall::Run(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            pb::RunInstancesRequest {
+                image_id: "ami-1".into(),
+                instance_type: Some("m5d.large".into()),
+                min_count: 1,
+                max_count: 2,
+                placement: Some(pb::Placement {
+                    availability_zone: "us-east-1b".into(),
+                }),
+                block_device_mappings: sent_mappings(),
+                // base64 of the script, as the AWS CLI sends it.
+                user_data: Some("IyEvYmluL3NoCmVjaG8gaGkK".into()),
+                workload: Some("fio --name=t --filename=$EBS_DEVICE_XVDA".into()),
+                instance_initiated_shutdown_behavior: Some("terminate".into()),
+                tag_specifications: vec![
+                    pb::TagSpecification {
+                        resource_type: "instance".into(),
+                        tags: vec![tag("Name")],
+                    },
+                    pb::TagSpecification {
+                        resource_type: "volume".into(),
+                        tags: vec![tag("app")],
+                    },
+                ],
+                client_token: Some("tok-1".into()),
+                disable_api_termination: true,
+            },
+            pb::RunInstancesRequest {
+                image_id: "ami-1".into(),
+                instance_type: None,
+                min_count: 1,
+                max_count: 1,
+                placement: None,
+                block_device_mappings: vec![],
+                user_data: None,
+                workload: None,
+                instance_initiated_shutdown_behavior: None,
+                tag_specifications: vec![],
+                client_token: None,
+                disable_api_termination: false,
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn run_instances_reads_user_data_from_a_file_and_shorthand_placement() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let dir = std::env::temp_dir().join(format!("ebsctl-run-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let script = dir.join("boot.sh");
+    if let Err(e) = std::fs::write(&script, "#!/bin/sh\necho hi\n") {
+        panic!("{e}");
+    }
+    let user_data = format!("file://{}", script.display());
+    run_instances(
+        &endpoint,
+        &[
+            "--user-data",
+            &user_data,
+            "--placement",
+            "AvailabilityZone=us-east-1b",
+            "--count",
+            "2",
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(InstanceCall::Run(sent)) = mock.instance_requests().pop() else {
+        panic!("no RunInstances call");
+    };
+    assert_eq!(sent.user_data.as_deref(), Some("IyEvYmluL3NoCmVjaG8gaGkK"));
+    assert_eq!(
+        sent.placement.map(|p| p.availability_zone).as_deref(),
+        Some("us-east-1b")
+    );
+    assert_eq!((sent.min_count, sent.max_count), (2, 2));
+}
+
+#[tokio::test]
+async fn run_instances_argument_errors_come_before_connecting() {
+    for bad in [
+        ["--placement", "AvailabilityZone"],
+        ["--placement", "Zone=us-east-1a"],
+        ["--user-data", "file:///nonexistent/ebsctl/boot.sh"],
+        [
+            "--block-device-mappings",
+            "DeviceName=/dev/sdf,Ebs={VolumeSize=x}",
+        ],
+        ["--tag-specifications", "Tags=[{Key=a,Value=b}]"],
+    ] {
+        let args: Vec<&str> = ["run-instances", "--image-id", "ami-1"]
+            .into_iter()
+            .chain(bad)
+            .collect();
+        let err = expect_err("http://127.0.0.1:1", &args).await;
+        assert_eq!(err.exit_code(), 252, "{bad:?}: {err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("Error parsing parameter '{}': ", bad[0])),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn instance_errors_carry_the_ec2_code() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    let err = expect_err(&endpoint, &["run-instances", "--image-id", "ami-gone"]).await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (InvalidAMIID.NotFound) when calling the RunInstances operation: The image id '[ami-gone]' does not exist"
+    );
+    assert_eq!(err.exit_code(), 254);
+    let err = expect_err(
+        &endpoint,
+        &["run-instances", "--image-id", "ami-1", "--count", "3:2"],
+    )
+    .await;
+    assert!(err.to_string().contains("(InvalidParameterValue)"), "{err}");
+
+    for args in [
+        &["describe-instances", "--instance-ids", "i-gone"][..],
+        &["start-instances", "--instance-ids", "i-gone"],
+        &["stop-instances", "--instance-ids", "i-gone"],
+        &["reboot-instances", "--instance-ids", "i-gone"],
+        &["terminate-instances", "--instance-ids", "i-gone"],
+        &["get-console-output", "--instance-id", "i-gone"],
+        &["create-image", "--instance-id", "i-gone", "--name", "web-1"],
+    ] {
+        let err = expect_err(&endpoint, args).await;
+        assert!(
+            err.to_string()
+                .starts_with("An error occurred (InvalidInstanceID.NotFound) when calling the "),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.exit_code(), 254);
+    }
+
+    let id = instance_id(1);
+    run_instances(&endpoint, &[]).await;
+    let err = expect_err(
+        &endpoint,
+        &["stop-instances", "--instance-ids", &id, "--hibernate"],
+    )
+    .await;
+    assert_eq!(
+        err.to_string(),
+        "An error occurred (UnsupportedHibernationConfiguration) when calling the StopInstances operation: Hibernation is not supported."
+    );
+}
+
+#[tokio::test]
+async fn describe_instances_groups_by_reservation_and_follows_next_token() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    run_instances(&endpoint, &[]).await;
+    run_instances(&endpoint, &["--count", "2"]).await;
+    run_instances(&endpoint, &[]).await;
+
+    let all = json(ebsctl(&endpoint, &["describe-instances"]).await);
+    let reservations = all["Reservations"].as_array().cloned().unwrap_or_default();
+    let ids: Vec<&str> = reservations
+        .iter()
+        .filter_map(|r| r["ReservationId"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "r-00000000000000001",
+            "r-00000000000000002",
+            "r-00000000000000003"
+        ]
+    );
+    assert_eq!(reservations[1]["OwnerId"], IMAGE_OWNER);
+    assert_eq!(
+        instance_ids(&all),
+        (1..=4).map(instance_id).collect::<Vec<_>>()
+    );
+    assert!(all.get("NextToken").is_none(), "{all}");
+    // Two pages of two reservations.
+    let describes = |mock: &Mock| {
+        mock.instance_requests()
+            .into_iter()
+            .filter(|c| matches!(c, InstanceCall::Describe(_)))
+            .count()
+    };
+    assert_eq!(describes(&mock), 2);
+
+    let page = json(ebsctl(&endpoint, &["describe-instances", "--max-results", "1"]).await);
+    assert_eq!(page["Reservations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["NextToken"], "1");
+    let last = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-instances",
+                "--max-results",
+                "5",
+                "--next-token",
+                "2",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(instance_ids(&last), [instance_id(4)]);
+    assert!(last.get("NextToken").is_none(), "{last}");
+
+    // The first describe saw them pending; now they run.
+    let one = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-instances",
+                "--instance-ids",
+                &instance_id(2),
+                "--filters",
+                "Name=instance-state-name,Values=running",
+            ],
+        )
+        .await,
+    );
+    let instance = &one["Reservations"][0]["Instances"][0];
+    assert_eq!(
+        instance["State"],
+        serde_json::json!({"Code": 16, "Name": "running"})
+    );
+    assert!(instance.get("StateReason").is_none(), "{instance}");
+    assert_eq!(instance["WorkloadPid"], 4242);
+    assert_eq!(
+        instance["DeviceUris"],
+        serde_json::json!({"/dev/xvda": "nbd://127.0.0.1:10809/tok"})
+    );
+    assert!(mock.instance_requests().contains(&InstanceCall::Describe(
+        pb::DescribeInstancesRequest {
+            instance_ids: vec![instance_id(2)],
+            filters: vec![pb::Filter {
+                name: "instance-state-name".into(),
+                values: vec!["running".into()],
+            }],
+            max_results: None,
+            next_token: None,
+        }
+    )));
+
+    let none = json(
+        ebsctl(
+            &endpoint,
+            &[
+                "describe-instances",
+                "--filters",
+                "Name=instance-state-name,Values=stopped",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(none, serde_json::json!({"Reservations": []}));
+}
+
+#[tokio::test]
+async fn start_stop_reboot_terminate_print_the_state_changes() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    run_instances(&endpoint, &["--count", "2"]).await;
+    let (a, b) = (instance_id(1), instance_id(2));
+    json(ebsctl(&endpoint, &["describe-instances"]).await);
+
+    let state = |code: i32, name: &str| serde_json::json!({"Code": code, "Name": name});
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &["stop-instances", "--instance-ids", &a, &b, "--force"],
+        )
+        .await,
+    );
+    assert_eq!(
+        reply,
+        serde_json::json!({"StoppingInstances": [
+            {"CurrentState": state(64, "stopping"), "InstanceId": a, "PreviousState": state(16, "running")},
+            {"CurrentState": state(64, "stopping"), "InstanceId": b, "PreviousState": state(16, "running")},
+        ]})
+    );
+    json(ebsctl(&endpoint, &["describe-instances"]).await);
+
+    let reply = json(ebsctl(&endpoint, &["start-instances", "--instance-ids", &a]).await);
+    assert_eq!(
+        reply,
+        serde_json::json!({"StartingInstances": [
+            {"CurrentState": state(0, "pending"), "InstanceId": a, "PreviousState": state(80, "stopped")},
+        ]})
+    );
+
+    // Like AWS, reboot-instances prints nothing.
+    let out = ebsctl(&endpoint, &["reboot-instances", "--instance-ids", &a]).await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+
+    let reply = json(ebsctl(&endpoint, &["terminate-instances", "--instance-ids", &b]).await);
+    assert_eq!(
+        reply,
+        serde_json::json!({"TerminatingInstances": [
+            {"CurrentState": state(32, "shutting-down"), "InstanceId": b, "PreviousState": state(80, "stopped")},
+        ]})
+    );
+
+    let calls = mock.instance_requests();
+    assert!(
+        calls.contains(&InstanceCall::Stop(pb::StopInstancesRequest {
+            instance_ids: vec![a.clone(), b.clone()],
+            force: true,
+            hibernate: false,
+        }))
+    );
+    assert!(calls.contains(&InstanceCall::Start(pb::InstanceIdsRequest {
+        instance_ids: vec![a.clone()],
+    })));
+    assert!(
+        calls.contains(&InstanceCall::Reboot(pb::InstanceIdsRequest {
+            instance_ids: vec![a.clone()],
+        }))
+    );
+    assert!(
+        calls.contains(&InstanceCall::Terminate(pb::InstanceIdsRequest {
+            instance_ids: vec![b.clone()],
+        }))
+    );
+
+    let text = ebsctl(
+        &endpoint,
+        &["stop-instances", "--instance-ids", &a, "--output", "text"],
+    )
+    .await;
+    assert_eq!(
+        text.ok().flatten(),
+        Some(format!(
+            "STOPPINGINSTANCES\t{a}\nCURRENTSTATE\t64\tstopping\nPREVIOUSSTATE\t0\tpending\n"
+        ))
+    );
+}
+
+#[tokio::test]
+async fn get_console_output_prints_the_decoded_output() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    run_instances(&endpoint, &[]).await;
+    let id = instance_id(1);
+    let out = ebsctl(
+        &endpoint,
+        &["get-console-output", "--instance-id", &id, "--latest"],
+    )
+    .await;
+    let want = format!(
+        "{{\n    \"InstanceId\": \"{id}\",\n    \"Timestamp\": \"2024-05-01T12:00:10.000Z\",\n    \"Output\": \"booting\\nhello from {id} \\u001b[0m\\n\u{fffd}\\n\"\n}}\n"
+    );
+    assert_eq!(out.ok().flatten(), Some(want));
+    assert_eq!(
+        mock.instance_requests().last(),
+        Some(&InstanceCall::Console(pb::GetConsoleOutputRequest {
+            instance_id: id.clone()
+        }))
+    );
+
+    let text = ebsctl(
+        &endpoint,
+        &[
+            "get-console-output",
+            "--instance-id",
+            &id,
+            "--output",
+            "text",
+        ],
+    )
+    .await;
+    assert_eq!(
+        text.ok().flatten(),
+        Some(format!(
+            "{id}\tbooting\nhello from {id} \u{1b}[0m\n\u{fffd}\n\t2024-05-01T12:00:10.000Z\n"
+        ))
+    );
+}
+
+#[tokio::test]
+async fn create_image_sends_flags_and_prints_the_image_id() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    run_instances(&endpoint, &[]).await;
+    let id = instance_id(1);
+
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "create-image",
+            "--instance-id",
+            &id,
+            "--name",
+            "web-1",
+            "--description",
+            "web server",
+            "--no-reboot",
+            "--tag-specifications",
+            "ResourceType=image,Tags=[{Key=Name,Value=web}]",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.ok().flatten(),
+        Some(format!("{{\n    \"ImageId\": \"{}\"\n}}\n", ami(1)))
+    );
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &["create-image", "--instance-id", &id, "--name", "web-2"],
+        )
+        .await,
+    );
+    assert_eq!(reply["ImageId"], ami(2));
+
+    let created: Vec<pb::CreateImageRequest> = mock
+        .instance_requests()
+        .into_iter()
+        .filter_map(|c| match c {
+            InstanceCall::CreateImage(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        created,
+        [
+            pb::CreateImageRequest {
+                instance_id: id.clone(),
+                name: "web-1".into(),
+                description: Some("web server".into()),
+                no_reboot: true,
+                tag_specifications: vec![pb::TagSpecification {
+                    resource_type: "image".into(),
+                    tags: vec![pb::Tag {
+                        key: "Name".into(),
+                        value: "web".into(),
+                    }],
+                }],
+            },
+            // Rebooting is the default.
+            pb::CreateImageRequest {
+                instance_id: id.clone(),
+                name: "web-2".into(),
+                description: None,
+                no_reboot: false,
+                tag_specifications: vec![],
+            },
+        ]
+    );
+}
+
+/// `wait WAITER --instance-ids IDS` polling at once, at most `attempts` times.
+async fn wait_instances(
+    endpoint: &str,
+    waiter: &str,
+    ids: &[&str],
+    attempts: &str,
+) -> Result<Option<String>, CliError> {
+    let args: Vec<&str> = [
+        "wait",
+        waiter,
+        "--delay",
+        "0",
+        "--max-attempts",
+        attempts,
+        "--instance-ids",
+    ]
+    .into_iter()
+    .chain(ids.iter().copied())
+    .collect();
+    ebsctl(endpoint, &args).await
+}
+
+#[tokio::test]
+async fn instance_waiters() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    run_instances(&endpoint, &["--count", "2"]).await;
+    let (a, b) = (instance_id(1), instance_id(2));
+
+    // Pending at the first poll, running at the second.
+    let out = wait_instances(&endpoint, "instance-running", &[&a, &b], "3").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    let out = wait_instances(&endpoint, "instance-exists", &[&a], "1").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+
+    json(ebsctl(&endpoint, &["stop-instances", "--instance-ids", &a]).await);
+    // Stopping is a terminal failure for instance-running, as in the AWS CLI.
+    match wait_instances(&endpoint, "instance-running", &[&a, &b], "3").await {
+        Err(e) => {
+            assert_eq!(
+                e.to_string(),
+                "Waiter InstanceRunning failed: Waiter encountered a terminal failure state: For expression \"Reservations[].Instances[].State.Name\" we matched expected path: \"stopping\" at least once"
+            );
+            assert_eq!(e.exit_code(), 255);
+        }
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    }
+    let out = wait_instances(&endpoint, "instance-stopped", &[&a], "3").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+
+    json(ebsctl(&endpoint, &["terminate-instances", "--instance-ids", &b]).await);
+    match wait_instances(&endpoint, "instance-stopped", &[&b], "3").await {
+        Err(e) => assert!(e.to_string().contains("\"terminated\""), "{e}"),
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    }
+    let out = wait_instances(&endpoint, "instance-terminated", &[&b], "3").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    // An instance that is gone is terminated; one that is not there yet may come.
+    let out = wait_instances(&endpoint, "instance-terminated", &["i-gone"], "1").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    match wait_instances(&endpoint, "instance-exists", &["i-gone"], "2").await {
+        Err(e) => assert_eq!(
+            e.to_string(),
+            "Waiter InstanceExists failed: Max attempts exceeded"
+        ),
+        Ok(out) => panic!("expected a timeout, got {out:?}"),
+    }
+    match wait_instances(&endpoint, "instance-running", &["i-gone"], "3").await {
+        Err(e) => assert!(
+            e.to_string().contains("(InvalidInstanceID.NotFound)"),
+            "{e}"
+        ),
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    }
+
+    // Filters go to DescribeInstances.
+    let out = ebsctl(
+        &endpoint,
+        &[
+            "wait",
+            "instance-stopped",
+            "--filters",
+            "Name=instance-state-name,Values=stopped",
+            "--delay",
+            "0",
+        ],
+    )
+    .await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+    assert_eq!(
+        mock.instance_requests().last(),
+        Some(&InstanceCall::Describe(pb::DescribeInstancesRequest {
+            instance_ids: vec![],
+            filters: vec![pb::Filter {
+                name: "instance-state-name".into(),
+                values: vec!["stopped".into()],
+            }],
+            max_results: None,
+            next_token: None,
+        }))
+    );
+}
+
+#[tokio::test]
+async fn wait_image_available() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    run_instances(&endpoint, &[]).await;
+    let id = instance_id(1);
+    let create = |name: &'static str| {
+        let endpoint = endpoint.clone();
+        let id = id.clone();
+        async move {
+            let reply = json(
+                ebsctl(
+                    &endpoint,
+                    &["create-image", "--instance-id", &id, "--name", name],
+                )
+                .await,
+            );
+            reply["ImageId"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_default()
+        }
+    };
+    let wait = |image: String, attempts: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            ebsctl(
+                &endpoint,
+                &[
+                    "wait",
+                    "image-available",
+                    "--image-ids",
+                    &image,
+                    "--delay",
+                    "0",
+                    "--max-attempts",
+                    attempts,
+                ],
+            )
+            .await
+        }
+    };
+
+    // Pending at the first poll: one attempt is not enough, a second is.
+    let web = create("web-1").await;
+    match wait(web.clone(), "1").await {
+        Err(e) => assert_eq!(
+            e.to_string(),
+            "Waiter ImageAvailable failed: Max attempts exceeded"
+        ),
+        Ok(out) => panic!("expected a timeout, got {out:?}"),
+    }
+    let out = wait(web, "1").await;
+    assert!(matches!(out, Ok(None)), "{out:?}");
+
+    let broken = create("broken").await;
+    match wait(broken, "3").await {
+        Err(e) => assert_eq!(
+            e.to_string(),
+            "Waiter ImageAvailable failed: Waiter encountered a terminal failure state: For expression \"Images[].State\" we matched expected path: \"failed\" at least once"
+        ),
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    }
+    match wait("ami-gone".into(), "3").await {
+        Err(e) => assert!(e.to_string().contains("(InvalidAMIID.NotFound)"), "{e}"),
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    }
+}
+
+#[tokio::test]
+async fn describe_instances_as_text_and_table() {
+    let endpoint = serve(Arc::new(Mock::default())).await;
+    run_instances(
+        &endpoint,
+        &[
+            "--tag-specifications",
+            "ResourceType=instance,Tags=[{Key=Name,Value=web}]",
+        ],
+    )
+    .await;
+    let id = instance_id(1);
+
+    let text = match ebsctl(&endpoint, &["describe-instances", "--output", "text"]).await {
+        Ok(Some(text)) => text,
+        other => panic!("expected text, got {other:?}"),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0], "RESERVATIONS\t000000000000\tr-00000000000000001",
+        "{text}"
+    );
+    // Columns: AmiLaunchIndex, Architecture, DevicesFile, EbsOptimized, ImageId,
+    // InstanceId, InstanceInitiatedShutdownBehavior, InstanceType, LaunchTime, RootDeviceName,
+    // RootDeviceType, StateTransitionReason, VirtualizationType; then the nested objects.
+    assert_eq!(
+        lines[1],
+        format!(
+            "INSTANCES\t0\tx86_64\t/data/instances/{id}/devices.json\tTrue\tami-1\t{id}\tstop\tm5.large\t2024-05-01T12:00:08.000Z\t/dev/xvda\tebs\t\thvm"
+        ),
+        "{text}"
+    );
+    for want in [
+        "BLOCKDEVICEMAPPINGS\t/dev/xvda",
+        "EBS\t2024-05-01T12:00:09.000Z\tTrue\tattaching\tvol-00000000000000001",
+        "CPUOPTIONS\t1",
+        "PLACEMENT\tus-east-1a",
+        "STATE\t0\tpending",
+        "STATEREASON\tpending\tpending",
+        "TAGS\tName\tweb",
+    ] {
+        assert!(lines.contains(&want), "{want:?} not in\n{text}");
+    }
+
+    let table = match ebsctl(&endpoint, &["describe-instances", "--output", "table"]).await {
+        Ok(Some(table)) => table,
+        other => panic!("expected a table, got {other:?}"),
+    };
+    let widths: Vec<usize> = table.lines().map(|l| l.chars().count()).collect();
+    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{table}");
+    for want in [
+        "DescribeInstances",
+        "Reservations",
+        "ReservationId",
+        "Instances",
+        "|||  InstanceId                        |  i-00000000000000001",
+        "DeviceUris",
+        "||||  /dev/xvda |  nbd://127.0.0.1:10809/tok",
+        "State",
+        "running",
     ] {
         assert!(table.contains(want), "{want:?} not in\n{table}");
     }
