@@ -12,6 +12,9 @@ use super::{ControlPlane, Ec2Error, check_id, now_ms, validate};
 use crate::catalog::{Change, EbsMapping, ImageRecord, MappingRecord, SnapshotState};
 use crate::ids;
 
+/// One page of DescribeImages: each image with its state, and the next page's token.
+pub type ImagesPage = (Vec<(ImageRecord, &'static str)>, Option<String>);
+
 /// Instance store devices an AMI may map: `ephemeral0`…`ephemeral23`.
 const MAX_EPHEMERAL: u32 = 23;
 
@@ -253,7 +256,7 @@ impl ControlPlane {
     pub fn describe_images(
         &self,
         req: pb::DescribeImagesRequest,
-    ) -> Result<(Vec<(ImageRecord, &'static str)>, Option<String>), Ec2Error> {
+    ) -> Result<ImagesPage, Ec2Error> {
         for id in &req.image_ids {
             check_image_id(id)?;
         }
