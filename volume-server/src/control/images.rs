@@ -253,10 +253,7 @@ impl ControlPlane {
     }
 
     /// DescribeImages: ids, owners and filters, paginated in image-id order.
-    pub fn describe_images(
-        &self,
-        req: pb::DescribeImagesRequest,
-    ) -> Result<ImagesPage, Ec2Error> {
+    pub fn describe_images(&self, req: pb::DescribeImagesRequest) -> Result<ImagesPage, Ec2Error> {
         for id in &req.image_ids {
             check_image_id(id)?;
         }

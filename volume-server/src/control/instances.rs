@@ -441,15 +441,19 @@ impl ControlPlane {
                 }
             }
         }
+        // The answer shows the instances `pending`, as EC2's does: build it before they boot.
+        let reservation = {
+            let st = self.lock();
+            let hosts: Vec<&HostRecord> =
+                launched.iter().filter_map(|id| st.hosts.get(id)).collect();
+            self.reservation_pb(&st, &hosts)
+        };
         let me = self.arc()?;
-        for id in &launched {
+        for id in launched {
             let me = me.clone();
-            let id = id.clone();
             self.runtime.spawn_blocking(move || me.boot(&id));
         }
-        let st = self.lock();
-        let hosts: Vec<&HostRecord> = launched.iter().filter_map(|id| st.hosts.get(id)).collect();
-        Ok(self.reservation_pb(&st, &hosts))
+        Ok(reservation)
     }
 
     /// Records one `pending` instance and creates and attaches its EBS volumes.
