@@ -24,12 +24,73 @@ pub struct Cli {
 /// Options accepted before or after the subcommand.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// URL of the volume server's gRPC endpoint.
-    #[arg(long, global = true, value_name = "URL", env = "EBS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
-    pub endpoint: String,
+    /// The server and the credentials to call it with.
+    #[command(flatten)]
+    pub endpoint: Connection,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+}
+
+/// The server to call and the credentials to call it with.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// URL of the volume server's gRPC endpoint.
+    #[arg(id = "endpoint", long = "endpoint", global = true, value_name = "URL", env = "EBS_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
+    pub url: String,
+    /// File holding the server's bearer token (volume-server --grpc-token-file); a trailing
+    /// newline is ignored. Without it the token is read from EBS_TOKEN, if set.
+    #[arg(long, global = true, value_name = "PATH", env = "EBS_TOKEN_FILE", value_parser = read_token_file)]
+    pub token_file: Option<Token>,
+}
+
+impl From<String> for Connection {
+    /// `url` without a token file (`EBS_TOKEN` still applies).
+    fn from(url: String) -> Self {
+        Connection {
+            url,
+            token_file: None,
+        }
+    }
+}
+
+/// A bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+impl Token {
+    /// A token as read from a file or the environment: one trailing newline is dropped; the rest
+    /// must be printable ASCII without spaces (it travels in an HTTP header).
+    pub fn parse(raw: &str) -> Result<Token, String> {
+        let token = raw
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(raw);
+        if token.is_empty() {
+            return Err("the token is empty".to_owned());
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the token must be printable ASCII without spaces".to_owned());
+        }
+        Ok(Token(token.to_owned()))
+    }
+
+    /// The token itself.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `--token-file`: reads and checks the token when the command line is parsed.
+fn read_token_file(path: &str) -> Result<Token, String> {
+    let raw = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    Token::parse(&raw).map_err(|e| format!("{path}: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -1030,9 +1091,9 @@ mod tests {
             "--endpoint",
             "http://h:2",
         ]);
-        assert_eq!(before.global.endpoint, "http://h:1");
+        assert_eq!(before.global.endpoint.url, "http://h:1");
         assert_eq!(before.global.output, OutputFormat::Text);
-        assert_eq!(after.global.endpoint, "http://h:2");
+        assert_eq!(after.global.endpoint.url, "http://h:2");
         assert_eq!(after.global.output, OutputFormat::Table);
     }
 
@@ -1063,9 +1124,42 @@ mod tests {
         // EBS_ENDPOINT is not set by the test runner.
         if std::env::var_os("EBS_ENDPOINT").is_none() {
             let cli = parse(&["describe-hosts"]);
-            assert_eq!(cli.global.endpoint, DEFAULT_ENDPOINT);
+            assert_eq!(cli.global.endpoint.url, DEFAULT_ENDPOINT);
             assert_eq!(cli.global.output, OutputFormat::Json);
         }
+    }
+
+    #[test]
+    fn token_file_is_global_and_read_at_parse_time() {
+        let dir = std::env::temp_dir().join(format!("ebsctl-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "tok-123\n").unwrap();
+        let path = path.to_str().unwrap();
+        for args in [
+            ["--token-file", path, "describe-hosts"],
+            ["describe-hosts", "--token-file", path],
+        ] {
+            let cli = parse(&args);
+            let token = cli.global.endpoint.token_file.expect("token");
+            assert_eq!(token.secret(), "tok-123");
+            assert_eq!(format!("{token:?}"), "Token(…)");
+        }
+        let missing = dir.join("missing");
+        assert!(
+            Cli::try_parse_from([
+                "ebsctl",
+                "--token-file",
+                missing.to_str().unwrap(),
+                "describe-hosts"
+            ])
+            .is_err()
+        );
+        std::fs::write(dir.join("token"), "two words\n").unwrap();
+        assert!(Cli::try_parse_from(["ebsctl", "--token-file", path, "describe-hosts"]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(Token::parse("\n").is_err());
+        assert_eq!(Token::parse("a\r\n").unwrap().secret(), "a");
     }
 
     #[test]

@@ -4,34 +4,98 @@ use std::time::Duration;
 
 use proto::ebs::v1 as pb;
 use proto::ebs::v1::volume_service_client::VolumeServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 
+use crate::args::ArgError;
+use crate::cli::{Connection, Token};
 use crate::error::CliError;
 
 /// How long to wait for the TCP connection to the endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The environment variable holding the token itself, used when no token file is given.
+const TOKEN_ENV: &str = "EBS_TOKEN";
+
+/// Adds `authorization: Bearer <token>` to every call, when a token is known.
+#[derive(Clone)]
+pub struct Authorization(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for Authorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Authorization")
+            .field(&self.0.as_ref().map(|_| "Bearer …"))
+            .finish()
+    }
+}
+
+impl Interceptor for Authorization {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Client = VolumeServiceClient<InterceptedService<Channel, Authorization>>;
 
 /// A `VolumeService` client that connects on its first call, so argument errors never need a server.
 #[derive(Debug)]
 pub struct Api {
     endpoint: String,
-    client: Option<VolumeServiceClient<Channel>>,
+    token: Option<Token>,
+    client: Option<Client>,
 }
 
 impl Api {
-    /// A client for `endpoint` (e.g. `http://127.0.0.1:50051`); nothing is dialled yet.
-    pub fn new(endpoint: String) -> Self {
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:50051`, or a [`Connection`] with a token);
+    /// nothing is dialled yet.
+    pub fn new(endpoint: impl Into<Connection>) -> Self {
+        let connection = endpoint.into();
         Self {
-            endpoint,
+            endpoint: connection.url,
+            token: connection.token_file,
             client: None,
         }
     }
 
-    async fn client(&mut self) -> Result<&mut VolumeServiceClient<Channel>, CliError> {
+    /// The `authorization` header: the token file's token, else `EBS_TOKEN`'s, else none.
+    fn authorization(&self) -> Result<Authorization, CliError> {
+        let token = match &self.token {
+            Some(token) => Some(token.clone()),
+            None => match std::env::var(TOKEN_ENV) {
+                Ok(raw) if !raw.is_empty() => Some(Token::parse(&raw).map_err(|message| {
+                    CliError::Arg(ArgError {
+                        flag: TOKEN_ENV,
+                        message,
+                    })
+                })?),
+                _ => None,
+            },
+        };
+        let header = token
+            .map(|t| {
+                format!("Bearer {}", t.secret()).parse().map_err(|_| {
+                    CliError::Arg(ArgError {
+                        flag: "--token-file",
+                        message: "the token cannot travel in a header".to_owned(),
+                    })
+                })
+            })
+            .transpose()?;
+        Ok(Authorization(header))
+    }
+
+    async fn client(&mut self) -> Result<&mut Client, CliError> {
         let client = match self.client.take() {
             Some(client) => client,
             None => {
+                let authorization = self.authorization()?;
                 let endpoint = Endpoint::from_shared(self.endpoint.clone())
                     .map_err(|_| CliError::InvalidEndpoint {
                         endpoint: self.endpoint.clone(),
@@ -40,7 +104,7 @@ impl Api {
                 let channel = endpoint.connect().await.map_err(|_| CliError::Connect {
                     endpoint: self.endpoint.clone(),
                 })?;
-                VolumeServiceClient::new(channel)
+                VolumeServiceClient::with_interceptor(channel, authorization)
             }
         };
         Ok(self.client.insert(client))

@@ -5,8 +5,50 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use storage_engine::EngineKind;
+
+/// Flags that parse but do not make a server together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A non-loopback gRPC address without a token.
+    #[error(
+        "--grpc-addr {0} is not a loopback address: give --grpc-token-file FILE so that callers must \
+         authenticate (or --grpc-insecure to serve the API to the network without authentication)"
+    )]
+    GrpcAuthRequired(SocketAddr),
+    /// TLS on or required without a certificate.
+    #[error("--nbd-tls {0} needs --nbd-tls-cert and --nbd-tls-key")]
+    NbdTlsWithoutCert(NbdTlsMode),
+    /// A certificate given while TLS is off.
+    #[error(
+        "--nbd-tls-cert and --nbd-tls-key are given but --nbd-tls is off; add --nbd-tls on or require"
+    )]
+    NbdCertWithoutTls,
+}
+
+/// Whether NBD clients may or must upgrade to TLS (`NBD_OPT_STARTTLS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum NbdTlsMode {
+    /// No TLS: STARTTLS is answered `NBD_REP_ERR_UNSUP` (the spec's NOTLS mode).
+    #[default]
+    Off,
+    /// Clients may upgrade; plaintext clients are served too.
+    On,
+    /// Clients must upgrade first: every other option gets `NBD_REP_ERR_TLS_REQD`, and
+    /// `NBD_OPT_EXPORT_NAME` before TLS ends the connection (the spec's FORCEDTLS mode).
+    Require,
+}
+
+impl std::fmt::Display for NbdTlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NbdTlsMode::Off => "off",
+            NbdTlsMode::On => "on",
+            NbdTlsMode::Require => "require",
+        })
+    }
+}
 
 /// An EBS-compatible block storage server: gRPC control plane, NBD data plane.
 #[derive(Debug, Clone, Parser)]
@@ -68,6 +110,24 @@ pub struct Config {
     /// How long a stopping instance's workload has to exit after SIGTERM before it is killed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub instance_stop_timeout: Duration,
+    /// File holding the gRPC bearer token (a trailing newline is ignored). Every call except
+    /// `grpc.health.v1` must then carry `authorization: Bearer <token>`. Required when
+    /// --grpc-addr is not a loopback address.
+    #[arg(long, value_name = "PATH")]
+    pub grpc_token_file: Option<PathBuf>,
+    /// Serve gRPC on a non-loopback address without authentication (logs a warning).
+    #[arg(long, conflicts_with = "grpc_token_file")]
+    pub grpc_insecure: bool,
+    /// NBD TLS (STARTTLS, X.509 certificates): off, on (optional for clients) or require.
+    /// TLS-PSK is not offered (rustls has no external-PSK support).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = NbdTlsMode::Off)]
+    pub nbd_tls: NbdTlsMode,
+    /// The NBD server's certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "PEM", requires = "nbd_tls_key")]
+    pub nbd_tls_cert: Option<PathBuf>,
+    /// The private key of --nbd-tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM", requires = "nbd_tls_cert")]
+    pub nbd_tls_key: Option<PathBuf>,
 }
 
 fn parse_store(s: &str) -> Result<(String, String), String> {
@@ -80,6 +140,26 @@ fn parse_store(s: &str) -> Result<(String, String), String> {
 }
 
 impl Config {
+    /// Checks the flags that only make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.grpc_addr.ip().to_canonical().is_loopback()
+            && self.grpc_token_file.is_none()
+            && !self.grpc_insecure
+        {
+            return Err(ConfigError::GrpcAuthRequired(self.grpc_addr));
+        }
+        let has_cert = self.nbd_tls_cert.is_some() && self.nbd_tls_key.is_some();
+        match self.nbd_tls {
+            NbdTlsMode::Off if self.nbd_tls_cert.is_some() || self.nbd_tls_key.is_some() => {
+                Err(ConfigError::NbdCertWithoutTls)
+            }
+            NbdTlsMode::On | NbdTlsMode::Require if !has_cert => {
+                Err(ConfigError::NbdTlsWithoutCert(self.nbd_tls))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The availability zones, defaulted from the region.
     pub fn zones(&self) -> Vec<String> {
         if self.availability_zones.is_empty() {
@@ -113,5 +193,70 @@ impl Config {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("volume-server").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn non_loopback_grpc_needs_a_token() {
+        assert!(parse(&[]).validate().is_ok());
+        assert!(parse(&["--grpc-addr", "[::1]:0"]).validate().is_ok());
+        assert!(matches!(
+            parse(&["--grpc-addr", "0.0.0.0:0"]).validate(),
+            Err(ConfigError::GrpcAuthRequired(_))
+        ));
+        assert!(matches!(
+            parse(&["--grpc-addr", "[::ffff:10.0.0.1]:0"]).validate(),
+            Err(ConfigError::GrpcAuthRequired(_))
+        ));
+        assert!(
+            parse(&["--grpc-addr", "[::ffff:127.0.0.1]:0"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            parse(&["--grpc-addr", "0.0.0.0:0", "--grpc-token-file", "/t"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            parse(&["--grpc-addr", "0.0.0.0:0", "--grpc-insecure"])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            Config::try_parse_from([
+                "volume-server",
+                "--grpc-insecure",
+                "--grpc-token-file",
+                "/t"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn nbd_tls_needs_a_certificate() {
+        assert!(matches!(
+            parse(&["--nbd-tls", "require"]).validate(),
+            Err(ConfigError::NbdTlsWithoutCert(NbdTlsMode::Require))
+        ));
+        let with_cert = ["--nbd-tls-cert", "c.pem", "--nbd-tls-key", "k.pem"];
+        assert!(matches!(
+            parse(&with_cert).validate(),
+            Err(ConfigError::NbdCertWithoutTls)
+        ));
+        let mut on = with_cert.to_vec();
+        on.extend(["--nbd-tls", "on"]);
+        assert!(parse(&on).validate().is_ok());
+        assert!(Config::try_parse_from(["volume-server", "--nbd-tls-cert", "c.pem"]).is_err());
     }
 }

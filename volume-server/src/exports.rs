@@ -283,28 +283,42 @@ impl Export {
 }
 
 /// Export name → export.
+///
+/// # Timing
+/// The map is keyed by the SHA-256 of the name, never the name itself, so a lookup's time
+/// (hashing, bucket probing, the final equality check) depends only on digests: a client probing
+/// names learns nothing about how much of a live token it guessed right.
 #[derive(Debug, Default)]
 pub struct Exports {
-    by_token: RwLock<HashMap<String, Arc<Export>>>,
+    by_token: RwLock<HashMap<TokenKey, Arc<Export>>>,
+}
+
+/// SHA-256 of an export name.
+type TokenKey = [u8; 32];
+
+fn token_key(token: &str) -> TokenKey {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl Exports {
     /// Serves `export` under `token`.
     pub fn insert(&self, token: String, export: Arc<Export>) {
-        self.write().insert(token, export);
+        self.write().insert(token_key(&token), export);
     }
 
     /// Stops serving `token` to new sessions; returns the export so the caller can fence it.
     pub fn remove(&self, token: &str) -> Option<Arc<Export>> {
-        self.write().remove(token)
+        self.write().remove(&token_key(token))
     }
 
     /// The export named `token`, if attached.
     pub fn get(&self, token: &str) -> Option<Arc<Export>> {
+        let key = token_key(token);
         self.by_token
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(token)
+            .get(&key)
             .cloned()
     }
 
@@ -315,7 +329,7 @@ impl Exports {
 
     // The lock guards a plain map; a panic while holding it cannot leave it half-updated, so a
     // poisoned lock is safe to keep using.
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Export>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TokenKey, Arc<Export>>> {
         self.by_token.write().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -20,6 +20,9 @@ pub fn is_valid_id(id: &str, prefix: &str) -> bool {
 }
 
 /// An unguessable NBD export name for one attachment: 128 random bits, hex.
+///
+/// `rand::rng()` is the thread-local ChaCha12 generator seeded (and periodically reseeded) from
+/// the OS: a CSPRNG, so tokens cannot be predicted from earlier ones.
 pub fn new_export_token() -> String {
     let n: u128 = rand::rng().random();
     format!("{n:032x}")
@@ -43,5 +46,33 @@ mod tests {
         assert!(!is_valid_id("snap-1234567890abcdef0", "vol"));
         assert!(!is_valid_id("vol1234567890abcdef0", "vol"));
         assert_ne!(new_export_token(), new_export_token());
+    }
+
+    #[test]
+    fn export_tokens_carry_128_bits() {
+        let tokens: Vec<String> = (0..64).map(|_| new_export_token()).collect();
+        for t in &tokens {
+            assert_eq!(t.len(), 32, "{t}");
+            assert!(t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        }
+        // Leading zeroes are kept: the width never shrinks the space.
+        let mut seen = std::collections::HashSet::new();
+        assert!(tokens.iter().all(|t| seen.insert(t)));
+    }
+
+    #[test]
+    fn ids_never_carry_path_characters() {
+        for bad in [
+            "vol-../../etc",
+            "vol-../x",
+            "../x",
+            "vol-0123456789abcdef/",
+            "vol-1234567/",
+            "vol-1234567890abcdef0/..",
+            "vol-\u{0}234567890abcdef",
+            "vol-12345678\n",
+        ] {
+            assert!(!is_valid_id(bad, "vol"), "{bad:?}");
+        }
     }
 }

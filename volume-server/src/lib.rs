@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! * [`config`]: command-line flags.
+//! * [`auth`]: the gRPC bearer token.
 //! * [`catalog`]: durable records (redb by default) behind a small trait.
 //! * [`control`]: volumes, hosts, attachments: the EC2 rules and state machine.
 //! * [`datapath`]: one block request, gate → throttle → reservation → volume (NBD and gRPC).
@@ -16,6 +17,7 @@
 //! * Control: gRPC → [`control::ControlPlane`] → catalog transaction → state → volume files /
 //!   exports.
 
+pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod control;
@@ -35,6 +37,7 @@ pub use config::Config;
 use storage_engine::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,15 @@ pub enum ServerError {
     /// A snapshot store could not be opened.
     #[error("Cannot open the snapshot store of region {0}")]
     SnapshotStore(String, #[source] snapshot::StoreError),
+    /// The flags do not make a server together.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The gRPC token could not be read.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    /// The NBD TLS credentials could not be loaded.
+    #[error(transparent)]
+    NbdTls(#[from] nbd::TlsError),
 }
 
 /// How long shutdown waits for gRPC clients to close their connections.
@@ -74,6 +86,23 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
 /// Runs the server until `shutdown` completes, then drains: NBD sessions finish in-flight
 /// requests, every attachment is fenced, and volumes are closed cleanly.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    cfg.validate()?;
+    let grpc_auth = match &cfg.grpc_token_file {
+        Some(path) => auth::BearerAuth::new(&auth::read_token_file(path)?),
+        None => auth::BearerAuth::disabled(),
+    };
+    if cfg.grpc_insecure && !cfg.grpc_addr.ip().to_canonical().is_loopback() {
+        tracing::warn!(grpc_addr = %cfg.grpc_addr, "--grpc-insecure: the gRPC API is open to the network without authentication");
+    }
+    let nbd_tls = match (&cfg.nbd_tls_cert, &cfg.nbd_tls_key) {
+        (Some(cert), Some(key)) => nbd::NbdTls::load(cfg.nbd_tls, cert, key)?,
+        _ => nbd::NbdTls::off(),
+    };
+    if nbd_tls.mode != config::NbdTlsMode::Require
+        && !cfg.nbd_addr.ip().to_canonical().is_loopback()
+    {
+        tracing::warn!(nbd_addr = %cfg.nbd_addr, tls = %nbd_tls.mode, "NBD is served to the network without --nbd-tls require: export names and data may travel in clear text");
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
     let engine = match cfg.io_engine {
@@ -140,6 +169,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         handshake_timeout: cfg.nbd_handshake_timeout,
         idle_timeout: (!cfg.nbd_idle_timeout.is_zero()).then_some(cfg.nbd_idle_timeout),
         max_connections: cfg.nbd_max_connections,
+        tls: nbd_tls,
     };
     let nbd_task = tokio::spawn(nbd::run(
         nbd_listener,
@@ -168,6 +198,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     // Block I/O chunks are up to 32 MiB.
     .max_decoding_message_size(33 << 20)
     .max_encoding_message_size(33 << 20);
+    // Health stays open (probes carry no secret); the API and reflection need the token.
+    let reflection = InterceptedService::new(reflection, grpc_auth.clone());
+    let api = InterceptedService::new(api, grpc_auth.clone());
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
@@ -182,7 +215,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             ),
     );
 
-    tracing::info!(%grpc_addr, %nbd_addr, %metrics_addr, data_dir = %cfg.data_dir.display(), region = %cfg.region, "volume-server ready");
+    tracing::info!(%grpc_addr, %nbd_addr, %metrics_addr, data_dir = %cfg.data_dir.display(), region = %cfg.region, grpc_auth = grpc_auth.enabled(), nbd_tls = %cfg.nbd_tls, "volume-server ready");
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(

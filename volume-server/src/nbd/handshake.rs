@@ -1,17 +1,30 @@
 //! The NBD handshake: fixed newstyle negotiation up to the transmission phase.
 //!
 //! Supported options: `EXPORT_NAME`, `ABORT`, `LIST` (answers an empty list: export names are
-//! secrets), `INFO`, `GO`, `STRUCTURED_REPLY`, `LIST_META_CONTEXT`, `SET_META_CONTEXT`
-//! (`base:allocation`). Anything else gets `NBD_REP_ERR_UNSUP` and negotiation goes on. An option
-//! longer than [`MAX_OPTION_LEN`] is skipped without buffering it and answered
-//! `NBD_REP_ERR_TOO_BIG`.
+//! secrets), `STARTTLS` (when TLS is configured), `INFO`, `GO`, `STRUCTURED_REPLY`,
+//! `LIST_META_CONTEXT`, `SET_META_CONTEXT` (`base:allocation`). Anything else gets
+//! `NBD_REP_ERR_UNSUP` and negotiation goes on. An option longer than [`MAX_OPTION_LEN`] is
+//! skipped without buffering it and answered `NBD_REP_ERR_TOO_BIG`.
+//!
+//! # TLS
+//! `STARTTLS` is answered `NBD_REP_ACK`, then the TLS handshake runs on the same socket and
+//! option haggling resumes inside TLS, without a new greeting. State negotiated in plaintext
+//! (structured replies, meta contexts) is forgotten: a man in the middle could have chosen it.
+//! With [`NbdTlsMode::Require`] (the spec's FORCEDTLS) every option but `STARTTLS` and `ABORT`
+//! gets `NBD_REP_ERR_TLS_REQD` before the upgrade, and `EXPORT_NAME`, which cannot fail
+//! politely, ends the connection. The whole handshake, TLS included, runs under the server's
+//! handshake timeout.
 
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
+use super::tls::{NbdStream, NbdTls};
 use super::wire::*;
+#[cfg(doc)]
+use crate::config::NbdTlsMode;
 use crate::exports::{Export, Exports};
 
 /// Longest option payload we read into memory. Real options are far smaller: a name of at most
@@ -52,6 +65,12 @@ pub enum HandshakeError {
     /// The client sent `OPT_ABORT`.
     #[error("Client aborted the handshake")]
     Aborted,
+    /// The TLS handshake after `OPT_STARTTLS` failed.
+    #[error("TLS handshake failed")]
+    Tls(#[source] std::io::Error),
+    /// The client tried `OPT_EXPORT_NAME` without TLS while TLS is required.
+    #[error("NBD_OPT_EXPORT_NAME without TLS, which this server requires")]
+    TlsRequired,
 }
 
 /// Transmission flags for `export`.
@@ -73,12 +92,12 @@ pub fn transmission_flags(export: &Export, structured: bool) -> u16 {
     f
 }
 
-struct Conn<'a, S> {
-    io: &'a mut S,
+struct Conn {
+    io: NbdStream,
     out: BytesMut,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
+impl Conn {
     async fn reply(&mut self, opt: u32, kind: u32, data: &[u8]) -> std::io::Result<()> {
         put_option_reply(&mut self.out, opt, kind, data);
         self.flush().await
@@ -91,17 +110,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     }
 }
 
-/// Runs the handshake on `io`. `shutting_down` makes every option answer `ERR_SHUTDOWN`.
-pub async fn negotiate<S>(
-    io: &mut S,
+/// Runs the handshake on `sock`; returns what was negotiated and the stream to serve it on
+/// (upgraded to TLS if the client sent `STARTTLS`). `shutting_down` makes every option answer
+/// `ERR_SHUTDOWN`.
+pub async fn negotiate(
+    sock: TcpStream,
     exports: &Exports,
+    tls: &NbdTls,
     shutting_down: impl Fn() -> bool,
-) -> Result<Negotiated, HandshakeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Result<(Negotiated, NbdStream), HandshakeError> {
     let mut c = Conn {
-        io,
+        io: NbdStream::Plain(sock),
         out: BytesMut::with_capacity(1024),
     };
     c.out.put_u64(NBDMAGIC);
@@ -138,14 +157,18 @@ where
             }
             // Skip the payload without buffering it, then say why.
             let skipped = tokio::io::copy(
-                &mut (&mut *c.io).take(u64::from(len)),
+                &mut (&mut c.io).take(u64::from(len)),
                 &mut tokio::io::sink(),
             )
             .await?;
             if skipped != u64::from(len) {
                 return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            c.reply(opt, REP_ERR_TOO_BIG, b"option too large").await?;
+            if tls.required() && !c.io.is_tls() && opt != OPT_STARTTLS && opt != OPT_ABORT {
+                c.reply(opt, REP_ERR_TLS_REQD, b"TLS is required").await?;
+            } else {
+                c.reply(opt, REP_ERR_TOO_BIG, b"option too large").await?;
+            }
             continue;
         }
         let mut data = vec![0u8; len as usize];
@@ -160,6 +183,23 @@ where
             continue;
         }
 
+        if tls.required() && !c.io.is_tls() {
+            match opt {
+                OPT_STARTTLS | OPT_ABORT => {}
+                // No way to refuse it but hanging up.
+                OPT_EXPORT_NAME => return Err(HandshakeError::TlsRequired),
+                _ => {
+                    c.reply(
+                        opt,
+                        REP_ERR_TLS_REQD,
+                        b"TLS is required: send NBD_OPT_STARTTLS first",
+                    )
+                    .await?;
+                    continue;
+                }
+            }
+        }
+
         match opt {
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data);
@@ -172,12 +212,40 @@ where
                 }
                 c.flush().await?;
                 let base_allocation = structured && meta_for.as_deref() == Some(&*name);
-                return Ok(Negotiated {
-                    export,
-                    structured,
-                    base_allocation,
-                    flags,
-                });
+                return Ok((
+                    Negotiated {
+                        export,
+                        structured,
+                        base_allocation,
+                        flags,
+                    },
+                    c.io,
+                ));
+            }
+            OPT_STARTTLS => {
+                let Some(acceptor) = tls.acceptor() else {
+                    c.reply(opt, REP_ERR_UNSUP, b"TLS is not configured on this server")
+                        .await?;
+                    continue;
+                };
+                if c.io.is_tls() {
+                    c.reply(opt, REP_ERR_INVALID, b"TLS is already active")
+                        .await?;
+                    continue;
+                }
+                if !data.is_empty() {
+                    c.reply(opt, REP_ERR_INVALID, b"NBD_OPT_STARTTLS takes no data")
+                        .await?;
+                    continue;
+                }
+                c.reply(opt, REP_ACK, &[]).await?;
+                let NbdStream::Plain(sock) = c.io else {
+                    return Err(HandshakeError::Protocol("TLS is already active"));
+                };
+                let tls_stream = acceptor.accept(sock).await.map_err(HandshakeError::Tls)?;
+                c.io = NbdStream::Tls(Box::new(tls_stream));
+                structured = false;
+                meta_for = None;
             }
             OPT_ABORT => {
                 // The client may already have hung up; a failed ACK is not an error.
@@ -238,12 +306,15 @@ where
                 c.reply(opt, REP_ACK, &[]).await?;
                 if opt == OPT_GO {
                     let base_allocation = structured && meta_for.as_deref() == Some(&*name);
-                    return Ok(Negotiated {
-                        export,
-                        structured,
-                        base_allocation,
-                        flags,
-                    });
+                    return Ok((
+                        Negotiated {
+                            export,
+                            structured,
+                            base_allocation,
+                            flags,
+                        },
+                        c.io,
+                    ));
                 }
             }
             OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
@@ -283,7 +354,6 @@ where
                 c.reply(opt, REP_ACK, &[]).await?;
             }
             _ => {
-                // STARTTLS included: TLS is not offered yet.
                 c.reply(opt, REP_ERR_UNSUP, b"option not supported").await?;
             }
         }

@@ -5,10 +5,13 @@
 //! * [`handshake`]: option negotiation.
 //! * [`session`]: the transmission phase of one connection.
 //! * [`server`]: accept loop, connection cap, handshake timeout, drain on shutdown.
+//! * [`tls`]: STARTTLS credentials and the plaintext-or-TLS connection stream.
 
 pub mod handshake;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod wire;
 
 pub use server::{NbdConfig, run};
+pub use tls::{NbdStream, NbdTls, TlsError};

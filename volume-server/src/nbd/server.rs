@@ -1,4 +1,5 @@
-//! The NBD accept loop: caps connections, times out handshakes, drains sessions on shutdown.
+//! The NBD accept loop: caps connections, times out handshakes (TLS included), drains sessions
+//! on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +10,11 @@ use tokio::task::JoinSet;
 
 use super::handshake::{self, HandshakeError};
 use super::session::{self, SessionConfig};
+use super::tls::NbdTls;
 use crate::exports::Exports;
 
 /// NBD server settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NbdConfig {
     /// A client that has not finished negotiating after this long is disconnected.
     pub handshake_timeout: Duration,
@@ -20,6 +22,8 @@ pub struct NbdConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections served at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// STARTTLS policy and credentials.
+    pub tls: NbdTls,
 }
 
 /// Serves NBD on `listener` until `shutdown` turns true, then waits for sessions to finish
@@ -44,7 +48,7 @@ pub async fn run(
                         continue;
                     };
                     let _ = sock.set_nodelay(true);
-                    sessions.spawn(handle(sock, Arc::clone(&exports), cfg, shutdown.clone(), permit));
+                    sessions.spawn(handle(sock, Arc::clone(&exports), cfg.clone(), shutdown.clone(), permit));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -61,7 +65,7 @@ pub async fn run(
 }
 
 async fn handle(
-    mut sock: TcpStream,
+    sock: TcpStream,
     exports: Arc<Exports>,
     cfg: NbdConfig,
     shutdown: watch::Receiver<bool>,
@@ -71,10 +75,10 @@ async fn handle(
     let shutting_down = || *shutdown.borrow();
     let negotiated = tokio::time::timeout(
         cfg.handshake_timeout,
-        handshake::negotiate(&mut sock, &exports, shutting_down),
+        handshake::negotiate(sock, &exports, &cfg.tls, shutting_down),
     )
     .await;
-    let neg = match negotiated {
+    let (neg, stream) = match negotiated {
         Ok(Ok(n)) => n,
         Ok(Err(HandshakeError::Aborted)) => return,
         Ok(Err(e)) => {
@@ -86,11 +90,11 @@ async fn handle(
             return;
         }
     };
-    tracing::debug!(?peer, volume_id = %neg.export.volume_id, structured = neg.structured, "NBD session started");
+    tracing::debug!(?peer, volume_id = %neg.export.volume_id, structured = neg.structured, tls = stream.is_tls(), "NBD session started");
     let scfg = SessionConfig {
         idle_timeout: cfg.idle_timeout,
     };
-    if let Err(e) = session::serve(sock, neg, scfg, shutdown).await {
+    if let Err(e) = session::serve(stream, neg, scfg, shutdown).await {
         tracing::debug!(?peer, error = %e, "NBD session ended with a socket error");
     }
 }

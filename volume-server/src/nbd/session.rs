@@ -29,11 +29,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use storage_engine::{Extent, GateGuard, VolumeError, VolumeErrorKind, ZeroFlags};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::handshake::{BLOCK_SIZE_MAX, Negotiated};
+use super::tls::NbdStream;
 use super::wire::*;
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Export;
@@ -86,7 +86,7 @@ impl OutQueue {
         self.segments.push_back(data);
     }
 
-    async fn write_to(&mut self, wr: &mut tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
+    async fn write_to<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
         while let Some(seg) = self.segments.pop_front() {
             wr.write_all(&seg).await?;
         }
@@ -94,7 +94,8 @@ impl OutQueue {
             wr.write_all(&self.cur).await?;
             self.cur.clear();
         }
-        Ok(())
+        // A no-op on TCP; TLS may hold the last record until flushed.
+        wr.flush().await
     }
 }
 
@@ -120,12 +121,35 @@ struct Session {
 
 /// Serves requests on `stream` until the session ends.
 pub async fn serve(
-    stream: TcpStream,
+    stream: NbdStream,
+    neg: Negotiated,
+    cfg: SessionConfig,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    match stream {
+        // TCP splits into owned halves without a lock; TLS state is shared by both directions.
+        NbdStream::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            serve_halves(rd, wr, neg, cfg, shutdown).await
+        }
+        NbdStream::Tls(tls) => {
+            let (rd, wr) = tokio::io::split(*tls);
+            serve_halves(rd, wr, neg, cfg, shutdown).await
+        }
+    }
+}
+
+async fn serve_halves<R, W>(
+    mut rd: R,
+    mut wr: W,
     neg: Negotiated,
     cfg: SessionConfig,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let (mut rd, mut wr) = stream.into_split();
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut fence = neg.export.fence_signal();
     let mut s = Session {
         export: neg.export,

@@ -48,6 +48,8 @@ pub const REP_ERR_UNSUP: u32 = REP_ERR + 1;
 pub const REP_ERR_POLICY: u32 = REP_ERR + 2;
 /// Syntactically invalid.
 pub const REP_ERR_INVALID: u32 = REP_ERR + 3;
+/// TLS must be negotiated first.
+pub const REP_ERR_TLS_REQD: u32 = REP_ERR + 5;
 /// Unknown export.
 pub const REP_ERR_UNKNOWN: u32 = REP_ERR + 6;
 /// Server shutting down.
