@@ -121,6 +121,8 @@ pub enum Command {
     DescribeVolumesModifications(DescribeVolumesModificationsArgs),
     /// Prints CloudWatch-style metrics of attached volumes (counters since the volume was opened).
     GetVolumeMetrics(GetVolumeMetricsArgs),
+    /// Prints each volume's status checks: `impaired` once its file failed an I/O.
+    DescribeVolumeStatus(DescribeVolumeStatusArgs),
     /// Live I/O rates of attached volumes, one line per volume every interval, like iostat.
     ///
     /// Columns: reads and writes per second, MiB read and written per second, operations counted
@@ -392,6 +394,13 @@ pub struct GetVolumeMetricsArgs {
     #[arg(long, value_name = "VOLUME_ID", conflicts_with = "volume_ids")]
     pub volume_id: Option<String>,
     /// Several volumes (neither flag: every attached volume).
+    #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
+    pub volume_ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeVolumeStatusArgs {
+    /// Volumes (none: every volume).
     #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
     pub volume_ids: Vec<String>,
 }

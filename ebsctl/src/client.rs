@@ -222,6 +222,14 @@ impl Api {
         self.reply("GetVolumeMetrics", result)
     }
 
+    pub async fn describe_volume_status(
+        &mut self,
+        request: pb::DescribeVolumeStatusRequest,
+    ) -> Result<pb::DescribeVolumeStatusResponse, CliError> {
+        let result = self.client().await?.describe_volume_status(request).await;
+        self.reply("DescribeVolumeStatus", result)
+    }
+
     pub async fn reservation_register(
         &mut self,
         request: pb::ReservationRegisterRequest,

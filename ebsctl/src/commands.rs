@@ -191,6 +191,20 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             };
             print(format, "GetVolumeMetrics", &reply)
         }
+        Command::DescribeVolumeStatus(a) => {
+            let request = pb::DescribeVolumeStatusRequest {
+                volume_ids: a.volume_ids,
+            };
+            let reply = api.describe_volume_status(request).await?;
+            let reply = shapes::VolumeStatuses {
+                volume_statuses: reply
+                    .volume_statuses
+                    .into_iter()
+                    .map(shapes::VolumeStatusItem::from)
+                    .collect(),
+            };
+            print(format, "DescribeVolumeStatus", &reply)
+        }
         Command::ResvRegister(a) => {
             let request = pb::ReservationRegisterRequest {
                 new_key: a.checked_new_key()?,

@@ -1080,6 +1080,63 @@ pub struct Metrics {
     pub metrics: Vec<VolumeMetrics>,
 }
 
+/// `describe-volume-status`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeStatuses {
+    pub volume_statuses: Vec<VolumeStatusItem>,
+}
+
+/// One volume's status checks.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeStatusItem {
+    pub volume_id: String,
+    pub availability_zone: String,
+    pub volume_status: VolumeStatusInfo,
+    pub actions: Vec<serde_json::Value>,
+    pub events: Vec<serde_json::Value>,
+}
+
+/// `ok` or `impaired`, with the checks behind it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeStatusInfo {
+    pub status: String,
+    pub details: Vec<VolumeStatusDetail>,
+}
+
+/// One check (`io-enabled`, `io-performance`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeStatusDetail {
+    pub name: String,
+    pub status: String,
+}
+
+impl From<pb::VolumeStatusItem> for VolumeStatusItem {
+    fn from(i: pb::VolumeStatusItem) -> Self {
+        let s = i.volume_status.unwrap_or_default();
+        VolumeStatusItem {
+            volume_id: i.volume_id,
+            availability_zone: i.availability_zone,
+            volume_status: VolumeStatusInfo {
+                status: s.status,
+                details: s
+                    .details
+                    .into_iter()
+                    .map(|d| VolumeStatusDetail {
+                        name: d.name,
+                        status: d.status,
+                    })
+                    .collect(),
+            },
+            actions: vec![],
+            events: vec![],
+        }
+    }
+}
+
 /// A volume's NVMe-style reservation, as every `resv-*` command prints it. `Type` and `Holder` are
 /// `null` when no reservation is held; `Key`s are numbers.
 #[derive(Debug, Serialize)]

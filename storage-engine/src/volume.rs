@@ -327,8 +327,23 @@ impl Volume {
         }
     }
 
-    /// Records a failed write-side operation: the volume fails stop.
+    /// Records a failed write-side operation: the volume fails stop, unless the host is out of
+    /// space. A write refused for space changed nothing that was acknowledged before (the page
+    /// cache reserves space when a write is accepted), so the volume stays usable: reads go on,
+    /// and writes succeed again once space frees up.
     fn fail(&self, err: io::Error) -> VolumeError {
+        if matches!(
+            err.raw_os_error(),
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG)
+        ) {
+            return VolumeError::Io(err);
+        }
+        self.fail_stop(err)
+    }
+
+    /// Records a failed operation that may have lost acknowledged data (any flush error: after
+    /// a failed fsync the kernel may have dropped dirty pages): the volume fails stop.
+    fn fail_stop(&self, err: io::Error) -> VolumeError {
         if err.kind() == io::ErrorKind::BrokenPipe {
             return VolumeError::EngineStopped;
         }
@@ -433,7 +448,7 @@ impl Volume {
             .run(&self.file, OpKind::Fsync)
             .await
             .result
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail_stop(e))
     }
 
     /// Discards `[offset, offset + len)`: it reads as zeroes afterwards and its space is freed.

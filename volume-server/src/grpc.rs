@@ -9,7 +9,7 @@ use proto::ebs::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
-use crate::catalog::{ImageRecord, SnapshotRecord};
+use crate::catalog::{ImageRecord, SnapshotRecord, VolumeType};
 use crate::control::fsr::FsrView;
 use crate::control::images;
 use crate::control::modify::modification_state;
@@ -18,6 +18,7 @@ use crate::control::snapshots::{OWNER_ID, SnapshotView};
 use crate::control::{ControlPlane, Ec2Error};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
+use crate::exports::OpenVolume;
 use storage_engine::{VolumeErrorKind, ZeroFlags};
 
 /// The gRPC face of the control plane.
@@ -151,6 +152,31 @@ fn fsr_result(
     pb::FastSnapshotRestoresResult {
         successful: ok.iter().map(fsr).collect(),
         unsuccessful: failed,
+    }
+}
+
+/// A volume's status checks: `io-enabled` fails once its file failed an I/O (the volume then
+/// refuses all I/O until it is reopened: detached from every instance and attached again).
+fn volume_status(v: &VolumeRecord, open: Option<&OpenVolume>) -> pb::VolumeStatusItem {
+    let failed = open.is_some_and(|o| o.volume.is_failed());
+    let detail = |name: &str, status: &str| pb::VolumeStatusDetail {
+        name: name.into(),
+        status: status.into(),
+    };
+    let mut details = vec![detail(
+        "io-enabled",
+        if failed { "failed" } else { "passed" },
+    )];
+    if matches!(v.volume_type, VolumeType::Io1 | VolumeType::Io2) {
+        details.push(detail("io-performance", "normal"));
+    }
+    pb::VolumeStatusItem {
+        volume_id: v.volume_id.clone(),
+        availability_zone: v.availability_zone.clone(),
+        volume_status: Some(pb::VolumeStatusInfo {
+            status: if failed { "impaired" } else { "ok" }.into(),
+            details,
+        }),
     }
 }
 
@@ -486,6 +512,24 @@ impl VolumeService for VolumeApi {
                     .iter()
                     .filter(|(_, o)| !all || o.is_some())
                     .map(|(v, o)| crate::metrics::volume_metrics(v, o.as_ref()))
+                    .collect(),
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn describe_volume_status(
+        &self,
+        req: Request<pb::DescribeVolumeStatusRequest>,
+    ) -> Result<Response<pb::DescribeVolumeStatusResponse>, Status> {
+        let ids = req.into_inner().volume_ids;
+        self.run(move |cp| {
+            let sources = cp.metrics_sources(&ids)?;
+            Ok(pb::DescribeVolumeStatusResponse {
+                volume_statuses: sources
+                    .iter()
+                    .map(|(v, o)| volume_status(v, o.as_ref()))
                     .collect(),
             })
         })

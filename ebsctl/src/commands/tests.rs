@@ -955,6 +955,29 @@ impl VolumeService for Mock {
     }
 
     /// Serves [`metrics_reading`] `n` on the `n`th call; an ID that is not open is not found.
+    async fn describe_volume_status(
+        &self,
+        request: Request<pb::DescribeVolumeStatusRequest>,
+    ) -> Result<Response<pb::DescribeVolumeStatusResponse>, Status> {
+        let ids = request.into_inner().volume_ids;
+        Ok(Response::new(pb::DescribeVolumeStatusResponse {
+            volume_statuses: ids
+                .into_iter()
+                .map(|volume_id| pb::VolumeStatusItem {
+                    volume_id,
+                    availability_zone: "us-east-1a".into(),
+                    volume_status: Some(pb::VolumeStatusInfo {
+                        status: "impaired".into(),
+                        details: vec![pb::VolumeStatusDetail {
+                            name: "io-enabled".into(),
+                            status: "failed".into(),
+                        }],
+                    }),
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_volume_metrics(
         &self,
         request: Request<pb::GetVolumeMetricsRequest>,
@@ -1975,6 +1998,27 @@ async fn describe_volumes_modifications_lists_and_filters() {
     )
     .await;
     assert_eq!(json(none), serde_json::json!({"VolumesModifications": []}));
+}
+
+#[tokio::test]
+async fn describe_volume_status_prints_the_aws_shape() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let reply = json(
+        ebsctl(
+            &endpoint,
+            &["describe-volume-status", "--volume-ids", "vol-a"],
+        )
+        .await,
+    );
+    let want = serde_json::json!({"VolumeStatuses": [{
+        "VolumeId": "vol-a",
+        "AvailabilityZone": "us-east-1a",
+        "VolumeStatus": {"Status": "impaired", "Details": [{"Name": "io-enabled", "Status": "failed"}]},
+        "Actions": [],
+        "Events": [],
+    }]});
+    assert_eq!(reply, want);
 }
 
 #[tokio::test]

@@ -126,6 +126,7 @@ enum Inner {
     Faulty {
         engine: Engine,
         ops_left: std::sync::atomic::AtomicU64,
+        errno: i32,
     },
 }
 
@@ -175,9 +176,19 @@ impl Engine {
     /// Test-only: wraps `engine` so that write-side ops fail with EIO after `ops` ops.
     #[cfg(test)]
     pub(crate) fn faulty(engine: Engine, ops: u64) -> Engine {
+        Engine::faulty_with(engine, ops, libc::EIO)
+    }
+
+    /// Test-only: wraps `engine` so that write-side ops fail with `errno` after `ops` ops.
+    #[cfg(test)]
+    pub(crate) fn faulty_with(engine: Engine, ops: u64, errno: i32) -> Engine {
         let ops_left = std::sync::atomic::AtomicU64::new(ops);
         Engine {
-            inner: Arc::new(Inner::Faulty { engine, ops_left }),
+            inner: Arc::new(Inner::Faulty {
+                engine,
+                ops_left,
+                errno,
+            }),
         }
     }
 
@@ -187,12 +198,16 @@ impl Engine {
             Inner::Uring(e) => e.submit(op),
             Inner::Sync(e) => e.submit(op),
             #[cfg(test)]
-            Inner::Faulty { engine, ops_left } => {
+            Inner::Faulty {
+                engine,
+                ops_left,
+                errno,
+            } => {
                 use std::sync::atomic::Ordering;
                 let left = ops_left
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
                 if left.is_err() && !matches!(op.kind, OpKind::Read { .. }) {
-                    op.complete(Err(io::Error::from_raw_os_error(libc::EIO)));
+                    op.complete(Err(io::Error::from_raw_os_error(*errno)));
                 } else {
                     engine.submit(op);
                 }

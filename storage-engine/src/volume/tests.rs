@@ -298,3 +298,18 @@ async fn fail_stop_uring() {
 async fn fail_stop_sync() {
     fails_stop_after_write_error(EngineKind::Sync).await;
 }
+
+/// Out of space is not a failure of the volume: the write is refused, reads go on.
+#[tokio::test]
+async fn no_space_refuses_the_write_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vol.img");
+    Volume::create(&path, 8 * MIB).unwrap();
+    let faulty = Engine::faulty_with(engine(EngineKind::Sync), 1, libc::ENOSPC);
+    let vol = Volume::open_with(&path, faulty, InlinePolicy::NONE).unwrap();
+    vol.write(0, pattern(4096, 1), false).await.unwrap();
+    let err = vol.write(4096, pattern(4096, 2), false).await.unwrap_err();
+    assert_eq!(err.kind(), VolumeErrorKind::NoSpace);
+    assert!(!vol.is_failed());
+    assert_eq!(vol.read(0, 4096).await.unwrap(), pattern(4096, 1).to_vec());
+}
