@@ -15,11 +15,14 @@
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+use object_store::{
+    ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use crate::block::{self, BlockError, BlockKey};
 use crate::manifest::{Manifest, ManifestError};
@@ -123,6 +126,61 @@ impl Lease {
     }
 }
 
+/// The retry keys of an S3 URL's query: this project's, not `object_store` config keys.
+#[derive(Debug, Default, PartialEq)]
+struct RetrySettings {
+    max_retries: Option<usize>,
+    retry_timeout: Option<Duration>,
+}
+
+impl RetrySettings {
+    /// Takes `key=value` if the key is a retry key (`Ok(true)`); `Ok(false)` for any other key,
+    /// `Err` for a retry key with a bad value.
+    fn take(&mut self, key: &str, value: &str) -> Result<bool, ()> {
+        match key {
+            "max_retries" => self.max_retries = Some(value.parse().map_err(|_| ())?),
+            "retry_timeout" => self.retry_timeout = Some(parse_duration(value).ok_or(())?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The retry configuration, if any key was given (the others keep their defaults).
+    fn config(&self) -> Option<RetryConfig> {
+        if *self == RetrySettings::default() {
+            return None;
+        }
+        let mut config = RetryConfig::default();
+        if let Some(n) = self.max_retries {
+            config.max_retries = n;
+        }
+        if let Some(t) = self.retry_timeout {
+            config.retry_timeout = t;
+        }
+        Some(config)
+    }
+}
+
+/// `5`, `5s`, `1.5s`, `500ms`, `2m`: a non-negative number of seconds with an optional unit.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" | "mins" => 60.0,
+        _ => return None,
+    };
+    if number.is_empty() {
+        return None;
+    }
+    let n: f64 = number.parse().ok()?;
+    Duration::try_from_secs_f64(n * scale).ok()
+}
+
 fn block_path(key: &BlockKey) -> Path {
     let hex = key.to_hex();
     Path::from(format!("blocks/{}/{hex}", &hex[..2]))
@@ -139,6 +197,20 @@ impl Store {
     ///   `AWS_*` environment variables (`AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, …) and from the
     ///   query, whose keys are the same names without `aws_` (`endpoint`, `region`,
     ///   `allow_http`, `access_key_id`, `secret_access_key`, …).
+    ///
+    ///   How long an operation may take against a slow or unreachable store (a snapshot then
+    ///   fails instead of waiting on; volume I/O never waits on the store):
+    ///   - `timeout=DURATION`: one whole HTTP request (default 30 s);
+    ///   - `connect_timeout=DURATION`: the connect phase of one request (default 5 s);
+    ///   - `max_retries=N`: retries of a failed request, 0 for none (default 10);
+    ///   - `retry_timeout=DURATION`: no retry starts later than this after the first attempt
+    ///     (default 3 min).
+    ///
+    ///   DURATION is a number of seconds with an optional unit: `5`, `5s`, `1.5s`, `500ms`,
+    ///   `2m` (`timeout` and `connect_timeout` also take `object_store`'s longer forms such as
+    ///   `5 seconds`). With the defaults a store that never answers holds an operation for
+    ///   minutes; e.g. `?timeout=10s&connect_timeout=2s&max_retries=3&retry_timeout=30s` bounds
+    ///   it to well under a minute.
     pub fn open(url: &str) -> Result<Store, StoreError> {
         if let Some(rest) = url.strip_prefix("s3://") {
             return Store::s3(url, rest);
@@ -164,10 +236,17 @@ impl Store {
         // reqwest is built without a default TLS provider: ring, installed once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let mut retry = RetrySettings::default();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').ok_or_else(bad)?;
+            if retry.take(k, v).map_err(|()| bad())? {
+                continue;
+            }
             let key: AmazonS3ConfigKey = k.parse().map_err(|_| bad())?;
             builder = builder.with_config(key, v);
+        }
+        if let Some(config) = retry.config() {
+            builder = builder.with_retry(config);
         }
         let s3 = builder.build().map_err(|source| StoreError::Backend {
             store: url.to_string(),
@@ -559,5 +638,98 @@ impl Store {
         .await
         .map_err(|e| io(std::io::Error::other(e)))?
         .map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str, ms: u64| {
+            assert_eq!(parse_duration(s), Some(Duration::from_millis(ms)), "{s}")
+        };
+        ok("5", 5000);
+        ok("5s", 5000);
+        ok("1.5s", 1500);
+        ok("500ms", 500);
+        ok("2m", 120_000);
+        ok("0", 0);
+        for bad in ["", "s", "-1s", "5h", "5 s s", "1.2.3s", "ms5"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_keys_are_taken_and_checked() {
+        let mut r = RetrySettings::default();
+        assert_eq!(r.config().map(|c| c.max_retries), None);
+        assert_eq!(r.take("endpoint", "http://x"), Ok(false));
+        assert_eq!(r.take("timeout", "2s"), Ok(false));
+        assert_eq!(r.take("max_retries", "2"), Ok(true));
+        let c = r.config().expect("a retry config");
+        assert_eq!(c.max_retries, 2);
+        assert_eq!(c.retry_timeout, RetryConfig::default().retry_timeout);
+        assert_eq!(r.take("retry_timeout", "3s"), Ok(true));
+        let c = r.config().expect("a retry config");
+        assert_eq!(
+            (c.max_retries, c.retry_timeout),
+            (2, Duration::from_secs(3))
+        );
+        assert_eq!(r.take("max_retries", "-1"), Err(()));
+        assert_eq!(r.take("max_retries", "many"), Err(()));
+        assert_eq!(r.take("retry_timeout", "soon"), Err(()));
+    }
+
+    const S3: &str = "s3://bucket/prefix?endpoint=http://127.0.0.1:9&allow_http=true&access_key_id=a&secret_access_key=b&region=us-east-1";
+
+    #[test]
+    fn s3_urls_take_the_retry_and_timeout_keys() {
+        for extra in [
+            "",
+            "&max_retries=2&retry_timeout=3s",
+            "&max_retries=0&retry_timeout=500ms",
+            "&timeout=2s&connect_timeout=1s",
+            "&timeout=2 seconds",
+            "&timeout=2s&connect_timeout=1s&max_retries=1&retry_timeout=4",
+        ] {
+            let url = format!("{S3}{extra}");
+            let store = Store::open(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(store.url(), "s3://bucket/prefix");
+        }
+        for extra in [
+            "&max_retries=x",
+            "&retry_timeout=forever",
+            "&retry_timeout=",
+            "&timeout=bogus",
+            "&connect_timeout=1parsec",
+            "&no_such_key=1",
+        ] {
+            let url = format!("{S3}{extra}");
+            assert!(Store::open(&url).is_err(), "{url} was accepted");
+        }
+    }
+
+    /// With nothing listening, an operation fails within the configured retries instead of
+    /// retrying for minutes.
+    #[tokio::test]
+    async fn an_unreachable_store_fails_within_the_retry_settings() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!(
+            "s3://bucket?endpoint=http://127.0.0.1:{port}&allow_http=true&access_key_id=a&secret_access_key=b&region=us-east-1&max_retries=2&retry_timeout=2s&connect_timeout=1s"
+        );
+        let store = Store::open(&url).expect("open");
+        let t = std::time::Instant::now();
+        let e = store.pending().await.expect_err("nothing listens");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(e.to_string().contains("snapshot store s3://bucket"), "{e}");
     }
 }

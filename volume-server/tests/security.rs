@@ -806,6 +806,67 @@ fn nbd_oversized_requests_are_refused_without_allocating() {
     assert_eq!(r.simple_reply(), (4, 0));
 }
 
+/// A client that sends hundreds of 4 MiB reads and never reads a reply: the server holds about
+/// its byte budget (64 MiB of reads in flight or replies queued), not 256 × 4 MiB.
+#[test]
+fn nbd_a_client_that_never_reads_replies_cannot_grow_the_server() {
+    let s = start(&[]);
+    // io2 at 64,000 IOPS: fast enough (4,000 MB/s) that the throttle is not what bounds memory.
+    let mut grpc = s.srv.client();
+    let volume = s.srv.ok(
+        "CreateVolume",
+        s.srv.block_on(grpc.create_volume(pb::CreateVolumeRequest {
+            availability_zone: "us-east-1a".into(),
+            size: Some(64),
+            volume_type: Some("io2".into()),
+            iops: Some(64_000),
+            ..Default::default()
+        })),
+    );
+    let host = s.srv.register_host("no-reader");
+    let uri = s.srv.attach(&volume.volume_id, &host.instance_id).nbd_uri;
+    let token = export_of(&uri);
+    let pid = s.srv.pid();
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    };
+    let before = rss();
+    let mut c = Nbd(connect(&s.srv));
+    c.greet();
+    assert_eq!(c.ask(OPT_GO, &go_data(&token)), REP_ACK);
+    c.0.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // 300 reads of 4 MiB: 1.2 GiB asked for. The requests themselves are 28 bytes each.
+    for i in 0..300u64 {
+        let offset = (i % 64) * (4 << 20);
+        c.request(CMD_READ, i, offset, 4 << 20, &[]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let grown = rss().saturating_sub(before);
+    assert!(
+        grown < 256 << 20,
+        "the server holds {} MiB for a client that reads nothing",
+        grown >> 20
+    );
+    // Reading the replies drains everything: every one arrives, in some order.
+    c.0.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        let (cookie, err) = c.simple_reply();
+        assert_eq!(err, 0);
+        c.bytes(4 << 20);
+        seen.insert(cookie);
+    }
+    assert_eq!(seen.len(), 300);
+}
+
 #[test]
 fn export_names_are_unguessable() {
     let s = start(&[]);

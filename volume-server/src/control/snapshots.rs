@@ -41,6 +41,8 @@ use crate::ids;
 const MAX_PENDING_HDD: usize = 1;
 /// Pending snapshots per volume: every other type.
 const MAX_PENDING: usize = 5;
+/// How long start-up waits for the snapshot store to be tidied (stale markers, lease, pins).
+const STORE_TIDY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Snapshot settings of the control plane.
 #[derive(Debug, Clone)]
@@ -960,7 +962,10 @@ impl ControlPlane {
             }
         }
         let store = self.own_store().clone();
-        self.runtime.block_on(async {
+        // Tidying the store is bounded in time: an unreachable or hanging store must not hold
+        // up start-up. What is left undone errs on the safe side: a stale marker or pin only
+        // keeps blocks from collection, and a stale lease expires.
+        let tidy = async {
             // Only this server writes its region's store: its markers and a lease left by a
             // collector that died with it are all stale now.
             for (id, _) in store.pending().await.unwrap_or_default() {
@@ -970,20 +975,23 @@ impl ControlPlane {
             for id in &dropped {
                 let _ = store.delete_manifest(id).await;
             }
-        });
-        // Pins outlive their volume's hydration only if a crash fell between the two: drop
-        // the pins of volumes that are gone or no longer restoring.
-        let pinned = self
-            .runtime
-            .block_on(store.pinned_volumes())
-            .unwrap_or_default();
-        for vol in pinned {
-            let restoring = st.volumes.get(&vol).is_some_and(|v| {
-                hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id)).exists()
-            });
-            if !restoring {
-                let _ = self.runtime.block_on(store.unpin(&vol));
+            // Pins outlive their volume's hydration only if a crash fell between the two: drop
+            // the pins of volumes that are gone or no longer restoring.
+            for vol in store.pinned_volumes().await.unwrap_or_default() {
+                let restoring = st.volumes.get(&vol).is_some_and(|v| {
+                    hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id)).exists()
+                });
+                if !restoring {
+                    let _ = store.unpin(&vol).await;
+                }
             }
+        };
+        if self
+            .runtime
+            .block_on(tokio::time::timeout(STORE_TIDY_TIMEOUT, tidy))
+            .is_err()
+        {
+            tracing::warn!(store = %store.url(), "the snapshot store did not answer at start-up; stale markers, pins or a lease may stay until it does");
         }
         let restoring: Vec<VolumeRecord> = st
             .volumes

@@ -9,7 +9,14 @@
 //!
 //! Write payloads are sliced out of the read buffer without copying (`BytesMut::split_to`) and
 //! handed to the engine as `Bytes`. Small read replies are copied into the write buffer so many
-//! replies leave in one `write`; large ones are queued as their own segment.
+//! replies leave in one `write`; large ones are queued as their own segment, and the queue goes
+//! out in vectored writes.
+//!
+//! Writing replies is one more branch of the session's `select!`, not a step before it: while a
+//! large reply drains into the socket, requests go on being read and started. What a client may
+//! have the server hold is bounded by [`BYTE_BUDGET`]: payload bytes of requests in flight plus
+//! reply bytes not yet written. Past it the session stops taking requests until replies leave,
+//! so a client that sends but never reads cannot grow the server's memory.
 //!
 //! # Order of one request
 //! header → flag/command checks → fencing gate ([`storage_engine::Gate::enter`]) → volume op
@@ -40,6 +47,10 @@ use crate::exports::Export;
 
 /// Requests in flight per connection; beyond it the session stops reading until some complete.
 const MAX_IN_FLIGHT: usize = 256;
+/// Request payloads in flight plus reply bytes queued, at most (one request always proceeds).
+const BYTE_BUDGET: u64 = 64 << 20;
+/// Slices per vectored write.
+const MAX_IOV: usize = 64;
 /// Read replies up to this size are copied into the shared write buffer.
 const INLINE_REPLY: usize = 64 * 1024;
 /// Read buffer growth step.
@@ -51,6 +62,8 @@ const MAX_EXTENTS: usize = 1024;
 struct Done {
     cookie: u64,
     offset: u64,
+    /// Payload bytes of the request (read length or write payload), released from the budget.
+    bytes: u64,
     result: Result<Payload, Failure>,
 }
 
@@ -71,6 +84,10 @@ type Pending = Pin<Box<dyn Future<Output = Done> + Send>>;
 struct OutQueue {
     cur: BytesMut,
     segments: VecDeque<Bytes>,
+    /// Bytes in `segments`.
+    segment_bytes: u64,
+    /// Bytes went to the writer since its last flush.
+    unflushed: bool,
 }
 
 impl OutQueue {
@@ -78,23 +95,74 @@ impl OutQueue {
         self.cur.is_empty() && self.segments.is_empty()
     }
 
+    /// Bytes waiting to be written.
+    fn queued(&self) -> u64 {
+        self.segment_bytes + self.cur.len() as u64
+    }
+
     /// Queues `data` after everything so far, without copying it.
     fn push_segment(&mut self, data: Bytes) {
         if !self.cur.is_empty() {
-            self.segments.push_back(self.cur.split().freeze());
+            let head = self.cur.split().freeze();
+            self.segment_bytes += head.len() as u64;
+            self.segments.push_back(head);
         }
+        self.segment_bytes += data.len() as u64;
         self.segments.push_back(data);
     }
 
+    /// One vectored write of as much of the queue as the socket takes; once the queue is empty,
+    /// a flush (TLS may hold its last record until then). Cancel-safe: the queue advances only
+    /// by what a completed write took.
+    async fn write_some<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        if self.is_empty() {
+            wr.flush().await?;
+            self.unflushed = false;
+            return Ok(());
+        }
+        let n = {
+            let mut iov: Vec<std::io::IoSlice<'_>> = self
+                .segments
+                .iter()
+                .take(MAX_IOV)
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            if iov.len() < MAX_IOV && !self.cur.is_empty() {
+                iov.push(std::io::IoSlice::new(&self.cur));
+            }
+            wr.write_vectored(&iov).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.unflushed = true;
+        let mut left = n;
+        while left > 0 {
+            match self.segments.front_mut() {
+                Some(seg) if seg.len() <= left => {
+                    left -= seg.len();
+                    self.segment_bytes -= seg.len() as u64;
+                    self.segments.pop_front();
+                }
+                Some(seg) => {
+                    seg.advance(left);
+                    self.segment_bytes -= left as u64;
+                    left = 0;
+                }
+                None => {
+                    self.cur.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the whole queue and flushes.
     async fn write_to<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
-        while let Some(seg) = self.segments.pop_front() {
-            wr.write_all(&seg).await?;
+        while !self.is_empty() {
+            self.write_some(wr).await?;
         }
-        if !self.cur.is_empty() {
-            wr.write_all(&self.cur).await?;
-            self.cur.clear();
-        }
-        // A no-op on TCP; TLS may hold the last record until flushed.
         wr.flush().await
     }
 }
@@ -115,6 +183,10 @@ struct Session {
     inflight: FuturesUnordered<Pending>,
     /// Bytes of an oversized write payload still to discard.
     skip: u64,
+    /// Payload bytes of the requests in flight (see [`BYTE_BUDGET`]).
+    inflight_bytes: u64,
+    /// `parse` stopped at the byte budget: read no more until replies leave.
+    over_budget: bool,
     /// No more requests are read; the session ends once `inflight` drains.
     closing: bool,
 }
@@ -159,6 +231,8 @@ where
         out: OutQueue::default(),
         inflight: FuturesUnordered::new(),
         skip: 0,
+        inflight_bytes: 0,
+        over_budget: false,
         closing: false,
     };
     if *fence.borrow() || *shutdown.borrow() {
@@ -171,16 +245,15 @@ where
             while s.inflight.next().await.is_some() {}
             return Ok(());
         }
-        if !s.out.is_empty() {
-            s.out.write_to(&mut wr).await?;
-        }
         if s.closing && s.inflight.is_empty() {
+            s.out.write_to(&mut wr).await?;
             break;
         }
         if s.rbuf.capacity() - s.rbuf.len() < READ_CHUNK / 4 {
             s.rbuf.reserve(READ_CHUNK);
         }
-        let reading = !s.closing && s.inflight.len() < MAX_IN_FLIGHT;
+        let reading = !s.closing && !s.over_budget && s.inflight.len() < MAX_IN_FLIGHT;
+        let writing = !s.out.is_empty() || s.out.unflushed;
         let idle = async {
             match cfg.idle_timeout {
                 Some(d) => tokio::time::sleep(d).await,
@@ -196,6 +269,7 @@ where
                     s.encode(done);
                 }
             }
+            r = s.out.write_some(&mut wr), if writing => r?,
             r = rd.read_buf(&mut s.rbuf), if reading => {
                 if r? == 0 {
                     s.closing = true;
@@ -228,6 +302,7 @@ impl Session {
                     return Ok(());
                 }
             }
+            self.over_budget = false;
             if self.closing || self.inflight.len() >= MAX_IN_FLIGHT || self.rbuf.len() < REQUEST_LEN
             {
                 return Ok(());
@@ -236,6 +311,17 @@ impl Session {
                 .try_into()
                 .map_err(|_| "short header")?;
             let req = decode_request(header).ok_or("bad request magic")?;
+            // The budget holds back a request until replies leave; one request always runs,
+            // however large (sizes are capped at BLOCK_SIZE_MAX below).
+            let held = self.inflight_bytes + self.out.queued();
+            let cost = match req.cmd {
+                CMD_READ | CMD_WRITE if req.len <= BLOCK_SIZE_MAX => u64::from(req.len),
+                _ => 0,
+            };
+            if held > 0 && held + cost > BYTE_BUDGET {
+                self.over_budget = true;
+                return Ok(());
+            }
             let mut payload = Bytes::new();
             if req.cmd == CMD_WRITE {
                 if req.len > BLOCK_SIZE_MAX {
@@ -267,6 +353,7 @@ impl Session {
         self.encode(Done {
             cookie: req.cookie,
             offset: req.offset,
+            bytes: 0,
             result: Err(Failure { errno, message }),
         });
     }
@@ -355,7 +442,12 @@ impl Session {
                 self.encode(done(req, r));
             }
             _ => {
-                let fut = run(Arc::clone(&self.export), guard, req, payload);
+                let bytes = match req.cmd {
+                    CMD_READ => len,
+                    _ => payload.len() as u64,
+                };
+                self.inflight_bytes += bytes;
+                let fut = run(Arc::clone(&self.export), guard, req, payload, bytes);
                 self.inflight.push(Box::pin(fut));
             }
         }
@@ -363,6 +455,7 @@ impl Session {
 
     /// Encodes the reply of a finished request.
     fn encode(&mut self, d: Done) {
+        self.inflight_bytes -= d.bytes;
         let out = &mut self.out;
         match d.result {
             Ok(Payload::Data(data)) => {
@@ -418,6 +511,7 @@ fn done(req: Request, r: Result<Payload, VolumeError>) -> Done {
     Done {
         cookie: req.cookie,
         offset: req.offset,
+        bytes: 0,
         result: r.map_err(|e| Failure {
             errno: errno(req.cmd, &e),
             message: e.to_string(),
@@ -427,7 +521,13 @@ fn done(req: Request, r: Result<Payload, VolumeError>) -> Done {
 
 /// Runs one I/O request through the shared data path; `guard` keeps the attachment's gate
 /// entered until it completes.
-async fn run(export: Arc<Export>, guard: GateGuard, req: Request, payload: Bytes) -> Done {
+async fn run(
+    export: Arc<Export>,
+    guard: GateGuard,
+    req: Request,
+    payload: Bytes,
+    bytes: u64,
+) -> Done {
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let (offset, len) = (req.offset, u64::from(req.len));
     let io = match req.cmd {
@@ -454,6 +554,7 @@ async fn run(export: Arc<Export>, guard: GateGuard, req: Request, payload: Bytes
     Done {
         cookie: req.cookie,
         offset: req.offset,
+        bytes,
         result: result
             .map(|data| data.map_or(Payload::None, Payload::Data))
             .map_err(|e| Failure {
