@@ -1,0 +1,40 @@
+//! `snapshot::Manifest::decode` on arbitrary bytes, as they are and with a valid CRC appended
+//! (so mutations get past the checksum). Whatever decodes must be canonical: encoding it gives
+//! back the same bytes (but for the ignored reserved field), and those decode to the same
+//! manifest.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use snapshot::manifest::Manifest;
+
+/// Offset and length of the reserved field, which decoding ignores.
+const RESERVED: std::ops::Range<usize> = 10..12;
+
+fn check(bytes: &[u8]) {
+    let Ok(m) = Manifest::decode(bytes) else {
+        return;
+    };
+    assert!(
+        m.blocks.keys().all(|&i| i < m.block_count()),
+        "index past the end"
+    );
+    assert_ne!(
+        m.parent_id.as_deref(),
+        Some(""),
+        "an empty parent is no parent"
+    );
+    let encoded = m.encode();
+    assert_eq!(encoded.len(), bytes.len(), "re-encoded length");
+    let body = bytes.len() - 4;
+    assert_eq!(encoded[..RESERVED.start], bytes[..RESERVED.start]);
+    assert_eq!(encoded[RESERVED.end..body], bytes[RESERVED.end..body]);
+    assert_eq!(Manifest::decode(&encoded), Ok(m), "round trip");
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data);
+    let mut with_crc = data.to_vec();
+    with_crc.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    check(&with_crc);
+});
