@@ -3,8 +3,35 @@
 use clap::Parser;
 use volume_server::{Config, run};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// Keeps large I/O buffers in malloc's heap instead of a fresh `mmap` each: glibc serves
+/// allocations of 128 KiB and more (until its dynamic threshold adapts) with `mmap` and returns
+/// them with `munmap`, so every 1 MiB read buffer was faulted in page by page and zeroed by the
+/// kernel again. A profile of 1 MiB reads put a third of the server's CPU there. Reused heap
+/// memory costs nothing; what a connection can hold is bounded by the NBD session's byte budget.
+fn keep_large_buffers_in_the_heap() {
+    const MAX_BUFFER: i32 = 64 << 20;
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MAX_BUFFER);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 2 * MAX_BUFFER);
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    keep_large_buffers_in_the_heap();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(serve()),
+        Err(e) => {
+            eprintln!("volume-server: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
