@@ -986,11 +986,11 @@ impl ControlPlane {
                 }
             }
         };
-        if self
+        // The timer is made inside `block_on`: this may run on a thread outside the runtime.
+        let tidied = self
             .runtime
-            .block_on(tokio::time::timeout(STORE_TIDY_TIMEOUT, tidy))
-            .is_err()
-        {
+            .block_on(async { tokio::time::timeout(STORE_TIDY_TIMEOUT, tidy).await });
+        if tidied.is_err() {
             tracing::warn!(store = %store.url(), "the snapshot store did not answer at start-up; stale markers, pins or a lease may stay until it does");
         }
         let restoring: Vec<VolumeRecord> = st
