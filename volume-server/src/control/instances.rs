@@ -242,6 +242,16 @@ fn instance_store_disks(
         .collect()
 }
 
+/// Ends a run: `state` now, no workload, no instance store served.
+fn halted(i: &mut InstanceRecord, state: InstanceState) {
+    i.state = state;
+    i.transition_ms = now_ms();
+    i.pid = None;
+    for d in &mut i.instance_store {
+        d.token.clear();
+    }
+}
+
 fn instance_of<'a>(st: &'a State, id: &str) -> Result<&'a HostRecord, Ec2Error> {
     match st.hosts.get(id) {
         Some(h) if h.instance.is_some() => Ok(h),
@@ -581,9 +591,7 @@ impl ControlPlane {
             self.power_off(id);
             let mut st = self.lock();
             let _ = self.put_instance(&mut st, id, |i| {
-                i.state = InstanceState::Stopped;
-                i.transition_ms = now_ms();
-                i.pid = None;
+                halted(i, InstanceState::Stopped);
                 i.state_reason = reason("Server.InternalError", &e.message);
             });
         }
@@ -1013,14 +1021,7 @@ impl ControlPlane {
         self.power_off(id);
         let mut st = self.lock();
         if instance_of(&st, id).is_ok_and(|h| rec(h).state == InstanceState::Stopping) {
-            let done = self.put_instance(&mut st, id, |i| {
-                i.state = InstanceState::Stopped;
-                i.transition_ms = now_ms();
-                i.pid = None;
-                for d in &mut i.instance_store {
-                    d.token.clear();
-                }
-            });
+            let done = self.put_instance(&mut st, id, |i| halted(i, InstanceState::Stopped));
             match done {
                 Ok(_) => tracing::info!(instance_id = id, "instance stopped"),
                 Err(e) => tracing::error!(instance_id = id, error = %e.message, "recording a stop"),
@@ -1058,14 +1059,7 @@ impl ControlPlane {
             }
         }
         let mut st = self.lock();
-        let done = self.put_instance(&mut st, id, |i| {
-            i.state = InstanceState::Terminated;
-            i.transition_ms = now_ms();
-            i.pid = None;
-            for d in &mut i.instance_store {
-                d.token.clear();
-            }
-        });
+        let done = self.put_instance(&mut st, id, |i| halted(i, InstanceState::Terminated));
         match done {
             Ok(_) => tracing::info!(instance_id = id, "instance terminated"),
             Err(e) => {
@@ -1512,13 +1506,8 @@ impl ControlPlane {
                         let _ = Volume::remove(&self.ephemeral_path(&id, d));
                     }
                     self.put_instance(st, &id, |i| {
-                        i.state = InstanceState::Stopped;
-                        i.transition_ms = now_ms();
-                        i.pid = None;
+                        halted(i, InstanceState::Stopped);
                         i.state_reason = why;
-                        for d in &mut i.instance_store {
-                            d.token.clear();
-                        }
                     })?;
                     tracing::warn!(instance_id = %id, "instance marked stopped after restart");
                 }
