@@ -68,6 +68,35 @@ impl Filter {
     }
 }
 
+/// `InvalidParameterValue` unless every filter is one of `names` or a `tag:KEY`.
+pub fn check_names(filters: &[proto::ebs::v1::Filter], names: &[&str]) -> Result<(), Ec2Error> {
+    match filters
+        .iter()
+        .find(|f| !names.contains(&f.name.as_str()) && !f.name.starts_with("tag:"))
+    {
+        Some(f) => Err(Ec2Error::invalid_value(format!(
+            "The filter '{}' is invalid",
+            f.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// EC2's `MaxResults` of a Describe call that also takes ids (`ids_param`): not with ids, and
+/// 5 to 1000. No limit when not given.
+pub fn page_size(max: Option<i32>, with_ids: bool, ids_param: &str) -> Result<usize, Ec2Error> {
+    match max {
+        None => Ok(usize::MAX),
+        Some(_) if with_ids => Err(Ec2Error::invalid_combination(format!(
+            "The parameter 'MaxResults' cannot be used with the parameter '{ids_param}'."
+        ))),
+        Some(n) if !(5..=1000).contains(&n) => Err(Ec2Error::invalid_value(format!(
+            "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
+        ))),
+        Some(n) => Ok(n as usize),
+    }
+}
+
 /// The key of a `tag:KEY` filter; `InvalidParameterValue` for any other unknown name.
 pub fn tag_key(name: &str) -> Result<String, Ec2Error> {
     match name.strip_prefix("tag:") {

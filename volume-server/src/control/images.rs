@@ -270,28 +270,8 @@ impl ControlPlane {
             "owner-id",
             "tag-key",
         ];
-        for f in &req.filters {
-            if !names.contains(&f.name.as_str()) && !f.name.starts_with("tag:") {
-                return Err(Ec2Error::invalid_value(format!(
-                    "The filter '{}' is invalid",
-                    f.name
-                )));
-            }
-        }
-        let max = match req.max_results {
-            None => usize::MAX,
-            Some(_) if !req.image_ids.is_empty() => {
-                return Err(Ec2Error::invalid_combination(
-                    "The parameter 'MaxResults' cannot be used with the parameter 'ImageIds'.",
-                ));
-            }
-            Some(n) if !(5..=1000).contains(&n) => {
-                return Err(Ec2Error::invalid_value(format!(
-                    "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
-                )));
-            }
-            Some(n) => n as usize,
-        };
+        super::filter::check_names(&req.filters, &names)?;
+        let max = super::filter::page_size(req.max_results, !req.image_ids.is_empty(), "ImageIds")?;
         // Every image here is this account's: other owners (e.g. "amazon") have none.
         let owned = req.owners.iter().all(|o| o == "self" || o == OWNER_ID);
         let after = super::decode_token_opt(req.next_token.as_deref(), "ami")?;

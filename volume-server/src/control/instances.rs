@@ -1239,28 +1239,9 @@ impl ControlPlane {
             "root-device-name",
             "tag-key",
         ];
-        for f in &req.filters {
-            if !names.contains(&f.name.as_str()) && !f.name.starts_with("tag:") {
-                return Err(Ec2Error::invalid_value(format!(
-                    "The filter '{}' is invalid",
-                    f.name
-                )));
-            }
-        }
-        let max = match req.max_results {
-            None => usize::MAX,
-            Some(_) if !req.instance_ids.is_empty() => {
-                return Err(Ec2Error::invalid_combination(
-                    "The parameter 'MaxResults' cannot be used with the parameter 'InstanceIds'.",
-                ));
-            }
-            Some(n) if !(5..=1000).contains(&n) => {
-                return Err(Ec2Error::invalid_value(format!(
-                    "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
-                )));
-            }
-            Some(n) => n as usize,
-        };
+        super::filter::check_names(&req.filters, &names)?;
+        let max =
+            super::filter::page_size(req.max_results, !req.instance_ids.is_empty(), "InstanceIds")?;
         let after = super::decode_token_opt(req.next_token.as_deref(), "i")?;
         let mut st = self.lock();
         self.purge_terminated(&mut st);
