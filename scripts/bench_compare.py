@@ -2,14 +2,19 @@
 """Side-by-side fio benchmark: this server vs `nbdkit file`, `qemu-nbd --aio=io_uring`, and
 `nbdkit memory` (the protocol ceiling: no disk, no page cache).
 
-The file servers serve copies of one backing file (random data) on loopback; fio's nbd engine
-runs the same jobs against each, one server at a time, in the same run. Prints Markdown tables:
+Each server gets its own copy of one backing file (random data), written through it with
+`nbdcopy` so that every copy starts in the same page cache state; fio's nbd engine runs the same
+jobs against each, one server at a time, in the same run. Prints Markdown tables:
 absolute figures and ratios (ours / peer), QD1-relevant p99 latency, and each server's CPU time
 per I/O (user + system, from /proc).
 
     python3 scripts/bench_compare.py [--runtime 10] [--reps 3] [--size-gib 1] [--smoke]
                                      [--chart bench.svg]
     python3 scripts/bench_compare.py --replot saved-output.md --chart bench.svg
+    python3 scripts/bench_compare.py --jobs QD1,1M --peers "nbdkit file" --candidate /tmp/other-build
+
+--jobs and --peers narrow a run; --candidate adds a second volume-server build as its own column,
+for measuring a change against the build before it in the same run.
 
 Each job runs --reps times per server (servers interleaved per repetition, so drift on a shared
 machine hits all of them alike); the table shows medians.
@@ -84,6 +89,8 @@ def run_fio(uri, job, runtime, size, pid):
         "--time_based=1", f"--runtime={runtime}", "--ramp_time=0",
         "--output-format=json", "--randrepeat=1", "--norandommap=1",
     ]
+    # Write back what earlier jobs left dirty, so that no job pays for another's writeback.
+    os.sync()
     cpu0 = cpu_seconds(pid)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     cpu = cpu_seconds(pid) - cpu0
@@ -95,10 +102,9 @@ def run_fio(uri, job, runtime, size, pid):
             "p99_us": p99, "cpu_us_per_io": cpu / max(ios, 1) * 1e6}
 
 
-def ours(tmp, backing, size_gib):
-    exe = os.path.join(ROOT, "target", "release", "volume-server")
+def ours(tmp, backing, size_gib, exe):
     ctl = os.path.join(ROOT, "target", "release", "ebsctl")
-    data = os.path.join(tmp, "ebs-data")
+    data = tempfile.mkdtemp(prefix="ebs-data-", dir=tmp)
     proc = subprocess.Popen(
         [exe, "--data-dir", data, "--grpc-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
          "--metrics-addr", "127.0.0.1:0"],
@@ -115,13 +121,18 @@ def ours(tmp, backing, size_gib):
                    "--availability-zone", "us-east-1a")["VolumeId"]
     host = ctl_json("register-host", "--name", "bench", "--availability-zone", "us-east-1a")["InstanceId"]
     uri = ctl_json("attach-volume", "--volume-id", vol, "--instance-id", host, "--device", "/dev/sdf")["NbdUri"]
-    subprocess.run(["nbdcopy", backing, uri], check=True)
     return proc, uri
 
 
+def empty_image(path, like):
+    """A sparse file of `like`'s size: each server gets its copy of the data through NBD."""
+    with open(path, "wb") as f:
+        f.truncate(os.path.getsize(like))
+    return path
+
+
 def nbdkit(tmp, backing):
-    img = os.path.join(tmp, "nbdkit.img")
-    shutil.copyfile(backing, img)
+    img = empty_image(os.path.join(tmp, "nbdkit.img"), backing)
     port = free_port()
     proc = subprocess.Popen(["nbdkit", "-f", "-p", str(port), "-i", "127.0.0.1", "file", img],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -138,8 +149,7 @@ def nbdkit_memory(size_gib):
 
 
 def qemu_nbd(tmp, backing):
-    img = os.path.join(tmp, "qemu.img")
-    shutil.copyfile(backing, img)
+    img = empty_image(os.path.join(tmp, "qemu.img"), backing)
     port = free_port()
     proc = subprocess.Popen(["qemu-nbd", "-f", "raw", "--aio=io_uring", "-t", "-e", "16", "-b", "127.0.0.1",
                              "-p", str(port), img], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -211,6 +221,12 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--chart", help="also draw the headline table as an SVG bar chart here")
     ap.add_argument("--replot", help="draw --chart from a saved run's output instead of running")
+    ap.add_argument("--jobs", help="only the jobs whose label contains one of these comma-separated words")
+    ap.add_argument("--peers", help="only these comma-separated peers (default: all three)")
+    ap.add_argument("--exe", default=os.path.join(ROOT, "target", "release", "volume-server"),
+                    help="the volume-server binary to measure")
+    ap.add_argument("--candidate", help="a second volume-server binary, measured as its own column "
+                    "(for A/B runs of a change)")
     args = ap.parse_args()
     if args.replot:
         title = f"volume-server vs peers (from {os.path.basename(args.replot)})"
@@ -222,10 +238,20 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is required")
     samples = {}
-    servers = (("volume-server", lambda: ours(tmp, backing, args.size_gib)),
-               ("nbdkit file", lambda: nbdkit(tmp, backing)),
-               ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing)),
-               ("nbdkit memory", lambda: nbdkit_memory(args.size_gib)))
+    jobs = [(label, job) for label, job in JOBS
+            if not args.jobs or any(w in label for w in args.jobs.split(","))]
+    peers = args.peers.split(",") if args.peers else list(SERVERS[1:])
+    for p in peers:
+        if p not in SERVERS[1:]:
+            sys.exit(f"unknown peer {p!r}; peers are {', '.join(SERVERS[1:])}")
+    servers = [("volume-server", lambda: ours(tmp, backing, args.size_gib, args.exe))]
+    if args.candidate:
+        servers.append(("candidate", lambda: ours(tmp, backing, args.size_gib, args.candidate)))
+    servers += [(name, start) for name, start in (
+        ("nbdkit file", lambda: nbdkit(tmp, backing)),
+        ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing)),
+        ("nbdkit memory", lambda: nbdkit_memory(args.size_gib))) if name in peers]
+    names = [name for name, _ in servers]
     reps = 1 if args.smoke else args.reps
     with tempfile.TemporaryDirectory(prefix="ebs-bench-") as tmp:
         backing = os.path.join(tmp, "backing.img")
@@ -233,10 +259,16 @@ def main():
             for _ in range(args.size_gib * 64):
                 f.write(os.urandom(16 << 20))
         started = [(name,) + start() for name, start in servers]
+        # Every server, nbdkit memory included, gets the data the same way: nbdcopy through NBD.
+        # How a file was written shapes its page cache (the kernel sizes folios by the writes
+        # that created them, and small writes into large folios cost more), so copying files
+        # behind the servers' backs would measure the copy, not the server.
+        for _, _, uri in started:
+            subprocess.run(["nbdcopy", backing, uri], check=True)
         try:
             for rep in range(reps):
                 for name, proc, uri in started:
-                    for label, job in JOBS:
+                    for label, job in jobs:
                         r = run_fio(uri, job, runtime, size, proc.pid)
                         samples.setdefault((name, label), []).append(r)
                         print(f"rep {rep + 1} {name:18} {label:18} {r['iops']:>10.0f} IOPS {r['mib_s']:>8.1f} MiB/s",
@@ -246,27 +278,31 @@ def main():
                 stop(proc)
     metrics = ("iops", "mib_s", "p99_us", "cpu_us_per_io")
     results = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in samples.items()}
+    key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
+    others = names[1:]
     print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {args.size_gib} GiB file, {os.cpu_count()} CPUs\n")
-    print("| job | volume-server | nbdkit file | qemu-nbd io_uring | nbdkit memory | vs nbdkit file | vs qemu-nbd | vs nbdkit memory |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, job in JOBS:
-        key = "mib_s" if job["bs"] == "1m" else "iops"
-        unit = " MiB/s" if key == "mib_s" else " IOPS"
-        o, k, q, m = (results[(n, label)][key] for n in SERVERS)
-        print(f"| {label} | {o:,.0f}{unit} | {k:,.0f}{unit} | {q:,.0f}{unit} | {m:,.0f}{unit} "
-              f"| {o / k:.2f}x | {o / q:.2f}x | {o / m:.2f}x |")
+    print("| job | " + " | ".join(names) + " | " + " | ".join(f"vs {short(n)}" for n in others) + " |")
+    print("|---|" + "---:|" * (len(names) + len(others)))
+    for label, _ in jobs:
+        unit = " MiB/s" if key(label) == "mib_s" else " IOPS"
+        v = [results[(n, label)][key(label)] for n in names]
+        print(f"| {label} | " + " | ".join(f"{x:,.0f}{unit}" for x in v) + " | "
+              + " | ".join(f"{v[0] / x:.2f}x" for x in v[1:]) + " |")
     print("\nQD1 p99 completion latency (µs) and server CPU time per I/O (µs, user + system from /proc):\n")
-    print("| job | " + " | ".join(f"{n} p99" for n in SERVERS) + " | " + " | ".join(f"{n} CPU/IO" for n in SERVERS) + " |")
-    print("|---|" + "---:|" * (2 * len(SERVERS)))
-    for label, job in JOBS:
-        p99 = " | ".join(f"{results[(n, label)]['p99_us']:,.0f}" for n in SERVERS)
-        cpu = " | ".join(f"{results[(n, label)]['cpu_us_per_io']:.1f}" for n in SERVERS)
+    print("| job | " + " | ".join(f"{n} p99" for n in names) + " | " + " | ".join(f"{n} CPU/IO" for n in names) + " |")
+    print("|---|" + "---:|" * (2 * len(names)))
+    for label, _ in jobs:
+        p99 = " | ".join(f"{results[(n, label)]['p99_us']:,.0f}" for n in names)
+        cpu = " | ".join(f"{results[(n, label)]['cpu_us_per_io']:.1f}" for n in names)
         print(f"| {label} | {p99} | {cpu} |")
     if args.chart:
-        key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
         chart({k: v[key(k[1])] for k, v in results.items()},
               f"fio nbd engine, {runtime}s per job, median of {reps}, {os.cpu_count()} CPUs", args.chart)
 
+
+def short(name):
+    """A peer's name as the ratio columns have it."""
+    return "qemu-nbd" if name.startswith("qemu-nbd") else name
 
 if __name__ == "__main__":
     main()

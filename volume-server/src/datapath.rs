@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use storage_engine::{GateGuard, VolumeError, VolumeErrorKind, ZeroFlags};
+use storage_engine::{GateGuard, ReadData, VolumeError, VolumeErrorKind, ZeroFlags};
 
 use crate::exports::{Export, IoStats};
 
@@ -24,6 +24,9 @@ pub enum IoRequest {
         offset: u64,
         /// Length.
         len: u64,
+        /// The caller can send a [`ReadData::File`] to its socket without copying it, so a
+        /// cached range may come back as one.
+        to_socket: bool,
     },
     /// Write `data`.
     Write {
@@ -65,7 +68,7 @@ impl IoRequest {
     /// The byte range the request touches, if any.
     fn range(&self) -> Option<(u64, u64)> {
         match *self {
-            IoRequest::Read { offset, len }
+            IoRequest::Read { offset, len, .. }
             | IoRequest::Trim { offset, len, .. }
             | IoRequest::WriteZeroes { offset, len, .. } => Some((offset, len)),
             IoRequest::Write {
@@ -79,7 +82,7 @@ impl IoRequest {
     /// zeroing that allocates.
     fn throttled(&self) -> Option<(u64, u64)> {
         match *self {
-            IoRequest::Read { offset, len } => Some((offset, len)),
+            IoRequest::Read { offset, len, .. } => Some((offset, len)),
             IoRequest::Write {
                 offset, ref data, ..
             } => Some((offset, data.len() as u64)),
@@ -119,7 +122,7 @@ pub async fn execute(
     export: &Arc<Export>,
     _guard: GateGuard,
     req: IoRequest,
-) -> Result<Option<Vec<u8>>, IoError> {
+) -> Result<Option<ReadData>, IoError> {
     let stats = &export.open.stats;
     let start = Instant::now();
     let _inflight = stats.begin();
@@ -148,7 +151,7 @@ pub async fn execute(
     r
 }
 
-async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, IoError> {
+async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<ReadData>, IoError> {
     let stats = &export.open.stats;
     if let Some((offset, len)) = req.throttled() {
         let admission = export.open.throttle.reserve(offset, len);
@@ -202,7 +205,14 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<Vec<u8>>, I
     };
     let vol = &export.open.volume;
     match req {
-        IoRequest::Read { offset, len } => Ok(Some(vol.read(*offset, *len).await?)),
+        IoRequest::Read {
+            offset,
+            len,
+            to_socket: true,
+        } => Ok(Some(vol.read_for_send(*offset, *len).await?)),
+        IoRequest::Read { offset, len, .. } => {
+            Ok(Some(ReadData::Bytes(vol.read(*offset, *len).await?)))
+        }
         IoRequest::Write { offset, data, fua } => Ok(vol
             .write(*offset, data.clone(), *fua)
             .await

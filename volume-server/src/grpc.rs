@@ -19,7 +19,7 @@ use crate::control::{ControlPlane, Ec2Error};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
 use crate::exports::OpenVolume;
-use storage_engine::{VolumeErrorKind, ZeroFlags};
+use storage_engine::{ReadData, VolumeError, VolumeErrorKind, ZeroFlags};
 
 /// The gRPC face of the control plane.
 #[derive(Debug, Clone)]
@@ -314,9 +314,13 @@ impl VolumeApi {
             .gate
             .enter()
             .ok_or_else(|| io_status(IoError::Fenced))?;
-        datapath::execute(&export, guard, req)
+        let data = datapath::execute(&export, guard, req)
             .await
-            .map_err(io_status)
+            .map_err(io_status)?;
+        // Reads here ask for bytes in memory (`to_socket: false`), so this never copies.
+        data.map(ReadData::into_vec)
+            .transpose()
+            .map_err(|e| io_status(IoError::Volume(VolumeError::Io(e))))
     }
 }
 
@@ -330,6 +334,7 @@ impl VolumeService for VolumeApi {
         let io = IoRequest::Read {
             offset: r.offset,
             len: u64::from(r.length),
+            to_socket: false,
         };
         let data = self
             .block_io(&r.attachment_token, io)

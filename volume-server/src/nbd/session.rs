@@ -10,7 +10,10 @@
 //! Write payloads are sliced out of the read buffer without copying (`BytesMut::split_to`) and
 //! handed to the engine as `Bytes`. Small read replies are copied into the write buffer so many
 //! replies leave in one `write`; large ones are queued as their own segment, and the queue goes
-//! out in vectored writes.
+//! out in vectored writes. On plain TCP, a large read whose range is all in the page cache is
+//! not read at all: its segment is the file range, and `sendfile` moves it from the page cache
+//! into the socket (one copy fewer on each side of the server's buffer; see
+//! [`storage_engine::pagecache`]).
 //!
 //! Writing replies is one more branch of the session's `select!`, not a step before it: while a
 //! large reply drains into the socket, requests go on being read and started. What a client may
@@ -35,7 +38,9 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use storage_engine::{Extent, GateGuard, VolumeError, VolumeErrorKind, ZeroFlags};
+use storage_engine::{
+    Extent, FileRange, GateGuard, ReadData, VolumeError, VolumeErrorKind, ZeroFlags,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
@@ -69,7 +74,7 @@ struct Done {
 
 enum Payload {
     None,
-    Data(Vec<u8>),
+    Data(ReadData),
 }
 
 struct Failure {
@@ -79,11 +84,27 @@ struct Failure {
 
 type Pending = Pin<Box<dyn Future<Output = Done> + Send>>;
 
-/// Replies waiting to be written, in order.
+/// A queued piece of reply stream.
+enum Segment {
+    Mem(Bytes),
+    /// Read data still in the volume file's page cache, sent with `sendfile`.
+    File(FileRange),
+}
+
+impl Segment {
+    fn len(&self) -> u64 {
+        match self {
+            Segment::Mem(b) => b.len() as u64,
+            Segment::File(r) => r.len(),
+        }
+    }
+}
+
+/// Replies waiting to be written, in order: `segments`, then `cur`.
 #[derive(Default)]
 struct OutQueue {
     cur: BytesMut,
-    segments: VecDeque<Bytes>,
+    segments: VecDeque<Segment>,
     /// Bytes in `segments`.
     segment_bytes: u64,
     /// Bytes went to the writer since its last flush.
@@ -100,57 +121,73 @@ impl OutQueue {
         self.segment_bytes + self.cur.len() as u64
     }
 
-    /// Queues `data` after everything so far, without copying it.
-    fn push_segment(&mut self, data: Bytes) {
+    /// Queues `seg` after everything so far, without copying it.
+    fn push_segment(&mut self, seg: Segment) {
         if !self.cur.is_empty() {
             let head = self.cur.split().freeze();
             self.segment_bytes += head.len() as u64;
-            self.segments.push_back(head);
+            self.segments.push_back(Segment::Mem(head));
         }
-        self.segment_bytes += data.len() as u64;
-        self.segments.push_back(data);
+        self.segment_bytes += seg.len();
+        self.segments.push_back(seg);
     }
 
-    /// One vectored write of as much of the queue as the socket takes; once the queue is empty,
-    /// a flush (TLS may hold its last record until then). Cancel-safe: the queue advances only
-    /// by what a completed write took.
-    async fn write_some<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+    /// One write of as much of the queue as the socket takes: a vectored write of the memory
+    /// before the first file segment, or `sendfile` of that segment when it comes first. Once
+    /// the queue is empty, a flush (TLS may hold its last record until then). Cancel-safe: the
+    /// queue advances only by what a completed write took.
+    async fn write_some<W: ReplyWriter>(&mut self, wr: &mut W) -> std::io::Result<()> {
         if self.is_empty() {
             wr.flush().await?;
             self.unflushed = false;
             return Ok(());
         }
-        let n = {
-            let mut iov: Vec<std::io::IoSlice<'_>> = self
-                .segments
-                .iter()
-                .take(MAX_IOV)
-                .map(|b| std::io::IoSlice::new(b))
-                .collect();
-            if iov.len() < MAX_IOV && !self.cur.is_empty() {
-                iov.push(std::io::IoSlice::new(&self.cur));
+        let n = match self.segments.front() {
+            Some(Segment::File(range)) => wr.send_file(range).await?,
+            _ => {
+                let mut iov: Vec<std::io::IoSlice<'_>> = Vec::new();
+                let mut all = true;
+                for seg in &self.segments {
+                    match seg {
+                        Segment::Mem(b) if iov.len() < MAX_IOV => {
+                            iov.push(std::io::IoSlice::new(b));
+                        }
+                        _ => {
+                            all = false;
+                            break;
+                        }
+                    }
+                }
+                if all && iov.len() < MAX_IOV && !self.cur.is_empty() {
+                    iov.push(std::io::IoSlice::new(&self.cur));
+                }
+                wr.write_vectored(&iov).await?
             }
-            wr.write_vectored(&iov).await?
         };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         self.unflushed = true;
-        let mut left = n;
+        let mut left = n as u64;
         while left > 0 {
             match self.segments.front_mut() {
                 Some(seg) if seg.len() <= left => {
                     left -= seg.len();
-                    self.segment_bytes -= seg.len() as u64;
+                    self.segment_bytes -= seg.len();
                     self.segments.pop_front();
                 }
-                Some(seg) => {
-                    seg.advance(left);
-                    self.segment_bytes -= left as u64;
+                Some(Segment::Mem(b)) => {
+                    b.advance(left as usize);
+                    self.segment_bytes -= left;
+                    left = 0;
+                }
+                Some(Segment::File(r)) => {
+                    r.advance(left);
+                    self.segment_bytes -= left;
                     left = 0;
                 }
                 None => {
-                    self.cur.advance(left);
+                    self.cur.advance(left as usize);
                     left = 0;
                 }
             }
@@ -159,11 +196,58 @@ impl OutQueue {
     }
 
     /// Writes the whole queue and flushes.
-    async fn write_to<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+    async fn write_to<W: ReplyWriter>(&mut self, wr: &mut W) -> std::io::Result<()> {
         while !self.is_empty() {
             self.write_some(wr).await?;
         }
         wr.flush().await
+    }
+}
+
+/// The sending half of a connection.
+pub(crate) trait ReplyWriter: AsyncWrite + Unpin + Send {
+    /// Whether [`ReplyWriter::send_file`] works here (plain TCP; not TLS, whose records are
+    /// encrypted in user space).
+    fn sends_files(&self) -> bool;
+
+    /// Sends as much of `range` as the socket takes once it is writable; returns the bytes sent.
+    fn send_file(
+        &mut self,
+        range: &FileRange,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send;
+}
+
+impl ReplyWriter for tokio::net::tcp::OwnedWriteHalf {
+    fn sends_files(&self) -> bool {
+        true
+    }
+
+    async fn send_file(&mut self, range: &FileRange) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let tcp: &tokio::net::TcpStream = self.as_ref();
+        loop {
+            tcp.writable().await?;
+            match tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                range.send_to(tcp.as_raw_fd())
+            }) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Send> ReplyWriter for tokio::io::WriteHalf<S> {
+    fn sends_files(&self) -> bool {
+        false
+    }
+
+    fn send_file(
+        &mut self,
+        _range: &FileRange,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send {
+        // Never queued: reads ask for file ranges only where `sends_files` is true.
+        std::future::ready(Err(std::io::ErrorKind::Unsupported.into()))
     }
 }
 
@@ -189,6 +273,8 @@ struct Session {
     over_budget: bool,
     /// No more requests are read; the session ends once `inflight` drains.
     closing: bool,
+    /// Large cached reads are sent from the page cache (see [`ReplyWriter::send_file`]).
+    sends_files: bool,
 }
 
 /// Serves requests on `stream` until the session ends.
@@ -220,7 +306,7 @@ async fn serve_halves<R, W>(
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: ReplyWriter,
 {
     let mut fence = neg.export.fence_signal();
     let mut s = Session {
@@ -234,6 +320,7 @@ where
         inflight_bytes: 0,
         over_budget: false,
         closing: false,
+        sends_files: wr.sends_files(),
     };
     if *fence.borrow() || *shutdown.borrow() {
         s.closing = true;
@@ -447,7 +534,16 @@ impl Session {
                     _ => payload.len() as u64,
                 };
                 self.inflight_bytes += bytes;
-                let fut = run(Arc::clone(&self.export), guard, req, payload, bytes);
+                // Reads too large to copy into the shared write buffer may stay in the page cache.
+                let to_socket = self.sends_files && len > INLINE_REPLY as u64;
+                let fut = run(
+                    Arc::clone(&self.export),
+                    guard,
+                    req,
+                    payload,
+                    bytes,
+                    to_socket,
+                );
                 self.inflight.push(Box::pin(fut));
             }
         }
@@ -471,10 +567,12 @@ impl Session {
                 } else {
                     put_simple_reply(&mut out.cur, 0, d.cookie);
                 }
-                if data.len() <= INLINE_REPLY {
-                    out.cur.extend_from_slice(&data);
-                } else {
-                    out.push_segment(Bytes::from(data));
+                match data {
+                    ReadData::Bytes(data) if data.len() <= INLINE_REPLY => {
+                        out.cur.extend_from_slice(&data);
+                    }
+                    ReadData::Bytes(data) => out.push_segment(Segment::Mem(Bytes::from(data))),
+                    ReadData::File(range) => out.push_segment(Segment::File(range)),
                 }
             }
             // Simple replies are allowed for payload-less success even with structured replies.
@@ -527,11 +625,16 @@ async fn run(
     req: Request,
     payload: Bytes,
     bytes: u64,
+    to_socket: bool,
 ) -> Done {
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let (offset, len) = (req.offset, u64::from(req.len));
     let io = match req.cmd {
-        CMD_READ => IoRequest::Read { offset, len },
+        CMD_READ => IoRequest::Read {
+            offset,
+            len,
+            to_socket,
+        },
         CMD_WRITE => IoRequest::Write {
             offset,
             data: payload,
