@@ -20,7 +20,8 @@ Each job runs --reps times per server (servers interleaved per repetition, so dr
 machine hits all of them alike); the table shows medians.
 
 Needs: fio (with the nbd engine), nbdkit, qemu-nbd, nbdcopy, and a release build
-(`cargo build --release`). `--smoke` runs each job for one second (used by CI, not a measurement).
+(`cargo build --release`). `--smoke` runs each job once for one second on a 64 MiB file (used
+by CI to prove the harness works; not a measurement).
 """
 import argparse
 import json
@@ -102,8 +103,7 @@ def run_fio(uri, job, runtime, size, pid):
             "p99_us": p99, "cpu_us_per_io": cpu / max(ios, 1) * 1e6}
 
 
-def ours(tmp, backing, size_gib, exe):
-    ctl = os.path.join(ROOT, "target", "release", "ebsctl")
+def ours(tmp, backing, size_mib, exe, ctl):
     data = tempfile.mkdtemp(prefix="ebs-data-", dir=tmp)
     proc = subprocess.Popen(
         [exe, "--data-dir", data, "--grpc-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
@@ -116,8 +116,8 @@ def ours(tmp, backing, size_gib, exe):
     def ctl_json(*args):
         return json.loads(subprocess.run([ctl, *ep, *args], check=True, capture_output=True, text=True).stdout)
 
-    # io2 at its maximum (256,000 IOPS, 4,000 MiB/s) needs >= 256 GiB; fio touches only the first size_gib.
-    vol = ctl_json("create-volume", "--size", str(max(256, size_gib)), "--volume-type", "io2", "--iops", "256000",
+    # io2 at its maximum (256,000 IOPS, 4,000 MiB/s) needs >= 256 GiB; fio touches only the first size_mib.
+    vol = ctl_json("create-volume", "--size", str(max(256, -(-size_mib // 1024))), "--volume-type", "io2", "--iops", "256000",
                    "--availability-zone", "us-east-1a")["VolumeId"]
     host = ctl_json("register-host", "--name", "bench", "--availability-zone", "us-east-1a")["InstanceId"]
     uri = ctl_json("attach-volume", "--volume-id", vol, "--instance-id", host, "--device", "/dev/sdf")["NbdUri"]
@@ -140,9 +140,9 @@ def nbdkit(tmp, backing):
     return proc, f"nbd://127.0.0.1:{port}/"
 
 
-def nbdkit_memory(size_gib):
+def nbdkit_memory(size_mib):
     port = free_port()
-    proc = subprocess.Popen(["nbdkit", "-f", "-p", str(port), "-i", "127.0.0.1", "memory", f"{size_gib}G"],
+    proc = subprocess.Popen(["nbdkit", "-f", "-p", str(port), "-i", "127.0.0.1", "memory", f"{size_mib}M"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc, f"nbd://127.0.0.1:{port}/"
@@ -225,6 +225,8 @@ def main():
     ap.add_argument("--peers", help="only these comma-separated peers (default: all three)")
     ap.add_argument("--exe", default=os.path.join(ROOT, "target", "release", "volume-server"),
                     help="the volume-server binary to measure")
+    ap.add_argument("--ctl", default=os.path.join(ROOT, "target", "release", "ebsctl"),
+                    help="the ebsctl binary that sets up the volume")
     ap.add_argument("--candidate", help="a second volume-server binary, measured as its own column "
                     "(for A/B runs of a change)")
     args = ap.parse_args()
@@ -233,7 +235,9 @@ def main():
         chart(parse_table(args.replot), title, args.chart or "bench.svg")
         return
     runtime = 1 if args.smoke else args.runtime
-    size = f"{args.size_gib}g"
+    # A smoke run proves the harness works end to end; it measures nothing.
+    size_mib = 64 if args.smoke else args.size_gib * 1024
+    size = f"{size_mib}m"
     for tool in ("fio", "nbdkit", "qemu-nbd", "nbdcopy"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is required")
@@ -244,19 +248,19 @@ def main():
     for p in peers:
         if p not in SERVERS[1:]:
             sys.exit(f"unknown peer {p!r}; peers are {', '.join(SERVERS[1:])}")
-    servers = [("volume-server", lambda: ours(tmp, backing, args.size_gib, args.exe))]
+    servers = [("volume-server", lambda: ours(tmp, backing, size_mib, args.exe, args.ctl))]
     if args.candidate:
-        servers.append(("candidate", lambda: ours(tmp, backing, args.size_gib, args.candidate)))
+        servers.append(("candidate", lambda: ours(tmp, backing, size_mib, args.candidate, args.ctl)))
     servers += [(name, start) for name, start in (
         ("nbdkit file", lambda: nbdkit(tmp, backing)),
         ("qemu-nbd io_uring", lambda: qemu_nbd(tmp, backing)),
-        ("nbdkit memory", lambda: nbdkit_memory(args.size_gib))) if name in peers]
+        ("nbdkit memory", lambda: nbdkit_memory(size_mib))) if name in peers]
     names = [name for name, _ in servers]
     reps = 1 if args.smoke else args.reps
     with tempfile.TemporaryDirectory(prefix="ebs-bench-") as tmp:
         backing = os.path.join(tmp, "backing.img")
         with open(backing, "wb") as f:
-            for _ in range(args.size_gib * 64):
+            for _ in range(size_mib // 16):
                 f.write(os.urandom(16 << 20))
         started = [(name,) + start() for name, start in servers]
         # Every server, nbdkit memory included, gets the data the same way: nbdcopy through NBD.
@@ -280,7 +284,7 @@ def main():
     results = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in samples.items()}
     key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
     others = names[1:]
-    print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {args.size_gib} GiB file, {os.cpu_count()} CPUs\n")
+    print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {size_mib} MiB file, {os.cpu_count()} CPUs\n")
     print("| job | " + " | ".join(names) + " | " + " | ".join(f"vs {short(n)}" for n in others) + " |")
     print("|---|" + "---:|" * (len(names) + len(others)))
     for label, _ in jobs:
