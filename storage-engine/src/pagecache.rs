@@ -3,9 +3,14 @@
 //!
 //! A large read normally costs two copies on the server: page cache → buffer, buffer → socket.
 //! When the whole range is cached, the caller can instead send the file range itself and the
-//! kernel moves page references into the socket. The data is taken from the page cache when it
-//! is sent, not when the read completed; that is only observable by a write racing the read,
-//! whose outcome the block protocols leave undefined anyway.
+//! kernel moves page references into the socket.
+//!
+//! # The catch
+//! The bytes are whatever the pages hold when the receiver finally copies them, not what they
+//! held when the read completed: a socket buffer keeps references to the pages, and a later
+//! write changes them in place. Between requests of one client that is a race the block
+//! protocols leave undefined; across a detach it is not (the old client can receive data the
+//! volume's next attachment wrote), which is why the NBD server makes this an option.
 
 use std::fs::File;
 use std::io;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use snapshot::{Capture, Hydration};
-use storage_engine::{Gate, Throttle, Volume};
+use storage_engine::{Gate, GateGuard, Throttle, Volume};
 
 use crate::reservation::ReservationRecord;
 use tokio::sync::watch;
@@ -274,12 +274,42 @@ impl Export {
         let _ = rx.wait_for(|f| *f).await;
     }
 
+    /// Leave to send this attachment data of its volume, to hold while the data is sent; `None`
+    /// once the attachment is fenced or a reservation no longer lets it read. A reply sent from
+    /// the page cache (`sendfile`) takes its data when it is sent, not when its read completed,
+    /// so it asks again at that moment; holding the permit makes a fence or a reservation change
+    /// wait for the send, which is one non-blocking `sendfile`.
+    pub async fn read_permit(&self) -> Option<ReadPermit<'_>> {
+        let gate = self.gate.enter()?;
+        let reservation = match &self.open.reservation {
+            Some(lock) => {
+                let guard = lock.read().await;
+                if !guard.allows(&self.instance_id, false) {
+                    return None;
+                }
+                Some(guard)
+            }
+            None => None,
+        };
+        Some(ReadPermit {
+            _gate: gate,
+            _reservation: reservation,
+        })
+    }
+
     /// Fences the attachment: tells sessions to close, refuses new I/O and waits until no I/O of
     /// it is in flight.
     pub async fn fence(&self) {
         self.fenced.send_replace(true);
         self.gate.fence().await;
     }
+}
+
+/// See [`Export::read_permit`].
+#[derive(Debug)]
+pub struct ReadPermit<'a> {
+    _gate: GateGuard,
+    _reservation: Option<tokio::sync::RwLockReadGuard<'a, ReservationRecord>>,
 }
 
 /// Export name → export.

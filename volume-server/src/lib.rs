@@ -170,6 +170,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         idle_timeout: (!cfg.nbd_idle_timeout.is_zero()).then_some(cfg.nbd_idle_timeout),
         max_connections: cfg.nbd_max_connections,
         tls: nbd_tls,
+        sendfile: cfg.nbd_sendfile,
     };
     let nbd_task = tokio::spawn(nbd::run(
         nbd_listener,

@@ -479,12 +479,19 @@ fn detach_fences_open_sessions() {
     assert_eq!(c.option_reply(OPT_GO).0, REP_ERR_UNKNOWN);
 }
 
-/// Large reads of cached data are sent from the page cache (`sendfile`); holes, partly cached
-/// ranges and small reads take the copying path. Replies of both kinds, pipelined and in any
-/// order, must carry exactly the bytes written, with simple and with structured replies.
+/// With `--nbd-sendfile`, large reads of cached data are sent from the page cache; holes, partly
+/// cached ranges and small reads take the copying path. Replies of both kinds, pipelined and in
+/// any order, must carry exactly the bytes written, with simple and with structured replies
+/// (and without the option, through the copying path alone).
 #[test]
 fn large_reads_from_the_page_cache_interleave_with_small_ones() {
-    let srv = Server::start(&[]);
+    for args in [&["--nbd-sendfile"][..], &[]] {
+        large_reads_round_trip(args);
+    }
+}
+
+fn large_reads_round_trip(args: &[&str]) {
+    let srv = Server::start(args);
     let (_, token) = srv.attached_volume();
     const MIB: u64 = 1 << 20;
     let pattern = |i: u64| -> Vec<u8> {
@@ -546,4 +553,75 @@ fn large_reads_from_the_page_cache_interleave_with_small_ones() {
             );
         }
     }
+}
+
+/// Replies still queued when the attachment is detached must never carry what the volume's next
+/// attachment writes afterwards. This is the test `--nbd-sendfile` fails (its replies take their
+/// data when the client receives them), and the reason that option is off by default.
+#[test]
+fn replies_queued_at_a_detach_never_carry_the_next_attachments_writes() {
+    let srv = Server::start(&[]);
+    let (volume_id, token) = srv.attached_volume();
+    const MIB: usize = 1 << 20;
+    const READS: u64 = 16;
+    let mut c = srv.connect();
+    c.go(&token, true);
+    c.request(0, CMD_WRITE, 1, 0, MIB as u32);
+    c.0.write_all(&vec![0xAA; MIB]).unwrap();
+    assert_eq!(c.read_reply(1, false).0, 0);
+    // Reads of that MiB whose replies are not read yet: the sockets fill, and the rest of the
+    // replies wait in the session as page-cache segments.
+    for k in 0..READS {
+        c.request(0, CMD_READ, 100 + k, 0, MIB as u32);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    srv.detach(&volume_id);
+    // The next attachment writes over the MiB.
+    let host = srv.srv.register_host("next-host");
+    let uri = srv.srv.attach(&volume_id, &host.instance_id).nbd_uri;
+    let mut c2 = srv.connect();
+    c2.go(uri.rsplit('/').next().unwrap(), true);
+    c2.request(0, CMD_WRITE, 1, 0, MIB as u32);
+    c2.0.write_all(&vec![0xBB; MIB]).unwrap();
+    assert_eq!(c2.read_reply(1, false).0, 0);
+    // What the first connection still gets is old data (or an error), then the connection ends.
+    let mut complete = 0;
+    let mut data_bytes = 0usize;
+    'replies: loop {
+        let mut head = [0u8; 20];
+        if c.0.read_exact(&mut head).is_err() {
+            break;
+        }
+        assert_eq!(
+            u32::from_be_bytes(head[0..4].try_into().unwrap()),
+            STRUCTURED_MAGIC
+        );
+        let kind = u16::from_be_bytes(head[6..8].try_into().unwrap());
+        let len = u32::from_be_bytes(head[16..20].try_into().unwrap()) as usize;
+        let mut left = len;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut pos = 0;
+        while left > 0 {
+            let n = match c.0.read(&mut buf[..left.min(64 * 1024)]) {
+                Ok(0) | Err(_) => break 'replies,
+                Ok(n) => n,
+            };
+            if kind == 1 {
+                // OFFSET_DATA: 8 bytes of offset, then data.
+                for (i, b) in buf[..n].iter().enumerate() {
+                    if pos + i >= 8 {
+                        assert_eq!(*b, 0xAA, "reply data written after the detach leaked");
+                        data_bytes += 1;
+                    }
+                }
+            }
+            pos += n;
+            left -= n;
+        }
+        complete += 1;
+    }
+    // Requests in flight at a detach finish and get their replies; here every one of them,
+    // with the data as it was.
+    assert_eq!(complete, READS as usize);
+    assert_eq!(data_bytes, READS as usize * MIB);
 }

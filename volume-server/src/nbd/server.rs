@@ -24,6 +24,8 @@ pub struct NbdConfig {
     pub max_connections: usize,
     /// STARTTLS policy and credentials.
     pub tls: NbdTls,
+    /// Large cached reads go out with `sendfile` (`--nbd-sendfile`).
+    pub sendfile: bool,
 }
 
 /// Serves NBD on `listener` until `shutdown` turns true, then waits for sessions to finish
@@ -93,6 +95,7 @@ async fn handle(
     tracing::debug!(?peer, volume_id = %neg.export.volume_id, structured = neg.structured, tls = stream.is_tls(), "NBD session started");
     let scfg = SessionConfig {
         idle_timeout: cfg.idle_timeout,
+        sendfile: cfg.sendfile,
     };
     if let Err(e) = session::serve(stream, neg, scfg, shutdown).await {
         tracing::debug!(?peer, error = %e, "NBD session ended with a socket error");

@@ -10,10 +10,12 @@
 //! Write payloads are sliced out of the read buffer without copying (`BytesMut::split_to`) and
 //! handed to the engine as `Bytes`. Small read replies are copied into the write buffer so many
 //! replies leave in one `write`; large ones are queued as their own segment, and the queue goes
-//! out in vectored writes. On plain TCP, a large read whose range is all in the page cache is
-//! not read at all: its segment is the file range, and `sendfile` moves it from the page cache
-//! into the socket (one copy fewer on each side of the server's buffer; see
-//! [`storage_engine::pagecache`]).
+//! out in vectored writes. With `--nbd-sendfile`, on plain TCP, a large read whose range is all
+//! in the page cache is not read at all: its segment is the file range, and `sendfile` hands
+//! the page cache pages to the socket (see [`storage_engine::pagecache`]). A file segment is sent
+//! only under [`Export::read_permit`], so nothing is sent from the page cache once the
+//! attachment is fenced; bytes already in socket buffers then are the reason the option is off
+//! by default (the pages they reference can still change).
 //!
 //! Writing replies is one more branch of the session's `select!`, not a step before it: while a
 //! large reply drains into the socket, requests go on being read and started. What a client may
@@ -136,14 +138,31 @@ impl OutQueue {
     /// before the first file segment, or `sendfile` of that segment when it comes first. Once
     /// the queue is empty, a flush (TLS may hold its last record until then). Cancel-safe: the
     /// queue advances only by what a completed write took.
-    async fn write_some<W: ReplyWriter>(&mut self, wr: &mut W) -> std::io::Result<()> {
+    async fn write_some<W: ReplyWriter>(
+        &mut self,
+        wr: &mut W,
+        export: &Export,
+    ) -> std::io::Result<()> {
         if self.is_empty() {
             wr.flush().await?;
             self.unflushed = false;
             return Ok(());
         }
         let n = match self.segments.front() {
-            Some(Segment::File(range)) => wr.send_file(range).await?,
+            Some(Segment::File(range)) => loop {
+                wr.writable().await?;
+                // The data leaves the page cache now: only while the attachment may still read.
+                let Some(_permit) = export.read_permit().await else {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the attachment was fenced or lost read access before its reply was sent",
+                    ));
+                };
+                match wr.try_send_file(range) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    r => break r?,
+                }
+            },
             _ => {
                 let mut iov: Vec<std::io::IoSlice<'_>> = Vec::new();
                 let mut all = true;
@@ -196,9 +215,13 @@ impl OutQueue {
     }
 
     /// Writes the whole queue and flushes.
-    async fn write_to<W: ReplyWriter>(&mut self, wr: &mut W) -> std::io::Result<()> {
+    async fn write_to<W: ReplyWriter>(
+        &mut self,
+        wr: &mut W,
+        export: &Export,
+    ) -> std::io::Result<()> {
         while !self.is_empty() {
-            self.write_some(wr).await?;
+            self.write_some(wr, export).await?;
         }
         wr.flush().await
     }
@@ -206,15 +229,16 @@ impl OutQueue {
 
 /// The sending half of a connection.
 pub(crate) trait ReplyWriter: AsyncWrite + Unpin + Send {
-    /// Whether [`ReplyWriter::send_file`] works here (plain TCP; not TLS, whose records are
+    /// Whether [`ReplyWriter::try_send_file`] works here (plain TCP; not TLS, whose records are
     /// encrypted in user space).
     fn sends_files(&self) -> bool;
 
-    /// Sends as much of `range` as the socket takes once it is writable; returns the bytes sent.
-    fn send_file(
-        &mut self,
-        range: &FileRange,
-    ) -> impl Future<Output = std::io::Result<usize>> + Send;
+    /// Waits until the socket may take more bytes.
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Sends as much of `range` as the socket takes now, without waiting; `WouldBlock` if it
+    /// takes nothing.
+    fn try_send_file(&self, range: &FileRange) -> std::io::Result<usize>;
 }
 
 impl ReplyWriter for tokio::net::tcp::OwnedWriteHalf {
@@ -222,18 +246,17 @@ impl ReplyWriter for tokio::net::tcp::OwnedWriteHalf {
         true
     }
 
-    async fn send_file(&mut self, range: &FileRange) -> std::io::Result<usize> {
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        let tcp: &tokio::net::TcpStream = self.as_ref();
+        tcp.writable()
+    }
+
+    fn try_send_file(&self, range: &FileRange) -> std::io::Result<usize> {
         use std::os::fd::AsRawFd;
         let tcp: &tokio::net::TcpStream = self.as_ref();
-        loop {
-            tcp.writable().await?;
-            match tcp.try_io(tokio::io::Interest::WRITABLE, || {
-                range.send_to(tcp.as_raw_fd())
-            }) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                r => return r,
-            }
-        }
+        tcp.try_io(tokio::io::Interest::WRITABLE, || {
+            range.send_to(tcp.as_raw_fd())
+        })
     }
 }
 
@@ -242,12 +265,13 @@ impl<S: AsyncWrite + Send> ReplyWriter for tokio::io::WriteHalf<S> {
         false
     }
 
-    fn send_file(
-        &mut self,
-        _range: &FileRange,
-    ) -> impl Future<Output = std::io::Result<usize>> + Send {
-        // Never queued: reads ask for file ranges only where `sends_files` is true.
+    // Never called: reads ask for file ranges only where `sends_files` is true.
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
         std::future::ready(Err(std::io::ErrorKind::Unsupported.into()))
+    }
+
+    fn try_send_file(&self, _range: &FileRange) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -256,6 +280,8 @@ impl<S: AsyncWrite + Send> ReplyWriter for tokio::io::WriteHalf<S> {
 pub struct SessionConfig {
     /// Close a connection with nothing in flight after this long without a request.
     pub idle_timeout: Option<Duration>,
+    /// Send large cached reads from the page cache (`--nbd-sendfile`; plain TCP only).
+    pub sendfile: bool,
 }
 
 struct Session {
@@ -320,7 +346,7 @@ where
         inflight_bytes: 0,
         over_budget: false,
         closing: false,
-        sends_files: wr.sends_files(),
+        sends_files: cfg.sendfile && wr.sends_files(),
     };
     if *fence.borrow() || *shutdown.borrow() {
         s.closing = true;
@@ -333,7 +359,7 @@ where
             return Ok(());
         }
         if s.closing && s.inflight.is_empty() {
-            s.out.write_to(&mut wr).await?;
+            s.out.write_to(&mut wr, &s.export).await?;
             break;
         }
         if s.rbuf.capacity() - s.rbuf.len() < READ_CHUNK / 4 {
@@ -356,7 +382,7 @@ where
                     s.encode(done);
                 }
             }
-            r = s.out.write_some(&mut wr), if writing => r?,
+            r = s.out.write_some(&mut wr, &s.export), if writing => r?,
             r = rd.read_buf(&mut s.rbuf), if reading => {
                 if r? == 0 {
                     s.closing = true;
