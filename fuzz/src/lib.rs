@@ -279,7 +279,10 @@ impl Harness {
             let neg = self.negotiated(structured, base_allocation);
             // Kept alive: a dropped sender reads as "shutting down".
             let (_stop, stop_rx) = watch::channel(false);
-            let cfg = SessionConfig { idle_timeout: None };
+            let cfg = SessionConfig {
+                idle_timeout: None,
+                sendfile: false,
+            };
             let (replies, served) = tokio::join!(
                 play_client(client_end, client),
                 tokio::time::timeout(
