@@ -83,15 +83,20 @@ pub fn check_names(filters: &[proto::ebs::v1::Filter], names: &[&str]) -> Result
 }
 
 /// EC2's `MaxResults` of a Describe call that also takes ids (`ids_param`): not with ids, and
-/// 5 to 1000. No limit when not given.
-pub fn page_size(max: Option<i32>, with_ids: bool, ids_param: &str) -> Result<usize, Ec2Error> {
+/// 5 to `limit` (1000 for most calls, 500 for DescribeVolumes). No limit when not given.
+pub fn page_size(
+    max: Option<i32>,
+    with_ids: bool,
+    ids_param: &str,
+    limit: i32,
+) -> Result<usize, Ec2Error> {
     match max {
         None => Ok(usize::MAX),
         Some(_) if with_ids => Err(Ec2Error::invalid_combination(format!(
             "The parameter 'MaxResults' cannot be used with the parameter '{ids_param}'."
         ))),
-        Some(n) if !(5..=1000).contains(&n) => Err(Ec2Error::invalid_value(format!(
-            "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
+        Some(n) if !(5..=limit).contains(&n) => Err(Ec2Error::invalid_value(format!(
+            "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and {limit}."
         ))),
         Some(n) => Ok(n as usize),
     }

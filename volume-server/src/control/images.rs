@@ -271,7 +271,8 @@ impl ControlPlane {
             "tag-key",
         ];
         super::filter::check_names(&req.filters, &names)?;
-        let max = super::filter::page_size(req.max_results, !req.image_ids.is_empty(), "ImageIds")?;
+        let max =
+            super::filter::page_size(req.max_results, !req.image_ids.is_empty(), "ImageIds", 1000)?;
         // Every image here is this account's: other owners (e.g. "amazon") have none.
         let owned = req.owners.iter().all(|o| o == "self" || o == OWNER_ID);
         let after = super::decode_token_opt(req.next_token.as_deref(), "ami")?;

@@ -1240,8 +1240,12 @@ impl ControlPlane {
             "tag-key",
         ];
         super::filter::check_names(&req.filters, &names)?;
-        let max =
-            super::filter::page_size(req.max_results, !req.instance_ids.is_empty(), "InstanceIds")?;
+        let max = super::filter::page_size(
+            req.max_results,
+            !req.instance_ids.is_empty(),
+            "InstanceIds",
+            1000,
+        )?;
         let after = super::decode_token_opt(req.next_token.as_deref(), "i")?;
         let mut st = self.lock();
         self.purge_terminated(&mut st);

@@ -462,27 +462,13 @@ impl ControlPlane {
             .into_iter()
             .map(|f| Filter::parse(&f.name, f.values))
             .collect::<Result<Vec<_>, _>>()?;
-        let max = match req.max_results {
-            None => None,
-            Some(_) if !req.volume_ids.is_empty() => {
-                return Err(Ec2Error::invalid_combination(
-                    "The parameter 'MaxResults' cannot be used with the parameter 'VolumeIds'.",
-                ));
-            }
-            Some(n) if !(5..=500).contains(&n) => {
-                return Err(Ec2Error::invalid_value(format!(
-                    "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 500."
-                )));
-            }
-            Some(n) => Some(n as usize),
-        };
-        let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => Some(
-                decode_token(t, "vol")
-                    .ok_or_else(|| Ec2Error::invalid_value("The NextToken is invalid."))?,
-            ),
-        };
+        let max = filter::page_size(
+            req.max_results,
+            !req.volume_ids.is_empty(),
+            "VolumeIds",
+            500,
+        )?;
+        let after = decode_token_opt(req.next_token.as_deref(), "vol")?;
         let st = self.lock();
         let mut out = Vec::new();
         if !req.volume_ids.is_empty() {
@@ -507,7 +493,7 @@ impl ControlPlane {
             if !filters.iter().all(|f| f.matches(v)) {
                 continue;
             }
-            if max.is_some_and(|m| out.len() == m) {
+            if out.len() == max {
                 next = out
                     .last()
                     .map(|l: &VolumeRecord| encode_token(&l.volume_id));

@@ -472,27 +472,13 @@ impl ControlPlane {
             .into_iter()
             .map(|f| SnapshotFilter::parse(&f.name, f.values))
             .collect::<Result<Vec<_>, _>>()?;
-        let max = match req.max_results {
-            None => None,
-            Some(_) if !req.snapshot_ids.is_empty() => {
-                return Err(Ec2Error::invalid_combination(
-                    "The parameter 'MaxResults' cannot be used with the parameter 'SnapshotIds'.",
-                ));
-            }
-            Some(n) if !(5..=1000).contains(&n) => {
-                return Err(Ec2Error::invalid_value(format!(
-                    "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
-                )));
-            }
-            Some(n) => Some(n as usize),
-        };
-        let after = match req.next_token.as_deref().filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => Some(
-                super::decode_token(t, "snap")
-                    .ok_or_else(|| Ec2Error::invalid_value("The NextToken is invalid."))?,
-            ),
-        };
+        let max = super::filter::page_size(
+            req.max_results,
+            !req.snapshot_ids.is_empty(),
+            "SnapshotIds",
+            1000,
+        )?;
+        let after = super::decode_token_opt(req.next_token.as_deref(), "snap")?;
         let st = self.lock();
         let view = |s: &SnapshotRecord| SnapshotView {
             progress: match s.state {
@@ -533,7 +519,7 @@ impl ControlPlane {
             if !filters.iter().all(|f| f.matches(s)) {
                 continue;
             }
-            if max.is_some_and(|m| out.len() == m) {
+            if out.len() == max {
                 next = out
                     .last()
                     .map(|l: &SnapshotView| super::encode_token(&l.record.snapshot_id));
