@@ -51,7 +51,10 @@ async fn capture(h: &'static Harness, cmd: &[&str]) -> Option<Capture> {
             .ok()?;
         let mode = mode_byte(neg.structured, neg.base_allocation);
         let (_stop, stop_rx) = watch::channel(false);
-        let cfg = session::SessionConfig { idle_timeout: None };
+        let cfg = session::SessionConfig {
+            idle_timeout: None,
+            sendfile: false,
+        };
         let _ = session::serve(stream, neg, cfg, stop_rx).await;
         Some(mode)
     });

@@ -10,7 +10,8 @@
 //!   allocation status, fail-stop after an I/O error.
 //! * [`cbt`]: changed-block tracking at 512 KiB granularity, persisted so that it never
 //!   under-reports after an unclean stop.
-//! * [`pagecache`]: large cached reads handed out as file ranges, for sending without a copy.
+//! * [`pagecache`]: large cached reads handed out as file ranges, sent to a socket from a mapping
+//!   of the file or with `sendfile`, without reading them into a buffer first.
 //! * [`gate`]: the fencing gate each attachment's I/O passes through; fencing waits for in-flight
 //!   I/O to drain.
 //!
@@ -28,7 +29,7 @@ pub mod volume;
 pub use cbt::{CBT_BLOCK_SIZE, ChangedBlocks, ChangedSince};
 pub use engine::{Engine, EngineError, EngineKind};
 pub use gate::{Gate, GateGuard};
-pub use pagecache::{FileRange, ReadData};
+pub use pagecache::{FileRange, ReadData, SendMode};
 pub use throttle::{Admission, BucketConfig, Limits, Throttle};
 pub use volume::{
     Extent, InlinePolicy, MAX_IO_BYTES, SECTOR_SIZE, Volume, VolumeError, VolumeErrorKind,

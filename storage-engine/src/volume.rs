@@ -14,14 +14,14 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::cbt::ChangedBlocks;
 use crate::engine::{Engine, OpKind};
-use crate::pagecache::{self, FileRange, ReadData};
+use crate::pagecache::{self, FileRange, Mapping, ReadData, SendMode};
 
 /// Logical sector size: every offset and length is a multiple of it.
 pub const SECTOR_SIZE: u64 = 512;
@@ -180,6 +180,9 @@ pub struct Volume {
     failed: AtomicBool,
     cbt: ChangedBlocks,
     inline: InlinePolicy,
+    /// The file mapped for [`SendMode::Copy`] ranges, made at the first one; remade larger when
+    /// a range lies past it (after [`Volume::grow`]). `None` inside: not made yet.
+    map: Mutex<Option<Arc<Mapping>>>,
 }
 
 /// The changed-block sidecar of the volume file at `path`.
@@ -254,6 +257,7 @@ impl Volume {
             failed: AtomicBool::new(false),
             cbt,
             inline,
+            map: Mutex::new(None),
         })
     }
 
@@ -380,16 +384,44 @@ impl Volume {
         }
     }
 
-    /// Reads `len` bytes at `offset` for a caller that can send a file range to a socket: a
-    /// range that is entirely in the page cache comes back as [`ReadData::File`], uncopied;
-    /// anything else is read into memory as by [`Volume::read`].
-    pub async fn read_for_send(&self, offset: u64, len: u64) -> Result<ReadData, VolumeError> {
+    /// Reads `len` bytes at `offset` for a caller that can send a file range to a socket as
+    /// `mode` says: a range that is entirely in the page cache comes back as
+    /// [`ReadData::File`], not read into memory; anything else (or everything, where the file
+    /// cannot be mapped for [`SendMode::Copy`]) is read into memory as by [`Volume::read`].
+    pub async fn read_for_send(
+        &self,
+        offset: u64,
+        len: u64,
+        mode: SendMode,
+    ) -> Result<ReadData, VolumeError> {
         self.check(offset, len, Some(MAX_IO_BYTES))?;
         if self.inline.reads && pagecache::fully_cached(&self.file, offset, len) {
-            let range = FileRange::new(Arc::clone(&self.file), offset, len);
-            return Ok(ReadData::File(range));
+            let file = Arc::clone(&self.file);
+            match mode {
+                SendMode::PageRefs => {
+                    return Ok(ReadData::File(FileRange::new(file, offset, len)));
+                }
+                SendMode::Copy => {
+                    if let Some(map) = self.mapping(offset + len) {
+                        return Ok(ReadData::File(FileRange::mapped(file, offset, len, map)));
+                    }
+                }
+            }
         }
         self.read_checked(offset, len).await.map(ReadData::Bytes)
+    }
+
+    /// A mapping of the file that covers its first `end` bytes, if one can be made.
+    fn mapping(&self, end: u64) -> Option<Arc<Mapping>> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = map.as_ref().filter(|m| m.len() >= end) {
+            return Some(Arc::clone(m));
+        }
+        // The whole file as it is now: it only grows, so this is remade once per growth at most
+        // (ranges of the old mapping keep it alive until they are sent).
+        let fresh = Arc::new(Mapping::new(&self.file, self.size().max(end))?);
+        *map = Some(Arc::clone(&fresh));
+        Some(fresh)
     }
 
     /// Writes `data` at `offset`; with `fua`, durably before returning.

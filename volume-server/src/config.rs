@@ -88,11 +88,12 @@ pub struct Config {
     /// next modification may start). New limits apply at once either way.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub modification_time: Duration,
-    /// Send large cached NBD reads straight from the page cache with `sendfile` (plain TCP).
-    /// Saves a third of the server's CPU per 1 MiB read, but weakens fencing: reply bytes
-    /// already in socket buffers when the attachment is detached are read from the page cache
-    /// as the client receives them, so they can carry data written after the detach (by the
-    /// volume's next attachment). Off by default for that reason.
+    /// Send large cached NBD reads as page cache references with `sendfile` (plain TCP), instead
+    /// of copying them into the socket from a mapping of the volume file (the default). Saves
+    /// the one remaining copy on the server, but weakens fencing: reply bytes already in socket
+    /// buffers when the attachment is detached are read from the page cache as the client
+    /// receives them, so they can carry data written after the detach (by the volume's next
+    /// attachment). Off by default for that reason.
     #[arg(long)]
     pub nbd_sendfile: bool,
     /// Close NBD sessions idle for this long (0s: never).

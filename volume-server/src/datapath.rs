@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use storage_engine::{GateGuard, ReadData, VolumeError, VolumeErrorKind, ZeroFlags};
+use storage_engine::{GateGuard, ReadData, SendMode, VolumeError, VolumeErrorKind, ZeroFlags};
 
 use crate::exports::{Export, IoStats};
 
@@ -24,9 +24,9 @@ pub enum IoRequest {
         offset: u64,
         /// Length.
         len: u64,
-        /// The caller can send a [`ReadData::File`] to its socket without copying it, so a
-        /// cached range may come back as one.
-        to_socket: bool,
+        /// The caller can send a [`ReadData::File`] to its socket this way, so a cached range
+        /// may come back as one; `None`: the data in memory.
+        to_socket: Option<SendMode>,
     },
     /// Write `data`.
     Write {
@@ -116,11 +116,12 @@ impl IoError {
     }
 }
 
-/// Runs `req` on `export`; `_guard` keeps the attachment's gate entered until it completes.
+/// Runs `req` on `export`; the caller's `_guard` keeps the attachment's gate entered until it
+/// completes (and, for a [`ReadData::File`], for as long as the caller still has to send it).
 /// Returns the data of a read.
 pub async fn execute(
     export: &Arc<Export>,
-    _guard: GateGuard,
+    _guard: &GateGuard,
     req: IoRequest,
 ) -> Result<Option<ReadData>, IoError> {
     let stats = &export.open.stats;
@@ -208,8 +209,8 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<ReadData>, 
         IoRequest::Read {
             offset,
             len,
-            to_socket: true,
-        } => Ok(Some(vol.read_for_send(*offset, *len).await?)),
+            to_socket: Some(mode),
+        } => Ok(Some(vol.read_for_send(*offset, *len, *mode).await?)),
         IoRequest::Read { offset, len, .. } => {
             Ok(Some(ReadData::Bytes(vol.read(*offset, *len).await?)))
         }

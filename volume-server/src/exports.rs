@@ -276,9 +276,9 @@ impl Export {
 
     /// Leave to send this attachment data of its volume, to hold while the data is sent; `None`
     /// once the attachment is fenced or a reservation no longer lets it read. A reply sent from
-    /// the page cache (`sendfile`) takes its data when it is sent, not when its read completed,
-    /// so it asks again at that moment; holding the permit makes a fence or a reservation change
-    /// wait for the send, which is one non-blocking `sendfile`.
+    /// the page cache takes its data when it is sent, not when its read completed, so it asks
+    /// again at that moment; holding the permit makes a fence or a reservation change wait for
+    /// the send, which is one non-blocking `send` (or `sendfile`).
     pub async fn read_permit(&self) -> Option<ReadPermit<'_>> {
         let gate = self.gate.enter()?;
         let reservation = match &self.open.reservation {

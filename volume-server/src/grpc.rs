@@ -314,10 +314,11 @@ impl VolumeApi {
             .gate
             .enter()
             .ok_or_else(|| io_status(IoError::Fenced))?;
-        let data = datapath::execute(&export, guard, req)
+        let data = datapath::execute(&export, &guard, req)
             .await
             .map_err(io_status)?;
-        // Reads here ask for bytes in memory (`to_socket: false`), so this never copies.
+        drop(guard);
+        // Reads here ask for bytes in memory (`to_socket: None`), so this never copies.
         data.map(ReadData::into_vec)
             .transpose()
             .map_err(|e| io_status(IoError::Volume(VolumeError::Io(e))))
@@ -334,7 +335,7 @@ impl VolumeService for VolumeApi {
         let io = IoRequest::Read {
             offset: r.offset,
             len: u64::from(r.length),
-            to_socket: false,
+            to_socket: None,
         };
         let data = self
             .block_io(&r.attachment_token, io)

@@ -10,12 +10,13 @@
 //! Write payloads are sliced out of the read buffer without copying (`BytesMut::split_to`) and
 //! handed to the engine as `Bytes`. Small read replies are copied into the write buffer so many
 //! replies leave in one `write`; large ones are queued as their own segment, and the queue goes
-//! out in vectored writes. With `--nbd-sendfile`, on plain TCP, a large read whose range is all
-//! in the page cache is not read at all: its segment is the file range, and `sendfile` hands
-//! the page cache pages to the socket (see [`storage_engine::pagecache`]). A file segment is sent
-//! only under [`Export::read_permit`], so nothing is sent from the page cache once the
-//! attachment is fenced; bytes already in socket buffers then are the reason the option is off
-//! by default (the pages they reference can still change).
+//! out in vectored writes. On plain TCP, a large read whose range is all in the page cache is
+//! not read at all: its segment is the file range, and the kernel copies it into the socket
+//! straight from a mapping of the volume file when it is sent, or, with `--nbd-sendfile`, hands
+//! the page cache pages themselves to the socket (see [`storage_engine::pagecache`]). A file
+//! segment is sent only under [`Export::read_permit`], so nothing is taken from the page cache
+//! once the attachment is fenced; with `sendfile`, bytes already in socket buffers then are the
+//! reason the option is off by default (the pages they reference can still change).
 //!
 //! Writing replies is one more branch of the session's `select!`, not a step before it: while a
 //! large reply drains into the socket, requests go on being read and started. What a client may
@@ -41,7 +42,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use storage_engine::{
-    Extent, FileRange, GateGuard, ReadData, VolumeError, VolumeErrorKind, ZeroFlags,
+    Extent, FileRange, GateGuard, ReadData, SendMode, VolumeError, VolumeErrorKind, ZeroFlags,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -76,7 +77,10 @@ struct Done {
 
 enum Payload {
     None,
-    Data(ReadData),
+    Data(Vec<u8>),
+    /// Read data left in the page cache, with the gate guard of its request: a fence waits for
+    /// it until the data is sent or read into memory ([`OutQueue::materialize`]).
+    Cached(FileRange, GateGuard),
 }
 
 struct Failure {
@@ -89,15 +93,21 @@ type Pending = Pin<Box<dyn Future<Output = Done> + Send>>;
 /// A queued piece of reply stream.
 enum Segment {
     Mem(Bytes),
-    /// Read data still in the volume file's page cache, sent with `sendfile`.
-    File(FileRange),
+    /// Read data still in the volume file's page cache, sent from there (copied from a mapping
+    /// of the file, or with `sendfile`). The guard keeps the attachment's gate entered, so a
+    /// fence cannot complete, and the volume's next attachment cannot write, while the data is
+    /// still to be taken from the file.
+    File(
+        FileRange,
+        #[allow(dead_code, reason = "held, not read")] GateGuard,
+    ),
 }
 
 impl Segment {
     fn len(&self) -> u64 {
         match self {
             Segment::Mem(b) => b.len() as u64,
-            Segment::File(r) => r.len(),
+            Segment::File(r, _) => r.len(),
         }
     }
 }
@@ -135,7 +145,7 @@ impl OutQueue {
     }
 
     /// One write of as much of the queue as the socket takes: a vectored write of the memory
-    /// before the first file segment, or `sendfile` of that segment when it comes first. Once
+    /// before the first file segment, or a send of that segment when it comes first. Once
     /// the queue is empty, a flush (TLS may hold its last record until then). Cancel-safe: the
     /// queue advances only by what a completed write took.
     async fn write_some<W: ReplyWriter>(
@@ -149,13 +159,20 @@ impl OutQueue {
             return Ok(());
         }
         let n = match self.segments.front() {
-            Some(Segment::File(range)) => loop {
+            Some(Segment::File(range, _)) => loop {
+                if export.gate.is_fenced() {
+                    // The fence waits for this segment's guard: read it now, send it later.
+                    return self.materialize();
+                }
                 wr.writable().await?;
                 // The data leaves the page cache now: only while the attachment may still read.
                 let Some(_permit) = export.read_permit().await else {
+                    if export.gate.is_fenced() {
+                        continue;
+                    }
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
-                        "the attachment was fenced or lost read access before its reply was sent",
+                        "a reservation no longer lets the attachment read; its reply is not sent",
                     ));
                 };
                 match wr.try_send_file(range) {
@@ -200,7 +217,7 @@ impl OutQueue {
                     self.segment_bytes -= left;
                     left = 0;
                 }
-                Some(Segment::File(r)) => {
+                Some(Segment::File(r, _)) => {
                     r.advance(left);
                     self.segment_bytes -= left;
                     left = 0;
@@ -214,16 +231,16 @@ impl OutQueue {
         Ok(())
     }
 
-    /// Writes the whole queue and flushes.
-    async fn write_to<W: ReplyWriter>(
-        &mut self,
-        wr: &mut W,
-        export: &Export,
-    ) -> std::io::Result<()> {
-        while !self.is_empty() {
-            self.write_some(wr, export).await?;
+    /// Reads every queued file segment into memory and lets go of its gate guard: on a fence,
+    /// which must not wait for a client to read its replies, and after which the file must not
+    /// be read for this attachment.
+    fn materialize(&mut self) -> std::io::Result<()> {
+        for seg in &mut self.segments {
+            if let Segment::File(range, _) = seg {
+                *seg = Segment::Mem(Bytes::from(range.read_to_vec()?));
+            }
         }
-        wr.flush().await
+        Ok(())
     }
 }
 
@@ -236,8 +253,8 @@ pub(crate) trait ReplyWriter: AsyncWrite + Unpin + Send {
     /// Waits until the socket may take more bytes.
     fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
 
-    /// Sends as much of `range` as the socket takes now, without waiting; `WouldBlock` if it
-    /// takes nothing.
+    /// Sends as much of `range` as the socket takes now, without waiting, as the range's
+    /// [`SendMode`] says; `WouldBlock` if it takes nothing.
     fn try_send_file(&self, range: &FileRange) -> std::io::Result<usize>;
 }
 
@@ -280,7 +297,8 @@ impl<S: AsyncWrite + Send> ReplyWriter for tokio::io::WriteHalf<S> {
 pub struct SessionConfig {
     /// Close a connection with nothing in flight after this long without a request.
     pub idle_timeout: Option<Duration>,
-    /// Send large cached reads from the page cache (`--nbd-sendfile`; plain TCP only).
+    /// Send large cached reads as page references (`--nbd-sendfile`) rather than copied from a
+    /// mapping of the file (plain TCP only, either way).
     pub sendfile: bool,
 }
 
@@ -299,8 +317,9 @@ struct Session {
     over_budget: bool,
     /// No more requests are read; the session ends once `inflight` drains.
     closing: bool,
-    /// Large cached reads are sent from the page cache (see [`ReplyWriter::send_file`]).
-    sends_files: bool,
+    /// How large cached reads are sent from the page cache (see
+    /// [`ReplyWriter::try_send_file`]); `None`: they are read into memory.
+    sends_files: Option<SendMode>,
 }
 
 /// Serves requests on `stream` until the session ends.
@@ -346,9 +365,15 @@ where
         inflight_bytes: 0,
         over_budget: false,
         closing: false,
-        sends_files: cfg.sendfile && wr.sends_files(),
+        sends_files: wr.sends_files().then_some(if cfg.sendfile {
+            SendMode::PageRefs
+        } else {
+            SendMode::Copy
+        }),
     };
-    if *fence.borrow() || *shutdown.borrow() {
+    // A fence seen: replies go on being sent, but none from the page cache.
+    let mut fence_seen = *fence.borrow();
+    if fence_seen || *shutdown.borrow() {
         s.closing = true;
     }
     loop {
@@ -358,15 +383,14 @@ where
             while s.inflight.next().await.is_some() {}
             return Ok(());
         }
-        if s.closing && s.inflight.is_empty() {
-            s.out.write_to(&mut wr, &s.export).await?;
+        let writing = !s.out.is_empty() || s.out.unflushed;
+        if s.closing && s.inflight.is_empty() && !writing {
             break;
         }
         if s.rbuf.capacity() - s.rbuf.len() < READ_CHUNK / 4 {
             s.rbuf.reserve(READ_CHUNK);
         }
         let reading = !s.closing && !s.over_budget && s.inflight.len() < MAX_IN_FLIGHT;
-        let writing = !s.out.is_empty() || s.out.unflushed;
         let idle = async {
             match cfg.idle_timeout {
                 Some(d) => tokio::time::sleep(d).await,
@@ -388,9 +412,11 @@ where
                     s.closing = true;
                 }
             }
-            _ = fence.changed(), if !s.closing => {
+            _ = fence.changed(), if !fence_seen => {
                 tracing::info!(volume_id = %s.export.volume_id, instance_id = %s.export.instance_id, "attachment fenced; closing NBD session");
+                fence_seen = true;
                 s.closing = true;
+                s.out.materialize()?;
             }
             _ = shutdown.changed(), if !s.closing => s.closing = true,
             () = idle, if reading && s.inflight.is_empty() => {
@@ -561,7 +587,7 @@ impl Session {
                 };
                 self.inflight_bytes += bytes;
                 // Reads too large to copy into the shared write buffer may stay in the page cache.
-                let to_socket = self.sends_files && len > INLINE_REPLY as u64;
+                let to_socket = self.sends_files.filter(|_| len > INLINE_REPLY as u64);
                 let fut = run(
                     Arc::clone(&self.export),
                     guard,
@@ -580,25 +606,34 @@ impl Session {
         self.inflight_bytes -= d.bytes;
         let out = &mut self.out;
         match d.result {
-            Ok(Payload::Data(data)) => {
+            Ok(payload @ (Payload::Data(_) | Payload::Cached(..))) => {
+                let len = match &payload {
+                    Payload::Cached(range, _) => range.len(),
+                    Payload::Data(data) => data.len() as u64,
+                    Payload::None => 0,
+                };
                 if self.structured {
                     put_chunk_header(
                         &mut out.cur,
                         REPLY_FLAG_DONE,
                         REPLY_TYPE_OFFSET_DATA,
                         d.cookie,
-                        8 + data.len() as u32,
+                        // Reads are at most BLOCK_SIZE_MAX (32 MiB).
+                        8 + len as u32,
                     );
                     out.cur.put_u64(d.offset);
                 } else {
                     put_simple_reply(&mut out.cur, 0, d.cookie);
                 }
-                match data {
-                    ReadData::Bytes(data) if data.len() <= INLINE_REPLY => {
+                match payload {
+                    Payload::Data(data) if data.len() <= INLINE_REPLY => {
                         out.cur.extend_from_slice(&data);
                     }
-                    ReadData::Bytes(data) => out.push_segment(Segment::Mem(Bytes::from(data))),
-                    ReadData::File(range) => out.push_segment(Segment::File(range)),
+                    Payload::Data(data) => out.push_segment(Segment::Mem(Bytes::from(data))),
+                    Payload::Cached(range, guard) => {
+                        out.push_segment(Segment::File(range, guard));
+                    }
+                    Payload::None => {}
                 }
             }
             // Simple replies are allowed for payload-less success even with structured replies.
@@ -644,14 +679,14 @@ fn done(req: Request, r: Result<Payload, VolumeError>) -> Done {
 }
 
 /// Runs one I/O request through the shared data path; `guard` keeps the attachment's gate
-/// entered until it completes.
+/// entered until it completes, or, for read data left in the page cache, until that is sent.
 async fn run(
     export: Arc<Export>,
     guard: GateGuard,
     req: Request,
     payload: Bytes,
     bytes: u64,
-    to_socket: bool,
+    to_socket: Option<SendMode>,
 ) -> Done {
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let (offset, len) = (req.offset, u64::from(req.len));
@@ -679,13 +714,17 @@ async fn run(
             },
         },
     };
-    let result = datapath::execute(&export, guard, io).await;
+    let result = datapath::execute(&export, &guard, io).await;
     Done {
         cookie: req.cookie,
         offset: req.offset,
         bytes,
         result: result
-            .map(|data| data.map_or(Payload::None, Payload::Data))
+            .map(|data| match data {
+                None => Payload::None,
+                Some(ReadData::Bytes(v)) => Payload::Data(v),
+                Some(ReadData::File(range)) => Payload::Cached(range, guard),
+            })
             .map_err(|e| Failure {
                 errno: match &e {
                     IoError::Fenced => ESHUTDOWN,
