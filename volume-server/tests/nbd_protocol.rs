@@ -402,6 +402,57 @@ fn pipelined_requests_complete_with_matching_cookies() {
     assert!(first_len >= 4096);
 }
 
+/// Large write payloads are waited for with a raised receive low-water mark: a payload that
+/// trickles in, in pieces with pauses, still completes (the mark never waits for more than is
+/// missing), pipelined small requests behind it are served, and a client that hangs up halfway
+/// through a payload leaves nothing of it written.
+#[test]
+fn large_payloads_that_trickle_in_complete() {
+    let srv = Server::start(&[]);
+    let (_, token) = srv.attached_volume();
+    const MIB: usize = 1 << 20;
+    let mut c = srv.connect();
+    c.go(&token, true);
+    c.0.set_nodelay(true).unwrap();
+    let data: Vec<u8> = (0..3 * MIB / 2).map(|i| (i % 253) as u8).collect();
+    c.request(0, CMD_WRITE, 1, 0, data.len() as u32);
+    for piece in data.chunks(100_000) {
+        c.0.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    // A small write right behind it, in the same segment as the big one's last bytes would be.
+    c.request(0, CMD_WRITE, 2, 4 * MIB as u64, 4096);
+    c.0.write_all(&[7u8; 4096]).unwrap();
+    let mut cookies = vec![c.any_reply(None), c.any_reply(None)];
+    cookies.sort();
+    assert_eq!(
+        cookies.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        [(1, 0), (2, 0)]
+    );
+    c.request(0, CMD_READ, 3, 0, data.len() as u32);
+    let (err, got) = c.read_reply(3, true);
+    assert_eq!(err, 0);
+    assert!(got == data, "the trickled payload reads back whole");
+
+    // Half a payload, then the client is gone.
+    let mut c = srv.connect();
+    c.go(&token, true);
+    c.request(0, CMD_WRITE, 4, 8 * MIB as u64, MIB as u32);
+    c.0.write_all(&vec![9u8; MIB / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(c);
+    let mut c = srv.connect();
+    c.go(&token, true);
+    c.request(0, CMD_READ, 5, 8 * MIB as u64, MIB as u32);
+    let (err, got) = c.read_reply(5, true);
+    assert_eq!(err, 0);
+    assert!(
+        got.iter().all(|&b| b == 0),
+        "nothing of a cut payload is written"
+    );
+    srv.assert_alive();
+}
+
 #[test]
 fn vanishing_clients_and_limits() {
     let srv = Server::start(&[

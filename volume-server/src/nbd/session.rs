@@ -18,6 +18,12 @@
 //! once the attachment is fenced; with `sendfile`, bytes already in socket buffers then are the
 //! reason the option is off by default (the pages they reference can still change).
 //!
+//! A large write payload is received in one wake-up rather than in a dozen: while the session
+//! waits for the rest of one (64 KiB or more), the socket's `SO_RCVLOWAT` is raised to what is
+//! missing (at most [`LOWAT_MAX`]), so readiness is reported once that much has arrived, not for
+//! every segment. The session knows exactly how many bytes are coming, so this cannot wait for
+//! bytes a client will not send; once a payload is in, the mark drops back to one byte.
+//!
 //! Writing replies is one more branch of the session's `select!`, not a step before it: while a
 //! large reply drains into the socket, requests go on being read and started. What a client may
 //! have the server hold is bounded by [`BYTE_BUDGET`]: payload bytes of requests in flight plus
@@ -65,6 +71,10 @@ const INLINE_REPLY: usize = 64 * 1024;
 const READ_CHUNK: usize = 256 * 1024;
 /// Extents per BLOCK_STATUS reply at most (the spec lets servers return fewer than asked).
 const MAX_EXTENTS: usize = 1024;
+/// The receive low-water mark is raised for a payload only when at least this much is missing.
+const LOWAT_MIN: usize = 64 * 1024;
+/// The receive low-water mark at most (the kernel grows the receive buffer to fit it).
+const LOWAT_MAX: usize = 1 << 20;
 
 /// How a request ended.
 struct Done {
@@ -292,6 +302,44 @@ impl<S: AsyncWrite + Send> ReplyWriter for tokio::io::WriteHalf<S> {
     }
 }
 
+/// The `SO_RCVLOWAT` of a plain TCP connection, as last set.
+struct LowWater {
+    /// The connection's socket; the session owns both halves, so it stays open.
+    fd: std::os::fd::RawFd,
+    mark: usize,
+}
+
+impl LowWater {
+    fn new(tcp: &tokio::net::TcpStream) -> LowWater {
+        use std::os::fd::AsRawFd;
+        LowWater {
+            fd: tcp.as_raw_fd(),
+            mark: 1,
+        }
+    }
+
+    /// Sets the mark to `mark` bytes if it is not already. A failure only costs wake-ups, so it
+    /// is ignored (and not retried).
+    fn set(&mut self, mark: usize) {
+        if mark == self.mark {
+            return;
+        }
+        self.mark = mark;
+        // At most LOWAT_MAX, so it fits.
+        let value = mark as libc::c_int;
+        // SAFETY: setsockopt reads one c_int from a live local; the socket is open (see `fd`).
+        unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&raw const value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+}
+
 /// Session settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
@@ -317,6 +365,8 @@ struct Session {
     over_budget: bool,
     /// No more requests are read; the session ends once `inflight` drains.
     closing: bool,
+    /// Bytes of a write payload still to arrive (0: none is being received).
+    missing: usize,
     /// How large cached reads are sent from the page cache (see
     /// [`ReplyWriter::try_send_file`]); `None`: they are read into memory.
     sends_files: Option<SendMode>,
@@ -332,12 +382,14 @@ pub async fn serve(
     match stream {
         // TCP splits into owned halves without a lock; TLS state is shared by both directions.
         NbdStream::Plain(tcp) => {
+            let lowat = LowWater::new(&tcp);
             let (rd, wr) = tcp.into_split();
-            serve_halves(rd, wr, neg, cfg, shutdown).await
+            serve_halves(rd, wr, neg, cfg, shutdown, Some(lowat)).await
         }
         NbdStream::Tls(tls) => {
             let (rd, wr) = tokio::io::split(*tls);
-            serve_halves(rd, wr, neg, cfg, shutdown).await
+            // The low-water mark would count ciphertext, and TLS reads ahead: not worth it.
+            serve_halves(rd, wr, neg, cfg, shutdown, None).await
         }
     }
 }
@@ -348,6 +400,7 @@ async fn serve_halves<R, W>(
     neg: Negotiated,
     cfg: SessionConfig,
     mut shutdown: watch::Receiver<bool>,
+    mut lowat: Option<LowWater>,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -362,6 +415,7 @@ where
         out: OutQueue::default(),
         inflight: FuturesUnordered::new(),
         skip: 0,
+        missing: 0,
         inflight_bytes: 0,
         over_budget: false,
         closing: false,
@@ -389,6 +443,14 @@ where
         }
         if s.rbuf.capacity() - s.rbuf.len() < READ_CHUNK / 4 {
             s.rbuf.reserve(READ_CHUNK);
+        }
+        if let Some(lw) = &mut lowat {
+            let mark = if s.missing >= LOWAT_MIN {
+                s.missing.min(LOWAT_MAX)
+            } else {
+                1
+            };
+            lw.set(mark);
         }
         let reading = !s.closing && !s.over_budget && s.inflight.len() < MAX_IN_FLIGHT;
         let idle = async {
@@ -432,6 +494,7 @@ where
 impl Session {
     /// Consumes every complete request in the read buffer.
     fn parse(&mut self) -> Result<(), &'static str> {
+        self.missing = 0;
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(self.rbuf.len() as u64) as usize;
@@ -476,7 +539,8 @@ impl Session {
                 }
                 let need = REQUEST_LEN + req.len as usize;
                 if self.rbuf.len() < need {
-                    self.rbuf.reserve(need - self.rbuf.len());
+                    self.missing = need - self.rbuf.len();
+                    self.rbuf.reserve(self.missing);
                     return Ok(());
                 }
                 self.rbuf.advance(REQUEST_LEN);
