@@ -14,9 +14,12 @@
 //! not read at all: its segment is the file range, and the kernel copies it into the socket
 //! straight from a mapping of the volume file when it is sent, or, with `--nbd-sendfile`, hands
 //! the page cache pages themselves to the socket (see [`storage_engine::pagecache`]). A file
-//! segment is sent only under [`Export::read_permit`], so nothing is taken from the page cache
-//! once the attachment is fenced; with `sendfile`, bytes already in socket buffers then are the
-//! reason the option is off by default (the pages they reference can still change).
+//! segment keeps its request's gate guard until it is sent, and is sent only under
+//! [`Export::read_permit`]; a fence makes the session read the segments still queued into
+//! memory and let go of their guards, so replies in flight at a detach complete with the data
+//! of before it, and the fence never waits for a client to read. With `sendfile`, bytes already
+//! in socket buffers at that moment are the reason the option is off by default (the pages
+//! they reference can still change).
 //!
 //! A large write payload is received in one wake-up rather than in a dozen: while the session
 //! waits for the rest of one (64 KiB or more), the socket's `SO_RCVLOWAT` is raised to what is
