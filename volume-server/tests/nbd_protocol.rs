@@ -423,7 +423,7 @@ fn large_payloads_that_trickle_in_complete() {
     // A small write right behind it, in the same segment as the big one's last bytes would be.
     c.request(0, CMD_WRITE, 2, 4 * MIB as u64, 4096);
     c.0.write_all(&[7u8; 4096]).unwrap();
-    let mut cookies = vec![c.any_reply(None), c.any_reply(None)];
+    let mut cookies = [c.any_reply(None), c.any_reply(None)];
     cookies.sort();
     assert_eq!(
         cookies.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
