@@ -313,3 +313,54 @@ async fn no_space_refuses_the_write_only() {
     assert!(!vol.is_failed());
     assert_eq!(vol.read(0, 4096).await.unwrap(), pattern(4096, 1).to_vec());
 }
+
+/// Cached ranges come back as file ranges that send the right bytes, in both send modes, also
+/// past the end the volume had when it was first mapped (after a grow); uncached ones (holes)
+/// are read into memory.
+#[tokio::test]
+async fn cached_reads_for_sending_follow_growth() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        engine: engine(EngineKind::IoUring),
+        inline: InlinePolicy::DEFAULT,
+    };
+    let vol = new_volume(dir.path(), 4 * MIB, setup);
+    let send = |data: ReadData| -> Vec<u8> {
+        let ReadData::File(mut range) = data else {
+            panic!("a cached range comes back as a file range");
+        };
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).unwrap();
+            got
+        });
+        while !range.is_empty() {
+            match range.send_to(a.as_raw_fd()) {
+                Ok(n) => range.advance(n as u64),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        drop(a);
+        reader.join().unwrap()
+    };
+    let first = pattern(MIB as usize, 4);
+    vol.write(MIB, first.clone(), false).await.unwrap();
+    for mode in [SendMode::Copy, SendMode::PageRefs] {
+        let got = send(vol.read_for_send(MIB, MIB, mode).await.unwrap());
+        assert!(got == first.to_vec(), "{mode:?}");
+    }
+    vol.grow(8 * MIB).unwrap();
+    let second = pattern(MIB as usize, 5);
+    vol.write(6 * MIB, second.clone(), false).await.unwrap();
+    let got = send(vol.read_for_send(6 * MIB, MIB, SendMode::Copy).await.unwrap());
+    assert!(got == second.to_vec(), "a range past the first mapping");
+    match vol.read_for_send(3 * MIB, MIB, SendMode::Copy).await.unwrap() {
+        ReadData::Bytes(v) => assert_eq!(v, vec![0u8; MIB as usize]),
+        ReadData::File(_) => panic!("a hole is not in the page cache"),
+    }
+}
