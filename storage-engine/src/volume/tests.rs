@@ -357,9 +357,17 @@ async fn cached_reads_for_sending_follow_growth() {
     vol.grow(8 * MIB).unwrap();
     let second = pattern(MIB as usize, 5);
     vol.write(6 * MIB, second.clone(), false).await.unwrap();
-    let got = send(vol.read_for_send(6 * MIB, MIB, SendMode::Copy).await.unwrap());
+    let got = send(
+        vol.read_for_send(6 * MIB, MIB, SendMode::Copy)
+            .await
+            .unwrap(),
+    );
     assert!(got == second.to_vec(), "a range past the first mapping");
-    match vol.read_for_send(3 * MIB, MIB, SendMode::Copy).await.unwrap() {
+    match vol
+        .read_for_send(3 * MIB, MIB, SendMode::Copy)
+        .await
+        .unwrap()
+    {
         ReadData::Bytes(v) => assert_eq!(v, vec![0u8; MIB as usize]),
         ReadData::File(_) => panic!("a hole is not in the page cache"),
     }
