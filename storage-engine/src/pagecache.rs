@@ -38,19 +38,6 @@ pub enum ReadData {
 }
 
 impl ReadData {
-    /// Length in bytes.
-    pub fn len(&self) -> u64 {
-        match self {
-            ReadData::Bytes(v) => v.len() as u64,
-            ReadData::File(r) => r.len(),
-        }
-    }
-
-    /// Whether the read is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The bytes in memory, copying a file range if need be.
     pub fn into_vec(self) -> io::Result<Vec<u8>> {
         match self {
@@ -164,20 +151,6 @@ impl FileRange {
         }
     }
 
-    /// How the range goes out.
-    pub fn mode(&self) -> SendMode {
-        if self.map.is_some() {
-            SendMode::Copy
-        } else {
-            SendMode::PageRefs
-        }
-    }
-
-    /// Byte offset in the file.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
     /// Bytes left.
     pub fn len(&self) -> u64 {
         self.len
@@ -195,8 +168,8 @@ impl FileRange {
         self.len -= n;
     }
 
-    /// Sends as much of the range as `socket` takes now, without waiting, as its
-    /// [`FileRange::mode`] says. Returns the bytes sent; `WouldBlock` if the socket is full.
+    /// Sends as much of the range as `socket` takes now, without waiting: copied from the
+    /// mapping if the range has one ([`SendMode::Copy`]), else with `sendfile`. Returns the bytes sent; `WouldBlock` if the socket is full.
     /// Zero means the file ended early.
     pub fn send_to(&self, socket: RawFd) -> io::Result<usize> {
         if let Some(map) = &self.map {
@@ -375,7 +348,6 @@ mod tests {
         file.write_all_at(&[1u8; 8192], 0).unwrap();
         let map = Arc::new(Mapping::new(&file, 8192).unwrap());
         let range = FileRange::mapped(Arc::clone(&file), 0, 8192, map);
-        assert_eq!(range.mode(), SendMode::Copy);
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
         file.write_all_at(&[2u8; 4096], 0).unwrap();
         assert_eq!(range.send_to(a.as_raw_fd()).unwrap(), 8192);

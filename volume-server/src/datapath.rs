@@ -173,20 +173,13 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<ReadData>, 
     }
     // Held until the I/O completes, so a reservation change (preempt-and-abort) returns only
     // after this request is done or refused.
-    let _resv = match &export.open.reservation {
-        Some(lock) => {
-            let guard = lock.read().await;
-            let write = req.is_write();
-            if !guard.allows(&export.instance_id, write) {
-                let access = if write { "write" } else { "read" };
-                return Err(IoError::Reservation(format!(
-                    "{} may not {access}",
-                    export.instance_id
-                )));
-            }
-            Some(guard)
-        }
-        None => None,
+    let write = req.is_write();
+    let Some(_access) = export.access(write).await else {
+        let access = if write { "write" } else { "read" };
+        return Err(IoError::Reservation(format!(
+            "{} may not {access}",
+            export.instance_id
+        )));
     };
     let range = req.range();
     if let (Some(h), Some((offset, len))) = (&export.open.hydration, range) {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use snapshot::{Capture, Hydration};
-use storage_engine::{Gate, GateGuard, Throttle, Volume};
+use storage_engine::{Gate, Throttle, Volume};
 
 use crate::reservation::ReservationRecord;
 use tokio::sync::watch;
@@ -274,27 +274,20 @@ impl Export {
         let _ = rx.wait_for(|f| *f).await;
     }
 
-    /// Leave to send this attachment data of its volume, to hold while the data is sent; `None`
-    /// once the attachment is fenced or a reservation no longer lets it read. A reply sent from
-    /// the page cache takes its data when it is sent, not when its read completed, so it asks
-    /// again at that moment; holding the permit makes a fence or a reservation change wait for
-    /// the send, which is one non-blocking `send` (or `sendfile`).
-    pub async fn read_permit(&self) -> Option<ReadPermit<'_>> {
-        let gate = self.gate.enter()?;
-        let reservation = match &self.open.reservation {
+    /// Leave from the volume's reservation (io2) for this attachment to read, or with `write`
+    /// to change data; `None` if the reservation does not allow it. Held while the access runs,
+    /// so a reservation change (preempt-and-abort) waits for it. Asked by every request, and
+    /// again by a reply sent from the page cache, which takes its data only when it is sent.
+    pub async fn access(&self, write: bool) -> Option<Access<'_>> {
+        match &self.open.reservation {
             Some(lock) => {
                 let guard = lock.read().await;
-                if !guard.allows(&self.instance_id, false) {
-                    return None;
-                }
-                Some(guard)
+                guard
+                    .allows(&self.instance_id, write)
+                    .then_some(Access(Some(guard)))
             }
-            None => None,
-        };
-        Some(ReadPermit {
-            _gate: gate,
-            _reservation: reservation,
-        })
+            None => Some(Access(None)),
+        }
     }
 
     /// Fences the attachment: tells sessions to close, refuses new I/O and waits until no I/O of
@@ -305,12 +298,12 @@ impl Export {
     }
 }
 
-/// See [`Export::read_permit`].
+/// See [`Export::access`]. Holds the reservation (if the volume has one) for reading.
 #[derive(Debug)]
-pub struct ReadPermit<'a> {
-    _gate: GateGuard,
-    _reservation: Option<tokio::sync::RwLockReadGuard<'a, ReservationRecord>>,
-}
+pub struct Access<'a>(
+    #[allow(dead_code, reason = "held, not read")]
+    Option<tokio::sync::RwLockReadGuard<'a, ReservationRecord>>,
+);
 
 /// Export name → export.
 ///

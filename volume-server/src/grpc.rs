@@ -317,7 +317,6 @@ impl VolumeApi {
         let data = datapath::execute(&export, &guard, req)
             .await
             .map_err(io_status)?;
-        drop(guard);
         // Reads here ask for bytes in memory (`to_socket: None`), so this never copies.
         data.map(ReadData::into_vec)
             .transpose()

@@ -15,7 +15,7 @@
 //! straight from a mapping of the volume file when it is sent, or, with `--nbd-sendfile`, hands
 //! the page cache pages themselves to the socket (see [`storage_engine::pagecache`]). A file
 //! segment keeps its request's gate guard until it is sent, and is sent only under
-//! [`Export::read_permit`]; a fence makes the session read the segments still queued into
+//! [`Export::access`]; a fence makes the session read the segments still queued into
 //! memory and let go of their guards, so replies in flight at a detach complete with the data
 //! of before it, and the fence never waits for a client to read. With `sendfile`, bytes already
 //! in socket buffers at that moment are the reason the option is off by default (the pages
@@ -90,9 +90,14 @@ struct Done {
 
 enum Payload {
     None,
-    Data(Vec<u8>),
-    /// Read data left in the page cache, with the gate guard of its request: a fence waits for
-    /// it until the data is sent or read into memory ([`OutQueue::materialize`]).
+    Read(ReadReply),
+}
+
+/// The data of a read.
+enum ReadReply {
+    Mem(Vec<u8>),
+    /// Left in the page cache, with the gate guard of its request: a fence waits for it until
+    /// the data is sent or read into memory ([`OutQueue::materialize`]).
     Cached(FileRange, GateGuard),
 }
 
@@ -173,21 +178,19 @@ impl OutQueue {
         }
         let n = match self.segments.front() {
             Some(Segment::File(range, _)) => loop {
-                if export.gate.is_fenced() {
-                    // The fence waits for this segment's guard: read it now, send it later.
-                    return self.materialize();
-                }
                 wr.writable().await?;
-                // The data leaves the page cache now: only while the attachment may still read.
-                let Some(_permit) = export.read_permit().await else {
-                    if export.gate.is_fenced() {
-                        continue;
-                    }
+                // The data leaves the page cache now: only while the reservation lets the
+                // attachment read, and not once a fence has begun (the fence waits for this
+                // segment's gate guard: read the data now, send it later).
+                let Some(_access) = export.access(false).await else {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::ConnectionAborted,
                         "a reservation no longer lets the attachment read; its reply is not sent",
                     ));
                 };
+                if export.gate.is_fenced() {
+                    return self.materialize();
+                }
                 match wr.try_send_file(range) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     r => break r?,
@@ -673,11 +676,10 @@ impl Session {
         self.inflight_bytes -= d.bytes;
         let out = &mut self.out;
         match d.result {
-            Ok(payload @ (Payload::Data(_) | Payload::Cached(..))) => {
-                let len = match &payload {
-                    Payload::Cached(range, _) => range.len(),
-                    Payload::Data(data) => data.len() as u64,
-                    Payload::None => 0,
+            Ok(Payload::Read(read)) => {
+                let len = match &read {
+                    ReadReply::Mem(data) => data.len() as u64,
+                    ReadReply::Cached(range, _) => range.len(),
                 };
                 if self.structured {
                     put_chunk_header(
@@ -692,15 +694,14 @@ impl Session {
                 } else {
                     put_simple_reply(&mut out.cur, 0, d.cookie);
                 }
-                match payload {
-                    Payload::Data(data) if data.len() <= INLINE_REPLY => {
+                match read {
+                    ReadReply::Mem(data) if data.len() <= INLINE_REPLY => {
                         out.cur.extend_from_slice(&data);
                     }
-                    Payload::Data(data) => out.push_segment(Segment::Mem(Bytes::from(data))),
-                    Payload::Cached(range, guard) => {
+                    ReadReply::Mem(data) => out.push_segment(Segment::Mem(Bytes::from(data))),
+                    ReadReply::Cached(range, guard) => {
                         out.push_segment(Segment::File(range, guard));
                     }
-                    Payload::None => {}
                 }
             }
             // Simple replies are allowed for payload-less success even with structured replies.
@@ -789,8 +790,8 @@ async fn run(
         result: result
             .map(|data| match data {
                 None => Payload::None,
-                Some(ReadData::Bytes(v)) => Payload::Data(v),
-                Some(ReadData::File(range)) => Payload::Cached(range, guard),
+                Some(ReadData::Bytes(v)) => Payload::Read(ReadReply::Mem(v)),
+                Some(ReadData::File(range)) => Payload::Read(ReadReply::Cached(range, guard)),
             })
             .map_err(|e| Failure {
                 errno: match &e {
