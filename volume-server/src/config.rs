@@ -115,6 +115,12 @@ pub struct Config {
     /// (optimizing: 60 min per TiB; credits: per hour). For tests and demos.
     #[arg(long, default_value_t = 1.0)]
     pub fsr_time_scale: f64,
+    /// Multiplies every throttle limit (the IOPS, throughput and burst credits of each volume,
+    /// and the EBS cap of each instance type) by this factor. 1 is EBS. For benchmarks, where
+    /// the throttle should run but not bind (`scripts/bench_compare.py` uses 100), and for
+    /// trying a workload against faster volumes. What the API reports is not scaled.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    pub throttle_scale: f64,
     /// How long a stopping instance's workload has to exit after SIGTERM before it is killed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub instance_stop_timeout: Duration,
@@ -144,6 +150,15 @@ fn parse_store(s: &str) -> Result<(String, String), String> {
             Ok((region.to_string(), url.to_string()))
         }
         _ => Err(format!("expected REGION=URL, got '{s}'")),
+    }
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 && f <= 1e6 => Ok(f),
+        _ => Err(format!(
+            "expected a factor above 0 and at most 1000000, got '{s}'"
+        )),
     }
 }
 
@@ -266,5 +281,17 @@ mod tests {
         on.extend(["--nbd-tls", "on"]);
         assert!(parse(&on).validate().is_ok());
         assert!(Config::try_parse_from(["volume-server", "--nbd-tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn throttle_scale_is_a_positive_factor() {
+        assert_eq!(parse(&[]).throttle_scale, 1.0);
+        assert_eq!(parse(&["--throttle-scale", "100"]).throttle_scale, 100.0);
+        for bad in ["0", "-1", "NaN", "inf", "1e7", "fast"] {
+            assert!(
+                Config::try_parse_from(["volume-server", "--throttle-scale", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -153,6 +153,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             fsr_time_scale: cfg.fsr_time_scale,
         },
         instance_stop_timeout: cfg.instance_stop_timeout,
+        throttle_scale: cfg.throttle_scale,
     };
     let control = {
         let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());

@@ -623,7 +623,10 @@ impl ControlPlane {
         super::apply(st, changes);
         st.instances.throttles.insert(
             id.to_string(),
-            Arc::new(Throttle::new(super::perf::instance_limits(ty))),
+            Arc::new(Throttle::new(super::perf::scaled(
+                super::perf::instance_limits(ty),
+                self.cfg.throttle_scale,
+            ))),
         );
         // Mark running first so the exports below are allowed, then serve.
         let mut disks = r.instance_store.clone();
@@ -667,7 +670,10 @@ impl ControlPlane {
         {
             st.instances.throttles.insert(
                 id.to_string(),
-                Arc::new(Throttle::new(super::perf::instance_limits(ty))),
+                Arc::new(Throttle::new(super::perf::scaled(
+                    super::perf::instance_limits(ty),
+                    self.cfg.throttle_scale,
+                ))),
             );
         }
         for (volume_id, a) in attachments_in(st, id) {

@@ -71,6 +71,8 @@ pub struct ControlConfig {
     pub snapshots: SnapshotConfig,
     /// How long a stopping workload has after SIGTERM before it is killed.
     pub instance_stop_timeout: std::time::Duration,
+    /// Factor on every throttle limit (1: EBS; see [`perf::scaled`]).
+    pub throttle_scale: f64,
 }
 
 #[derive(Debug, Default)]
@@ -611,7 +613,10 @@ impl ControlPlane {
         let o = OpenVolume {
             volume,
             stats: Arc::new(IoStats::default()),
-            throttle: Arc::new(Throttle::new(perf::limits(v))),
+            throttle: Arc::new(Throttle::new(perf::scaled(
+                perf::limits(v),
+                self.cfg.throttle_scale,
+            ))),
             reservation: (v.volume_type == crate::catalog::VolumeType::Io2)
                 .then(|| Arc::new(tokio::sync::RwLock::new(v.reservation.clone()))),
             captures: Arc::default(),

@@ -202,7 +202,8 @@ impl ControlPlane {
         }
         self.commit(&[Change::PutVolume(nv.clone())])?;
         if let Some(open) = st.open.get(&v.volume_id) {
-            open.throttle.set_limits(perf::limits(&nv));
+            open.throttle
+                .set_limits(perf::scaled(perf::limits(&nv), self.cfg.throttle_scale));
         }
         st.volumes.insert(nv.volume_id.clone(), nv);
         tracing::info!(volume_id = %req.volume_id, ?original, ?target, "volume modified");

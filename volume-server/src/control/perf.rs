@@ -42,6 +42,30 @@ pub fn instance_limits(ty: &instance_manager::InstanceType) -> Limits {
     }
 }
 
+/// `limits` with every bucket's rate, capacity and starting level multiplied by `factor`
+/// (`--throttle-scale`): the same shape (burst lengths, credit lifetimes, the EBS I/O
+/// accounting), faster. Rates stay at least 1 per second.
+pub fn scaled(limits: Limits, factor: f64) -> Limits {
+    if factor == 1.0 {
+        return limits;
+    }
+    let mul = |n: u64| ((n as f64 * factor).round() as u64).max(1);
+    let bucket = |b: Option<BucketConfig>| {
+        b.map(|b| BucketConfig {
+            rate: mul(b.rate),
+            capacity: mul(b.capacity),
+            initial: mul(b.initial),
+        })
+    };
+    Limits {
+        ops: bucket(limits.ops),
+        bytes: bucket(limits.bytes),
+        op_credits: bucket(limits.op_credits),
+        byte_credits: bucket(limits.byte_credits),
+        io_unit: limits.io_unit,
+    }
+}
+
 /// The throttle limits of a volume.
 pub fn limits(v: &VolumeRecord) -> Limits {
     let size_gib = u64::from(v.size_gib);
@@ -188,5 +212,36 @@ mod tests {
             (250, 80 * MIB)
         );
         assert_eq!(sc1.byte_credits.unwrap().rate, 12 * MIB);
+    }
+
+    #[test]
+    fn scaling_keeps_the_shape() {
+        let gp2 = limits(&vol(VolumeType::Gp2, 100, Some(300), None));
+        assert_eq!(scaled(gp2, 1.0), gp2);
+        let fast = scaled(gp2, 100.0);
+        assert_eq!(fast.ops.unwrap().rate, 300_000);
+        let credits = fast.op_credits.unwrap();
+        assert_eq!(
+            (credits.rate, credits.capacity, credits.initial),
+            (30_000, 540_000_000, 540_000_000)
+        );
+        // A full burst lasts as long as unscaled: credits / (burst - baseline).
+        let burst_s = |l: Limits| {
+            let c = l.op_credits.unwrap();
+            c.capacity as f64 / (l.ops.unwrap().rate - c.rate) as f64
+        };
+        assert_eq!(burst_s(fast), burst_s(gp2));
+        assert_eq!(fast.io_unit, SSD_UNIT);
+        let io2 = scaled(
+            limits(&vol(VolumeType::Io2, 1000, Some(256_000), None)),
+            100.0,
+        );
+        assert_eq!(io2.bytes.unwrap().rate, 400_000 * MIB);
+        // Slower, never to a standstill.
+        let slow = scaled(
+            limits(&vol(VolumeType::Gp3, 1, Some(3000), Some(125))),
+            1e-6,
+        );
+        assert_eq!(slow.ops.unwrap().rate, 1);
     }
 }

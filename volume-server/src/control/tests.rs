@@ -39,6 +39,7 @@ fn open_with(
             fsr_time_scale: 1.0,
         },
         instance_stop_timeout: std::time::Duration::from_secs(5),
+        throttle_scale: 1.0,
     };
     let cp = ControlPlane::open(
         cfg,
