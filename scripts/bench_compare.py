@@ -26,6 +26,7 @@ Needs: fio (with the nbd engine), nbdkit, qemu-nbd, nbdcopy, and a release build
 by CI to prove the harness works; not a measurement).
 """
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -88,6 +89,18 @@ def stop(proc):
             proc.wait()
 
 
+def warm(files, size_mib):
+    """Reads the part of each file the jobs use back into the page cache. Some machines reclaim
+    idle page cache on their own (this one runs a DAMON `pageout` scheme for memory idle 60 s),
+    and a server whose file sat idle would otherwise serve its next job partly from the disk."""
+    buf = bytearray(1 << 20)
+    for path in files:
+        with open(path, "rb", buffering=0) as f:
+            for _ in range(size_mib):
+                if not f.readinto(buf):
+                    break
+
+
 def run_fio(uri, job, runtime, size, pid):
     cmd = [
         "fio", "--name=bench", "--ioengine=nbd", f"--uri={uri}", f"--rw={job['rw']}",
@@ -127,7 +140,7 @@ def ours(tmp, backing, size_mib, exe, ctl):
                    "--availability-zone", "us-east-1a")["VolumeId"]
     host = ctl_json("register-host", "--name", "bench", "--availability-zone", "us-east-1a")["InstanceId"]
     uri = ctl_json("attach-volume", "--volume-id", vol, "--instance-id", host, "--device", "/dev/sdf")["NbdUri"]
-    return proc, uri
+    return proc, uri, glob.glob(os.path.join(data, "*", "volumes", "*.img"))
 
 
 def empty_image(path, like):
@@ -143,7 +156,7 @@ def nbdkit(tmp, backing):
     proc = subprocess.Popen(["nbdkit", "-f", "-p", str(port), "-i", "127.0.0.1", "file", img],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return proc, f"nbd://127.0.0.1:{port}/"
+    return proc, f"nbd://127.0.0.1:{port}/", [img]
 
 
 def nbdkit_memory(size_mib):
@@ -151,7 +164,7 @@ def nbdkit_memory(size_mib):
     proc = subprocess.Popen(["nbdkit", "-f", "-p", str(port), "-i", "127.0.0.1", "memory", f"{size_mib}M"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return proc, f"nbd://127.0.0.1:{port}/"
+    return proc, f"nbd://127.0.0.1:{port}/", []
 
 
 def qemu_nbd(tmp, backing):
@@ -160,7 +173,7 @@ def qemu_nbd(tmp, backing):
     proc = subprocess.Popen(["qemu-nbd", "-f", "raw", "--aio=io_uring", "-t", "-e", "16", "-b", "127.0.0.1",
                              "-p", str(port), img], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
-    return proc, f"nbd://127.0.0.1:{port}/"
+    return proc, f"nbd://127.0.0.1:{port}/", [img]
 
 
 COLORS = {"volume-server": "#1f77b4", "nbdkit file": "#ff7f0e",
@@ -273,20 +286,21 @@ def main():
         # How a file was written shapes its page cache (the kernel sizes folios by the writes
         # that created them, and small writes into large folios cost more), so copying files
         # behind the servers' backs would measure the copy, not the server.
-        for _, _, uri in started:
+        for _, _, uri, _ in started:
             subprocess.run(["nbdcopy", backing, uri], check=True)
         try:
             # The servers take turns job by job, in an order that rotates each repetition, so
             # that drift on a shared machine (its speed moves by minutes) hits all of them alike.
             for rep in range(reps):
                 turn = started[rep % len(started):] + started[:rep % len(started)]
-                for (label, job), (name, proc, uri) in ((j, s) for j in jobs for s in turn):
+                for (label, job), (name, proc, uri, files) in ((j, s) for j in jobs for s in turn):
+                    warm(files, size_mib)
                     r = run_fio(uri, job, runtime, size, proc.pid)
                     samples.setdefault((name, label), []).append(r)
                     print(f"rep {rep + 1} {name:18} {label:18} {r['iops']:>10.0f} IOPS {r['mib_s']:>8.1f} MiB/s",
                           file=sys.stderr)
         finally:
-            for _, proc, _ in started:
+            for _, proc, _, _ in started:
                 stop(proc)
     metrics = ("iops", "mib_s", "p99_us", "cpu_us_per_io")
     results = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in samples.items()}
