@@ -180,15 +180,22 @@ COLORS = {"volume-server": "#1f77b4", "nbdkit file": "#ff7f0e",
           "qemu-nbd io_uring": "#2ca02c", "nbdkit memory": "#9a9a9a"}
 
 
-def chart(values, title, path):
-    """A grouped bar chart (SVG, no dependencies): one group per job, one bar per server, each
-    bar's height relative to `nbdkit file` in that job (1.0 = parity), its value printed on it."""
+PEERS = SERVERS[1:]
+
+
+def chart(ratios, title, path):
+    """A grouped bar chart (SVG, no dependencies): one group per job, one bar per peer, each
+    bar this server's throughput relative to that peer's in the job (1.0 = parity), its value
+    printed on it. `ratios`: {(peer, job): ratio}, as the headline table's ratio columns."""
     w, h, left, top, bottom = 900, 420, 60, 50, 90
-    groups = [label for label, _ in JOBS if all((n, label) in values for n in SERVERS)]
-    ratios = {k: values[k] / values[("nbdkit file", k[1])] for k in values}
-    top_ratio = max(2.0, max(ratios.values()) * 1.1)
+    peers = [n for n in PEERS if any(k[0] == n for k in ratios)]
+    groups = [label for label, _ in JOBS if peers and all((n, label) in ratios for n in peers)]
+    if not groups:
+        print(f"no ratios to chart; {path} not written", file=sys.stderr)
+        return
+    top_ratio = max(2.0, max(ratios[(n, g)] for n in peers for g in groups) * 1.1)
     gw = (w - left - 20) / len(groups)
-    bw = gw * 0.8 / len(SERVERS)
+    bw = gw * 0.8 / len(peers)
     y = lambda r: top + (h - top - bottom) * (1 - r / top_ratio)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
            f'<rect width="{w}" height="{h}" fill="white"/>',
@@ -198,38 +205,40 @@ def chart(values, title, path):
         out.append(f'<text x="{left - 6}" y="{y(t) + 4:.1f}" text-anchor="end">{t:.1f}x</text>')
     for gi, label in enumerate(groups):
         x0 = left + gi * gw + gw * 0.1
-        for si, name in enumerate(SERVERS):
+        for si, name in enumerate(peers):
             r = ratios[(name, label)]
             x = x0 + si * bw
             out.append(f'<rect x="{x:.1f}" y="{y(r):.1f}" width="{bw - 1:.1f}" height="{y(0) - y(r):.1f}" fill="{COLORS[name]}"/>')
             out.append(f'<text x="{x + bw / 2:.1f}" y="{y(r) - 3:.1f}" text-anchor="middle" font-size="8">{r:.2f}</text>')
         out.append(f'<text x="{x0 + gw * 0.4:.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}</text>')
-    for si, name in enumerate(SERVERS):
+    for si, name in enumerate(peers):
         lx = left + si * 190
         out.append(f'<rect x="{lx}" y="{h - 40}" width="12" height="12" fill="{COLORS[name]}"/>')
-        out.append(f'<text x="{lx + 16}" y="{h - 30}">{name}</text>')
-    out.append(f'<text x="{left}" y="{h - 10}" font-size="10">Bars: throughput relative to nbdkit file in the same job (IOPS for 4k jobs, MiB/s for 1M jobs); higher is better.</text>')
+        out.append(f'<text x="{lx + 16}" y="{h - 30}">vs {name}</text>')
+    out.append(f'<text x="{left}" y="{h - 10}" font-size="10">Bars: volume-server throughput over the peer\'s in the same job (IOPS for 4k jobs, MiB/s for 1M jobs); above 1.0, volume-server is faster.</text>')
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
 
 
 def parse_table(path):
-    """The headline table of a saved run of this script: {(server, job): value}."""
-    values = {}
+    """The ratio columns of the headline table of a saved run of this script: {(peer, job): ratio}."""
+    ratios, columns = {}, None
     with open(path) as f:
         for line in f:
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) < 5 or cells[0] not in dict(JOBS):
-                if values and not line.strip():
+            if cells and cells[0] == "job" and columns is None:
+                columns = {c[3:]: i for i, c in enumerate(cells) if c.startswith("vs ")}
+                continue
+            if columns is None or len(cells) < 5 or cells[0] not in dict(JOBS):
+                if ratios and not line.strip():
                     break  # the end of the first (headline) table
                 continue
-            for name, cell in zip(SERVERS, cells[1:5]):
-                try:
-                    values[(name, cells[0])] = float(cell.split()[0].replace(",", ""))
-                except ValueError:
-                    break
-    return values
+            for name in PEERS:
+                i = columns.get(short(name))
+                if i is not None and i < len(cells):
+                    ratios[(name, cells[0])] = float(cells[i].rstrip("x"))
+    return ratios
 
 
 def main():
@@ -308,7 +317,8 @@ def main():
     others = names[1:]
     print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {size_mib} MiB file, {os.cpu_count()} CPUs; "
           f"volume-server: io2 at 256,000 IOPS and 4,000 MiB/s, run with --throttle-scale {THROTTLE_SCALE} "
-          "(the throttle runs but does not bind)\n")
+          "(the throttle runs but does not bind). Ratios: the median of the per-repetition ratios "
+          "(the runs of one job take turns, seconds apart)\n")
     print("| job | " + " | ".join(names) + " | " + " | ".join(f"vs {short(n)}" for n in others) + " |")
     print("|---|" + "---:|" * (len(names) + len(others)))
     for label, _ in jobs:
@@ -324,8 +334,9 @@ def main():
         cpu = " | ".join(f"{results[(n, label)]['cpu_us_per_io']:.1f}" for n in names)
         print(f"| {label} | {p99} | {cpu} |")
     if args.chart:
-        chart({k: v[key(k[1])] for k, v in results.items()},
-              f"fio nbd engine, {runtime}s per job, median of {reps}, {os.cpu_count()} CPUs", args.chart)
+        chart({k: r for k, r in ratio.items() if k[0] in PEERS},
+              f"volume-server vs peers: fio nbd engine, {runtime}s per job, median of {reps}, "
+              f"{os.cpu_count()} CPUs", args.chart)
 
 
 def short(name):
