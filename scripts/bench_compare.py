@@ -314,6 +314,11 @@ def main():
     metrics = ("iops", "mib_s", "p99_us", "cpu_us_per_io")
     results = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in samples.items()}
     key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
+    # Paired: this server's run and the peer's in the same repetition were seconds apart, so a
+    # slow phase of the machine hits both; the median of those ratios, not a ratio of medians.
+    ratio = {(n, label): statistics.median(
+        a[key(label)] / b[key(label)] for a, b in zip(samples[(names[0], label)], samples[(n, label)]))
+        for n in names[1:] for label, _ in jobs}
     others = names[1:]
     print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {size_mib} MiB file, {os.cpu_count()} CPUs; "
           f"volume-server: io2 at 256,000 IOPS and 4,000 MiB/s, run with --throttle-scale {THROTTLE_SCALE} "
@@ -325,7 +330,7 @@ def main():
         unit = " MiB/s" if key(label) == "mib_s" else " IOPS"
         v = [results[(n, label)][key(label)] for n in names]
         print(f"| {label} | " + " | ".join(f"{x:,.0f}{unit}" for x in v) + " | "
-              + " | ".join(f"{v[0] / x:.2f}x" for x in v[1:]) + " |")
+              + " | ".join(f"{ratio[(n, label)]:.2f}x" for n in names[1:]) + " |")
     print("\nQD1 p99 completion latency (µs) and server CPU time per I/O (µs, user + system from /proc):\n")
     print("| job | " + " | ".join(f"{n} p99" for n in names) + " | " + " | ".join(f"{n} CPU/IO" for n in names) + " |")
     print("|---|" + "---:|" * (2 * len(names)))
