@@ -17,7 +17,8 @@ per I/O (user + system, from /proc).
 for measuring a change against the build before it in the same run.
 
 Each job runs --reps times per server; the servers take turns job by job, in an order that rotates
-each repetition, so drift on a shared machine hits all of them alike. The table shows medians.
+each repetition, so drift on a shared machine hits all of them alike. The table shows medians;
+its ratios are the medians of the per-repetition ratios (paired runs, seconds apart).
 This server's volume is an io2 at its maximum, run with --throttle-scale 100: the throttle runs on
 every request but does not bind (unscaled, io2's 4,000 MiB/s would cap the 1 MiB jobs).
 
@@ -316,10 +317,10 @@ def main():
     key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
     # Paired: this server's run and the peer's in the same repetition were seconds apart, so a
     # slow phase of the machine hits both; the median of those ratios, not a ratio of medians.
+    others = names[1:]
     ratio = {(n, label): statistics.median(
         a[key(label)] / b[key(label)] for a, b in zip(samples[(names[0], label)], samples[(n, label)]))
-        for n in names[1:] for label, _ in jobs}
-    others = names[1:]
+        for n in others for label, _ in jobs}
     print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {size_mib} MiB file, {os.cpu_count()} CPUs; "
           f"volume-server: io2 at 256,000 IOPS and 4,000 MiB/s, run with --throttle-scale {THROTTLE_SCALE} "
           "(the throttle runs but does not bind). Ratios: the median of the per-repetition ratios "
@@ -330,7 +331,7 @@ def main():
         unit = " MiB/s" if key(label) == "mib_s" else " IOPS"
         v = [results[(n, label)][key(label)] for n in names]
         print(f"| {label} | " + " | ".join(f"{x:,.0f}{unit}" for x in v) + " | "
-              + " | ".join(f"{ratio[(n, label)]:.2f}x" for n in names[1:]) + " |")
+              + " | ".join(f"{ratio[(n, label)]:.2f}x" for n in others) + " |")
     print("\nQD1 p99 completion latency (µs) and server CPU time per I/O (µs, user + system from /proc):\n")
     print("| job | " + " | ".join(f"{n} p99" for n in names) + " | " + " | ".join(f"{n} CPU/IO" for n in names) + " |")
     print("|---|" + "---:|" * (2 * len(names)))

@@ -169,8 +169,8 @@ impl FileRange {
     }
 
     /// Sends as much of the range as `socket` takes now, without waiting: copied from the
-    /// mapping if the range has one ([`SendMode::Copy`]), else with `sendfile`. Returns the bytes sent; `WouldBlock` if the socket is full.
-    /// Zero means the file ended early.
+    /// mapping if the range has one ([`SendMode::Copy`]), else with `sendfile`. Returns the
+    /// bytes sent; `WouldBlock` if the socket is full. Zero means the file ended early.
     pub fn send_to(&self, socket: RawFd) -> io::Result<usize> {
         if let Some(map) = &self.map {
             // Within the mapping (checked at construction), so within the address space.

@@ -621,13 +621,9 @@ impl ControlPlane {
         }
         self.commit(&changes)?;
         super::apply(st, changes);
-        st.instances.throttles.insert(
-            id.to_string(),
-            Arc::new(Throttle::new(super::perf::scaled(
-                super::perf::instance_limits(ty),
-                self.cfg.throttle_scale,
-            ))),
-        );
+        st.instances
+            .throttles
+            .insert(id.to_string(), self.instance_throttle(ty));
         // Mark running first so the exports below are allowed, then serve.
         let mut disks = r.instance_store.clone();
         for d in &mut disks {
@@ -668,13 +664,9 @@ impl ControlPlane {
         if !st.instances.throttles.contains_key(id)
             && let Some(ty) = instance_manager::types::lookup(&r.instance_type)
         {
-            st.instances.throttles.insert(
-                id.to_string(),
-                Arc::new(Throttle::new(super::perf::scaled(
-                    super::perf::instance_limits(ty),
-                    self.cfg.throttle_scale,
-                ))),
-            );
+            st.instances
+                .throttles
+                .insert(id.to_string(), self.instance_throttle(ty));
         }
         for (volume_id, a) in attachments_in(st, id) {
             if self.exports.get(&a.token).is_some() {

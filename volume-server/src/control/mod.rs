@@ -252,6 +252,19 @@ impl ControlPlane {
             .map_err(internal("catalog commit failed"))
     }
 
+    /// The throttle limits of `v`, times `--throttle-scale`.
+    fn volume_limits(&self, v: &VolumeRecord) -> storage_engine::Limits {
+        perf::scaled(perf::limits(v), self.cfg.throttle_scale)
+    }
+
+    /// A throttle for the EBS cap of instance type `ty`, times `--throttle-scale`.
+    fn instance_throttle(&self, ty: &instance_manager::InstanceType) -> Arc<Throttle> {
+        Arc::new(Throttle::new(perf::scaled(
+            perf::instance_limits(ty),
+            self.cfg.throttle_scale,
+        )))
+    }
+
     fn volume_path(&self, az: &str, volume_id: &str) -> PathBuf {
         self.cfg
             .data_dir
@@ -613,10 +626,7 @@ impl ControlPlane {
         let o = OpenVolume {
             volume,
             stats: Arc::new(IoStats::default()),
-            throttle: Arc::new(Throttle::new(perf::scaled(
-                perf::limits(v),
-                self.cfg.throttle_scale,
-            ))),
+            throttle: Arc::new(Throttle::new(self.volume_limits(v))),
             reservation: (v.volume_type == crate::catalog::VolumeType::Io2)
                 .then(|| Arc::new(tokio::sync::RwLock::new(v.reservation.clone()))),
             captures: Arc::default(),

@@ -14,8 +14,7 @@ use storage_engine::Volume;
 
 use super::filter::glob;
 use super::{
-    ControlPlane, Ec2Error, GIB, check_usable, check_volume_id, now_ms, perf, validate,
-    volume_not_found,
+    ControlPlane, Ec2Error, GIB, check_usable, check_volume_id, now_ms, validate, volume_not_found,
 };
 use crate::catalog::{Change, ModificationRecord, PerfSpec, VolumeRecord, VolumeType};
 
@@ -202,8 +201,7 @@ impl ControlPlane {
         }
         self.commit(&[Change::PutVolume(nv.clone())])?;
         if let Some(open) = st.open.get(&v.volume_id) {
-            open.throttle
-                .set_limits(perf::scaled(perf::limits(&nv), self.cfg.throttle_scale));
+            open.throttle.set_limits(self.volume_limits(&nv));
         }
         st.volumes.insert(nv.volume_id.clone(), nv);
         tracing::info!(volume_id = %req.volume_id, ?original, ?target, "volume modified");
