@@ -18,7 +18,8 @@ for measuring a change against the build before it in the same run.
 
 Each job runs --reps times per server; the servers take turns job by job, in an order that rotates
 each repetition, so drift on a shared machine hits all of them alike. The table shows medians;
-its ratios are the medians of the per-repetition ratios (paired runs, seconds apart).
+its ratios are the medians of the per-repetition ratios (paired runs, seconds apart), followed by
+the lowest and the highest of those ratios, so that a reader sees how far apart the repetitions were.
 This server's volume is an io2 at its maximum, run with --throttle-scale 100: the throttle runs on
 every request but does not bind (unscaled, io2's 4,000 MiB/s would cap the 1 MiB jobs).
 
@@ -238,7 +239,8 @@ def parse_table(path):
             for name in PEERS:
                 i = columns.get(short(name))
                 if i is not None and i < len(cells):
-                    ratios[(name, cells[0])] = float(cells[i].rstrip("x"))
+                    # "1.05x" or "1.05x (1.02-1.08)": the median comes first.
+                    ratios[(name, cells[0])] = float(cells[i].split()[0].rstrip("x"))
     return ratios
 
 
@@ -318,20 +320,22 @@ def main():
     # Paired: this server's run and the peer's in the same repetition were seconds apart, so a
     # slow phase of the machine hits both; the median of those ratios, not a ratio of medians.
     others = names[1:]
-    ratio = {(n, label): statistics.median(
-        a[key(label)] / b[key(label)] for a, b in zip(samples[(names[0], label)], samples[(n, label)]))
-        for n in others for label, _ in jobs}
+    paired = {(n, label): [a[key(label)] / b[key(label)]
+                           for a, b in zip(samples[(names[0], label)], samples[(n, label)])]
+              for n in others for label, _ in jobs}
+    ratio = {k: statistics.median(v) for k, v in paired.items()}
     print(f"\nfio nbd engine, {runtime}s per job, median of {reps}, {size_mib} MiB file, {os.cpu_count()} CPUs; "
           f"volume-server: io2 at 256,000 IOPS and 4,000 MiB/s, run with --throttle-scale {THROTTLE_SCALE} "
           "(the throttle runs but does not bind). Ratios: the median of the per-repetition ratios "
-          "(the runs of one job take turns, seconds apart)\n")
+          "(the runs of one job take turns, seconds apart), with the lowest and highest of them "
+          "in parentheses\n")
     print("| job | " + " | ".join(names) + " | " + " | ".join(f"vs {short(n)}" for n in others) + " |")
     print("|---|" + "---:|" * (len(names) + len(others)))
     for label, _ in jobs:
         unit = " MiB/s" if key(label) == "mib_s" else " IOPS"
         v = [results[(n, label)][key(label)] for n in names]
         print(f"| {label} | " + " | ".join(f"{x:,.0f}{unit}" for x in v) + " | "
-              + " | ".join(f"{ratio[(n, label)]:.2f}x" for n in others) + " |")
+              + " | ".join(spread(ratio[(n, label)], paired[(n, label)]) for n in others) + " |")
     print("\nQD1 p99 completion latency (µs) and server CPU time per I/O (µs, user + system from /proc):\n")
     print("| job | " + " | ".join(f"{n} p99" for n in names) + " | " + " | ".join(f"{n} CPU/IO" for n in names) + " |")
     print("|---|" + "---:|" * (2 * len(names)))
@@ -343,6 +347,13 @@ def main():
         chart({k: r for k, r in ratio.items() if k[0] in PEERS},
               f"volume-server vs peers: fio nbd engine, {runtime}s per job, median of {reps}, "
               f"{os.cpu_count()} CPUs", args.chart)
+
+
+def spread(median, values):
+    """A ratio cell: the median, and with more than one repetition the range it comes from."""
+    if len(values) < 2:
+        return f"{median:.2f}x"
+    return f"{median:.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def short(name):
