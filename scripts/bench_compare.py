@@ -12,6 +12,11 @@ per I/O (user + system, from /proc).
                                      [--chart bench.svg]
     python3 scripts/bench_compare.py --replot saved-output.md --chart bench.svg
     python3 scripts/bench_compare.py --jobs QD1,1M --peers "nbdkit file" --candidate /tmp/other-build
+    python3 scripts/bench_compare.py --jobs QD32 --server-cpu 0.5
+
+--server-cpu confines each server to that fraction of one CPU (as root, with cgroups), so that
+the server rather than fio is the limit: on a machine where fio shares few cores with the server,
+the plain run measures the pair, and this one measures what each server does with the same CPU.
 
 --jobs and --peers narrow a run; --candidate adds a second volume-server build as its own column,
 for measuring a change against the build before it in the same run.
@@ -145,6 +150,48 @@ def ours(tmp, backing, size_mib, exe, ctl):
     return proc, uri, glob.glob(os.path.join(data, "*", "volumes", "*.img"))
 
 
+class CpuCap:
+    """Confines each server to a fraction of one CPU with the kernel's CFS bandwidth control
+    (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), one cgroup per server. fio keeps the rest
+    of the machine, so the server, not the client, is what runs out. The kernel's default period
+    (100 ms) is kept: a capped server runs at full speed until its quota is spent, then waits."""
+    PERIOD_US = 100_000
+
+    def __init__(self, fraction):
+        self.quota_us = int(fraction * self.PERIOD_US)
+        self.v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        self.root = "/sys/fs/cgroup" if self.v2 else "/sys/fs/cgroup/cpu"
+        self.dirs = []
+        if not os.path.isdir(self.root):
+            sys.exit("--server-cpu needs the cgroup cpu controller (v2, or v1 at /sys/fs/cgroup/cpu)")
+        if self.v2:
+            with open(os.path.join(self.root, "cgroup.subtree_control"), "w") as f:
+                f.write("+cpu")
+
+    def confine(self, pid):
+        d = os.path.join(self.root, f"ebs-bench-{os.getpid()}-{len(self.dirs)}")
+        os.mkdir(d)
+        self.dirs.append(d)
+        if self.v2:
+            limits = {"cpu.max": f"{self.quota_us} {self.PERIOD_US}"}
+        else:
+            limits = {"cpu.cfs_period_us": str(self.PERIOD_US), "cpu.cfs_quota_us": str(self.quota_us)}
+        for name, value in limits.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(value)
+        # Every thread of the process moves, and threads it starts later are born inside.
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def close(self):
+        """Removes the cgroups (their processes must have exited)."""
+        for d in self.dirs:
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                print(f"could not remove {d}: {e}", file=sys.stderr)
+
+
 def empty_image(path, like):
     """A sparse file of `like`'s size: each server gets its copy of the data through NBD."""
     with open(path, "wb") as f:
@@ -258,9 +305,14 @@ def main():
                     help="the volume-server binary to measure")
     ap.add_argument("--ctl", default=os.path.join(ROOT, "target", "release", "ebsctl"),
                     help="the ebsctl binary that sets up the volume")
+    ap.add_argument("--server-cpu", type=float,
+                    help="confine each server to this fraction of one CPU (cgroup CFS quota), so that "
+                    "the server, not fio, is the limit; needs root")
     ap.add_argument("--candidate", help="a second volume-server binary, measured as its own column "
                     "(for A/B runs of a change)")
     args = ap.parse_args()
+    if args.server_cpu is not None and not 0 < args.server_cpu <= os.cpu_count():
+        sys.exit(f"--server-cpu must be in (0, {os.cpu_count()}]")
     if args.replot:
         title = f"volume-server vs peers (from {os.path.basename(args.replot)})"
         chart(parse_table(args.replot), title, args.chart or "bench.svg")
@@ -300,7 +352,11 @@ def main():
         # behind the servers' backs would measure the copy, not the server.
         for _, _, uri, _ in started:
             subprocess.run(["nbdcopy", backing, uri], check=True)
+        cap = CpuCap(args.server_cpu) if args.server_cpu else None
         try:
+            if cap:
+                for _, proc, _, _ in started:
+                    cap.confine(proc.pid)
             # The servers take turns job by job, in an order that rotates each repetition, so
             # that drift on a shared machine (its speed moves by minutes) hits all of them alike.
             for rep in range(reps):
@@ -314,6 +370,8 @@ def main():
         finally:
             for _, proc, _, _ in started:
                 stop(proc)
+            if cap:
+                cap.close()
     metrics = ("iops", "mib_s", "p99_us", "cpu_us_per_io")
     results = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in samples.items()}
     key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
@@ -328,7 +386,9 @@ def main():
           f"volume-server: io2 at 256,000 IOPS and 4,000 MiB/s, run with --throttle-scale {THROTTLE_SCALE} "
           "(the throttle runs but does not bind). Ratios: the median of the per-repetition ratios "
           "(the runs of one job take turns, seconds apart), with the lowest and highest of them "
-          "in parentheses\n")
+          "in parentheses"
+          + (f"; each server confined to {args.server_cpu:g} of a CPU (CFS quota, 100 ms period)"
+             if args.server_cpu else "") + "\n")
     print("| job | " + " | ".join(names) + " | " + " | ".join(f"vs {short(n)}" for n in others) + " |")
     print("|---|" + "---:|" * (len(names) + len(others)))
     for label, _ in jobs:
