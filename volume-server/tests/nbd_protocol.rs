@@ -453,6 +453,67 @@ fn large_payloads_that_trickle_in_complete() {
     srv.assert_alive();
 }
 
+/// Large writes of mixed sizes, pipelined back to back in one stream with small ones between
+/// them, all land whole: the session reads each large payload up to its end, keeps its buffer
+/// as large as the last large write (up to a cap, which one of these exceeds), and realigns it
+/// between requests.
+#[test]
+fn pipelined_large_writes_of_mixed_sizes_land_whole() {
+    let srv = Server::start(&[]);
+    let (_, token) = srv.attached_volume();
+    let mut c = srv.connect();
+    c.go(&token, true);
+    const KIB: u32 = 1024;
+    let sizes = [
+        1024 * KIB,
+        4 * KIB,
+        3072 * KIB,
+        64 * KIB,
+        5120 * KIB,
+        8 * KIB,
+        2052 * KIB,
+        1024 * KIB,
+    ];
+    let mut batch = Vec::new();
+    let mut regions = Vec::new();
+    let mut offset = 0u64;
+    for (i, &len) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..len as usize)
+            .map(|b| (b % 251) as u8 ^ i as u8)
+            .collect();
+        batch.extend_from_slice(&0x2560_9513u32.to_be_bytes());
+        batch.extend_from_slice(&0u16.to_be_bytes());
+        batch.extend_from_slice(&CMD_WRITE.to_be_bytes());
+        batch.extend_from_slice(&(100 + i as u64).to_be_bytes());
+        batch.extend_from_slice(&offset.to_be_bytes());
+        batch.extend_from_slice(&len.to_be_bytes());
+        batch.extend_from_slice(&data);
+        regions.push((offset, data));
+        offset += u64::from(len) + 4096;
+    }
+    c.0.write_all(&batch).unwrap();
+    let mut cookies: Vec<u64> = (0..sizes.len())
+        .map(|_| {
+            let (cookie, err, _) = c.any_reply(None);
+            assert_eq!(err, 0, "write {cookie}");
+            cookie
+        })
+        .collect();
+    cookies.sort();
+    assert_eq!(cookies, (100..100 + sizes.len() as u64).collect::<Vec<_>>());
+    for (i, (offset, data)) in regions.iter().enumerate() {
+        c.request(0, CMD_READ, 200 + i as u64, *offset, data.len() as u32);
+        let (err, got) = c.read_reply(200 + i as u64, true);
+        assert_eq!(err, 0);
+        assert!(
+            &got == data,
+            "write {i} ({} bytes) reads back whole",
+            data.len()
+        );
+    }
+    srv.assert_alive();
+}
+
 #[test]
 fn vanishing_clients_and_limits() {
     let srv = Server::start(&[

@@ -531,8 +531,11 @@ where
 /// lands aligned.
 fn prepare_read(rbuf: &mut BytesMut, expect: usize) {
     if rbuf.is_empty() {
-        // With nothing else referring to its memory, an empty buffer is reused without a copy.
-        rbuf.reserve(expect.max(READ_CHUNK) + PAYLOAD_ALIGN);
+        if rbuf.capacity() < expect.max(READ_CHUNK / 4) + PAYLOAD_ALIGN {
+            // With nothing else referring to its memory (payloads split off it are written and
+            // let go), an empty buffer is reused without a copy.
+            rbuf.reserve(expect.max(READ_CHUNK) + PAYLOAD_ALIGN);
+        }
         align_payload(rbuf);
     } else if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
         rbuf.reserve(READ_CHUNK);
@@ -923,7 +926,7 @@ mod tests {
         prepare_read(&mut rbuf, expect);
         assert!(rbuf.capacity() >= expect);
         assert!(
-            rbuf.as_ptr() as usize - addr < PAYLOAD_ALIGN,
+            (rbuf.as_ptr() as usize).abs_diff(addr) < PAYLOAD_ALIGN,
             "the buffer was reallocated"
         );
         assert_eq!(payload_addr(&rbuf) % PAYLOAD_ALIGN, 0);
