@@ -39,6 +39,16 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// Appends a request header to `b`.
+fn put_request(b: &mut Vec<u8>, flags: u16, cmd: u16, cookie: u64, offset: u64, len: u32) {
+    b.extend_from_slice(&0x2560_9513u32.to_be_bytes());
+    b.extend_from_slice(&flags.to_be_bytes());
+    b.extend_from_slice(&cmd.to_be_bytes());
+    b.extend_from_slice(&cookie.to_be_bytes());
+    b.extend_from_slice(&offset.to_be_bytes());
+    b.extend_from_slice(&len.to_be_bytes());
+}
+
 impl Server {
     fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
@@ -169,12 +179,7 @@ impl Conn {
 
     fn request(&mut self, flags: u16, cmd: u16, cookie: u64, offset: u64, len: u32) {
         let mut b = Vec::with_capacity(28);
-        b.extend_from_slice(&0x2560_9513u32.to_be_bytes());
-        b.extend_from_slice(&flags.to_be_bytes());
-        b.extend_from_slice(&cmd.to_be_bytes());
-        b.extend_from_slice(&cookie.to_be_bytes());
-        b.extend_from_slice(&offset.to_be_bytes());
-        b.extend_from_slice(&len.to_be_bytes());
+        put_request(&mut b, flags, cmd, cookie, offset, len);
         self.0.write_all(&b).unwrap();
     }
 
@@ -360,12 +365,7 @@ fn pipelined_requests_complete_with_matching_cookies() {
     // Writes of distinct patterns, all sent before any reply is read.
     let mut batch = Vec::new();
     for i in 0..n {
-        batch.extend_from_slice(&0x2560_9513u32.to_be_bytes());
-        batch.extend_from_slice(&0u16.to_be_bytes());
-        batch.extend_from_slice(&CMD_WRITE.to_be_bytes());
-        batch.extend_from_slice(&(1000 + i).to_be_bytes());
-        batch.extend_from_slice(&(i * 8192).to_be_bytes());
-        batch.extend_from_slice(&4096u32.to_be_bytes());
+        put_request(&mut batch, 0, CMD_WRITE, 1000 + i, i * 8192, 4096);
         batch.extend_from_slice(&[i as u8; 4096]);
     }
     c.0.write_all(&batch).unwrap();
@@ -481,12 +481,7 @@ fn pipelined_large_writes_of_mixed_sizes_land_whole() {
         let data: Vec<u8> = (0..len as usize)
             .map(|b| (b % 251) as u8 ^ i as u8)
             .collect();
-        batch.extend_from_slice(&0x2560_9513u32.to_be_bytes());
-        batch.extend_from_slice(&0u16.to_be_bytes());
-        batch.extend_from_slice(&CMD_WRITE.to_be_bytes());
-        batch.extend_from_slice(&(100 + i as u64).to_be_bytes());
-        batch.extend_from_slice(&offset.to_be_bytes());
-        batch.extend_from_slice(&len.to_be_bytes());
+        put_request(&mut batch, 0, CMD_WRITE, 100 + i as u64, offset, len);
         batch.extend_from_slice(&data);
         regions.push((offset, data));
         offset += u64::from(len) + 4096;
