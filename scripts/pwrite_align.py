@@ -33,17 +33,15 @@ def main():
         # An anonymous mapping is page-aligned, so offset k is exactly k bytes past a page.
         buf = mmap.mmap(-1, 2 * MIB + 4096)
         buf.write(os.urandom(len(buf)))
-        view = memoryview(buf)
         for _ in range(args.rounds):
             for offset in (0, 16, 48, 64, 2048):
-                src = view[offset:offset + MIB]
-                cpu = time.process_time()
-                for i in range(WRITES):
-                    os.pwrite(fd, src, (i % FILE_MIB) * MIB)
-                per_write = (time.process_time() - cpu) / WRITES * 1e6
+                with memoryview(buf)[offset:offset + MIB] as src:
+                    cpu = time.process_time()
+                    for i in range(WRITES):
+                        os.pwrite(fd, src, (i % FILE_MIB) * MIB)
+                    per_write = (time.process_time() - cpu) / WRITES * 1e6
                 print(f"source offset {offset:5} bytes: {per_write:6.1f} us of CPU per 1 MiB pwrite")
             print()
-        view.release()
         buf.close()
     finally:
         os.close(fd)

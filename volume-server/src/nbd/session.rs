@@ -86,8 +86,8 @@ const LOWAT_MIN: usize = 64 * 1024;
 const LOWAT_MAX: usize = 1 << 20;
 /// Alignment of write payloads in the read buffer. The kernel copies a payload into the page
 /// cache much faster from a cache-line-aligned buffer: on the benchmark machine a 1 MiB `pwrite`
-/// took 68-70 µs of CPU from a 64-byte-aligned source and 105-122 µs from one 16 or 48 bytes
-/// off (BENCHMARKS.md).
+/// from a source 16 or 48 bytes off a cache line took 1.3-1.8x the CPU of one from an aligned
+/// source (`scripts/pwrite_align.py`, BENCHMARKS.md).
 const PAYLOAD_ALIGN: usize = 64;
 /// The read buffer is kept large enough for a write of up to this many bytes (header included)
 /// once the client has sent one, so that the next such payload arrives in place, not copied.
@@ -465,22 +465,15 @@ where
         if s.closing && s.inflight.is_empty() && !writing {
             break;
         }
+        // The rest of a large payload still to come: the low-water mark waits for it, and the
+        // read stops at its end, so that the request after it starts a read of its own, into
+        // an empty buffer that `prepare_read` aligns.
+        let payload_left = (s.missing >= LOWAT_MIN).then_some(s.missing);
         if let Some(lw) = &mut lowat {
-            let mark = if s.missing >= LOWAT_MIN {
-                s.missing.min(LOWAT_MAX)
-            } else {
-                1
-            };
-            lw.set(mark);
+            lw.set(payload_left.map_or(1, |m| m.min(LOWAT_MAX)));
         }
         let reading = !s.closing && !s.over_budget && s.inflight.len() < MAX_IN_FLIGHT;
-        // A large payload is read up to its end and no further, so that the request after it
-        // starts a read of its own, into an empty buffer that `prepare_read` aligns.
-        let limit = if s.missing >= LOWAT_MIN {
-            s.missing
-        } else {
-            usize::MAX
-        };
+        let limit = payload_left.unwrap_or(usize::MAX);
         let (rbuf, expect) = (&mut s.rbuf, s.expect);
         // The buffer is readied only when the read is about to happen: by then an inline write
         // has released its payload, and an empty buffer can be reused in place.
