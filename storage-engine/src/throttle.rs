@@ -304,7 +304,12 @@ impl Throttle {
 
     /// Takes the tokens of an I/O and returns how long it must wait.
     pub fn reserve(&self, offset: u64, len: u64) -> Admission {
-        let now = Instant::now();
+        self.reserve_at(Instant::now(), offset, len)
+    }
+
+    /// [`Throttle::reserve`] as of `now`, a moment the caller has just read from the clock (one
+    /// clock read serves a request's throttles and counters).
+    pub fn reserve_at(&self, now: Instant, offset: u64, len: u64) -> Admission {
         let mut st = self.lock();
         let ops = Throttle::count_ops(&mut st, offset, len);
         let slot = Throttle::advance_window(&mut st, now);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::cbt::ChangedBlocks;
 use crate::engine::{Engine, OpKind};
@@ -466,23 +466,51 @@ impl Volume {
     /// Fills `buf` (empty, capacity = length) from the page cache without blocking. Returns
     /// false, with `buf` still empty, if any of it would have to wait for the disk.
     fn read_cached(&self, buf: &mut Vec<u8>, offset: u64) -> bool {
-        let iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.capacity(),
-        };
+        let len = buf.capacity();
+        if !self.pread_nowait(&mut buf.spare_capacity_mut()[..len], offset) {
+            return false;
+        }
+        // SAFETY: `pread_nowait` initialised all `len` bytes.
+        unsafe { buf.set_len(len) };
+        true
+    }
+
+    /// Appends the `len` bytes at `offset` to `out` if all of them are in the page cache; false,
+    /// with `out` as it was, if any would have to wait for the disk, if the range is not one
+    /// [`Volume::read`] would accept, or if reads are never done inline. For a caller that
+    /// answers a small cached read where it stands, into its reply buffer: no thread hop, no
+    /// buffer of the read's own and no copy out of one. A false is no answer: the caller then
+    /// reads with [`Volume::read`], which reports what was wrong.
+    pub fn try_read_cached_into(&self, offset: u64, len: u64, out: &mut BytesMut) -> bool {
+        if !self.inline.reads || self.check(offset, len, Some(MAX_IO_BYTES)).is_err() {
+            return false;
+        }
+        // `len <= MAX_IO_BYTES` was checked, so it fits in usize.
+        let len = len as usize;
+        out.reserve(len);
+        if !self.pread_nowait(&mut out.spare_capacity_mut()[..len], offset) {
+            return false;
+        }
+        // SAFETY: `pread_nowait` initialised the `len` bytes after `out`'s end.
+        unsafe { out.set_len(out.len() + len) };
+        true
+    }
+
+    /// Fills all of `dst` from the file at `offset` with `preadv2(RWF_NOWAIT)`: true only if
+    /// every byte was read, which the page cache alone could do (false on EAGAIN, a partly cached
+    /// range, or a kernel without NOWAIT; `dst` may then hold some bytes).
+    fn pread_nowait(&self, dst: &mut [std::mem::MaybeUninit<u8>], offset: u64) -> bool {
         let Ok(off) = i64::try_from(offset) else {
             return false;
         };
-        // SAFETY: the iovec covers `buf`'s spare capacity, which outlives the call; the fd is
-        // kept open by `self.file`.
+        let iov = libc::iovec {
+            iov_base: dst.as_mut_ptr().cast(),
+            iov_len: dst.len(),
+        };
+        // SAFETY: the iovec covers `dst`, which outlives the call and which the kernel may fill
+        // whatever it held; the fd is kept open by `self.file`.
         let n = unsafe { libc::preadv2(self.file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
-        if n < 0 || n as usize != buf.capacity() {
-            // EAGAIN (not cached), partly cached, or NOWAIT unsupported: the engine does it all.
-            return false;
-        }
-        // SAFETY: the kernel initialised all `capacity` bytes (checked above).
-        unsafe { buf.set_len(buf.capacity()) };
-        true
+        n >= 0 && n as usize == dst.len()
     }
 
     /// Writes `data` into the page cache on the calling thread.

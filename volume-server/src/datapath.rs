@@ -6,11 +6,19 @@
 //! volume restored from a snapshot fetches cold blocks first) → capture-before-write (writes,
 //! while a snapshot is being taken) → volume (bounds, alignment, changed-block tracking,
 //! engine). Counters are updated here, once, for both protocols.
+//!
+//! A small read that nothing makes wait (no throttle delay, the reservation free to take, no
+//! cold blocks, all of it in the page cache) can instead be answered at once, on the caller's
+//! thread, into the caller's buffer ([`read_now`]); the same steps in the same order, with
+//! nothing to wait for. One clock read starts a request and one ends it: they serve its
+//! throttles, its latency and the volume's busy time.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+
 use storage_engine::{GateGuard, ReadData, SendMode, VolumeError, VolumeErrorKind, ZeroFlags};
 
 use crate::exports::{Export, IoStats};
@@ -116,59 +124,142 @@ impl IoError {
     }
 }
 
+/// Throttle tokens taken for a request, and when: a request admitted but not yet run.
+#[derive(Debug)]
+pub struct Admitted {
+    start: Instant,
+    wait: Duration,
+}
+
+/// Takes `req`'s tokens at `start` from the volume's throttle and, on a launched instance, from
+/// its type's cap: a second budget taken at the same moment, so the request waits for
+/// whichever of the two is further in debt.
+fn admit(export: &Export, req: &IoRequest, start: Instant) -> Admitted {
+    let mut wait = Duration::ZERO;
+    if let Some((offset, len)) = req.throttled() {
+        let admission = export.open.throttle.reserve_at(start, offset, len);
+        IoStats::add(&export.open.stats.ebs_ops, admission.ops);
+        wait = match &export.instance_throttle {
+            Some(t) => admission
+                .waited
+                .max(t.reserve_at(start, offset, len).waited),
+            None => admission.waited,
+        };
+    }
+    Admitted { start, wait }
+}
+
 /// Runs `req` on `export`; the caller's `_guard` keeps the attachment's gate entered until it
 /// completes (and, for a [`ReadData::File`], for as long as the caller still has to send it).
 /// Returns the data of a read.
 pub async fn execute(
     export: &Arc<Export>,
-    _guard: &GateGuard,
+    guard: &GateGuard,
     req: IoRequest,
 ) -> Result<Option<ReadData>, IoError> {
+    let admitted = admit(export, &req, Instant::now());
+    execute_admitted(export, guard, req, admitted).await
+}
+
+/// [`execute`] for a request whose tokens [`read_now`] has taken already.
+pub async fn execute_admitted(
+    export: &Arc<Export>,
+    _guard: &GateGuard,
+    req: IoRequest,
+    admitted: Admitted,
+) -> Result<Option<ReadData>, IoError> {
     let stats = &export.open.stats;
+    let inflight = stats.begin_at(admitted.start.into_std());
+    let r = run(export, &req, admitted.wait).await;
+    let end = Instant::now();
+    inflight.end(end.into_std());
+    count(stats, &req, r.is_ok(), end - admitted.start);
+    r
+}
+
+/// Reads `len` bytes at `offset` into the end of `out` at once, if nothing would make the read
+/// wait: the throttle lets it through now, the reservation (io2) can be had without waiting
+/// and allows it, no block of it is still to be fetched from a snapshot, and all of it is in
+/// the page cache. Otherwise `out` is left as it was and the request, its tokens taken, is to
+/// be run with [`execute_admitted`], which also reports anything wrong with it. `_guard` is the
+/// caller's entry through the attachment's gate, as for [`execute`].
+pub fn read_now(
+    export: &Arc<Export>,
+    _guard: &GateGuard,
+    offset: u64,
+    len: u64,
+    out: &mut BytesMut,
+) -> Result<(), Admitted> {
+    let req = IoRequest::Read {
+        offset,
+        len,
+        to_socket: None,
+    };
     let start = Instant::now();
-    let _inflight = stats.begin();
-    let r = run(export, &req).await;
-    let ns = start.elapsed().as_nanos() as u64;
-    match (&r, &req) {
-        (Err(_), _) => IoStats::add(&stats.errors, 1),
-        (Ok(_), IoRequest::Read { len, .. }) => {
+    let admitted = admit(export, &req, start);
+    let cold = export
+        .open
+        .hydration
+        .as_ref()
+        .is_some_and(|h| !h.is_complete());
+    if !admitted.wait.is_zero() || cold {
+        return Err(admitted);
+    }
+    let Some(access) = export.access_now(false) else {
+        return Err(admitted);
+    };
+    let stats = &export.open.stats;
+    let inflight = stats.begin_at(start.into_std());
+    let read = export.open.volume.try_read_cached_into(offset, len, out);
+    drop(access);
+    if !read {
+        // Not started after all: in flight for no time; `execute_admitted` counts it from
+        // `start` again.
+        inflight.end(start.into_std());
+        return Err(admitted);
+    }
+    let end = Instant::now();
+    inflight.end(end.into_std());
+    count(stats, &req, true, end - start);
+    Ok(())
+}
+
+/// Counts a finished request in the volume's counters.
+fn count(stats: &IoStats, req: &IoRequest, ok: bool, took: Duration) {
+    let ns = took.as_nanos() as u64;
+    match req {
+        _ if !ok => IoStats::add(&stats.errors, 1),
+        IoRequest::Read { len, .. } => {
             IoStats::add(&stats.read_ops, 1);
             IoStats::add(&stats.read_bytes, *len);
             IoStats::add(&stats.read_time_ns, ns);
         }
-        (Ok(_), IoRequest::Write { data, .. }) => {
+        IoRequest::Write { data, .. } => {
             IoStats::add(&stats.write_ops, 1);
             IoStats::add(&stats.write_bytes, data.len() as u64);
             IoStats::add(&stats.write_time_ns, ns);
         }
-        (Ok(_), IoRequest::WriteZeroes { len, .. }) => {
+        IoRequest::WriteZeroes { len, .. } => {
             IoStats::add(&stats.write_ops, 1);
             IoStats::add(&stats.write_bytes, *len);
             IoStats::add(&stats.write_time_ns, ns);
         }
-        (Ok(_), IoRequest::Flush) => IoStats::add(&stats.flush_ops, 1),
-        (Ok(_), IoRequest::Trim { .. }) => IoStats::add(&stats.trim_ops, 1),
+        IoRequest::Flush => IoStats::add(&stats.flush_ops, 1),
+        IoRequest::Trim { .. } => IoStats::add(&stats.trim_ops, 1),
     }
-    r
 }
 
-async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<ReadData>, IoError> {
-    let stats = &export.open.stats;
-    if let Some((offset, len)) = req.throttled() {
-        let admission = export.open.throttle.reserve(offset, len);
-        IoStats::add(&stats.ebs_ops, admission.ops);
-        // The instance's cap is a second budget taken at the same moment: the request waits for
-        // whichever of the two is further in debt.
-        let waited = match &export.instance_throttle {
-            Some(t) => admission.waited.max(t.reserve(offset, len).waited),
-            None => admission.waited,
-        };
-        if !waited.is_zero() {
-            IoStats::add(&stats.throttled_ns, waited.as_nanos() as u64);
-            tokio::select! {
-                () = tokio::time::sleep(waited) => {}
-                () = export.fenced() => return Err(IoError::Fenced),
-            }
+/// Waits `wait` (the throttle's delay; ended early by a fence), then runs `req`.
+async fn run(
+    export: &Arc<Export>,
+    req: &IoRequest,
+    wait: Duration,
+) -> Result<Option<ReadData>, IoError> {
+    if !wait.is_zero() {
+        IoStats::add(&export.open.stats.throttled_ns, wait.as_nanos() as u64);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = export.fenced() => return Err(IoError::Fenced),
         }
     }
     // Held until the I/O completes, so a reservation change (preempt-and-abort) returns only
@@ -219,5 +310,148 @@ async fn run(export: &Arc<Export>, req: &IoRequest) -> Result<Option<ReadData>, 
             .write_zeroes(*offset, *len, *flags)
             .await
             .map(|()| None)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exports::{CaptureSet, OpenVolume};
+    use crate::reservation::{ReservationRecord, ReservationType};
+    use storage_engine::{BucketConfig, Engine, Limits, Throttle, Volume};
+
+    const AT: u64 = 8192;
+    const LEN: u64 = 4096;
+
+    /// An attachment of `i-test` to a 1 MiB volume in `dir`, its block at `AT` written.
+    async fn export(
+        dir: &tempfile::TempDir,
+        limits: Limits,
+        reservation: Option<ReservationRecord>,
+    ) -> Arc<Export> {
+        let path = dir.path().join("vol");
+        Volume::create(&path, 1 << 20).unwrap();
+        let volume = Volume::open(&path, Engine::start_preferred(1).unwrap()).unwrap();
+        volume
+            .write(AT, Bytes::from(vec![0xab; LEN as usize]), false)
+            .await
+            .unwrap();
+        let open = OpenVolume {
+            volume: Arc::new(volume),
+            stats: Arc::new(IoStats::default()),
+            throttle: Arc::new(Throttle::new(limits)),
+            reservation: reservation.map(|r| Arc::new(tokio::sync::RwLock::new(r))),
+            captures: Arc::new(CaptureSet::default()),
+            hydration: None,
+        };
+        Arc::new(Export::new(
+            "vol-test".into(),
+            "i-test".into(),
+            0,
+            open,
+            false,
+        ))
+    }
+
+    fn read() -> IoRequest {
+        IoRequest::Read {
+            offset: AT,
+            len: LEN,
+            to_socket: None,
+        }
+    }
+
+    fn ops(export: &Export) -> (u64, u64, u64) {
+        let s = &export.open.stats;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        (get(&s.read_ops), get(&s.ebs_ops), get(&s.errors))
+    }
+
+    #[tokio::test]
+    async fn a_cached_read_lands_after_what_the_buffer_held_and_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let export = export(&dir, Limits::UNLIMITED, None).await;
+        let guard = export.gate.enter().unwrap();
+        let mut out = BytesMut::from(&b"header"[..]);
+        // Just written through the page cache, so cached.
+        read_now(&export, &guard, AT, LEN, &mut out).unwrap();
+        assert_eq!(&out[..6], b"header");
+        assert_eq!(&out[6..], &[0xab; LEN as usize][..]);
+        assert_eq!(ops(&export), (1, 1, 0));
+        let s = &export.open.stats;
+        assert_eq!(s.inflight.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(s.read_bytes.load(std::sync::atomic::Ordering::Relaxed), LEN);
+    }
+
+    #[tokio::test]
+    async fn a_read_past_the_end_is_left_to_execute_which_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let export = export(&dir, Limits::UNLIMITED, None).await;
+        let guard = export.gate.enter().unwrap();
+        let mut out = BytesMut::from(&b"header"[..]);
+        let end = 1 << 20;
+        let admitted = read_now(&export, &guard, end, LEN, &mut out).unwrap_err();
+        assert_eq!(&out[..], b"header", "the buffer is left as it was");
+        let req = IoRequest::Read {
+            offset: end,
+            len: LEN,
+            to_socket: None,
+        };
+        let err = execute_admitted(&export, &guard, req, admitted)
+            .await
+            .unwrap_err();
+        assert!(err.is_out_of_bounds(), "{err}");
+        assert_eq!(ops(&export), (0, 1, 1), "tokens taken once, one error");
+    }
+
+    #[tokio::test]
+    async fn a_read_the_throttle_holds_back_waits_with_the_tokens_it_took() {
+        let dir = tempfile::tempdir().unwrap();
+        // One operation of burst, then one per 10 ms.
+        let limits = Limits {
+            ops: Some(BucketConfig::smooth(100, Duration::from_millis(10))),
+            io_unit: 256 * 1024,
+            ..Limits::UNLIMITED
+        };
+        let export = export(&dir, limits, None).await;
+        let guard = export.gate.enter().unwrap();
+        let mut out = BytesMut::new();
+        read_now(&export, &guard, AT, LEN, &mut out).unwrap();
+        out.clear();
+        let admitted = read_now(&export, &guard, AT, LEN, &mut out).unwrap_err();
+        assert!(out.is_empty());
+        let data = execute_admitted(&export, &guard, read(), admitted)
+            .await
+            .unwrap();
+        assert!(matches!(data, Some(ReadData::Bytes(v)) if v == vec![0xab; LEN as usize]));
+        assert_eq!(ops(&export), (2, 2, 0), "two reads, two operations taken");
+        let held = export
+            .open
+            .stats
+            .throttled_ns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(held > 0, "the second read waited");
+    }
+
+    #[tokio::test]
+    async fn a_read_the_reservation_refuses_is_refused_by_execute() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = "i-other".to_string();
+        let reservation = ReservationRecord {
+            generation: 1,
+            registrants: [(other.clone(), 7)].into(),
+            holder: Some(other),
+            rtype: Some(ReservationType::ExclusiveAccess),
+        };
+        let export = export(&dir, Limits::UNLIMITED, Some(reservation)).await;
+        let guard = export.gate.enter().unwrap();
+        let mut out = BytesMut::new();
+        let admitted = read_now(&export, &guard, AT, LEN, &mut out).unwrap_err();
+        assert!(out.is_empty());
+        let err = execute_admitted(&export, &guard, read(), admitted)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IoError::Reservation(_)), "{err}");
+        assert_eq!(ops(&export), (0, 1, 1));
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use snapshot::{Capture, Hydration};
 use storage_engine::{Gate, Throttle, Volume};
@@ -16,7 +17,7 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub struct IoStats {
     /// When the volume was opened: the origin of the busy/idle clock.
-    pub opened: std::time::Instant,
+    pub opened: Instant,
     /// Requests in flight, throttle waits included (CloudWatch `VolumeQueueLength`).
     pub inflight: AtomicU64,
     /// Nanoseconds with at least one request in flight.
@@ -50,7 +51,7 @@ pub struct IoStats {
 impl Default for IoStats {
     fn default() -> Self {
         IoStats {
-            opened: std::time::Instant::now(),
+            opened: Instant::now(),
             inflight: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             busy_start_ns: AtomicU64::new(0),
@@ -69,9 +70,12 @@ impl Default for IoStats {
     }
 }
 
-/// Counts one request as in flight until dropped.
+/// Counts one request as in flight until ended (or dropped).
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a IoStats);
+pub struct InFlight<'a> {
+    stats: &'a IoStats,
+    ended: bool,
+}
 
 impl IoStats {
     /// Adds `n` to `counter`.
@@ -79,36 +83,52 @@ impl IoStats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn now_ns(&self) -> u64 {
-        self.opened.elapsed().as_nanos() as u64
+    fn ns_at(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.opened).as_nanos() as u64
     }
 
-    /// Marks a request in flight (for queue length and idle time).
-    pub fn begin(&self) -> InFlight<'_> {
+    /// Marks a request in flight (for queue length and idle time) from `now`.
+    pub fn begin_at(&self, now: Instant) -> InFlight<'_> {
         if self.inflight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.busy_start_ns.store(self.now_ns(), Ordering::Release);
+            self.busy_start_ns.store(self.ns_at(now), Ordering::Release);
         }
-        InFlight(self)
+        InFlight {
+            stats: self,
+            ended: false,
+        }
     }
 
     /// Seconds since opening with nothing in flight (CloudWatch `VolumeIdleTime`). Approximate
     /// to a request's length when busy periods start and end concurrently.
     pub fn idle_seconds(&self) -> f64 {
-        let now = self.now_ns();
+        let now = self.ns_at(Instant::now());
         let mut busy = self.busy_ns.load(Ordering::Acquire);
         if self.inflight.load(Ordering::Acquire) > 0 {
             busy += now.saturating_sub(self.busy_start_ns.load(Ordering::Acquire));
         }
         now.saturating_sub(busy) as f64 / 1e9
     }
+
+    fn leave(&self, now: Instant) {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let start = self.busy_start_ns.load(Ordering::Acquire);
+            IoStats::add(&self.busy_ns, self.ns_at(now).saturating_sub(start));
+        }
+    }
+}
+
+impl InFlight<'_> {
+    /// Ends the request at `now`, a moment the caller has just read from the clock.
+    pub fn end(mut self, now: Instant) {
+        self.ended = true;
+        self.stats.leave(now);
+    }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let s = self.0;
-        if s.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let start = s.busy_start_ns.load(Ordering::Acquire);
-            IoStats::add(&s.busy_ns, s.now_ns().saturating_sub(start));
+        if !self.ended {
+            self.stats.leave(Instant::now());
         }
     }
 }
@@ -282,6 +302,20 @@ impl Export {
         match &self.open.reservation {
             Some(lock) => {
                 let guard = lock.read().await;
+                guard
+                    .allows(&self.instance_id, write)
+                    .then_some(Access(Some(guard)))
+            }
+            None => Some(Access(None)),
+        }
+    }
+
+    /// [`Export::access`] if it can be had without waiting; `None` if it is refused or the
+    /// reservation is being changed, which [`Export::access`] then tells apart.
+    pub fn access_now(&self, write: bool) -> Option<Access<'_>> {
+        match &self.open.reservation {
+            Some(lock) => {
+                let guard = lock.try_read().ok()?;
                 guard
                     .allows(&self.instance_id, write)
                     .then_some(Access(Some(guard)))

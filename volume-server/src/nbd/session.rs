@@ -8,7 +8,10 @@
 //! engine and back.
 //!
 //! Write payloads are sliced out of the read buffer without copying (`BytesMut::split_to`) and
-//! handed to the engine as `Bytes`. Small read replies are copied into the write buffer so many
+//! handed to the engine as `Bytes`. A small read that nothing makes wait, all of it in the
+//! page cache, is answered as it is parsed: its data is read straight into the write buffer
+//! after its reply header, with no future, no buffer of its own and no copy
+//! ([`datapath::read_now`]). Other small read replies are copied into the write buffer, so many
 //! replies leave in one `write`; large ones are queued as their own segment, and the queue goes
 //! out in vectored writes. On plain TCP, a large read whose range is all in the page cache is
 //! not read at all: its segment is the file range, and the kernel copies it into the socket
@@ -712,6 +715,13 @@ impl Session {
                 self.encode(done(req, r));
             }
             _ => {
+                let mut admitted = None;
+                if req.cmd == CMD_READ && len <= INLINE_REPLY as u64 {
+                    match self.read_now(&req, &guard) {
+                        Ok(()) => return,
+                        Err(a) => admitted = Some(a),
+                    }
+                }
                 let bytes = match req.cmd {
                     CMD_READ => len,
                     _ => payload.len() as u64,
@@ -726,10 +736,24 @@ impl Session {
                     payload,
                     bytes,
                     to_socket,
+                    admitted,
                 );
                 self.inflight.push(Box::pin(fut));
             }
         }
+    }
+
+    /// Answers a small read at once, its data read straight into the reply buffer after its
+    /// reply header, if nothing makes it wait ([`datapath::read_now`]); otherwise leaves the
+    /// buffer as it was and returns the request's throttle tokens, taken.
+    fn read_now(&mut self, req: &Request, guard: &GateGuard) -> Result<(), datapath::Admitted> {
+        let (offset, len) = (req.offset, u64::from(req.len));
+        let cur = &mut self.out.cur;
+        let mark = cur.len();
+        put_read_header(cur, self.structured, req.cookie, offset, len);
+        datapath::read_now(&self.export, guard, offset, len, cur).inspect_err(|_| {
+            cur.truncate(mark);
+        })
     }
 
     /// Encodes the reply of a finished request.
@@ -742,19 +766,7 @@ impl Session {
                     ReadReply::Mem(data) => data.len() as u64,
                     ReadReply::Cached(range, _) => range.len(),
                 };
-                if self.structured {
-                    put_chunk_header(
-                        &mut out.cur,
-                        REPLY_FLAG_DONE,
-                        REPLY_TYPE_OFFSET_DATA,
-                        d.cookie,
-                        // Reads are at most BLOCK_SIZE_MAX (32 MiB).
-                        8 + len as u32,
-                    );
-                    out.cur.put_u64(d.offset);
-                } else {
-                    put_simple_reply(&mut out.cur, 0, d.cookie);
-                }
+                put_read_header(&mut out.cur, self.structured, d.cookie, d.offset, len);
                 match read {
                     ReadReply::Mem(data) if data.len() <= INLINE_REPLY => {
                         out.cur.extend_from_slice(&data);
@@ -795,6 +807,24 @@ impl Session {
     }
 }
 
+/// The reply header of a successful read of `len` bytes at `offset`, which its data follows:
+/// one structured data chunk, or a simple reply.
+fn put_read_header(cur: &mut BytesMut, structured: bool, cookie: u64, offset: u64, len: u64) {
+    if structured {
+        put_chunk_header(
+            cur,
+            REPLY_FLAG_DONE,
+            REPLY_TYPE_OFFSET_DATA,
+            cookie,
+            // Reads are at most BLOCK_SIZE_MAX (32 MiB).
+            8 + len as u32,
+        );
+        cur.put_u64(offset);
+    } else {
+        put_simple_reply(cur, 0, cookie);
+    }
+}
+
 fn done(req: Request, r: Result<Payload, VolumeError>) -> Done {
     Done {
         cookie: req.cookie,
@@ -807,8 +837,9 @@ fn done(req: Request, r: Result<Payload, VolumeError>) -> Done {
     }
 }
 
-/// Runs one I/O request through the shared data path; `guard` keeps the attachment's gate
-/// entered until it completes, or, for read data left in the page cache, until that is sent.
+/// Runs one I/O request through the shared data path (its throttle tokens already taken if
+/// `admitted`); `guard` keeps the attachment's gate entered until it completes, or, for read
+/// data left in the page cache, until that is sent.
 async fn run(
     export: Arc<Export>,
     guard: GateGuard,
@@ -816,6 +847,7 @@ async fn run(
     payload: Bytes,
     bytes: u64,
     to_socket: Option<SendMode>,
+    admitted: Option<datapath::Admitted>,
 ) -> Done {
     let fua = req.flags & CMD_FLAG_FUA != 0;
     let (offset, len) = (req.offset, u64::from(req.len));
@@ -843,7 +875,10 @@ async fn run(
             },
         },
     };
-    let result = datapath::execute(&export, &guard, io).await;
+    let result = match admitted {
+        Some(a) => datapath::execute_admitted(&export, &guard, io, a).await,
+        None => datapath::execute(&export, &guard, io).await,
+    };
     Done {
         cookie: req.cookie,
         offset: req.offset,
