@@ -264,7 +264,9 @@ impl Hydration {
         if self.cold.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
-        self.ensure_range(offset, len, false).await
+        // Boxed, here and below: fetching blocks is a large future, and every request's future
+        // on a restored volume would otherwise be that large, whether or not it has to fetch.
+        Box::pin(self.ensure_range(offset, len, false)).await
     }
 
     /// Makes every block of `[offset, offset + len)` local and durable: call before a write.
@@ -272,7 +274,7 @@ impl Hydration {
         if self.is_complete() {
             return Ok(());
         }
-        self.ensure_range(offset, len, true).await
+        Box::pin(self.ensure_range(offset, len, true)).await
     }
 
     async fn ensure_range(&self, offset: u64, len: u64, durable: bool) -> Result<(), HydrateError> {

@@ -131,10 +131,11 @@ pub struct Admitted {
     wait: Duration,
 }
 
-/// Takes `req`'s tokens at `start` from the volume's throttle and, on a launched instance, from
-/// its type's cap: a second budget taken at the same moment, so the request waits for
-/// whichever of the two is further in debt.
-fn admit(export: &Export, req: &IoRequest, start: Instant) -> Admitted {
+/// Takes `req`'s tokens, now, from the volume's throttle and, on a launched instance, from its
+/// type's cap: a second budget taken at the same moment, so the request waits for whichever of
+/// the two is further in debt.
+pub fn admit(export: &Export, req: &IoRequest) -> Admitted {
+    let start = Instant::now();
     let mut wait = Duration::ZERO;
     if let Some((offset, len)) = req.throttled() {
         let admission = export.open.throttle.reserve_at(start, offset, len);
@@ -149,20 +150,11 @@ fn admit(export: &Export, req: &IoRequest, start: Instant) -> Admitted {
     Admitted { start, wait }
 }
 
-/// Runs `req` on `export`; the caller's `_guard` keeps the attachment's gate entered until it
+/// Runs `req` on `export`, its tokens taken by [`admit`] (or by [`read_now`], which could not
+/// answer it at once); the caller's `_guard` keeps the attachment's gate entered until it
 /// completes (and, for a [`ReadData::File`], for as long as the caller still has to send it).
 /// Returns the data of a read.
 pub async fn execute(
-    export: &Arc<Export>,
-    guard: &GateGuard,
-    req: IoRequest,
-) -> Result<Option<ReadData>, IoError> {
-    let admitted = admit(export, &req, Instant::now());
-    execute_admitted(export, guard, req, admitted).await
-}
-
-/// [`execute`] for a request whose tokens [`read_now`] has taken already.
-pub async fn execute_admitted(
     export: &Arc<Export>,
     _guard: &GateGuard,
     req: IoRequest,
@@ -181,8 +173,8 @@ pub async fn execute_admitted(
 /// wait: the throttle lets it through now, the reservation (io2) can be had without waiting
 /// and allows it, no block of it is still to be fetched from a snapshot, and all of it is in
 /// the page cache. Otherwise `out` is left as it was and the request, its tokens taken, is to
-/// be run with [`execute_admitted`], which also reports anything wrong with it. `_guard` is the
-/// caller's entry through the attachment's gate, as for [`execute`].
+/// be run with [`execute`], which also reports anything wrong with it. `_guard` is the caller's
+/// entry through the attachment's gate, as for [`execute`].
 pub fn read_now(
     export: &Arc<Export>,
     _guard: &GateGuard,
@@ -195,8 +187,8 @@ pub fn read_now(
         len,
         to_socket: None,
     };
-    let start = Instant::now();
-    let admitted = admit(export, &req, start);
+    let admitted = admit(export, &req);
+    let start = admitted.start;
     let cold = export
         .open
         .hydration
@@ -213,8 +205,7 @@ pub fn read_now(
     let read = export.open.volume.try_read_cached_into(offset, len, out);
     drop(access);
     if !read {
-        // Not started after all: in flight for no time; `execute_admitted` counts it from
-        // `start` again.
+        // Not started after all: in flight for no time; `execute` counts it from `start` again.
         inflight.end(start.into_std());
         return Err(admitted);
     }
@@ -397,9 +388,7 @@ mod tests {
             len: LEN,
             to_socket: None,
         };
-        let err = execute_admitted(&export, &guard, req, admitted)
-            .await
-            .unwrap_err();
+        let err = execute(&export, &guard, req, admitted).await.unwrap_err();
         assert!(err.is_out_of_bounds(), "{err}");
         assert_eq!(ops(&export), (0, 1, 1), "tokens taken once, one error");
     }
@@ -420,9 +409,7 @@ mod tests {
         out.clear();
         let admitted = read_now(&export, &guard, AT, LEN, &mut out).unwrap_err();
         assert!(out.is_empty());
-        let data = execute_admitted(&export, &guard, read(), admitted)
-            .await
-            .unwrap();
+        let data = execute(&export, &guard, read(), admitted).await.unwrap();
         assert!(matches!(data, Some(ReadData::Bytes(v)) if v == vec![0xab; LEN as usize]));
         assert_eq!(ops(&export), (2, 2, 0), "two reads, two operations taken");
         let held = export
@@ -448,10 +435,24 @@ mod tests {
         let mut out = BytesMut::new();
         let admitted = read_now(&export, &guard, AT, LEN, &mut out).unwrap_err();
         assert!(out.is_empty());
-        let err = execute_admitted(&export, &guard, read(), admitted)
+        let err = execute(&export, &guard, read(), admitted)
             .await
             .unwrap_err();
         assert!(matches!(err, IoError::Reservation(_)), "{err}");
         assert_eq!(ops(&export), (0, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_request_future_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let export = export(&dir, Limits::UNLIMITED, None).await;
+        let guard = export.gate.enter().unwrap();
+        let admitted = admit(&export, &read());
+        let fut = execute(&export, &guard, read(), admitted);
+        // Every NBD request's future is built and moved into a box of its own: rarely taken
+        // branches with large futures (copy-before-write, fetching snapshot blocks) are boxed
+        // where they are taken, so that this stays well under the 1.8 KB it was with them.
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 1024, "a request's future is {size} bytes");
     }
 }

@@ -195,6 +195,13 @@ impl CaptureSet {
             return CaptureGuard::Unlocked(self);
         }
         self.unlocked.fetch_sub(1, Ordering::SeqCst);
+        // Boxed: the copy-before-write is a large future (about 1.5 KB), and it would otherwise
+        // make every write's future that large, to be moved at each step, snapshot or not.
+        Box::pin(self.enter_write_captured(offset, len)).await
+    }
+
+    /// [`CaptureSet::enter_write`] while captures are active.
+    async fn enter_write_captured(&self, offset: u64, len: u64) -> CaptureGuard<'_> {
         let list = self.list.read().await;
         for c in list.iter() {
             c.before_write(offset, len).await;

@@ -314,7 +314,8 @@ impl VolumeApi {
             .gate
             .enter()
             .ok_or_else(|| io_status(IoError::Fenced))?;
-        let data = datapath::execute(&export, &guard, req)
+        let admitted = datapath::admit(&export, &req);
+        let data = datapath::execute(&export, &guard, req, admitted)
             .await
             .map_err(io_status)?;
         // Reads here ask for bytes in memory (`to_socket: None`), so this never copies.

@@ -875,10 +875,9 @@ async fn run(
             },
         },
     };
-    let result = match admitted {
-        Some(a) => datapath::execute_admitted(&export, &guard, io, a).await,
-        None => datapath::execute(&export, &guard, io).await,
-    };
+    // One call, not one per case: each would be a future of its own in this one's state.
+    let admitted = admitted.unwrap_or_else(|| datapath::admit(&export, &io));
+    let result = datapath::execute(&export, &guard, io, admitted).await;
     Done {
         cookie: req.cookie,
         offset: req.offset,
