@@ -5,8 +5,9 @@
 Each server gets its own copy of one backing file (random data), written through it with
 `nbdcopy` so that every copy starts in the same page cache state; fio's nbd engine runs the same
 jobs against each, one server at a time, in the same run. Prints Markdown tables:
-absolute figures and ratios (ours / peer), QD1-relevant p99 latency, and each server's CPU time
-per I/O (user + system, from /proc).
+absolute figures and ratios (ours / peer), QD1-relevant p99 latency, each server's CPU time
+per I/O (user + system, from /proc), and fio's own CPU use (which shows when the client, not the
+server, was the limit).
 
     python3 scripts/bench_compare.py [--runtime 10] [--reps 3] [--size-gib 1] [--smoke]
                                      [--chart bench.svg]
@@ -124,8 +125,11 @@ def run_fio(uri, job, runtime, size, pid):
     sides = [j[d] for d in ("read", "write") if j[d]["total_ios"] > 0]
     ios = sum(d["total_ios"] for d in sides)
     p99 = max(d["clat_ns"]["percentile"]["99.000000"] for d in sides) / 1000
+    # fio's own user + system time, in % of one CPU over the job: fio runs the job in one thread,
+    # so near 100 the client, not the server, sets the pace.
     return {"iops": sum(d["iops"] for d in sides), "mib_s": sum(d["bw_bytes"] for d in sides) / (1 << 20),
-            "p99_us": p99, "cpu_us_per_io": cpu / max(ios, 1) * 1e6}
+            "p99_us": p99, "cpu_us_per_io": cpu / max(ios, 1) * 1e6,
+            "client_cpu_pct": j["usr_cpu"] + j["sys_cpu"]}
 
 
 def ours(tmp, backing, size_mib, exe, ctl):
@@ -372,7 +376,7 @@ def main():
                 stop(proc)
             if cap:
                 cap.close()
-    metrics = ("iops", "mib_s", "p99_us", "cpu_us_per_io")
+    metrics = ("iops", "mib_s", "p99_us", "cpu_us_per_io", "client_cpu_pct")
     results = {k: {m: statistics.median(x[m] for x in v) for m in metrics} for k, v in samples.items()}
     key = lambda label: "mib_s" if dict(JOBS)[label]["bs"] == "1m" else "iops"
     # Paired: this server's run and the peer's in the same repetition were seconds apart, so a
@@ -403,6 +407,12 @@ def main():
         p99 = " | ".join(f"{results[(n, label)]['p99_us']:,.0f}" for n in names)
         cpu = " | ".join(f"{results[(n, label)]['cpu_us_per_io']:.1f}" for n in names)
         print(f"| {label} | {p99} | {cpu} |")
+    print("\nfio's own CPU use over each job (% of one CPU, user + system, from fio): fio runs a job in "
+          "one thread, so near 100 % it was the client, not the server, that set the pace:\n")
+    print("| job | " + " | ".join(f"fio with {n}" for n in names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for label, _ in jobs:
+        print(f"| {label} | " + " | ".join(f"{results[(n, label)]['client_cpu_pct']:.0f} %" for n in names) + " |")
     if args.chart:
         chart({k: r for k, r in ratio.items() if k[0] in PEERS},
               f"volume-server vs peers: fio nbd engine, {runtime}s per job, median of {reps}, "
