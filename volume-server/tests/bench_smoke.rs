@@ -1,6 +1,6 @@
 //! The fio comparison harness (`scripts/bench_compare.py`) as a smoke test: every job against
 //! this server and the three peers, once, for one second, on a 64 MiB file. It proves the
-//! harness still runs end to end and prints its tables; it asserts nothing about speed.
+//! harness still runs end to end and prints its three tables; it asserts nothing about speed.
 
 mod common;
 
@@ -48,8 +48,8 @@ fn the_comparison_harness_runs_every_job_against_every_server() {
             .lines()
             .filter(|l| l.starts_with(&format!("| {job} |")))
             .collect();
-        // One row of throughput and ratios, one of p99 and CPU per I/O.
-        assert_eq!(rows.len(), 2, "rows for {job}:\n{stdout}");
+        // One row of throughput and ratios, one of p99 and CPU per I/O, one of fio's CPU.
+        assert_eq!(rows.len(), 3, "rows for {job}:\n{stdout}");
         let cells: Vec<&str> = rows[0].split('|').map(str::trim).collect();
         // job, 4 servers, 3 ratios, and the empty ends.
         assert_eq!(cells.len(), 10, "{}", rows[0]);
@@ -59,6 +59,17 @@ fn the_comparison_harness_runs_every_job_against_every_server() {
                 .and_then(|r| r.parse().ok())
                 .unwrap_or_else(|| panic!("ratio {ratio:?} in {}", rows[0]));
             assert!(x.is_finite() && x > 0.0, "{}", rows[0]);
+        }
+        // fio's busy share with each of the 4 servers: a percentage of one CPU (fio's job
+        // thread, plus a little of its helper threads).
+        let cells: Vec<&str> = rows[2].split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 7, "{}", rows[2]);
+        for busy in &cells[2..6] {
+            let pct: f64 = busy
+                .strip_suffix(" %")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("fio CPU {busy:?} in {}", rows[2]));
+            assert!((0.0..=200.0).contains(&pct), "{}", rows[2]);
         }
     }
 }
