@@ -50,26 +50,29 @@ fn the_comparison_harness_runs_every_job_against_every_server() {
             .collect();
         // One row of throughput and ratios, one of p99 and CPU per I/O, one of fio's CPU.
         assert_eq!(rows.len(), 3, "rows for {job}:\n{stdout}");
-        let cells: Vec<&str> = rows[0].split('|').map(str::trim).collect();
         // job, 4 servers, 3 ratios, and the empty ends.
-        assert_eq!(cells.len(), 10, "{}", rows[0]);
-        for ratio in &cells[6..9] {
-            let x: f64 = ratio
-                .strip_suffix('x')
-                .and_then(|r| r.parse().ok())
-                .unwrap_or_else(|| panic!("ratio {ratio:?} in {}", rows[0]));
+        for x in numbers(rows[0], 10, 6..9, "x") {
             assert!(x.is_finite() && x > 0.0, "{}", rows[0]);
         }
         // fio's busy share with each of the 4 servers: a percentage of one CPU (fio's job
         // thread, plus a little of its helper threads).
-        let cells: Vec<&str> = rows[2].split('|').map(str::trim).collect();
-        assert_eq!(cells.len(), 7, "{}", rows[2]);
-        for busy in &cells[2..6] {
-            let pct: f64 = busy
-                .strip_suffix(" %")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("fio CPU {busy:?} in {}", rows[2]));
+        for pct in numbers(rows[2], 7, 2..6, " %") {
             assert!((0.0..=200.0).contains(&pct), "{}", rows[2]);
         }
     }
+}
+
+/// The numbers in cells `range` of a Markdown table `row` of `cells` cells (the empty ends
+/// included), each written with `suffix`.
+fn numbers(row: &str, cells: usize, range: std::ops::Range<usize>, suffix: &str) -> Vec<f64> {
+    let all: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(all.len(), cells, "{row}");
+    all[range]
+        .iter()
+        .map(|cell| {
+            cell.strip_suffix(suffix)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{cell:?} in {row}"))
+        })
+        .collect()
 }
