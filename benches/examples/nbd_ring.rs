@@ -19,15 +19,16 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 
+use bytes::{BufMut, BytesMut};
 use io_uring::{IoUring, opcode, types};
+use volume_server::nbd::wire::{
+    CMD_DISC, CMD_READ, EINVAL, FLAG_FIXED_NEWSTYLE, FLAG_NO_ZEROES, IHAVEOPT, INFO_EXPORT,
+    NBDMAGIC, OPT_ABORT, OPT_EXPORT_NAME, OPT_GO, OPT_INFO, REP_ACK, REP_ERR_UNSUP, REP_INFO,
+    REQUEST_LEN, TF_HAS_FLAGS, decode_request, put_option_reply, put_simple_reply,
+};
 
-const REQUEST_LEN: usize = 28;
-const REQUEST_MAGIC: u32 = 0x2560_9513;
-const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
-const OPTION_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
-const CMD_READ: u16 = 0;
-const CMD_DISC: u16 = 2;
-const EINVAL: u32 = 22;
+/// Transmission flag: the export is read-only.
+const TF_READ_ONLY: u16 = 1 << 1;
 const READ_CHUNK: usize = 256 * 1024;
 
 fn main() -> io::Result<()> {
@@ -62,15 +63,14 @@ fn main() -> io::Result<()> {
 /// Fixed newstyle negotiation: `NBD_OPT_GO`/`INFO` and `EXPORT_NAME` for the one export, every
 /// other option refused (so libnbd falls back to simple replies). Whether transmission began.
 fn handshake(s: &mut TcpStream, size: u64) -> io::Result<bool> {
-    let mut hello = Vec::new();
-    hello.extend_from_slice(b"NBDMAGIC");
-    hello.extend_from_slice(b"IHAVEOPT");
-    hello.extend_from_slice(&3u16.to_be_bytes()); // fixed newstyle, no zeroes
-    s.write_all(&hello)?;
+    let mut out = BytesMut::new();
+    out.put_u64(NBDMAGIC);
+    out.put_u64(IHAVEOPT);
+    out.put_u16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+    s.write_all(&out)?;
     let mut client_flags = [0u8; 4];
     s.read_exact(&mut client_flags)?;
-    // Has flags, read-only.
-    let tflags: u16 = 1 | 2;
+    let tflags = TF_HAS_FLAGS | TF_READ_ONLY;
     loop {
         let mut head = [0u8; 16];
         s.read_exact(&mut head)?;
@@ -78,68 +78,57 @@ fn handshake(s: &mut TcpStream, size: u64) -> io::Result<bool> {
         let len = u32::from_be_bytes(head[12..16].try_into().unwrap()) as usize;
         let mut data = vec![0u8; len];
         s.read_exact(&mut data)?;
-        let reply = |s: &mut TcpStream, kind: u32, body: &[u8]| -> io::Result<()> {
-            let mut r = Vec::with_capacity(20 + body.len());
-            r.extend_from_slice(&OPTION_REPLY_MAGIC.to_be_bytes());
-            r.extend_from_slice(&option.to_be_bytes());
-            r.extend_from_slice(&kind.to_be_bytes());
-            r.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            r.extend_from_slice(body);
-            s.write_all(&r)
-        };
+        out.clear();
         match option {
-            // EXPORT_NAME: no reply header, straight into transmission.
-            1 => {
-                let mut r = size.to_be_bytes().to_vec();
-                r.extend_from_slice(&tflags.to_be_bytes());
-                s.write_all(&r)?;
+            // No reply header: straight into transmission.
+            OPT_EXPORT_NAME => {
+                out.put_u64(size);
+                out.put_u16(tflags);
+                s.write_all(&out)?;
                 return Ok(true);
             }
-            2 => return Ok(false),
-            // INFO and GO: NBD_INFO_EXPORT, then ACK.
-            6 | 7 => {
-                let mut info = 0u16.to_be_bytes().to_vec();
-                info.extend_from_slice(&size.to_be_bytes());
-                info.extend_from_slice(&tflags.to_be_bytes());
-                reply(s, 3, &info)?;
-                reply(s, 1, &[])?;
-                if option == 7 {
+            OPT_ABORT => return Ok(false),
+            OPT_INFO | OPT_GO => {
+                let mut info = BytesMut::new();
+                info.put_u16(INFO_EXPORT);
+                info.put_u64(size);
+                info.put_u16(tflags);
+                put_option_reply(&mut out, option, REP_INFO, &info);
+                put_option_reply(&mut out, option, REP_ACK, &[]);
+                s.write_all(&out)?;
+                if option == OPT_GO {
                     return Ok(true);
                 }
             }
-            _ => reply(s, (1 << 31) | 1, &[])?,
+            _ => {
+                put_option_reply(&mut out, option, REP_ERR_UNSUP, &[]);
+                s.write_all(&out)?;
+            }
         }
     }
 }
 
 /// Parses every whole request in `rbuf[*start..end]` and appends its reply to `out`. Whether
 /// the connection ends (the client asked to disconnect, or sent garbage).
-fn answer(rbuf: &[u8], start: &mut usize, end: usize, file: &File, out: &mut Vec<u8>) -> bool {
+fn answer(rbuf: &[u8], start: &mut usize, end: usize, file: &File, out: &mut BytesMut) -> bool {
     while end - *start >= REQUEST_LEN {
-        let r = &rbuf[*start..*start + REQUEST_LEN];
+        let head: &[u8; REQUEST_LEN] = rbuf[*start..*start + REQUEST_LEN].try_into().unwrap();
         *start += REQUEST_LEN;
-        if u32::from_be_bytes(r[0..4].try_into().unwrap()) != REQUEST_MAGIC {
+        let Some(req) = decode_request(head) else {
             eprintln!("bad request magic; disconnecting");
             return true;
-        }
-        let cmd = u16::from_be_bytes(r[6..8].try_into().unwrap());
-        let cookie = &r[8..16];
-        let offset = u64::from_be_bytes(r[16..24].try_into().unwrap());
-        let len = u32::from_be_bytes(r[24..28].try_into().unwrap()) as usize;
-        if cmd == CMD_DISC {
+        };
+        if req.cmd == CMD_DISC {
             return true;
         }
         let mark = out.len();
-        out.extend_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(cookie);
+        put_simple_reply(out, 0, req.cookie);
         let at = out.len();
-        out.resize(at + len, 0);
-        let ok = cmd == CMD_READ && file.read_exact_at(&mut out[at..], offset).is_ok();
+        out.resize(at + req.len as usize, 0);
+        let ok = req.cmd == CMD_READ && file.read_exact_at(&mut out[at..], req.offset).is_ok();
         if !ok {
-            out.truncate(mark + 4);
-            out.extend_from_slice(&EINVAL.to_be_bytes());
-            out.extend_from_slice(cookie);
+            out.truncate(mark);
+            put_simple_reply(out, EINVAL, req.cookie);
         }
     }
     false
@@ -179,7 +168,7 @@ fn serve_epoll(sock: &TcpStream, file: &File) -> io::Result<()> {
     check(unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) } as isize)?;
     let mut rbuf = vec![0u8; READ_CHUNK];
     let (mut start, mut end) = (0, 0);
-    let mut out = Vec::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
     let result = loop {
         // SAFETY: recv writes at most the length given into the buffer's tail.
         let n = unsafe {
@@ -249,9 +238,9 @@ fn serve_ring(sock: &TcpStream, file: &File) -> io::Result<()> {
     let mut rbuf = vec![0u8; READ_CHUNK];
     let (mut start, mut end) = (0, 0);
     // `sending` is owned by the kernel while a send is in flight; replies gather in `next`.
-    let mut sending: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut sending = BytesMut::with_capacity(READ_CHUNK);
     let mut sent = 0;
-    let mut next: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut next = BytesMut::with_capacity(READ_CHUNK);
     let (mut recv_posted, mut send_posted, mut closing) = (false, false, false);
     loop {
         if !send_posted {

@@ -344,9 +344,9 @@ mod tests {
         ))
     }
 
-    fn read() -> IoRequest {
+    fn read_at(offset: u64) -> IoRequest {
         IoRequest::Read {
-            offset: AT,
+            offset,
             len: LEN,
             to_socket: None,
         }
@@ -383,12 +383,9 @@ mod tests {
         let end = 1 << 20;
         let admitted = read_now(&export, &guard, end, LEN, &mut out).unwrap_err();
         assert_eq!(&out[..], b"header", "the buffer is left as it was");
-        let req = IoRequest::Read {
-            offset: end,
-            len: LEN,
-            to_socket: None,
-        };
-        let err = execute(&export, &guard, req, admitted).await.unwrap_err();
+        let err = execute(&export, &guard, read_at(end), admitted)
+            .await
+            .unwrap_err();
         assert!(err.is_out_of_bounds(), "{err}");
         assert_eq!(ops(&export), (0, 1, 1), "tokens taken once, one error");
     }
@@ -409,7 +406,9 @@ mod tests {
         out.clear();
         let admitted = read_now(&export, &guard, AT, LEN, &mut out).unwrap_err();
         assert!(out.is_empty());
-        let data = execute(&export, &guard, read(), admitted).await.unwrap();
+        let data = execute(&export, &guard, read_at(AT), admitted)
+            .await
+            .unwrap();
         assert!(matches!(data, Some(ReadData::Bytes(v)) if v == vec![0xab; LEN as usize]));
         assert_eq!(ops(&export), (2, 2, 0), "two reads, two operations taken");
         let held = export
@@ -435,7 +434,7 @@ mod tests {
         let mut out = BytesMut::new();
         let admitted = read_now(&export, &guard, AT, LEN, &mut out).unwrap_err();
         assert!(out.is_empty());
-        let err = execute(&export, &guard, read(), admitted)
+        let err = execute(&export, &guard, read_at(AT), admitted)
             .await
             .unwrap_err();
         assert!(matches!(err, IoError::Reservation(_)), "{err}");
@@ -447,8 +446,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let export = export(&dir, Limits::UNLIMITED, None).await;
         let guard = export.gate.enter().unwrap();
-        let admitted = admit(&export, &read());
-        let fut = execute(&export, &guard, read(), admitted);
+        let admitted = admit(&export, &read_at(AT));
+        let fut = execute(&export, &guard, read_at(AT), admitted);
         // Every NBD request's future is built and moved into a box of its own: rarely taken
         // branches with large futures (copy-before-write, fetching snapshot blocks) are boxed
         // where they are taken, so that this stays well under the 1.8 KB it was with them.
