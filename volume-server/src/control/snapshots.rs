@@ -220,6 +220,10 @@ impl ControlPlane {
             ));
         }
         let parent = self.resolve_base(&st, v.cbt_base.as_deref());
+        // Tracking counts from `cbt_base`. When that snapshot failed (or was left pending by a
+        // stop) the parent is an older one, and the changes between the two are not in the
+        // bitmap, even if it reads exact: only an unskipped base makes an incremental capture.
+        let incremental = parent.is_some() && parent.as_deref() == v.cbt_base.as_deref();
         let rec = SnapshotRecord {
             snapshot_id: ids::new_id("snap"),
             volume_id: v.volume_id.clone(),
@@ -250,10 +254,10 @@ impl ControlPlane {
         let started = self.open_volume(&mut st, &v).and_then(|open| {
             let capture =
                 self.runtime
-                    .block_on(self.install_capture(&open, &v, &rec, parent.is_some()))?;
+                    .block_on(self.install_capture(&open, &v, &rec, incremental))?;
             Ok((open, capture))
         });
-        let (open, capture) = match started {
+        let (open, (capture, full)) = match started {
             Ok(x) => x,
             Err(e) => {
                 let mut failed = rec.clone();
@@ -289,6 +293,7 @@ impl ControlPlane {
             cp: me,
             open,
             capture,
+            full,
             header,
             progress,
             prev,
@@ -316,25 +321,31 @@ impl ControlPlane {
     }
 
     /// Fixes the point in time: pauses writes, takes the changed blocks, resets tracking and
-    /// installs the capture.
+    /// installs the capture. Also says whether the capture is *full*: when tracking is not
+    /// exact (an unclean stop, a failed snapshot, no usable parent) the capture reads every
+    /// block that may hold data, and a block it does not read is a hole, so zeros, never "the
+    /// same as the parent": a trimmed block must not inherit the parent's old content.
     async fn install_capture(
         &self,
         open: &OpenVolume,
         v: &VolumeRecord,
         rec: &SnapshotRecord,
-        has_parent: bool,
-    ) -> Result<Arc<Capture>, Ec2Error> {
+        incremental: bool,
+    ) -> Result<(Arc<Capture>, bool), Ec2Error> {
         let mut captures = open.captures.install().await;
         let vol = &open.volume;
         let nblocks = vol.size().div_ceil(BLOCK_SIZE);
         let path = self.volume_path(&v.availability_zone, &v.volume_id);
         let made = (|| {
-            let wanted = match (has_parent, vol.changed_blocks().changed()) {
-                (true, ChangedSince::Exact(changed)) => changed,
+            let (wanted, full) = match (incremental, vol.changed_blocks().changed()) {
+                (true, ChangedSince::Exact(changed)) => (changed, false),
                 // No usable parent or tracking gap: every block that may hold data.
                 _ => match &open.hydration {
-                    Some(h) if !h.is_complete() => (0..nblocks).collect(),
-                    _ => allocated_blocks(vol, nblocks).map_err(internal("reading allocation"))?,
+                    Some(h) if !h.is_complete() => ((0..nblocks).collect(), true),
+                    _ => (
+                        allocated_blocks(vol, nblocks).map_err(internal("reading allocation"))?,
+                        true,
+                    ),
                 },
             };
             Capture::new(
@@ -344,10 +355,11 @@ impl ControlPlane {
                 wanted,
                 &side_path(&path, &rec.snapshot_id),
             )
+            .map(|c| (c, full))
             .map_err(internal("creating the capture file"))
         })();
-        let capture = match made {
-            Ok(c) => Arc::new(c),
+        let (capture, full) = match made {
+            Ok((c, full)) => (Arc::new(c), full),
             Err(e) => {
                 drop(captures);
                 open.captures.abandoned();
@@ -357,7 +369,7 @@ impl ControlPlane {
         // Only once the capture exists: a failure before this leaves tracking untouched.
         vol.changed_blocks().reset();
         captures.push(capture.clone());
-        Ok(capture)
+        Ok((capture, full))
     }
 
     /// Ends a snapshot job: records the outcome, honours a delete requested meanwhile, and
@@ -1061,6 +1073,8 @@ struct SnapJob {
     cp: Arc<ControlPlane>,
     open: OpenVolume,
     capture: Arc<Capture>,
+    /// The capture read every block that may hold data: compose over nothing, not the parent.
+    full: bool,
     header: Manifest,
     progress: Arc<Progress>,
     /// The previous job of this volume, if any (possibly this one's parent).
@@ -1100,8 +1114,8 @@ impl SnapJob {
             .await
             .map_err(|e| e.to_string())?;
         let base = match &self.header.parent_id {
-            None => None,
-            Some(parent) => Some(self.parent_manifest(store, parent).await?),
+            Some(parent) if !self.full => Some(self.parent_manifest(store, parent).await?),
+            _ => None,
         };
         let empty = BTreeMap::new();
         let mut m = create::compose(
