@@ -349,7 +349,24 @@ fn bad_requests_get_spec_errors() {
             vec![0u8; 4096],
             "the discarded payload was not written"
         );
-        c.request(0, CMD_DISC, 8, 0, 0);
+        // Answered only once its payload is in: a client still sending gets no reply yet.
+        c.request(0, CMD_WRITE, 8, 0, big);
+        c.0.write_all(&vec![0xeeu8; 1 << 20]).unwrap();
+        c.0.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let early = c.0.read(&mut [0u8; 1]);
+        assert!(
+            early.as_ref().is_err_and(|e| matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )),
+            "a reply came before the oversized write's payload was sent: {early:?}"
+        );
+        c.0.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.0.write_all(&vec![0xeeu8; big as usize - (1 << 20)])
+            .unwrap();
+        assert_eq!(c.read_reply(8, false).0, EINVAL);
+        c.request(0, CMD_DISC, 9, 0, 0);
         c.expect_eof();
     }
     srv.assert_alive();
@@ -731,4 +748,55 @@ fn replies_queued_at_a_detach_never_carry_the_next_attachments_writes() {
     // with the data as it was.
     assert_eq!(complete, READS as usize);
     assert_eq!(data_bytes, READS as usize * MIB);
+}
+
+/// A connection keeps the size it was told: after ModifyVolume grows the volume from 1 to
+/// 2 GiB, a connection opened before refuses I/O at 1 GiB (EINVAL, ENOSPC for writes and
+/// trims) while one opened after serves it.
+#[test]
+fn a_connection_keeps_the_size_it_negotiated_after_a_resize() {
+    const CMD_TRIM: u16 = 4;
+    const CMD_WRITE_ZEROES: u16 = 6;
+    let srv = Server::start(&[]);
+    let (volume_id, token) = srv.attached_volume();
+    let olds: Vec<(bool, Conn)> = [false, true]
+        .into_iter()
+        .map(|structured| {
+            let mut c = srv.connect();
+            assert_eq!(c.go(&token, structured), GIB);
+            (structured, c)
+        })
+        .collect();
+    let mut client = srv.srv.client();
+    srv.srv.ok(
+        "ModifyVolume",
+        srv.srv
+            .block_on(client.modify_volume(proto::ebs::v1::ModifyVolumeRequest {
+                volume_id: volume_id.clone(),
+                size: Some(2),
+                ..Default::default()
+            })),
+    );
+    for (structured, mut old) in olds {
+        let mut new = srv.connect();
+        assert_eq!(new.go(&token, structured), 2 * GIB);
+        old.expect_error(0, CMD_READ, GIB, 4096, EINVAL);
+        old.expect_error(0, CMD_READ, GIB - 4096, 8192, EINVAL);
+        old.expect_error(0, CMD_TRIM, GIB, 4096, ENOSPC);
+        old.expect_error(0, CMD_WRITE_ZEROES, GIB, 4096, ENOSPC);
+        if structured {
+            old.expect_error(0, CMD_BLOCK_STATUS, GIB, 4096, EINVAL);
+        }
+        old.request(0, CMD_WRITE, 3, GIB, 512);
+        old.0.write_all(&[0xabu8; 512]).unwrap();
+        assert_eq!(old.read_reply(3, false).0, ENOSPC);
+        // Below the old size it still serves.
+        old.request(0, CMD_READ, 4, GIB - 4096, 4096);
+        assert_eq!(old.read_reply(4, true).0, 0);
+        // The new connection reads the grown part, and the refused write never landed.
+        new.request(0, CMD_READ, 5, GIB, 4096);
+        let (err, data) = new.read_reply(5, true);
+        assert_eq!((err, data), (0, vec![0u8; 4096]));
+    }
+    srv.assert_alive();
 }

@@ -48,6 +48,9 @@ pub struct Negotiated {
     pub base_allocation: bool,
     /// Transmission flags sent to the client.
     pub flags: u16,
+    /// The export size the client was told: the session's bounds, even after the volume
+    /// grows (a client learns a new size by connecting again).
+    pub size: u64,
 }
 
 /// Why a handshake ended without a session.
@@ -205,7 +208,8 @@ pub async fn negotiate(
                 let name = String::from_utf8_lossy(&data);
                 let export = exports.get(&name).ok_or(HandshakeError::UnknownExport)?;
                 let flags = transmission_flags(&export, structured);
-                c.out.put_u64(export.open.volume.size());
+                let size = export.open.volume.size();
+                c.out.put_u64(size);
                 c.out.put_u16(flags);
                 if !no_zeroes {
                     c.out.put_bytes(0, 124);
@@ -218,6 +222,7 @@ pub async fn negotiate(
                         structured,
                         base_allocation,
                         flags,
+                        size,
                     },
                     c.io,
                 ));
@@ -290,9 +295,10 @@ pub async fn negotiate(
                     continue;
                 };
                 let flags = transmission_flags(&export, structured);
+                let size = export.open.volume.size();
                 let mut info = BytesMut::with_capacity(12);
                 info.put_u16(INFO_EXPORT);
-                info.put_u64(export.open.volume.size());
+                info.put_u64(size);
                 info.put_u16(flags);
                 put_option_reply(&mut c.out, opt, REP_INFO, &info);
                 // Always sent: clients that honour it keep requests aligned and within 32 MiB;
@@ -312,6 +318,7 @@ pub async fn negotiate(
                             structured,
                             base_allocation,
                             flags,
+                            size,
                         },
                         c.io,
                     ));

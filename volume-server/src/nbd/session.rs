@@ -375,6 +375,8 @@ pub struct SessionConfig {
 
 struct Session {
     export: Arc<Export>,
+    /// The size negotiated: requests past it are refused even if the volume has grown since.
+    size: u64,
     structured: bool,
     base_allocation: bool,
     rbuf: BytesMut,
@@ -382,6 +384,9 @@ struct Session {
     inflight: FuturesUnordered<Pending>,
     /// Bytes of an oversized write payload still to discard.
     skip: u64,
+    /// The oversized write being discarded: answered `EINVAL` once its payload is consumed,
+    /// so the client never gets a reply to a request it is still sending.
+    skipped: Option<Request>,
     /// Payload bytes of the requests in flight (see [`BYTE_BUDGET`]).
     inflight_bytes: u64,
     /// `parse` stopped at the byte budget: read no more until replies leave.
@@ -435,12 +440,14 @@ where
     let mut fence = neg.export.fence_signal();
     let mut s = Session {
         export: neg.export,
+        size: neg.size,
         structured: neg.structured,
         base_allocation: neg.base_allocation,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         out: OutQueue::default(),
         inflight: FuturesUnordered::new(),
         skip: 0,
+        skipped: None,
         missing: 0,
         expect: 0,
         inflight_bytes: 0,
@@ -564,6 +571,13 @@ impl Session {
                 if self.skip > 0 {
                     return Ok(());
                 }
+                if let Some(req) = self.skipped.take() {
+                    self.fail(
+                        &req,
+                        EINVAL,
+                        format!("write of {} bytes exceeds the 32 MiB maximum", req.len),
+                    );
+                }
             }
             self.over_budget = false;
             if self.closing || self.inflight.len() >= MAX_IN_FLIGHT || self.rbuf.len() < REQUEST_LEN
@@ -591,11 +605,7 @@ impl Session {
                     // Stay in sync with the stream: discard the payload as it arrives.
                     self.rbuf.advance(REQUEST_LEN);
                     self.skip = u64::from(req.len);
-                    self.fail(
-                        &req,
-                        EINVAL,
-                        format!("write of {} bytes exceeds the 32 MiB maximum", req.len),
-                    );
+                    self.skipped = Some(req);
                     continue;
                 }
                 let need = REQUEST_LEN + req.len as usize;
@@ -661,6 +671,21 @@ impl Session {
                 &req,
                 EINVAL,
                 format!("read of {} bytes exceeds the 32 MiB maximum", req.len),
+            );
+        }
+        let end = req.offset.checked_add(u64::from(req.len));
+        if req.cmd != CMD_FLUSH && end.is_none_or(|end| end > self.size) {
+            let errno = match req.cmd {
+                CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES => ENOSPC,
+                _ => EINVAL,
+            };
+            return self.fail(
+                &req,
+                errno,
+                format!(
+                    "{} bytes at {} go past the {} bytes negotiated for this connection",
+                    req.len, req.offset, self.size
+                ),
             );
         }
         if req.cmd == CMD_BLOCK_STATUS && !self.base_allocation {
