@@ -233,7 +233,7 @@ impl Api {
     pub async fn reservation_register(
         &mut self,
         request: pb::ReservationRegisterRequest,
-    ) -> Result<pb::ReservationReport, CliError> {
+    ) -> Result<pb::ReservationStatus, CliError> {
         let result = self.client().await?.reservation_register(request).await;
         self.reply("ReservationRegister", result)
     }
@@ -241,7 +241,7 @@ impl Api {
     pub async fn reservation_acquire(
         &mut self,
         request: pb::ReservationAcquireRequest,
-    ) -> Result<pb::ReservationReport, CliError> {
+    ) -> Result<pb::ReservationStatus, CliError> {
         let result = self.client().await?.reservation_acquire(request).await;
         self.reply("ReservationAcquire", result)
     }
@@ -249,7 +249,7 @@ impl Api {
     pub async fn reservation_release(
         &mut self,
         request: pb::ReservationReleaseRequest,
-    ) -> Result<pb::ReservationReport, CliError> {
+    ) -> Result<pb::ReservationStatus, CliError> {
         let result = self.client().await?.reservation_release(request).await;
         self.reply("ReservationRelease", result)
     }
@@ -257,7 +257,7 @@ impl Api {
     pub async fn reservation_report(
         &mut self,
         request: pb::ReservationReportRequest,
-    ) -> Result<pb::ReservationReport, CliError> {
+    ) -> Result<pb::ReservationStatus, CliError> {
         let result = self.client().await?.reservation_report(request).await;
         self.reply("ReservationReport", result)
     }

@@ -628,7 +628,7 @@ fn print(
 fn print_report(
     format: OutputFormat,
     operation: &str,
-    report: pb::ReservationReport,
+    report: pb::ReservationStatus,
 ) -> Result<Option<String>, CliError> {
     print(format, operation, &shapes::ReservationReport::from(report))
 }

@@ -1179,8 +1179,8 @@ pub fn reservation_type_name(t: pb::ReservationType) -> Option<&'static str> {
     }
 }
 
-impl From<pb::ReservationReport> for ReservationReport {
-    fn from(r: pb::ReservationReport) -> Self {
+impl From<pb::ReservationStatus> for ReservationReport {
+    fn from(r: pb::ReservationStatus) -> Self {
         // A type this client does not know (a newer server) prints as its number.
         let r#type = match pb::ReservationType::try_from(r.r#type) {
             Ok(t) => reservation_type_name(t).map(str::to_owned),
@@ -1345,8 +1345,8 @@ pub(crate) mod tests {
     }
 
     /// An all-registrants reservation of two hosts, one key over 2^53.
-    pub(crate) fn reservation_report() -> pb::ReservationReport {
-        pb::ReservationReport {
+    pub(crate) fn reservation_report() -> pb::ReservationStatus {
+        pb::ReservationStatus {
             volume_id: "vol-0123456789abcdef0".into(),
             generation: 4,
             r#type: pb::ReservationType::WriteExclusiveAllRegistrants.into(),
@@ -1775,7 +1775,7 @@ pub(crate) mod tests {
 
     #[test]
     fn reservation_report_json_without_a_reservation() {
-        let none = pb::ReservationReport {
+        let none = pb::ReservationStatus {
             volume_id: "vol-1".into(),
             generation: 0,
             r#type: pb::ReservationType::Unspecified.into(),
@@ -1792,7 +1792,7 @@ pub(crate) mod tests {
 "#;
         assert_eq!(pretty(&ReservationReport::from(none)), want);
 
-        let newer = pb::ReservationReport {
+        let newer = pb::ReservationStatus {
             r#type: 9,
             ..reservation_report()
         };

@@ -256,8 +256,8 @@ fn modification(volume_id: &str, m: &ModificationRecord, fresh: bool) -> pb::Vol
 fn reservation_report(
     volume_id: &str,
     r: &crate::reservation::ReservationRecord,
-) -> pb::ReservationReport {
-    pb::ReservationReport {
+) -> pb::ReservationStatus {
+    pb::ReservationStatus {
         volume_id: volume_id.to_string(),
         generation: r.generation,
         r#type: r.rtype.map_or(0, |t| t.nvme()),
@@ -420,7 +420,7 @@ impl VolumeService for VolumeApi {
     async fn reservation_register(
         &self,
         req: Request<pb::ReservationRegisterRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
@@ -434,7 +434,7 @@ impl VolumeService for VolumeApi {
     async fn reservation_acquire(
         &self,
         req: Request<pb::ReservationAcquireRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
@@ -448,7 +448,7 @@ impl VolumeService for VolumeApi {
     async fn reservation_release(
         &self,
         req: Request<pb::ReservationReleaseRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
@@ -462,7 +462,7 @@ impl VolumeService for VolumeApi {
     async fn reservation_report(
         &self,
         req: Request<pb::ReservationReportRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let id = req.into_inner().volume_id;
         self.run(move |cp| {
             cp.reservation_report(&id)

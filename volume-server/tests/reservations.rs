@@ -55,7 +55,7 @@ fn cluster(srv: Server) -> Cluster {
 }
 
 impl Cluster {
-    fn register(&self, host: &str, key: u64) -> pb::ReservationReport {
+    fn register(&self, host: &str, key: u64) -> pb::ReservationStatus {
         let mut c = self.srv.client();
         let req = pb::ReservationRegisterRequest {
             volume_id: self.volume_id.clone(),
@@ -77,7 +77,7 @@ impl Cluster {
         rtype: i32,
         action: &str,
         preempt_key: u64,
-    ) -> pb::ReservationReport {
+    ) -> pb::ReservationStatus {
         let mut c = self.srv.client();
         let req = pb::ReservationAcquireRequest {
             volume_id: self.volume_id.clone(),
@@ -108,7 +108,7 @@ impl Cluster {
         );
     }
 
-    fn report(&self) -> pb::ReservationReport {
+    fn report(&self) -> pb::ReservationStatus {
         let mut c = self.srv.client();
         let req = pb::ReservationReportRequest {
             volume_id: self.volume_id.clone(),

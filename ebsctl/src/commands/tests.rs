@@ -682,8 +682,8 @@ fn one_registrant(
     instance_id: String,
     key: u64,
     holder: bool,
-) -> pb::ReservationReport {
-    pb::ReservationReport {
+) -> pb::ReservationStatus {
+    pb::ReservationStatus {
         volume_id,
         generation: 1,
         r#type: pb::ReservationType::Unspecified.into(),
@@ -1047,7 +1047,7 @@ impl VolumeService for Mock {
     async fn reservation_register(
         &self,
         request: Request<pb::ReservationRegisterRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let r = request.into_inner();
         self.record(ResvCall::Register(r.clone()));
         if r.volume_id == "vol-gone" {
@@ -1056,7 +1056,7 @@ impl VolumeService for Mock {
         let mut report = match r.action.as_str() {
             "register" => one_registrant(r.volume_id, r.instance_id, r.key, false),
             "replace" => one_registrant(r.volume_id, r.instance_id, r.new_key, false),
-            "unregister" => pb::ReservationReport {
+            "unregister" => pb::ReservationStatus {
                 registrants: vec![],
                 ..one_registrant(r.volume_id, r.instance_id, 0, false)
             },
@@ -1073,7 +1073,7 @@ impl VolumeService for Mock {
     async fn reservation_acquire(
         &self,
         request: Request<pb::ReservationAcquireRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let r = request.into_inner();
         self.record(ResvCall::Acquire(r.clone()));
         if r.key == 0xbad {
@@ -1082,7 +1082,7 @@ impl VolumeService for Mock {
                 "ReservationConflict",
             ));
         }
-        Ok(Response::new(pb::ReservationReport {
+        Ok(Response::new(pb::ReservationStatus {
             r#type: r.r#type,
             holder_instance_id: r.instance_id.clone(),
             ..one_registrant(r.volume_id, r.instance_id, r.key, true)
@@ -1093,7 +1093,7 @@ impl VolumeService for Mock {
     async fn reservation_release(
         &self,
         request: Request<pb::ReservationReleaseRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let r = request.into_inner();
         self.record(ResvCall::Release(r.clone()));
         let mut report = one_registrant(r.volume_id, r.instance_id, r.key, false);
@@ -1107,13 +1107,13 @@ impl VolumeService for Mock {
     async fn reservation_report(
         &self,
         request: Request<pb::ReservationReportRequest>,
-    ) -> Result<Response<pb::ReservationReport>, Status> {
+    ) -> Result<Response<pb::ReservationStatus>, Status> {
         let r = request.into_inner();
         self.record(ResvCall::Report(r.clone()));
         if r.volume_id == "vol-gone" {
             return Err(no_volume(&r.volume_id));
         }
-        Ok(Response::new(pb::ReservationReport {
+        Ok(Response::new(pb::ReservationStatus {
             volume_id: r.volume_id,
             ..shapes::tests::reservation_report()
         }))
