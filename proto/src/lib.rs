@@ -18,3 +18,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// gRPC metadata key carrying the EC2 error code (`VolumeInUse`, `InvalidVolume.NotFound`, …) of a failed call.
 pub const EC2_ERROR_CODE_KEY: &str = "x-ec2-error-code";
+
+/// gRPC metadata key on a failed `WriteBlocks` stream: how many bytes of the stream were
+/// written before the failure (the messages before the failed one).
+pub const BYTES_WRITTEN_KEY: &str = "x-bytes-written";

@@ -325,6 +325,22 @@ impl VolumeApi {
     }
 }
 
+/// A WriteBlocks stream that failed part way: the status says how many bytes of the stream
+/// were written (in its message and in the `x-bytes-written` metadata): those of the messages
+/// before the failed one. Nothing after it was written.
+fn partial(status: Status, written: u64) -> Status {
+    let message = format!(
+        "{} ({written} bytes of this stream were written before this failure)",
+        status.message()
+    );
+    let mut out = Status::with_metadata(status.code(), message, status.metadata().clone());
+    out.metadata_mut().insert(
+        proto::BYTES_WRITTEN_KEY,
+        tonic::metadata::MetadataValue::from(written),
+    );
+    out
+}
+
 #[tonic::async_trait]
 impl VolumeService for VolumeApi {
     async fn read_blocks(
@@ -349,19 +365,38 @@ impl VolumeService for VolumeApi {
         req: Request<tonic::Streaming<pb::WriteBlocksRequest>>,
     ) -> Result<Response<pb::WriteBlocksResponse>, Status> {
         let mut stream = req.into_inner();
-        let mut token = String::new();
+        // One stream, one attachment: the first message names it; a later message may repeat
+        // that token or leave it empty, never name another.
+        let mut token: Option<String> = None;
         let mut written = 0u64;
-        while let Some(chunk) = stream.message().await? {
-            if !chunk.attachment_token.is_empty() {
-                token = chunk.attachment_token;
-            }
+        while let Some(chunk) = stream.message().await.map_err(|s| partial(s, written))? {
+            let t = match (&token, chunk.attachment_token) {
+                (None, t) if t.is_empty() => {
+                    return Err(
+                        Ec2Error::missing("attachment_token (in the first message)").into_status()
+                    );
+                }
+                (None, t) => token.insert(t),
+                (Some(t), other) if !other.is_empty() && other != *t => {
+                    return Err(partial(
+                        Ec2Error::invalid_combination(
+                            "One WriteBlocks stream writes to one attachment: a later message names another token.",
+                        )
+                        .into_status(),
+                        written,
+                    ));
+                }
+                (Some(t), _) => t,
+            };
             let len = chunk.data.len() as u64;
             let io = IoRequest::Write {
                 offset: chunk.offset,
                 data: bytes::Bytes::from(chunk.data),
                 fua: chunk.fua,
             };
-            self.block_io(&token, io).await?;
+            self.block_io(t, io)
+                .await
+                .map_err(|s| partial(s, written))?;
             written += len;
         }
         Ok(Response::new(pb::WriteBlocksResponse {

@@ -101,3 +101,91 @@ fn grpc_and_nbd_see_the_same_blocks() {
         Some("InvalidAttachment.NotFound")
     );
 }
+
+/// One WriteBlocks stream writes to one attachment: a later message naming another token
+/// fails the stream (nothing lands on the other volume), and a stream that fails part way
+/// says how many bytes it wrote before the failure.
+#[test]
+fn a_write_stream_keeps_to_one_attachment_and_reports_what_landed() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start(dir.path());
+    let (_, _, uri_a) = srv.attach_new_volume(1);
+    let (_, _, uri_b) = srv.attach_new_volume(1);
+    let (a, b) = (token(&uri_a), token(&uri_b));
+    let chunk = |tok: &str, offset: u64, byte: u8| pb::WriteBlocksRequest {
+        attachment_token: tok.to_owned(),
+        offset,
+        data: vec![byte; 4096],
+        fua: false,
+    };
+    let written_of = |status: &tonic::Status| -> u64 {
+        status
+            .metadata()
+            .get(proto::BYTES_WRITTEN_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {} in {status:?}", proto::BYTES_WRITTEN_KEY))
+    };
+    let mut c = srv.client();
+    let read = |tok: &str, offset: u64| {
+        let mut c = srv.client();
+        srv.ok(
+            "ReadBlocks",
+            srv.block_on(c.read_blocks(pb::ReadBlocksRequest {
+                attachment_token: tok.to_owned(),
+                offset,
+                length: 4096,
+            })),
+        )
+        .data
+    };
+
+    // A second token in the stream: refused, and B never sees the write.
+    let mixed = vec![
+        chunk(&a, 0, 0x11),
+        chunk("", 4096, 0x22),
+        chunk(&b, 0, 0x33),
+    ];
+    let status = srv
+        .block_on(c.write_blocks(futures::stream::iter(mixed)))
+        .expect_err("a stream naming two attachments");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        ec2_code(&status).as_deref(),
+        Some("InvalidParameterCombination")
+    );
+    assert_eq!(written_of(&status), 8192, "{status:?}");
+    assert_eq!(read(&a, 0), vec![0x11; 4096]);
+    assert_eq!(read(&a, 4096), vec![0x22; 4096]);
+    assert_eq!(
+        read(&b, 0),
+        vec![0; 4096],
+        "the other attachment was written"
+    );
+
+    // Out of range on the third message: two messages landed, and the status says so.
+    let past = vec![
+        chunk(&a, 8192, 0x44),
+        chunk("", 12288, 0x55),
+        chunk("", 1 << 30, 0x66),
+        chunk("", 16384, 0x77),
+    ];
+    let status = srv
+        .block_on(c.write_blocks(futures::stream::iter(past)))
+        .expect_err("a write past the end");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    assert_eq!(written_of(&status), 8192, "{status:?}");
+    assert!(status.message().contains("8192 bytes"), "{status:?}");
+    assert_eq!(read(&a, 12288), vec![0x55; 4096]);
+    assert_eq!(
+        read(&a, 16384),
+        vec![0; 4096],
+        "a message after the failure landed"
+    );
+
+    // No token in the first message.
+    let status = srv
+        .block_on(c.write_blocks(futures::stream::iter(vec![chunk("", 0, 0x88)])))
+        .expect_err("no token");
+    assert_eq!(ec2_code(&status).as_deref(), Some("MissingParameter"));
+}
