@@ -1,7 +1,9 @@
 //! Disk faults against a real server, on a small loop-mounted ext4 that holds one AZ's volumes:
 //! a full disk refuses writes with ENOSPC while reads and other volumes go on, and writes resume
 //! when space frees; a real I/O error (the filesystem turning read-only) fails that volume only,
-//! which then reports `impaired`.
+//! which then reports `impaired`; with the catalog on a full disk, a failed commit fails its
+//! call only (and a size change leaves the file as the catalog says), and every change goes
+//! through again once space frees.
 
 mod common;
 
@@ -212,5 +214,128 @@ fn an_io_error_fails_that_volume_only_and_it_reports_impaired() {
         "DescribeVolumes",
         server.block_on(c.describe_volumes(pb::DescribeVolumesRequest::default())),
     );
+    server.stop();
+}
+
+/// The whole data directory, catalog included, on a small filesystem that fills up: a catalog
+/// commit that fails for want of space fails that call only (the catalog is reopened, not left
+/// refusing every later change); a ModifyVolume whose commit fails leaves the volume file as the
+/// catalog says; once space frees, every change goes through again and survives a restart.
+#[test]
+fn a_full_disk_under_the_catalog_fails_calls_only_until_space_frees() {
+    if !can_loop_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fs = LoopFs::mount(&dir.path().join("data.img"), &data, 64, "rw");
+    let server = Server::start(&data);
+    let mut c = server.client();
+    let volumes: Vec<String> = (0..40).map(|_| server.create_volume(1).volume_id).collect();
+    let file_of = |id: &str| data.join(AZ).join("volumes").join(format!("{id}.img"));
+    let big_tags = |seed: usize| -> Vec<pb::Tag> {
+        (0..50)
+            .map(|i| pb::Tag {
+                key: format!("{seed:04}-{i:02}-{}", "k".repeat(120)),
+                value: "v".repeat(256),
+            })
+            .collect()
+    };
+
+    // Fill the disk, then tag volumes until a catalog commit fails for want of space.
+    let ballast = fs.at.join("ballast");
+    let _ = Command::new("fallocate")
+        .args(["-l", &fs.available().to_string()])
+        .arg(&ballast)
+        .status();
+    let mut failed = None;
+    for (i, id) in volumes.iter().enumerate() {
+        let r = server.block_on(c.create_tags(pb::CreateTagsRequest {
+            resources: vec![id.clone()],
+            tags: big_tags(i),
+        }));
+        if let Err(status) = r {
+            failed = Some(status);
+            break;
+        }
+    }
+    let failed = failed.expect("a catalog commit on a full disk failed");
+    assert_eq!(
+        ec2_code(&failed).as_deref(),
+        Some("InternalError"),
+        "{failed:?}"
+    );
+
+    // Size changes now, each writing a large record: whether or not a commit goes through,
+    // the file and the catalog agree.
+    let ballast2 = fs.at.join("ballast2");
+    let _ = Command::new("fallocate")
+        .args(["-l", &fs.available().to_string()])
+        .arg(&ballast2)
+        .status();
+    let mut refused = vec![];
+    for id in &volumes {
+        let grown = server.block_on(c.modify_volume(pb::ModifyVolumeRequest {
+            volume_id: id.clone(),
+            size: Some(3),
+            ..Default::default()
+        }));
+        let file_len = std::fs::metadata(file_of(id)).unwrap().len();
+        let size = server.describe_volume(id).size;
+        assert_eq!(
+            file_len,
+            size as u64 * GIB,
+            "{id}: the file and the catalog disagree after {grown:?}"
+        );
+        assert_eq!(size, if grown.is_ok() { 3 } else { 1 }, "{grown:?}");
+        if grown.is_err() {
+            refused.push(id.clone());
+        }
+    }
+    eprintln!(
+        "on a full disk, {} of 40 size changes were refused",
+        refused.len()
+    );
+    let again = refused
+        .first()
+        .expect("no size change failed on a full disk");
+    let _ = std::fs::remove_file(&ballast2);
+
+    // Space frees: every change goes through again, with no restart.
+    std::fs::remove_file(&ballast).unwrap();
+    for (i, id) in volumes.iter().enumerate() {
+        server.ok(
+            "CreateTags after space freed",
+            server.block_on(c.create_tags(pb::CreateTagsRequest {
+                resources: vec![id.clone()],
+                tags: big_tags(i),
+            })),
+        );
+    }
+    server.ok(
+        "ModifyVolume after space freed",
+        server.block_on(c.modify_volume(pb::ModifyVolumeRequest {
+            volume_id: again.clone(),
+            size: Some(2),
+            ..Default::default()
+        })),
+    );
+    assert_eq!(server.describe_volume(again).size, 2);
+    assert_eq!(std::fs::metadata(file_of(again)).unwrap().len(), 2 * GIB);
+    let (_, _, uri) = server.attach_new_volume(1);
+    qemu_io(&uri, &["write -P 0x5a 0 1M", "flush", "read -P 0x5a 0 1M"]);
+
+    server.stop();
+    let server = Server::start(&data);
+    let mut c = server.client();
+    assert_eq!(server.describe_volume(again).size, 2);
+    let tagged = server.ok(
+        "DescribeVolumes",
+        server.block_on(c.describe_volumes(pb::DescribeVolumesRequest {
+            volume_ids: vec![volumes[39].clone()],
+            ..Default::default()
+        })),
+    );
+    assert_eq!(tagged.volumes[0].tags.len(), 50);
     server.stop();
 }

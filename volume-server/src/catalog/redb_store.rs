@@ -1,6 +1,7 @@
 //! The embedded catalog: one redb file, one table per record kind, JSON values.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -16,28 +17,67 @@ const FSR: TableDefinition<&str, &[u8]> = TableDefinition::new("fast_snapshot_re
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
+///
+/// After a failed commit (a full disk, an I/O error) redb refuses every later transaction until
+/// the database is reopened, so the handle is dropped on any error and the next call reopens
+/// the file (redb repairs it on open). One failed commit fails that call only; the catalog goes
+/// on once the disk has room again.
 #[derive(Debug)]
 pub struct RedbCatalog {
-    db: Database,
+    path: PathBuf,
+    /// `None` after a failure, until the next call reopens it.
+    db: Mutex<Option<Database>>,
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> CatalogError {
     CatalogError::Storage(e.to_string())
 }
 
+/// Opens or creates the database and its tables (so reads never see "table does not exist").
+fn open_db(path: &Path) -> Result<Database, CatalogError> {
+    let db = Database::create(path).map_err(storage)?;
+    let tx = db.begin_write().map_err(storage)?;
+    tx.open_table(VOLUMES).map_err(storage)?;
+    tx.open_table(HOSTS).map_err(storage)?;
+    tx.open_table(SNAPSHOTS).map_err(storage)?;
+    tx.open_table(FSR).map_err(storage)?;
+    tx.open_table(IMAGES).map_err(storage)?;
+    tx.commit().map_err(storage)?;
+    Ok(db)
+}
+
 impl RedbCatalog {
     /// Opens or creates the catalog at `path`.
     pub fn open(path: &Path) -> Result<RedbCatalog, CatalogError> {
-        let db = Database::create(path).map_err(storage)?;
-        // Create the tables up front so reads never see "table does not exist".
-        let tx = db.begin_write().map_err(storage)?;
-        tx.open_table(VOLUMES).map_err(storage)?;
-        tx.open_table(HOSTS).map_err(storage)?;
-        tx.open_table(SNAPSHOTS).map_err(storage)?;
-        tx.open_table(FSR).map_err(storage)?;
-        tx.open_table(IMAGES).map_err(storage)?;
-        tx.commit().map_err(storage)?;
-        Ok(RedbCatalog { db })
+        let db = open_db(path)?;
+        Ok(RedbCatalog {
+            path: path.to_path_buf(),
+            db: Mutex::new(Some(db)),
+        })
+    }
+
+    /// Runs `f` on the database, reopening it first if an earlier call failed, and letting it
+    /// go if this one fails.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
+        let mut slot = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(open_db(&self.path)?);
+            tracing::warn!(path = %self.path.display(), "catalog reopened after a failed commit");
+        }
+        let Some(db) = slot.as_ref() else {
+            return Err(CatalogError::Storage("catalog is not open".into()));
+        };
+        let r = f(db);
+        if let Err(e) = &r
+            && !matches!(e, CatalogError::Corrupt { .. })
+        {
+            tracing::error!(path = %self.path.display(), error = %e, "catalog transaction failed; the catalog is reopened before the next one");
+            *slot = None;
+        }
+        r
     }
 }
 
@@ -55,93 +95,101 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 impl Catalog for RedbCatalog {
     fn load(&self) -> Result<CatalogContents, CatalogError> {
-        let tx = self.db.begin_read().map_err(storage)?;
-        let mut out = CatalogContents::default();
-        let volumes = tx.open_table(VOLUMES).map_err(storage)?;
-        for row in volumes.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            out.volumes
-                .push(decode::<VolumeRecord>(k.value(), v.value())?);
-        }
-        let hosts = tx.open_table(HOSTS).map_err(storage)?;
-        for row in hosts.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            out.hosts.push(decode::<HostRecord>(k.value(), v.value())?);
-        }
-        let snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
-        for row in snapshots.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            out.snapshots
-                .push(decode::<SnapshotRecord>(k.value(), v.value())?);
-        }
-        let fsr = tx.open_table(FSR).map_err(storage)?;
-        for row in fsr.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            out.fsr.push(decode::<FsrRecord>(k.value(), v.value())?);
-        }
-        let images = tx.open_table(IMAGES).map_err(storage)?;
-        for row in images.iter().map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            out.images
-                .push(decode::<ImageRecord>(k.value(), v.value())?);
-        }
-        Ok(out)
+        self.with_db(load)
     }
 
     fn commit(&self, changes: &[Change]) -> Result<(), CatalogError> {
-        let tx = self.db.begin_write().map_err(storage)?;
-        {
-            let mut volumes = tx.open_table(VOLUMES).map_err(storage)?;
-            let mut hosts = tx.open_table(HOSTS).map_err(storage)?;
-            let mut snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
-            let mut fsr = tx.open_table(FSR).map_err(storage)?;
-            let mut images = tx.open_table(IMAGES).map_err(storage)?;
-            for change in changes {
-                match change {
-                    Change::PutVolume(v) => {
-                        volumes
-                            .insert(v.volume_id.as_str(), encode(v).as_slice())
-                            .map_err(storage)?;
-                    }
-                    Change::DeleteVolume(id) => {
-                        volumes.remove(id.as_str()).map_err(storage)?;
-                    }
-                    Change::PutHost(h) => {
-                        hosts
-                            .insert(h.instance_id.as_str(), encode(h).as_slice())
-                            .map_err(storage)?;
-                    }
-                    Change::DeleteHost(id) => {
-                        hosts.remove(id.as_str()).map_err(storage)?;
-                    }
-                    Change::PutSnapshot(s) => {
-                        snapshots
-                            .insert(s.snapshot_id.as_str(), encode(s).as_slice())
-                            .map_err(storage)?;
-                    }
-                    Change::DeleteSnapshot(id) => {
-                        snapshots.remove(id.as_str()).map_err(storage)?;
-                    }
-                    Change::PutFsr(f) => {
-                        fsr.insert(f.key().as_str(), encode(f).as_slice())
-                            .map_err(storage)?;
-                    }
-                    Change::DeleteFsr(key) => {
-                        fsr.remove(key.as_str()).map_err(storage)?;
-                    }
-                    Change::PutImage(i) => {
-                        images
-                            .insert(i.image_id.as_str(), encode(i).as_slice())
-                            .map_err(storage)?;
-                    }
-                    Change::DeleteImage(id) => {
-                        images.remove(id.as_str()).map_err(storage)?;
-                    }
+        self.with_db(|db| commit(db, changes))
+    }
+}
+
+fn load(db: &Database) -> Result<CatalogContents, CatalogError> {
+    let tx = db.begin_read().map_err(storage)?;
+    let mut out = CatalogContents::default();
+    let volumes = tx.open_table(VOLUMES).map_err(storage)?;
+    for row in volumes.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        out.volumes
+            .push(decode::<VolumeRecord>(k.value(), v.value())?);
+    }
+    let hosts = tx.open_table(HOSTS).map_err(storage)?;
+    for row in hosts.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        out.hosts.push(decode::<HostRecord>(k.value(), v.value())?);
+    }
+    let snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
+    for row in snapshots.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        out.snapshots
+            .push(decode::<SnapshotRecord>(k.value(), v.value())?);
+    }
+    let fsr = tx.open_table(FSR).map_err(storage)?;
+    for row in fsr.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        out.fsr.push(decode::<FsrRecord>(k.value(), v.value())?);
+    }
+    let images = tx.open_table(IMAGES).map_err(storage)?;
+    for row in images.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        out.images
+            .push(decode::<ImageRecord>(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
+    let tx = db.begin_write().map_err(storage)?;
+    {
+        let mut volumes = tx.open_table(VOLUMES).map_err(storage)?;
+        let mut hosts = tx.open_table(HOSTS).map_err(storage)?;
+        let mut snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
+        let mut fsr = tx.open_table(FSR).map_err(storage)?;
+        let mut images = tx.open_table(IMAGES).map_err(storage)?;
+        for change in changes {
+            match change {
+                Change::PutVolume(v) => {
+                    volumes
+                        .insert(v.volume_id.as_str(), encode(v).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteVolume(id) => {
+                    volumes.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutHost(h) => {
+                    hosts
+                        .insert(h.instance_id.as_str(), encode(h).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteHost(id) => {
+                    hosts.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutSnapshot(s) => {
+                    snapshots
+                        .insert(s.snapshot_id.as_str(), encode(s).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteSnapshot(id) => {
+                    snapshots.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutFsr(f) => {
+                    fsr.insert(f.key().as_str(), encode(f).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteFsr(key) => {
+                    fsr.remove(key.as_str()).map_err(storage)?;
+                }
+                Change::PutImage(i) => {
+                    images
+                        .insert(i.image_id.as_str(), encode(i).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteImage(id) => {
+                    images.remove(id.as_str()).map_err(storage)?;
                 }
             }
         }
-        tx.commit().map_err(storage)
     }
+    tx.commit().map_err(storage)
 }
 
 #[cfg(test)]

@@ -622,6 +622,15 @@ impl ControlPlane {
         let volume = Arc::new(
             Volume::open(&path, self.engine.clone()).map_err(internal("opening the volume"))?,
         );
+        // The catalog decides the size: a grow that was committed but did not reach the file
+        // (it failed, and so did taking the decision back) is finished here.
+        let size = u64::from(v.size_gib) * GIB;
+        if volume.size() < size {
+            tracing::warn!(volume_id = %v.volume_id, file = volume.size(), catalog = size, "volume file smaller than its catalog size; growing it");
+            volume
+                .grow(size)
+                .map_err(internal("growing the volume to its catalog size"))?;
+        }
         let hydration = self.open_hydration(v, &volume)?;
         let o = OpenVolume {
             volume,

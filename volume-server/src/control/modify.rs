@@ -188,7 +188,10 @@ impl ControlPlane {
             .retain(|m| now.saturating_sub(m.start_ms) < DAY_MS);
         nv.modifications.push(m.clone());
 
-        // Grow first: if that fails, nothing was committed.
+        // The decision first, then its effect on disk: a file never grows for a modification
+        // the catalog does not hold. If growing fails, the decision is taken back; should that
+        // fail too, the file is grown to the catalog's size when the volume is next opened.
+        self.commit(&[Change::PutVolume(nv.clone())])?;
         if target.size_gib > original.size_gib {
             let bytes = u64::from(target.size_gib) * GIB;
             let grown = match st.open.get(&v.volume_id) {
@@ -197,9 +200,14 @@ impl ControlPlane {
                     Volume::grow_file(&self.volume_path(&v.availability_zone, &v.volume_id), bytes)
                 }
             };
-            grown.map_err(super::internal("growing the volume"))?;
+            if let Err(e) = grown {
+                if let Err(undo) = self.commit(&[Change::PutVolume(v.clone())]) {
+                    tracing::error!(volume_id = %v.volume_id, error = %undo, "taking back a size change whose grow failed");
+                    st.volumes.insert(nv.volume_id.clone(), nv);
+                }
+                return Err(super::internal("growing the volume")(e));
+            }
         }
-        self.commit(&[Change::PutVolume(nv.clone())])?;
         if let Some(open) = st.open.get(&v.volume_id) {
             open.throttle.set_limits(self.volume_limits(&nv));
         }
