@@ -373,6 +373,57 @@ impl ControlPlane {
             super::validate::device_name(&m.device_name)?;
         }
         let client_token = req.client_token.clone().filter(|t| !t.is_empty());
+        let token_lock = client_token.as_ref().map(|t| {
+            self.launch_tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(t.clone())
+                .or_default()
+                .clone()
+        });
+        let _one_launch_per_token = token_lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        let r = self.run_instances_once(Launch {
+            req,
+            type_name,
+            ty,
+            min,
+            max,
+            zone,
+            behavior,
+            user_data,
+            instance_tags,
+            volume_tags,
+            requested,
+        });
+        drop(_one_launch_per_token);
+        if let (Some(t), Some(l)) = (&client_token, token_lock) {
+            let mut tokens = self.launch_tokens.lock().unwrap_or_else(|p| p.into_inner());
+            // Only the map and this call hold it: nobody waits on this token.
+            if Arc::strong_count(&l) == 2 {
+                tokens.remove(t);
+            }
+        }
+        r
+    }
+
+    /// RunInstances after its arguments are checked, with the client token's lock held.
+    fn run_instances_once(&self, launch: Launch) -> Result<pb::Reservation, Ec2Error> {
+        let Launch {
+            req,
+            type_name,
+            ty,
+            min,
+            max,
+            zone,
+            behavior,
+            user_data,
+            instance_tags,
+            volume_tags,
+            requested,
+        } = launch;
+        let client_token = req.client_token.clone().filter(|t| !t.is_empty());
         let image = {
             let st = self.lock();
             if let Some(token) = &client_token {
@@ -553,12 +604,15 @@ impl ControlPlane {
     /// Undoes a launch that failed: detaches and deletes its volumes, forgets the instance.
     fn discard_launch(&self, id: &str) {
         for (volume_id, _) in self.attachments_of(id) {
-            let _ = self.detach_volume(pb::DetachVolumeRequest {
-                volume_id: volume_id.clone(),
-                instance_id: Some(id.to_string()),
-                device: None,
-                force: true,
-            });
+            let _ = self.detach(
+                pb::DetachVolumeRequest {
+                    volume_id: volume_id.clone(),
+                    instance_id: Some(id.to_string()),
+                    device: None,
+                    force: true,
+                },
+                true,
+            );
             let _ = self.delete_volume(&volume_id);
         }
         let mut st = self.lock();
@@ -908,6 +962,20 @@ impl ControlPlane {
                 ));
             }
             let t = lifecycle::transition(id, r.state, action).map_err(incorrect)?;
+            // A stopped instance's root volume may have been detached: it cannot start so.
+            if t == Transition::Begin(InstanceState::Pending)
+                && !attachments_in(&st, id)
+                    .iter()
+                    .any(|(_, a)| a.device == r.root_device_name)
+            {
+                return Err(Ec2Error::new(
+                    "IncorrectInstanceState",
+                    format!(
+                        "The instance '{id}' does not have a volume attached at root ({}).",
+                        r.root_device_name
+                    ),
+                ));
+            }
             plan.push((id.clone(), r.state, t));
         }
         let mut changes = Vec::new();
@@ -1032,12 +1100,15 @@ impl ControlPlane {
     fn finish_terminate(&self, id: &str) {
         self.power_off(id);
         for (volume_id, a) in self.attachments_of(id) {
-            let detached = self.detach_volume(pb::DetachVolumeRequest {
-                volume_id: volume_id.clone(),
-                instance_id: Some(id.to_string()),
-                device: None,
-                force: true,
-            });
+            let detached = self.detach(
+                pb::DetachVolumeRequest {
+                    volume_id: volume_id.clone(),
+                    instance_id: Some(id.to_string()),
+                    device: None,
+                    force: true,
+                },
+                true,
+            );
             if let Err(e) = detached {
                 tracing::error!(instance_id = id, volume_id, error = %e.message, "detaching at termination");
                 continue;
@@ -1532,6 +1603,36 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// Whether `device` of `instance_id` is the root device of an instance that is not stopped
+/// (callers may detach a root volume only from a stopped instance).
+pub(super) fn is_live_root(st: &State, instance_id: &str, device: &str) -> bool {
+    st.hosts
+        .get(instance_id)
+        .and_then(|h| h.instance.as_ref())
+        .is_some_and(|i| {
+            i.root_device_name == device
+                && matches!(
+                    i.state,
+                    InstanceState::Pending | InstanceState::Running | InstanceState::Stopping
+                )
+        })
+}
+
+/// A RunInstances request with its arguments checked.
+struct Launch {
+    req: pb::RunInstancesRequest,
+    type_name: String,
+    ty: &'static instance_manager::InstanceType,
+    min: i32,
+    max: i32,
+    zone: String,
+    behavior: ShutdownBehavior,
+    user_data: Option<String>,
+    instance_tags: BTreeMap<String, String>,
+    volume_tags: BTreeMap<String, String>,
+    requested: Vec<MappingRecord>,
 }
 
 /// The attachments of `instance_id`, as (volume id, attachment).

@@ -110,6 +110,10 @@ pub struct ControlPlane {
     gc_wake: Arc<tokio::sync::Notify>,
     /// Shutdown has begun: background work winds down.
     stopping: AtomicBool,
+    /// RunInstances calls in progress, by client token: a call holds its token's lock from the
+    /// idempotency check to the end of the launch, so concurrent calls with one token launch
+    /// once and the others answer with that launch.
+    launch_tokens: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -147,6 +151,7 @@ impl ControlPlane {
             me: me.clone(),
             gc_wake: Arc::default(),
             stopping: AtomicBool::new(false),
+            launch_tokens: Mutex::default(),
         });
         let contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
         let mut fixes = Vec::new();
@@ -841,6 +846,16 @@ impl ControlPlane {
         &self,
         req: pb::DetachVolumeRequest,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
+        self.detach(req, false)
+    }
+
+    /// DetachVolume; `root_too` lets the server's own work (a failed launch, a termination)
+    /// detach an instance's root volume, which callers may only do while it is stopped.
+    pub(super) fn detach(
+        &self,
+        req: pb::DetachVolumeRequest,
+        root_too: bool,
+    ) -> Result<(String, AttachmentRecord), Ec2Error> {
         check_volume_id(&req.volume_id)?;
         let instance = req.instance_id.as_deref().filter(|s| !s.is_empty());
         if let Some(i) = instance {
@@ -891,6 +906,16 @@ impl ControlPlane {
                         ),
                     )
                 })?;
+            let a = &v.attachments[idx];
+            if !root_too && instances::is_live_root(&st, &a.instance_id, &a.device) {
+                return Err(Ec2Error::new(
+                    "OperationNotPermitted",
+                    format!(
+                        "Unable to detach root volume '{}' from instance '{}': stop the instance first.",
+                        v.volume_id, a.instance_id
+                    ),
+                ));
+            }
             if v.attachments[idx].state == AttachmentState::Detaching {
                 return Err(Ec2Error::new(
                     "IncorrectState",
@@ -1060,12 +1085,15 @@ impl ControlPlane {
         };
         let mut detached = Vec::new();
         for volume_id in attached {
-            detached.push(self.detach_volume(pb::DetachVolumeRequest {
-                volume_id,
-                instance_id: Some(instance_id.to_string()),
-                device: None,
-                force: true,
-            })?);
+            detached.push(self.detach(
+                pb::DetachVolumeRequest {
+                    volume_id,
+                    instance_id: Some(instance_id.to_string()),
+                    device: None,
+                    force: true,
+                },
+                true,
+            )?);
         }
         let mut st = self.lock();
         if st

@@ -1,0 +1,208 @@
+//! RunInstances under races and the root-volume rules, against a real server: one client
+//! token launched by 16 concurrent calls makes one instance; the root volume of an instance
+//! that is not stopped cannot be detached (nor so deleted), and an instance whose root was
+//! detached while stopped does not start.
+
+mod common;
+
+use common::*;
+use proto::ebs::v1 as pb;
+
+/// An AMI whose root (`/dev/xvda`) is a snapshot of an empty 1 GiB volume.
+fn empty_ami(server: &Server) -> String {
+    let v = server.create_volume(1);
+    let snap = server.snapshot_completed(&v.volume_id);
+    let mut c = server.client();
+    server
+        .ok(
+            "RegisterImage",
+            server.block_on(c.register_image(pb::RegisterImageRequest {
+                name: "empty".into(),
+                root_device_name: "/dev/xvda".into(),
+                block_device_mappings: vec![pb::BlockDeviceMapping {
+                    device_name: "/dev/xvda".into(),
+                    ebs: Some(pb::EbsBlockDevice {
+                        snapshot_id: Some(snap),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        )
+        .image_id
+}
+
+fn all_instances(server: &Server) -> Vec<pb::Instance> {
+    let mut c = server.client();
+    server
+        .ok(
+            "DescribeInstances",
+            server.block_on(c.describe_instances(pb::DescribeInstancesRequest::default())),
+        )
+        .reservations
+        .into_iter()
+        .flat_map(|r| r.instances)
+        .collect()
+}
+
+fn volume_count(server: &Server) -> usize {
+    let mut c = server.client();
+    server
+        .ok(
+            "DescribeVolumes",
+            server.block_on(c.describe_volumes(pb::DescribeVolumesRequest::default())),
+        )
+        .volumes
+        .len()
+}
+
+fn state_of(server: &Server, id: &str) -> String {
+    all_instances(server)
+        .into_iter()
+        .find(|i| i.instance_id == id)
+        .and_then(|i| i.state)
+        .map(|s| s.name)
+        .unwrap_or_default()
+}
+
+fn wait_instance(server: &Server, id: &str, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while state_of(server, id) != want {
+        assert!(std::time::Instant::now() < deadline, "{id} never {want}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn run(server: &Server, ami: &str, token: Option<&str>) -> pb::Reservation {
+    let mut c = server.client();
+    server.ok(
+        "RunInstances",
+        server.block_on(c.run_instances(pb::RunInstancesRequest {
+            image_id: ami.into(),
+            instance_type: Some("t3.micro".into()),
+            workload: Some("exec sleep 600".into()),
+            client_token: token.map(str::to_owned),
+            ..Default::default()
+        })),
+    )
+}
+
+#[test]
+fn one_client_token_launches_once_under_concurrent_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ami = empty_ami(&server);
+    let volumes_before = volume_count(&server);
+    for round in 0..10 {
+        let token = format!("launch-{round}");
+        let answers: Vec<pb::Reservation> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..16)
+                .map(|_| s.spawn(|| run(&server, &ami, Some(&token))))
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let ids: std::collections::BTreeSet<(String, String)> = answers
+            .iter()
+            .map(|r| (r.reservation_id.clone(), r.instances[0].instance_id.clone()))
+            .collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: one token, several launches: {ids:?}"
+        );
+        for r in &answers {
+            assert_eq!(r.instances.len(), 1, "{r:?}");
+        }
+    }
+    assert_eq!(all_instances(&server).len(), 10);
+    assert_eq!(
+        volume_count(&server),
+        volumes_before + 3,
+        "one root volume per launch"
+    );
+    // A retry later answers with the same reservation.
+    let again = run(&server, &ami, Some("launch-0"));
+    assert_eq!(again.instances.len(), 1);
+    server.stop();
+}
+
+#[test]
+fn a_root_volume_stays_while_its_instance_is_not_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ami = empty_ami(&server);
+    let i = run(&server, &ami, None).instances[0].clone();
+    let root = i.block_device_mappings[0]
+        .ebs
+        .as_ref()
+        .unwrap()
+        .volume_id
+        .clone();
+    wait_instance(&server, &i.instance_id, "running");
+    let mut c = server.client();
+    let detach = |force: bool| {
+        let mut c = server.client();
+        server.block_on(c.detach_volume(pb::DetachVolumeRequest {
+            volume_id: root.clone(),
+            force,
+            ..Default::default()
+        }))
+    };
+    for force in [false, true] {
+        let refused = detach(force).expect_err("detaching a running instance's root");
+        assert_eq!(
+            ec2_code(&refused).as_deref(),
+            Some("OperationNotPermitted"),
+            "{refused:?}"
+        );
+    }
+    let refused = server
+        .block_on(c.delete_volume(pb::DeleteVolumeRequest {
+            volume_id: root.clone(),
+        }))
+        .expect_err("deleting a running instance's root");
+    assert_eq!(ec2_code(&refused).as_deref(), Some("VolumeInUse"));
+    assert_eq!(server.describe_volume(&root).state, "in-use");
+
+    // Stopped, the root may be detached; the instance then does not start.
+    server.ok(
+        "StopInstances",
+        server.block_on(c.stop_instances(pb::StopInstancesRequest {
+            instance_ids: vec![i.instance_id.clone()],
+            ..Default::default()
+        })),
+    );
+    wait_instance(&server, &i.instance_id, "stopped");
+    server.ok("DetachVolume of a stopped instance's root", detach(false));
+    server.wait_volume_state(&root, "available");
+    let refused = server
+        .block_on(c.start_instances(pb::InstanceIdsRequest {
+            instance_ids: vec![i.instance_id.clone()],
+        }))
+        .expect_err("starting without a root volume");
+    assert_eq!(
+        ec2_code(&refused).as_deref(),
+        Some("IncorrectInstanceState"),
+        "{refused:?}"
+    );
+    assert_eq!(state_of(&server, &i.instance_id), "stopped");
+
+    // Attached again at the root device, it starts.
+    server.ok(
+        "AttachVolume at the root device",
+        server.block_on(c.attach_volume(pb::AttachVolumeRequest {
+            volume_id: root.clone(),
+            instance_id: i.instance_id.clone(),
+            device: "/dev/xvda".into(),
+        })),
+    );
+    server.ok(
+        "StartInstances",
+        server.block_on(c.start_instances(pb::InstanceIdsRequest {
+            instance_ids: vec![i.instance_id.clone()],
+        })),
+    );
+    wait_instance(&server, &i.instance_id, "running");
+    server.stop();
+}
