@@ -94,7 +94,7 @@ fn one_client_token_launches_once_under_concurrent_calls() {
     let server = Server::start(dir.path());
     let ami = empty_ami(&server);
     let volumes_before = volume_count(&server);
-    for round in 0..10 {
+    for round in 0..40 {
         let token = format!("launch-{round}");
         let answers: Vec<pb::Reservation> = std::thread::scope(|s| {
             let calls: Vec<_> = (0..16)
@@ -115,10 +115,10 @@ fn one_client_token_launches_once_under_concurrent_calls() {
             assert_eq!(r.instances.len(), 1, "{r:?}");
         }
     }
-    assert_eq!(all_instances(&server).len(), 10);
+    assert_eq!(all_instances(&server).len(), 40);
     assert_eq!(
         volume_count(&server),
-        volumes_before + 3,
+        volumes_before + 40,
         "one root volume per launch"
     );
     // A retry later answers with the same reservation.
