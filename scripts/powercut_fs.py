@@ -25,6 +25,14 @@ Limits:
 - syncfs(2)/sync(2) on the mount do not reach a FUSE daemon (Linux only sends
   FUSE_SYNCFS for virtiofs), so they persist nothing here; fsync each file.
 - One process, one global lock: correct under concurrency, not fast.
+- Unsynced data belongs to the backing inode: it follows renames, is shared by hard
+  links, and is dropped when the last name goes and no handle is open. (The kernel
+  sees each hard link's name as its own inode, so its cached attributes and pages
+  for one name can lag behind changes made through another for a second or so.)
+- An unlinked file stays usable through its open handles (read, write, fsync), but
+  stat/fstat of it get ENOENT: libfuse 2 looks such requests up by path (the mount
+  uses hard_remove so that no .fuse_hidden files are left in BACKING_DIR).
+- rename(2) flags (RENAME_NOREPLACE, RENAME_EXCHANGE) are refused by libfuse 2.
 - libfuse 2 has no lseek op, so SEEK_DATA/SEEK_HOLE on the mount see every file as
   all data up to its size (the kernel's generic answer); reads are still right.
 - fallocate: modes 0 and KEEP_SIZE (passed through), PUNCH_HOLE|KEEP_SIZE and
@@ -58,7 +66,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 
 
-def fallocate(fd, mode, offset, length):
+def _fallocate(fd, mode, offset, length):
     """fallocate(2) on a backing file descriptor."""
     if _libc.fallocate(fd, mode, offset, length) != 0:
         err = ctypes.get_errno()
@@ -139,15 +147,17 @@ class PowerCutFS(fuse.Operations):
     flag_nullpath_ok = True  # with hard_remove: open handles of unlinked files keep working
 
     def __init__(self, backing, mountpoint):
-        self.backing = os.path.realpath(backing)
-        self.mountpoint = mountpoint
-        self.lock = threading.RLock()
-        self.dirty = {}  # (st_dev, st_ino) -> Dirty
-        self.fd_key = {}  # open backing fd -> (st_dev, st_ino)
-        self.opens = {}  # (st_dev, st_ino) -> number of open backing fds
+        # State lives in underscored attributes: fusepy registers every public attribute
+        # named like a FUSE op (a `self.lock` would become the `lock` op).
+        self._backing = os.path.realpath(backing)
+        self._mountpoint = mountpoint
+        self._mu = threading.RLock()
+        self._unsynced = {}  # (st_dev, st_ino) -> Dirty
+        self._fd_key = {}  # open backing fd -> (st_dev, st_ino)
+        self._opens = {}  # (st_dev, st_ino) -> number of open backing fds
 
     def _path(self, path):
-        return os.path.join(self.backing, path.lstrip("/"))
+        return os.path.join(self._backing, path.lstrip("/"))
 
     @staticmethod
     def _key(st):
@@ -156,13 +166,13 @@ class PowerCutFS(fuse.Operations):
     # ---- lifecycle ----
 
     def init(self, path):
-        print(f"mounted {self.mountpoint}", flush=True)
+        print(f"mounted {self._mountpoint}", flush=True)
 
     # ---- data ----
 
     def _read(self, fd, offset, size):
         """The logical bytes [offset, offset + size), clipped to the logical size."""
-        d = self.dirty.get(self.fd_key[fd])
+        d = self._unsynced.get(self._fd_key[fd])
         if d is None:
             return os.pread(fd, size, offset)
         size = max(0, min(size, d.size - offset))
@@ -174,25 +184,27 @@ class PowerCutFS(fuse.Operations):
         return bytes(buf)
 
     def _dirty(self, fd):
-        key = self.fd_key[fd]
-        d = self.dirty.get(key)
+        key = self._fd_key[fd]
+        d = self._unsynced.get(key)
         if d is None:
-            d = self.dirty[key] = Dirty(os.fstat(fd).st_size)
+            d = self._unsynced[key] = Dirty(os.fstat(fd).st_size)
         return d
 
     def read(self, path, size, offset, fh):
-        with self.lock:
+        with self._mu:
             return self._read(fh, offset, size)
 
     def write(self, path, data, offset, fh):
-        with self.lock:
+        with self._mu:
             d = self._dirty(fh)
             pos, end = offset, offset + len(data)
             while pos < end:
                 idx, in_page = divmod(pos, PAGE)
                 n = min(PAGE - in_page, end - pos)
                 page = d.pages.get(idx)
-                if page is None:
+                if page is None and n == PAGE:
+                    page = d.pages[idx] = bytearray(PAGE)  # overwritten whole below
+                elif page is None:
                     # Current content of the page (zero past the logical size).
                     page = bytearray(self._read(fh, idx * PAGE, PAGE))
                     page.extend(bytes(PAGE - len(page)))
@@ -203,13 +215,13 @@ class PowerCutFS(fuse.Operations):
             return len(data)
 
     def fsync(self, path, datasync, fh):
-        with self.lock:
-            key = self.fd_key[fh]
-            d = self.dirty.get(key)
+        with self._mu:
+            key = self._fd_key[fh]
+            d = self._unsynced.get(key)
             if d is not None:
                 for s, e in d.zeros:
                     try:
-                        fallocate(fh, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s, e - s)
+                        _fallocate(fh, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, s, e - s)
                     except OSError as err:
                         if err.errno != errno.EOPNOTSUPP:
                             raise
@@ -224,7 +236,7 @@ class PowerCutFS(fuse.Operations):
                     self._write_run(fh, d, run)
                 if os.fstat(fh).st_size != d.size:
                     os.ftruncate(fh, d.size)
-                del self.dirty[key]  # only once all of it reached the backing file
+                del self._unsynced[key]  # only once all of it reached the backing file
             (os.fdatasync if datasync else os.fsync)(fh)
 
     @staticmethod
@@ -242,24 +254,24 @@ class PowerCutFS(fuse.Operations):
             os.pwrite(fd, b"".join(bufs)[done:], start + done)
 
     def truncate(self, path, length, fh=None):
-        with self.lock:
+        with self._mu:
             if fh is not None:
                 os.ftruncate(fh, length)
-                key = self.fd_key[fh]
+                key = self._fd_key[fh]
             else:
                 p = self._path(path)
                 os.truncate(p, length)
                 key = self._key(os.stat(p))
-            d = self.dirty.get(key)
+            d = self._unsynced.get(key)
             if d is not None:
                 d.truncate(length)
 
     def fallocate(self, path, mode, offset, length, fh):
-        with self.lock:
+        with self._mu:
             if mode in (0, FALLOC_FL_KEEP_SIZE):
                 # Allocation changes no bytes; a size change is metadata.
-                fallocate(fh, mode, offset, length)
-                d = self.dirty.get(self.fd_key[fh])
+                _fallocate(fh, mode, offset, length)
+                d = self._unsynced.get(self._fd_key[fh])
                 if d is not None and mode == 0:
                     d.size = max(d.size, offset + length)
                 return
@@ -279,12 +291,12 @@ class PowerCutFS(fuse.Operations):
 
     def _opened(self, fd):
         key = self._key(os.fstat(fd))
-        self.fd_key[fd] = key
-        self.opens[key] = self.opens.get(key, 0) + 1
+        self._fd_key[fd] = key
+        self._opens[key] = self._opens.get(key, 0) + 1
         return fd
 
     def open(self, path, flags):
-        with self.lock:
+        with self._mu:
             # Always read-write and never O_APPEND: the kernel gives write offsets, and
             # both pages to fill and fsync need the backing file readable and writable.
             fd = self._opened(os.open(self._path(path), os.O_RDWR))
@@ -293,24 +305,24 @@ class PowerCutFS(fuse.Operations):
             return fd
 
     def create(self, path, mode, fi=None):
-        with self.lock:
+        with self._mu:
             return self._opened(os.open(self._path(path), os.O_RDWR | os.O_CREAT, mode))
 
     def flush(self, path, fh):
         return 0  # close() persists nothing
 
     def release(self, path, fh):
-        with self.lock:
-            key = self.fd_key.pop(fh)
-            self.opens[key] -= 1
-            if self.opens[key] == 0:
-                del self.opens[key]
+        with self._mu:
+            key = self._fd_key.pop(fh)
+            self._opens[key] -= 1
+            if self._opens[key] == 0:
+                del self._opens[key]
                 if os.fstat(fh).st_nlink == 0:  # last handle of an unlinked file
-                    self.dirty.pop(key, None)
+                    self._unsynced.pop(key, None)
             os.close(fh)
 
     def getattr(self, path, fh=None):
-        with self.lock:
+        with self._mu:
             if isinstance(fh, int):
                 st = os.fstat(fh)
             else:
@@ -322,7 +334,7 @@ class PowerCutFS(fuse.Operations):
             }
             attrs.update(st_atime=st.st_atime_ns, st_mtime=st.st_mtime_ns,
                          st_ctime=st.st_ctime_ns)
-            d = self.dirty.get(self._key(st)) if stat.S_ISREG(st.st_mode) else None
+            d = self._unsynced.get(self._key(st)) if stat.S_ISREG(st.st_mode) else None
             if d is not None:
                 attrs["st_size"] = d.size
                 attrs["st_blocks"] = st.st_blocks + len(d.pages) * (PAGE // 512)
@@ -333,11 +345,11 @@ class PowerCutFS(fuse.Operations):
     def _drop_if_last_link(self, st):
         """Forgets the unsynced data of a file whose last name is going away."""
         key = self._key(st)
-        if stat.S_ISREG(st.st_mode) and st.st_nlink <= 1 and key not in self.opens:
-            self.dirty.pop(key, None)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink <= 1 and key not in self._opens:
+            self._unsynced.pop(key, None)
 
     def unlink(self, path):
-        with self.lock:
+        with self._mu:
             p = self._path(path)
             st = os.lstat(p)
             os.unlink(p)
@@ -345,7 +357,7 @@ class PowerCutFS(fuse.Operations):
 
     def rename(self, old, new):
         # Dirty data is keyed by inode, so it moves with the file by itself.
-        with self.lock:
+        with self._mu:
             src, dst = self._path(old), self._path(new)
             try:
                 replaced = os.lstat(dst)
@@ -381,7 +393,10 @@ class PowerCutFS(fuse.Operations):
         os.chown(self._path(path), uid, gid, follow_symlinks=False)
 
     def utimens(self, path, times=None):
-        os.utime(self._path(path), ns=times, follow_symlinks=False)
+        if times is None:
+            os.utime(self._path(path), follow_symlinks=False)
+        else:
+            os.utime(self._path(path), ns=times, follow_symlinks=False)
 
     def access(self, path, amode):
         if not os.access(self._path(path), amode, follow_symlinks=False):
