@@ -308,3 +308,62 @@ fn ebsctl_table_and_text_output() {
     assert!(columns.contains(&"gp3"), "{line:?}");
     server.stop();
 }
+
+/// `describe-volumes` over a result far past gRPC's 4 MiB message limit (2,100 volumes with 50
+/// maximum-length tags each, about 40 MiB): the server caps each page by size and `ebsctl`
+/// follows the pages, as the aws CLI does, and prints every volume with all its tags.
+#[test]
+fn describe_volumes_pages_past_the_message_limit() {
+    let Some(bin) = ebsctl_or_skip() else {
+        return;
+    };
+    const VOLUMES: usize = 2_100;
+    let dir = tempdir();
+    let server = Server::start(dir.path());
+    let tags: Vec<proto::ebs::v1::Tag> = (0..50)
+        .map(|i| proto::ebs::v1::Tag {
+            key: format!("{i:02}{}", "k".repeat(126)),
+            value: "v".repeat(256),
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (server, tags) = (&server, &tags);
+            s.spawn(move || {
+                let mut c = server.client();
+                for _ in (t..VOLUMES).step_by(4) {
+                    server.ok(
+                        "CreateVolume",
+                        server.block_on(c.create_volume(proto::ebs::v1::CreateVolumeRequest {
+                            availability_zone: AZ.into(),
+                            size: Some(1),
+                            tag_specifications: vec![proto::ebs::v1::TagSpecification {
+                                resource_type: "volume".into(),
+                                tags: tags.clone(),
+                            }],
+                            ..Default::default()
+                        })),
+                    );
+                }
+            });
+        }
+    });
+    let out = ebsctl(&bin, &server, &["describe-volumes"]);
+    out.assert_success();
+    eprintln!("describe-volumes printed {} MiB", out.stdout.len() >> 20);
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let volumes = v["Volumes"].as_array().expect("Volumes");
+    assert_eq!(volumes.len(), VOLUMES);
+    let ids: std::collections::BTreeSet<&str> = volumes
+        .iter()
+        .map(|v| v["VolumeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), VOLUMES, "a volume was listed twice");
+    assert!(
+        volumes
+            .iter()
+            .all(|v| v["Tags"].as_array().unwrap().len() == 50),
+        "a volume lost tags"
+    );
+    server.stop();
+}

@@ -441,3 +441,81 @@ fn random_preempts_never_let_a_fenced_write_land() {
         );
     }
 }
+
+/// A registration races a detach of the same host, many times: once the detach has returned,
+/// the host is never registered (not live, not after `kill -9`), and when it attaches again it
+/// registers a key as any new host does.
+#[test]
+fn a_registration_racing_a_detach_never_outlives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = cluster(Server::start(dir.path()));
+    let (b, _) = k.b.clone();
+    let registered =
+        |r: &pb::ReservationStatus, host: &str| r.registrants.iter().any(|x| x.instance_id == host);
+    for round in 0..40u64 {
+        let key = 100 + round;
+        std::thread::scope(|s| {
+            let reg = s.spawn(|| {
+                let mut c = k.srv.client();
+                k.srv
+                    .block_on(c.reservation_register(pb::ReservationRegisterRequest {
+                        volume_id: k.volume_id.clone(),
+                        instance_id: b.clone(),
+                        key,
+                        action: "register".into(),
+                        new_key: 0,
+                    }))
+            });
+            let mut c = k.srv.client();
+            k.srv.ok(
+                "DetachVolume",
+                k.srv.block_on(c.detach_volume(pb::DetachVolumeRequest {
+                    volume_id: k.volume_id.clone(),
+                    instance_id: Some(b.clone()),
+                    ..Default::default()
+                })),
+            );
+            let r = reg.join().unwrap();
+            let after = k.report();
+            assert!(
+                !registered(&after, &b),
+                "round {round}: {b} is registered after its detach returned (register: {r:?}): {after:?}"
+            );
+        });
+        k.srv.attach(&k.volume_id, &b);
+    }
+    // Registered now, then detached, then the server crashes: still not registered.
+    k.register(&b, 7);
+    let mut c = k.srv.client();
+    k.srv.ok(
+        "DetachVolume",
+        k.srv.block_on(c.detach_volume(pb::DetachVolumeRequest {
+            volume_id: k.volume_id.clone(),
+            instance_id: Some(b.clone()),
+            ..Default::default()
+        })),
+    );
+    let Cluster { srv, volume_id, .. } = k;
+    srv.kill9();
+    let srv = Server::start(dir.path());
+    let mut c = srv.client();
+    let after = srv.ok(
+        "ReservationReport",
+        srv.block_on(c.reservation_report(pb::ReservationReportRequest {
+            volume_id: volume_id.clone(),
+        })),
+    );
+    assert!(!registered(&after, &b), "{after:?}");
+    srv.attach(&volume_id, &b);
+    srv.ok(
+        "ReservationRegister after re-attaching",
+        srv.block_on(c.reservation_register(pb::ReservationRegisterRequest {
+            volume_id,
+            instance_id: b.clone(),
+            key: 9,
+            action: "register".into(),
+            new_key: 0,
+        })),
+    );
+    srv.stop();
+}

@@ -124,6 +124,17 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The most record bytes one page of a Describe call carries (gRPC's default message limit is
+/// 4 MiB; the encoding adds field names and framing).
+const PAGE_BYTES: usize = 1 << 20;
+
+/// A generous estimate of a volume's size in a reply: its strings plus room for the fixed
+/// fields and each attachment.
+fn reply_size(v: &VolumeRecord) -> usize {
+    let tags: usize = v.tags.iter().map(|(k, v)| k.len() + v.len() + 32).sum();
+    512 + tags + v.attachments.len() * 256
+}
+
 fn internal<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> Ec2Error + '_ {
     move |e| {
         tracing::error!(error = %e, "{what}");
@@ -509,17 +520,21 @@ impl ControlPlane {
             None => st.volumes.range::<String, _>(..),
         };
         let mut next = None;
-        for (id, v) in range {
+        let mut bytes = 0;
+        for v in range.map(|(_, v)| v) {
             if !filters.iter().all(|f| f.matches(v)) {
                 continue;
             }
-            if out.len() == max {
+            // A page ends at MaxResults, and also once it holds PAGE_BYTES of records (what a
+            // gRPC reply or an XML page may carry), so that no answer outgrows a message.
+            let size = reply_size(v);
+            if out.len() == max || (!out.is_empty() && bytes + size > PAGE_BYTES) {
                 next = out
                     .last()
                     .map(|l: &VolumeRecord| encode_token(&l.volume_id));
                 break;
             }
-            let _ = id;
+            bytes += size;
             out.push(v.clone());
         }
         Ok((out, next))
@@ -935,7 +950,17 @@ impl ControlPlane {
             self.runtime.block_on(e.fence());
         }
         drop(export);
-        // Phase 3: remove the attachment; close the volume if it was the last one.
+        // Phase 3: remove the attachment and, in the same transaction, the host's reservation
+        // registration (a detached host keeps none, across a crash too); close the volume if
+        // it was the last one. The live reservation state is locked first, as reservation
+        // commands do (live, then state), so none of them can slip a registration in between.
+        let live = {
+            let st = self.lock();
+            st.open
+                .get(&req.volume_id)
+                .and_then(|o| o.reservation.clone())
+        };
+        let mut live = live.map(|l| self.runtime.block_on(l.write_owned()));
         let mut st = self.lock();
         let Some(v) = st.volumes.get(&req.volume_id).cloned() else {
             return Err(volume_not_found(&req.volume_id));
@@ -948,13 +973,16 @@ impl ControlPlane {
         if nv.attachments.is_empty() {
             nv.state = VolumeState::Available;
         }
+        nv.reservation.remove_host(&a.instance_id);
         self.commit(&[Change::PutVolume(nv.clone())])?;
+        if let Some(live) = live.as_mut() {
+            **live = nv.reservation.clone();
+        }
+        drop(live);
         st.volumes.insert(nv.volume_id.clone(), nv.clone());
         let closing = self.take_if_unused(&mut st, &nv.volume_id);
         self.close_now(closing);
         drop(st);
-        // A detached host keeps no reservation registration.
-        self.forget_registration(&req.volume_id, &a.instance_id)?;
         a.state = AttachmentState::Detached;
         tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, force = req.force, "volume detached and fenced");
         Ok((req.volume_id, a))

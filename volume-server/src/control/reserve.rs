@@ -1,12 +1,10 @@
 //! Reservation commands on the control plane: validate, take the volume's reservation lock for
 //! writing (which drains the I/O checked against the old state), commit, publish.
 
-use std::sync::Arc;
-
 use proto::ebs::v1 as pb;
 
 use super::{ControlPlane, Ec2Error, check_instance_id, check_volume_id, volume_not_found};
-use crate::catalog::{Change, VolumeType};
+use crate::catalog::{AttachmentState, Change, VolumeType};
 use crate::reservation::{ReservationError, ReservationRecord, ReservationType};
 
 fn resv_error(e: ReservationError) -> Ec2Error {
@@ -72,6 +70,20 @@ impl ControlPlane {
                 .get(volume_id)
                 .ok_or_else(|| volume_not_found(volume_id))?
                 .clone();
+            // The host may have been detached (or begun detaching) while this waited for the
+            // lock: a detached host keeps no registration.
+            if !nv
+                .attachments
+                .iter()
+                .any(|a| a.instance_id == instance_id && a.state != AttachmentState::Detaching)
+            {
+                return Err(Ec2Error::new(
+                    "InvalidAttachment.NotFound",
+                    format!(
+                        "The volume '{volume_id}' is not attached to instance '{instance_id}'."
+                    ),
+                ));
+            }
             nv.reservation = next.clone();
             self.commit(&[Change::PutVolume(nv.clone())])?;
             st.volumes.insert(nv.volume_id.clone(), nv);
@@ -133,35 +145,5 @@ impl ControlPlane {
             .get(volume_id)
             .ok_or_else(|| volume_not_found(volume_id))?;
         Ok(v.reservation.clone())
-    }
-
-    /// Drops a detached host's registration (called after the detach has fenced it).
-    pub(super) fn forget_registration(
-        &self,
-        volume_id: &str,
-        instance_id: &str,
-    ) -> Result<(), Ec2Error> {
-        let lock = {
-            let st = self.lock();
-            match st.volumes.get(volume_id) {
-                Some(v) if v.reservation.registrants.contains_key(instance_id) => {}
-                _ => return Ok(()),
-            }
-            st.open.get(volume_id).and_then(|o| o.reservation.clone())
-        };
-        let live = lock
-            .as_ref()
-            .map(|l| self.runtime.block_on(Arc::clone(l).write_owned()));
-        let mut st = self.lock();
-        let Some(mut nv) = st.volumes.get(volume_id).cloned() else {
-            return Ok(());
-        };
-        nv.reservation.remove_host(instance_id);
-        self.commit(&[Change::PutVolume(nv.clone())])?;
-        if let Some(mut live) = live {
-            *live = nv.reservation.clone();
-        }
-        st.volumes.insert(nv.volume_id.clone(), nv);
-        Ok(())
     }
 }

@@ -77,6 +77,9 @@ const MAX_IN_FLIGHT: usize = 256;
 const BYTE_BUDGET: u64 = 64 << 20;
 /// Slices per vectored write.
 const MAX_IOV: usize = 64;
+/// A write payload up to this size past the maximum is read and discarded, then answered
+/// `EINVAL`; a larger one closes the connection (reading it would take that long).
+const SKIP_MAX: u32 = 2 * BLOCK_SIZE_MAX;
 /// Read replies up to this size are copied into the shared write buffer.
 const INLINE_REPLY: usize = 64 * 1024;
 /// Read buffer growth step.
@@ -601,6 +604,13 @@ impl Session {
             }
             let mut payload = Bytes::new();
             if req.cmd == CMD_WRITE {
+                if req.len > SKIP_MAX {
+                    // Far past the maximum: not worth reading. The spec lets a server close
+                    // the connection on an oversized write; in-flight requests still finish.
+                    tracing::debug!(volume_id = %self.export.volume_id, len = req.len, "write far past the 32 MiB maximum; disconnecting");
+                    self.closing = true;
+                    return Ok(());
+                }
                 if req.len > BLOCK_SIZE_MAX {
                     // Stay in sync with the stream: discard the payload as it arrives.
                     self.rbuf.advance(REQUEST_LEN);
