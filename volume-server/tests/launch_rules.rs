@@ -206,3 +206,51 @@ fn a_root_volume_stays_while_its_instance_is_not_stopped() {
     wait_instance(&server, &i.instance_id, "running");
     server.stop();
 }
+
+/// Concurrent CreateImage calls on one instance, and CreateImage right after a CreateSnapshot of
+/// its root, all succeed: CreateImage never fails with an error of CreateSnapshot's limits.
+#[test]
+fn create_image_is_not_held_to_create_snapshot_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ami = empty_ami(&server);
+    let i = run(&server, &ami, None).instances[0].clone();
+    wait_instance(&server, &i.instance_id, "running");
+    let create_image = |name: String| {
+        let mut c = server.client();
+        server.block_on(c.create_image(pb::CreateImageRequest {
+            instance_id: i.instance_id.clone(),
+            name,
+            no_reboot: true,
+            ..Default::default()
+        }))
+    };
+    let results: Vec<_> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..4)
+            .map(|n| s.spawn(move || create_image(format!("concurrent-{n}"))))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for r in results {
+        server.ok("concurrent CreateImage", r);
+    }
+    let root = i.block_device_mappings[0]
+        .ebs
+        .as_ref()
+        .unwrap()
+        .volume_id
+        .clone();
+    let mut c = server.client();
+    server.ok(
+        "CreateSnapshot of the root",
+        server.block_on(c.create_snapshot(pb::CreateSnapshotRequest {
+            volume_id: root,
+            ..Default::default()
+        })),
+    );
+    server.ok(
+        "CreateImage right after a CreateSnapshot",
+        create_image("after-a-snapshot".into()),
+    );
+    server.stop();
+}

@@ -978,6 +978,16 @@ fn snapshot_is_a_point_in_time_under_concurrent_writes() {
     // The stamp writer over 8 MiB at 512 MiB.
     let stop = Arc::new(AtomicBool::new(false));
     let writer = spawn_stamp_writer(server.endpoint(), token(&uri), stop.clone());
+    // fio's first writes have landed before the first snapshot (a loaded machine can take
+    // longer than the pause below to start fio), so that its region is in that snapshot.
+    let deadline = Instant::now() + SNAPSHOT_TIMEOUT;
+    while read_blocks(&server, &uri, 0, 16 * MIB)
+        .iter()
+        .all(|&b| b == 0)
+    {
+        assert!(Instant::now() < deadline, "fio never wrote");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Snapshots mid-way: the first reads every allocated block and is waited for; then three
     // more in quick succession, each called while the previous ones are still pending (each

@@ -1193,11 +1193,14 @@ impl ControlPlane {
         let mut made = Vec::new();
         let mut failed = None;
         for (volume_id, a) in self.attachments_of(id) {
-            let snap = self.create_snapshot(pb::CreateSnapshotRequest {
-                volume_id: volume_id.clone(),
-                description: Some(format!("Created by CreateImage({id}) for {image_id}")),
-                ..Default::default()
-            });
+            let snap = self.snapshot_volume(
+                pb::CreateSnapshotRequest {
+                    volume_id: volume_id.clone(),
+                    description: Some(format!("Created by CreateImage({id}) for {image_id}")),
+                    ..Default::default()
+                },
+                false,
+            );
             match snap {
                 Ok(s) => {
                     let v = self.lock().volumes.get(&volume_id).cloned();

@@ -169,6 +169,17 @@ impl ControlPlane {
         &self,
         req: pb::CreateSnapshotRequest,
     ) -> Result<SnapshotRecord, Ec2Error> {
+        self.snapshot_volume(req, true)
+    }
+
+    /// A snapshot of a volume; `limited`: CreateSnapshot's per-volume rate and pending limits
+    /// apply. CreateImage's snapshots are not limited so: a caller of CreateImage never gets an
+    /// error named after an operation it did not call (EC2 queues them).
+    pub(super) fn snapshot_volume(
+        &self,
+        req: pb::CreateSnapshotRequest,
+        limited: bool,
+    ) -> Result<SnapshotRecord, Ec2Error> {
         super::check_volume_id(&req.volume_id)?;
         let tags = validate::tag_specifications("snapshot", &req.tag_specifications)?;
         let description = req.description.unwrap_or_default();
@@ -196,7 +207,7 @@ impl ControlPlane {
         } else {
             MAX_PENDING
         };
-        if pending >= limit {
+        if limited && pending >= limit {
             return Err(Ec2Error::new(
                 "ConcurrentSnapshotLimitExceeded",
                 format!(
@@ -207,7 +218,8 @@ impl ControlPlane {
             ));
         }
         let now = now_ms();
-        if let Some(last) = st.work.last_call_ms.get(&v.volume_id)
+        if limited
+            && let Some(last) = st.work.last_call_ms.get(&v.volume_id)
             && now.saturating_sub(*last) < self.cfg.snapshots.min_interval.as_millis() as u64
         {
             return Err(Ec2Error::new(
@@ -249,7 +261,9 @@ impl ControlPlane {
         ])?;
         st.volumes.insert(nv.volume_id.clone(), nv);
         st.snapshots.insert(rec.snapshot_id.clone(), rec.clone());
-        st.work.last_call_ms.insert(v.volume_id.clone(), now);
+        if limited {
+            st.work.last_call_ms.insert(v.volume_id.clone(), now);
+        }
 
         let started = self.open_volume(&mut st, &v).and_then(|open| {
             let capture =
