@@ -40,7 +40,8 @@ fn protos_compile_with_stock_protoc_and_the_python_stubs_import() {
         "no .proto files under {}",
         root.display()
     );
-    let out = tempfile_dir();
+    let out = tempfile::tempdir().expect("temp dir");
+    let out = out.path();
     let mut cmd = Command::new("python3");
     cmd.args(["-m", "grpc_tools.protoc"])
         .arg(format!("-I{}", root.display()))
@@ -61,7 +62,7 @@ fn protos_compile_with_stock_protoc_and_the_python_stubs_import() {
             .to_string_lossy()
             .replace('/', ".");
         let r = Command::new("python3")
-            .current_dir(&out)
+            .current_dir(out)
             .args(["-c", &format!("import {module}_pb2, {module}_pb2_grpc")])
             .output()
             .expect("run python3");
@@ -71,13 +72,4 @@ fn protos_compile_with_stock_protoc_and_the_python_stubs_import() {
             String::from_utf8_lossy(&r.stderr)
         );
     }
-    let _ = std::fs::remove_dir_all(&out);
-}
-
-/// A fresh directory under the system temp dir.
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ebs-protoc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
 }

@@ -88,6 +88,20 @@ fn run(server: &Server, ami: &str, token: Option<&str>) -> pb::Reservation {
     )
 }
 
+/// An instance of an empty AMI, running: `(instance, root volume id)`.
+fn running_instance(server: &Server) -> (pb::Instance, String) {
+    let ami = empty_ami(server);
+    let i = run(server, &ami, None).instances[0].clone();
+    let root = i.block_device_mappings[0]
+        .ebs
+        .as_ref()
+        .unwrap()
+        .volume_id
+        .clone();
+    wait_instance(server, &i.instance_id, "running");
+    (i, root)
+}
+
 #[test]
 fn one_client_token_launches_once_under_concurrent_calls() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,15 +145,7 @@ fn one_client_token_launches_once_under_concurrent_calls() {
 fn a_root_volume_stays_while_its_instance_is_not_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let ami = empty_ami(&server);
-    let i = run(&server, &ami, None).instances[0].clone();
-    let root = i.block_device_mappings[0]
-        .ebs
-        .as_ref()
-        .unwrap()
-        .volume_id
-        .clone();
-    wait_instance(&server, &i.instance_id, "running");
+    let (i, root) = running_instance(&server);
     let mut c = server.client();
     let detach = |force: bool| {
         let mut c = server.client();
@@ -213,9 +219,7 @@ fn a_root_volume_stays_while_its_instance_is_not_stopped() {
 fn create_image_is_not_held_to_create_snapshot_limits() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let ami = empty_ami(&server);
-    let i = run(&server, &ami, None).instances[0].clone();
-    wait_instance(&server, &i.instance_id, "running");
+    let (i, root) = running_instance(&server);
     let create_image = |name: String| {
         let mut c = server.client();
         server.block_on(c.create_image(pb::CreateImageRequest {
@@ -234,12 +238,6 @@ fn create_image_is_not_held_to_create_snapshot_limits() {
     for r in results {
         server.ok("concurrent CreateImage", r);
     }
-    let root = i.block_device_mappings[0]
-        .ebs
-        .as_ref()
-        .unwrap()
-        .volume_id
-        .clone();
     let mut c = server.client();
     server.ok(
         "CreateSnapshot of the root",

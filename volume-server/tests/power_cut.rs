@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use proto::ebs::v1 as pb;
@@ -76,27 +76,36 @@ fn can_run() -> bool {
     if !fusepy {
         return skip("python3 cannot import fuse (pip install fusepy; apt-get install libfuse2)");
     }
-    require_tools(&["fusermount3", "qemu-io"])
+    require_tools(&["fusermount3", "qemu-io", "nbdinfo"])
 }
 
-fn wait_snapshot(server: &Server, id: &str) -> pb::Snapshot {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mut c = server.client();
-        let s = server.ok(
-            "DescribeSnapshots",
-            server.block_on(c.describe_snapshots(pb::DescribeSnapshotsRequest {
-                snapshot_ids: vec![id.into()],
-                ..Default::default()
-            })),
-        );
-        let s = s.snapshots[0].clone();
-        if s.state != "pending" {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{id} still pending");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The state of snapshot `id`, as DescribeSnapshots says.
+fn snapshot_state(server: &Server, id: &str) -> String {
+    let mut c = server.client();
+    let r = server.ok(
+        "DescribeSnapshots",
+        server.block_on(c.describe_snapshots(pb::DescribeSnapshotsRequest {
+            snapshot_ids: vec![id.into()],
+            ..Default::default()
+        })),
+    );
+    r.snapshots[0].state.clone()
+}
+
+/// Restores `snapshot_id` into a new volume attached to a new host `host`; its NBD URI.
+fn restore_attached(server: &Server, snapshot_id: &str, host: &str) -> String {
+    let mut c = server.client();
+    let v = server.ok(
+        "CreateVolume from a snapshot",
+        server.block_on(c.create_volume(pb::CreateVolumeRequest {
+            availability_zone: AZ.into(),
+            snapshot_id: Some(snapshot_id.into()),
+            volume_type: Some("gp3".into()),
+            ..Default::default()
+        })),
+    );
+    let h = server.register_host(host);
+    server.attach(&v.volume_id, &h.instance_id).nbd_uri
 }
 
 #[test]
@@ -125,15 +134,7 @@ fn a_power_cut_keeps_every_flushed_write_the_catalog_and_the_snapshots() {
         ],
     );
     // A snapshot of that, then a trim and a write after it.
-    let snap = server.ok(
-        "CreateSnapshot",
-        server.block_on(c.create_snapshot(pb::CreateSnapshotRequest {
-            volume_id: volume_id.clone(),
-            ..Default::default()
-        })),
-    );
-    let snap = wait_snapshot(&server, &snap.snapshot_id);
-    assert_eq!(snap.state, "completed", "{snap:?}");
+    let snap = server.snapshot_completed(&volume_id);
     qemu_io(&uri, &["discard 8M 1M", "write -P 0x33 2M 512k", "flush"]);
     server.ok(
         "CreateTags",
@@ -171,7 +172,6 @@ fn a_power_cut_keeps_every_flushed_write_the_catalog_and_the_snapshots() {
     fs.cut();
 
     let server = Server::start_with_args(&backing, &args);
-    let mut c = server.client();
     let v = server.describe_volume(&volume_id);
     assert_eq!(v.state, "in-use", "{v:?}");
     assert_eq!(v.size, 2, "the size change was acknowledged: {v:?}");
@@ -206,24 +206,12 @@ fn a_power_cut_keeps_every_flushed_write_the_catalog_and_the_snapshots() {
         }
     );
     let out = run_tool("nbdinfo", &["--size", &uri]);
-    if out.status.success() {
-        assert_eq!(out.stdout.trim(), (2 * GIB).to_string(), "the grown size");
-    }
+    out.assert_success();
+    assert_eq!(out.stdout.trim(), (2 * GIB).to_string(), "the grown size");
 
     // The snapshot taken before the cut restores what the volume held then.
-    let snap = wait_snapshot(&server, &snap.snapshot_id);
-    assert_eq!(snap.state, "completed", "{snap:?}");
-    let restored = server.ok(
-        "CreateVolume from the snapshot",
-        server.block_on(c.create_volume(pb::CreateVolumeRequest {
-            availability_zone: AZ.into(),
-            snapshot_id: Some(snap.snapshot_id.clone()),
-            volume_type: Some("gp3".into()),
-            ..Default::default()
-        })),
-    );
-    let h = server.register_host("after-the-cut");
-    let ruri = server.attach(&restored.volume_id, &h.instance_id).nbd_uri;
+    assert_eq!(snapshot_state(&server, &snap), "completed");
+    let ruri = restore_attached(&server, &snap, "after-the-cut");
     qemu_io(
         &ruri,
         &[
@@ -234,26 +222,8 @@ fn a_power_cut_keeps_every_flushed_write_the_catalog_and_the_snapshots() {
         ],
     );
     // And a snapshot after the cut is exact too (tracking after a cut reads everything).
-    let after = server.ok(
-        "CreateSnapshot after the cut",
-        server.block_on(c.create_snapshot(pb::CreateSnapshotRequest {
-            volume_id: volume_id.clone(),
-            ..Default::default()
-        })),
-    );
-    let after = wait_snapshot(&server, &after.snapshot_id);
-    assert_eq!(after.state, "completed", "{after:?}");
-    let again = server.ok(
-        "CreateVolume from the snapshot after the cut",
-        server.block_on(c.create_volume(pb::CreateVolumeRequest {
-            availability_zone: AZ.into(),
-            snapshot_id: Some(after.snapshot_id.clone()),
-            volume_type: Some("gp3".into()),
-            ..Default::default()
-        })),
-    );
-    let h2 = server.register_host("after-the-cut-2");
-    let auri = server.attach(&again.volume_id, &h2.instance_id).nbd_uri;
+    let after = server.snapshot_completed(&volume_id);
+    let auri = restore_attached(&server, &after, "after-the-cut-2");
     qemu_io(
         &auri,
         &[

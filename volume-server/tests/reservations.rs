@@ -109,15 +109,32 @@ impl Cluster {
     }
 
     fn report(&self) -> pb::ReservationStatus {
-        let mut c = self.srv.client();
-        let req = pb::ReservationReportRequest {
-            volume_id: self.volume_id.clone(),
-        };
-        self.srv.ok(
-            "ReservationReport",
-            self.srv.block_on(c.reservation_report(req)),
-        )
+        report_of(&self.srv, &self.volume_id)
     }
+
+    /// DetachVolume of `host`'s attachment.
+    fn detach(&self, host: &str) {
+        let mut c = self.srv.client();
+        self.srv.ok(
+            "DetachVolume",
+            self.srv.block_on(c.detach_volume(pb::DetachVolumeRequest {
+                volume_id: self.volume_id.clone(),
+                instance_id: Some(host.into()),
+                ..Default::default()
+            })),
+        );
+    }
+}
+
+/// ReservationReport of `volume_id`.
+fn report_of(srv: &Server, volume_id: &str) -> pb::ReservationStatus {
+    let mut c = srv.client();
+    srv.ok(
+        "ReservationReport",
+        srv.block_on(c.reservation_report(pb::ReservationReportRequest {
+            volume_id: volume_id.into(),
+        })),
+    )
 }
 
 /// Whether qemu-io's command `cmd` succeeded on `uri`.
@@ -209,14 +226,7 @@ fn reservations_survive_restart() {
     let Cluster { srv, volume_id, .. } = k;
     srv.stop();
     let srv = Server::start(dir.path());
-    let mut c = srv.client();
-    let after = srv.ok(
-        "ReservationReport",
-        srv.block_on(c.reservation_report(pb::ReservationReportRequest {
-            volume_id: volume_id.clone(),
-        })),
-    );
-    assert_eq!(after, before);
+    assert_eq!(report_of(&srv, &volume_id), before);
     // And it is enforced: B's write through its (re-served) attachment is refused.
     let vol = srv.describe_volume(&volume_id);
     let ub = &vol
@@ -466,15 +476,7 @@ fn a_registration_racing_a_detach_never_outlives_it() {
                         new_key: 0,
                     }))
             });
-            let mut c = k.srv.client();
-            k.srv.ok(
-                "DetachVolume",
-                k.srv.block_on(c.detach_volume(pb::DetachVolumeRequest {
-                    volume_id: k.volume_id.clone(),
-                    instance_id: Some(b.clone()),
-                    ..Default::default()
-                })),
-            );
+            k.detach(&b);
             let r = reg.join().unwrap();
             let after = k.report();
             assert!(
@@ -486,26 +488,13 @@ fn a_registration_racing_a_detach_never_outlives_it() {
     }
     // Registered now, then detached, then the server crashes: still not registered.
     k.register(&b, 7);
-    let mut c = k.srv.client();
-    k.srv.ok(
-        "DetachVolume",
-        k.srv.block_on(c.detach_volume(pb::DetachVolumeRequest {
-            volume_id: k.volume_id.clone(),
-            instance_id: Some(b.clone()),
-            ..Default::default()
-        })),
-    );
+    k.detach(&b);
     let Cluster { srv, volume_id, .. } = k;
     srv.kill9();
     let srv = Server::start(dir.path());
-    let mut c = srv.client();
-    let after = srv.ok(
-        "ReservationReport",
-        srv.block_on(c.reservation_report(pb::ReservationReportRequest {
-            volume_id: volume_id.clone(),
-        })),
-    );
+    let after = report_of(&srv, &volume_id);
     assert!(!registered(&after, &b), "{after:?}");
+    let mut c = srv.client();
     srv.attach(&volume_id, &b);
     srv.ok(
         "ReservationRegister after re-attaching",

@@ -3,12 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{
-    Catalog, CatalogContents, CatalogError, Change, FsrRecord, HostRecord, ImageRecord,
-    SnapshotRecord, VolumeRecord,
-};
+use super::{Catalog, CatalogContents, CatalogError, Change};
 
 const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
 const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
@@ -105,36 +102,29 @@ impl Catalog for RedbCatalog {
 
 fn load(db: &Database) -> Result<CatalogContents, CatalogError> {
     let tx = db.begin_read().map_err(storage)?;
-    let mut out = CatalogContents::default();
-    let volumes = tx.open_table(VOLUMES).map_err(storage)?;
-    for row in volumes.iter().map_err(storage)? {
-        let (k, v) = row.map_err(storage)?;
-        out.volumes
-            .push(decode::<VolumeRecord>(k.value(), v.value())?);
-    }
-    let hosts = tx.open_table(HOSTS).map_err(storage)?;
-    for row in hosts.iter().map_err(storage)? {
-        let (k, v) = row.map_err(storage)?;
-        out.hosts.push(decode::<HostRecord>(k.value(), v.value())?);
-    }
-    let snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
-    for row in snapshots.iter().map_err(storage)? {
-        let (k, v) = row.map_err(storage)?;
-        out.snapshots
-            .push(decode::<SnapshotRecord>(k.value(), v.value())?);
-    }
-    let fsr = tx.open_table(FSR).map_err(storage)?;
-    for row in fsr.iter().map_err(storage)? {
-        let (k, v) = row.map_err(storage)?;
-        out.fsr.push(decode::<FsrRecord>(k.value(), v.value())?);
-    }
-    let images = tx.open_table(IMAGES).map_err(storage)?;
-    for row in images.iter().map_err(storage)? {
-        let (k, v) = row.map_err(storage)?;
-        out.images
-            .push(decode::<ImageRecord>(k.value(), v.value())?);
-    }
-    Ok(out)
+    Ok(CatalogContents {
+        volumes: rows(&tx, VOLUMES)?,
+        hosts: rows(&tx, HOSTS)?,
+        snapshots: rows(&tx, SNAPSHOTS)?,
+        fsr: rows(&tx, FSR)?,
+        images: rows(&tx, IMAGES)?,
+    })
+}
+
+/// Every record of one table, decoded.
+fn rows<T: serde::de::DeserializeOwned>(
+    tx: &ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, CatalogError> {
+    let table = tx.open_table(table).map_err(storage)?;
+    table
+        .iter()
+        .map_err(storage)?
+        .map(|row| {
+            let (k, v) = row.map_err(storage)?;
+            decode(k.value(), v.value())
+        })
+        .collect()
 }
 
 fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
@@ -195,7 +185,7 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::VolumeType;
+    use crate::catalog::{VolumeRecord, VolumeType};
 
     fn volume(id: &str) -> VolumeRecord {
         VolumeRecord::for_test(id, VolumeType::Gp3, 8, Some(3000), Some(125))

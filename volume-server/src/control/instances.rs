@@ -294,6 +294,33 @@ impl ControlPlane {
     /// RunInstances: creates and attaches each instance's volumes; the instances are `pending`
     /// and start their workloads in the background.
     pub fn run_instances(&self, req: pb::RunInstancesRequest) -> Result<pb::Reservation, Ec2Error> {
+        let Some(token) = req.client_token.clone().filter(|t| !t.is_empty()) else {
+            return self.run_instances_once(req);
+        };
+        let token_lock = self
+            .launch_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(token.clone())
+            .or_default()
+            .clone();
+        let r = {
+            let _one_launch_per_token = token_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.run_instances_once(req)
+        };
+        let mut tokens = self.launch_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and this call hold it: nobody waits on this token.
+        if Arc::strong_count(&token_lock) == 2 {
+            tokens.remove(&token);
+        }
+        r
+    }
+
+    /// RunInstances, with the client token's lock held (if it has a token).
+    fn run_instances_once(
+        &self,
+        req: pb::RunInstancesRequest,
+    ) -> Result<pb::Reservation, Ec2Error> {
         super::images::check_image_id(&req.image_id)?;
         let type_name = req
             .instance_type
@@ -372,57 +399,6 @@ impl ControlPlane {
         for m in requested.iter().filter(|m| m.ebs.is_some()) {
             super::validate::device_name(&m.device_name)?;
         }
-        let client_token = req.client_token.clone().filter(|t| !t.is_empty());
-        let token_lock = client_token.as_ref().map(|t| {
-            self.launch_tokens
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(t.clone())
-                .or_default()
-                .clone()
-        });
-        let _one_launch_per_token = token_lock
-            .as_ref()
-            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
-        let r = self.run_instances_once(Launch {
-            req,
-            type_name,
-            ty,
-            min,
-            max,
-            zone,
-            behavior,
-            user_data,
-            instance_tags,
-            volume_tags,
-            requested,
-        });
-        drop(_one_launch_per_token);
-        if let (Some(t), Some(l)) = (&client_token, token_lock) {
-            let mut tokens = self.launch_tokens.lock().unwrap_or_else(|p| p.into_inner());
-            // Only the map and this call hold it: nobody waits on this token.
-            if Arc::strong_count(&l) == 2 {
-                tokens.remove(t);
-            }
-        }
-        r
-    }
-
-    /// RunInstances after its arguments are checked, with the client token's lock held.
-    fn run_instances_once(&self, launch: Launch) -> Result<pb::Reservation, Ec2Error> {
-        let Launch {
-            req,
-            type_name,
-            ty,
-            min,
-            max,
-            zone,
-            behavior,
-            user_data,
-            instance_tags,
-            volume_tags,
-            requested,
-        } = launch;
         let client_token = req.client_token.clone().filter(|t| !t.is_empty());
         let image = {
             let st = self.lock();
@@ -604,15 +580,7 @@ impl ControlPlane {
     /// Undoes a launch that failed: detaches and deletes its volumes, forgets the instance.
     fn discard_launch(&self, id: &str) {
         for (volume_id, _) in self.attachments_of(id) {
-            let _ = self.detach(
-                pb::DetachVolumeRequest {
-                    volume_id: volume_id.clone(),
-                    instance_id: Some(id.to_string()),
-                    device: None,
-                    force: true,
-                },
-                true,
-            );
+            let _ = self.force_detach(&volume_id, id);
             let _ = self.delete_volume(&volume_id);
         }
         let mut st = self.lock();
@@ -1100,15 +1068,7 @@ impl ControlPlane {
     fn finish_terminate(&self, id: &str) {
         self.power_off(id);
         for (volume_id, a) in self.attachments_of(id) {
-            let detached = self.detach(
-                pb::DetachVolumeRequest {
-                    volume_id: volume_id.clone(),
-                    instance_id: Some(id.to_string()),
-                    device: None,
-                    force: true,
-                },
-                true,
-            );
+            let detached = self.force_detach(&volume_id, id);
             if let Err(e) = detached {
                 tracing::error!(instance_id = id, volume_id, error = %e.message, "detaching at termination");
                 continue;
@@ -1621,21 +1581,6 @@ pub(super) fn is_live_root(st: &State, instance_id: &str, device: &str) -> bool 
                     InstanceState::Pending | InstanceState::Running | InstanceState::Stopping
                 )
         })
-}
-
-/// A RunInstances request with its arguments checked.
-struct Launch {
-    req: pb::RunInstancesRequest,
-    type_name: String,
-    ty: &'static instance_manager::InstanceType,
-    min: i32,
-    max: i32,
-    zone: String,
-    behavior: ShutdownBehavior,
-    user_data: Option<String>,
-    instance_tags: BTreeMap<String, String>,
-    volume_tags: BTreeMap<String, String>,
-    requested: Vec<MappingRecord>,
 }
 
 /// The attachments of `instance_id`, as (volume id, attachment).

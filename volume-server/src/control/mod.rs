@@ -864,9 +864,27 @@ impl ControlPlane {
         self.detach(req, false)
     }
 
+    /// The server's own force-detach of `volume_id` from `instance_id` (a failed launch, a
+    /// termination, a deregistered host): root volumes included.
+    pub(super) fn force_detach(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+    ) -> Result<(String, AttachmentRecord), Ec2Error> {
+        self.detach(
+            pb::DetachVolumeRequest {
+                volume_id: volume_id.to_string(),
+                instance_id: Some(instance_id.to_string()),
+                device: None,
+                force: true,
+            },
+            true,
+        )
+    }
+
     /// DetachVolume; `root_too` lets the server's own work (a failed launch, a termination)
     /// detach an instance's root volume, which callers may only do while it is stopped.
-    pub(super) fn detach(
+    fn detach(
         &self,
         req: pb::DetachVolumeRequest,
         root_too: bool,
@@ -1113,15 +1131,7 @@ impl ControlPlane {
         };
         let mut detached = Vec::new();
         for volume_id in attached {
-            detached.push(self.detach(
-                pb::DetachVolumeRequest {
-                    volume_id,
-                    instance_id: Some(instance_id.to_string()),
-                    device: None,
-                    force: true,
-                },
-                true,
-            )?);
+            detached.push(self.force_detach(&volume_id, instance_id)?);
         }
         let mut st = self.lock();
         if st
