@@ -246,6 +246,7 @@ impl Harness {
             structured,
             base_allocation,
             flags: handshake::transmission_flags(&self.export, structured),
+            size: self.export.open.volume.size(),
         }
     }
 
