@@ -5,7 +5,8 @@
 //! then everything the client sends after the handshake. Besides "no panic, no hang", the
 //! replies are checked against a model of what was sent: every reply is well framed, answers a
 //! request that was sent, and, when the stream holds no protocol violation, every request but
-//! `NBD_CMD_DISC` gets exactly one reply.
+//! `NBD_CMD_DISC` (and a write announced past [`SKIP_MAX`], which closes the session) gets
+//! exactly one reply.
 
 #![no_main]
 
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 
 use ebs_fuzz::{VOLUME_SIZE, harness, session_mode};
 use libfuzzer_sys::fuzz_target;
-use volume_server::nbd::handshake::BLOCK_SIZE_MAX;
+use volume_server::nbd::session::SKIP_MAX;
 use volume_server::nbd::wire::*;
 
 /// What the server should have read.
@@ -49,12 +50,17 @@ fn model(input: &mut [u8]) -> Model {
         }
         if req.cmd == CMD_WRITE {
             let len = req.len as usize;
-            if req.len <= BLOCK_SIZE_MAX && rest < len {
-                // A partial payload is never dispatched.
+            if req.len > SKIP_MAX {
+                // Far past the maximum: the session hangs up without reading the payload;
+                // unread bytes may make the close a reset.
+                break rest == 0;
+            }
+            if rest < len {
+                // A partial payload is never dispatched, nor (oversized) answered.
                 break true;
             }
-            // An oversized payload is discarded as it arrives (and answered EINVAL).
-            at += len.min(rest);
+            // An oversized payload is read and discarded, then answered EINVAL.
+            at += len;
         }
         pending.insert(req.cookie, req);
     };

@@ -79,7 +79,7 @@ const BYTE_BUDGET: u64 = 64 << 20;
 const MAX_IOV: usize = 64;
 /// A write payload up to this size past the maximum is read and discarded, then answered
 /// `EINVAL`; a larger one closes the connection (reading it would take that long).
-const SKIP_MAX: u32 = 2 * BLOCK_SIZE_MAX;
+pub const SKIP_MAX: u32 = 2 * BLOCK_SIZE_MAX;
 /// Read replies up to this size are copied into the shared write buffer.
 const INLINE_REPLY: usize = 64 * 1024;
 /// Read buffer growth step.
