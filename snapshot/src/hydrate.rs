@@ -226,6 +226,11 @@ impl Hydration {
         })
     }
 
+    /// The manifest of the snapshot restored from.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
     /// The snapshot restored from.
     pub fn snapshot_id(&self) -> &str {
         &self.manifest.snapshot_id

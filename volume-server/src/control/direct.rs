@@ -129,7 +129,6 @@ impl ControlPlane {
         if !(10..=4320).contains(&timeout_min) {
             return Err(validation("Timeout must be between 10 and 4320 minutes."));
         }
-        let description = req.description.unwrap_or_default();
         let parent = match req.parent_snapshot_id.as_deref().filter(|p| !p.is_empty()) {
             Some(p) => Some(self.completed_manifest(p)?),
             None => None,
@@ -140,6 +139,35 @@ impl ControlPlane {
                 "VolumeSize is smaller than the parent snapshot's volume size.",
             ));
         }
+        // Announced to the store before the lock is taken (the store may be remote), so that
+        // garbage collection spares the blocks it is about to receive.
+        let snapshot_id = ids::new_id("snap");
+        self.runtime
+            .block_on(gc::begin_write(self.own_store(), &snapshot_id))
+            .map_err(internal("announcing the snapshot to the store"))?;
+        let started = self.start_snapshot_locked(req, snapshot_id.clone(), parent, timeout_min);
+        // Failed, or answered with an earlier snapshot of the same client token.
+        if !started
+            .as_ref()
+            .is_ok_and(|(rec, _)| rec.snapshot_id == snapshot_id)
+        {
+            let _ = self
+                .runtime
+                .block_on(gc::end_write(self.own_store(), &snapshot_id));
+        }
+        started
+    }
+
+    /// StartSnapshot's checks and commit, under the lock, for the announced `snapshot_id`.
+    fn start_snapshot_locked(
+        &self,
+        req: pb::StartSnapshotRequest,
+        snapshot_id: String,
+        parent: Option<Manifest>,
+        timeout_min: i32,
+    ) -> Result<(SnapshotRecord, Option<String>), Ec2Error> {
+        let description = req.description.unwrap_or_default();
+        let volume_size = req.volume_size as u64 * GIB;
         let mut st = self.lock();
         // The parent was read without the lock; while it is in the catalog its manifest stays.
         if let Some(p) = &parent
@@ -165,7 +193,7 @@ impl ControlPlane {
         }
         let now = now_ms();
         let rec = SnapshotRecord {
-            snapshot_id: ids::new_id("snap"),
+            snapshot_id,
             volume_id: DIRECT_VOLUME_ID.into(),
             volume_size_gib: req.volume_size as u32,
             state: SnapshotState::Pending,
@@ -181,9 +209,6 @@ impl ControlPlane {
             bytes_written: 0,
             delete_requested: false,
         };
-        self.runtime
-            .block_on(gc::begin_write(self.own_store(), &rec.snapshot_id))
-            .map_err(internal("announcing the snapshot to the store"))?;
         self.commit(&[Change::PutSnapshot(rec.clone())])?;
         st.snapshots.insert(rec.snapshot_id.clone(), rec.clone());
         let parent_id = rec.parent_id.clone();
@@ -259,7 +284,12 @@ impl ControlPlane {
                 st.snapshots.insert(id.to_string(), rec);
             }
         }
-        let _ = self.runtime.block_on(gc::end_write(self.own_store(), id));
+        // Not under the lock: the store may be remote.
+        let store = self.own_store().clone();
+        let id = id.to_string();
+        self.spawn(st, async move {
+            let _ = gc::end_write(&store, &id).await;
+        });
     }
 
     /// PutSnapshotBlock: checks the checksum, stores the block (if new), records it.
@@ -345,12 +375,15 @@ impl ControlPlane {
                 ));
             }
         }
+        // Out of staging: no more blocks are taken. The manifest is written without the lock
+        // (the store may be remote); the record stays `pending` meanwhile.
         let Some(s) = st.direct.remove(&req.snapshot_id) else {
             return Err(Ec2Error::internal("direct snapshot vanished"));
         };
-        let Some(mut rec) = st.snapshots.get(&req.snapshot_id).cloned() else {
+        let Some(rec) = st.snapshots.get(&req.snapshot_id).cloned() else {
             return Err(not_found(&req.snapshot_id));
         };
+        drop(st);
         let delta: create::Delta = s
             .written
             .iter()
@@ -376,11 +409,15 @@ impl ControlPlane {
         let _ = self
             .runtime
             .block_on(gc::end_write(&store, &rec.snapshot_id));
+        let mut st = self.lock();
+        // Re-read: a DeleteSnapshot may have been asked meanwhile.
+        let Some(mut rec) = st.snapshots.get(&req.snapshot_id).cloned() else {
+            return Err(not_found(&req.snapshot_id));
+        };
         if let Err(e) = put {
             rec.state = SnapshotState::Error;
             rec.state_message = e.to_string();
-            let _ = self.commit(&[Change::PutSnapshot(rec.clone())]);
-            st.snapshots.insert(rec.snapshot_id.clone(), rec);
+            self.settle(&mut st, rec);
             return Err(Ec2Error::new("InternalServerException", e.to_string()));
         }
         rec.state = SnapshotState::Completed;

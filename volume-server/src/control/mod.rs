@@ -7,11 +7,16 @@
 //!
 //! # Design
 //! Methods are synchronous and run on blocking threads: they do file and catalog I/O. Live state
-//! sits behind one `std::sync::Mutex`; it is held for validation and the commit (milliseconds),
-//! never across an `.await`. The NBD data path never takes it: sessions only read [`Exports`].
-//! Detach is the one operation that waits for I/O: it marks the attachment `detaching`, removes
-//! the export, releases the lock, fences (waiting for in-flight I/O), then finishes under the
-//! lock again.
+//! sits behind one `std::sync::Mutex`; it is held for validation, the commit and metadata-sized
+//! I/O (opening a volume, a capture's sidecar), milliseconds, never for I/O that grows with a
+//! volume or goes to a remote store. The NBD data path never takes it: sessions only read
+//! [`Exports`]. An operation with such I/O commits an intermediate state under the lock, lets it
+//! go for the I/O, and finishes under the lock again; the intermediate state makes every other
+//! call on the resource refuse or wait:
+//! - CreateVolume: `creating` while the file is made (and, with fast snapshot restore, filled);
+//! - DeleteVolume: `deleting` while the files are removed;
+//! - DetachVolume: the attachment `detaching` while its I/O is fenced and the volume flushed;
+//! - CompleteSnapshot (EBS direct): out of staging, `pending`, while the manifest is stored.
 
 pub mod direct;
 pub mod error;
@@ -91,6 +96,8 @@ struct State {
     /// Registered AMIs.
     images: BTreeMap<String, crate::catalog::ImageRecord>,
     work: snapshots::SnapshotWork,
+    /// The snapshot manifests of restoring volumes, by volume id (see `ensure_open`).
+    pins: HashMap<String, Arc<snapshot::Manifest>>,
     /// Live parts of launched instances: workloads, EBS caps, instance store disks.
     instances: instances::InstanceRuntime,
 }
@@ -432,8 +439,13 @@ impl ControlPlane {
             v.cbt_base = Some(rec.snapshot_id.clone());
             v.fast_restored = self.take_fsr_credit(&mut st, &rec.snapshot_id, &v.availability_zone);
         }
-        // creating → (file) → available, each step durable: a crash in between is finished at start.
+        // creating → (file) → available, each step durable: a crash in between is finished at
+        // start. The files are made without the lock (a fast-snapshot-restore copy takes as
+        // long as the volume is large): meanwhile the volume is listed `creating`, which every
+        // other call on it refuses.
         self.commit(&[Change::PutVolume(v.clone())])?;
+        st.volumes.insert(v.volume_id.clone(), v.clone());
+        drop(st);
         let path = self.volume_path(&v.availability_zone, &v.volume_id);
         let created = path
             .parent()
@@ -444,7 +456,7 @@ impl ControlPlane {
                     .create_restored_files(&path, u64::from(v.size_gib) * GIB, &v.volume_id, m)
                     .and_then(|()| {
                         if v.fast_restored {
-                            self.hydrate_now(&v)
+                            self.hydrate_now(&v, m)
                         } else {
                             Ok(())
                         }
@@ -452,25 +464,40 @@ impl ControlPlane {
                     .map_err(|e| storage_engine::VolumeError::Io(std::io::Error::other(e.message))),
                 None => Volume::create(&path, u64::from(v.size_gib) * GIB),
             });
-        if let Err(e) = created {
-            let _ = self.commit(&[Change::DeleteVolume(v.volume_id.clone())]);
+        let mut st = self.lock();
+        // Tags may have been added meanwhile: only the state changes.
+        let mut done = st.volumes.get(&v.volume_id).cloned().unwrap_or(v);
+        done.state = VolumeState::Available;
+        let committed = match created {
+            Ok(()) => self.commit(&[Change::PutVolume(done.clone())]),
+            Err(e) if e.kind() == storage_engine::VolumeErrorKind::NoSpace => Err(Ec2Error::new(
+                "InsufficientVolumeCapacity",
+                "There is not enough disk space for this volume.",
+            )),
+            Err(e) => Err(internal("creating the volume file")(e)),
+        };
+        if let Err(e) = committed {
+            // Gone from the catalog first: a crash before the files go leaves only files no
+            // record names. If even that commit fails, start-up finishes the `creating` record.
+            let _ = self.commit(&[Change::DeleteVolume(done.volume_id.clone())]);
+            st.volumes.remove(&done.volume_id);
+            drop(st);
             let _ = Volume::remove(&path);
             if restore.is_some() {
                 let _ = std::fs::remove_file(snapshots::hydrate_path(&path));
-                let _ = self.runtime.block_on(self.own_store().unpin(&v.volume_id));
+                let _ = self
+                    .runtime
+                    .block_on(self.own_store().unpin(&done.volume_id));
             }
-            return Err(if e.kind() == storage_engine::VolumeErrorKind::NoSpace {
-                Ec2Error::new(
-                    "InsufficientVolumeCapacity",
-                    "There is not enough disk space for this volume.",
-                )
-            } else {
-                internal("creating the volume file")(e)
-            });
+            return Err(e);
         }
-        v.state = VolumeState::Available;
-        self.commit(&[Change::PutVolume(v.clone())])?;
+        let v = done;
         st.volumes.insert(v.volume_id.clone(), v.clone());
+        if let Some((_, m)) = &restore
+            && !v.fast_restored
+        {
+            st.pins.insert(v.volume_id.clone(), m.clone());
+        }
         if restore.is_some()
             && let Err(e) = self.start_hydration(&mut st, &v)
         {
@@ -550,7 +577,8 @@ impl ControlPlane {
             .ok_or_else(|| volume_not_found(volume_id))?
             .clone();
         match v.state {
-            VolumeState::Available => {}
+            // Deleting: an earlier DeleteVolume failed to remove the files; this one retries.
+            VolumeState::Available | VolumeState::Deleting => {}
             VolumeState::InUse => {
                 return Err(Ec2Error::new(
                     "VolumeInUse",
@@ -601,7 +629,7 @@ impl ControlPlane {
             .get(volume_id)
             .ok_or_else(|| volume_not_found(volume_id))?
             .clone();
-        if v.state != VolumeState::Available {
+        if !matches!(v.state, VolumeState::Available | VolumeState::Deleting) {
             return Err(Ec2Error::new(
                 "IncorrectState",
                 format!(
@@ -610,9 +638,15 @@ impl ControlPlane {
                 ),
             ));
         }
+        // available → deleting → (files) → gone, each step durable. The files go without the
+        // lock (unlinking a large file takes seconds); meanwhile the volume is listed
+        // `deleting`, which every other call on it refuses. A removal that fails leaves it
+        // `deleting`: DeleteVolume again, or a restart, finishes it.
         let mut deleting = v.clone();
         deleting.state = VolumeState::Deleting;
-        self.commit(&[Change::PutVolume(deleting)])?;
+        self.commit(&[Change::PutVolume(deleting.clone())])?;
+        st.volumes.insert(volume_id.to_string(), deleting);
+        drop(st);
         let path = self.volume_path(&v.availability_zone, volume_id);
         Volume::remove(&path).map_err(internal("removing the volume file"))?;
         match std::fs::remove_file(snapshots::hydrate_path(&path)) {
@@ -625,8 +659,10 @@ impl ControlPlane {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(internal("removing the hydration state")(e)),
         }
+        let mut st = self.lock();
         self.commit(&[Change::DeleteVolume(volume_id.to_string())])?;
         st.volumes.remove(volume_id);
+        st.pins.remove(volume_id);
         tracing::info!(volume_id, "volume deleted");
         Ok(())
     }
@@ -651,7 +687,17 @@ impl ControlPlane {
                 .grow(size)
                 .map_err(internal("growing the volume to its catalog size"))?;
         }
-        let hydration = self.open_hydration(v, &volume)?;
+        // A restoring volume's manifest is kept from its creation (or its first opening after
+        // a start), so opening it again reads nothing from the store under the lock.
+        let hydration = self.open_hydration(v, &volume, st.pins.get(&v.volume_id).cloned())?;
+        match &hydration {
+            Some(h) => {
+                st.pins.insert(v.volume_id.clone(), h.manifest().clone());
+            }
+            None => {
+                st.pins.remove(&v.volume_id);
+            }
+        }
         let o = OpenVolume {
             volume,
             stats: Arc::new(IoStats::default()),
@@ -964,8 +1010,14 @@ impl ControlPlane {
             (token, export)
         };
         // Phase 2: fence, without the lock: waits for in-flight I/O of this attachment only.
+        // Then flush, still without the lock: if this was the volume's last user it is closed
+        // under the lock below, and that close then finds little or nothing to write back (a
+        // close after gigabytes of buffered writes would stall every control call).
         if let Some(e) = &export {
             self.runtime.block_on(e.fence());
+            if let Err(err) = self.runtime.block_on(e.open.volume.flush()) {
+                tracing::warn!(volume_id = %req.volume_id, error = %err, "flush after the fence");
+            }
         }
         drop(export);
         // Phase 3: remove the attachment and, in the same transaction, the host's reservation

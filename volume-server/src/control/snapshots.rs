@@ -157,7 +157,7 @@ impl ControlPlane {
             .map(|(_, s)| s)
     }
 
-    fn spawn(&self, st: &mut State, fut: impl Future<Output = ()> + Send + 'static) {
+    pub(super) fn spawn(&self, st: &mut State, fut: impl Future<Output = ()> + Send + 'static) {
         st.work.tasks.retain(|t| !t.is_finished());
         st.work.tasks.push(self.runtime.spawn(fut));
     }
@@ -752,7 +752,10 @@ impl ControlPlane {
     // ----------------------------------------------------------- restore
 
     /// The completed snapshot `id` of this region and its manifest, for CreateVolume.
-    pub(super) fn restore_source(&self, id: &str) -> Result<(SnapshotRecord, Manifest), Ec2Error> {
+    pub(super) fn restore_source(
+        &self,
+        id: &str,
+    ) -> Result<(SnapshotRecord, Arc<Manifest>), Ec2Error> {
         check_snapshot_id(id, "SnapshotId")?;
         let rec = completed(&self.lock(), id)?;
         let m = self
@@ -760,7 +763,7 @@ impl ControlPlane {
             .block_on(self.own_store().get_manifest(id))
             .map_err(internal("reading the snapshot manifest"))?
             .ok_or_else(|| snapshot_not_found(id))?;
-        Ok((rec, m))
+        Ok((rec, Arc::new(m)))
     }
 
     /// Makes the files of a volume restored from `m`: sparse image, hydration sidecar, and the
@@ -782,13 +785,13 @@ impl ControlPlane {
 
     /// Fast snapshot restore: hydrates a just-created restored volume completely, before it is
     /// `available`.
-    pub(super) fn hydrate_now(&self, v: &VolumeRecord) -> Result<(), Ec2Error> {
+    pub(super) fn hydrate_now(&self, v: &VolumeRecord, m: &Arc<Manifest>) -> Result<(), Ec2Error> {
         let path = self.volume_path(&v.availability_zone, &v.volume_id);
         let volume = Arc::new(
             storage_engine::Volume::open(&path, self.engine.clone())
                 .map_err(internal("opening the volume"))?,
         );
-        if let Some(h) = self.open_hydration(v, &volume)? {
+        if let Some(h) = self.open_hydration(v, &volume, Some(m.clone()))? {
             let done = self
                 .runtime
                 .block_on(h.run_background(0))
@@ -808,28 +811,34 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Opens `v`'s hydration if it is still restoring. Called when the volume is opened.
+    /// Opens `v`'s hydration if it is still restoring. Called when the volume is opened, with
+    /// the snapshot's manifest if the caller has it (else it is read from the store's pin).
     pub(super) fn open_hydration(
         &self,
         v: &VolumeRecord,
         volume: &Arc<storage_engine::Volume>,
+        pin: Option<Arc<Manifest>>,
     ) -> Result<Option<Arc<Hydration>>, Ec2Error> {
         let path = hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id));
         if !path.exists() {
             return Ok(None);
         }
         let store = self.own_store().clone();
-        let m = self
-            .runtime
-            .block_on(store.get_pin(&v.volume_id))
-            .map_err(internal("reading the restore pin"))?
-            .ok_or_else(|| {
-                Ec2Error::internal(format!(
-                    "volume {} is restoring but its snapshot pin is gone",
-                    v.volume_id
-                ))
-            })?;
-        let h = Hydration::open(&path, store, Arc::new(m), volume.clone())
+        let m = match pin {
+            Some(m) => m,
+            None => Arc::new(
+                self.runtime
+                    .block_on(store.get_pin(&v.volume_id))
+                    .map_err(internal("reading the restore pin"))?
+                    .ok_or_else(|| {
+                        Ec2Error::internal(format!(
+                            "volume {} is restoring but its snapshot pin is gone",
+                            v.volume_id
+                        ))
+                    })?,
+            ),
+        };
+        let h = Hydration::open(&path, store, m, volume.clone())
             .map_err(internal("opening the hydration state"))?;
         Ok(Some(Arc::new(h)))
     }
@@ -874,6 +883,9 @@ impl ControlPlane {
             let cp = me.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 let mut st = cp.lock();
+                if done {
+                    st.pins.remove(&volume_id);
+                }
                 let closing = cp.release_volume(&mut st, &volume_id);
                 cp.close_now(closing);
                 drop(st);
