@@ -252,3 +252,141 @@ fn create_image_is_not_held_to_create_snapshot_limits() {
     );
     server.stop();
 }
+
+/// The volume files in the data directory (`*.img` under every zone).
+fn volume_files(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for zone in std::fs::read_dir(dir).unwrap().flatten() {
+        let Ok(files) = std::fs::read_dir(zone.path().join("volumes")) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".img") {
+                out.insert(id.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn volume_ids(server: &Server) -> std::collections::BTreeSet<String> {
+    let mut c = server.client();
+    server
+        .ok(
+            "DescribeVolumes",
+            server.block_on(c.describe_volumes(pb::DescribeVolumesRequest::default())),
+        )
+        .volumes
+        .into_iter()
+        .map(|v| v.volume_id)
+        .collect()
+}
+
+/// Finding 7 of issue 18: a launch is all or nothing across a crash. RunInstances of two
+/// instances with three volumes each, the server killed (SIGKILL, through `EBS_CRASH_AT`) after
+/// each of the call's catalog commits in turn: after a restart either none of it is there or
+/// all of it (two instances, each with its three volumes attached), no volume is left over, no
+/// volume file without a record, and a retry with the same client token launches exactly once.
+#[test]
+fn a_crash_at_each_step_of_run_instances_leaves_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ami = {
+        let server = Server::start(dir.path());
+        let ami = empty_ami(&server);
+        server.stop();
+        ami
+    };
+    let request = |token: &str| pb::RunInstancesRequest {
+        image_id: ami.clone(),
+        instance_type: Some("t3.micro".into()),
+        min_count: 2,
+        max_count: 2,
+        client_token: Some(token.into()),
+        block_device_mappings: ["/dev/sdb", "/dev/sdc"]
+            .iter()
+            .map(|d| pb::BlockDeviceMapping {
+                device_name: d.to_string(),
+                ebs: Some(pb::EbsBlockDevice {
+                    volume_size: Some(1),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut crashed = 0;
+    for step in 1..=80 {
+        let token = format!("crash-{step}");
+        let crash_at = format!("run-instances:{step}");
+        let server = Server::start_with_env(dir.path(), &[], &[("EBS_CRASH_AT", &crash_at)]);
+        let instances_before: std::collections::BTreeSet<String> = all_instances(&server)
+            .into_iter()
+            .map(|i| i.instance_id)
+            .collect();
+        let volumes_before = volume_ids(&server);
+        let mut c = server.client();
+        let answer = server.block_on(c.run_instances(request(&token)));
+        if let Ok(r) = answer {
+            // Past the call's last commit: it ran to the end.
+            assert_eq!(r.into_inner().instances.len(), 2);
+            server.stop();
+            break;
+        }
+        let status = server.wait_exit();
+        assert!(!status.success(), "step {step}: {status}");
+        crashed += 1;
+
+        let server = Server::start(dir.path());
+        let launched: Vec<pb::Instance> = all_instances(&server)
+            .into_iter()
+            .filter(|i| !instances_before.contains(&i.instance_id))
+            .collect();
+        assert!(
+            launched.is_empty() || launched.len() == 2,
+            "step {step}: part of a launch survived: {launched:?}"
+        );
+        let mut made = std::collections::BTreeSet::new();
+        for i in &launched {
+            assert_eq!(i.block_device_mappings.len(), 3, "step {step}: {i:?}");
+            for m in &i.block_device_mappings {
+                let ebs = m.ebs.as_ref().unwrap();
+                assert_eq!(ebs.status, "attached", "step {step}: {i:?}");
+                made.insert(ebs.volume_id.clone());
+            }
+        }
+        let volumes = volume_ids(&server);
+        let expected: std::collections::BTreeSet<String> =
+            volumes_before.union(&made).cloned().collect();
+        assert_eq!(volumes, expected, "step {step}: volumes left over or lost");
+        assert_eq!(
+            volume_files(dir.path()),
+            volumes,
+            "step {step}: volume files and records differ"
+        );
+
+        // A retry with the same token: one launch, whatever the crash left.
+        let retry = run_request(&server, request(&token));
+        assert_eq!(retry.instances.len(), 2, "step {step}: {retry:?}");
+        if !launched.is_empty() {
+            let ids: std::collections::BTreeSet<&String> =
+                retry.instances.iter().map(|i| &i.instance_id).collect();
+            assert!(
+                launched.iter().all(|i| ids.contains(&i.instance_id)),
+                "step {step}: the retry launched again"
+            );
+        }
+        let after = all_instances(&server).len();
+        assert_eq!(after, instances_before.len() + 2, "step {step}");
+        assert_eq!(volume_files(dir.path()), volume_ids(&server), "step {step}");
+        server.stop();
+    }
+    assert!(crashed >= 20, "only {crashed} crash points were reached");
+    eprintln!("RunInstances crashed at each of its {crashed} commits; all or nothing after each");
+}
+
+fn run_request(server: &Server, req: pb::RunInstancesRequest) -> pb::Reservation {
+    let mut c = server.client();
+    server.ok("RunInstances", server.block_on(c.run_instances(req)))
+}

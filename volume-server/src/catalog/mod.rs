@@ -231,6 +231,10 @@ pub struct VolumeRecord {
     /// Created with a fast snapshot restore credit: fully initialized when available.
     #[serde(default)]
     pub fast_restored: bool,
+    /// Made by a RunInstances still in progress, for this instance: a launch is all or
+    /// nothing, so start-up deletes the volume if that launch never finished.
+    #[serde(default)]
+    pub launched_for: Option<String>,
 }
 
 #[cfg(test)]
@@ -263,6 +267,7 @@ impl VolumeRecord {
             cbt_base: None,
             initialization_rate_mib: None,
             fast_restored: false,
+            launched_for: None,
         }
     }
 }
@@ -383,6 +388,11 @@ pub struct InstanceRecord {
     /// RunInstances idempotency token.
     #[serde(default)]
     pub client_token: Option<String>,
+    /// Its RunInstances has not finished: start-up discards the instance and the volumes
+    /// made for it (their `launched_for`). The call's last commit clears it for every
+    /// instance it launched at once.
+    #[serde(default)]
+    pub launching: bool,
 }
 
 /// A snapshot's lifecycle state (EC2 `State`).

@@ -295,7 +295,7 @@ impl ControlPlane {
     /// and start their workloads in the background.
     pub fn run_instances(&self, req: pb::RunInstancesRequest) -> Result<pb::Reservation, Ec2Error> {
         let Some(token) = req.client_token.clone().filter(|t| !t.is_empty()) else {
-            return self.run_instances_once(req);
+            return super::crashpoint::scoped("run-instances", || self.run_instances_once(req));
         };
         let token_lock = self
             .launch_tokens
@@ -306,7 +306,7 @@ impl ControlPlane {
             .clone();
         let r = {
             let _one_launch_per_token = token_lock.lock().unwrap_or_else(|p| p.into_inner());
-            self.run_instances_once(req)
+            super::crashpoint::scoped("run-instances", || self.run_instances_once(req))
         };
         let mut tokens = self.launch_tokens.lock().unwrap_or_else(|p| p.into_inner());
         // Only the map and this call hold it: nobody waits on this token.
@@ -462,6 +462,7 @@ impl ControlPlane {
                 instance_store: disks.clone(),
                 pid: None,
                 client_token: client_token.clone(),
+                launching: true,
             };
             match self.launch_one(record, &zone, &mappings, &instance_tags, &volume_tags) {
                 Ok(id) => launched.push(id),
@@ -477,6 +478,12 @@ impl ControlPlane {
                     break;
                 }
             }
+        }
+        if let Err(e) = self.finish_launch(&launched) {
+            for id in &launched {
+                self.discard_launch(id);
+            }
+            return Err(e);
         }
         // The answer shows the instances `pending`, as EC2's does: build it before they boot.
         let reservation = {
@@ -537,29 +544,32 @@ impl ControlPlane {
         ebs: &EbsMapping,
         volume_tags: &BTreeMap<String, String>,
     ) -> Result<(), Ec2Error> {
-        let v = self.create_volume(pb::CreateVolumeRequest {
-            availability_zone: zone.to_string(),
-            size: ebs.volume_size.map(|n| n as i32),
-            snapshot_id: ebs.snapshot_id.clone(),
-            volume_type: Some(ebs.volume_type.clone().unwrap_or_else(|| "gp2".into())),
-            iops: ebs.iops.map(|n| n as i32),
-            throughput: ebs.throughput.map(|n| n as i32),
-            tag_specifications: if volume_tags.is_empty() {
-                vec![]
-            } else {
-                vec![pb::TagSpecification {
-                    resource_type: "volume".into(),
-                    tags: volume_tags
-                        .iter()
-                        .map(|(k, v)| pb::Tag {
-                            key: k.clone(),
-                            value: v.clone(),
-                        })
-                        .collect(),
-                }]
+        let v = self.create_volume_for(
+            pb::CreateVolumeRequest {
+                availability_zone: zone.to_string(),
+                size: ebs.volume_size.map(|n| n as i32),
+                snapshot_id: ebs.snapshot_id.clone(),
+                volume_type: Some(ebs.volume_type.clone().unwrap_or_else(|| "gp2".into())),
+                iops: ebs.iops.map(|n| n as i32),
+                throughput: ebs.throughput.map(|n| n as i32),
+                tag_specifications: if volume_tags.is_empty() {
+                    vec![]
+                } else {
+                    vec![pb::TagSpecification {
+                        resource_type: "volume".into(),
+                        tags: volume_tags
+                            .iter()
+                            .map(|(k, v)| pb::Tag {
+                                key: k.clone(),
+                                value: v.clone(),
+                            })
+                            .collect(),
+                    }]
+                },
+                ..Default::default()
             },
-            ..Default::default()
-        })?;
+            Some(id),
+        )?;
         // EC2: the root defaults to DeleteOnTermination=true; so do other launch-time volumes
         // (EbsBlockDevice's documented default), unlike volumes attached later.
         let dot = ebs.delete_on_termination.unwrap_or(true);
@@ -573,6 +583,117 @@ impl ControlPlane {
         ) {
             let _ = self.delete_volume(&v.volume_id);
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Ends a RunInstances: one commit clears `launching` on each of its instances and
+    /// `launched_for` on each volume made for them. Until it, a crash discards them all at
+    /// start-up ([`ControlPlane::discard_interrupted_launches`]).
+    fn finish_launch(&self, launched: &[String]) -> Result<(), Ec2Error> {
+        let mut st = self.lock();
+        let mut hosts = Vec::new();
+        for id in launched {
+            let mut h = instance_of(&st, id)?.clone();
+            if let Some(i) = h.instance.as_mut() {
+                i.launching = false;
+            }
+            hosts.push(h);
+        }
+        let volumes: Vec<VolumeRecord> = st
+            .volumes
+            .values()
+            .filter(|v| {
+                v.launched_for
+                    .as_ref()
+                    .is_some_and(|i| launched.contains(i))
+            })
+            .map(|v| VolumeRecord {
+                launched_for: None,
+                ..v.clone()
+            })
+            .collect();
+        let changes: Vec<Change> = hosts
+            .iter()
+            .cloned()
+            .map(Change::PutHost)
+            .chain(volumes.iter().cloned().map(Change::PutVolume))
+            .collect();
+        self.commit(&changes)?;
+        for h in hosts {
+            st.hosts.insert(h.instance_id.clone(), h);
+        }
+        for v in volumes {
+            st.volumes.insert(v.volume_id.clone(), v);
+        }
+        Ok(())
+    }
+
+    /// Start-up: a RunInstances cut short by a crash is undone, all of it: its instances
+    /// (still `launching`) and every volume made for them (attached or not) go, files too.
+    pub(super) fn discard_interrupted_launches(&self, st: &mut State) -> Result<(), Ec2Error> {
+        let launching = |st: &State, id: &str| {
+            st.hosts
+                .get(id)
+                .is_none_or(|h| h.instance.as_ref().is_some_and(|i| i.launching))
+        };
+        let doomed_hosts: Vec<String> = st
+            .hosts
+            .values()
+            .filter(|h| h.instance.as_ref().is_some_and(|i| i.launching))
+            .map(|h| h.instance_id.clone())
+            .collect();
+        let mut changes = Vec::new();
+        let mut doomed_volumes = Vec::new();
+        for v in st.volumes.values() {
+            let Some(owner) = &v.launched_for else {
+                continue;
+            };
+            if launching(st, owner) {
+                doomed_volumes.push(v.volume_id.clone());
+            } else {
+                // Not reachable through RunInstances (its last commit clears both together);
+                // kept so that a record written otherwise is not deleted by mistake.
+                changes.push(Change::PutVolume(VolumeRecord {
+                    launched_for: None,
+                    ..v.clone()
+                }));
+            }
+        }
+        if doomed_hosts.is_empty() && doomed_volumes.is_empty() && changes.is_empty() {
+            return Ok(());
+        }
+        // Files first: a crash before the commit finds the records again and retries.
+        for id in &doomed_volumes {
+            let v = &st.volumes[id];
+            let path = self.volume_path(&v.availability_zone, id);
+            Volume::remove(&path).map_err(super::internal(
+                "removing a volume of an interrupted launch",
+            ))?;
+            let _ = std::fs::remove_file(super::snapshots::hydrate_path(&path));
+        }
+        for id in &doomed_hosts {
+            let _ = std::fs::remove_dir_all(self.instance_dir(id));
+        }
+        changes.extend(doomed_volumes.iter().cloned().map(Change::DeleteVolume));
+        changes.extend(doomed_hosts.iter().cloned().map(Change::DeleteHost));
+        self.commit(&changes)?;
+        for c in changes {
+            match c {
+                Change::PutVolume(v) => {
+                    st.volumes.insert(v.volume_id.clone(), v);
+                }
+                Change::DeleteVolume(id) => {
+                    st.volumes.remove(&id);
+                }
+                Change::DeleteHost(id) => {
+                    st.hosts.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        if !doomed_hosts.is_empty() || !doomed_volumes.is_empty() {
+            tracing::warn!(instances = ?doomed_hosts, volumes = ?doomed_volumes, "discarded a launch a restart interrupted");
         }
         Ok(())
     }

@@ -18,6 +18,7 @@
 //! - DetachVolume: the attachment `detaching` while its I/O is fenced and the volume flushed;
 //! - CompleteSnapshot (EBS direct): out of staging, `pending`, while the manifest is stored.
 
+pub mod crashpoint;
 pub mod direct;
 pub mod error;
 pub mod filter;
@@ -236,6 +237,7 @@ impl ControlPlane {
                 .map_err(internal("committing recovery"))?;
         }
         // Instances first: only those whose workload is still running serve their volumes.
+        cp.discard_interrupted_launches(&mut st)?;
         let adopted = cp.recover_instances(&mut st)?;
         let attached: Vec<VolumeRecord> = st
             .volumes
@@ -272,7 +274,9 @@ impl ControlPlane {
     fn commit(&self, changes: &[Change]) -> Result<(), Ec2Error> {
         self.catalog
             .commit(changes)
-            .map_err(internal("catalog commit failed"))
+            .map_err(internal("catalog commit failed"))?;
+        crashpoint::after_commit();
+        Ok(())
     }
 
     /// The throttle limits of `v`, times `--throttle-scale`.
@@ -328,6 +332,15 @@ impl ControlPlane {
 
     /// CreateVolume. The volume is `available` when this returns.
     pub fn create_volume(&self, req: pb::CreateVolumeRequest) -> Result<VolumeRecord, Ec2Error> {
+        self.create_volume_for(req, None)
+    }
+
+    /// CreateVolume; `launched_for`: the instance a RunInstances in progress makes it for.
+    fn create_volume_for(
+        &self,
+        req: pb::CreateVolumeRequest,
+        launched_for: Option<&str>,
+    ) -> Result<VolumeRecord, Ec2Error> {
         self.check_az(&req.availability_zone)?;
         if req.encrypted == Some(true) {
             return Err(Ec2Error::new(
@@ -432,6 +445,7 @@ impl ControlPlane {
             cbt_base: None,
             initialization_rate_mib: init_rate,
             fast_restored: false,
+            launched_for: launched_for.map(str::to_string),
         };
         if let Some((rec, _)) = &restore {
             // A restored volume is unchanged since its snapshot: the next one is incremental.

@@ -468,7 +468,13 @@ impl Server {
 
     /// [`Server::start`] with extra flags.
     pub fn start_with_args(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::start`] with extra flags and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_volume-server"));
+        cmd.envs(env.iter().copied());
         cmd.arg("--data-dir")
             .arg(data_dir)
             .args(["--grpc-addr", "127.0.0.1:0"])
@@ -574,6 +580,12 @@ impl Server {
             "volume-server did not exit cleanly after SIG{signal}: {status}\n--- stderr ---\n{}",
             self.stderr()
         );
+    }
+
+    /// Waits for the server to exit by itself (a crash point); its exit status.
+    pub fn wait_exit(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server is running");
+        wait_with_timeout(&mut child, SERVER_TIMEOUT, "volume-server to exit")
     }
 
     /// SIGKILL: no chance to flush or close anything.
