@@ -1,7 +1,9 @@
 //! The crash harness: the server is killed with SIGKILL, again and again, while fio writes with
-//! verification headers, a gRPC writer stamps blocks and flushes, and control-plane calls
-//! (create, attach, modify, snapshot, detach, delete) run. After every restart, every write that
-//! was flushed before the kill is read back intact, and the catalog holds no half-made state.
+//! verification headers, a gRPC writer stamps, trims and zeroes blocks and flushes, and
+//! control-plane calls (create, attach, modify, snapshot, detach, delete) run. After every
+//! restart, every write, trim and zeroing flushed before the kill reads back, the catalog holds
+//! no half-made state, and every snapshot taken so far (one per trial, before the writers start,
+//! so of a known volume) that completed is restored and compared with what the volume held.
 //!
 //! `EBS_CRASH_TRIALS` sets the number of kills (default 4); `scripts/crash_trials.sh` runs a
 //! long series against a release build and prints the totals.
@@ -87,15 +89,67 @@ fn read_stamp(b: &[u8], at: u64) -> Option<u64> {
     Some(seq)
 }
 
-/// What the stamper has done: the highest sequence number issued, and for each block the
-/// highest sequence number a completed flush covers.
-#[derive(Default)]
+/// What the stamper does to a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Write,
+    Trim,
+    Zero,
+}
+
+/// The stamper's op of sequence number `seq`: mostly stamps, some trims and zeroings.
+fn op_of(seq: u64) -> Op {
+    match seq % 7 {
+        3 => Op::Trim,
+        5 => Op::Zero,
+        _ => Op::Write,
+    }
+}
+
+/// What the stamper has done: the highest sequence number issued, for each block the highest
+/// sequence number a completed flush covers, and the sequence numbers issued to it.
 struct Stamps {
     issued: AtomicU64,
     flushed: Mutex<Vec<u64>>,
+    history: Mutex<Vec<Vec<u64>>>,
 }
 
-/// Writes stamps round-robin over the stamp area, flushing every 8 writes, until an error (the
+impl Stamps {
+    fn new() -> Self {
+        Stamps {
+            issued: AtomicU64::new(0),
+            flushed: Mutex::new(vec![0; STAMP_BLOCKS as usize]),
+            history: Mutex::new(vec![vec![]; STAMP_BLOCKS as usize]),
+        }
+    }
+
+    /// Checks block `b` as read after a crash: it holds the effect of the op its last flush
+    /// covered or of a later one issued to it (a stamp with that number; zeros for a trim or a
+    /// zeroing), never an older one.
+    fn check(&self, b: u64, data: &[u8], trial: usize) {
+        let flushed = self.flushed.lock().unwrap()[b as usize];
+        let history = self.history.lock().unwrap()[b as usize].clone();
+        let since: Vec<u64> = history.into_iter().filter(|s| *s >= flushed).collect();
+        match read_stamp(data, b) {
+            Some(seq) => {
+                assert!(
+                    seq >= flushed,
+                    "trial {trial}: block {b} holds seq {seq}, older than its flushed seq {flushed}"
+                );
+                assert!(
+                    since.contains(&seq) && op_of(seq) == Op::Write,
+                    "trial {trial}: block {b} holds seq {seq}, never written there"
+                );
+            }
+            None => assert!(
+                flushed == 0 || since.iter().any(|s| op_of(*s) != Op::Write),
+                "trial {trial}: block {b} reads zeros, but its flushed seq {flushed} wrote it and nothing since trimmed it"
+            ),
+        }
+    }
+}
+
+/// Writes, trims or zeroes stamp blocks round-robin, flushing every 8 ops, until an error (the
 /// server died) or `stop`.
 fn stamper(
     endpoint: String,
@@ -119,16 +173,39 @@ fn stamper(
             while !stop.load(Ordering::Relaxed) {
                 let seq = stamps.issued.fetch_add(1, Ordering::SeqCst) + 1;
                 let block = seq % STAMP_BLOCKS;
-                let chunk = pb::WriteBlocksRequest {
-                    attachment_token: token.clone(),
-                    offset: STAMP_AT + block * BLOCK as u64,
-                    data: stamp(seq, block),
-                    fua: false,
+                stamps.history.lock().unwrap()[block as usize].push(seq);
+                let offset = STAMP_AT + block * BLOCK as u64;
+                let done = match op_of(seq) {
+                    Op::Write => c
+                        .write_blocks(futures::stream::iter(vec![pb::WriteBlocksRequest {
+                            attachment_token: token.clone(),
+                            offset,
+                            data: stamp(seq, block),
+                            fua: false,
+                        }]))
+                        .await
+                        .map(drop),
+                    Op::Trim => c
+                        .trim_blocks(pb::TrimBlocksRequest {
+                            attachment_token: token.clone(),
+                            offset,
+                            length: BLOCK as u64,
+                            fua: false,
+                        })
+                        .await
+                        .map(drop),
+                    Op::Zero => c
+                        .write_zero_blocks(pb::WriteZeroBlocksRequest {
+                            attachment_token: token.clone(),
+                            offset,
+                            length: BLOCK as u64,
+                            no_hole: seq % 2 == 0,
+                            fua: false,
+                        })
+                        .await
+                        .map(drop),
                 };
-                if c.write_blocks(futures::stream::iter(vec![chunk]))
-                    .await
-                    .is_err()
-                {
+                if done.is_err() {
                     return written;
                 }
                 written += 1;
@@ -297,7 +374,7 @@ fn kill_9_in_a_loop_loses_no_flushed_write_and_leaves_no_half_made_state() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_path_buf();
-    let mut server = Server::start(&data_dir);
+    let mut server = Server::start_with_args(&data_dir, SERVER_ARGS);
     let mut c = server.client();
     let volume = server
         .ok(
@@ -314,10 +391,9 @@ fn kill_9_in_a_loop_loses_no_flushed_write_and_leaves_no_half_made_state() {
     let host = server.register_host("crash-harness");
     let uri = server.attach(&volume, &host.instance_id).nbd_uri;
     let (_, token) = split_nbd_uri(&uri);
-    let stamps = Arc::new(Stamps {
-        issued: AtomicU64::new(0),
-        flushed: Mutex::new(vec![0; STAMP_BLOCKS as usize]),
-    });
+    let stamps = Arc::new(Stamps::new());
+    let mut snapshots: Vec<Taken> = vec![];
+    let (mut restored, mut snapshots_failed) = (0, 0);
     let mut written_regions = BTreeSet::new();
     let (mut stamped, mut control_calls, mut verified) = (0u64, 0u64, 0u64);
     let started = Instant::now();
@@ -328,6 +404,14 @@ fn kill_9_in_a_loop_loses_no_flushed_write_and_leaves_no_half_made_state() {
         let region = trial as u64 % REGIONS;
         fio_region(&uri, region, false).assert_success();
         written_regions.insert(region);
+        // Nothing writes now: a snapshot of a volume whose content is known. Every other one
+        // completes (and is restored) before the writers start; the others race the kill.
+        snapshots.push(take_snapshot(&server, &volume, &token, &written_regions));
+        if trial % 2 == 0 {
+            let (r, f) = check_snapshots(&server, &host.instance_id, &mut snapshots, true);
+            restored += r;
+            snapshots_failed += f;
+        }
         // Then, while writes are in flight and control calls run, the kill.
         let stop = Arc::new(AtomicBool::new(false));
         let inflight = std::process::Command::new("fio")
@@ -363,15 +447,13 @@ fn kill_9_in_a_loop_loses_no_flushed_write_and_leaves_no_half_made_state() {
         control_calls += control.join().unwrap();
         drop(inflight);
 
-        server = Server::start(&data_dir);
+        server = Server::start_with_args(&data_dir, SERVER_ARGS);
         let uri = server.nbd_uri_of(&volume);
         for r in &written_regions {
             fio_region(&uri, *r, true).assert_success();
             verified += REGION_LEN;
         }
         let mut c = server.client();
-        let flushed = stamps.flushed.lock().unwrap().clone();
-        let issued = stamps.issued.load(Ordering::SeqCst);
         let data = server
             .ok(
                 "ReadBlocks",
@@ -384,26 +466,150 @@ fn kill_9_in_a_loop_loses_no_flushed_write_and_leaves_no_half_made_state() {
             .data;
         for b in 0..STAMP_BLOCKS {
             let at = b as usize * BLOCK;
-            let seq = read_stamp(&data[at..at + BLOCK], b).unwrap_or(0);
-            assert!(
-                seq >= flushed[b as usize],
-                "trial {trial}: block {b} holds seq {seq}, older than its flushed seq {}",
-                flushed[b as usize]
-            );
-            assert!(seq <= issued, "block {b}: seq {seq} was never written");
+            stamps.check(b, &data[at..at + BLOCK], trial);
         }
         verified += STAMP_BLOCKS * BLOCK as u64;
         let volumes = check_catalog(&server, &data_dir);
+        let (r, f) = check_snapshots(&server, &host.instance_id, &mut snapshots, false);
+        restored += r;
+        snapshots_failed += f;
         eprintln!(
-            "trial {}/{n}: killed after {pause} ms; {} regions verified, {stamped} stamped writes, {control_calls} control calls, {volumes} volumes",
+            "trial {}/{n}: killed after {pause} ms; {} regions verified, {stamped} stamped ops, {control_calls} control calls, {volumes} volumes, {restored} snapshots restored and compared",
             trial + 1,
             written_regions.len()
         );
     }
+    let (r, f) = check_snapshots(&server, &host.instance_id, &mut snapshots, true);
+    restored += r;
+    snapshots_failed += f;
+    assert!(restored > 0, "no snapshot completed to be restored");
     eprintln!(
-        "crash harness: {n} kills in {:.1} s; {} MiB verified; {stamped} stamped writes; {control_calls} control calls; nothing lost",
+        "crash harness: {n} kills in {:.1} s; {} MiB verified; {stamped} stamped writes, trims and zeroings; {control_calls} control calls; {restored} snapshots restored and compared ({snapshots_failed} ended in error by a kill); nothing lost",
         started.elapsed().as_secs_f64(),
         verified / MIB
     );
     server.stop();
+}
+
+/// Snapshots may be taken back to back (one per trial).
+const SERVER_ARGS: &[&str] = &["--snapshot-min-interval", "0s"];
+
+/// A snapshot taken while nothing wrote, and what the volume held then.
+struct Taken {
+    snapshot_id: String,
+    /// The stamp area.
+    stamps: Vec<u8>,
+    /// fio regions complete (and so verifiable) at the time.
+    regions: BTreeSet<u64>,
+}
+
+fn read_stamps(server: &Server, token: &str) -> Vec<u8> {
+    let mut c = server.client();
+    server
+        .ok(
+            "ReadBlocks",
+            server.block_on(c.read_blocks(pb::ReadBlocksRequest {
+                attachment_token: token.to_string(),
+                offset: STAMP_AT,
+                length: (STAMP_BLOCKS as usize * BLOCK) as u32,
+            })),
+        )
+        .data
+}
+
+fn take_snapshot(server: &Server, volume: &str, token: &str, regions: &BTreeSet<u64>) -> Taken {
+    let stamps = read_stamps(server, token);
+    let mut c = server.client();
+    let snap = server.ok(
+        "CreateSnapshot",
+        server.block_on(c.create_snapshot(pb::CreateSnapshotRequest {
+            volume_id: volume.into(),
+            ..Default::default()
+        })),
+    );
+    Taken {
+        snapshot_id: snap.snapshot_id,
+        stamps,
+        regions: regions.clone(),
+    }
+}
+
+/// Restores every snapshot of `taken` that completed and compares it with what the volume held
+/// when it was taken; drops those that ended in error (a kill while pending). With `wait`,
+/// waits for pending ones first. Returns (restored, failed).
+fn check_snapshots(
+    server: &Server,
+    instance_id: &str,
+    taken: &mut Vec<Taken>,
+    wait: bool,
+) -> (usize, usize) {
+    let mut c = server.client();
+    let (mut restored, mut failed) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut left = vec![];
+    for t in taken.drain(..) {
+        let state = loop {
+            let s = server.ok(
+                "DescribeSnapshots",
+                server.block_on(c.describe_snapshots(pb::DescribeSnapshotsRequest {
+                    snapshot_ids: vec![t.snapshot_id.clone()],
+                    ..Default::default()
+                })),
+            );
+            let state = s.snapshots[0].state.clone();
+            if state != "pending" || !wait || Instant::now() > deadline {
+                break state;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        match state.as_str() {
+            "completed" => {}
+            "error" => {
+                failed += 1;
+                continue;
+            }
+            _ => {
+                left.push(t);
+                continue;
+            }
+        }
+        let v = server
+            .ok(
+                "CreateVolume from a snapshot",
+                server.block_on(c.create_volume(pb::CreateVolumeRequest {
+                    availability_zone: "us-east-1a".into(),
+                    snapshot_id: Some(t.snapshot_id.clone()),
+                    volume_type: Some("io2".into()),
+                    iops: Some(64_000),
+                    ..Default::default()
+                })),
+            )
+            .volume_id;
+        let a = server.ok(
+            "AttachVolume",
+            server.block_on(c.attach_volume(pb::AttachVolumeRequest {
+                volume_id: v.clone(),
+                instance_id: instance_id.into(),
+                device: "/dev/sdg".into(),
+            })),
+        );
+        let (_, token) = split_nbd_uri(&a.nbd_uri);
+        assert!(
+            read_stamps(server, &token) == t.stamps,
+            "snapshot {} restored a stamp area that differs from what the volume held",
+            t.snapshot_id
+        );
+        for r in &t.regions {
+            fio_region(&a.nbd_uri, *r, true).assert_success();
+        }
+        server.detach(&v);
+        server.wait_volume_state(&v, "available");
+        server.ok(
+            "DeleteVolume",
+            server.block_on(c.delete_volume(pb::DeleteVolumeRequest { volume_id: v })),
+        );
+        restored += 1;
+    }
+    *taken = left;
+    (restored, failed)
 }
