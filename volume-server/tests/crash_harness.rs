@@ -199,7 +199,7 @@ fn stamper(
                             attachment_token: token.clone(),
                             offset,
                             length: BLOCK as u64,
-                            no_hole: seq % 2 == 0,
+                            no_hole: seq.is_multiple_of(2),
                             fua: false,
                         })
                         .await
@@ -407,7 +407,7 @@ fn kill_9_in_a_loop_loses_no_flushed_write_and_leaves_no_half_made_state() {
         // Nothing writes now: a snapshot of a volume whose content is known. Every other one
         // completes (and is restored) before the writers start; the others race the kill.
         snapshots.push(take_snapshot(&server, &volume, &token, &written_regions));
-        if trial % 2 == 0 {
+        if trial.is_multiple_of(2) {
             let (r, f) = check_snapshots(&server, &host.instance_id, &mut snapshots, true);
             restored += r;
             snapshots_failed += f;
