@@ -436,13 +436,20 @@ fn fill_unflushed(server: &Server, token: &str, mib: u64) {
     assert_eq!(written.bytes_written, mib << 20);
 }
 
+/// The longest DescribeVolumes (reads state only) and CreateTags (commits to the catalog).
+#[derive(Debug, Default)]
+struct Longest {
+    describe: Duration,
+    tag: Duration,
+}
+
 /// Runs `work` on another thread while this one calls DescribeVolumes and CreateTags in a loop;
 /// returns what `work` returned, the longest of those calls, and the volume states seen.
 fn while_calling<T: Send>(
     server: &Server,
     tagged: &str,
     work: impl FnOnce() -> T + Send,
-) -> (T, Duration, Vec<String>) {
+) -> (T, Longest, Vec<String>) {
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         let worker = s.spawn(|| {
@@ -450,7 +457,7 @@ fn while_calling<T: Send>(
             done.store(true, std::sync::atomic::Ordering::Release);
             r
         });
-        let mut longest = Duration::ZERO;
+        let mut longest = Longest::default();
         let mut seen = vec![];
         let mut c = server.client();
         let mut n = 0;
@@ -460,6 +467,8 @@ fn while_calling<T: Send>(
                 "DescribeVolumes",
                 server.block_on(c.describe_volumes(pb::DescribeVolumesRequest::default())),
             );
+            longest.describe = longest.describe.max(t.elapsed());
+            let t = std::time::Instant::now();
             server.ok(
                 "CreateTags",
                 server.block_on(c.create_tags(pb::CreateTagsRequest {
@@ -470,8 +479,8 @@ fn while_calling<T: Send>(
                     }],
                 })),
             );
+            longest.tag = longest.tag.max(t.elapsed());
             n += 1;
-            longest = longest.max(t.elapsed());
             for v in vols.volumes {
                 seen.push(v.state.clone());
                 seen.extend(v.attachments.into_iter().map(|a| a.state));
@@ -541,7 +550,7 @@ fn long_volume_work_holds_up_no_other_call() {
     assert!(fast.fast_restored, "{fast:?}");
     assert_eq!(fast.state, "available", "{fast:?}");
     eprintln!(
-        "fast snapshot restore of {fill} MiB in a 4 GiB volume: {took:?}; longest other call meanwhile: {longest:?}"
+        "fast snapshot restore of {fill} MiB in a 4 GiB volume: {took:?}; longest other calls meanwhile: {longest:?}"
     );
     assert!(
         seen.iter().any(|s| s == "creating"),
@@ -586,7 +595,7 @@ fn long_volume_work_holds_up_no_other_call() {
     fill_unflushed(&server, &fast_token, fill);
     let (_, longest, _) = while_calling(&server, &vol, || server.detach(&fast.volume_id));
     eprintln!(
-        "detach after {fill} MiB of unflushed writes: longest other call meanwhile: {longest:?}"
+        "detach after {fill} MiB of unflushed writes: longest other calls meanwhile: {longest:?}"
     );
 
     // Delete of the filled volume: the files go outside the lock.
@@ -599,7 +608,7 @@ fn long_volume_work_holds_up_no_other_call() {
             })),
         )
     });
-    eprintln!("delete of the filled 4 GiB volume: longest other call meanwhile: {longest:?}");
+    eprintln!("delete of the filled 4 GiB volume: longest other calls meanwhile: {longest:?}");
     assert!(
         !dir.path()
             .join(AZ)
