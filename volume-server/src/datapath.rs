@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use storage_engine::{GateGuard, ReadData, SendMode, VolumeError, VolumeErrorKind, ZeroFlags};
 
+use crate::control::ErrorCode;
 use crate::exports::{Export, IoStats};
 
 /// One block request.
@@ -118,6 +119,23 @@ pub enum IoError {
 }
 
 impl IoError {
+    /// The code every protocol reports this failure with (see [`ErrorCode`]'s table).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IoError::Fenced => ErrorCode::IncorrectState,
+            IoError::Reservation(_) => ErrorCode::ReservationConflict,
+            IoError::Hydrate(_) => ErrorCode::InternalError,
+            IoError::Volume(v) => match v.kind() {
+                VolumeErrorKind::Invalid => ErrorCode::InvalidParameterValue,
+                VolumeErrorKind::OutOfBounds => ErrorCode::BlockOutOfRange,
+                VolumeErrorKind::NotSupported => ErrorCode::UnsupportedOperation,
+                VolumeErrorKind::NoSpace => ErrorCode::InsufficientVolumeCapacity,
+                VolumeErrorKind::Shutdown => ErrorCode::ServiceUnavailable,
+                _ => ErrorCode::InternalError,
+            },
+        }
+    }
+
     /// Whether the error is about the request's range (past the end).
     pub fn is_out_of_bounds(&self) -> bool {
         matches!(self, IoError::Volume(e) if e.kind() == VolumeErrorKind::OutOfBounds)

@@ -15,11 +15,11 @@ use crate::control::images;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
 use crate::control::snapshots::{OWNER_ID, SnapshotView};
-use crate::control::{ControlPlane, Ec2Error};
+use crate::control::{ControlPlane, Ec2Error, ErrorCode};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
 use crate::exports::OpenVolume;
-use storage_engine::{ReadData, VolumeError, VolumeErrorKind, ZeroFlags};
+use storage_engine::{ReadData, VolumeError, ZeroFlags};
 
 /// The gRPC face of the control plane.
 #[derive(Debug, Clone)]
@@ -274,30 +274,9 @@ fn reservation_report(
     }
 }
 
-/// The gRPC status of a failed block request, with its EC2-style code.
+/// The gRPC status of a failed block request, with its code.
 fn io_status(e: IoError) -> Status {
-    let (code, ec2) = match &e {
-        IoError::Fenced => (tonic::Code::FailedPrecondition, "IncorrectState"),
-        IoError::Reservation(_) => (tonic::Code::PermissionDenied, "ReservationConflict"),
-        IoError::Hydrate(_) => (tonic::Code::Unavailable, "InternalError"),
-        IoError::Volume(v) => match v.kind() {
-            VolumeErrorKind::Invalid => (tonic::Code::InvalidArgument, "InvalidParameterValue"),
-            VolumeErrorKind::OutOfBounds => (tonic::Code::OutOfRange, "InvalidParameterValue"),
-            VolumeErrorKind::NotSupported => {
-                (tonic::Code::FailedPrecondition, "UnsupportedOperation")
-            }
-            VolumeErrorKind::NoSpace => {
-                (tonic::Code::ResourceExhausted, "InsufficientVolumeCapacity")
-            }
-            VolumeErrorKind::Shutdown => (tonic::Code::Unavailable, "ServiceUnavailable"),
-            _ => (tonic::Code::Internal, "InternalError"),
-        },
-    };
-    let mut status = Status::new(code, e.to_string());
-    if let Ok(v) = ec2.parse() {
-        status.metadata_mut().insert(proto::EC2_ERROR_CODE_KEY, v);
-    }
-    status
+    Ec2Error::new(e.code(), e.to_string()).into_status()
 }
 
 impl VolumeApi {
@@ -305,7 +284,7 @@ impl VolumeApi {
     async fn block_io(&self, token: &str, req: IoRequest) -> Result<Option<Vec<u8>>, Status> {
         let export = self.exports.get(token).ok_or_else(|| {
             Ec2Error::new(
-                "InvalidAttachment.NotFound",
+                ErrorCode::InvalidAttachmentNotFound,
                 "No attachment has this token (detached?).",
             )
             .into_status()
@@ -758,7 +737,11 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeInstanceTypesResponse>, Status> {
         instance_manager::types::describe_request(&req.into_inner())
             .map(Response::new)
-            .map_err(|e| Ec2Error::new(e.code(), e.to_string()).into_status())
+            .map_err(|e| {
+                let code =
+                    ErrorCode::from_name(e.code()).unwrap_or(ErrorCode::InvalidParameterValue);
+                Ec2Error::new(code, e.to_string()).into_status()
+            })
     }
 
     async fn register_image(

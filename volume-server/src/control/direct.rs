@@ -16,7 +16,7 @@ use proto::ebs::v1 as pb;
 use sha2::{Digest as _, Sha256};
 use snapshot::{BLOCK_SIZE, BlockKey, Manifest, block, create, gc};
 
-use super::{ControlPlane, Ec2Error, GIB, State, check_id, internal, now_ms};
+use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms};
 use crate::catalog::{Change, SnapshotRecord, SnapshotState};
 use crate::ids;
 
@@ -40,18 +40,18 @@ pub(super) struct Staging {
 }
 
 fn validation(message: impl Into<String>) -> Ec2Error {
-    Ec2Error::new("ValidationException", message)
+    Ec2Error::new(ErrorCode::ValidationException, message)
 }
 
 fn not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
-        "ResourceNotFoundException",
+        ErrorCode::ResourceNotFoundException,
         format!("The snapshot '{id}' does not exist."),
     )
 }
 
 fn check_snapshot_id(id: &str, param: &str) -> Result<(), Ec2Error> {
-    check_id(id, "snap", param, "ValidationException").map_err(|e| validation(e.message))
+    check_id(id, "snap", param, ErrorCode::ValidationException).map_err(|e| validation(e.message))
 }
 
 /// `<index>.<key hex>.<expiry ms>`: opaque to clients.
@@ -418,7 +418,10 @@ impl ControlPlane {
             rec.state = SnapshotState::Error;
             rec.state_message = e.to_string();
             self.settle(&mut st, rec);
-            return Err(Ec2Error::new("InternalServerException", e.to_string()));
+            return Err(Ec2Error::new(
+                ErrorCode::InternalServerException,
+                e.to_string(),
+            ));
         }
         rec.state = SnapshotState::Completed;
         rec.complete_ms = Some(m.complete_ms);
@@ -541,7 +544,7 @@ impl ControlPlane {
             .block_on(self.own_store().get_block(&key))
             .map_err(|e| {
                 Ec2Error::new(
-                    "InternalServerException",
+                    ErrorCode::InternalServerException,
                     format!("snapshot {} block {index}: {e}", req.snapshot_id),
                 )
             })?;

@@ -1,18 +1,141 @@
-//! EC2 API errors: an error code clients match on, a message for humans, and a gRPC status.
+//! API errors: the code clients match on, and the one table that says how each protocol reports
+//! each code (gRPC status, HTTP status on the AWS endpoint, NBD errno on the data path).
 
-/// An error as the EC2 API reports it.
+use crate::nbd::wire::{EINVAL, EIO, ENOSPC, ENOTSUP, EPERM, ESHUTDOWN};
+
+/// Declares [`ErrorCode`] and its table: one row per code.
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $grpc:ident, $http:literal, $errno:expr; )*) => {
+        /// Every error code the server answers with.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The code as clients see it (`InvalidVolume.NotFound`).
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $name,)* }
+            }
+
+            /// The gRPC status code.
+            pub fn grpc(self) -> tonic::Code {
+                match self { $(ErrorCode::$variant => tonic::Code::$grpc,)* }
+            }
+
+            /// The HTTP status on the AWS endpoint: 4xx for a client's fault, 5xx for ours
+            /// (the SDKs retry 5xx).
+            pub fn http_status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $http,)* }
+            }
+
+            /// The NBD errno when a block request fails so (the NBD session may narrow it by
+            /// command where the spec asks, e.g. `ENOSPC` for a write past the end).
+            pub fn nbd_errno(self) -> u32 {
+                match self { $(ErrorCode::$variant => $errno,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // Control plane: EC2 codes.
+    AttachmentLimitExceeded = "AttachmentLimitExceeded", ResourceExhausted, 400, EINVAL;
+    ConcurrentSnapshotLimitExceeded = "ConcurrentSnapshotLimitExceeded", ResourceExhausted, 400, EINVAL;
+    FastSnapshotRestoreLimitExceeded = "FastSnapshotRestoreLimitExceeded", ResourceExhausted, 400, EINVAL;
+    IdempotentParameterMismatch = "IdempotentParameterMismatch", AlreadyExists, 400, EINVAL;
+    IncorrectInstanceState = "IncorrectInstanceState", FailedPrecondition, 400, EINVAL;
+    IncorrectModificationState = "IncorrectModificationState", InvalidArgument, 400, EINVAL;
+    /// Also the data path's answer to I/O on an attachment that was fenced (detached).
+    IncorrectState = "IncorrectState", FailedPrecondition, 400, ESHUTDOWN;
+    InstanceLimitExceeded = "InstanceLimitExceeded", InvalidArgument, 400, EINVAL;
+    /// Out of disk: a server-side condition in EC2 (5xx), `ENOSPC` on NBD.
+    InsufficientVolumeCapacity = "InsufficientVolumeCapacity", ResourceExhausted, 500, ENOSPC;
+    InternalError = "InternalError", Internal, 500, EIO;
+    InvalidAmiIdMalformed = "InvalidAMIID.Malformed", InvalidArgument, 400, EINVAL;
+    InvalidAmiIdNotFound = "InvalidAMIID.NotFound", NotFound, 400, EINVAL;
+    InvalidAmiIdUnavailable = "InvalidAMIID.Unavailable", InvalidArgument, 400, EINVAL;
+    InvalidAmiNameDuplicate = "InvalidAMIName.Duplicate", InvalidArgument, 400, EINVAL;
+    InvalidAmiNameMalformed = "InvalidAMIName.Malformed", InvalidArgument, 400, EINVAL;
+    InvalidAttachmentNotFound = "InvalidAttachment.NotFound", NotFound, 400, EINVAL;
+    InvalidBlockDeviceMapping = "InvalidBlockDeviceMapping", InvalidArgument, 400, EINVAL;
+    InvalidDeviceInUse = "InvalidDevice.InUse", FailedPrecondition, 400, EINVAL;
+    InvalidId = "InvalidID", InvalidArgument, 400, EINVAL;
+    InvalidInstanceIdMalformed = "InvalidInstanceID.Malformed", InvalidArgument, 400, EINVAL;
+    InvalidInstanceIdNotFound = "InvalidInstanceID.NotFound", NotFound, 400, EINVAL;
+    InvalidInstanceIdUnavailable = "InvalidInstanceID.Unavailable", InvalidArgument, 400, EINVAL;
+    InvalidInstanceType = "InvalidInstanceType", InvalidArgument, 400, EINVAL;
+    InvalidPaginationToken = "InvalidPaginationToken", InvalidArgument, 400, EINVAL;
+    InvalidParameterCombination = "InvalidParameterCombination", InvalidArgument, 400, EINVAL;
+    InvalidParameterValue = "InvalidParameterValue", InvalidArgument, 400, EINVAL;
+    InvalidSnapshotIdMalformed = "InvalidSnapshotID.Malformed", InvalidArgument, 400, EINVAL;
+    InvalidSnapshotInUse = "InvalidSnapshot.InUse", FailedPrecondition, 400, EINVAL;
+    InvalidSnapshotNotFound = "InvalidSnapshot.NotFound", NotFound, 400, EINVAL;
+    InvalidVolumeIdMalformed = "InvalidVolumeID.Malformed", InvalidArgument, 400, EINVAL;
+    InvalidVolumeModificationNotFound = "InvalidVolumeModification.NotFound", NotFound, 400, EINVAL;
+    InvalidVolumeNotFound = "InvalidVolume.NotFound", NotFound, 400, EINVAL;
+    InvalidVolumeZoneMismatch = "InvalidVolume.ZoneMismatch", FailedPrecondition, 400, EINVAL;
+    MissingParameter = "MissingParameter", InvalidArgument, 400, EINVAL;
+    OperationNotPermitted = "OperationNotPermitted", InvalidArgument, 400, EINVAL;
+    /// A reservation refuses the call or the I/O (NVMe reservation conflict).
+    ReservationConflict = "ReservationConflict", PermissionDenied, 400, EPERM;
+    SnapshotCreationPerVolumeRateExceeded = "SnapshotCreationPerVolumeRateExceeded", ResourceExhausted, 400, EINVAL;
+    TagLimitExceeded = "TagLimitExceeded", ResourceExhausted, 400, EINVAL;
+    UnknownVolumeType = "UnknownVolumeType", InvalidArgument, 400, EINVAL;
+    UnsupportedHibernationConfiguration = "UnsupportedHibernationConfiguration", InvalidArgument, 400, EINVAL;
+    UnsupportedOperation = "UnsupportedOperation", Unimplemented, 400, ENOTSUP;
+    VolumeInUse = "VolumeInUse", FailedPrecondition, 400, EINVAL;
+    VolumeLimitExceeded = "VolumeLimitExceeded", ResourceExhausted, 400, EINVAL;
+    VolumeModificationRateExceeded = "VolumeModificationRateExceeded", InvalidArgument, 400, EINVAL;
+    // EBS direct APIs (their HTTP statuses are the model's).
+    ConflictException = "ConflictException", FailedPrecondition, 409, EINVAL;
+    InternalServerException = "InternalServerException", Internal, 500, EIO;
+    ResourceNotFoundException = "ResourceNotFoundException", NotFound, 404, EINVAL;
+    ServiceQuotaExceededException = "ServiceQuotaExceededException", ResourceExhausted, 402, EINVAL;
+    ValidationException = "ValidationException", InvalidArgument, 400, EINVAL;
+    // Data path.
+    /// A block request past the end of the volume: EC2's `InvalidParameterValue`, reported
+    /// as gRPC `OUT_OF_RANGE` so a client can tell it from other bad values.
+    BlockOutOfRange = "InvalidParameterValue", OutOfRange, 400, EINVAL;
+    /// The server is shutting down.
+    ServiceUnavailable = "ServiceUnavailable", Unavailable, 503, ESHUTDOWN;
+}
+
+impl ErrorCode {
+    /// The code named `name` (the first of the table with that name).
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// An error as the API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Ec2Error {
-    /// EC2 error code, e.g. `VolumeInUse`.
-    pub code: &'static str,
+    /// What clients match on, e.g. [`ErrorCode::VolumeInUse`].
+    pub code: ErrorCode,
     /// Human-readable message.
     pub message: String,
 }
 
 impl Ec2Error {
     /// An error with `code` and `message`.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Ec2Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Ec2Error {
         Ec2Error {
             code,
             message: message.into(),
@@ -21,62 +144,66 @@ impl Ec2Error {
 
     /// `InvalidParameterValue`.
     pub fn invalid_value(message: impl Into<String>) -> Ec2Error {
-        Ec2Error::new("InvalidParameterValue", message)
+        Ec2Error::new(ErrorCode::InvalidParameterValue, message)
     }
 
     /// `InvalidParameterCombination`.
     pub fn invalid_combination(message: impl Into<String>) -> Ec2Error {
-        Ec2Error::new("InvalidParameterCombination", message)
+        Ec2Error::new(ErrorCode::InvalidParameterCombination, message)
     }
 
     /// `MissingParameter` for `name`.
     pub fn missing(name: &str) -> Ec2Error {
         Ec2Error::new(
-            "MissingParameter",
+            ErrorCode::MissingParameter,
             format!("The request must contain the parameter {name}"),
         )
     }
 
     /// `InternalError`: something failed on our side.
     pub fn internal(message: impl Into<String>) -> Ec2Error {
-        Ec2Error::new("InternalError", message)
+        Ec2Error::new(ErrorCode::InternalError, message)
     }
 
-    /// The gRPC status code for this error's EC2 code.
+    /// The gRPC status code for this error's code.
     pub fn grpc_code(&self) -> tonic::Code {
-        match self.code {
-            c if c.ends_with(".NotFound") => tonic::Code::NotFound,
-            "VolumeInUse"
-            | "IncorrectState"
-            | "IncorrectInstanceState"
-            | "InvalidVolume.ZoneMismatch"
-            | "InvalidDevice.InUse"
-            | "InvalidSnapshot.InUse" => tonic::Code::FailedPrecondition,
-            "AttachmentLimitExceeded"
-            | "TagLimitExceeded"
-            | "VolumeLimitExceeded"
-            | "ConcurrentSnapshotLimitExceeded"
-            | "SnapshotCreationPerVolumeRateExceeded" => tonic::Code::ResourceExhausted,
-            "IdempotentParameterMismatch" => tonic::Code::AlreadyExists,
-            "ResourceNotFoundException" => tonic::Code::NotFound,
-            "ConflictException" => tonic::Code::FailedPrecondition,
-            "ServiceQuotaExceededException" | "FastSnapshotRestoreLimitExceeded" => {
-                tonic::Code::ResourceExhausted
-            }
-            "InternalServerException" => tonic::Code::Internal,
-            "ReservationConflict" => tonic::Code::FailedPrecondition,
-            "UnsupportedOperation" => tonic::Code::Unimplemented,
-            "InternalError" => tonic::Code::Internal,
-            _ => tonic::Code::InvalidArgument,
-        }
+        self.code.grpc()
     }
 
-    /// Converts to a gRPC status carrying the EC2 code in [`proto::EC2_ERROR_CODE_KEY`].
+    /// Converts to a gRPC status carrying the code in [`proto::EC2_ERROR_CODE_KEY`].
     pub fn into_status(self) -> tonic::Status {
-        let mut status = tonic::Status::new(self.grpc_code(), self.message);
-        if let Ok(v) = self.code.parse() {
+        let mut status = tonic::Status::new(self.code.grpc(), self.message);
+        if let Ok(v) = self.code.as_str().parse() {
             status.metadata_mut().insert(proto::EC2_ERROR_CODE_KEY, v);
         }
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn the_table_is_sound() {
+        for c in ErrorCode::ALL {
+            // Client faults are 4xx: the SDKs retry 5xx.
+            let server_side = matches!(
+                c,
+                ErrorCode::InternalError
+                    | ErrorCode::InternalServerException
+                    | ErrorCode::InsufficientVolumeCapacity
+                    | ErrorCode::ServiceUnavailable
+            );
+            assert_eq!(c.http_status() >= 500, server_side, "{c}");
+            assert!((400..600).contains(&c.http_status()), "{c}");
+            // Only the data path's variant shares its name.
+            if *c != ErrorCode::BlockOutOfRange {
+                assert_eq!(ErrorCode::from_name(c.as_str()), Some(*c), "{c}");
+            }
+            if c.as_str().ends_with(".NotFound") {
+                assert_eq!(c.grpc(), tonic::Code::NotFound, "{c}");
+            }
+        }
     }
 }

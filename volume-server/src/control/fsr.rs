@@ -115,7 +115,7 @@ impl ControlPlane {
                     message,
                 };
                 if let Err(e) = self.check_az(az) {
-                    failed.push(fail(e.code, e.message));
+                    failed.push(fail(e.code.as_str(), e.message));
                     continue;
                 }
                 let Some(s) = st.snapshots.get(snap) else {

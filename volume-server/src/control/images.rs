@@ -8,7 +8,7 @@ use proto::ebs::v1 as pb;
 
 use super::filter::glob;
 use super::snapshots::OWNER_ID;
-use super::{ControlPlane, Ec2Error, check_id, now_ms, validate};
+use super::{ControlPlane, Ec2Error, ErrorCode, check_id, now_ms, validate};
 use crate::catalog::{Change, EbsMapping, ImageRecord, MappingRecord, SnapshotState};
 use crate::ids;
 
@@ -19,18 +19,18 @@ pub type ImagesPage = (Vec<(ImageRecord, &'static str)>, Option<String>);
 const MAX_EPHEMERAL: u32 = 23;
 
 fn bad_mapping(message: impl Into<String>) -> Ec2Error {
-    Ec2Error::new("InvalidBlockDeviceMapping", message)
+    Ec2Error::new(ErrorCode::InvalidBlockDeviceMapping, message)
 }
 
 pub(super) fn image_not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
-        "InvalidAMIID.NotFound",
+        ErrorCode::InvalidAmiIdNotFound,
         format!("The image id '[{id}]' does not exist"),
     )
 }
 
 pub(super) fn check_image_id(id: &str) -> Result<(), Ec2Error> {
-    check_id(id, "ami", "ImageId", "InvalidAMIID.Malformed")
+    check_id(id, "ami", "ImageId", ErrorCode::InvalidAmiIdMalformed)
 }
 
 /// EC2's AMI name rule: 3–128 of letters, digits, `()[] ./-'@_`.
@@ -41,7 +41,7 @@ pub(super) fn check_name(name: &str) -> Result<(), Ec2Error> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c);
     if !(3..=128).contains(&name.chars().count()) || !name.chars().all(ok_char) {
         return Err(Ec2Error::new(
-            "InvalidAMIName.Malformed",
+            ErrorCode::InvalidAmiNameMalformed,
             format!(
                 "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/', '_', '[', ']', ' ', '@' and '''. Got: {name}"
             ),
@@ -85,7 +85,7 @@ pub(super) fn mapping(m: &pb::BlockDeviceMapping) -> Result<MappingRecord, Ec2Er
         Some(e) => {
             if e.encrypted == Some(true) {
                 return Err(Ec2Error::new(
-                    "UnsupportedOperation",
+                    ErrorCode::UnsupportedOperation,
                     "Encrypted volumes are not supported by this server.",
                 ));
             }
@@ -204,7 +204,7 @@ impl ControlPlane {
         let mut st = self.lock();
         if st.images.values().any(|i| i.name == req.name) {
             return Err(Ec2Error::new(
-                "InvalidAMIName.Duplicate",
+                ErrorCode::InvalidAmiNameDuplicate,
                 format!("AMI name {} is already in use by an AMI", req.name),
             ));
         }
@@ -215,14 +215,19 @@ impl ControlPlane {
             let Some(snap) = &e.snapshot_id else {
                 continue;
             };
-            check_id(snap, "snap", "SnapshotId", "InvalidSnapshotID.Malformed")?;
+            check_id(
+                snap,
+                "snap",
+                "SnapshotId",
+                ErrorCode::InvalidSnapshotIdMalformed,
+            )?;
             let s = st
                 .snapshots
                 .get(snap)
                 .filter(|s| s.state == SnapshotState::Completed)
                 .ok_or_else(|| {
                     Ec2Error::new(
-                        "InvalidSnapshot.NotFound",
+                        ErrorCode::InvalidSnapshotNotFound,
                         format!("The snapshot '{snap}' does not exist (or is not completed)."),
                     )
                 })?;

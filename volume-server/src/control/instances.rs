@@ -31,7 +31,9 @@ use storage_engine::{Limits, Throttle, Volume};
 use tokio::sync::{mpsc, oneshot};
 
 use super::snapshots::OWNER_ID;
-use super::{ControlPlane, Ec2Error, State, check_instance_id, instance_not_found, now_ms};
+use super::{
+    ControlPlane, Ec2Error, ErrorCode, State, check_instance_id, instance_not_found, now_ms,
+};
 use crate::catalog::{
     AttachmentRecord, Change, EbsMapping, HostRecord, ImageRecord, InstanceRecord,
     InstanceStoreRecord, MappingRecord, StateReasonRecord, VolumeRecord, VolumeState,
@@ -107,7 +109,7 @@ pub(super) fn check_attachable(host: &HostRecord) -> Result<(), Ec2Error> {
             Ok(())
         }
         Some(s) => Err(Ec2Error::new(
-            lifecycle::IncorrectInstanceState::CODE,
+            ErrorCode::IncorrectInstanceState,
             format!(
                 "The instance '{}' is not 'running' or 'stopped' (it is '{}').",
                 host.instance_id,
@@ -135,7 +137,7 @@ fn user_reason(action: Action) -> Option<StateReasonRecord> {
 }
 
 fn incorrect(e: lifecycle::IncorrectInstanceState) -> Ec2Error {
-    Ec2Error::new(lifecycle::IncorrectInstanceState::CODE, e.to_string())
+    Ec2Error::new(ErrorCode::IncorrectInstanceState, e.to_string())
 }
 
 fn unknown_type(name: &str) -> Ec2Error {
@@ -155,7 +157,7 @@ fn merge_mappings(
         if m.no_device {
             if m.device_name == image.root_device_name {
                 return Err(Ec2Error::new(
-                    "InvalidBlockDeviceMapping",
+                    ErrorCode::InvalidBlockDeviceMapping,
                     format!("The root device {} cannot be suppressed.", m.device_name),
                 ));
             }
@@ -191,7 +193,7 @@ fn merge_mappings(
         .any(|m| m.device_name == image.root_device_name && m.ebs.is_some())
     {
         return Err(Ec2Error::new(
-            "InvalidBlockDeviceMapping",
+            ErrorCode::InvalidBlockDeviceMapping,
             format!(
                 "The root device {} must stay an EBS volume.",
                 image.root_device_name
@@ -343,7 +345,7 @@ impl ControlPlane {
         }
         if max > MAX_COUNT {
             return Err(Ec2Error::new(
-                "InstanceLimitExceeded",
+                ErrorCode::InstanceLimitExceeded,
                 format!("You may launch at most {MAX_COUNT} instances in one request."),
             ));
         }
@@ -416,7 +418,7 @@ impl ControlPlane {
                     if rec(first).image_id != req.image_id || rec(first).instance_type != type_name
                     {
                         return Err(Ec2Error::new(
-                            "IdempotentParameterMismatch",
+                            ErrorCode::IdempotentParameterMismatch,
                             format!(
                                 "The client token '{token}' was already used with different parameters."
                             ),
@@ -433,7 +435,7 @@ impl ControlPlane {
             let state = super::images::image_state(&st, &image);
             if state != "available" {
                 return Err(Ec2Error::new(
-                    "InvalidAMIID.Unavailable",
+                    ErrorCode::InvalidAmiIdUnavailable,
                     format!("The image '{}' is {state}.", image.image_id),
                 ));
             }
@@ -990,7 +992,7 @@ impl ControlPlane {
     ) -> Result<pb::InstanceStateChanges, Ec2Error> {
         if hibernate {
             return Err(Ec2Error::new(
-                "UnsupportedHibernationConfiguration",
+                ErrorCode::UnsupportedHibernationConfiguration,
                 "Hibernation needs an encrypted root volume; encryption is not supported by this server.",
             ));
         }
@@ -1044,7 +1046,7 @@ impl ControlPlane {
                     .is_none_or(|w| w.code != "Client.InstanceInitiatedShutdown")
             {
                 return Err(Ec2Error::new(
-                    "OperationNotPermitted",
+                    ErrorCode::OperationNotPermitted,
                     format!(
                         "The instance '{id}' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again."
                     ),
@@ -1058,7 +1060,7 @@ impl ControlPlane {
                     .any(|(_, a)| a.device == r.root_device_name)
             {
                 return Err(Ec2Error::new(
-                    "IncorrectInstanceState",
+                    ErrorCode::IncorrectInstanceState,
                     format!(
                         "The instance '{id}' does not have a volume attached at root ({}).",
                         r.root_device_name
@@ -1234,7 +1236,7 @@ impl ControlPlane {
             let state = rec(&h).state;
             if !matches!(state, InstanceState::Running | InstanceState::Stopped) {
                 return Err(Ec2Error::new(
-                    lifecycle::IncorrectInstanceState::CODE,
+                    ErrorCode::IncorrectInstanceState,
                     format!(
                         "The instance '{id}' is not in the 'running' or 'stopped' state (it is '{}').",
                         state.as_str()
@@ -1243,7 +1245,7 @@ impl ControlPlane {
             }
             if st.images.values().any(|i| i.name == req.name) {
                 return Err(Ec2Error::new(
-                    "InvalidAMIName.Duplicate",
+                    ErrorCode::InvalidAmiNameDuplicate,
                     format!("AMI name {} is already in use by an AMI", req.name),
                 ));
             }
@@ -1328,7 +1330,7 @@ impl ControlPlane {
                 let _ = self.delete_snapshot(&s);
             }
             return Err(Ec2Error::new(
-                "InvalidInstanceID.Unavailable",
+                ErrorCode::InvalidInstanceIdUnavailable,
                 format!(
                     "The instance '{id}' has no root volume ({}) attached.",
                     r.root_device_name
@@ -1359,7 +1361,7 @@ impl ControlPlane {
                 let _ = self.delete_snapshot(&s);
             }
             return Err(Ec2Error::new(
-                "InvalidAMIName.Duplicate",
+                ErrorCode::InvalidAmiNameDuplicate,
                 format!("AMI name {} is already in use by an AMI", image.name),
             ));
         }

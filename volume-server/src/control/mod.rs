@@ -47,7 +47,7 @@ use crate::catalog::{
 };
 use crate::exports::{Export, Exports, IoStats, OpenVolume};
 use crate::ids;
-pub use error::Ec2Error;
+pub use error::{Ec2Error, ErrorCode};
 use filter::Filter;
 pub use snapshots::SnapshotConfig;
 
@@ -344,7 +344,7 @@ impl ControlPlane {
         self.check_az(&req.availability_zone)?;
         if req.encrypted == Some(true) {
             return Err(Ec2Error::new(
-                "UnsupportedOperation",
+                ErrorCode::UnsupportedOperation,
                 "Encrypted volumes are not supported by this server.",
             ));
         }
@@ -395,7 +395,7 @@ impl ControlPlane {
                 .is_none_or(|s| s.state != crate::catalog::SnapshotState::Completed)
         {
             return Err(Ec2Error::new(
-                "InvalidSnapshot.NotFound",
+                ErrorCode::InvalidSnapshotNotFound,
                 format!("The snapshot '{}' does not exist.", rec.snapshot_id),
             ));
         }
@@ -418,7 +418,7 @@ impl ControlPlane {
                 Ok(existing.clone())
             } else {
                 Err(Ec2Error::new(
-                    "IdempotentParameterMismatch",
+                    ErrorCode::IdempotentParameterMismatch,
                     format!(
                         "The client token '{token}' was already used with different parameters."
                     ),
@@ -485,7 +485,7 @@ impl ControlPlane {
         let committed = match created {
             Ok(()) => self.commit(&[Change::PutVolume(done.clone())]),
             Err(e) if e.kind() == storage_engine::VolumeErrorKind::NoSpace => Err(Ec2Error::new(
-                "InsufficientVolumeCapacity",
+                ErrorCode::InsufficientVolumeCapacity,
                 "There is not enough disk space for this volume.",
             )),
             Err(e) => Err(internal("creating the volume file")(e)),
@@ -595,7 +595,7 @@ impl ControlPlane {
             VolumeState::Available | VolumeState::Deleting => {}
             VolumeState::InUse => {
                 return Err(Ec2Error::new(
-                    "VolumeInUse",
+                    ErrorCode::VolumeInUse,
                     format!(
                         "Volume {volume_id} is currently attached to {}",
                         attached_to(&v)
@@ -604,7 +604,7 @@ impl ControlPlane {
             }
             s => {
                 return Err(Ec2Error::new(
-                    "IncorrectState",
+                    ErrorCode::IncorrectState,
                     format!("The volume '{volume_id}' is in the '{}' state.", s.as_str()),
                 ));
             }
@@ -615,7 +615,7 @@ impl ControlPlane {
                 && s.state == crate::catalog::SnapshotState::Pending
         }) {
             return Err(Ec2Error::new(
-                "IncorrectState",
+                ErrorCode::IncorrectState,
                 format!(
                     "The volume '{volume_id}' has a pending snapshot; delete it when the snapshot completes."
                 ),
@@ -629,7 +629,7 @@ impl ControlPlane {
         while st.holds.contains_key(volume_id) {
             if std::time::Instant::now() > deadline {
                 return Err(Ec2Error::new(
-                    "IncorrectState",
+                    ErrorCode::IncorrectState,
                     format!("The volume '{volume_id}' is busy; try again."),
                 ));
             }
@@ -645,7 +645,7 @@ impl ControlPlane {
             .clone();
         if !matches!(v.state, VolumeState::Available | VolumeState::Deleting) {
             return Err(Ec2Error::new(
-                "IncorrectState",
+                ErrorCode::IncorrectState,
                 format!(
                     "The volume '{volume_id}' is in the '{}' state.",
                     v.state.as_str()
@@ -823,7 +823,7 @@ impl ControlPlane {
         instances::check_attachable(&host)?;
         if v.availability_zone != host.availability_zone {
             return Err(Ec2Error::new(
-                "InvalidVolume.ZoneMismatch",
+                ErrorCode::InvalidVolumeZoneMismatch,
                 format!(
                     "The volume '{}' is not in the same availability zone as instance '{}'",
                     v.volume_id, host.instance_id
@@ -835,7 +835,7 @@ impl ControlPlane {
             .any(|a| a.instance_id == host.instance_id)
         {
             return Err(Ec2Error::new(
-                "VolumeInUse",
+                ErrorCode::VolumeInUse,
                 format!(
                     "{} is already attached to instance {}",
                     v.volume_id, host.instance_id
@@ -844,7 +844,7 @@ impl ControlPlane {
         }
         if !v.attachments.is_empty() && !v.multi_attach_enabled {
             return Err(Ec2Error::new(
-                "VolumeInUse",
+                ErrorCode::VolumeInUse,
                 format!(
                     "{} is already attached to an instance ({})",
                     v.volume_id,
@@ -854,7 +854,7 @@ impl ControlPlane {
         }
         if v.attachments.len() >= MAX_MULTI_ATTACH {
             return Err(Ec2Error::new(
-                "AttachmentLimitExceeded",
+                ErrorCode::AttachmentLimitExceeded,
                 format!(
                     "Volume {} already has the maximum of {MAX_MULTI_ATTACH} attachments.",
                     v.volume_id
@@ -869,7 +869,7 @@ impl ControlPlane {
             .collect();
         if on_instance.iter().any(|a| a.device == req.device) {
             return Err(Ec2Error::new(
-                "InvalidDevice.InUse",
+                ErrorCode::InvalidDeviceInUse,
                 format!(
                     "Attachment point {} is already in use on instance {}",
                     req.device, host.instance_id
@@ -878,7 +878,7 @@ impl ControlPlane {
         }
         if on_instance.len() >= MAX_ATTACHMENTS_PER_INSTANCE {
             return Err(Ec2Error::new(
-                "AttachmentLimitExceeded",
+                ErrorCode::AttachmentLimitExceeded,
                 format!(
                     "Instance {} already has {MAX_ATTACHMENTS_PER_INSTANCE} volumes attached.",
                     host.instance_id
@@ -964,7 +964,7 @@ impl ControlPlane {
                 .ok_or_else(|| volume_not_found(&req.volume_id))?;
             if v.attachments.is_empty() {
                 return Err(Ec2Error::new(
-                    "IncorrectState",
+                    ErrorCode::IncorrectState,
                     format!(
                         "Volume '{}' is in the '{}' state.",
                         v.volume_id,
@@ -974,7 +974,7 @@ impl ControlPlane {
             }
             if instance.is_none() && v.attachments.len() > 1 {
                 return Err(Ec2Error::new(
-                    "MissingParameter",
+                    ErrorCode::MissingParameter,
                     format!(
                         "Volume {} has several attachments; the parameter InstanceId is required.",
                         v.volume_id
@@ -990,7 +990,7 @@ impl ControlPlane {
                 })
                 .ok_or_else(|| {
                     Ec2Error::new(
-                        "InvalidAttachment.NotFound",
+                        ErrorCode::InvalidAttachmentNotFound,
                         format!(
                             "The volume '{}' is not attached to instance '{}'{}.",
                             v.volume_id,
@@ -1002,7 +1002,7 @@ impl ControlPlane {
             let a = &v.attachments[idx];
             if !root_too && instances::is_live_root(&st, &a.instance_id, &a.device) {
                 return Err(Ec2Error::new(
-                    "OperationNotPermitted",
+                    ErrorCode::OperationNotPermitted,
                     format!(
                         "Unable to detach root volume '{}' from instance '{}': stop the instance first.",
                         v.volume_id, a.instance_id
@@ -1011,7 +1011,7 @@ impl ControlPlane {
             }
             if v.attachments[idx].state == AttachmentState::Detaching {
                 return Err(Ec2Error::new(
-                    "IncorrectState",
+                    ErrorCode::IncorrectState,
                     format!("The attachment of '{}' is already detaching.", v.volume_id),
                 ));
             }
@@ -1183,7 +1183,7 @@ impl ControlPlane {
                 .ok_or_else(|| instance_not_found(instance_id))?;
             if host.instance.is_some() {
                 return Err(Ec2Error::new(
-                    "OperationNotPermitted",
+                    ErrorCode::OperationNotPermitted,
                     format!(
                         "The instance '{instance_id}' was launched by RunInstances; terminate it instead."
                     ),
@@ -1206,7 +1206,7 @@ impl ControlPlane {
             .any(|v| v.attachments.iter().any(|a| a.instance_id == instance_id))
         {
             return Err(Ec2Error::new(
-                "IncorrectInstanceState",
+                ErrorCode::IncorrectInstanceState,
                 format!(
                     "Instance {instance_id} gained a new attachment while deregistering; try again."
                 ),
@@ -1358,7 +1358,7 @@ fn resource(id: &str) -> Result<Resource, Ec2Error> {
         Ok(Resource::Instance)
     } else {
         Err(Ec2Error::new(
-            "InvalidID",
+            ErrorCode::InvalidId,
             format!("The ID '{id}' is not valid"),
         ))
     }
@@ -1370,7 +1370,7 @@ fn check_usable(v: &VolumeRecord) -> Result<(), Ec2Error> {
         return Ok(());
     }
     Err(Ec2Error::new(
-        "IncorrectState",
+        ErrorCode::IncorrectState,
         format!(
             "The volume '{}' is in the '{}' state.",
             v.volume_id,
@@ -1388,7 +1388,7 @@ fn attached_to(v: &VolumeRecord) -> String {
 }
 
 /// Checks that `id` is present (`param`) and shaped `prefix-…` (else `malformed`).
-fn check_id(id: &str, prefix: &str, param: &str, malformed: &'static str) -> Result<(), Ec2Error> {
+fn check_id(id: &str, prefix: &str, param: &str, malformed: ErrorCode) -> Result<(), Ec2Error> {
     if id.is_empty() {
         return Err(Ec2Error::missing(param));
     }
@@ -1402,23 +1402,23 @@ fn check_id(id: &str, prefix: &str, param: &str, malformed: &'static str) -> Res
 }
 
 fn check_volume_id(id: &str) -> Result<(), Ec2Error> {
-    check_id(id, "vol", "VolumeId", "InvalidVolumeID.Malformed")
+    check_id(id, "vol", "VolumeId", ErrorCode::InvalidVolumeIdMalformed)
 }
 
 fn check_instance_id(id: &str) -> Result<(), Ec2Error> {
-    check_id(id, "i", "InstanceId", "InvalidInstanceID.Malformed")
+    check_id(id, "i", "InstanceId", ErrorCode::InvalidInstanceIdMalformed)
 }
 
 fn volume_not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
-        "InvalidVolume.NotFound",
+        ErrorCode::InvalidVolumeNotFound,
         format!("The volume '{id}' does not exist."),
     )
 }
 
 fn instance_not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
-        "InvalidInstanceID.NotFound",
+        ErrorCode::InvalidInstanceIdNotFound,
         format!("The instance ID '{id}' does not exist"),
     )
 }

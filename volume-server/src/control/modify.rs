@@ -14,7 +14,8 @@ use storage_engine::Volume;
 
 use super::filter::glob;
 use super::{
-    ControlPlane, Ec2Error, GIB, check_usable, check_volume_id, now_ms, validate, volume_not_found,
+    ControlPlane, Ec2Error, ErrorCode, GIB, check_usable, check_volume_id, now_ms, validate,
+    volume_not_found,
 };
 use crate::catalog::{Change, ModificationRecord, PerfSpec, VolumeRecord, VolumeType};
 
@@ -104,7 +105,7 @@ impl ControlPlane {
             let (state, _) = modification_state(last, now);
             if state != "completed" {
                 return Err(Ec2Error::new(
-                    "IncorrectModificationState",
+                    ErrorCode::IncorrectModificationState,
                     format!(
                         "Volume {} cannot be modified in modification state {}",
                         v.volume_id,
@@ -120,7 +121,7 @@ impl ControlPlane {
             .count();
         if recent >= MAX_MODIFICATIONS_PER_DAY {
             return Err(Ec2Error::new(
-                "VolumeModificationRateExceeded",
+                ErrorCode::VolumeModificationRateExceeded,
                 format!(
                     "Volume {} has reached the maximum of {MAX_MODIFICATIONS_PER_DAY} modifications per 24 hours.",
                     v.volume_id
@@ -153,7 +154,7 @@ impl ControlPlane {
             }
             if target.multi_attach_enabled && !v.attachments.is_empty() {
                 return Err(Ec2Error::new(
-                    "VolumeInUse",
+                    ErrorCode::VolumeInUse,
                     format!(
                         "Multi-Attach can be enabled only while volume {} is detached.",
                         v.volume_id
@@ -162,7 +163,7 @@ impl ControlPlane {
             }
             if !target.multi_attach_enabled && v.attachments.len() > 1 {
                 return Err(Ec2Error::new(
-                    "VolumeInUse",
+                    ErrorCode::VolumeInUse,
                     format!(
                         "Multi-Attach cannot be disabled while volume {} has several attachments.",
                         v.volume_id
@@ -250,7 +251,7 @@ impl ControlPlane {
             let Some(m) = v.modifications.last() else {
                 if !ids.is_empty() {
                     return Err(Ec2Error::new(
-                        "InvalidVolumeModification.NotFound",
+                        ErrorCode::InvalidVolumeModificationNotFound,
                         format!("Modification for volume '{}' does not exist.", v.volume_id),
                     ));
                 }

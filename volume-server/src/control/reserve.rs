@@ -3,13 +3,15 @@
 
 use proto::ebs::v1 as pb;
 
-use super::{ControlPlane, Ec2Error, check_instance_id, check_volume_id, volume_not_found};
+use super::{
+    ControlPlane, Ec2Error, ErrorCode, check_instance_id, check_volume_id, volume_not_found,
+};
 use crate::catalog::{AttachmentState, Change, VolumeType};
 use crate::reservation::{ReservationError, ReservationRecord, ReservationType};
 
 fn resv_error(e: ReservationError) -> Ec2Error {
     match e {
-        ReservationError::Conflict(m) => Ec2Error::new("ReservationConflict", m),
+        ReservationError::Conflict(m) => Ec2Error::new(ErrorCode::ReservationConflict, m),
         ReservationError::Invalid(m) => Ec2Error::invalid_value(m),
     }
 }
@@ -46,7 +48,7 @@ impl ControlPlane {
             }
             if !v.attachments.iter().any(|a| a.instance_id == instance_id) {
                 return Err(Ec2Error::new(
-                    "InvalidAttachment.NotFound",
+                    ErrorCode::InvalidAttachmentNotFound,
                     format!(
                         "The volume '{volume_id}' is not attached to instance '{instance_id}'."
                     ),
@@ -78,7 +80,7 @@ impl ControlPlane {
                 .any(|a| a.instance_id == instance_id && a.state != AttachmentState::Detaching)
             {
                 return Err(Ec2Error::new(
-                    "InvalidAttachment.NotFound",
+                    ErrorCode::InvalidAttachmentNotFound,
                     format!(
                         "The volume '{volume_id}' is not attached to instance '{instance_id}'."
                     ),

@@ -32,7 +32,7 @@ use storage_engine::ChangedSince;
 use tokio::sync::watch;
 
 use super::filter::glob;
-use super::{ControlPlane, Ec2Error, GIB, State, check_id, internal, now_ms, validate};
+use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms, validate};
 use crate::catalog::{Change, SnapshotRecord, SnapshotState, VolumeRecord, VolumeType};
 use crate::exports::OpenVolume;
 use crate::ids;
@@ -103,7 +103,7 @@ pub struct SnapshotView {
 
 fn snapshot_not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
-        "InvalidSnapshot.NotFound",
+        ErrorCode::InvalidSnapshotNotFound,
         format!("The snapshot '{id}' does not exist."),
     )
 }
@@ -114,7 +114,7 @@ fn completed(st: &State, id: &str) -> Result<SnapshotRecord, Ec2Error> {
     let s = st.snapshots.get(id).ok_or_else(|| snapshot_not_found(id))?;
     if s.state != SnapshotState::Completed {
         return Err(Ec2Error::new(
-            "IncorrectState",
+            ErrorCode::IncorrectState,
             format!(
                 "Snapshot {id} is in the '{}' state; it must be completed.",
                 s.state.as_str()
@@ -125,7 +125,7 @@ fn completed(st: &State, id: &str) -> Result<SnapshotRecord, Ec2Error> {
 }
 
 fn check_snapshot_id(id: &str, param: &str) -> Result<(), Ec2Error> {
-    check_id(id, "snap", param, "InvalidSnapshotID.Malformed")
+    check_id(id, "snap", param, ErrorCode::InvalidSnapshotIdMalformed)
 }
 
 fn side_path(volume_path: &std::path::Path, snapshot_id: &str) -> PathBuf {
@@ -209,7 +209,7 @@ impl ControlPlane {
         };
         if limited && pending >= limit {
             return Err(Ec2Error::new(
-                "ConcurrentSnapshotLimitExceeded",
+                ErrorCode::ConcurrentSnapshotLimitExceeded,
                 format!(
                     "Volume {} already has {pending} pending snapshots (the limit for {} is {limit}).",
                     v.volume_id,
@@ -223,7 +223,7 @@ impl ControlPlane {
             && now.saturating_sub(*last) < self.cfg.snapshots.min_interval.as_millis() as u64
         {
             return Err(Ec2Error::new(
-                "SnapshotCreationPerVolumeRateExceeded",
+                ErrorCode::SnapshotCreationPerVolumeRateExceeded,
                 format!(
                     "The maximum per volume CreateSnapshot request rate has been exceeded. Wait at least {} seconds between snapshots of {}.",
                     self.cfg.snapshots.min_interval.as_secs(),
@@ -574,7 +574,7 @@ impl ControlPlane {
                 .any(|m| m.ebs.as_ref().and_then(|e| e.snapshot_id.as_deref()) == Some(id))
         }) {
             return Err(Ec2Error::new(
-                "InvalidSnapshot.InUse",
+                ErrorCode::InvalidSnapshotInUse,
                 format!(
                     "The snapshot {id} is currently in use by {}",
                     image.image_id
@@ -622,7 +622,7 @@ impl ControlPlane {
         check_snapshot_id(&req.source_snapshot_id, "SourceSnapshotId")?;
         if req.encrypted == Some(true) {
             return Err(Ec2Error::new(
-                "UnsupportedOperation",
+                ErrorCode::UnsupportedOperation,
                 "Encrypted snapshots are not supported by this server.",
             ));
         }

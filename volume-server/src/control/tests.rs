@@ -104,7 +104,7 @@ fn detach_req(v: &str, i: Option<&str>) -> pb::DetachVolumeRequest {
     }
 }
 
-fn code<T: std::fmt::Debug>(r: Result<T, Ec2Error>) -> &'static str {
+fn code<T: std::fmt::Debug>(r: Result<T, Ec2Error>) -> ErrorCode {
     r.expect_err("must fail").code
 }
 
@@ -145,7 +145,10 @@ fn create_volume_rules() {
     assert_eq!(code(cp.create_volume(r)), "UnsupportedOperation");
     let mut r = create_req(8, "gp3");
     r.snapshot_id = Some("snap-xyz".into());
-    assert_eq!(code(cp.create_volume(r)), "InvalidSnapshotID.Malformed");
+    assert_eq!(
+        code(cp.create_volume(r)),
+        ErrorCode::InvalidSnapshotIdMalformed
+    );
     let mut r = create_req(8, "gp3");
     r.snapshot_id = Some("snap-0123456789abcdef0".into());
     assert_eq!(code(cp.create_volume(r)), "InvalidSnapshot.NotFound");
@@ -274,7 +277,7 @@ fn describe_filters_and_pages() {
             volume_ids: vec!["vol-nope".into()],
             ..Default::default()
         }),
-        "InvalidVolumeID.Malformed"
+        ErrorCode::InvalidVolumeIdMalformed
     );
     assert_eq!(
         bad(pb::DescribeVolumesRequest {
@@ -333,7 +336,7 @@ fn attach_rules() {
     let hb = host(cp, "us-east-1b");
     assert_eq!(
         code(cp.attach_volume(attach_req(&v, "i-nope", "/dev/sdf"))),
-        "InvalidInstanceID.Malformed"
+        ErrorCode::InvalidInstanceIdMalformed
     );
     assert_eq!(
         code(cp.attach_volume(attach_req(&v, "i-0123456789abcdef0", "/dev/sdf"))),
@@ -595,7 +598,7 @@ fn errors_map_to_grpc_codes_with_ec2_code() {
         ("InternalError", tonic::Code::Internal),
     ];
     for (c, want) in cases {
-        let status = Ec2Error::new(c, "m").into_status();
+        let status = Ec2Error::new(ErrorCode::from_name(c).unwrap(), "m").into_status();
         assert_eq!(status.code(), want, "{c}");
         assert_eq!(
             status

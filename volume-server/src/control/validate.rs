@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::Ec2Error;
+use super::error::{Ec2Error, ErrorCode};
 use crate::catalog::VolumeType;
 
 /// A validated volume configuration.
@@ -74,7 +74,7 @@ pub fn parse_volume_type(name: Option<&str>) -> Result<VolumeType, Ec2Error> {
         None | Some("") => Ok(VolumeType::Gp2),
         Some(s) => VolumeType::parse(s).ok_or_else(|| {
             Ec2Error::new(
-                "UnknownVolumeType",
+                ErrorCode::UnknownVolumeType,
                 format!("The volume type '{s}' is not supported."),
             )
         }),
@@ -117,7 +117,7 @@ pub fn volume_spec(
         (Some(_), None) if volume_type == VolumeType::Gp3 => Some(GP3_BASELINE_IOPS),
         (Some(_), None) => {
             return Err(Ec2Error::new(
-                "MissingParameter",
+                ErrorCode::MissingParameter,
                 format!("The parameter iops must be specified for {t} volumes."),
             ));
         }
@@ -231,7 +231,7 @@ pub fn merge_tags<'a>(
     }
     if tags.len() > MAX_TAGS {
         return Err(Ec2Error::new(
-            "TagLimitExceeded",
+            ErrorCode::TagLimitExceeded,
             format!(
                 "The maximum number of tags ({MAX_TAGS}) for resource '{resource}' has been reached."
             ),
@@ -302,7 +302,7 @@ mod tests {
     }
 
     fn code(r: Result<VolumeSpec, Ec2Error>) -> &'static str {
-        r.expect_err("must be rejected").code
+        r.expect_err("must be rejected").code.as_str()
     }
 
     #[test]

@@ -59,15 +59,14 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
-use storage_engine::{
-    Extent, FileRange, GateGuard, ReadData, SendMode, VolumeError, VolumeErrorKind, ZeroFlags,
-};
+use storage_engine::{Extent, FileRange, GateGuard, ReadData, SendMode, VolumeError, ZeroFlags};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::handshake::{BLOCK_SIZE_MAX, Negotiated};
 use super::tls::NbdStream;
 use super::wire::*;
+use crate::control::ErrorCode;
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Export;
 
@@ -740,7 +739,10 @@ impl Session {
                 });
                 match status {
                     Ok(extents) => self.encode_block_status(req.cookie, &extents),
-                    Err(e) => self.fail(&req, errno(req.cmd, &e), e.to_string()),
+                    Err(e) => {
+                        let e = IoError::Volume(e);
+                        self.fail(&req, errno(req.cmd, &e), e.to_string())
+                    }
                 }
                 drop(guard);
             }
@@ -865,9 +867,12 @@ fn done(req: Request, r: Result<Payload, VolumeError>) -> Done {
         cookie: req.cookie,
         offset: req.offset,
         bytes: 0,
-        result: r.map_err(|e| Failure {
-            errno: errno(req.cmd, &e),
-            message: e.to_string(),
+        result: r.map_err(|e| {
+            let e = IoError::Volume(e);
+            Failure {
+                errno: errno(req.cmd, &e),
+                message: e.to_string(),
+            }
         }),
     }
 }
@@ -924,29 +929,20 @@ async fn run(
                 Some(ReadData::File(range)) => Payload::Read(ReadReply::Cached(range, guard)),
             })
             .map_err(|e| Failure {
-                errno: match &e {
-                    IoError::Fenced => ESHUTDOWN,
-                    IoError::Reservation(_) => EPERM,
-                    IoError::Hydrate(_) => EIO,
-                    IoError::Volume(v) => errno(req.cmd, v),
-                },
+                errno: errno(req.cmd, &e),
                 message: e.to_string(),
             }),
     }
 }
 
-/// The NBD errno for a failed volume operation (only values the spec allows).
-fn errno(cmd: u16, e: &VolumeError) -> u32 {
-    match e.kind() {
-        VolumeErrorKind::Invalid => EINVAL,
-        VolumeErrorKind::OutOfBounds => match cmd {
-            CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES => ENOSPC,
-            _ => EINVAL,
-        },
-        VolumeErrorKind::NotSupported => ENOTSUP,
-        VolumeErrorKind::NoSpace => ENOSPC,
-        VolumeErrorKind::Shutdown => ESHUTDOWN,
-        _ => EIO,
+/// The NBD errno of a failed request: its code's (see [`ErrorCode`]'s table), except that a
+/// write, trim or zeroing past the end is `ENOSPC`, as the spec asks.
+fn errno(cmd: u16, e: &IoError) -> u32 {
+    match e.code() {
+        ErrorCode::BlockOutOfRange if matches!(cmd, CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES) => {
+            ENOSPC
+        }
+        code => code.nbd_errno(),
     }
 }
 
@@ -1001,21 +997,26 @@ mod tests {
 
     #[test]
     fn errnos_follow_the_spec() {
-        let oob = VolumeError::OutOfBounds {
-            offset: 0,
-            len: 512,
-            size: 0,
+        let oob = || {
+            IoError::Volume(VolumeError::OutOfBounds {
+                offset: 0,
+                len: 512,
+                size: 0,
+            })
         };
-        assert_eq!(errno(CMD_WRITE, &oob), ENOSPC);
-        assert_eq!(errno(CMD_WRITE_ZEROES, &oob), ENOSPC);
-        assert_eq!(errno(CMD_READ, &oob), EINVAL);
-        assert_eq!(errno(CMD_BLOCK_STATUS, &oob), EINVAL);
-        assert_eq!(errno(CMD_READ, &VolumeError::ZeroLength), EINVAL);
+        assert_eq!(errno(CMD_WRITE, &oob()), ENOSPC);
+        assert_eq!(errno(CMD_WRITE_ZEROES, &oob()), ENOSPC);
+        assert_eq!(errno(CMD_READ, &oob()), EINVAL);
+        assert_eq!(errno(CMD_BLOCK_STATUS, &oob()), EINVAL);
+        let vol = |e| IoError::Volume(e);
+        assert_eq!(errno(CMD_READ, &vol(VolumeError::ZeroLength)), EINVAL);
         assert_eq!(
-            errno(CMD_WRITE_ZEROES, &VolumeError::FastZeroUnsupported),
+            errno(CMD_WRITE_ZEROES, &vol(VolumeError::FastZeroUnsupported)),
             ENOTSUP
         );
-        assert_eq!(errno(CMD_WRITE, &VolumeError::Failed), EIO);
-        assert_eq!(errno(CMD_READ, &VolumeError::EngineStopped), ESHUTDOWN);
+        assert_eq!(errno(CMD_WRITE, &vol(VolumeError::Failed)), EIO);
+        assert_eq!(errno(CMD_READ, &vol(VolumeError::EngineStopped)), ESHUTDOWN);
+        assert_eq!(errno(CMD_READ, &IoError::Fenced), ESHUTDOWN);
+        assert_eq!(errno(CMD_WRITE, &IoError::Reservation("x".into())), EPERM);
     }
 }
