@@ -16,6 +16,7 @@ use proto::ebs::v1 as pb;
 use sha2::{Digest as _, Sha256};
 use snapshot::{BLOCK_SIZE, BlockKey, Manifest, block, create, gc};
 
+use super::model;
 use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms};
 use crate::catalog::{Change, SnapshotRecord, SnapshotState};
 use crate::ids;
@@ -113,7 +114,7 @@ impl ControlPlane {
     /// StartSnapshot.
     pub fn start_snapshot(
         &self,
-        req: pb::StartSnapshotRequest,
+        req: model::StartSnapshotRequest,
     ) -> Result<(SnapshotRecord, Option<String>), Ec2Error> {
         if !(1..=MAX_VOLUME_GIB).contains(&req.volume_size) {
             return Err(validation(format!(
@@ -161,7 +162,7 @@ impl ControlPlane {
     /// StartSnapshot's checks and commit, under the lock, for the announced `snapshot_id`.
     fn start_snapshot_locked(
         &self,
-        req: pb::StartSnapshotRequest,
+        req: model::StartSnapshotRequest,
         snapshot_id: String,
         parent: Option<Manifest>,
         timeout_min: i32,
@@ -293,7 +294,10 @@ impl ControlPlane {
     }
 
     /// PutSnapshotBlock: checks the checksum, stores the block (if new), records it.
-    pub fn put_snapshot_block(&self, req: pb::PutSnapshotBlockRequest) -> Result<String, Ec2Error> {
+    pub fn put_snapshot_block(
+        &self,
+        req: model::PutSnapshotBlockRequest,
+    ) -> Result<String, Ec2Error> {
         if req.checksum_algorithm != "SHA256" {
             return Err(validation("ChecksumAlgorithm must be SHA256."));
         }
@@ -346,7 +350,10 @@ impl ControlPlane {
 
     /// CompleteSnapshot: checks the count and the optional LINEAR aggregate checksum, then
     /// writes the manifest. Returns the status (`completed`).
-    pub fn complete_snapshot(&self, req: pb::CompleteSnapshotRequest) -> Result<String, Ec2Error> {
+    pub fn complete_snapshot(
+        &self,
+        req: model::CompleteSnapshotRequest,
+    ) -> Result<String, Ec2Error> {
         let mut st = self.lock();
         let s = self.staging(&mut st, &req.snapshot_id)?;
         if req.changed_blocks_count < 0 || req.changed_blocks_count as usize != s.written.len() {
@@ -436,7 +443,7 @@ impl ControlPlane {
     /// ListSnapshotBlocks: the snapshot's non-zero blocks from an index, with tokens.
     pub fn list_snapshot_blocks(
         &self,
-        req: pb::ListSnapshotBlocksRequest,
+        req: model::ListSnapshotBlocksRequest,
     ) -> Result<pb::ListSnapshotBlocksResponse, Ec2Error> {
         let max = page(req.max_results)?;
         let from = start_index(req.next_token.as_deref(), req.starting_block_index)?;
@@ -467,7 +474,7 @@ impl ControlPlane {
     /// first snapshot, every non-zero block of the second).
     pub fn list_changed_blocks(
         &self,
-        req: pb::ListChangedBlocksRequest,
+        req: model::ListChangedBlocksRequest,
     ) -> Result<pb::ListChangedBlocksResponse, Ec2Error> {
         let max = page(req.max_results)?;
         let from = start_index(req.next_token.as_deref(), req.starting_block_index)?;
@@ -523,7 +530,7 @@ impl ControlPlane {
     /// GetSnapshotBlock: the block a token names, verified.
     pub fn get_snapshot_block(
         &self,
-        req: pb::GetSnapshotBlockRequest,
+        req: model::GetSnapshotBlockRequest,
     ) -> Result<pb::GetSnapshotBlockResponse, Ec2Error> {
         let m = self.completed_manifest(&req.snapshot_id)?;
         let Some((index, key, expiry)) = parse_token(&req.block_token) else {

@@ -69,7 +69,7 @@ impl Filter {
 }
 
 /// `InvalidParameterValue` unless every filter is one of `names` or a `tag:KEY`.
-pub fn check_names(filters: &[proto::ebs::v1::Filter], names: &[&str]) -> Result<(), Ec2Error> {
+pub fn check_names(filters: &[super::model::Filter], names: &[&str]) -> Result<(), Ec2Error> {
     match filters
         .iter()
         .find(|f| !names.contains(&f.name.as_str()) && !f.name.starts_with("tag:"))

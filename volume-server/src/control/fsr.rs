@@ -15,6 +15,7 @@
 use proto::ebs::v1 as pb;
 
 use super::filter::glob;
+use super::model;
 use super::{ControlPlane, Ec2Error, GIB, State, now_ms};
 use crate::catalog::{Change, FsrRecord, SnapshotState};
 
@@ -76,7 +77,7 @@ impl ControlPlane {
     /// EnableFastSnapshotRestores: every (snapshot, zone) pair, each succeeding or failing.
     pub fn enable_fast_snapshot_restores(
         &self,
-        req: pb::EnableFastSnapshotRestoresRequest,
+        req: model::EnableFastSnapshotRestoresRequest,
     ) -> Result<(Vec<FsrView>, Vec<pb::FastSnapshotRestoreError>), Ec2Error> {
         self.fsr_pairs(&req.availability_zones, &req.source_snapshot_ids, true)
     }
@@ -84,7 +85,7 @@ impl ControlPlane {
     /// DisableFastSnapshotRestores.
     pub fn disable_fast_snapshot_restores(
         &self,
-        req: pb::DisableFastSnapshotRestoresRequest,
+        req: model::DisableFastSnapshotRestoresRequest,
     ) -> Result<(Vec<FsrView>, Vec<pb::FastSnapshotRestoreError>), Ec2Error> {
         self.fsr_pairs(&req.availability_zones, &req.source_snapshot_ids, false)
     }
@@ -187,7 +188,7 @@ impl ControlPlane {
     /// owner-id), paginated in (snapshot, zone) order.
     pub fn describe_fast_snapshot_restores(
         &self,
-        req: pb::DescribeFastSnapshotRestoresRequest,
+        req: model::DescribeFastSnapshotRestoresRequest,
     ) -> Result<(Vec<FsrView>, Option<String>), Ec2Error> {
         for f in &req.filters {
             if !matches!(

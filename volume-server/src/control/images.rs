@@ -4,9 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use proto::ebs::v1 as pb;
-
 use super::filter::glob;
+use super::model;
 use super::snapshots::OWNER_ID;
 use super::{ControlPlane, Ec2Error, ErrorCode, check_id, now_ms, validate};
 use crate::catalog::{Change, EbsMapping, ImageRecord, MappingRecord, SnapshotState};
@@ -51,7 +50,7 @@ pub(super) fn check_name(name: &str) -> Result<(), Ec2Error> {
 }
 
 /// The record of a proto mapping, checked on its own (snapshots are checked by the caller).
-pub(super) fn mapping(m: &pb::BlockDeviceMapping) -> Result<MappingRecord, Ec2Error> {
+pub(super) fn mapping(m: &model::BlockDeviceMapping) -> Result<MappingRecord, Ec2Error> {
     if m.device_name.is_empty() {
         return Err(Ec2Error::missing("BlockDeviceMapping.DeviceName"));
     }
@@ -138,27 +137,12 @@ pub(super) fn image_state(st: &super::State, i: &ImageRecord) -> &'static str {
     state
 }
 
-/// The proto form of a stored mapping.
-pub fn mapping_pb(m: &MappingRecord) -> pb::BlockDeviceMapping {
-    pb::BlockDeviceMapping {
-        device_name: m.device_name.clone(),
-        ebs: m.ebs.as_ref().map(|e| pb::EbsBlockDevice {
-            snapshot_id: e.snapshot_id.clone(),
-            volume_size: e.volume_size.map(|n| n as i32),
-            volume_type: e.volume_type.clone(),
-            iops: e.iops.map(|n| n as i32),
-            throughput: e.throughput.map(|n| n as i32),
-            delete_on_termination: Some(e.delete_on_termination.unwrap_or(true)),
-            encrypted: Some(false),
-        }),
-        virtual_name: m.virtual_name.clone(),
-        no_device: m.no_device.then(String::new),
-    }
-}
-
 impl ControlPlane {
     /// RegisterImage: an AMI whose root and other EBS devices come from completed snapshots.
-    pub fn register_image(&self, req: pb::RegisterImageRequest) -> Result<ImageRecord, Ec2Error> {
+    pub fn register_image(
+        &self,
+        req: model::RegisterImageRequest,
+    ) -> Result<ImageRecord, Ec2Error> {
         check_name(&req.name)?;
         if req.root_device_name.is_empty() {
             return Err(Ec2Error::missing("RootDeviceName"));
@@ -258,7 +242,10 @@ impl ControlPlane {
     }
 
     /// DescribeImages: ids, owners and filters, paginated in image-id order.
-    pub fn describe_images(&self, req: pb::DescribeImagesRequest) -> Result<ImagesPage, Ec2Error> {
+    pub fn describe_images(
+        &self,
+        req: model::DescribeImagesRequest,
+    ) -> Result<ImagesPage, Ec2Error> {
         for id in &req.image_ids {
             check_image_id(id)?;
         }

@@ -30,6 +30,7 @@ use proto::ebs::v1 as pb;
 use storage_engine::{Limits, Throttle, Volume};
 use tokio::sync::{mpsc, oneshot};
 
+use super::model;
 use super::snapshots::OWNER_ID;
 use super::{
     ControlPlane, Ec2Error, ErrorCode, State, check_instance_id, instance_not_found, now_ms,
@@ -295,7 +296,10 @@ impl ControlPlane {
 
     /// RunInstances: creates and attaches each instance's volumes; the instances are `pending`
     /// and start their workloads in the background.
-    pub fn run_instances(&self, req: pb::RunInstancesRequest) -> Result<pb::Reservation, Ec2Error> {
+    pub fn run_instances(
+        &self,
+        req: model::RunInstancesRequest,
+    ) -> Result<pb::Reservation, Ec2Error> {
         let Some(token) = req.client_token.clone().filter(|t| !t.is_empty()) else {
             return super::crashpoint::scoped("run-instances", || self.run_instances_once(req));
         };
@@ -321,7 +325,7 @@ impl ControlPlane {
     /// RunInstances, with the client token's lock held (if it has a token).
     fn run_instances_once(
         &self,
-        req: pb::RunInstancesRequest,
+        req: model::RunInstancesRequest,
     ) -> Result<pb::Reservation, Ec2Error> {
         super::images::check_image_id(&req.image_id)?;
         let type_name = req
@@ -547,7 +551,7 @@ impl ControlPlane {
         volume_tags: &BTreeMap<String, String>,
     ) -> Result<(), Ec2Error> {
         let v = self.create_volume_for(
-            pb::CreateVolumeRequest {
+            model::CreateVolumeRequest {
                 availability_zone: zone.to_string(),
                 size: ebs.volume_size.map(|n| n as i32),
                 snapshot_id: ebs.snapshot_id.clone(),
@@ -557,11 +561,11 @@ impl ControlPlane {
                 tag_specifications: if volume_tags.is_empty() {
                     vec![]
                 } else {
-                    vec![pb::TagSpecification {
+                    vec![model::TagSpecification {
                         resource_type: "volume".into(),
                         tags: volume_tags
                             .iter()
-                            .map(|(k, v)| pb::Tag {
+                            .map(|(k, v)| model::Tag {
                                 key: k.clone(),
                                 value: v.clone(),
                             })
@@ -576,7 +580,7 @@ impl ControlPlane {
         // (EbsBlockDevice's documented default), unlike volumes attached later.
         let dot = ebs.delete_on_termination.unwrap_or(true);
         if let Err(e) = self.attach(
-            pb::AttachVolumeRequest {
+            model::AttachVolumeRequest {
                 volume_id: v.volume_id.clone(),
                 instance_id: id.to_string(),
                 device: m.device_name.clone(),
@@ -1225,7 +1229,7 @@ impl ControlPlane {
     /// CreateImage: snapshots every EBS volume of the instance into a new AMI (`pending` until
     /// the snapshots complete). A running workload is stopped for the point in time and started
     /// again, unless `no_reboot`.
-    pub fn create_image(&self, req: pb::CreateImageRequest) -> Result<String, Ec2Error> {
+    pub fn create_image(&self, req: model::CreateImageRequest) -> Result<String, Ec2Error> {
         check_instance_id(&req.instance_id)?;
         super::images::check_name(&req.name)?;
         let tags = super::validate::tag_specifications("image", &req.tag_specifications)?;
@@ -1277,7 +1281,7 @@ impl ControlPlane {
         let mut failed = None;
         for (volume_id, a) in self.attachments_of(id) {
             let snap = self.snapshot_volume(
-                pb::CreateSnapshotRequest {
+                model::CreateSnapshotRequest {
                     volume_id: volume_id.clone(),
                     description: Some(format!("Created by CreateImage({id}) for {image_id}")),
                     ..Default::default()
@@ -1376,7 +1380,7 @@ impl ControlPlane {
     /// DescribeInstances: ids and/or filters, paged in instance-id order, grouped by reservation.
     pub fn describe_instances(
         &self,
-        req: pb::DescribeInstancesRequest,
+        req: model::DescribeInstancesRequest,
     ) -> Result<pb::DescribeInstancesResponse, Ec2Error> {
         for id in &req.instance_ids {
             check_instance_id(id)?;

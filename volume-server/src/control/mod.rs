@@ -25,6 +25,7 @@ pub mod filter;
 pub mod fsr;
 pub mod images;
 pub mod instances;
+pub mod model;
 pub mod modify;
 pub mod perf;
 pub mod reserve;
@@ -38,7 +39,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use proto::ebs::v1 as pb;
 use storage_engine::{Engine, Throttle, Volume};
 
 use crate::catalog::{
@@ -331,14 +331,14 @@ impl ControlPlane {
     // ---------------------------------------------------------------- volumes
 
     /// CreateVolume. The volume is `available` when this returns.
-    pub fn create_volume(&self, req: pb::CreateVolumeRequest) -> Result<VolumeRecord, Ec2Error> {
+    pub fn create_volume(&self, req: model::CreateVolumeRequest) -> Result<VolumeRecord, Ec2Error> {
         self.create_volume_for(req, None)
     }
 
     /// CreateVolume; `launched_for`: the instance a RunInstances in progress makes it for.
     fn create_volume_for(
         &self,
-        req: pb::CreateVolumeRequest,
+        req: model::CreateVolumeRequest,
         launched_for: Option<&str>,
     ) -> Result<VolumeRecord, Ec2Error> {
         self.check_az(&req.availability_zone)?;
@@ -524,7 +524,7 @@ impl ControlPlane {
     /// DescribeVolumes: ids and/or filters, paginated in volume-id order.
     pub fn describe_volumes(
         &self,
-        req: pb::DescribeVolumesRequest,
+        req: model::DescribeVolumesRequest,
     ) -> Result<(Vec<VolumeRecord>, Option<String>), Ec2Error> {
         for id in &req.volume_ids {
             check_volume_id(id)?;
@@ -791,7 +791,7 @@ impl ControlPlane {
     /// it starts).
     pub fn attach_volume(
         &self,
-        req: pb::AttachVolumeRequest,
+        req: model::AttachVolumeRequest,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         self.attach(req, false)
     }
@@ -799,7 +799,7 @@ impl ControlPlane {
     /// AttachVolume with the attachment's DeleteOnTermination.
     fn attach(
         &self,
-        req: pb::AttachVolumeRequest,
+        req: model::AttachVolumeRequest,
         delete_on_termination: bool,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         check_volume_id(&req.volume_id)?;
@@ -919,7 +919,7 @@ impl ControlPlane {
     /// DetachVolume. When this returns, no I/O of the attachment can reach the disk.
     pub fn detach_volume(
         &self,
-        req: pb::DetachVolumeRequest,
+        req: model::DetachVolumeRequest,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         self.detach(req, false)
     }
@@ -932,7 +932,7 @@ impl ControlPlane {
         instance_id: &str,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         self.detach(
-            pb::DetachVolumeRequest {
+            model::DetachVolumeRequest {
                 volume_id: volume_id.to_string(),
                 instance_id: Some(instance_id.to_string()),
                 device: None,
@@ -946,7 +946,7 @@ impl ControlPlane {
     /// detach an instance's root volume, which callers may only do while it is stopped.
     fn detach(
         &self,
-        req: pb::DetachVolumeRequest,
+        req: model::DetachVolumeRequest,
         root_too: bool,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         check_volume_id(&req.volume_id)?;
@@ -1075,7 +1075,7 @@ impl ControlPlane {
     // ------------------------------------------------------------------- tags
 
     /// CreateTags on volumes and hosts.
-    pub fn create_tags(&self, resources: &[String], tags: &[pb::Tag]) -> Result<(), Ec2Error> {
+    pub fn create_tags(&self, resources: &[String], tags: &[model::Tag]) -> Result<(), Ec2Error> {
         if tags.is_empty() {
             return Err(Ec2Error::missing("Tag"));
         }
@@ -1092,7 +1092,7 @@ impl ControlPlane {
     pub fn delete_tags(
         &self,
         resources: &[String],
-        tags: &[pb::DeleteTag],
+        tags: &[model::DeleteTag],
     ) -> Result<(), Ec2Error> {
         self.edit_tags(resources, |_, map| {
             if tags.is_empty() {
@@ -1151,7 +1151,7 @@ impl ControlPlane {
     // ------------------------------------------------------------------ hosts
 
     /// RegisterHost: a host outside the instance manager gets an `i-` id in one AZ.
-    pub fn register_host(&self, req: pb::RegisterHostRequest) -> Result<HostRecord, Ec2Error> {
+    pub fn register_host(&self, req: model::RegisterHostRequest) -> Result<HostRecord, Ec2Error> {
         if req.name.trim().is_empty() {
             return Err(Ec2Error::missing("Name"));
         }

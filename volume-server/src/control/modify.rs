@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use proto::ebs::v1 as pb;
 use storage_engine::Volume;
 
 use super::filter::glob;
+use super::model;
 use super::{
     ControlPlane, Ec2Error, ErrorCode, GIB, check_usable, check_volume_id, now_ms, validate,
     volume_not_found,
@@ -47,7 +47,7 @@ fn spec_of(v: &VolumeRecord) -> PerfSpec {
 }
 
 /// The target of a ModifyVolume request, validated against the EBS rules.
-fn target_spec(v: &VolumeRecord, req: &pb::ModifyVolumeRequest) -> Result<PerfSpec, Ec2Error> {
+fn target_spec(v: &VolumeRecord, req: &model::ModifyVolumeRequest) -> Result<PerfSpec, Ec2Error> {
     let vtype = match req.volume_type.as_deref() {
         None | Some("") => v.volume_type,
         Some(t) => validate::parse_volume_type(Some(t))?,
@@ -90,7 +90,7 @@ impl ControlPlane {
     /// ModifyVolume.
     pub fn modify_volume(
         &self,
-        req: pb::ModifyVolumeRequest,
+        req: model::ModifyVolumeRequest,
     ) -> Result<(String, ModificationRecord), Ec2Error> {
         check_volume_id(&req.volume_id)?;
         let mut st = self.lock();
@@ -221,7 +221,7 @@ impl ControlPlane {
     pub fn describe_volumes_modifications(
         &self,
         ids: &[String],
-        filters: &[pb::Filter],
+        filters: &[model::Filter],
     ) -> Result<Vec<(String, ModificationRecord)>, Ec2Error> {
         for id in ids {
             check_volume_id(id)?;

@@ -1,8 +1,7 @@
 //! Reservation commands on the control plane: validate, take the volume's reservation lock for
 //! writing (which drains the I/O checked against the old state), commit, publish.
 
-use proto::ebs::v1 as pb;
-
+use super::model;
 use super::{
     ControlPlane, Ec2Error, ErrorCode, check_instance_id, check_volume_id, volume_not_found,
 };
@@ -97,7 +96,7 @@ impl ControlPlane {
     /// Register, unregister or replace a key.
     pub fn reservation_register(
         &self,
-        req: pb::ReservationRegisterRequest,
+        req: model::ReservationRegisterRequest,
     ) -> Result<ReservationRecord, Ec2Error> {
         let (host, action) = (req.instance_id.clone(), req.action.clone());
         self.reservation_change(&req.volume_id, &req.instance_id, |r| {
@@ -108,7 +107,7 @@ impl ControlPlane {
     /// Acquire, preempt or preempt-and-abort.
     pub fn reservation_acquire(
         &self,
-        req: pb::ReservationAcquireRequest,
+        req: model::ReservationAcquireRequest,
     ) -> Result<ReservationRecord, Ec2Error> {
         let rtype = parse_type(req.r#type)?;
         let (host, action) = (req.instance_id.clone(), req.action.clone());
@@ -125,7 +124,7 @@ impl ControlPlane {
     /// Release, or clear everything.
     pub fn reservation_release(
         &self,
-        req: pb::ReservationReleaseRequest,
+        req: model::ReservationReleaseRequest,
     ) -> Result<ReservationRecord, Ec2Error> {
         let rtype = if req.clear {
             None

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use proto::ebs::v1 as pb;
 use snapshot::create::{self, CreateStats};
 use snapshot::gc::{self, GcConfig, GcOutcome};
 use snapshot::{BLOCK_SIZE, Capture, Hydration, Manifest, Store, copy};
@@ -32,6 +31,7 @@ use storage_engine::ChangedSince;
 use tokio::sync::watch;
 
 use super::filter::glob;
+use super::model;
 use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms, validate};
 use crate::catalog::{Change, SnapshotRecord, SnapshotState, VolumeRecord, VolumeType};
 use crate::exports::OpenVolume;
@@ -167,7 +167,7 @@ impl ControlPlane {
     /// CreateSnapshot. Returns once the point in time is fixed; the snapshot is `pending`.
     pub fn create_snapshot(
         &self,
-        req: pb::CreateSnapshotRequest,
+        req: model::CreateSnapshotRequest,
     ) -> Result<SnapshotRecord, Ec2Error> {
         self.snapshot_volume(req, true)
     }
@@ -177,7 +177,7 @@ impl ControlPlane {
     /// error named after an operation it did not call (EC2 queues them).
     pub(super) fn snapshot_volume(
         &self,
-        req: pb::CreateSnapshotRequest,
+        req: model::CreateSnapshotRequest,
         limited: bool,
     ) -> Result<SnapshotRecord, Ec2Error> {
         super::check_volume_id(&req.volume_id)?;
@@ -484,7 +484,7 @@ impl ControlPlane {
     /// DescribeSnapshots: ids and/or filters, paginated in snapshot-id order.
     pub fn describe_snapshots(
         &self,
-        req: pb::DescribeSnapshotsRequest,
+        req: model::DescribeSnapshotsRequest,
     ) -> Result<(Vec<SnapshotView>, Option<String>), Ec2Error> {
         for id in &req.snapshot_ids {
             check_snapshot_id(id, "SnapshotId")?;
@@ -618,7 +618,10 @@ impl ControlPlane {
     // -------------------------------------------------------------- copy
 
     /// CopySnapshot from `source_region`'s store (or this one) into this region.
-    pub fn copy_snapshot(&self, req: pb::CopySnapshotRequest) -> Result<SnapshotRecord, Ec2Error> {
+    pub fn copy_snapshot(
+        &self,
+        req: model::CopySnapshotRequest,
+    ) -> Result<SnapshotRecord, Ec2Error> {
         check_snapshot_id(&req.source_snapshot_id, "SourceSnapshotId")?;
         if req.encrypted == Some(true) {
             return Err(Ec2Error::new(

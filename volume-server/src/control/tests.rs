@@ -68,8 +68,8 @@ fn fixture() -> Fixture {
     }
 }
 
-fn create_req(size: i32, vtype: &str) -> pb::CreateVolumeRequest {
-    pb::CreateVolumeRequest {
+fn create_req(size: i32, vtype: &str) -> model::CreateVolumeRequest {
+    model::CreateVolumeRequest {
         availability_zone: "us-east-1a".into(),
         size: Some(size),
         volume_type: Some(vtype.into()),
@@ -78,7 +78,7 @@ fn create_req(size: i32, vtype: &str) -> pb::CreateVolumeRequest {
 }
 
 fn host(cp: &ControlPlane, az: &str) -> String {
-    cp.register_host(pb::RegisterHostRequest {
+    cp.register_host(model::RegisterHostRequest {
         name: "h".into(),
         availability_zone: az.into(),
         ..Default::default()
@@ -87,16 +87,16 @@ fn host(cp: &ControlPlane, az: &str) -> String {
     .instance_id
 }
 
-fn attach_req(v: &str, i: &str, dev: &str) -> pb::AttachVolumeRequest {
-    pb::AttachVolumeRequest {
+fn attach_req(v: &str, i: &str, dev: &str) -> model::AttachVolumeRequest {
+    model::AttachVolumeRequest {
         volume_id: v.into(),
         instance_id: i.into(),
         device: dev.into(),
     }
 }
 
-fn detach_req(v: &str, i: Option<&str>) -> pb::DetachVolumeRequest {
-    pb::DetachVolumeRequest {
+fn detach_req(v: &str, i: Option<&str>) -> model::DetachVolumeRequest {
+    model::DetachVolumeRequest {
         volume_id: v.into(),
         instance_id: i.map(Into::into),
         device: None,
@@ -164,15 +164,15 @@ fn create_volume_rules() {
     );
 
     let mut r = create_req(8, "gp3");
-    r.tag_specifications = vec![pb::TagSpecification {
+    r.tag_specifications = vec![model::TagSpecification {
         resource_type: "snapshot".into(),
         tags: vec![],
     }];
     assert_eq!(code(cp.create_volume(r)), "InvalidParameterValue");
     let mut r = create_req(8, "gp3");
-    r.tag_specifications = vec![pb::TagSpecification {
+    r.tag_specifications = vec![model::TagSpecification {
         resource_type: "volume".into(),
-        tags: vec![pb::Tag {
+        tags: vec![model::Tag {
             key: "aws:x".into(),
             value: "y".into(),
         }],
@@ -203,9 +203,9 @@ fn describe_filters_and_pages() {
         if i % 3 == 0 {
             r.availability_zone = "us-east-1b".into();
         }
-        r.tag_specifications = vec![pb::TagSpecification {
+        r.tag_specifications = vec![model::TagSpecification {
             resource_type: "volume".into(),
-            tags: vec![pb::Tag {
+            tags: vec![model::Tag {
                 key: "n".into(),
                 value: i.to_string(),
             }],
@@ -215,12 +215,12 @@ fn describe_filters_and_pages() {
     let desc = |filters: Vec<(&str, &str)>| {
         let filters = filters
             .into_iter()
-            .map(|(n, v)| pb::Filter {
+            .map(|(n, v)| model::Filter {
                 name: n.into(),
                 values: vec![v.into()],
             })
             .collect();
-        cp.describe_volumes(pb::DescribeVolumesRequest {
+        cp.describe_volumes(model::DescribeVolumesRequest {
             filters,
             ..Default::default()
         })
@@ -254,7 +254,7 @@ fn describe_filters_and_pages() {
     let mut token = None;
     loop {
         let (page, next) = cp
-            .describe_volumes(pb::DescribeVolumesRequest {
+            .describe_volumes(model::DescribeVolumesRequest {
                 max_results: Some(5),
                 next_token: token,
                 ..Default::default()
@@ -271,23 +271,23 @@ fn describe_filters_and_pages() {
     sorted.sort();
     assert_eq!(seen, sorted);
 
-    let bad = |req: pb::DescribeVolumesRequest| code(cp.describe_volumes(req));
+    let bad = |req: model::DescribeVolumesRequest| code(cp.describe_volumes(req));
     assert_eq!(
-        bad(pb::DescribeVolumesRequest {
+        bad(model::DescribeVolumesRequest {
             volume_ids: vec!["vol-nope".into()],
             ..Default::default()
         }),
         ErrorCode::InvalidVolumeIdMalformed
     );
     assert_eq!(
-        bad(pb::DescribeVolumesRequest {
+        bad(model::DescribeVolumesRequest {
             volume_ids: vec!["vol-0123456789abcdef0".into()],
             ..Default::default()
         }),
         "InvalidVolume.NotFound"
     );
     assert_eq!(
-        bad(pb::DescribeVolumesRequest {
+        bad(model::DescribeVolumesRequest {
             volume_ids: vec![ids[0].clone()],
             max_results: Some(5),
             ..Default::default()
@@ -295,29 +295,29 @@ fn describe_filters_and_pages() {
         "InvalidParameterCombination"
     );
     assert_eq!(
-        bad(pb::DescribeVolumesRequest {
+        bad(model::DescribeVolumesRequest {
             max_results: Some(4),
             ..Default::default()
         }),
         "InvalidParameterValue"
     );
     assert_eq!(
-        bad(pb::DescribeVolumesRequest {
+        bad(model::DescribeVolumesRequest {
             max_results: Some(501),
             ..Default::default()
         }),
         "InvalidParameterValue"
     );
     assert_eq!(
-        bad(pb::DescribeVolumesRequest {
+        bad(model::DescribeVolumesRequest {
             next_token: Some("zz".into()),
             ..Default::default()
         }),
         "InvalidParameterValue"
     );
     assert_eq!(
-        bad(pb::DescribeVolumesRequest {
-            filters: vec![pb::Filter {
+        bad(model::DescribeVolumesRequest {
+            filters: vec![model::Filter {
                 name: "colour".into(),
                 values: vec!["red".into()]
             }],
@@ -436,7 +436,7 @@ fn detach_fences_and_frees() {
     assert!(f.exports.get(&a.token).is_none(), "export removed");
     assert!(export.gate.enter().is_none(), "old attachment is fenced");
     let (vols, _) = cp
-        .describe_volumes(pb::DescribeVolumesRequest {
+        .describe_volumes(model::DescribeVolumesRequest {
             volume_ids: vec![v.clone()],
             ..Default::default()
         })
@@ -457,7 +457,7 @@ fn tags_rules() {
     let cp = &f.cp;
     let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
     let h = host(cp, "us-east-1a");
-    let t = |k: &str, val: &str| pb::Tag {
+    let t = |k: &str, val: &str| model::Tag {
         key: k.into(),
         value: val.into(),
     };
@@ -467,7 +467,7 @@ fn tags_rules() {
     )
     .unwrap();
     let tags_of = || {
-        cp.describe_volumes(pb::DescribeVolumesRequest {
+        cp.describe_volumes(model::DescribeVolumesRequest {
             volume_ids: vec![v.clone()],
             ..Default::default()
         })
@@ -504,7 +504,7 @@ fn tags_rules() {
         code(cp.create_tags(&["i-0123456789abcdef0".into()], &[t("a", "b")])),
         "InvalidInstanceID.NotFound"
     );
-    let many: Vec<pb::Tag> = (0..49).map(|i| t(&format!("k{i}"), "")).collect();
+    let many: Vec<model::Tag> = (0..49).map(|i| t(&format!("k{i}"), "")).collect();
     assert_eq!(
         code(cp.create_tags(std::slice::from_ref(&v), &many)),
         "TagLimitExceeded"
@@ -512,7 +512,7 @@ fn tags_rules() {
     assert_eq!(tags_of().len(), 2, "a failed CreateTags changes nothing");
 
     // A value that does not match leaves the tag; no value deletes it.
-    let dt = |k: &str, val: Option<&str>| pb::DeleteTag {
+    let dt = |k: &str, val: Option<&str>| model::DeleteTag {
         key: k.into(),
         value: val.map(Into::into),
     };
@@ -530,7 +530,7 @@ fn tags_rules() {
 fn host_rules() {
     let f = fixture();
     let cp = &f.cp;
-    let req = |name: &str, az: &str| pb::RegisterHostRequest {
+    let req = |name: &str, az: &str| model::RegisterHostRequest {
         name: name.into(),
         availability_zone: az.into(),
         ..Default::default()
@@ -572,7 +572,7 @@ fn state_survives_reopen() {
     drop(cp);
     let (exports, cp) = open_at(dir.path(), &rt);
     let (vols, _) = cp
-        .describe_volumes(pb::DescribeVolumesRequest::default())
+        .describe_volumes(model::DescribeVolumesRequest::default())
         .unwrap();
     assert_eq!(vols.len(), 1);
     assert_eq!(vols[0].state, VolumeState::InUse);
@@ -612,8 +612,8 @@ fn errors_map_to_grpc_codes_with_ec2_code() {
     }
 }
 
-fn modify(v: &str) -> pb::ModifyVolumeRequest {
-    pb::ModifyVolumeRequest {
+fn modify(v: &str) -> model::ModifyVolumeRequest {
+    model::ModifyVolumeRequest {
         volume_id: v.into(),
         ..Default::default()
     }
@@ -631,7 +631,7 @@ fn modify_volume_rules() {
 
     // Live: the attached volume's throttle and size change at once.
     let (_, m) = cp
-        .modify_volume(pb::ModifyVolumeRequest {
+        .modify_volume(model::ModifyVolumeRequest {
             iops: Some(4000),
             size: Some(10),
             ..modify(&v)
@@ -642,7 +642,7 @@ fn modify_volume_rules() {
     assert_eq!(export.open.volume.size(), 10 * GIB);
 
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             size: Some(9),
             ..modify(&v)
         })),
@@ -654,14 +654,14 @@ fn modify_volume_rules() {
         "no change"
     );
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             iops: Some(4000),
             ..modify(&v)
         })),
         "InvalidParameterCombination"
     );
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             volume_type: Some("st1".into()),
             ..modify(&v)
         })),
@@ -669,7 +669,7 @@ fn modify_volume_rules() {
         "st1 needs 125 GiB"
     );
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             volume_type: Some("io1".into()),
             ..modify(&v)
         })),
@@ -677,14 +677,14 @@ fn modify_volume_rules() {
         "3,000 IOPS on 10 GiB io1 breaks 50:1"
     );
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             throughput: Some(100),
             ..modify(&v)
         })),
         "InvalidParameterValue"
     );
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             multi_attach_enabled: Some(true),
             ..modify(&v)
         })),
@@ -693,7 +693,7 @@ fn modify_volume_rules() {
 
     // A new type without values gets the API defaults.
     let (_, m) = cp
-        .modify_volume(pb::ModifyVolumeRequest {
+        .modify_volume(model::ModifyVolumeRequest {
             volume_type: Some("io2".into()),
             ..modify(&v)
         })
@@ -703,7 +703,7 @@ fn modify_volume_rules() {
         (VolumeType::Io2, Some(3000), None)
     );
     let (_, m) = cp
-        .modify_volume(pb::ModifyVolumeRequest {
+        .modify_volume(model::ModifyVolumeRequest {
             volume_type: Some("gp2".into()),
             ..modify(&v)
         })
@@ -717,13 +717,13 @@ fn modify_volume_rules() {
         "gp2 burst credits apply live"
     );
     // Four in 24 hours (failed calls do not count).
-    cp.modify_volume(pb::ModifyVolumeRequest {
+    cp.modify_volume(model::ModifyVolumeRequest {
         size: Some(20),
         ..modify(&v)
     })
     .unwrap();
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             size: Some(30),
             ..modify(&v)
         })),
@@ -733,7 +733,7 @@ fn modify_volume_rules() {
         .describe_volumes_modifications(std::slice::from_ref(&v), &[])
         .unwrap();
     assert_eq!(mods[0].1.target.volume_type, VolumeType::Gp2);
-    let completed = pb::Filter {
+    let completed = model::Filter {
         name: "modification-state".into(),
         values: vec!["completed".into()],
     };
@@ -763,13 +763,13 @@ fn modification_must_complete_first() {
         code(cp.describe_volumes_modifications(&["vol-0123456789abcdef0".into()], &[])),
         "InvalidVolume.NotFound"
     );
-    cp.modify_volume(pb::ModifyVolumeRequest {
+    cp.modify_volume(model::ModifyVolumeRequest {
         size: Some(16),
         ..modify(&v)
     })
     .unwrap();
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             size: Some(32),
             ..modify(&v)
         })),
@@ -799,20 +799,20 @@ fn multi_attach_toggle_rules() {
     let h = host(cp, "us-east-1a");
     cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             multi_attach_enabled: Some(true),
             ..modify(&v)
         })),
         "VolumeInUse"
     );
     cp.detach_volume(detach_req(&v, None)).unwrap();
-    cp.modify_volume(pb::ModifyVolumeRequest {
+    cp.modify_volume(model::ModifyVolumeRequest {
         multi_attach_enabled: Some(true),
         ..modify(&v)
     })
     .unwrap();
     assert_eq!(
-        code(cp.modify_volume(pb::ModifyVolumeRequest {
+        code(cp.modify_volume(model::ModifyVolumeRequest {
             volume_type: Some("gp3".into()),
             ..modify(&v)
         })),

@@ -243,7 +243,7 @@ pub fn merge_tags<'a>(
 /// The tags of a request's `TagSpecifications`, which may only name `resource_type`.
 pub fn tag_specifications(
     resource_type: &str,
-    specs: &[proto::ebs::v1::TagSpecification],
+    specs: &[super::model::TagSpecification],
 ) -> Result<BTreeMap<String, String>, Ec2Error> {
     let mut tags = BTreeMap::new();
     for ts in specs {

@@ -9,9 +9,8 @@ use proto::ebs::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
-use crate::catalog::{ImageRecord, SnapshotRecord, VolumeType};
+use crate::catalog::{ImageRecord, MappingRecord, SnapshotRecord, VolumeType};
 use crate::control::fsr::FsrView;
-use crate::control::images;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
 use crate::control::snapshots::{OWNER_ID, SnapshotView};
@@ -20,6 +19,8 @@ use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
 use crate::exports::OpenVolume;
 use storage_engine::{ReadData, VolumeError, ZeroFlags};
+
+mod convert;
 
 /// The gRPC face of the control plane.
 #[derive(Debug, Clone)]
@@ -191,7 +192,7 @@ fn image((i, state): &(ImageRecord, &str)) -> pb::Image {
         root_device_type: "ebs".into(),
         architecture: i.architecture.clone(),
         virtualization_type: i.virtualization_type.clone(),
-        block_device_mappings: i.mappings.iter().map(images::mapping_pb).collect(),
+        block_device_mappings: i.mappings.iter().map(mapping_pb).collect(),
         owner_id: OWNER_ID.into(),
         public: false,
         image_type: "machine".into(),
@@ -271,6 +272,24 @@ fn reservation_report(
                 holder: r.is_holder(h),
             })
             .collect(),
+    }
+}
+
+/// The proto form of a stored mapping.
+fn mapping_pb(m: &MappingRecord) -> pb::BlockDeviceMapping {
+    pb::BlockDeviceMapping {
+        device_name: m.device_name.clone(),
+        ebs: m.ebs.as_ref().map(|e| pb::EbsBlockDevice {
+            snapshot_id: e.snapshot_id.clone(),
+            volume_size: e.volume_size.map(|n| n as i32),
+            volume_type: e.volume_type.clone(),
+            iops: e.iops.map(|n| n as i32),
+            throughput: e.throughput.map(|n| n as i32),
+            delete_on_termination: Some(e.delete_on_termination.unwrap_or(true)),
+            encrypted: Some(false),
+        }),
+        virtual_name: m.virtual_name.clone(),
+        no_device: m.no_device.then(String::new),
     }
 }
 
@@ -438,7 +457,7 @@ impl VolumeService for VolumeApi {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
-            cp.reservation_register(req)
+            cp.reservation_register(req.into())
                 .map(|r| reservation_report(&id, &r))
         })
         .await
@@ -452,7 +471,7 @@ impl VolumeService for VolumeApi {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
-            cp.reservation_acquire(req)
+            cp.reservation_acquire(req.into())
                 .map(|r| reservation_report(&id, &r))
         })
         .await
@@ -466,7 +485,7 @@ impl VolumeService for VolumeApi {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
-            cp.reservation_release(req)
+            cp.reservation_release(req.into())
                 .map(|r| reservation_report(&id, &r))
         })
         .await
@@ -492,7 +511,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::VolumeModification>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            cp.modify_volume(req)
+            cp.modify_volume(req.into())
                 .map(|(id, m)| modification(&id, &m, true))
         })
         .await
@@ -505,7 +524,8 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeVolumesModificationsResponse>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            let mods = cp.describe_volumes_modifications(&req.volume_ids, &req.filters)?;
+            let mods =
+                cp.describe_volumes_modifications(&req.volume_ids, &convert::all(req.filters))?;
             Ok(pb::DescribeVolumesModificationsResponse {
                 volumes_modifications: mods
                     .iter()
@@ -562,7 +582,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.create_volume(req).map(|v| volume(cp, &v)))
+        self.run(move |cp| cp.create_volume(req.into()).map(|v| volume(cp, &v)))
             .await
             .map(Response::new)
     }
@@ -573,7 +593,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeVolumesResponse>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            let (vols, next_token) = cp.describe_volumes(req)?;
+            let (vols, next_token) = cp.describe_volumes(req.into())?;
             Ok(pb::DescribeVolumesResponse {
                 volumes: vols.iter().map(|v| volume(cp, v)).collect(),
                 next_token,
@@ -588,7 +608,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateSnapshotRequest>,
     ) -> Result<Response<pb::Snapshot>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.create_snapshot(req))
+        self.run(move |cp| cp.create_snapshot(req.into()))
             .await
             .map(|r| Response::new(snapshot(&pending_view(r))))
     }
@@ -598,7 +618,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DescribeSnapshotsRequest>,
     ) -> Result<Response<pb::DescribeSnapshotsResponse>, Status> {
         let req = req.into_inner();
-        let (snaps, next_token) = self.run(move |cp| cp.describe_snapshots(req)).await?;
+        let (snaps, next_token) = self
+            .run(move |cp| cp.describe_snapshots(req.into()))
+            .await?;
         Ok(Response::new(pb::DescribeSnapshotsResponse {
             snapshots: snaps.iter().map(snapshot).collect(),
             next_token,
@@ -619,7 +641,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CopySnapshotRequest>,
     ) -> Result<Response<pb::CopySnapshotResponse>, Status> {
         let req = req.into_inner();
-        let r = self.run(move |cp| cp.copy_snapshot(req)).await?;
+        let r = self.run(move |cp| cp.copy_snapshot(req.into())).await?;
         Ok(Response::new(pb::CopySnapshotResponse {
             snapshot_id: r.snapshot_id,
         }))
@@ -631,7 +653,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
         let req = req.into_inner();
         let r = self
-            .run(move |cp| cp.enable_fast_snapshot_restores(req))
+            .run(move |cp| cp.enable_fast_snapshot_restores(req.into()))
             .await?;
         Ok(Response::new(fsr_result(r)))
     }
@@ -642,7 +664,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
         let req = req.into_inner();
         let r = self
-            .run(move |cp| cp.disable_fast_snapshot_restores(req))
+            .run(move |cp| cp.disable_fast_snapshot_restores(req.into()))
             .await?;
         Ok(Response::new(fsr_result(r)))
     }
@@ -653,7 +675,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeFastSnapshotRestoresResponse>, Status> {
         let req = req.into_inner();
         let (views, next_token) = self
-            .run(move |cp| cp.describe_fast_snapshot_restores(req))
+            .run(move |cp| cp.describe_fast_snapshot_restores(req.into()))
             .await?;
         Ok(Response::new(pb::DescribeFastSnapshotRestoresResponse {
             fast_snapshot_restores: views.iter().map(fsr).collect(),
@@ -666,7 +688,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::StartSnapshotRequest>,
     ) -> Result<Response<pb::StartSnapshotResponse>, Status> {
         let req = req.into_inner();
-        let (r, parent) = self.run(move |cp| cp.start_snapshot(req)).await?;
+        let (r, parent) = self.run(move |cp| cp.start_snapshot(req.into())).await?;
         Ok(Response::new(pb::StartSnapshotResponse {
             snapshot_id: r.snapshot_id.clone(),
             owner_id: OWNER_ID.to_string(),
@@ -685,7 +707,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::PutSnapshotBlockRequest>,
     ) -> Result<Response<pb::PutSnapshotBlockResponse>, Status> {
         let req = req.into_inner();
-        let checksum = self.run(move |cp| cp.put_snapshot_block(req)).await?;
+        let checksum = self
+            .run(move |cp| cp.put_snapshot_block(req.into()))
+            .await?;
         Ok(Response::new(pb::PutSnapshotBlockResponse {
             checksum,
             checksum_algorithm: "SHA256".into(),
@@ -697,7 +721,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CompleteSnapshotRequest>,
     ) -> Result<Response<pb::CompleteSnapshotResponse>, Status> {
         let req = req.into_inner();
-        let status = self.run(move |cp| cp.complete_snapshot(req)).await?;
+        let status = self.run(move |cp| cp.complete_snapshot(req.into())).await?;
         Ok(Response::new(pb::CompleteSnapshotResponse { status }))
     }
 
@@ -706,7 +730,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::ListSnapshotBlocksRequest>,
     ) -> Result<Response<pb::ListSnapshotBlocksResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.list_snapshot_blocks(req))
+        self.run(move |cp| cp.list_snapshot_blocks(req.into()))
             .await
             .map(Response::new)
     }
@@ -716,7 +740,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::ListChangedBlocksRequest>,
     ) -> Result<Response<pb::ListChangedBlocksResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.list_changed_blocks(req))
+        self.run(move |cp| cp.list_changed_blocks(req.into()))
             .await
             .map(Response::new)
     }
@@ -726,7 +750,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::GetSnapshotBlockRequest>,
     ) -> Result<Response<pb::GetSnapshotBlockResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.get_snapshot_block(req))
+        self.run(move |cp| cp.get_snapshot_block(req.into()))
             .await
             .map(Response::new)
     }
@@ -749,7 +773,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::RegisterImageRequest>,
     ) -> Result<Response<pb::RegisterImageResponse>, Status> {
         let req = req.into_inner();
-        let rec = self.run(move |cp| cp.register_image(req)).await?;
+        let rec = self.run(move |cp| cp.register_image(req.into())).await?;
         Ok(Response::new(pb::RegisterImageResponse {
             image_id: rec.image_id,
         }))
@@ -760,7 +784,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DescribeImagesRequest>,
     ) -> Result<Response<pb::DescribeImagesResponse>, Status> {
         let req = req.into_inner();
-        let (list, next_token) = self.run(move |cp| cp.describe_images(req)).await?;
+        let (list, next_token) = self.run(move |cp| cp.describe_images(req.into())).await?;
         Ok(Response::new(pb::DescribeImagesResponse {
             images: list.iter().map(image).collect(),
             next_token,
@@ -781,7 +805,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateImageRequest>,
     ) -> Result<Response<pb::CreateImageResponse>, Status> {
         let req = req.into_inner();
-        let image_id = self.run(move |cp| cp.create_image(req)).await?;
+        let image_id = self.run(move |cp| cp.create_image(req.into())).await?;
         Ok(Response::new(pb::CreateImageResponse { image_id }))
     }
 
@@ -791,7 +815,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::Reservation>, Status> {
         let req = req.into_inner();
         Ok(Response::new(
-            self.run(move |cp| cp.run_instances(req)).await?,
+            self.run(move |cp| cp.run_instances(req.into())).await?,
         ))
     }
 
@@ -801,7 +825,8 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeInstancesResponse>, Status> {
         let req = req.into_inner();
         Ok(Response::new(
-            self.run(move |cp| cp.describe_instances(req)).await?,
+            self.run(move |cp| cp.describe_instances(req.into()))
+                .await?,
         ))
     }
 
@@ -870,7 +895,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::VolumeAttachment>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            cp.attach_volume(req)
+            cp.attach_volume(req.into())
                 .map(|(vid, a)| attachment(cp, &vid, &a))
         })
         .await
@@ -883,7 +908,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::VolumeAttachment>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            cp.detach_volume(req)
+            cp.detach_volume(req.into())
                 .map(|(vid, a)| attachment(cp, &vid, &a))
         })
         .await
@@ -895,7 +920,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateTagsRequest>,
     ) -> Result<Response<pb::CreateTagsResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.create_tags(&req.resources, &req.tags))
+        self.run(move |cp| cp.create_tags(&req.resources, &convert::all(req.tags)))
             .await?;
         Ok(Response::new(pb::CreateTagsResponse {}))
     }
@@ -905,7 +930,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DeleteTagsRequest>,
     ) -> Result<Response<pb::DeleteTagsResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.delete_tags(&req.resources, &req.tags))
+        self.run(move |cp| cp.delete_tags(&req.resources, &convert::all(req.tags)))
             .await?;
         Ok(Response::new(pb::DeleteTagsResponse {}))
     }
@@ -915,7 +940,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::RegisterHostRequest>,
     ) -> Result<Response<pb::Host>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.register_host(req).map(|h| host(cp, &h, &[])))
+        self.run(move |cp| cp.register_host(req.into()).map(|h| host(cp, &h, &[])))
             .await
             .map(Response::new)
     }
