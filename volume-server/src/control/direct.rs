@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use proto::ebs::v1 as pb;
 use sha2::{Digest as _, Sha256};
 use snapshot::{BLOCK_SIZE, BlockKey, Manifest, block, create, gc};
 
 use super::model;
+use super::views::{BlockData, BlockPage, BlockRef, ChangedBlock};
 use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms};
 use crate::catalog::{Change, SnapshotRecord, SnapshotState};
 use crate::ids;
@@ -444,7 +444,7 @@ impl ControlPlane {
     pub fn list_snapshot_blocks(
         &self,
         req: model::ListSnapshotBlocksRequest,
-    ) -> Result<pb::ListSnapshotBlocksResponse, Ec2Error> {
+    ) -> Result<BlockPage<BlockRef>, Ec2Error> {
         let max = page(req.max_results)?;
         let from = start_index(req.next_token.as_deref(), req.starting_block_index)?;
         let m = self.completed_manifest(&req.snapshot_id)?;
@@ -456,16 +456,16 @@ impl ControlPlane {
                 next = Some(format!("{i:x}"));
                 break;
             }
-            blocks.push(pb::SnapshotBlock {
-                block_index: *i as i32,
-                block_token: token(*i, k, expiry),
+            blocks.push(BlockRef {
+                index: *i,
+                token: token(*i, k, expiry),
             });
         }
-        Ok(pb::ListSnapshotBlocksResponse {
+        Ok(BlockPage {
             blocks,
-            expiry_time: crate::grpc::format_time(expiry),
-            volume_size: (m.volume_size / GIB) as i64,
-            block_size: BLOCK_SIZE as i32,
+            expiry_ms: expiry,
+            volume_size_gib: m.volume_size / GIB,
+            block_size: BLOCK_SIZE,
             next_token: next,
         })
     }
@@ -475,7 +475,7 @@ impl ControlPlane {
     pub fn list_changed_blocks(
         &self,
         req: model::ListChangedBlocksRequest,
-    ) -> Result<pb::ListChangedBlocksResponse, Ec2Error> {
+    ) -> Result<BlockPage<ChangedBlock>, Ec2Error> {
         let max = page(req.max_results)?;
         let from = start_index(req.next_token.as_deref(), req.starting_block_index)?;
         let second = self.completed_manifest(&req.second_snapshot_id)?;
@@ -512,17 +512,17 @@ impl ControlPlane {
                 next = Some(format!("{i:x}"));
                 break;
             }
-            changed.push(pb::ChangedBlock {
-                block_index: i as i32,
-                first_block_token: a.map(|k| token(i, k, expiry)),
-                second_block_token: b.map(|k| token(i, k, expiry)),
+            changed.push(ChangedBlock {
+                index: i,
+                first_token: a.map(|k| token(i, k, expiry)),
+                second_token: b.map(|k| token(i, k, expiry)),
             });
         }
-        Ok(pb::ListChangedBlocksResponse {
-            changed_blocks: changed,
-            expiry_time: crate::grpc::format_time(expiry),
-            volume_size: (second.volume_size / GIB) as i64,
-            block_size: BLOCK_SIZE as i32,
+        Ok(BlockPage {
+            blocks: changed,
+            expiry_ms: expiry,
+            volume_size_gib: second.volume_size / GIB,
+            block_size: BLOCK_SIZE,
             next_token: next,
         })
     }
@@ -531,7 +531,7 @@ impl ControlPlane {
     pub fn get_snapshot_block(
         &self,
         req: model::GetSnapshotBlockRequest,
-    ) -> Result<pb::GetSnapshotBlockResponse, Ec2Error> {
+    ) -> Result<BlockData, Ec2Error> {
         let m = self.completed_manifest(&req.snapshot_id)?;
         let Some((index, key, expiry)) = parse_token(&req.block_token) else {
             return Err(validation("The BlockToken is invalid."));
@@ -555,11 +555,10 @@ impl ControlPlane {
                     format!("snapshot {} block {index}: {e}", req.snapshot_id),
                 )
             })?;
-        Ok(pb::GetSnapshotBlockResponse {
-            block_data: data,
-            data_length: BLOCK_SIZE as i32,
+        Ok(BlockData {
+            data,
             checksum: B64.encode(key.0),
-            checksum_algorithm: "SHA256".into(),
+            checksum_algorithm: "SHA256",
         })
     }
 }

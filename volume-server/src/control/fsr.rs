@@ -12,11 +12,10 @@
 //! Time runs `time_scale` times faster than the wall clock for optimizing and credit fill
 //! (`--fsr-time-scale`), so tests need not wait for hours.
 
-use proto::ebs::v1 as pb;
-
 use super::filter::glob;
 use super::model;
-use super::{ControlPlane, Ec2Error, GIB, State, now_ms};
+use super::views::FsrFailure;
+use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, now_ms};
 use crate::catalog::{Change, FsrRecord, SnapshotState};
 
 /// (snapshot, zone) pairs with FSR per region.
@@ -78,7 +77,7 @@ impl ControlPlane {
     pub fn enable_fast_snapshot_restores(
         &self,
         req: model::EnableFastSnapshotRestoresRequest,
-    ) -> Result<(Vec<FsrView>, Vec<pb::FastSnapshotRestoreError>), Ec2Error> {
+    ) -> Result<(Vec<FsrView>, Vec<FsrFailure>), Ec2Error> {
         self.fsr_pairs(&req.availability_zones, &req.source_snapshot_ids, true)
     }
 
@@ -86,7 +85,7 @@ impl ControlPlane {
     pub fn disable_fast_snapshot_restores(
         &self,
         req: model::DisableFastSnapshotRestoresRequest,
-    ) -> Result<(Vec<FsrView>, Vec<pb::FastSnapshotRestoreError>), Ec2Error> {
+    ) -> Result<(Vec<FsrView>, Vec<FsrFailure>), Ec2Error> {
         self.fsr_pairs(&req.availability_zones, &req.source_snapshot_ids, false)
     }
 
@@ -95,7 +94,7 @@ impl ControlPlane {
         zones: &[String],
         snapshots: &[String],
         enable: bool,
-    ) -> Result<(Vec<FsrView>, Vec<pb::FastSnapshotRestoreError>), Ec2Error> {
+    ) -> Result<(Vec<FsrView>, Vec<FsrFailure>), Ec2Error> {
         if zones.is_empty() {
             return Err(Ec2Error::missing("AvailabilityZones"));
         }
@@ -109,19 +108,19 @@ impl ControlPlane {
         let mut changes = vec![];
         for snap in snapshots {
             for az in zones {
-                let fail = |code: &str, message: String| pb::FastSnapshotRestoreError {
+                let fail = |code: ErrorCode, message: String| FsrFailure {
                     snapshot_id: snap.clone(),
                     availability_zone: az.clone(),
-                    code: code.to_string(),
+                    code,
                     message,
                 };
                 if let Err(e) = self.check_az(az) {
-                    failed.push(fail(e.code.as_str(), e.message));
+                    failed.push(fail(e.code, e.message));
                     continue;
                 }
                 let Some(s) = st.snapshots.get(snap) else {
                     failed.push(fail(
-                        "InvalidSnapshot.NotFound",
+                        ErrorCode::InvalidSnapshotNotFound,
                         format!("The snapshot '{snap}' does not exist."),
                     ));
                     continue;
@@ -130,7 +129,7 @@ impl ControlPlane {
                 if enable {
                     if s.state != SnapshotState::Completed {
                         failed.push(fail(
-                            "IncorrectState",
+                            ErrorCode::IncorrectState,
                             format!("Snapshot {snap} is not completed."),
                         ));
                         continue;
@@ -142,7 +141,7 @@ impl ControlPlane {
                     }
                     if st.fsr.values().filter(|f| live(f)).count() >= MAX_FSR_PER_REGION {
                         failed.push(fail(
-                            "FastSnapshotRestoreLimitExceeded",
+                            ErrorCode::FastSnapshotRestoreLimitExceeded,
                             format!("At most {MAX_FSR_PER_REGION} snapshot and zone pairs may have fast snapshot restore."),
                         ));
                         continue;
@@ -166,7 +165,7 @@ impl ControlPlane {
                 } else {
                     let Some(mut f) = st.fsr.get(&key).cloned() else {
                         failed.push(fail(
-                            "InvalidParameterValue",
+                            ErrorCode::InvalidParameterValue,
                             format!("Fast snapshot restore is not enabled for {snap} in {az}."),
                         ));
                         continue;

@@ -26,12 +26,14 @@ use base64::Engine as _;
 use instance_manager::devices::{self, Device, DeviceKind, InstanceInfo};
 use instance_manager::lifecycle::{self, Action, InstanceState, ShutdownBehavior, Transition};
 use instance_manager::workload::{self, CgroupLimits, Program, Workload, WorkloadSpec};
-use proto::ebs::v1 as pb;
 use storage_engine::{Limits, Throttle, Volume};
 use tokio::sync::{mpsc, oneshot};
 
 use super::model;
 use super::snapshots::OWNER_ID;
+use super::views::{
+    ConsoleOutput, InstanceStateChange, InstanceView, InstancesPage, ReservationView,
+};
 use super::{
     ControlPlane, Ec2Error, ErrorCode, State, check_instance_id, instance_not_found, now_ms,
 };
@@ -299,7 +301,7 @@ impl ControlPlane {
     pub fn run_instances(
         &self,
         req: model::RunInstancesRequest,
-    ) -> Result<pb::Reservation, Ec2Error> {
+    ) -> Result<ReservationView, Ec2Error> {
         let Some(token) = req.client_token.clone().filter(|t| !t.is_empty()) else {
             return super::crashpoint::scoped("run-instances", || self.run_instances_once(req));
         };
@@ -326,7 +328,7 @@ impl ControlPlane {
     fn run_instances_once(
         &self,
         req: model::RunInstancesRequest,
-    ) -> Result<pb::Reservation, Ec2Error> {
+    ) -> Result<ReservationView, Ec2Error> {
         super::images::check_image_id(&req.image_id)?;
         let type_name = req
             .instance_type
@@ -428,7 +430,7 @@ impl ControlPlane {
                             ),
                         ));
                     }
-                    return Ok(self.reservation_pb(&st, &launched));
+                    return Ok(self.reservation_view(&st, &launched));
                 }
             }
             let image = st
@@ -496,7 +498,7 @@ impl ControlPlane {
             let st = self.lock();
             let hosts: Vec<&HostRecord> =
                 launched.iter().filter_map(|id| st.hosts.get(id)).collect();
-            self.reservation_pb(&st, &hosts)
+            self.reservation_view(&st, &hosts)
         };
         let me = self.arc()?;
         for id in launched {
@@ -983,7 +985,7 @@ impl ControlPlane {
     // ------------------------------------------------------------ lifecycle
 
     /// StartInstances.
-    pub fn start_instances(&self, ids: &[String]) -> Result<pb::InstanceStateChanges, Ec2Error> {
+    pub fn start_instances(&self, ids: &[String]) -> Result<Vec<InstanceStateChange>, Ec2Error> {
         self.change_states(ids, Action::Start, false, None)
     }
 
@@ -993,7 +995,7 @@ impl ControlPlane {
         ids: &[String],
         force: bool,
         hibernate: bool,
-    ) -> Result<pb::InstanceStateChanges, Ec2Error> {
+    ) -> Result<Vec<InstanceStateChange>, Ec2Error> {
         if hibernate {
             return Err(Ec2Error::new(
                 ErrorCode::UnsupportedHibernationConfiguration,
@@ -1007,7 +1009,7 @@ impl ControlPlane {
     pub fn terminate_instances(
         &self,
         ids: &[String],
-    ) -> Result<pb::InstanceStateChanges, Ec2Error> {
+    ) -> Result<Vec<InstanceStateChange>, Ec2Error> {
         self.change_states(
             ids,
             Action::Terminate,
@@ -1030,7 +1032,7 @@ impl ControlPlane {
         action: Action,
         force: bool,
         why: Option<StateReasonRecord>,
-    ) -> Result<pb::InstanceStateChanges, Ec2Error> {
+    ) -> Result<Vec<InstanceStateChange>, Ec2Error> {
         if ids.is_empty() {
             return Err(Ec2Error::missing("InstanceId"));
         }
@@ -1130,13 +1132,13 @@ impl ControlPlane {
                     });
                 }
             }
-            changes.push(pb::InstanceStateChange {
+            changes.push(InstanceStateChange {
                 instance_id: id,
-                current_state: Some(current.to_pb()),
-                previous_state: Some(previous.to_pb()),
+                current,
+                previous,
             });
         }
-        Ok(pb::InstanceStateChanges { instances: changes })
+        Ok(changes)
     }
 
     /// Stops serving an instance's disks: fences its exports (in-flight I/O completes first),
@@ -1381,7 +1383,7 @@ impl ControlPlane {
     pub fn describe_instances(
         &self,
         req: model::DescribeInstancesRequest,
-    ) -> Result<pb::DescribeInstancesResponse, Ec2Error> {
+    ) -> Result<InstancesPage, Ec2Error> {
         for id in &req.instance_ids {
             check_instance_id(id)?;
         }
@@ -1468,9 +1470,9 @@ impl ControlPlane {
         }
         let reservations = order
             .into_iter()
-            .map(|rid| self.reservation_pb(&st, &groups[rid]))
+            .map(|rid| self.reservation_view(&st, &groups[rid]))
             .collect();
-        Ok(pb::DescribeInstancesResponse {
+        Ok(InstancesPage {
             reservations,
             next_token: next,
         })
@@ -1502,23 +1504,22 @@ impl ControlPlane {
         }
     }
 
-    fn reservation_pb(&self, st: &State, hosts: &[&HostRecord]) -> pb::Reservation {
-        pb::Reservation {
+    fn reservation_view(&self, st: &State, hosts: &[&HostRecord]) -> ReservationView {
+        ReservationView {
             reservation_id: hosts
                 .first()
                 .map(|h| rec(h).reservation_id.clone())
                 .unwrap_or_default(),
             owner_id: OWNER_ID.to_string(),
-            instances: hosts.iter().map(|h| self.instance_pb(st, h)).collect(),
+            instances: hosts.iter().map(|h| self.instance_view(st, h)).collect(),
         }
     }
 
-    fn instance_pb(&self, st: &State, h: &HostRecord) -> pb::Instance {
+    fn instance_view(&self, st: &State, h: &HostRecord) -> InstanceView {
         let r = rec(h);
-        let running = r.state == InstanceState::Running;
         let atts = attachments_in(st, &h.instance_id);
         let mut uris = HashMap::new();
-        if running {
+        if r.state == InstanceState::Running {
             for (_, a) in &atts {
                 uris.insert(a.device.clone(), self.nbd_uri(&a.token));
             }
@@ -1527,84 +1528,29 @@ impl ControlPlane {
             }
         }
         let ty = instance_manager::types::lookup(&r.instance_type);
-        pb::Instance {
-            instance_id: h.instance_id.clone(),
-            image_id: r.image_id.clone(),
-            instance_type: r.instance_type.clone(),
-            state: Some(r.state.to_pb()),
-            placement: Some(pb::Placement {
-                availability_zone: h.availability_zone.clone(),
-            }),
-            launch_time: crate::grpc::format_time(h.launch_time_ms),
-            root_device_name: r.root_device_name.clone(),
-            root_device_type: "ebs".into(),
-            block_device_mappings: atts
-                .iter()
-                .map(|(volume_id, a)| pb::InstanceBlockDeviceMapping {
-                    device_name: a.device.clone(),
-                    ebs: Some(pb::EbsInstanceBlockDevice {
-                        volume_id: volume_id.clone(),
-                        status: a.state.as_str().to_string(),
-                        attach_time: crate::grpc::format_time(a.attach_time_ms),
-                        delete_on_termination: a.delete_on_termination,
-                    }),
-                })
-                .collect(),
-            state_reason: r.state_reason.as_ref().map(|s| pb::StateReason {
-                code: s.code.clone(),
-                message: s.message.clone(),
-            }),
-            state_transition_reason: match (&r.state_reason, r.state) {
-                (Some(s), InstanceState::Stopped | InstanceState::Terminated) => format!(
-                    "{} ({})",
-                    s.message,
-                    crate::grpc::format_time(r.transition_ms)
-                ),
-                _ => String::new(),
-            },
-            tags: h
-                .tags
-                .iter()
-                .map(|(k, v)| pb::Tag {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
-            ami_launch_index: r.launch_index as i32,
-            architecture: r.architecture.clone(),
-            virtualization_type: r.virtualization_type.clone(),
-            ebs_optimized: true,
-            instance_initiated_shutdown_behavior: r.shutdown_behavior.as_str().into(),
-            instance_store_devices: r
-                .instance_store
-                .iter()
-                .map(|d| pb::InstanceStoreDevice {
-                    device_name: d.device_name.clone(),
-                    virtual_name: d.virtual_name.clone(),
-                    size_bytes: d.size_bytes as i64,
-                })
-                .collect(),
-            workload_pid: r.pid.filter(|_| running).map(|(p, _)| p as i32),
+        InstanceView {
+            host: h.clone(),
+            attachments: atts,
+            device_uris: uris,
             devices_file: self
                 .instance_dir(&h.instance_id)
                 .join("devices.json")
                 .display()
                 .to_string(),
-            device_uris: uris,
-            cpu_core_count: ty.map_or(0, |t| t.vcpus.div_ceil(2) as i32),
+            cpu_core_count: ty.map_or(0, |t| t.vcpus.div_ceil(2)),
         }
     }
 
     /// GetConsoleOutput: the last 64 KiB the workload wrote, Base64.
-    pub fn console_output(&self, id: &str) -> Result<pb::GetConsoleOutputResponse, Ec2Error> {
+    pub fn console_output(&self, id: &str) -> Result<ConsoleOutput, Ec2Error> {
         check_instance_id(id)?;
         instance_of(&self.lock(), id)?;
         let bytes = workload::console_tail(&self.instance_dir(id), CONSOLE_BYTES)
             .map_err(super::internal("reading the console output"))?;
-        Ok(pb::GetConsoleOutputResponse {
+        Ok(ConsoleOutput {
             instance_id: id.to_string(),
             output: base64::engine::general_purpose::STANDARD.encode(bytes),
-            timestamp: crate::grpc::format_time(now_ms()),
+            timestamp_ms: now_ms(),
         })
     }
 

@@ -31,6 +31,7 @@ pub mod perf;
 pub mod reserve;
 pub mod snapshots;
 pub mod validate;
+pub mod views;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -14,10 +14,12 @@ use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
 use crate::control::snapshots::{OWNER_ID, SnapshotView};
+use crate::control::views::{FsrFailure, InstanceStateChange, InstanceView, ReservationView};
 use crate::control::{ControlPlane, Ec2Error, ErrorCode};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
 use crate::exports::OpenVolume;
+use instance_manager::lifecycle::InstanceState;
 use storage_engine::{ReadData, VolumeError, ZeroFlags};
 
 mod convert;
@@ -147,12 +149,99 @@ fn fsr(v: &FsrView) -> pb::FastSnapshotRestore {
     }
 }
 
-fn fsr_result(
-    (ok, failed): (Vec<FsrView>, Vec<pb::FastSnapshotRestoreError>),
-) -> pb::FastSnapshotRestoresResult {
+fn fsr_result((ok, failed): (Vec<FsrView>, Vec<FsrFailure>)) -> pb::FastSnapshotRestoresResult {
     pb::FastSnapshotRestoresResult {
         successful: ok.iter().map(fsr).collect(),
-        unsuccessful: failed,
+        unsuccessful: failed
+            .into_iter()
+            .map(|f| pb::FastSnapshotRestoreError {
+                snapshot_id: f.snapshot_id,
+                availability_zone: f.availability_zone,
+                code: f.code.as_str().to_string(),
+                message: f.message,
+            })
+            .collect(),
+    }
+}
+
+fn reservation(r: &ReservationView) -> pb::Reservation {
+    pb::Reservation {
+        reservation_id: r.reservation_id.clone(),
+        owner_id: r.owner_id.clone(),
+        instances: r.instances.iter().map(instance).collect(),
+    }
+}
+
+fn instance(v: &InstanceView) -> pb::Instance {
+    let h = &v.host;
+    let r = v.record();
+    let running = r.state == InstanceState::Running;
+    pb::Instance {
+        instance_id: h.instance_id.clone(),
+        image_id: r.image_id.clone(),
+        instance_type: r.instance_type.clone(),
+        state: Some(r.state.to_pb()),
+        placement: Some(pb::Placement {
+            availability_zone: h.availability_zone.clone(),
+        }),
+        launch_time: format_time(h.launch_time_ms),
+        root_device_name: r.root_device_name.clone(),
+        root_device_type: "ebs".into(),
+        block_device_mappings: v
+            .attachments
+            .iter()
+            .map(|(volume_id, a)| pb::InstanceBlockDeviceMapping {
+                device_name: a.device.clone(),
+                ebs: Some(pb::EbsInstanceBlockDevice {
+                    volume_id: volume_id.clone(),
+                    status: a.state.as_str().to_string(),
+                    attach_time: format_time(a.attach_time_ms),
+                    delete_on_termination: a.delete_on_termination,
+                }),
+            })
+            .collect(),
+        state_reason: r.state_reason.as_ref().map(|s| pb::StateReason {
+            code: s.code.clone(),
+            message: s.message.clone(),
+        }),
+        state_transition_reason: match (&r.state_reason, r.state) {
+            (Some(s), InstanceState::Stopped | InstanceState::Terminated) => {
+                format!("{} ({})", s.message, format_time(r.transition_ms))
+            }
+            _ => String::new(),
+        },
+        tags: tags(&h.tags),
+        ami_launch_index: r.launch_index as i32,
+        architecture: r.architecture.clone(),
+        virtualization_type: r.virtualization_type.clone(),
+        ebs_optimized: true,
+        instance_initiated_shutdown_behavior: r.shutdown_behavior.as_str().into(),
+        instance_store_devices: r
+            .instance_store
+            .iter()
+            .map(|d| pb::InstanceStoreDevice {
+                device_name: d.device_name.clone(),
+                virtual_name: d.virtual_name.clone(),
+                size_bytes: d.size_bytes as i64,
+            })
+            .collect(),
+        workload_pid: r.pid.filter(|_| running).map(|(p, _)| p as i32),
+        devices_file: v.devices_file.clone(),
+        device_uris: v.device_uris.clone(),
+        cpu_core_count: v.cpu_core_count as i32,
+    }
+}
+
+fn state_changes(changes: Vec<InstanceStateChange>) -> pb::InstanceStateChanges {
+    pb::InstanceStateChanges {
+        instances: changes
+            .into_iter()
+            .map(|c| pb::InstanceStateChange {
+                instance_id: c.instance_id,
+                current_state: Some(c.current.to_pb()),
+                previous_state: Some(c.previous.to_pb()),
+            })
+            .collect(),
     }
 }
 
@@ -730,9 +819,23 @@ impl VolumeService for VolumeApi {
         req: Request<pb::ListSnapshotBlocksRequest>,
     ) -> Result<Response<pb::ListSnapshotBlocksResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.list_snapshot_blocks(req.into()))
-            .await
-            .map(Response::new)
+        let page = self
+            .run(move |cp| cp.list_snapshot_blocks(req.into()))
+            .await?;
+        Ok(Response::new(pb::ListSnapshotBlocksResponse {
+            blocks: page
+                .blocks
+                .into_iter()
+                .map(|b| pb::SnapshotBlock {
+                    block_index: b.index as i32,
+                    block_token: b.token,
+                })
+                .collect(),
+            expiry_time: format_time(page.expiry_ms),
+            volume_size: page.volume_size_gib as i64,
+            block_size: page.block_size as i32,
+            next_token: page.next_token,
+        }))
     }
 
     async fn list_changed_blocks(
@@ -740,9 +843,24 @@ impl VolumeService for VolumeApi {
         req: Request<pb::ListChangedBlocksRequest>,
     ) -> Result<Response<pb::ListChangedBlocksResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.list_changed_blocks(req.into()))
-            .await
-            .map(Response::new)
+        let page = self
+            .run(move |cp| cp.list_changed_blocks(req.into()))
+            .await?;
+        Ok(Response::new(pb::ListChangedBlocksResponse {
+            changed_blocks: page
+                .blocks
+                .into_iter()
+                .map(|b| pb::ChangedBlock {
+                    block_index: b.index as i32,
+                    first_block_token: b.first_token,
+                    second_block_token: b.second_token,
+                })
+                .collect(),
+            expiry_time: format_time(page.expiry_ms),
+            volume_size: page.volume_size_gib as i64,
+            block_size: page.block_size as i32,
+            next_token: page.next_token,
+        }))
     }
 
     async fn get_snapshot_block(
@@ -750,9 +868,15 @@ impl VolumeService for VolumeApi {
         req: Request<pb::GetSnapshotBlockRequest>,
     ) -> Result<Response<pb::GetSnapshotBlockResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.get_snapshot_block(req.into()))
-            .await
-            .map(Response::new)
+        let b = self
+            .run(move |cp| cp.get_snapshot_block(req.into()))
+            .await?;
+        Ok(Response::new(pb::GetSnapshotBlockResponse {
+            data_length: b.data.len() as i32,
+            block_data: b.data,
+            checksum: b.checksum,
+            checksum_algorithm: b.checksum_algorithm.into(),
+        }))
     }
 
     async fn describe_instance_types(
@@ -814,9 +938,8 @@ impl VolumeService for VolumeApi {
         req: Request<pb::RunInstancesRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.run(move |cp| cp.run_instances(req.into())).await?,
-        ))
+        let r = self.run(move |cp| cp.run_instances(req.into())).await?;
+        Ok(Response::new(reservation(&r)))
     }
 
     async fn describe_instances(
@@ -824,10 +947,13 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DescribeInstancesRequest>,
     ) -> Result<Response<pb::DescribeInstancesResponse>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.run(move |cp| cp.describe_instances(req.into()))
-                .await?,
-        ))
+        let page = self
+            .run(move |cp| cp.describe_instances(req.into()))
+            .await?;
+        Ok(Response::new(pb::DescribeInstancesResponse {
+            reservations: page.reservations.iter().map(reservation).collect(),
+            next_token: page.next_token,
+        }))
     }
 
     async fn start_instances(
@@ -835,9 +961,8 @@ impl VolumeService for VolumeApi {
         req: Request<pb::InstanceIdsRequest>,
     ) -> Result<Response<pb::InstanceStateChanges>, Status> {
         let ids = req.into_inner().instance_ids;
-        Ok(Response::new(
-            self.run(move |cp| cp.start_instances(&ids)).await?,
-        ))
+        let changes = self.run(move |cp| cp.start_instances(&ids)).await?;
+        Ok(Response::new(state_changes(changes)))
     }
 
     async fn stop_instances(
@@ -845,10 +970,10 @@ impl VolumeService for VolumeApi {
         req: Request<pb::StopInstancesRequest>,
     ) -> Result<Response<pb::InstanceStateChanges>, Status> {
         let req = req.into_inner();
-        Ok(Response::new(
-            self.run(move |cp| cp.stop_instances(&req.instance_ids, req.force, req.hibernate))
-                .await?,
-        ))
+        let changes = self
+            .run(move |cp| cp.stop_instances(&req.instance_ids, req.force, req.hibernate))
+            .await?;
+        Ok(Response::new(state_changes(changes)))
     }
 
     async fn reboot_instances(
@@ -865,9 +990,8 @@ impl VolumeService for VolumeApi {
         req: Request<pb::InstanceIdsRequest>,
     ) -> Result<Response<pb::InstanceStateChanges>, Status> {
         let ids = req.into_inner().instance_ids;
-        Ok(Response::new(
-            self.run(move |cp| cp.terminate_instances(&ids)).await?,
-        ))
+        let changes = self.run(move |cp| cp.terminate_instances(&ids)).await?;
+        Ok(Response::new(state_changes(changes)))
     }
 
     async fn get_console_output(
@@ -875,9 +999,12 @@ impl VolumeService for VolumeApi {
         req: Request<pb::GetConsoleOutputRequest>,
     ) -> Result<Response<pb::GetConsoleOutputResponse>, Status> {
         let id = req.into_inner().instance_id;
-        Ok(Response::new(
-            self.run(move |cp| cp.console_output(&id)).await?,
-        ))
+        let out = self.run(move |cp| cp.console_output(&id)).await?;
+        Ok(Response::new(pb::GetConsoleOutputResponse {
+            instance_id: out.instance_id,
+            output: out.output,
+            timestamp: format_time(out.timestamp_ms),
+        }))
     }
 
     async fn delete_volume(
