@@ -136,7 +136,7 @@ def ours(tmp, backing, size_mib, exe, ctl):
     data = tempfile.mkdtemp(prefix="ebs-data-", dir=tmp)
     proc = subprocess.Popen(
         [exe, "--data-dir", data, "--grpc-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
-         "--metrics-addr", "127.0.0.1:0", "--throttle-scale", str(THROTTLE_SCALE)],
+         "--metrics-addr", "127.0.0.1:0", "--aws-addr", "127.0.0.1:0", "--throttle-scale", str(THROTTLE_SCALE)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     grpc = line.split("grpc=")[1].split()[0]

@@ -43,7 +43,7 @@ class Server:
         exe = os.path.join(ROOT, "target/release/volume-server")
         self.proc = subprocess.Popen(
             [exe, "--data-dir", data_dir, "--grpc-addr", "127.0.0.1:0", "--nbd-addr",
-             "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--snapshot-min-interval", "0s",
+             "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--aws-addr", "127.0.0.1:0", "--snapshot-min-interval", "0s",
              *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()

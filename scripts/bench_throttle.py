@@ -89,7 +89,7 @@ def main():
     import tempfile
     with tempfile.TemporaryDirectory(prefix="ebs-throttle-") as tmp:
         proc = subprocess.Popen([exe, "--data-dir", tmp, "--grpc-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
-                                 "--metrics-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                 "--metrics-addr", "127.0.0.1:0", "--aws-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             line = proc.stdout.readline()
             grpc = line.split("grpc=")[1].split()[0]

@@ -33,7 +33,7 @@ trap cleanup EXIT
 
 EBS_IO_ENGINE=sync valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" \
     --data-dir "$dir/data" --grpc-addr 127.0.0.1:0 --nbd-addr 127.0.0.1:0 \
-    --metrics-addr 127.0.0.1:0 --throttle-scale 100 >"$dir/stdout" 2>"$dir/stderr" &
+    --metrics-addr 127.0.0.1:0 --aws-addr 127.0.0.1:0 --throttle-scale 100 >"$dir/stdout" 2>"$dir/stderr" &
 pid=$!
 # Under valgrind the server takes seconds to start.
 for _ in $(seq 120); do

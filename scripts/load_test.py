@@ -112,7 +112,7 @@ class Sampler(threading.Thread):
 def start_server(exe, data):
     proc = subprocess.Popen(
         [exe, "--data-dir", data, "--grpc-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
-         "--metrics-addr", "127.0.0.1:0"],
+         "--metrics-addr", "127.0.0.1:0", "--aws-addr", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=open(os.path.join(os.path.dirname(data), "server.log"), "w"),
         text=True, env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
     line = proc.stdout.readline()

@@ -25,6 +25,12 @@ pub enum ConfigError {
         "--nbd-tls-cert and --nbd-tls-key are given but --nbd-tls is off; add --nbd-tls on or require"
     )]
     NbdCertWithoutTls,
+    /// A non-loopback AWS endpoint without credentials.
+    #[error(
+        "--aws-addr {0} is not a loopback address: give --aws-credentials FILE so that requests must \
+         be signed with a key it lists"
+    )]
+    AwsCredentialsRequired(SocketAddr),
 }
 
 /// Whether NBD clients may or must upgrade to TLS (`NBD_OPT_STARTTLS`).
@@ -66,6 +72,16 @@ pub struct Config {
     /// Prometheus metrics listen address (`/metrics`).
     #[arg(long, default_value = "127.0.0.1:9898")]
     pub metrics_addr: SocketAddr,
+    /// The AWS endpoint (EC2 Query, STS): `aws --endpoint-url http://ADDR` and the AWS SDKs
+    /// talk to it (port 0: pick a free port).
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    pub aws_addr: SocketAddr,
+    /// The keys the AWS endpoint accepts: the aws CLI's shared-credentials format, one profile
+    /// per key with `aws_access_key_id`, `aws_secret_access_key` and `aws_account_id`. Requests
+    /// must then be signed (SigV4) with one of them. Without it the endpoint is for local use:
+    /// any key is accepted, and it may only listen on loopback.
+    #[arg(long, value_name = "PATH")]
+    pub aws_credentials: Option<PathBuf>,
     /// The region this server emulates.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -171,6 +187,9 @@ impl Config {
         {
             return Err(ConfigError::GrpcAuthRequired(self.grpc_addr));
         }
+        if !self.aws_addr.ip().to_canonical().is_loopback() && self.aws_credentials.is_none() {
+            return Err(ConfigError::AwsCredentialsRequired(self.aws_addr));
+        }
         let has_cert = self.nbd_tls_cert.is_some() && self.nbd_tls_key.is_some();
         match self.nbd_tls {
             NbdTlsMode::Off if self.nbd_tls_cert.is_some() || self.nbd_tls_key.is_some() => {
@@ -226,6 +245,20 @@ mod tests {
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("volume-server").chain(args.iter().copied()))
             .unwrap()
+    }
+
+    #[test]
+    fn non_loopback_aws_endpoint_needs_credentials() {
+        assert!(parse(&[]).validate().is_ok());
+        assert!(matches!(
+            parse(&["--aws-addr", "0.0.0.0:4566"]).validate(),
+            Err(ConfigError::AwsCredentialsRequired(_))
+        ));
+        assert!(
+            parse(&["--aws-addr", "0.0.0.0:0", "--aws-credentials", "/x"])
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! * [`control`]: volumes, hosts, attachments: the EC2 rules and state machine.
 //! * [`datapath`]: one block request, gate → throttle → reservation → volume (NBD and gRPC).
 //! * [`exports`]: attachment token → open volume + fencing gate, read by NBD sessions.
-//! * [`grpc`]: the `ebs.v1.VolumeService` service.
+//! * [`api`]: the protocols: gRPC (`ebs.v1.VolumeService`) and the AWS endpoint (EC2 Query, STS).
 //! * [`nbd`]: the NBD server.
 //! * [`metrics`]: the Prometheus endpoint.
 //! * [`reservation`]: NVMe-style reservations (who may read and write a Multi-Attach io2 volume).
@@ -17,13 +17,13 @@
 //! * Control: gRPC → [`control::ControlPlane`] → catalog transaction → state → volume files /
 //!   exports.
 
+pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod exports;
-pub mod grpc;
 pub mod ids;
 pub mod metrics;
 pub mod nbd;
@@ -57,6 +57,9 @@ pub enum ServerError {
     /// Loading state failed.
     #[error("Cannot load state: {0}")]
     Control(control::Ec2Error),
+    /// The AWS endpoint's credentials file could not be used.
+    #[error("--aws-credentials: {0}")]
+    AwsCredentials(String),
     /// The gRPC server failed.
     #[error("gRPC server failed")]
     Grpc(#[from] tonic::transport::Error),
@@ -120,6 +123,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let grpc_listener = bind(cfg.grpc_addr).await?;
     let nbd_listener = bind(cfg.nbd_addr).await?;
     let metrics_listener = bind(cfg.metrics_addr).await?;
+    let aws_listener = bind(cfg.aws_addr).await?;
+    let aws_addr = aws_listener
+        .local_addr()
+        .map_err(|e| ServerError::Bind(cfg.aws_addr, e))?;
+    let aws_keys = match &cfg.aws_credentials {
+        Some(path) => {
+            api::aws::credentials::Keys::load(path).map_err(ServerError::AwsCredentials)?
+        }
+        None => api::aws::credentials::Keys::Local,
+    };
     let (grpc_addr, nbd_addr, metrics_addr) = (
         grpc_listener
             .local_addr()
@@ -179,6 +192,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         nbd_cfg,
         stop_rx.clone(),
     ));
+    let aws_task = tokio::spawn(api::aws::run(
+        aws_listener,
+        Arc::new(api::aws::AwsApi::new(Arc::clone(&control), aws_keys)),
+        stop_rx.clone(),
+    ));
     let metrics_task = tokio::spawn(metrics::run(
         metrics_listener,
         Arc::clone(&control),
@@ -187,7 +205,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<proto::ebs::v1::volume_service_server::VolumeServiceServer<grpc::VolumeApi>>(
+        .set_serving::<proto::ebs::v1::volume_service_server::VolumeServiceServer<api::grpc::VolumeApi>>(
         )
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -195,7 +213,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .build_v1()
         .map_err(|e| ServerError::Control(control::Ec2Error::internal(e.to_string())))?;
     let api = proto::ebs::v1::volume_service_server::VolumeServiceServer::new(
-        grpc::VolumeApi::new(Arc::clone(&control), Arc::clone(&exports)),
+        api::grpc::VolumeApi::new(Arc::clone(&control), Arc::clone(&exports)),
     )
     // Block I/O chunks are up to 32 MiB.
     .max_decoding_message_size(33 << 20)
@@ -217,12 +235,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             ),
     );
 
-    tracing::info!(%grpc_addr, %nbd_addr, %metrics_addr, data_dir = %cfg.data_dir.display(), region = %cfg.region, grpc_auth = grpc_auth.enabled(), nbd_tls = %cfg.nbd_tls, "volume-server ready");
+    tracing::info!(%grpc_addr, %nbd_addr, %metrics_addr, %aws_addr, data_dir = %cfg.data_dir.display(), region = %cfg.region, grpc_auth = grpc_auth.enabled(), nbd_tls = %cfg.nbd_tls, "volume-server ready");
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "listening grpc={grpc_addr} nbd={nbd_addr} metrics={metrics_addr}"
+            "listening grpc={grpc_addr} nbd={nbd_addr} metrics={metrics_addr} aws={aws_addr}"
         );
         let _ = out.flush();
     }
@@ -243,6 +261,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         }
     };
     let _ = metrics_task.await;
+    let _ = aws_task.await;
     control.shutdown().await;
     tracing::info!("volumes closed cleanly; bye");
     match grpc_result {

@@ -481,6 +481,7 @@ fn grpc_on_a_network_address_needs_a_token_or_insecure() {
         cmd.arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--nbd-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
+            .args(["--aws-addr", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn");
         cmd

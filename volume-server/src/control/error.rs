@@ -90,6 +90,23 @@ error_codes! {
     VolumeInUse = "VolumeInUse", FailedPrecondition, 400, EINVAL;
     VolumeLimitExceeded = "VolumeLimitExceeded", ResourceExhausted, 400, EINVAL;
     VolumeModificationRateExceeded = "VolumeModificationRateExceeded", InvalidArgument, 400, EINVAL;
+    // The AWS endpoint: requests, signatures, accounts.
+    /// Unknown key, wrong signature (EC2's answer to both), or a scope for another region.
+    AuthFailure = "AuthFailure", Unauthenticated, 401, EPERM;
+    /// The request had `DryRun=true` and would have been carried out.
+    DryRunOperation = "DryRunOperation", FailedPrecondition, 412, EINVAL;
+    /// An Authorization header that cannot be read.
+    IncompleteSignature = "IncompleteSignature", Unauthenticated, 400, EPERM;
+    InvalidAction = "InvalidAction", Unimplemented, 400, ENOTSUP;
+    /// STS's answer to an unknown key.
+    InvalidClientTokenId = "InvalidClientTokenId", Unauthenticated, 403, EPERM;
+    MissingAction = "MissingAction", InvalidArgument, 400, EINVAL;
+    /// A signature more than 15 minutes from the server's time.
+    RequestExpired = "RequestExpired", Unauthenticated, 400, EPERM;
+    /// A body past the endpoint's limit.
+    RequestEntityTooLarge = "RequestEntityTooLarge", InvalidArgument, 413, EINVAL;
+    /// STS's answer to a wrong signature.
+    SignatureDoesNotMatch = "SignatureDoesNotMatch", Unauthenticated, 403, EPERM;
     // EBS direct APIs (their HTTP statuses are the model's).
     ConflictException = "ConflictException", FailedPrecondition, 409, EINVAL;
     InternalServerException = "InternalServerException", Internal, 500, EIO;

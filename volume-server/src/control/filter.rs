@@ -95,10 +95,12 @@ pub fn page_size(
         Some(_) if with_ids => Err(Ec2Error::invalid_combination(format!(
             "The parameter 'MaxResults' cannot be used with the parameter '{ids_param}'."
         ))),
-        Some(n) if !(5..=limit).contains(&n) => Err(Ec2Error::invalid_value(format!(
-            "Value ({n}) for parameter maxResults is invalid. Expecting a value between 5 and {limit}."
+        Some(n) if n < 5 => Err(Ec2Error::invalid_value(format!(
+            "Value ({n}) for parameter maxResults is invalid. Expecting a value of at least 5."
         ))),
-        Some(n) => Ok(n as usize),
+        // EC2: "if you specify a value larger than [the limit], only [the limit] items are
+        // returned" (the aws CLI sends MaxResults=1000 to DescribeVolumes, whose limit is 500).
+        Some(n) => Ok(n.min(limit) as usize),
     }
 }
 

@@ -315,6 +315,11 @@ impl ControlPlane {
         &self.cfg.region
     }
 
+    /// The availability zones served.
+    pub fn availability_zones(&self) -> &[String] {
+        &self.cfg.availability_zones
+    }
+
     fn check_az(&self, az: &str) -> Result<(), Ec2Error> {
         if az.is_empty() {
             return Err(Ec2Error::missing("AvailabilityZone"));

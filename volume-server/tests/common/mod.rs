@@ -398,6 +398,8 @@ pub struct Server {
     pub grpc_addr: SocketAddr,
     pub nbd_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// The AWS endpoint.
+    pub aws_addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
     rt: tokio::runtime::Runtime,
@@ -431,7 +433,16 @@ fn pump<R: Read + Send + 'static>(
     });
 }
 
-/// Parses `listening grpc=A nbd=B metrics=C`.
+/// The address `key=` names in a `listening` line.
+pub fn listening_addr(line: &str, key: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("bad {key}= in {line:?}: {e}"))
+}
+
+/// Parses `listening grpc=A nbd=B metrics=C aws=D` (the first three).
 pub fn parse_listening(line: &str) -> (SocketAddr, SocketAddr, SocketAddr) {
     let mut grpc = None;
     let mut nbd = None;
@@ -449,6 +460,7 @@ pub fn parse_listening(line: &str) -> (SocketAddr, SocketAddr, SocketAddr) {
             "grpc" => grpc = Some(addr),
             "nbd" => nbd = Some(addr),
             "metrics" => metrics = Some(addr),
+            "aws" => {}
             other => panic!("unknown listener {other:?} in {line:?}"),
         }
     }
@@ -480,6 +492,7 @@ impl Server {
             .args(["--grpc-addr", "127.0.0.1:0"])
             .args(["--nbd-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(["--aws-addr", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .env_remove("EBS_ENDPOINT")
@@ -524,6 +537,7 @@ impl Server {
             }
         };
         let (grpc_addr, nbd_addr, metrics_addr) = parse_listening(&line);
+        let aws_addr = listening_addr(&line, "aws");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -535,6 +549,7 @@ impl Server {
             grpc_addr,
             nbd_addr,
             metrics_addr,
+            aws_addr,
             stderr,
             stdout,
             rt,

@@ -1,0 +1,280 @@
+//! The AWS endpoint (`--aws-addr`): one HTTP/1.1 listener for the AWS wire protocols, routed by
+//! the service of each request's SigV4 credential scope: `ec2` (EC2 Query) and `sts`
+//! (GetCallerIdentity). A request is authenticated first ([`credentials`], [`sigv4`]), then
+//! decoded, run on the control plane on a blocking thread, and encoded.
+//!
+//! Errors follow each protocol: EC2's `<Response><Errors><Error>` with `RequestID`, STS's
+//! `<ErrorResponse>`, each with the HTTP status of its [`ErrorCode`] (4xx for the client's
+//! faults: the SDKs retry 5xx).
+
+pub mod credentials;
+pub mod ec2;
+pub mod query;
+pub mod sigv4;
+pub mod sts;
+pub mod xml;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::control::{ControlPlane, Ec2Error, ErrorCode};
+use credentials::Keys;
+use xml::Xml;
+
+/// The largest request body read (an EBS block is 512 KiB; a Query request is a few KiB).
+pub const MAX_BODY: usize = 2 << 20;
+
+/// The endpoint's state.
+#[derive(Debug)]
+pub struct AwsApi {
+    control: Arc<ControlPlane>,
+    keys: Keys,
+}
+
+/// Who a request is from, once authenticated.
+#[derive(Debug, Clone)]
+struct Caller {
+    access_key_id: String,
+    account_id: String,
+    service: String,
+}
+
+impl AwsApi {
+    /// Serves `control`, accepting `keys`.
+    pub fn new(control: Arc<ControlPlane>, keys: Keys) -> AwsApi {
+        AwsApi { control, keys }
+    }
+
+    /// Answers one request.
+    async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let request_id = request_id();
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let e = if e.is::<http_body_util::LengthLimitError>() {
+                    Ec2Error::new(
+                        ErrorCode::RequestEntityTooLarge,
+                        format!("The request body is larger than {MAX_BODY} bytes."),
+                    )
+                } else {
+                    Ec2Error::new(
+                        ErrorCode::IncompleteSignature,
+                        format!("The request body could not be read: {e}"),
+                    )
+                };
+                return Ok(ec2_error(&e, &request_id));
+            }
+        };
+        let query = parts.uri.query().unwrap_or("");
+        let caller = match self.authenticate(&parts, query, &body) {
+            Ok(c) => c,
+            Err((e, service)) => {
+                return Ok(if service.as_deref() == Some("sts") {
+                    xml_response(e.code.http_status(), sts::error(&e, &request_id))
+                } else {
+                    ec2_error(&e, &request_id)
+                });
+            }
+        };
+        let params = query::Params::parse(query, &body);
+        match caller.service.as_str() {
+            "ec2" => {
+                let control = Arc::clone(&self.control);
+                let id = request_id.clone();
+                let done =
+                    tokio::task::spawn_blocking(move || ec2::handle(&control, &params, &id)).await;
+                Ok(match done {
+                    Ok(Ok(doc)) => xml_response(200, doc),
+                    Ok(Err(e)) => ec2_error(&e, &request_id),
+                    Err(join) => ec2_error(
+                        &Ec2Error::internal(format!("control-plane task failed: {join}")),
+                        &request_id,
+                    ),
+                })
+            }
+            "sts" => {
+                let who = sts::Caller {
+                    access_key_id: &caller.access_key_id,
+                    account_id: &caller.account_id,
+                };
+                Ok(match sts::handle(&params, &who, &request_id) {
+                    Ok(doc) => xml_response(200, doc),
+                    Err(e) => xml_response(e.code.http_status(), sts::error(&e, &request_id)),
+                })
+            }
+            other => Ok(ec2_error(
+                &Ec2Error::new(
+                    ErrorCode::InvalidAction,
+                    format!(
+                        "This endpoint does not serve the service '{other}' (it serves ec2 and sts)."
+                    ),
+                ),
+                &request_id,
+            )),
+        }
+    }
+
+    /// Checks the request's signature: the caller, or the error (and the service named, if
+    /// the scope could be read, to answer in its format).
+    fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Caller, (Ec2Error, Option<String>)> {
+        let signed = sigv4::parse(&parts.headers).map_err(|e| {
+            let code = match e {
+                sigv4::SigError::Missing => ErrorCode::AuthFailure,
+                _ => ErrorCode::IncompleteSignature,
+            };
+            (Ec2Error::new(code, e.to_string()), None)
+        })?;
+        let service = Some(signed.service.clone());
+        let sts = signed.service == "sts";
+        if signed.region != self.control.region() {
+            return Err((
+                Ec2Error::new(
+                    ErrorCode::AuthFailure,
+                    format!(
+                        "This server serves region {}; the request was signed for {}.",
+                        self.control.region(),
+                        signed.region
+                    ),
+                ),
+                service,
+            ));
+        }
+        let account_id = match &self.keys {
+            Keys::Local => credentials::local_account(&signed.access_key_id),
+            Keys::Listed(keys) => {
+                let Some(key) = keys.get(&signed.access_key_id) else {
+                    let code = if sts {
+                        ErrorCode::InvalidClientTokenId
+                    } else {
+                        ErrorCode::AuthFailure
+                    };
+                    return Err((
+                        Ec2Error::new(
+                            code,
+                            "AWS was not able to validate the provided access credentials",
+                        ),
+                        service,
+                    ));
+                };
+                sigv4::check_time(&signed, SystemTime::now()).map_err(|e| {
+                    (
+                        Ec2Error::new(ErrorCode::RequestExpired, e.to_string()),
+                        service.clone(),
+                    )
+                })?;
+                let req = sigv4::Request {
+                    method: parts.method.as_str(),
+                    path: parts.uri.path(),
+                    query,
+                    headers: &parts.headers,
+                    body,
+                };
+                sigv4::verify(&req, &signed, &key.secret).map_err(|e| {
+                    let code = match (&e, sts) {
+                        (sigv4::SigError::Mismatch, true) => ErrorCode::SignatureDoesNotMatch,
+                        (sigv4::SigError::Mismatch, false) => ErrorCode::AuthFailure,
+                        _ => ErrorCode::IncompleteSignature,
+                    };
+                    (Ec2Error::new(code, e.to_string()), service.clone())
+                })?;
+                key.account_id.clone()
+            }
+        };
+        Ok(Caller {
+            access_key_id: signed.access_key_id,
+            account_id,
+            service: signed.service,
+        })
+    }
+}
+
+/// A fresh request id (a random UUID's form).
+fn request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    r
+}
+
+/// An EC2 error document with the code's HTTP status.
+fn ec2_error(e: &Ec2Error, request_id: &str) -> Response<Full<Bytes>> {
+    if e.code.http_status() >= 500 {
+        tracing::error!(code = %e.code, message = %e.message, request_id, "AWS endpoint: server error");
+    }
+    let mut x = Xml::new("Response", ec2::NAMESPACE);
+    x.node("Errors", |x| {
+        x.node("Error", |x| {
+            x.elem("Code", e.code.as_str()).elem("Message", &e.message);
+        });
+    })
+    .elem("RequestID", request_id);
+    xml_response(e.code.http_status(), x.finish("Response"))
+}
+
+/// Serves the endpoint on `listener` until `stop` turns true; connections then finish the
+/// request in progress and close.
+pub async fn run(listener: TcpListener, api: Arc<AwsApi>, mut stop: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "AWS endpoint: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let api = Arc::clone(&api);
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |req| Arc::clone(&api).serve(req)),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "AWS endpoint: connection ended");
+            }
+        });
+    }
+    // In-flight requests get a moment to finish.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+}

@@ -1,0 +1,140 @@
+//! The AWS Query protocol's parameters (EC2, STS): `Name=value` pairs from the form body (and
+//! the URL query), lists flattened as `Name.1`, `Name.2`, … and structures as `Name.1.Member`.
+
+use std::collections::BTreeMap;
+
+use crate::control::Ec2Error;
+
+/// A request's parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    map: BTreeMap<String, String>,
+}
+
+impl Params {
+    /// The pairs of a form body and a URL query (the body's win on a clash).
+    pub fn parse(query: &str, body: &[u8]) -> Params {
+        let mut map = BTreeMap::new();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()).chain(form_urlencoded::parse(body)) {
+            map.insert(k.into_owned(), v.into_owned());
+        }
+        Params { map }
+    }
+
+    /// The value of `name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(name).map(String::as_str)
+    }
+
+    /// The value of `name`, owned, if given.
+    pub fn string(&self, name: &str) -> Option<String> {
+        self.get(name).map(str::to_string)
+    }
+
+    /// The value of `name`, which must be given (`MissingParameter`).
+    pub fn required(&self, name: &str) -> Result<String, Ec2Error> {
+        self.string(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| Ec2Error::missing(name))
+    }
+
+    /// An integer parameter (`InvalidParameterValue` if it is not one).
+    pub fn int(&self, name: &str) -> Result<Option<i32>, Ec2Error> {
+        self.get(name)
+            .map(|v| {
+                v.trim().parse::<i32>().map_err(|_| {
+                    Ec2Error::invalid_value(format!(
+                        "Value ({v}) for parameter {name} is invalid. Expected an integer."
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// A boolean parameter (`true`/`false`).
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, Ec2Error> {
+        self.get(name)
+            .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(Ec2Error::invalid_value(format!(
+                    "Value ({v}) for parameter {name} is invalid. Expected true or false."
+                ))),
+            })
+            .transpose()
+    }
+
+    /// The indexes of `prefix.N…` parameters, in order.
+    fn indexes(&self, prefix: &str) -> Vec<u32> {
+        let dotted = format!("{prefix}.");
+        let mut out: Vec<u32> = self
+            .map
+            .range(dotted.clone()..)
+            .take_while(|(k, _)| k.starts_with(&dotted))
+            .filter_map(|(k, _)| k[dotted.len()..].split('.').next()?.parse().ok())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// A flattened list of values: `prefix.1`, `prefix.2`, …
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.indexes(prefix)
+            .into_iter()
+            .filter_map(|i| self.string(&format!("{prefix}.{i}")))
+            .collect()
+    }
+
+    /// A flattened list of structures: the members of `prefix.N.*`, one [`Params`] per N.
+    pub fn structs(&self, prefix: &str) -> Vec<Params> {
+        self.indexes(prefix)
+            .into_iter()
+            .map(|i| {
+                let p = format!("{prefix}.{i}.");
+                Params {
+                    map: self
+                        .map
+                        .range(p.clone()..)
+                        .take_while(|(k, _)| k.starts_with(&p))
+                        .map(|(k, v)| (k[p.len()..].to_string(), v.clone()))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattened_lists_and_structures() {
+        let p = Params::parse(
+            "Version=2016-11-15",
+            b"Action=DescribeVolumes&VolumeId.2=vol-b&VolumeId.1=vol-a&VolumeId.10=vol-j&Filter.1.Name=status&Filter.1.Value.1=available&Filter.1.Value.2=in-use&Filter.2.Name=tag%3AName&Filter.2.Value.1=a+b&MaxResults=5&DryRun=false",
+        );
+        assert_eq!(p.get("Action"), Some("DescribeVolumes"));
+        assert_eq!(p.get("Version"), Some("2016-11-15"));
+        assert_eq!(p.list("VolumeId"), ["vol-a", "vol-b", "vol-j"]);
+        let f = p.structs("Filter");
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].get("Name"), Some("status"));
+        assert_eq!(f[0].list("Value"), ["available", "in-use"]);
+        assert_eq!(f[1].get("Name"), Some("tag:Name"));
+        assert_eq!(f[1].list("Value"), ["a b"]);
+        assert_eq!(p.int("MaxResults").unwrap(), Some(5));
+        assert_eq!(p.bool("DryRun").unwrap(), Some(false));
+        assert_eq!(p.int("Nope").unwrap(), None);
+        assert_eq!(
+            Params::parse("", b"Size=big").int("Size").unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            p.required("VolumeType").unwrap_err().code,
+            "MissingParameter"
+        );
+        assert!(p.list("Nothing").is_empty());
+    }
+}

@@ -1,0 +1,497 @@
+//! The AWS endpoint against the real clients: the aws CLI and boto3 drive volumes end to end
+//! (waiters, filters, paging, `--query`), errors carry the codes botocore parses, bad input gets
+//! a clear 4xx and the server keeps serving, and with `--aws-credentials` only correctly signed,
+//! fresh requests from listed keys get through.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The aws CLI and boto3, or a loud skip (a failure under EBS_REQUIRE_INTEROP).
+fn require_aws_clients() -> bool {
+    if !require_tool("aws") {
+        return false;
+    }
+    if !python_has("boto3") {
+        return skip("python3 cannot import boto3 (pip install boto3)");
+    }
+    true
+}
+
+fn endpoint(server: &Server) -> String {
+    format!("http://{}", server.aws_addr)
+}
+
+/// `aws --endpoint-url … --output json ARGS` as key `key` (secret `secret`), isolated from any
+/// user configuration.
+fn aws_as(server: &Server, key: &str, secret: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("aws");
+    cmd.args(["--endpoint-url", &endpoint(server), "--output", "json"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_PAGER", "")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN");
+    run(&mut cmd)
+}
+
+fn aws(server: &Server, args: &[&str]) -> Output {
+    aws_as(server, "test", "test", args)
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    out.assert_success();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.describe()))
+}
+
+/// Asserts the CLI failed with EC2 code `code`, as botocore parsed it.
+fn assert_code(out: &Output, code: &str) {
+    out.assert_failure();
+    assert!(
+        out.stderr.contains(&format!("({code})")),
+        "expected ({code}): {}",
+        out.describe()
+    );
+}
+
+/// `tests/aws/raw.py`: one raw request; (HTTP status, error code or `-`).
+fn raw(
+    server: &Server,
+    key: (&str, &str),
+    mode: &str,
+    body: Option<&str>,
+    service: &str,
+) -> (u16, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/raw.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script)
+        .arg(endpoint(server))
+        .arg(mode)
+        .args(body)
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .env("SERVICE", service);
+    let out = run(&mut cmd);
+    out.assert_success();
+    let mut w = out.stdout.split_whitespace();
+    let status = w.next().unwrap().parse().unwrap();
+    (status, w.next().unwrap_or("-").to_string())
+}
+
+#[test]
+fn the_aws_cli_drives_volumes_end_to_end() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+
+    let me = json(&aws(&server, &["sts", "get-caller-identity"]));
+    assert_eq!(me["Account"], "000000000000");
+    let me = json(&aws_as(
+        &server,
+        "123456789012",
+        "x",
+        &["sts", "get-caller-identity"],
+    ));
+    assert_eq!(me["Account"], "123456789012");
+
+    let v = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-volume",
+            "--availability-zone",
+            AZ,
+            "--size",
+            "8",
+            "--volume-type",
+            "gp3",
+            "--iops",
+            "4000",
+            "--tag-specifications",
+            "ResourceType=volume,Tags=[{Key=Name,Value=web}]",
+        ],
+    ));
+    let id = v["VolumeId"].as_str().unwrap().to_string();
+    assert!(id.starts_with("vol-"), "{v}");
+    assert_eq!(v["Size"], 8);
+    assert_eq!(v["Iops"], 4000);
+    assert_eq!(v["Throughput"], 125);
+    assert_eq!(v["Tags"][0]["Value"], "web");
+    aws(
+        &server,
+        &["ec2", "wait", "volume-available", "--volume-ids", &id],
+    )
+    .assert_success();
+    // The volume is the one gRPC sees.
+    assert_eq!(server.describe_volume(&id).size, 8);
+
+    // Filters and --query.
+    let q = aws(
+        &server,
+        &[
+            "ec2",
+            "describe-volumes",
+            "--filters",
+            "Name=tag:Name,Values=web",
+            "Name=status,Values=available",
+            "--query",
+            "Volumes[].[VolumeId,State,VolumeType]",
+            "--output",
+            "text",
+        ],
+    );
+    q.assert_success();
+    assert_eq!(q.stdout.trim(), format!("{id}\tavailable\tgp3"));
+
+    // Paging: the CLI follows NextToken through pages of 5.
+    for _ in 0..11 {
+        aws(
+            &server,
+            &[
+                "ec2",
+                "create-volume",
+                "--availability-zone",
+                AZ,
+                "--size",
+                "1",
+            ],
+        )
+        .assert_success();
+    }
+    let all = json(&aws(
+        &server,
+        &["ec2", "describe-volumes", "--page-size", "5"],
+    ));
+    assert_eq!(all["Volumes"].as_array().unwrap().len(), 12, "{all}");
+    let some = json(&aws(
+        &server,
+        &["ec2", "describe-volumes", "--max-items", "7"],
+    ));
+    assert_eq!(some["Volumes"].as_array().unwrap().len(), 7);
+    assert!(some["NextToken"].is_string(), "{some}");
+
+    // Tags.
+    aws(
+        &server,
+        &[
+            "ec2",
+            "create-tags",
+            "--resources",
+            &id,
+            "--tags",
+            "Key=env,Value=test",
+        ],
+    )
+    .assert_success();
+    aws(
+        &server,
+        &[
+            "ec2",
+            "delete-tags",
+            "--resources",
+            &id,
+            "--tags",
+            "Key=Name",
+        ],
+    )
+    .assert_success();
+    let tagged = json(&aws(
+        &server,
+        &["ec2", "describe-volumes", "--volume-ids", &id],
+    ));
+    assert_eq!(
+        tagged["Volumes"][0]["Tags"],
+        serde_json::json!([{"Key": "env", "Value": "test"}])
+    );
+
+    // Attach to a registered host, detach, delete.
+    let host = server.register_host("aws-cli");
+    let a = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "attach-volume",
+            "--volume-id",
+            &id,
+            "--instance-id",
+            &host.instance_id,
+            "--device",
+            "/dev/sdf",
+        ],
+    ));
+    assert_eq!(a["State"], "attached");
+    aws(
+        &server,
+        &["ec2", "wait", "volume-in-use", "--volume-ids", &id],
+    )
+    .assert_success();
+    assert_code(
+        &aws(&server, &["ec2", "delete-volume", "--volume-id", &id]),
+        "VolumeInUse",
+    );
+    let d = json(&aws(&server, &["ec2", "detach-volume", "--volume-id", &id]));
+    assert_eq!(d["InstanceId"], host.instance_id);
+    aws(
+        &server,
+        &["ec2", "wait", "volume-available", "--volume-ids", &id],
+    )
+    .assert_success();
+    aws(&server, &["ec2", "delete-volume", "--volume-id", &id]).assert_success();
+    aws(
+        &server,
+        &["ec2", "wait", "volume-deleted", "--volume-ids", &id],
+    )
+    .assert_success();
+
+    // Errors with the codes botocore parses.
+    assert_code(
+        &aws(
+            &server,
+            &[
+                "ec2",
+                "describe-volumes",
+                "--volume-ids",
+                "vol-0123456789abcdef0",
+            ],
+        ),
+        "InvalidVolume.NotFound",
+    );
+    assert_code(
+        &aws(
+            &server,
+            &["ec2", "describe-volumes", "--volume-ids", "volume-1"],
+        ),
+        "InvalidVolumeID.Malformed",
+    );
+    assert_code(
+        &aws(
+            &server,
+            &[
+                "ec2",
+                "create-volume",
+                "--availability-zone",
+                "us-east-9z",
+                "--size",
+                "1",
+            ],
+        ),
+        "InvalidParameterValue",
+    );
+    assert_code(
+        &aws(
+            &server,
+            &[
+                "ec2",
+                "create-volume",
+                "--availability-zone",
+                AZ,
+                "--size",
+                "1",
+                "--dry-run",
+            ],
+        ),
+        "DryRunOperation",
+    );
+    let zones = json(&aws(&server, &["ec2", "describe-availability-zones"]));
+    assert_eq!(zones["AvailabilityZones"].as_array().unwrap().len(), 3);
+
+    // boto3: paginators, waiters, ClientError.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_volumes.py");
+    run(Command::new("python3").arg(script).arg(endpoint(&server))).assert_success();
+    server.stop();
+}
+
+#[test]
+fn bad_requests_get_a_clear_error_and_the_server_keeps_serving() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let key = ("test", "test");
+    let cases: &[(&str, Option<&str>, u16, &str)] = &[
+        (
+            "signed",
+            Some("Action=Frobnicate&Version=2016-11-15"),
+            400,
+            "InvalidAction",
+        ),
+        ("signed", Some("Version=2016-11-15"), 400, "MissingAction"),
+        (
+            "signed",
+            Some("Action=CreateVolume&AvailabilityZone=us-east-1a&Size=big"),
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            "signed",
+            Some("Action=CreateVolume&Size=1"),
+            400,
+            "MissingParameter",
+        ),
+        (
+            "signed",
+            Some("Action=DeleteVolume"),
+            400,
+            "MissingParameter",
+        ),
+        (
+            "signed",
+            Some("Action=DescribeVolumes&MaxResults=-3"),
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            "signed",
+            Some("Action=DescribeVolumes&Filter.1.Name=colour&Filter.1.Value.1=red"),
+            400,
+            "InvalidParameterValue",
+        ),
+        (
+            "signed",
+            Some("Action=DescribeVolumes&NextToken=%ff%fe"),
+            400,
+            "InvalidParameterValue",
+        ),
+        ("signed", Some("%zz=%&&=&Action=DescribeVolumes"), 200, "-"),
+        ("unsigned", None, 401, "AuthFailure"),
+        ("big", None, 413, "RequestEntityTooLarge"),
+    ];
+    for (mode, body, status, code) in cases {
+        let got = raw(&server, key, mode, *body, "ec2");
+        assert_eq!(got, (*status, code.to_string()), "{mode} {body:?}");
+    }
+    // Still serving.
+    assert_eq!(raw(&server, key, "signed", None, "ec2"), (200, "-".into()));
+    assert_eq!(
+        raw(
+            &server,
+            key,
+            "signed",
+            Some("Action=GetCallerIdentity&Version=2011-06-15"),
+            "sts"
+        ),
+        (200, "-".into())
+    );
+    assert_eq!(
+        raw(&server, key, "signed", None, "kinesis"),
+        (400, "InvalidAction".into())
+    );
+    server.stop();
+}
+
+#[test]
+fn with_credentials_only_listed_keys_signing_fresh_requests_get_through() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::write(
+        &creds,
+        "[alice]\naws_access_key_id = AKIAALICE\naws_secret_access_key = alice-secret\naws_account_id = 111122223333\n",
+    )
+    .unwrap();
+    let server = Server::start_with_args(
+        &dir.path().join("data"),
+        &["--aws-credentials", creds.to_str().unwrap()],
+    );
+    let me = json(&aws_as(
+        &server,
+        "AKIAALICE",
+        "alice-secret",
+        &["sts", "get-caller-identity"],
+    ));
+    assert_eq!(me["Account"], "111122223333");
+    json(&aws_as(
+        &server,
+        "AKIAALICE",
+        "alice-secret",
+        &[
+            "ec2",
+            "create-volume",
+            "--availability-zone",
+            AZ,
+            "--size",
+            "1",
+        ],
+    ));
+    assert_code(
+        &aws_as(&server, "AKIAALICE", "wrong", &["ec2", "describe-volumes"]),
+        "AuthFailure",
+    );
+    assert_code(
+        &aws_as(
+            &server,
+            "AKIAMALLORY",
+            "alice-secret",
+            &["ec2", "describe-volumes"],
+        ),
+        "AuthFailure",
+    );
+    assert_code(
+        &aws_as(
+            &server,
+            "AKIAALICE",
+            "wrong",
+            &["sts", "get-caller-identity"],
+        ),
+        "SignatureDoesNotMatch",
+    );
+    assert_code(
+        &aws_as(&server, "AKIAMALLORY", "x", &["sts", "get-caller-identity"]),
+        "InvalidClientTokenId",
+    );
+    let alice = ("AKIAALICE", "alice-secret");
+    assert_eq!(
+        raw(&server, alice, "stale", None, "ec2"),
+        (400, "RequestExpired".into())
+    );
+    assert_eq!(
+        raw(&server, alice, "signed", None, "ec2"),
+        (200, "-".into())
+    );
+    // The secret is never logged.
+    let err = server.stderr();
+    assert!(
+        !err.contains("alice-secret"),
+        "the secret was logged: {err}"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_network_aws_endpoint_needs_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_volume-server"));
+    cmd.arg("--data-dir")
+        .arg(dir.path())
+        .args(["--grpc-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--aws-addr", "0.0.0.0:0"]);
+    let out = run_with_timeout(&mut cmd, SERVER_TIMEOUT);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("--aws-credentials"),
+        "{}",
+        out.describe()
+    );
+    assert!(!out.stdout.contains("listening"), "{}", out.describe());
+}
