@@ -313,9 +313,375 @@ fn the_aws_cli_drives_volumes_end_to_end() {
     let zones = json(&aws(&server, &["ec2", "describe-availability-zones"]));
     assert_eq!(zones["AvailabilityZones"].as_array().unwrap().len(), 3);
 
+    // The JavaScript SDK v3 (installed into tests/aws/js by `npm install` there).
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/js");
+    if !js.join("node_modules/@aws-sdk/client-ec2").exists() {
+        skip(
+            "the JavaScript SDK is not installed (npm install --prefix volume-server/tests/aws/js)",
+        );
+    } else if require_tool("node") {
+        run(Command::new("node")
+            .arg(js.join("volumes.mjs"))
+            .arg(endpoint(&server)))
+        .assert_success();
+    }
+
     // boto3: paginators, waiters, ClientError.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_volumes.py");
     run(Command::new("python3").arg(script).arg(endpoint(&server))).assert_success();
+    server.stop();
+}
+
+#[test]
+fn the_aws_cli_drives_snapshots_and_modifications() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(dir.path(), &["--snapshot-min-interval", "0s"]);
+    let v = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-volume",
+            "--availability-zone",
+            AZ,
+            "--size",
+            "4",
+            "--volume-type",
+            "gp3",
+        ],
+    ));
+    let id = v["VolumeId"].as_str().unwrap().to_string();
+
+    // Modify: gp3 → io2 with 8000 IOPS and a larger size.
+    let m = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "modify-volume",
+            "--volume-id",
+            &id,
+            "--volume-type",
+            "io2",
+            "--iops",
+            "8000",
+            "--size",
+            "20",
+        ],
+    ));
+    assert_eq!(
+        m["VolumeModification"]["ModificationState"], "modifying",
+        "{m}"
+    );
+    assert_eq!(m["VolumeModification"]["TargetIops"], 8000);
+    assert_eq!(m["VolumeModification"]["OriginalVolumeType"], "gp3");
+    let mods = json(&aws(
+        &server,
+        &["ec2", "describe-volumes-modifications", "--volume-ids", &id],
+    ));
+    assert_eq!(mods["VolumesModifications"][0]["TargetSize"], 20, "{mods}");
+    let now = json(&aws(
+        &server,
+        &["ec2", "describe-volumes", "--volume-ids", &id],
+    ));
+    assert_eq!(now["Volumes"][0]["VolumeType"], "io2");
+    assert_eq!(now["Volumes"][0]["Size"], 20);
+    let status = json(&aws(
+        &server,
+        &["ec2", "describe-volume-status", "--volume-ids", &id],
+    ));
+    assert_eq!(
+        status["VolumeStatuses"][0]["VolumeStatus"]["Status"], "ok",
+        "{status}"
+    );
+
+    // Snapshot, wait, describe with filters, copy, restore, delete.
+    let snap = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-snapshot",
+            "--volume-id",
+            &id,
+            "--description",
+            "first",
+            "--tag-specifications",
+            "ResourceType=snapshot,Tags=[{Key=k,Value=v}]",
+        ],
+    ));
+    let sid = snap["SnapshotId"].as_str().unwrap().to_string();
+    assert_eq!(snap["State"], "pending", "{snap}");
+    assert_eq!(snap["VolumeSize"], 20);
+    aws(
+        &server,
+        &["ec2", "wait", "snapshot-completed", "--snapshot-ids", &sid],
+    )
+    .assert_success();
+    let found = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "describe-snapshots",
+            "--owner-ids",
+            "self",
+            "--filters",
+            "Name=tag:k,Values=v",
+        ],
+    ));
+    assert_eq!(found["Snapshots"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["Snapshots"][0]["State"], "completed");
+    assert_eq!(found["Snapshots"][0]["Description"], "first");
+    let copy = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "copy-snapshot",
+            "--source-region",
+            "us-east-1",
+            "--source-snapshot-id",
+            &sid,
+        ],
+    ));
+    let cid = copy["SnapshotId"].as_str().unwrap().to_string();
+    aws(
+        &server,
+        &["ec2", "wait", "snapshot-completed", "--snapshot-ids", &cid],
+    )
+    .assert_success();
+    let r = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-volume",
+            "--availability-zone",
+            "us-east-1b",
+            "--snapshot-id",
+            &cid,
+        ],
+    ));
+    assert_eq!(r["Size"], 20);
+    assert_eq!(r["SnapshotId"], cid.as_str());
+    aws(&server, &["ec2", "delete-snapshot", "--snapshot-id", &sid]).assert_success();
+    assert_code(
+        &aws(
+            &server,
+            &["ec2", "describe-snapshots", "--snapshot-ids", &sid],
+        ),
+        "InvalidSnapshot.NotFound",
+    );
+    assert_code(
+        &aws(
+            &server,
+            &[
+                "ec2",
+                "create-snapshot",
+                "--volume-id",
+                "vol-0123456789abcdef0",
+            ],
+        ),
+        "InvalidVolume.NotFound",
+    );
+    server.stop();
+}
+
+#[test]
+fn the_aws_cli_runs_instances_from_an_image() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(
+        dir.path(),
+        &[
+            "--snapshot-min-interval",
+            "0s",
+            "--instance-stop-timeout",
+            "2s",
+        ],
+    );
+    let root = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-volume",
+            "--availability-zone",
+            AZ,
+            "--size",
+            "1",
+        ],
+    ));
+    let snap = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-snapshot",
+            "--volume-id",
+            root["VolumeId"].as_str().unwrap(),
+        ],
+    ));
+    let sid = snap["SnapshotId"].as_str().unwrap();
+    aws(
+        &server,
+        &["ec2", "wait", "snapshot-completed", "--snapshot-ids", sid],
+    )
+    .assert_success();
+    let ami = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "register-image",
+            "--name",
+            "tiny",
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings",
+            &format!("DeviceName=/dev/xvda,Ebs={{SnapshotId={sid}}}"),
+        ],
+    ));
+    let ami = ami["ImageId"].as_str().unwrap().to_string();
+    let images = json(&aws(
+        &server,
+        &["ec2", "describe-images", "--owners", "self"],
+    ));
+    assert_eq!(images["Images"][0]["ImageId"], ami.as_str(), "{images}");
+    assert_eq!(
+        images["Images"][0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"],
+        sid
+    );
+
+    // User data is the workload; the CLI Base64-encodes it.
+    let run = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            &ami,
+            "--instance-type",
+            "t3.micro",
+            "--count",
+            "1",
+            "--user-data",
+            "#!/bin/sh\necho hello-from-user-data\nexec sleep 600\n",
+            "--block-device-mappings",
+            "DeviceName=/dev/sdf,Ebs={VolumeSize=2,VolumeType=gp3,DeleteOnTermination=false}",
+            "--tag-specifications",
+            "ResourceType=instance,Tags=[{Key=Name,Value=box}]",
+        ],
+    ));
+    let i = run["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(run["Instances"][0]["State"]["Name"], "pending", "{run}");
+    aws(
+        &server,
+        &["ec2", "wait", "instance-running", "--instance-ids", &i],
+    )
+    .assert_success();
+    let d = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "describe-instances",
+            "--filters",
+            "Name=tag:Name,Values=box",
+        ],
+    ));
+    let inst = &d["Reservations"][0]["Instances"][0];
+    assert_eq!(inst["InstanceId"], i.as_str(), "{d}");
+    assert_eq!(inst["State"]["Name"], "running");
+    assert_eq!(inst["InstanceType"], "t3.micro");
+    assert_eq!(
+        inst["BlockDeviceMappings"].as_array().unwrap().len(),
+        2,
+        "{inst}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = json(&aws(
+            &server,
+            &["ec2", "get-console-output", "--instance-id", &i],
+        ));
+        if out["Output"]
+            .as_str()
+            .is_some_and(|o| o.contains("hello-from-user-data"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    let stop = json(&aws(
+        &server,
+        &["ec2", "stop-instances", "--instance-ids", &i],
+    ));
+    assert_eq!(
+        stop["StoppingInstances"][0]["PreviousState"]["Name"], "running",
+        "{stop}"
+    );
+    aws(
+        &server,
+        &["ec2", "wait", "instance-stopped", "--instance-ids", &i],
+    )
+    .assert_success();
+    json(&aws(
+        &server,
+        &["ec2", "start-instances", "--instance-ids", &i],
+    ));
+    aws(
+        &server,
+        &["ec2", "wait", "instance-running", "--instance-ids", &i],
+    )
+    .assert_success();
+    let img = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-image",
+            "--instance-id",
+            &i,
+            "--name",
+            "from-box",
+            "--no-reboot",
+        ],
+    ));
+    let img = img["ImageId"].as_str().unwrap().to_string();
+    aws(
+        &server,
+        &["ec2", "wait", "image-available", "--image-ids", &img],
+    )
+    .assert_success();
+    json(&aws(
+        &server,
+        &["ec2", "terminate-instances", "--instance-ids", &i],
+    ));
+    aws(
+        &server,
+        &["ec2", "wait", "instance-terminated", "--instance-ids", &i],
+    )
+    .assert_success();
+    assert_code(
+        &aws(&server, &["ec2", "start-instances", "--instance-ids", &i]),
+        "IncorrectInstanceState",
+    );
+    assert_code(
+        &aws(
+            &server,
+            &[
+                "ec2",
+                "run-instances",
+                "--image-id",
+                "ami-0123456789abcdef0",
+                "--count",
+                "1",
+            ],
+        ),
+        "InvalidAMIID.NotFound",
+    );
+    aws(&server, &["ec2", "deregister-image", "--image-id", &img]).assert_success();
     server.stop();
 }
 

@@ -135,3 +135,31 @@ pub struct FsrFailure {
     /// For humans.
     pub message: String,
 }
+
+/// A volume's status checks (DescribeVolumeStatus).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeStatus {
+    /// `ok`, or `impaired` once the volume's file failed an I/O (it then refuses all I/O
+    /// until it is reopened: detached from every instance and attached again).
+    pub status: &'static str,
+    /// (check, result): `io-enabled` passed or failed, and `io-performance` on io1/io2.
+    pub details: Vec<(&'static str, &'static str)>,
+}
+
+impl VolumeStatus {
+    /// The status of `v`, open as `open` (if it is).
+    pub fn of(v: &crate::catalog::VolumeRecord, open: Option<&crate::exports::OpenVolume>) -> Self {
+        let failed = open.is_some_and(|o| o.volume.is_failed());
+        let mut details = vec![("io-enabled", if failed { "failed" } else { "passed" })];
+        if matches!(
+            v.volume_type,
+            crate::catalog::VolumeType::Io1 | crate::catalog::VolumeType::Io2
+        ) {
+            details.push(("io-performance", "normal"));
+        }
+        VolumeStatus {
+            status: if failed { "impaired" } else { "ok" },
+            details,
+        }
+    }
+}

@@ -6,8 +6,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::query::Params;
 use super::xml::Xml;
-use crate::catalog::{AttachmentRecord, VolumeRecord};
-use crate::control::{ControlPlane, Ec2Error, ErrorCode, model};
+use crate::catalog::{
+    AttachmentRecord, ImageRecord, MappingRecord, ModificationRecord, SnapshotRecord, VolumeRecord,
+};
+use crate::control::modify::modification_state;
+use crate::control::snapshots::{OWNER_ID, SnapshotView};
+use crate::control::views::{InstanceStateChange, InstanceView, ReservationView, VolumeStatus};
+use crate::control::{ControlPlane, Ec2Error, ErrorCode, model, now_ms};
+use instance_manager::lifecycle::InstanceState;
 
 /// The EC2 XML namespace.
 pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
@@ -34,6 +40,24 @@ pub fn handle(cp: &ControlPlane, params: &Params, request_id: &str) -> Result<St
         "CreateTags" => create_tags,
         "DeleteTags" => delete_tags,
         "DescribeAvailabilityZones" => describe_availability_zones,
+        "ModifyVolume" => modify_volume,
+        "DescribeVolumesModifications" => describe_volumes_modifications,
+        "DescribeVolumeStatus" => describe_volume_status,
+        "CreateSnapshot" => create_snapshot,
+        "DescribeSnapshots" => describe_snapshots,
+        "DeleteSnapshot" => delete_snapshot,
+        "CopySnapshot" => copy_snapshot,
+        "RegisterImage" => register_image,
+        "DescribeImages" => describe_images,
+        "DeregisterImage" => deregister_image,
+        "CreateImage" => create_image,
+        "RunInstances" => run_instances,
+        "DescribeInstances" => describe_instances,
+        "StartInstances" => start_instances,
+        "StopInstances" => stop_instances,
+        "RebootInstances" => reboot_instances,
+        "TerminateInstances" => terminate_instances,
+        "GetConsoleOutput" => get_console_output,
         other => {
             return Err(Ec2Error::new(
                 ErrorCode::InvalidAction,
@@ -233,5 +257,431 @@ fn describe_availability_zones(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Re
             .elem("zoneType", "availability-zone")
             .elem("optInStatus", "opt-in-not-required");
     });
+    Ok(())
+}
+
+fn modify_volume(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let (volume_id, m) = cp.modify_volume(model::ModifyVolumeRequest {
+        volume_id: p.required("VolumeId")?,
+        size: p.int("Size")?,
+        volume_type: p.string("VolumeType"),
+        iops: p.int("Iops")?,
+        throughput: p.int("Throughput")?,
+        multi_attach_enabled: p.bool("MultiAttachEnabled")?,
+    })?;
+    x.node("volumeModification", |x| {
+        write_modification(x, &volume_id, &m, true)
+    });
+    Ok(())
+}
+
+/// The members of a `VolumeModification`; `fresh`: just made (still `modifying`).
+fn write_modification(x: &mut Xml, volume_id: &str, m: &ModificationRecord, fresh: bool) {
+    let (state, progress) = if fresh {
+        ("modifying", 0)
+    } else {
+        modification_state(m, now_ms())
+    };
+    x.elem("volumeId", volume_id)
+        .elem("modificationState", state)
+        .elem("targetSize", m.target.size_gib)
+        .opt("targetIops", m.target.iops)
+        .elem("targetVolumeType", m.target.volume_type.as_str())
+        .opt("targetThroughput", m.target.throughput)
+        .elem("targetMultiAttachEnabled", m.target.multi_attach_enabled)
+        .elem("originalSize", m.original.size_gib)
+        .opt("originalIops", m.original.iops)
+        .elem("originalVolumeType", m.original.volume_type.as_str())
+        .opt("originalThroughput", m.original.throughput)
+        .elem(
+            "originalMultiAttachEnabled",
+            m.original.multi_attach_enabled,
+        )
+        .elem("progress", progress)
+        .elem("startTime", time(m.start_ms));
+    if state == "completed" {
+        x.elem("endTime", time(m.end_ms));
+    }
+}
+
+fn describe_volumes_modifications(
+    cp: &ControlPlane,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let mods = cp.describe_volumes_modifications(&p.list("VolumeId"), &filters(p))?;
+    x.list("volumeModificationSet", &mods, |x, (id, m)| {
+        write_modification(x, id, m, false)
+    });
+    Ok(())
+}
+
+fn describe_volume_status(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let sources = cp.metrics_sources(&p.list("VolumeId"))?;
+    x.list("volumeStatusSet", &sources, |x, (v, open)| {
+        let st = VolumeStatus::of(v, open.as_ref());
+        x.elem("volumeId", &v.volume_id)
+            .elem("availabilityZone", &v.availability_zone)
+            .node("volumeStatus", |x| {
+                x.elem("status", st.status)
+                    .list("details", &st.details, |x, (name, status)| {
+                        x.elem("name", name).elem("status", status);
+                    });
+            })
+            .node("actionsSet", |_| {})
+            .node("eventsSet", |_| {});
+    });
+    Ok(())
+}
+
+/// The members of a `Snapshot`.
+fn write_snapshot(x: &mut Xml, s: &SnapshotView) {
+    let r = &s.record;
+    x.elem("snapshotId", &r.snapshot_id)
+        .elem("volumeId", &r.volume_id)
+        .elem("status", r.state.as_str())
+        .elem("startTime", time(r.start_ms))
+        .elem("progress", format!("{}%", s.progress))
+        .elem("ownerId", OWNER_ID)
+        .elem("description", &r.description)
+        .elem("volumeSize", r.volume_size_gib)
+        .elem("encrypted", false)
+        .elem("storageTier", "standard")
+        .opt("completionTime", r.complete_ms.map(time));
+    if !r.state_message.is_empty() {
+        x.elem("statusMessage", &r.state_message);
+    }
+    if r.bytes_written > 0 {
+        x.elem("fullSnapshotSizeInBytes", r.bytes_written);
+    }
+    if !r.tags.is_empty() {
+        write_tags(x, &r.tags);
+    }
+}
+
+fn pending(record: SnapshotRecord) -> SnapshotView {
+    SnapshotView {
+        record,
+        progress: 0,
+    }
+}
+
+fn create_snapshot(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let r = cp.create_snapshot(model::CreateSnapshotRequest {
+        volume_id: p.required("VolumeId")?,
+        description: p.string("Description"),
+        tag_specifications: tag_specifications(p),
+    })?;
+    write_snapshot(x, &pending(r));
+    Ok(())
+}
+
+fn describe_snapshots(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let (snaps, next) = cp.describe_snapshots(model::DescribeSnapshotsRequest {
+        snapshot_ids: p.list("SnapshotId"),
+        owner_ids: p.list("Owner"),
+        filters: filters(p),
+        max_results: p.int("MaxResults")?,
+        next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+    })?;
+    x.list("snapshotSet", &snaps, write_snapshot);
+    x.opt("nextToken", next);
+    Ok(())
+}
+
+fn delete_snapshot(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    cp.delete_snapshot(&p.required("SnapshotId")?)?;
+    x.elem("return", true);
+    Ok(())
+}
+
+fn copy_snapshot(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let r = cp.copy_snapshot(model::CopySnapshotRequest {
+        source_region: p.required("SourceRegion")?,
+        source_snapshot_id: p.required("SourceSnapshotId")?,
+        description: p.string("Description"),
+        destination_region: p.string("DestinationRegion"),
+        tag_specifications: tag_specifications(p),
+        encrypted: p.bool("Encrypted")?,
+    })?;
+    x.elem("snapshotId", &r.snapshot_id);
+    if !r.tags.is_empty() {
+        write_tags(x, &r.tags);
+    }
+    Ok(())
+}
+
+/// `BlockDeviceMapping.N` → the request's mappings.
+fn block_device_mappings(p: &Params) -> Result<Vec<model::BlockDeviceMapping>, Ec2Error> {
+    p.structs("BlockDeviceMapping")
+        .into_iter()
+        .map(|m| {
+            let ebs = m.structs_one("Ebs");
+            Ok(model::BlockDeviceMapping {
+                device_name: m.string("DeviceName").unwrap_or_default(),
+                ebs: match ebs {
+                    Some(e) => Some(model::EbsBlockDevice {
+                        snapshot_id: e.string("SnapshotId"),
+                        volume_size: e.int("VolumeSize")?,
+                        volume_type: e.string("VolumeType"),
+                        iops: e.int("Iops")?,
+                        throughput: e.int("Throughput")?,
+                        delete_on_termination: e.bool("DeleteOnTermination")?,
+                        encrypted: e.bool("Encrypted")?,
+                    }),
+                    None => None,
+                },
+                virtual_name: m.string("VirtualName"),
+                no_device: m.string("NoDevice"),
+            })
+        })
+        .collect()
+}
+
+fn write_mapping(x: &mut Xml, m: &MappingRecord) {
+    x.elem("deviceName", &m.device_name)
+        .opt("virtualName", m.virtual_name.as_deref());
+    if let Some(e) = &m.ebs {
+        x.node("ebs", |x| {
+            x.opt("snapshotId", e.snapshot_id.as_deref())
+                .opt("volumeSize", e.volume_size)
+                .elem(
+                    "deleteOnTermination",
+                    e.delete_on_termination.unwrap_or(true),
+                )
+                .opt("volumeType", e.volume_type.as_deref())
+                .opt("iops", e.iops)
+                .opt("throughput", e.throughput)
+                .elem("encrypted", false);
+        });
+    }
+    if m.no_device {
+        x.elem("noDevice", "");
+    }
+}
+
+fn write_image(x: &mut Xml, (i, state): &(ImageRecord, &str)) {
+    x.elem("imageId", &i.image_id)
+        .elem("imageState", state)
+        .elem("imageOwnerId", OWNER_ID)
+        .elem("creationDate", time(i.creation_ms))
+        .elem("isPublic", false)
+        .elem("architecture", &i.architecture)
+        .elem("imageType", "machine")
+        .elem("name", &i.name)
+        .elem("description", &i.description)
+        .elem("rootDeviceType", "ebs")
+        .elem("rootDeviceName", &i.root_device_name)
+        .list("blockDeviceMapping", &i.mappings, write_mapping)
+        .elem("virtualizationType", &i.virtualization_type)
+        .elem("hypervisor", "xen");
+    if !i.tags.is_empty() {
+        write_tags(x, &i.tags);
+    }
+}
+
+fn register_image(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let i = cp.register_image(model::RegisterImageRequest {
+        name: p.required("Name")?,
+        description: p.string("Description"),
+        root_device_name: p.string("RootDeviceName").unwrap_or_default(),
+        block_device_mappings: block_device_mappings(p)?,
+        architecture: p.string("Architecture"),
+        virtualization_type: p.string("VirtualizationType"),
+        tag_specifications: tag_specifications(p),
+    })?;
+    x.elem("imageId", &i.image_id);
+    Ok(())
+}
+
+fn describe_images(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let (images, next) = cp.describe_images(model::DescribeImagesRequest {
+        image_ids: p.list("ImageId"),
+        owners: p.list("Owner"),
+        filters: filters(p),
+        max_results: p.int("MaxResults")?,
+        next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+    })?;
+    x.list("imagesSet", &images, write_image);
+    x.opt("nextToken", next);
+    Ok(())
+}
+
+fn deregister_image(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    cp.deregister_image(&p.required("ImageId")?)?;
+    x.elem("return", true);
+    Ok(())
+}
+
+fn create_image(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let id = cp.create_image(model::CreateImageRequest {
+        instance_id: p.required("InstanceId")?,
+        name: p.required("Name")?,
+        description: p.string("Description"),
+        no_reboot: p.bool("NoReboot")?.unwrap_or(false),
+        tag_specifications: tag_specifications(p),
+    })?;
+    x.elem("imageId", id);
+    Ok(())
+}
+
+fn write_state(x: &mut Xml, name: &str, s: InstanceState) {
+    x.node(name, |x| {
+        x.elem("code", s.code()).elem("name", s.as_str());
+    });
+}
+
+fn write_instance(x: &mut Xml, v: &InstanceView) {
+    let h = &v.host;
+    let r = v.record();
+    x.elem("instanceId", &h.instance_id)
+        .elem("imageId", &r.image_id);
+    write_state(x, "instanceState", r.state);
+    x.elem("privateDnsName", "")
+        .elem("dnsName", "")
+        .elem(
+            "reason",
+            match (&r.state_reason, r.state) {
+                (Some(s), InstanceState::Stopped | InstanceState::Terminated) => {
+                    format!("{} ({})", s.message, time(r.transition_ms))
+                }
+                _ => String::new(),
+            },
+        )
+        .elem("amiLaunchIndex", r.launch_index)
+        .node("productCodes", |_| {})
+        .elem("instanceType", &r.instance_type)
+        .elem("launchTime", time(h.launch_time_ms))
+        .node("placement", |x| {
+            x.elem("availabilityZone", &h.availability_zone)
+                .elem("tenancy", "default");
+        })
+        .node("monitoring", |x| {
+            x.elem("state", "disabled");
+        })
+        .node("groupSet", |_| {})
+        .elem("architecture", &r.architecture)
+        .elem("rootDeviceType", "ebs")
+        .elem("rootDeviceName", &r.root_device_name)
+        .list("blockDeviceMapping", &v.attachments, |x, (volume_id, a)| {
+            x.elem("deviceName", &a.device).node("ebs", |x| {
+                x.elem("volumeId", volume_id)
+                    .elem("status", a.state.as_str())
+                    .elem("attachTime", time(a.attach_time_ms))
+                    .elem("deleteOnTermination", a.delete_on_termination);
+            });
+        })
+        .elem("virtualizationType", &r.virtualization_type)
+        .opt("clientToken", r.client_token.as_deref())
+        .elem("hypervisor", "xen")
+        .elem("ebsOptimized", true)
+        .node("cpuOptions", |x| {
+            x.elem("coreCount", v.cpu_core_count)
+                .elem("threadsPerCore", 2);
+        })
+        .node("instanceInitiatedShutdownBehavior", |x| {
+            x.elem("value", r.shutdown_behavior.as_str());
+        });
+    if let Some(s) = &r.state_reason {
+        x.node("stateReason", |x| {
+            x.elem("code", &s.code).elem("message", &s.message);
+        });
+    }
+    if !h.tags.is_empty() {
+        write_tags(x, &h.tags);
+    }
+}
+
+/// The members of a `Reservation`.
+fn write_reservation(x: &mut Xml, r: &ReservationView) {
+    x.elem("reservationId", &r.reservation_id)
+        .elem("ownerId", &r.owner_id)
+        .node("groupSet", |_| {})
+        .list("instancesSet", &r.instances, write_instance);
+}
+
+fn run_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let count = |name: &str| -> Result<i32, Ec2Error> {
+        p.int(name)?.ok_or_else(|| Ec2Error::missing(name))
+    };
+    let r = cp.run_instances(model::RunInstancesRequest {
+        image_id: p.required("ImageId")?,
+        instance_type: p.string("InstanceType"),
+        min_count: count("MinCount")?,
+        max_count: count("MaxCount")?,
+        placement: p.structs_one("Placement").map(|pl| model::Placement {
+            availability_zone: pl.string("AvailabilityZone").unwrap_or_default(),
+        }),
+        block_device_mappings: block_device_mappings(p)?,
+        user_data: p.string("UserData"),
+        workload: None,
+        instance_initiated_shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
+        tag_specifications: tag_specifications(p),
+        client_token: p.string("ClientToken"),
+        disable_api_termination: p.bool("DisableApiTermination")?.unwrap_or(false),
+    })?;
+    write_reservation(x, &r);
+    Ok(())
+}
+
+fn describe_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let page = cp.describe_instances(model::DescribeInstancesRequest {
+        instance_ids: p.list("InstanceId"),
+        filters: filters(p),
+        max_results: p.int("MaxResults")?,
+        next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+    })?;
+    x.list("reservationSet", &page.reservations, write_reservation);
+    x.opt("nextToken", page.next_token);
+    Ok(())
+}
+
+fn write_changes(x: &mut Xml, changes: &[InstanceStateChange]) {
+    x.list("instancesSet", changes, |x, c| {
+        x.elem("instanceId", &c.instance_id);
+        write_state(x, "currentState", c.current);
+        write_state(x, "previousState", c.previous);
+    });
+}
+
+fn instance_ids(p: &Params) -> Result<Vec<String>, Ec2Error> {
+    let ids = p.list("InstanceId");
+    if ids.is_empty() {
+        return Err(Ec2Error::missing("InstanceId"));
+    }
+    Ok(ids)
+}
+
+fn start_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    write_changes(x, &cp.start_instances(&instance_ids(p)?)?);
+    Ok(())
+}
+
+fn stop_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let changes = cp.stop_instances(
+        &instance_ids(p)?,
+        p.bool("Force")?.unwrap_or(false),
+        p.bool("Hibernate")?.unwrap_or(false),
+    )?;
+    write_changes(x, &changes);
+    Ok(())
+}
+
+fn reboot_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    cp.reboot_instances(&instance_ids(p)?)?;
+    x.elem("return", true);
+    Ok(())
+}
+
+fn terminate_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    write_changes(x, &cp.terminate_instances(&instance_ids(p)?)?);
+    Ok(())
+}
+
+fn get_console_output(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let out = cp.console_output(&p.required("InstanceId")?)?;
+    x.elem("instanceId", &out.instance_id)
+        .elem("timestamp", time(out.timestamp_ms))
+        .elem("output", &out.output);
     Ok(())
 }

@@ -86,6 +86,18 @@ impl Params {
             .collect()
     }
 
+    /// The members of structure `prefix` (`prefix.Member`), if any is given.
+    pub fn structs_one(&self, prefix: &str) -> Option<Params> {
+        let p = format!("{prefix}.");
+        let map: BTreeMap<String, String> = self
+            .map
+            .range(p.clone()..)
+            .take_while(|(k, _)| k.starts_with(&p))
+            .map(|(k, v)| (k[p.len()..].to_string(), v.clone()))
+            .collect();
+        (!map.is_empty()).then_some(Params { map })
+    }
+
     /// A flattened list of structures: the members of `prefix.N.*`, one [`Params`] per N.
     pub fn structs(&self, prefix: &str) -> Vec<Params> {
         self.indexes(prefix)

@@ -9,12 +9,14 @@ use proto::ebs::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
-use crate::catalog::{ImageRecord, MappingRecord, SnapshotRecord, VolumeType};
+use crate::catalog::{ImageRecord, MappingRecord, SnapshotRecord};
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
 use crate::control::snapshots::{OWNER_ID, SnapshotView};
-use crate::control::views::{FsrFailure, InstanceStateChange, InstanceView, ReservationView};
+use crate::control::views::{
+    FsrFailure, InstanceStateChange, InstanceView, ReservationView, VolumeStatus,
+};
 use crate::control::{ControlPlane, Ec2Error, ErrorCode};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
@@ -248,24 +250,20 @@ fn state_changes(changes: Vec<InstanceStateChange>) -> pb::InstanceStateChanges 
 /// A volume's status checks: `io-enabled` fails once its file failed an I/O (the volume then
 /// refuses all I/O until it is reopened: detached from every instance and attached again).
 fn volume_status(v: &VolumeRecord, open: Option<&OpenVolume>) -> pb::VolumeStatusItem {
-    let failed = open.is_some_and(|o| o.volume.is_failed());
-    let detail = |name: &str, status: &str| pb::VolumeStatusDetail {
-        name: name.into(),
-        status: status.into(),
-    };
-    let mut details = vec![detail(
-        "io-enabled",
-        if failed { "failed" } else { "passed" },
-    )];
-    if matches!(v.volume_type, VolumeType::Io1 | VolumeType::Io2) {
-        details.push(detail("io-performance", "normal"));
-    }
+    let st = VolumeStatus::of(v, open);
     pb::VolumeStatusItem {
         volume_id: v.volume_id.clone(),
         availability_zone: v.availability_zone.clone(),
         volume_status: Some(pb::VolumeStatusInfo {
-            status: if failed { "impaired" } else { "ok" }.into(),
-            details,
+            status: st.status.into(),
+            details: st
+                .details
+                .iter()
+                .map(|(name, status)| pb::VolumeStatusDetail {
+                    name: (*name).into(),
+                    status: (*status).into(),
+                })
+                .collect(),
         }),
     }
 }
