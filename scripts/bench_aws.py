@@ -142,10 +142,14 @@ def main():
             print(f"{name:<22}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['calls_per_s']:>9.1f}"
                   f"{r['server_cpu_ms_per_call']:>20.2f}")
         e, g, m = (results[k] for k in results)
-        print(f"ratios: moto/endpoint p50 {m['p50_ms'] / e['p50_ms']:.2f}x, "
-              f"server CPU moto/endpoint {m['server_cpu_ms_per_call'] / e['server_cpu_ms_per_call']:.2f}x, "
-              f"endpoint/gRPC p50 {e['p50_ms'] / g['p50_ms']:.2f}x, "
-              f"server CPU endpoint/gRPC {e['server_cpu_ms_per_call'] / g['server_cpu_ms_per_call']:.2f}x")
+
+        def ratio(a, b):
+            return f"{a / b:.2f}x" if b > 0 else "n/a (below the CPU clock's resolution)"
+
+        print(f"ratios: moto/endpoint p50 {ratio(m['p50_ms'], e['p50_ms'])}, "
+              f"server CPU moto/endpoint {ratio(m['server_cpu_ms_per_call'], e['server_cpu_ms_per_call'])}, "
+              f"endpoint/gRPC p50 {ratio(e['p50_ms'], g['p50_ms'])}, "
+              f"server CPU endpoint/gRPC {ratio(e['server_cpu_ms_per_call'], g['server_cpu_ms_per_call'])}")
     finally:
         for p in (server, moto):
             p.terminate()
