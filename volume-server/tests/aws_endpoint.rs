@@ -432,6 +432,42 @@ fn the_aws_cli_drives_snapshots_and_modifications() {
     assert_eq!(found["Snapshots"].as_array().unwrap().len(), 1, "{found}");
     assert_eq!(found["Snapshots"][0]["State"], "completed");
     assert_eq!(found["Snapshots"][0]["Description"], "first");
+    // Fast snapshot restore: one zone served, one not.
+    let fsr = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "enable-fast-snapshot-restores",
+            "--availability-zones",
+            AZ,
+            "us-east-9z",
+            "--source-snapshot-ids",
+            &sid,
+        ],
+    ));
+    assert_eq!(fsr["Successful"][0]["SnapshotId"], sid.as_str(), "{fsr}");
+    assert_eq!(fsr["Successful"][0]["AvailabilityZone"], AZ);
+    let err = &fsr["Unsuccessful"][0]["FastSnapshotRestoreStateErrors"][0];
+    assert_eq!(err["AvailabilityZone"], "us-east-9z", "{fsr}");
+    assert_eq!(err["Error"]["Code"], "InvalidParameterValue", "{fsr}");
+    let listed = json(&aws(&server, &["ec2", "describe-fast-snapshot-restores"]));
+    assert_eq!(
+        listed["FastSnapshotRestores"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+    let off = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "disable-fast-snapshot-restores",
+            "--availability-zones",
+            AZ,
+            "--source-snapshot-ids",
+            &sid,
+        ],
+    ));
+    assert_eq!(off["Successful"][0]["State"], "disabled", "{off}");
     let copy = json(&aws(
         &server,
         &[
@@ -682,6 +718,142 @@ fn the_aws_cli_runs_instances_from_an_image() {
         "InvalidAMIID.NotFound",
     );
     aws(&server, &["ec2", "deregister-image", "--image-id", &img]).assert_success();
+    server.stop();
+}
+
+#[test]
+fn the_ebs_direct_apis_upload_restore_and_diff_over_rest_json() {
+    if !require_aws_clients() || !require_tools(&["nbdcopy", "qemu-io"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Server::start_with_args(&dir.path().join("data"), &["--snapshot-min-interval", "0s"]);
+    let host = server.register_host("direct");
+
+    // boto3 uploads an image, EC2 restores it, NBD reads it back byte for byte.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/ebs_direct.py");
+    let out = run(Command::new("python3")
+        .arg(script)
+        .arg(endpoint(&server))
+        .arg(&host.instance_id)
+        .arg(dir.path()));
+    out.assert_success();
+    let restored = out.stdout.lines().last().unwrap().trim().to_string();
+    let uri = server.nbd_uri_of(&restored);
+    let copy = dir.path().join("restored.raw");
+    run(Command::new("nbdcopy").arg(&uri).arg(&copy)).assert_success();
+    let image = dir.path().join("image.bin");
+    assert_same_range(&image, &copy, 0, 4 << 20);
+    assert_zero_range(&copy, 4 << 20, 4 << 20);
+
+    // ListChangedBlocks between two snapshots of a volume written through NBD (the aws CLI).
+    let v = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "create-volume",
+            "--availability-zone",
+            AZ,
+            "--size",
+            "1",
+        ],
+    ));
+    let vid = v["VolumeId"].as_str().unwrap().to_string();
+    aws(
+        &server,
+        &[
+            "ec2",
+            "attach-volume",
+            "--volume-id",
+            &vid,
+            "--instance-id",
+            &host.instance_id,
+            "--device",
+            "/dev/sdg",
+        ],
+    )
+    .assert_success();
+    let uri = server.nbd_uri_of(&vid);
+    assert_qemu_io_ok(&qemu_io(&uri, &["write -P 0x11 0 1M", "flush"]));
+    let snap = |server: &Server| {
+        let s = json(&aws(
+            server,
+            &["ec2", "create-snapshot", "--volume-id", &vid],
+        ));
+        let id = s["SnapshotId"].as_str().unwrap().to_string();
+        aws(
+            server,
+            &["ec2", "wait", "snapshot-completed", "--snapshot-ids", &id],
+        )
+        .assert_success();
+        id
+    };
+    let first = snap(&server);
+    assert_qemu_io_ok(&qemu_io(
+        &uri,
+        &["write -P 0x22 1M 512k", "write -P 0x33 0 512k", "flush"],
+    ));
+    let second = snap(&server);
+    let changed = json(&aws(
+        &server,
+        &[
+            "ebs",
+            "list-changed-blocks",
+            "--first-snapshot-id",
+            &first,
+            "--second-snapshot-id",
+            &second,
+        ],
+    ));
+    let indexes: Vec<u64> = changed["ChangedBlocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["BlockIndex"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indexes, [0, 2], "{changed}");
+    let blocks = json(&aws(
+        &server,
+        &["ebs", "list-snapshot-blocks", "--snapshot-id", &second],
+    ));
+    let listed: Vec<u64> = blocks["Blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["BlockIndex"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, [0, 1, 2], "{blocks}");
+    let token = blocks["Blocks"][2]["BlockToken"].as_str().unwrap();
+    let got = dir.path().join("block2");
+    aws(
+        &server,
+        &[
+            "ebs",
+            "get-snapshot-block",
+            "--snapshot-id",
+            &second,
+            "--block-index",
+            "2",
+            "--block-token",
+            token,
+            got.to_str().unwrap(),
+        ],
+    )
+    .assert_success();
+    assert_eq!(std::fs::read(&got).unwrap(), vec![0x22u8; 512 << 10]);
+    assert_code(
+        &aws(
+            &server,
+            &[
+                "ebs",
+                "list-snapshot-blocks",
+                "--snapshot-id",
+                "snap-0123456789abcdef0",
+            ],
+        ),
+        "ResourceNotFoundException",
+    );
     server.stop();
 }
 

@@ -9,9 +9,12 @@ use super::xml::Xml;
 use crate::catalog::{
     AttachmentRecord, ImageRecord, MappingRecord, ModificationRecord, SnapshotRecord, VolumeRecord,
 };
+use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::snapshots::{OWNER_ID, SnapshotView};
-use crate::control::views::{InstanceStateChange, InstanceView, ReservationView, VolumeStatus};
+use crate::control::views::{
+    FsrFailure, InstanceStateChange, InstanceView, ReservationView, VolumeStatus,
+};
 use crate::control::{ControlPlane, Ec2Error, ErrorCode, model, now_ms};
 use instance_manager::lifecycle::InstanceState;
 
@@ -47,6 +50,9 @@ pub fn handle(cp: &ControlPlane, params: &Params, request_id: &str) -> Result<St
         "DescribeSnapshots" => describe_snapshots,
         "DeleteSnapshot" => delete_snapshot,
         "CopySnapshot" => copy_snapshot,
+        "EnableFastSnapshotRestores" => enable_fast_snapshot_restores,
+        "DisableFastSnapshotRestores" => disable_fast_snapshot_restores,
+        "DescribeFastSnapshotRestores" => describe_fast_snapshot_restores,
         "RegisterImage" => register_image,
         "DescribeImages" => describe_images,
         "DeregisterImage" => deregister_image,
@@ -683,5 +689,104 @@ fn get_console_output(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), 
     x.elem("instanceId", &out.instance_id)
         .elem("timestamp", time(out.timestamp_ms))
         .elem("output", &out.output);
+    Ok(())
+}
+
+/// The members of a fast snapshot restore item (the same in the Enable, Disable and Describe
+/// answers).
+fn write_fsr(x: &mut Xml, v: &FsrView) {
+    let f = &v.record;
+    x.elem("snapshotId", &f.snapshot_id)
+        .elem("availabilityZone", &f.availability_zone)
+        .elem("state", v.state)
+        .elem(
+            "stateTransitionReason",
+            match v.state {
+                "disabled" => "Client.UserInitiated - Lifecycle state transition",
+                _ => "Client.UserInitiated",
+            },
+        )
+        .elem("ownerId", OWNER_ID)
+        .elem("enablingTime", time(f.enabling_ms))
+        .opt("optimizingTime", v.optimizing_ms.map(time))
+        .opt("enabledTime", v.enabled_ms.map(time))
+        .opt("disablingTime", f.disabled_ms.map(time))
+        .opt("disabledTime", f.disabled_ms.map(time));
+}
+
+/// `successful` and `unsuccessful` (failures grouped by snapshot, as EC2 does).
+fn write_fsr_result(x: &mut Xml, (ok, failed): (Vec<FsrView>, Vec<FsrFailure>)) {
+    x.list("successful", &ok, write_fsr);
+    let mut by_snapshot: Vec<(String, Vec<&FsrFailure>)> = vec![];
+    for f in &failed {
+        match by_snapshot.iter_mut().find(|(s, _)| *s == f.snapshot_id) {
+            Some((_, v)) => v.push(f),
+            None => by_snapshot.push((f.snapshot_id.clone(), vec![f])),
+        }
+    }
+    x.list("unsuccessful", &by_snapshot, |x, (snap, errors)| {
+        x.elem("snapshotId", snap)
+            .list("fastSnapshotRestoreStateErrorSet", errors, |x, e| {
+                x.elem("availabilityZone", &e.availability_zone)
+                    .node("error", |x| {
+                        x.elem("code", e.code.as_str()).elem("message", &e.message);
+                    });
+            });
+    });
+}
+
+fn fsr_pairs(p: &Params) -> Result<model::EnableFastSnapshotRestoresRequest, Ec2Error> {
+    let zones = p.list("AvailabilityZone");
+    let snapshots = p.list("SourceSnapshotId");
+    if zones.is_empty() {
+        return Err(Ec2Error::missing("AvailabilityZone"));
+    }
+    if snapshots.is_empty() {
+        return Err(Ec2Error::missing("SourceSnapshotId"));
+    }
+    Ok(model::EnableFastSnapshotRestoresRequest {
+        availability_zones: zones,
+        source_snapshot_ids: snapshots,
+    })
+}
+
+fn enable_fast_snapshot_restores(
+    cp: &ControlPlane,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    write_fsr_result(x, cp.enable_fast_snapshot_restores(fsr_pairs(p)?)?);
+    Ok(())
+}
+
+fn disable_fast_snapshot_restores(
+    cp: &ControlPlane,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let r = fsr_pairs(p)?;
+    write_fsr_result(
+        x,
+        cp.disable_fast_snapshot_restores(model::DisableFastSnapshotRestoresRequest {
+            availability_zones: r.availability_zones,
+            source_snapshot_ids: r.source_snapshot_ids,
+        })?,
+    );
+    Ok(())
+}
+
+fn describe_fast_snapshot_restores(
+    cp: &ControlPlane,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let (views, next) =
+        cp.describe_fast_snapshot_restores(model::DescribeFastSnapshotRestoresRequest {
+            filters: filters(p),
+            max_results: p.int("MaxResults")?,
+            next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+        })?;
+    x.list("fastSnapshotRestoreSet", &views, write_fsr);
+    x.opt("nextToken", next);
     Ok(())
 }

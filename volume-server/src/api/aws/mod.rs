@@ -1,6 +1,6 @@
 //! The AWS endpoint (`--aws-addr`): one HTTP/1.1 listener for the AWS wire protocols, routed by
-//! the service of each request's SigV4 credential scope: `ec2` (EC2 Query) and `sts`
-//! (GetCallerIdentity). A request is authenticated first ([`credentials`], [`sigv4`]), then
+//! the service of each request's SigV4 credential scope: `ec2` (EC2 Query), `ebs` (the EBS
+//! direct APIs, REST-JSON) and `sts` (GetCallerIdentity). A request is authenticated first ([`credentials`], [`sigv4`]), then
 //! decoded, run on the control plane on a blocking thread, and encoded.
 //!
 //! Errors follow each protocol: EC2's `<Response><Errors><Error>` with `RequestID`, STS's
@@ -8,6 +8,7 @@
 //! faults: the SDKs retry 5xx).
 
 pub mod credentials;
+pub mod ebs;
 pub mod ec2;
 pub mod query;
 pub mod sigv4;
@@ -82,13 +83,35 @@ impl AwsApi {
         let caller = match self.authenticate(&parts, query, &body) {
             Ok(c) => c,
             Err((e, service)) => {
-                return Ok(if service.as_deref() == Some("sts") {
-                    xml_response(e.code.http_status(), sts::error(&e, &request_id))
-                } else {
-                    ec2_error(&e, &request_id)
+                return Ok(match service.as_deref() {
+                    Some("sts") => xml_response(e.code.http_status(), sts::error(&e, &request_id)),
+                    Some("ebs") => ebs_response(ebs::error(&e), &request_id),
+                    _ => ec2_error(&e, &request_id),
                 });
             }
         };
+        if caller.service == "ebs" {
+            let control = Arc::clone(&self.control);
+            let (method, path, query) = (
+                parts.method.clone(),
+                parts.uri.path().to_string(),
+                query.to_string(),
+            );
+            let headers = parts.headers.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                ebs::handle(&control, &method, &path, &query, &headers, &body)
+            })
+            .await;
+            let reply = match done {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => ebs::error(&e),
+                Err(join) => ebs::error(&Ec2Error::new(
+                    ErrorCode::InternalServerException,
+                    format!("control-plane task failed: {join}"),
+                )),
+            };
+            return Ok(ebs_response(reply, &request_id));
+        }
         let params = query::Params::parse(query, &body);
         match caller.service.as_str() {
             "ec2" => {
@@ -119,7 +142,7 @@ impl AwsApi {
                 &Ec2Error::new(
                     ErrorCode::InvalidAction,
                     format!(
-                        "This endpoint does not serve the service '{other}' (it serves ec2 and sts)."
+                        "This endpoint does not serve the service '{other}' (it serves ec2, ebs and sts)."
                     ),
                 ),
                 &request_id,
@@ -228,6 +251,33 @@ fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
         http::HeaderValue::from_static("text/xml;charset=UTF-8"),
     );
     r
+}
+
+/// A REST-JSON reply of the EBS direct APIs.
+fn ebs_response(r: ebs::Reply, request_id: &str) -> Response<Full<Bytes>> {
+    if r.status.is_server_error() {
+        tracing::error!(status = %r.status, request_id, "AWS endpoint (ebs): server error");
+    }
+    let mut out = Response::new(Full::new(r.body));
+    *out.status_mut() = r.status;
+    let h = out.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(if r.json {
+            "application/json"
+        } else {
+            "application/octet-stream"
+        }),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    for (k, v) in r.headers {
+        if let Ok(v) = http::HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+    out
 }
 
 /// An EC2 error document with the code's HTTP status.
