@@ -1007,6 +1007,51 @@ fn with_credentials_only_listed_keys_signing_fresh_requests_get_through() {
         raw(&server, alice, "signed", None, "ec2"),
         (200, "-".into())
     );
+    // The EBS block upload signs its checksum instead of its body (UNSIGNED-PAYLOAD).
+    let snap = json(&aws_as(
+        &server,
+        "AKIAALICE",
+        "alice-secret",
+        &["ebs", "start-snapshot", "--volume-size", "1"],
+    ));
+    let block = dir.path().join("block");
+    std::fs::write(&block, vec![0x5au8; 512 << 10]).unwrap();
+    let checksum = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(vec![0x5au8; 512 << 10]))
+    };
+    let put = |secret: &str| {
+        aws_as(
+            &server,
+            "AKIAALICE",
+            secret,
+            &[
+                "ebs",
+                "put-snapshot-block",
+                "--snapshot-id",
+                snap["SnapshotId"].as_str().unwrap(),
+                "--block-index",
+                "0",
+                "--block-data",
+                block.to_str().unwrap(),
+                "--data-length",
+                "524288",
+                "--checksum",
+                &checksum,
+                "--checksum-algorithm",
+                "SHA256",
+            ],
+        )
+    };
+    json(&put("alice-secret"));
+    put("wrong").assert_failure();
+    // A signed request cannot be replayed with another body behind a payload-hash header.
+    assert_eq!(
+        raw(&server, alice, "swapped", None, "ec2"),
+        (400, "IncompleteSignature".into())
+    );
     // The secret is never logged.
     let err = server.stderr();
     assert!(

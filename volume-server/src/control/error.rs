@@ -103,8 +103,12 @@ error_codes! {
     MissingAction = "MissingAction", InvalidArgument, 400, EINVAL;
     /// A signature more than 15 minutes from the server's time.
     RequestExpired = "RequestExpired", Unauthenticated, 400, EPERM;
+    /// A request body that did not arrive in time.
+    RequestTimeout = "RequestTimeout", DeadlineExceeded, 408, EIO;
     /// A body past the endpoint's limit.
     RequestEntityTooLarge = "RequestEntityTooLarge", InvalidArgument, 413, EINVAL;
+    /// A signed `x-amz-content-sha256` that is not the body's hash.
+    XAmzContentSha256Mismatch = "XAmzContentSHA256Mismatch", Unauthenticated, 400, EPERM;
     /// STS's answer to a wrong signature.
     SignatureDoesNotMatch = "SignatureDoesNotMatch", Unauthenticated, 403, EPERM;
     // EBS direct APIs (their HTTP statuses are the model's).

@@ -101,6 +101,14 @@ impl ControlPlane {
         if snapshots.is_empty() {
             return Err(Ec2Error::missing("SourceSnapshotIds"));
         }
+        // Each pair is a record at most; far more pairs than a region may hold is a mistake
+        // (and would hold the lock for as long as it took to refuse them one by one).
+        if zones.len().saturating_mul(snapshots.len()) > 4 * MAX_FSR_PER_REGION {
+            return Err(Ec2Error::invalid_value(format!(
+                "At most {} snapshot and zone pairs may be given in one call.",
+                4 * MAX_FSR_PER_REGION
+            )));
+        }
         let now = now_ms();
         let mut st = self.lock();
         let mut ok = vec![];

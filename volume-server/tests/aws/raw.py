@@ -6,6 +6,8 @@ usage: raw.py ENDPOINT MODE [BODY]
   MODE stale:   signed, then X-Amz-Date moved 20 minutes back
   MODE unsigned: no Authorization header
   MODE big:     signed, with a body of 3 MiB
+  MODE swapped: signed, then sent with another body and an (unsigned) x-amz-content-sha256
+                header naming the signed body's hash
 BODY is the form body (default: Action=DescribeVolumes&Version=2016-11-15). SERVICE (env,
 default ec2) is the service signed for.
 """
@@ -39,6 +41,11 @@ if mode != "unsigned":
         headers["Authorization"] = re.sub(
             r"/\d{8}/", "/" + old.strftime("%Y%m%d") + "/", headers["Authorization"]
         )
+if mode == "swapped":
+    import hashlib
+
+    headers["x-amz-content-sha256"] = hashlib.sha256(data).hexdigest()
+    data = b"Action=DeleteVolume&VolumeId=vol-0123456789abcdef0&Version=2016-11-15"
 r = urllib.request.Request(endpoint + "/", data=data, headers=headers, method="POST")
 try:
     with urllib.request.urlopen(r, timeout=30) as resp:

@@ -85,9 +85,7 @@ pub fn handle(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Reply, Ec2Error> {
-    let q: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let q = super::query::query_pairs(query);
     let arg = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let segments: Vec<String> = path
         .trim_start_matches('/')
@@ -206,7 +204,13 @@ fn start_snapshot(cp: &ControlPlane, body: &[u8]) -> Result<Reply, Ec2Error> {
         description: s("Description"),
         client_token: s("ClientToken"),
         encrypted: v.get("Encrypted").and_then(Value::as_bool),
-        timeout: v.get("Timeout").and_then(Value::as_i64).map(|t| t as i32),
+        timeout: match v.get("Timeout").and_then(Value::as_i64) {
+            Some(t) => Some(
+                i32::try_from(t)
+                    .map_err(|_| validation("Timeout must be between 10 and 4320 minutes."))?,
+            ),
+            None => None,
+        },
     })?;
     let mut out = json!({
         "SnapshotId": rec.snapshot_id,

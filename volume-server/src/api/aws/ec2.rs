@@ -719,9 +719,10 @@ fn write_fsr_result(x: &mut Xml, (ok, failed): (Vec<FsrView>, Vec<FsrFailure>)) 
     x.list("successful", &ok, write_fsr);
     let mut by_snapshot: Vec<(String, Vec<&FsrFailure>)> = vec![];
     for f in &failed {
-        match by_snapshot.iter_mut().find(|(s, _)| *s == f.snapshot_id) {
-            Some((_, v)) => v.push(f),
-            None => by_snapshot.push((f.snapshot_id.clone(), vec![f])),
+        // Failures come snapshot by snapshot: a new group starts when the snapshot changes.
+        match by_snapshot.last_mut() {
+            Some((s, v)) if *s == f.snapshot_id => v.push(f),
+            _ => by_snapshot.push((f.snapshot_id.clone(), vec![f])),
         }
     }
     x.list("unsuccessful", &by_snapshot, |x, (snap, errors)| {

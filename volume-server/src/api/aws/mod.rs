@@ -34,6 +34,12 @@ use xml::Xml;
 /// The largest request body read (an EBS block is 512 KiB; a Query request is a few KiB).
 pub const MAX_BODY: usize = 2 << 20;
 
+/// How long a client may take to send a request's headers, and then its body.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// The endpoint's state.
 #[derive(Debug)]
 pub struct AwsApi {
@@ -62,9 +68,17 @@ impl AwsApi {
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let request_id = request_id();
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
+        let read = tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+        let body = match read.await {
+            Err(_) => {
+                let e = Ec2Error::new(
+                    ErrorCode::RequestTimeout,
+                    format!("The request body did not arrive within {READ_TIMEOUT:?}."),
+                );
+                return Ok(ec2_error(&e, &request_id));
+            }
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => {
                 let e = if e.is::<http_body_util::LengthLimitError>() {
                     Ec2Error::new(
                         ErrorCode::RequestEntityTooLarge,
@@ -112,7 +126,16 @@ impl AwsApi {
             };
             return Ok(ebs_response(reply, &request_id));
         }
-        let params = query::Params::parse(query, &body);
+        let params = match query::Params::parse(query, &body) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(if caller.service == "sts" {
+                    xml_response(e.code.http_status(), sts::error(&e, &request_id))
+                } else {
+                    ec2_error(&e, &request_id)
+                });
+            }
+        };
         match caller.service.as_str() {
             "ec2" => {
                 let control = Arc::clone(&self.control);
@@ -167,6 +190,22 @@ impl AwsApi {
         })?;
         let service = Some(signed.service.clone());
         let sts = signed.service == "sts";
+        // The signature covers the normalized path; the handlers see the path as sent: only a
+        // path that is already normalized may pass.
+        let path = parts.uri.path();
+        if path.contains("//")
+            || path.split('/').any(|s| {
+                s == "."
+                    || s == ".."
+                    || s.eq_ignore_ascii_case("%2e")
+                    || s.eq_ignore_ascii_case("%2e%2e")
+            })
+        {
+            return Err((
+                Ec2Error::invalid_value(format!("The path '{path}' is not in normal form.")),
+                service,
+            ));
+        }
         if signed.region != self.control.region() {
             return Err((
                 Ec2Error::new(
@@ -209,11 +248,18 @@ impl AwsApi {
                     query,
                     headers: &parts.headers,
                     body,
+                    // Only the EBS block upload may leave its body unsigned (botocore signs it
+                    // `v4-unsigned-body`); its data is checked against the signed checksum.
+                    unsigned_body_allowed: signed.service == "ebs"
+                        && parts.method == http::Method::PUT,
                 };
                 sigv4::verify(&req, &signed, &key.secret).map_err(|e| {
                     let code = match (&e, sts) {
                         (sigv4::SigError::Mismatch, true) => ErrorCode::SignatureDoesNotMatch,
                         (sigv4::SigError::Mismatch, false) => ErrorCode::AuthFailure,
+                        (sigv4::SigError::PayloadMismatch, _) => {
+                            ErrorCode::XAmzContentSha256Mismatch
+                        }
                         _ => ErrorCode::IncompleteSignature,
                     };
                     (Ec2Error::new(code, e.to_string()), service.clone())
@@ -299,6 +345,7 @@ fn ec2_error(e: &Ec2Error, request_id: &str) -> Response<Full<Bytes>> {
 /// request in progress and close.
 pub async fn run(listener: TcpListener, api: Arc<AwsApi>, mut stop: watch::Receiver<bool>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -312,17 +359,28 @@ pub async fn run(listener: TcpListener, api: Arc<AwsApi>, mut stop: watch::Recei
                 continue;
             }
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(
+                limit = MAX_CONNECTIONS,
+                "AWS endpoint: too many connections; closing a new one"
+            );
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let api = Arc::clone(&api);
-        let conn = hyper::server::conn::http1::Builder::new().serve_connection(
-            TokioIo::new(stream),
-            hyper::service::service_fn(move |req| Arc::clone(&api).serve(req)),
-        );
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(READ_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                hyper::service::service_fn(move |req| Arc::clone(&api).serve(req)),
+            );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "AWS endpoint: connection ended");
             }
+            drop(slot);
         });
     }
     // In-flight requests get a moment to finish.

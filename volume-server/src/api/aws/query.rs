@@ -3,7 +3,29 @@
 
 use std::collections::BTreeMap;
 
+use percent_encoding::percent_decode_str;
+
 use crate::control::Ec2Error;
+
+/// The most parameters a request may carry.
+pub const MAX_PARAMS: usize = 10_000;
+
+/// The highest list index (`Name.N`) accepted.
+pub const MAX_INDEX: u32 = 1_000;
+
+/// The pairs of a URL query, decoded as SigV4 reads them (`+` is a plus, not a space), so that
+/// what the signature covers is what the handlers see.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
 
 /// A request's parameters.
 #[derive(Debug, Clone, Default)]
@@ -12,13 +34,29 @@ pub struct Params {
 }
 
 impl Params {
-    /// The pairs of a form body and a URL query (the body's win on a clash).
-    pub fn parse(query: &str, body: &[u8]) -> Params {
+    /// The pairs of a URL query and a form body (the body's win on a clash). At most
+    /// [`MAX_PARAMS`] of them, and no list index past [`MAX_INDEX`] (`InvalidParameterValue`).
+    pub fn parse(query: &str, body: &[u8]) -> Result<Params, Ec2Error> {
         let mut map = BTreeMap::new();
-        for (k, v) in form_urlencoded::parse(query.as_bytes()).chain(form_urlencoded::parse(body)) {
-            map.insert(k.into_owned(), v.into_owned());
+        let form = form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned()));
+        for (n, (k, v)) in query_pairs(query).into_iter().chain(form).enumerate() {
+            if n == MAX_PARAMS {
+                return Err(Ec2Error::invalid_value(format!(
+                    "The request has more than {MAX_PARAMS} parameters."
+                )));
+            }
+            if let Some(i) = k
+                .split('.')
+                .filter_map(|s| s.parse::<u64>().ok())
+                .find(|i| *i > u64::from(MAX_INDEX))
+            {
+                return Err(Ec2Error::invalid_value(format!(
+                    "The parameter {k} has an index ({i}) past {MAX_INDEX}."
+                )));
+            }
+            map.insert(k, v);
         }
-        Params { map }
+        Ok(Params { map })
     }
 
     /// The value of `name`, if given.
@@ -124,9 +162,12 @@ mod tests {
     #[test]
     fn flattened_lists_and_structures() {
         let p = Params::parse(
-            "Version=2016-11-15",
+            "Version=2016-11-15&Plus=a+b%2B",
             b"Action=DescribeVolumes&VolumeId.2=vol-b&VolumeId.1=vol-a&VolumeId.10=vol-j&Filter.1.Name=status&Filter.1.Value.1=available&Filter.1.Value.2=in-use&Filter.2.Name=tag%3AName&Filter.2.Value.1=a+b&MaxResults=5&DryRun=false",
-        );
+        )
+        .unwrap();
+        // In the URL query `+` is a plus (as SigV4 reads it); in a form body, a space.
+        assert_eq!(p.get("Plus"), Some("a+b+"));
         assert_eq!(p.get("Action"), Some("DescribeVolumes"));
         assert_eq!(p.get("Version"), Some("2016-11-15"));
         assert_eq!(p.list("VolumeId"), ["vol-a", "vol-b", "vol-j"]);
@@ -140,7 +181,11 @@ mod tests {
         assert_eq!(p.bool("DryRun").unwrap(), Some(false));
         assert_eq!(p.int("Nope").unwrap(), None);
         assert_eq!(
-            Params::parse("", b"Size=big").int("Size").unwrap_err().code,
+            Params::parse("", b"Size=big")
+                .unwrap()
+                .int("Size")
+                .unwrap_err()
+                .code,
             "InvalidParameterValue"
         );
         assert_eq!(
@@ -148,5 +193,9 @@ mod tests {
             "MissingParameter"
         );
         assert!(p.list("Nothing").is_empty());
+        assert!(Params::parse("", b"VolumeId.1000=a").is_ok());
+        assert!(Params::parse("", b"VolumeId.1001=a").is_err());
+        let many: String = (0..=MAX_PARAMS).map(|i| format!("p{i}=x&")).collect();
+        assert!(Params::parse("", many.as_bytes()).is_err());
     }
 }

@@ -25,6 +25,16 @@ pub const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
+/// The most headers a request may sign (the SDKs sign a handful).
+const MAX_SIGNED_HEADERS: usize = 64;
+
+/// The most bytes of signed header names and values (the canonical request's headers part).
+const MAX_SIGNED_BYTES: usize = 64 << 10;
+
+/// The payload hash a request sends instead of the body's to leave the body unsigned (the EBS
+/// direct APIs' block upload: its data is covered by the signed `x-amz-checksum` instead).
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
 /// Why a request's signature was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigError {
@@ -39,6 +49,9 @@ pub enum SigError {
         "Request has expired: it was signed at {0}, more than 15 minutes from the server's time."
     )]
     Expired(String),
+    /// `x-amz-content-sha256` is not the body's hash.
+    #[error("The provided x-amz-content-sha256 header does not match what was computed.")]
+    PayloadMismatch,
     /// The signature is not the one the key's secret makes.
     #[error(
         "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
@@ -122,12 +135,25 @@ pub fn parse(headers: &HeaderMap) -> Result<Signed, SigError> {
             "The credential's date {date} is not the request's date {amz_date}."
         )));
     }
+    // Strictly ascending, as the SDKs write it: no name twice (each repeat would add the
+    // header's value to the canonical request again), and not too many.
+    let names: Vec<String> = signed_headers.split(';').map(str::to_string).collect();
+    if names.len() > MAX_SIGNED_HEADERS
+        || names
+            .iter()
+            .any(|n| n.is_empty() || n.bytes().any(|b| b.is_ascii_uppercase()))
+        || names.windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(SigError::Malformed(format!(
+            "SignedHeaders must be at most {MAX_SIGNED_HEADERS} distinct lower-case names in ascending order."
+        )));
+    }
     Ok(Signed {
         access_key_id: key.to_string(),
         date: date.to_string(),
         region: region.to_string(),
         service: service.to_string(),
-        signed_headers: signed_headers.split(';').map(str::to_string).collect(),
+        signed_headers: names,
         signature: signature.to_string(),
         amz_date: amz_date.to_string(),
     })
@@ -178,6 +204,8 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     /// The body.
     pub body: &'a [u8],
+    /// Whether this operation may leave its body unsigned ([`UNSIGNED_PAYLOAD`]).
+    pub unsigned_body_allowed: bool,
 }
 
 /// Checks `signed`'s signature over `req` with `secret`.
@@ -214,6 +242,7 @@ pub fn signature(req: &Request<'_>, signed: &Signed, secret: &str) -> Result<Str
 }
 
 fn canonical_request(req: &Request<'_>, signed: &Signed) -> Result<String, SigError> {
+    let payload = payload_hash(req, signed)?;
     let mut headers = String::new();
     for name in &signed.signed_headers {
         let values: Vec<String> = req
@@ -236,20 +265,17 @@ fn canonical_request(req: &Request<'_>, signed: &Signed) -> Result<String, SigEr
         headers.push(':');
         headers.push_str(&values.join(","));
         headers.push('\n');
+        if headers.len() > MAX_SIGNED_BYTES {
+            return Err(SigError::Malformed(format!(
+                "The signed headers exceed {MAX_SIGNED_BYTES} bytes."
+            )));
+        }
     }
     if !signed.signed_headers.iter().any(|h| h == "host") {
         return Err(SigError::Malformed(
             "The Host header must be signed.".into(),
         ));
     }
-    let payload = match req
-        .headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(h) => h.to_string(),
-        None => hex(&Sha256::digest(req.body)),
-    };
     Ok(format!(
         "{}\n{}\n{}\n{headers}\n{}\n{payload}",
         req.method,
@@ -257,6 +283,35 @@ fn canonical_request(req: &Request<'_>, signed: &Signed) -> Result<String, SigEr
         canonical_query(req.query),
         signed.signed_headers.join(";"),
     ))
+}
+
+/// The payload hash the signature covers: the body's SHA-256. A request may send it as
+/// `x-amz-content-sha256`, which must then be signed and be the body's hash; or, where the
+/// operation allows it, [`UNSIGNED_PAYLOAD`], with `x-amz-checksum` signed in the body's place.
+fn payload_hash(req: &Request<'_>, signed: &Signed) -> Result<String, SigError> {
+    let body = hex(&Sha256::digest(req.body));
+    let Some(sent) = req.headers.get("x-amz-content-sha256") else {
+        return Ok(body);
+    };
+    let signs = |h: &str| signed.signed_headers.iter().any(|n| n == h);
+    if !signs("x-amz-content-sha256") {
+        return Err(SigError::Malformed(
+            "The header x-amz-content-sha256 must be signed.".into(),
+        ));
+    }
+    let sent = sent.to_str().unwrap_or("");
+    if sent == UNSIGNED_PAYLOAD {
+        if req.unsigned_body_allowed && signs("x-amz-checksum") {
+            return Ok(UNSIGNED_PAYLOAD.into());
+        }
+        return Err(SigError::Malformed(
+            "This operation's body must be signed (UNSIGNED-PAYLOAD is not accepted here).".into(),
+        ));
+    }
+    if !bool::from(sent.as_bytes().ct_eq(body.as_bytes())) {
+        return Err(SigError::PayloadMismatch);
+    }
+    Ok(body)
 }
 
 /// The path normalized (`.`, `..` and empty segments dropped) with each segment encoded again.
@@ -373,6 +428,7 @@ mod tests {
             query,
             headers: &h,
             body: body.as_bytes(),
+            unsigned_body_allowed: false,
         };
         verify(&req, &signed, SECRET).unwrap();
         assert_eq!(
@@ -428,6 +484,7 @@ mod tests {
             query,
             headers: &h,
             body,
+            unsigned_body_allowed: false,
         };
         assert!(verify(&req("", b""), &signed, SECRET).is_ok());
         assert_eq!(
@@ -467,6 +524,90 @@ mod tests {
             h.insert(http::header::AUTHORIZATION, bad.parse().unwrap());
             assert!(matches!(parse(&h), Err(SigError::Malformed(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_body_hash_header_cannot_stand_in_for_another_body() {
+        use std::fmt::Write as _;
+        let body = b"Action=DescribeVolumes";
+        let hash = hex(&Sha256::digest(body));
+        let signed_with = |names: &str, sent: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("host", "h".parse().unwrap());
+            h.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+            h.insert("x-amz-content-sha256", sent.parse().unwrap());
+            let mut a = String::new();
+            write!(a, "AWS4-HMAC-SHA256 Credential=K/20150830/us-east-1/ec2/aws4_request, SignedHeaders={names}, Signature=00").unwrap();
+            h.insert(http::header::AUTHORIZATION, a.parse().unwrap());
+            h
+        };
+        let check = |h: &HeaderMap, body: &[u8], unsigned_ok: bool| {
+            let signed = parse(h).unwrap();
+            let req = Request {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: h,
+                body,
+                unsigned_body_allowed: unsigned_ok,
+            };
+            let sig = signature(&req, &signed, SECRET)?;
+            let mut signed = signed;
+            signed.signature = sig;
+            verify(&req, &signed, SECRET)
+        };
+        // The hash of another body, unsigned or signed: refused.
+        let h = signed_with("host;x-amz-date", &hash);
+        assert!(matches!(
+            check(&h, b"Action=TerminateInstances", false),
+            Err(SigError::Malformed(_))
+        ));
+        let h = signed_with("host;x-amz-content-sha256;x-amz-date", &hash);
+        assert_eq!(
+            check(&h, b"Action=TerminateInstances", false),
+            Err(SigError::PayloadMismatch)
+        );
+        assert_eq!(check(&h, body, false), Ok(()));
+        // UNSIGNED-PAYLOAD only where allowed, and with the checksum signed.
+        let h = signed_with("host;x-amz-content-sha256;x-amz-date", UNSIGNED_PAYLOAD);
+        assert!(matches!(
+            check(&h, body, false),
+            Err(SigError::Malformed(_))
+        ));
+        assert!(matches!(check(&h, body, true), Err(SigError::Malformed(_))));
+        let mut h = signed_with(
+            "host;x-amz-checksum;x-amz-content-sha256;x-amz-date",
+            UNSIGNED_PAYLOAD,
+        );
+        h.insert("x-amz-checksum", "c".parse().unwrap());
+        assert_eq!(check(&h, body, true), Ok(()));
+    }
+
+    #[test]
+    fn signed_headers_must_be_few_distinct_and_ordered() {
+        let with = |names: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("host", "h".parse().unwrap());
+            h.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+            h.insert(
+                http::header::AUTHORIZATION,
+                format!("AWS4-HMAC-SHA256 Credential=K/20150830/r/s/aws4_request, SignedHeaders={names}, Signature=00")
+                    .parse()
+                    .unwrap(),
+            );
+            parse(&h)
+        };
+        assert!(with("host;x-amz-date").is_ok());
+        for bad in [
+            "host;host",
+            "x-amz-date;host",
+            "host;;x-amz-date",
+            "Host;x-amz-date",
+        ] {
+            assert!(matches!(with(bad), Err(SigError::Malformed(_))), "{bad}");
+        }
+        let many: Vec<String> = (0..100).map(|i| format!("h{i:03}")).collect();
+        assert!(matches!(with(&many.join(";")), Err(SigError::Malformed(_))));
     }
 
     #[test]
