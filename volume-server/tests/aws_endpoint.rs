@@ -911,6 +911,7 @@ fn bad_requests_get_a_clear_error_and_the_server_keeps_serving() {
         ),
         ("signed", Some("%zz=%&&=&Action=DescribeVolumes"), 200, "-"),
         ("unsigned", None, 401, "AuthFailure"),
+        ("rebind", None, 401, "AuthFailure"),
         ("big", None, 413, "RequestEntityTooLarge"),
     ];
     for (mode, body, status, code) in cases {
@@ -1046,7 +1047,16 @@ fn with_credentials_only_listed_keys_signing_fresh_requests_get_through() {
         )
     };
     json(&put("alice-secret"));
-    put("wrong").assert_failure();
+    assert_code(&put("wrong"), "InvalidSignatureException");
+    assert_code(
+        &aws_as(
+            &server,
+            "AKIAMALLORY",
+            "x",
+            &["ebs", "start-snapshot", "--volume-size", "1"],
+        ),
+        "UnrecognizedClientException",
+    );
     // A signed request cannot be replayed with another body behind a payload-hash header.
     assert_eq!(
         raw(&server, alice, "swapped", None, "ec2"),

@@ -113,6 +113,12 @@ error_codes! {
     SignatureDoesNotMatch = "SignatureDoesNotMatch", Unauthenticated, 403, EPERM;
     // EBS direct APIs (their HTTP statuses are the model's).
     ConflictException = "ConflictException", FailedPrecondition, 409, EINVAL;
+    /// The JSON services' answer to a wrong or expired signature.
+    InvalidSignatureException = "InvalidSignatureException", Unauthenticated, 403, EPERM;
+    /// The JSON services' answer to an unknown key.
+    UnrecognizedClientException = "UnrecognizedClientException", Unauthenticated, 403, EPERM;
+    /// No operation at this method and path.
+    UnknownOperationException = "UnknownOperationException", Unimplemented, 404, ENOTSUP;
     InternalServerException = "InternalServerException", Internal, 500, EIO;
     ResourceNotFoundException = "ResourceNotFoundException", NotFound, 404, EINVAL;
     ServiceQuotaExceededException = "ServiceQuotaExceededException", ResourceExhausted, 402, EINVAL;

@@ -6,6 +6,7 @@ usage: raw.py ENDPOINT MODE [BODY]
   MODE stale:   signed, then X-Amz-Date moved 20 minutes back
   MODE unsigned: no Authorization header
   MODE big:     signed, with a body of 3 MiB
+  MODE rebind:  signed, then sent with Host: attacker.example (a DNS-rebinding page's request)
   MODE swapped: signed, then sent with another body and an (unsigned) x-amz-content-sha256
                 header naming the signed body's hash
 BODY is the form body (default: Action=DescribeVolumes&Version=2016-11-15). SERVICE (env,
@@ -41,6 +42,8 @@ if mode != "unsigned":
         headers["Authorization"] = re.sub(
             r"/\d{8}/", "/" + old.strftime("%Y%m%d") + "/", headers["Authorization"]
         )
+if mode == "rebind":
+    headers["Host"] = "attacker.example:4566"
 if mode == "swapped":
     import hashlib
 

@@ -146,7 +146,7 @@ pub fn handle(
             ))
         }
         _ => Err(Ec2Error::new(
-            ErrorCode::InvalidAction,
+            ErrorCode::UnknownOperationException,
             format!("No EBS direct API operation is {method} {path}."),
         )),
     }

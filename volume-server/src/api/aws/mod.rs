@@ -99,7 +99,7 @@ impl AwsApi {
             Err((e, service)) => {
                 return Ok(match service.as_deref() {
                     Some("sts") => xml_response(e.code.http_status(), sts::error(&e, &request_id)),
-                    Some("ebs") => ebs_response(ebs::error(&e), &request_id),
+                    Some("ebs") => ebs_response(ebs::error(&json_auth_error(e)), &request_id),
                     _ => ec2_error(&e, &request_id),
                 });
             }
@@ -220,13 +220,26 @@ impl AwsApi {
             ));
         }
         let account_id = match &self.keys {
-            Keys::Local => credentials::local_account(&signed.access_key_id),
+            Keys::Local => {
+                // Unauthenticated, so for this machine only: a page in a browser must not reach
+                // it through a name that resolves here (DNS rebinding).
+                if !loopback_host(&parts.headers) {
+                    return Err((
+                        Ec2Error::new(
+                            ErrorCode::AuthFailure,
+                            "Without --aws-credentials this endpoint answers only requests addressed to localhost or a loopback address.",
+                        ),
+                        service,
+                    ));
+                }
+                credentials::local_account(&signed.access_key_id)
+            }
             Keys::Listed(keys) => {
                 let Some(key) = keys.get(&signed.access_key_id) else {
-                    let code = if sts {
-                        ErrorCode::InvalidClientTokenId
-                    } else {
-                        ErrorCode::AuthFailure
+                    let code = match signed.service.as_str() {
+                        "sts" => ErrorCode::InvalidClientTokenId,
+                        "ebs" => ErrorCode::UnrecognizedClientException,
+                        _ => ErrorCode::AuthFailure,
                     };
                     return Err((
                         Ec2Error::new(
@@ -273,6 +286,41 @@ impl AwsApi {
             service: signed.service,
         })
     }
+}
+
+/// An authentication failure in the terms of the JSON services (the EBS direct APIs): a bad
+/// or expired signature is `InvalidSignatureException` (an unknown key is already
+/// `UnrecognizedClientException`), 403.
+fn json_auth_error(e: Ec2Error) -> Ec2Error {
+    let code = match e.code {
+        ErrorCode::AuthFailure
+        | ErrorCode::IncompleteSignature
+        | ErrorCode::RequestExpired
+        | ErrorCode::XAmzContentSha256Mismatch => ErrorCode::InvalidSignatureException,
+        other => other,
+    };
+    Ec2Error::new(code, e.message)
+}
+
+/// Whether the request's `Host` names this machine: `localhost`, a `*.localhost` name, or a
+/// loopback address.
+fn loopback_host(headers: &http::HeaderMap) -> bool {
+    let Some(host) = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// A fresh request id (a random UUID's form).
@@ -385,4 +433,39 @@ pub async fn run(listener: TcpListener, api: Arc<AwsApi>, mut stop: watch::Recei
     }
     // In-flight requests get a moment to finish.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_host;
+
+    #[test]
+    fn only_loopback_hosts_reach_an_unauthenticated_endpoint() {
+        let host = |h: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::HOST, h.parse().unwrap());
+            loopback_host(&m)
+        };
+        for ok in [
+            "localhost:4566",
+            "LOCALHOST",
+            "s3.localhost:1",
+            "127.0.0.1:4566",
+            "127.9.9.9",
+            "[::1]:4566",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(host(ok), "{ok}");
+        }
+        for bad in [
+            "attacker.example:4566",
+            "10.0.0.1:4566",
+            "[fe80::1]:1",
+            "localhost.attacker.example",
+            "",
+        ] {
+            assert!(!host(bad), "{bad}");
+        }
+        assert!(!loopback_host(&http::HeaderMap::new()));
+    }
 }
