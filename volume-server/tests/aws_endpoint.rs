@@ -310,6 +310,57 @@ fn the_aws_cli_drives_volumes_end_to_end() {
         ),
         "DryRunOperation",
     );
+    let types = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "describe-instance-types",
+            "--instance-types",
+            "m5d.large",
+        ],
+    ));
+    let t = &types["InstanceTypes"][0];
+    assert_eq!(t["InstanceType"], "m5d.large", "{types}");
+    assert_eq!(t["VCpuInfo"]["DefaultVCpus"], 2);
+    assert_eq!(t["MemoryInfo"]["SizeInMiB"], 8192);
+    assert_eq!(
+        t["ProcessorInfo"]["SupportedArchitectures"],
+        serde_json::json!(["x86_64"])
+    );
+    assert_eq!(t["InstanceStorageInfo"]["Disks"][0]["Type"], "ssd", "{t}");
+    assert!(
+        t["EbsInfo"]["EbsOptimizedInfo"]["MaximumIops"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let paged = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "describe-instance-types",
+            "--filters",
+            "Name=instance-type,Values=t3.*",
+            "--page-size",
+            "5",
+        ],
+    ));
+    assert!(
+        paged["InstanceTypes"].as_array().unwrap().len() >= 7,
+        "{paged}"
+    );
+    assert_code(
+        &aws(
+            &server,
+            &[
+                "ec2",
+                "describe-instance-types",
+                "--instance-types",
+                "m9.huge",
+            ],
+        ),
+        "InvalidInstanceType",
+    );
     let zones = json(&aws(&server, &["ec2", "describe-availability-zones"]));
     assert_eq!(zones["AvailabilityZones"].as_array().unwrap().len(), 3);
 

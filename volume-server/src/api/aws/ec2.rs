@@ -64,6 +64,7 @@ pub fn handle(cp: &ControlPlane, params: &Params, request_id: &str) -> Result<St
         "RebootInstances" => reboot_instances,
         "TerminateInstances" => terminate_instances,
         "GetConsoleOutput" => get_console_output,
+        "DescribeInstanceTypes" => describe_instance_types,
         other => {
             return Err(Ec2Error::new(
                 ErrorCode::InvalidAction,
@@ -788,6 +789,85 @@ fn describe_fast_snapshot_restores(
             next_token: p.string("NextToken").filter(|t| !t.is_empty()),
         })?;
     x.list("fastSnapshotRestoreSet", &views, write_fsr);
+    x.opt("nextToken", next);
+    Ok(())
+}
+
+fn describe_instance_types(_: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    use instance_manager::types;
+    let filters: Vec<(String, Vec<String>)> =
+        filters(p).into_iter().map(|f| (f.name, f.values)).collect();
+    let next = p.string("NextToken").filter(|t| !t.is_empty());
+    let (list, next) = types::describe(
+        &p.list("InstanceType"),
+        &filters,
+        p.int("MaxResults")?,
+        next.as_deref(),
+    )
+    .map_err(|e| {
+        let code = ErrorCode::from_name(e.code()).unwrap_or(ErrorCode::InvalidParameterValue);
+        Ec2Error::new(code, e.to_string())
+    })?;
+    x.list("instanceTypeSet", &list, |x, t| {
+        x.elem("instanceType", t.name)
+            .elem("currentGeneration", t.current_generation)
+            .elem("bareMetal", t.bare_metal())
+            .opt("hypervisor", t.hypervisor.map(|h| h.as_str()))
+            .node("processorInfo", |x| {
+                x.values("supportedArchitectures", &[t.architecture.as_str()]);
+            })
+            .node("vCpuInfo", |x| {
+                x.elem("defaultVCpus", t.vcpus)
+                    .elem("defaultCores", t.vcpus.div_ceil(2))
+                    .elem("defaultThreadsPerCore", if t.vcpus > 1 { 2 } else { 1 });
+            })
+            .node("memoryInfo", |x| {
+                x.elem("sizeInMiB", t.memory_mib);
+            })
+            .elem("instanceStorageSupported", t.instance_store.is_some());
+        if let Some(s) = &t.instance_store {
+            x.node("instanceStorageInfo", |x| {
+                x.elem("totalSizeInGB", s.total_size_gb())
+                    .list("disks", &[s], |x, s| {
+                        x.elem("sizeInGB", s.size_gb)
+                            .elem("count", s.count)
+                            .elem("type", s.disk.as_str());
+                    })
+                    .elem("nvmeSupport", s.nvme_support());
+            });
+        }
+        let e = &t.ebs;
+        x.node("ebsInfo", |x| {
+            x.elem("ebsOptimizedSupport", t.ebs_optimized_support())
+                .elem("encryptionSupport", "supported")
+                .node("ebsOptimizedInfo", |x| {
+                    x.elem("baselineBandwidthInMbps", e.baseline_bandwidth_mbps)
+                        .elem("baselineThroughputInMBps", e.baseline_throughput_mb_per_s)
+                        .elem("baselineIops", e.baseline_iops)
+                        .elem("maximumBandwidthInMbps", e.maximum_bandwidth_mbps)
+                        .elem("maximumThroughputInMBps", e.maximum_throughput_mb_per_s)
+                        .elem("maximumIops", e.maximum_iops);
+                })
+                .elem("nvmeSupport", t.ebs_nvme_support());
+        })
+        .node("networkInfo", |x| {
+            x.elem("networkPerformance", t.network_performance);
+        });
+        if let Some(g) = &t.gpus {
+            x.node("gpuInfo", |x| {
+                x.list("gpus", &[g], |x, g| {
+                    x.elem("name", g.name)
+                        .elem("manufacturer", g.manufacturer)
+                        .elem("count", g.count)
+                        .node("memoryInfo", |x| {
+                            x.elem("sizeInMiB", g.memory_mib);
+                        });
+                })
+                .elem("totalGpuMemoryInMiB", u64::from(g.count) * g.memory_mib);
+            });
+        }
+        x.elem("burstablePerformanceSupported", t.burstable);
+    });
     x.opt("nextToken", next);
     Ok(())
 }

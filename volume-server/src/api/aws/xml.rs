@@ -67,6 +67,15 @@ impl Xml {
         })
     }
 
+    /// A list of values: `<name>` holding one `<item>text</item>` per element.
+    pub fn values<T: Display>(&mut self, name: &str, items: &[T]) -> &mut Self {
+        self.node(name, |x| {
+            for i in items {
+                x.elem("item", i);
+            }
+        })
+    }
+
     /// Closes the root and returns the document.
     pub fn finish(mut self, root: &str) -> String {
         self.out.push_str("</");
@@ -87,10 +96,11 @@ mod tests {
             .opt("b", None::<u32>)
             .list("set", &["x", "y"], |x, v| {
                 x.elem("v", v);
-            });
+            })
+            .values("vals", &[1, 2]);
         assert_eq!(
             x.finish("R"),
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R xmlns=\"http://ns/\"><a>1 &lt; 2 &amp; &quot;3&quot;</a><set><item><v>x</v></item><item><v>y</v></item></set></R>"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<R xmlns=\"http://ns/\"><a>1 &lt; 2 &amp; &quot;3&quot;</a><set><item><v>x</v></item><item><v>y</v></item></set><vals><item>1</item><item>2</item></vals></R>"
         );
     }
 }
