@@ -47,14 +47,7 @@ fn all_instances(server: &Server) -> Vec<pb::Instance> {
 }
 
 fn volume_count(server: &Server) -> usize {
-    let mut c = server.client();
-    server
-        .ok(
-            "DescribeVolumes",
-            server.block_on(c.describe_volumes(pb::DescribeVolumesRequest::default())),
-        )
-        .volumes
-        .len()
+    volume_ids(server).len()
 }
 
 fn state_of(server: &Server, id: &str) -> String {

@@ -3,3 +3,11 @@
 
 pub mod aws;
 pub mod grpc;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+/// RFC 3339 UTC with milliseconds (`2026-12-07T04:09:50.821Z`), as EC2 writes timestamps and
+/// the AWS CLI prints them.
+pub fn format_time(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}

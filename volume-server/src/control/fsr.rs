@@ -35,6 +35,16 @@ pub struct FsrView {
     pub enabled_ms: Option<u64>,
 }
 
+impl FsrView {
+    /// EC2's `StateTransitionReason` of the current state.
+    pub fn transition_reason(&self) -> &'static str {
+        match self.state {
+            "disabled" => "Client.UserInitiated - Lifecycle state transition",
+            _ => "Client.UserInitiated",
+        }
+    }
+}
+
 fn bucket(size_gib: u32) -> (f64, f64) {
     let per_gib = 1024.0 / f64::from(size_gib.max(1));
     let fill = per_gib.min(10.0);

@@ -101,6 +101,16 @@ pub struct SnapshotView {
     pub progress: u64,
 }
 
+impl SnapshotView {
+    /// A snapshot just started: nothing read yet.
+    pub fn pending(record: SnapshotRecord) -> SnapshotView {
+        SnapshotView {
+            record,
+            progress: 0,
+        }
+    }
+}
+
 fn snapshot_not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
         ErrorCode::InvalidSnapshotNotFound,

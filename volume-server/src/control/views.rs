@@ -34,6 +34,20 @@ impl InstanceView {
     }
 }
 
+impl InstanceView {
+    /// Why and when a stopped or terminated instance left `running` (EC2's
+    /// `StateTransitionReason`); `None` in other states.
+    pub fn transition_reason(&self) -> Option<(&str, u64)> {
+        let r = self.record();
+        match (&r.state_reason, r.state) {
+            (Some(s), InstanceState::Stopped | InstanceState::Terminated) => {
+                Some((s.message.as_str(), r.transition_ms))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The instances one RunInstances call launched.
 #[derive(Debug, Clone)]
 pub struct ReservationView {

@@ -2,12 +2,11 @@
 //! parameters decoded into the control plane's request types, its answer encoded as the
 //! `<ActionResponse>` XML of the EC2 model (lowerCamel `locationName`s, `<item>` list members).
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use super::query::Params;
 use super::xml::Xml;
+use crate::api::format_time as time;
 use crate::catalog::{
-    AttachmentRecord, ImageRecord, MappingRecord, ModificationRecord, SnapshotRecord, VolumeRecord,
+    AttachmentRecord, ImageRecord, MappingRecord, ModificationRecord, VolumeRecord,
 };
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
@@ -20,11 +19,6 @@ use instance_manager::lifecycle::InstanceState;
 
 /// The EC2 XML namespace.
 pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
-
-/// Timestamps as EC2 writes them (ISO 8601, UTC, milliseconds).
-pub fn time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
 
 /// Runs `action` on `cp`; the response document, or the error.
 pub fn handle(cp: &ControlPlane, params: &Params, request_id: &str) -> Result<String, Ec2Error> {
@@ -366,20 +360,13 @@ fn write_snapshot(x: &mut Xml, s: &SnapshotView) {
     }
 }
 
-fn pending(record: SnapshotRecord) -> SnapshotView {
-    SnapshotView {
-        record,
-        progress: 0,
-    }
-}
-
 fn create_snapshot(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
     let r = cp.create_snapshot(model::CreateSnapshotRequest {
         volume_id: p.required("VolumeId")?,
         description: p.string("Description"),
         tag_specifications: tag_specifications(p),
     })?;
-    write_snapshot(x, &pending(r));
+    write_snapshot(x, &SnapshotView::pending(r));
     Ok(())
 }
 
@@ -548,12 +535,9 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
         .elem("dnsName", "")
         .elem(
             "reason",
-            match (&r.state_reason, r.state) {
-                (Some(s), InstanceState::Stopped | InstanceState::Terminated) => {
-                    format!("{} ({})", s.message, time(r.transition_ms))
-                }
-                _ => String::new(),
-            },
+            v.transition_reason()
+                .map(|(why, at)| format!("{why} ({})", time(at)))
+                .unwrap_or_default(),
         )
         .elem("amiLaunchIndex", r.launch_index)
         .node("productCodes", |_| {})
@@ -700,13 +684,7 @@ fn write_fsr(x: &mut Xml, v: &FsrView) {
     x.elem("snapshotId", &f.snapshot_id)
         .elem("availabilityZone", &f.availability_zone)
         .elem("state", v.state)
-        .elem(
-            "stateTransitionReason",
-            match v.state {
-                "disabled" => "Client.UserInitiated - Lifecycle state transition",
-                _ => "Client.UserInitiated",
-            },
-        )
+        .elem("stateTransitionReason", v.transition_reason())
         .elem("ownerId", OWNER_ID)
         .elem("enablingTime", time(f.enabling_ms))
         .opt("optimizingTime", v.optimizing_ms.map(time))

@@ -98,9 +98,8 @@ impl AwsApi {
             Ok(c) => c,
             Err((e, service)) => {
                 return Ok(match service.as_deref() {
-                    Some("sts") => xml_response(e.code.http_status(), sts::error(&e, &request_id)),
                     Some("ebs") => ebs_response(ebs::error(&json_auth_error(e)), &request_id),
-                    _ => ec2_error(&e, &request_id),
+                    s => query_error(s, &e, &request_id),
                 });
             }
         };
@@ -128,13 +127,7 @@ impl AwsApi {
         }
         let params = match query::Params::parse(query, &body) {
             Ok(p) => p,
-            Err(e) => {
-                return Ok(if caller.service == "sts" {
-                    xml_response(e.code.http_status(), sts::error(&e, &request_id))
-                } else {
-                    ec2_error(&e, &request_id)
-                });
-            }
+            Err(e) => return Ok(query_error(Some(&caller.service), &e, &request_id)),
         };
         match caller.service.as_str() {
             "ec2" => {
@@ -158,7 +151,7 @@ impl AwsApi {
                 };
                 Ok(match sts::handle(&params, &who, &request_id) {
                     Ok(doc) => xml_response(200, doc),
-                    Err(e) => xml_response(e.code.http_status(), sts::error(&e, &request_id)),
+                    Err(e) => query_error(Some("sts"), &e, &request_id),
                 })
             }
             other => Ok(ec2_error(
@@ -372,6 +365,14 @@ fn ebs_response(r: ebs::Reply, request_id: &str) -> Response<Full<Bytes>> {
         }
     }
     out
+}
+
+/// A Query-protocol error in the format of `service`: STS's `ErrorResponse`, else EC2's.
+fn query_error(service: Option<&str>, e: &Ec2Error, request_id: &str) -> Response<Full<Bytes>> {
+    match service {
+        Some("sts") => xml_response(e.code.http_status(), sts::error(e, request_id)),
+        _ => ec2_error(e, request_id),
+    }
 }
 
 /// An EC2 error document with the code's HTTP status.

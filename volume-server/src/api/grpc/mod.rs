@@ -2,14 +2,14 @@
 //! blocking thread, and encodes records as protobuf responses with AWS field semantics.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
+use super::format_time;
 use pb::volume_service_server::VolumeService;
 use proto::ebs::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{AttachmentRecord, HostRecord, ModificationRecord, VolumeRecord};
-use crate::catalog::{ImageRecord, MappingRecord, SnapshotRecord};
+use crate::catalog::{ImageRecord, MappingRecord};
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
@@ -54,11 +54,6 @@ impl VolumeApi {
             }
         }
     }
-}
-
-/// RFC 3339 UTC with milliseconds, as the AWS CLI prints timestamps.
-pub fn format_time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 fn tags(map: &std::collections::BTreeMap<String, String>) -> Vec<pb::Tag> {
@@ -137,11 +132,7 @@ fn fsr(v: &FsrView) -> pb::FastSnapshotRestore {
         snapshot_id: f.snapshot_id.clone(),
         availability_zone: f.availability_zone.clone(),
         state: v.state.to_string(),
-        state_transition_reason: match v.state {
-            "disabled" => "Client.UserInitiated - Lifecycle state transition",
-            _ => "Client.UserInitiated",
-        }
-        .to_string(),
+        state_transition_reason: v.transition_reason().to_string(),
         owner_id: OWNER_ID.to_string(),
         enabling_time: format_time(f.enabling_ms),
         optimizing_time: v.optimizing_ms.map(format_time).unwrap_or_default(),
@@ -206,12 +197,10 @@ fn instance(v: &InstanceView) -> pb::Instance {
             code: s.code.clone(),
             message: s.message.clone(),
         }),
-        state_transition_reason: match (&r.state_reason, r.state) {
-            (Some(s), InstanceState::Stopped | InstanceState::Terminated) => {
-                format!("{} ({})", s.message, format_time(r.transition_ms))
-            }
-            _ => String::new(),
-        },
+        state_transition_reason: v
+            .transition_reason()
+            .map(|(why, at)| format!("{why} ({})", format_time(at)))
+            .unwrap_or_default(),
         tags: tags(&h.tags),
         ami_launch_index: r.launch_index as i32,
         architecture: r.architecture.clone(),
@@ -284,13 +273,6 @@ fn image((i, state): &(ImageRecord, &str)) -> pb::Image {
         public: false,
         image_type: "machine".into(),
         tags: tags(&i.tags),
-    }
-}
-
-fn pending_view(record: SnapshotRecord) -> SnapshotView {
-    SnapshotView {
-        record,
-        progress: 0,
     }
 }
 
@@ -697,7 +679,7 @@ impl VolumeService for VolumeApi {
         let req = req.into_inner();
         self.run(move |cp| cp.create_snapshot(req.into()))
             .await
-            .map(|r| Response::new(snapshot(&pending_view(r))))
+            .map(|r| Response::new(snapshot(&SnapshotView::pending(r))))
     }
 
     async fn describe_snapshots(
