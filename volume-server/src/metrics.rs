@@ -70,7 +70,7 @@ pub fn render(control: &ControlPlane) -> String {
         "# HELP ebs_hosts Registered hosts.\n# TYPE ebs_hosts gauge\nebs_hosts {hosts}"
     );
     let all: Vec<pb::VolumeMetrics> = control
-        .metrics_sources(&[])
+        .metrics_sources(None, &[])
         .unwrap_or_default()
         .iter()
         .filter(|(_, open)| open.is_some())

@@ -176,11 +176,21 @@ pub struct AttachmentRecord {
     pub generation: u64,
 }
 
+/// The account of resources made before accounts existed, and of gRPC callers.
+pub const LOCAL_ACCOUNT_ID: &str = "000000000000";
+
+fn local_account() -> String {
+    LOCAL_ACCOUNT_ID.to_string()
+}
+
 /// One volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeRecord {
     /// `vol-…`.
     pub volume_id: String,
+    /// The account that owns it (records from before accounts: [`LOCAL_ACCOUNT_ID`]).
+    #[serde(default = "local_account")]
+    pub owner_id: String,
     /// GiB.
     pub size_gib: u32,
     /// The AZ whose directory holds the file.
@@ -249,6 +259,7 @@ impl VolumeRecord {
     ) -> Self {
         VolumeRecord {
             volume_id: id.into(),
+            owner_id: LOCAL_ACCOUNT_ID.into(),
             size_gib,
             availability_zone: "us-east-1a".into(),
             state: VolumeState::Available,
@@ -305,6 +316,9 @@ pub struct ModificationRecord {
 pub struct HostRecord {
     /// `i-…`.
     pub instance_id: String,
+    /// The account that owns it (records from before accounts: [`LOCAL_ACCOUNT_ID`]).
+    #[serde(default = "local_account")]
+    pub owner_id: String,
     /// Human name.
     pub name: String,
     /// The AZ it lives in.
@@ -423,6 +437,9 @@ impl SnapshotState {
 pub struct SnapshotRecord {
     /// `snap-…`.
     pub snapshot_id: String,
+    /// The account that owns it (records from before accounts: [`LOCAL_ACCOUNT_ID`]).
+    #[serde(default = "local_account")]
+    pub owner_id: String,
     /// The volume it was taken of (copies: the source's volume).
     pub volume_id: String,
     /// GiB.
@@ -534,6 +551,9 @@ pub struct MappingRecord {
 pub struct ImageRecord {
     /// `ami-…`.
     pub image_id: String,
+    /// The account that owns it (records from before accounts: [`LOCAL_ACCOUNT_ID`]).
+    #[serde(default = "local_account")]
+    pub owner_id: String,
     /// Unique in the region.
     pub name: String,
     /// Free text.

@@ -17,7 +17,7 @@ use snapshot::{BLOCK_SIZE, BlockKey, Manifest, block, create, gc};
 
 use super::model;
 use super::views::{BlockData, BlockPage, BlockRef, ChangedBlock};
-use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms};
+use super::{Account, ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms};
 use crate::catalog::{Change, SnapshotRecord, SnapshotState};
 use crate::ids;
 
@@ -92,9 +92,9 @@ fn start_index(next_token: Option<&str>, starting: Option<i32>) -> Result<u64, E
 
 impl ControlPlane {
     /// The manifest of the completed snapshot `id` of this region.
-    fn completed_manifest(&self, id: &str) -> Result<Manifest, Ec2Error> {
+    fn completed_manifest(&self, who: Account, id: &str) -> Result<Manifest, Ec2Error> {
         check_snapshot_id(id, "SnapshotId")?;
-        let state = self.lock().snapshots.get(id).map(|s| s.state);
+        let state = self.lock().snapshot(who, id).ok().map(|s| s.state);
         match state {
             None => return Err(not_found(id)),
             Some(SnapshotState::Completed) => {}
@@ -114,6 +114,7 @@ impl ControlPlane {
     /// StartSnapshot.
     pub fn start_snapshot(
         &self,
+        who: Account,
         req: model::StartSnapshotRequest,
     ) -> Result<(SnapshotRecord, Option<String>), Ec2Error> {
         if !(1..=MAX_VOLUME_GIB).contains(&req.volume_size) {
@@ -131,7 +132,7 @@ impl ControlPlane {
             return Err(validation("Timeout must be between 10 and 4320 minutes."));
         }
         let parent = match req.parent_snapshot_id.as_deref().filter(|p| !p.is_empty()) {
-            Some(p) => Some(self.completed_manifest(p)?),
+            Some(p) => Some(self.completed_manifest(who, p)?),
             None => None,
         };
         let volume_size = req.volume_size as u64 * GIB;
@@ -146,7 +147,8 @@ impl ControlPlane {
         self.runtime
             .block_on(gc::begin_write(self.own_store(), &snapshot_id))
             .map_err(internal("announcing the snapshot to the store"))?;
-        let started = self.start_snapshot_locked(req, snapshot_id.clone(), parent, timeout_min);
+        let started =
+            self.start_snapshot_locked(who, req, snapshot_id.clone(), parent, timeout_min);
         // Failed, or answered with an earlier snapshot of the same client token.
         if !started
             .as_ref()
@@ -162,6 +164,7 @@ impl ControlPlane {
     /// StartSnapshot's checks and commit, under the lock, for the announced `snapshot_id`.
     fn start_snapshot_locked(
         &self,
+        who: Account,
         req: model::StartSnapshotRequest,
         snapshot_id: String,
         parent: Option<Manifest>,
@@ -184,7 +187,7 @@ impl ControlPlane {
                 .direct
                 .iter()
                 .find(|(_, s)| s.client_token.as_deref() == Some(t))
-            && let Some(rec) = st.snapshots.get(id)
+            && let Ok(rec) = st.snapshot(who, id)
         {
             return Ok((rec.clone(), parent.map(|p| p.snapshot_id)));
         }
@@ -195,6 +198,7 @@ impl ControlPlane {
         let now = now_ms();
         let rec = SnapshotRecord {
             snapshot_id,
+            owner_id: who.id().to_string(),
             volume_id: DIRECT_VOLUME_ID.into(),
             volume_size_gib: req.volume_size as u32,
             state: SnapshotState::Pending,
@@ -229,18 +233,23 @@ impl ControlPlane {
     }
 
     /// The staging of a pending direct snapshot, failing it if it timed out.
-    fn staging<'a>(&self, st: &'a mut State, id: &str) -> Result<&'a mut Staging, Ec2Error> {
+    fn staging<'a>(
+        &self,
+        st: &'a mut State,
+        who: Account,
+        id: &str,
+    ) -> Result<&'a mut Staging, Ec2Error> {
         check_snapshot_id(id, "SnapshotId")?;
         let now = now_ms();
+        let Ok(rec) = st.snapshot(who, id) else {
+            return Err(not_found(id));
+        };
         let expired = match st.direct.get(id) {
             None => {
-                return Err(match st.snapshots.get(id) {
-                    None => not_found(id),
-                    Some(s) => validation(format!(
-                        "The snapshot '{id}' is {}; blocks can only be written while it is pending.",
-                        s.state.as_str()
-                    )),
-                });
+                return Err(validation(format!(
+                    "The snapshot '{id}' is {}; blocks can only be written while it is pending.",
+                    rec.state.as_str()
+                )));
             }
             Some(s) => now.saturating_sub(s.last_call_ms) > s.timeout_ms,
         };
@@ -296,6 +305,7 @@ impl ControlPlane {
     /// PutSnapshotBlock: checks the checksum, stores the block (if new), records it.
     pub fn put_snapshot_block(
         &self,
+        who: Account,
         req: model::PutSnapshotBlockRequest,
     ) -> Result<String, Ec2Error> {
         if req.checksum_algorithm != "SHA256" {
@@ -313,7 +323,7 @@ impl ControlPlane {
         let index = req.block_index as u64;
         {
             let mut st = self.lock();
-            let s = self.staging(&mut st, &req.snapshot_id)?;
+            let s = self.staging(&mut st, who, &req.snapshot_id)?;
             if index >= s.volume_size.div_ceil(BLOCK_SIZE) {
                 return Err(validation(format!(
                     "BlockIndex {index} is past the end of the {} GiB volume.",
@@ -343,7 +353,7 @@ impl ControlPlane {
             }
         }
         let mut st = self.lock();
-        let s = self.staging(&mut st, &req.snapshot_id)?;
+        let s = self.staging(&mut st, who, &req.snapshot_id)?;
         s.written.insert(index, (key, zero));
         Ok(B64.encode(key.0))
     }
@@ -352,10 +362,11 @@ impl ControlPlane {
     /// writes the manifest. Returns the status (`completed`).
     pub fn complete_snapshot(
         &self,
+        who: Account,
         req: model::CompleteSnapshotRequest,
     ) -> Result<String, Ec2Error> {
         let mut st = self.lock();
-        let s = self.staging(&mut st, &req.snapshot_id)?;
+        let s = self.staging(&mut st, who, &req.snapshot_id)?;
         if req.changed_blocks_count < 0 || req.changed_blocks_count as usize != s.written.len() {
             return Err(validation(format!(
                 "ChangedBlocksCount is {} but {} blocks were written.",
@@ -443,11 +454,12 @@ impl ControlPlane {
     /// ListSnapshotBlocks: the snapshot's non-zero blocks from an index, with tokens.
     pub fn list_snapshot_blocks(
         &self,
+        who: Account,
         req: model::ListSnapshotBlocksRequest,
     ) -> Result<BlockPage<BlockRef>, Ec2Error> {
         let max = page(req.max_results)?;
         let from = start_index(req.next_token.as_deref(), req.starting_block_index)?;
-        let m = self.completed_manifest(&req.snapshot_id)?;
+        let m = self.completed_manifest(who, &req.snapshot_id)?;
         let expiry = now_ms() + TOKEN_TTL_MS;
         let mut blocks = vec![];
         let mut next = None;
@@ -474,13 +486,14 @@ impl ControlPlane {
     /// first snapshot, every non-zero block of the second).
     pub fn list_changed_blocks(
         &self,
+        who: Account,
         req: model::ListChangedBlocksRequest,
     ) -> Result<BlockPage<ChangedBlock>, Ec2Error> {
         let max = page(req.max_results)?;
         let from = start_index(req.next_token.as_deref(), req.starting_block_index)?;
-        let second = self.completed_manifest(&req.second_snapshot_id)?;
+        let second = self.completed_manifest(who, &req.second_snapshot_id)?;
         let first = match req.first_snapshot_id.as_deref().filter(|f| !f.is_empty()) {
-            Some(f) => self.completed_manifest(f)?,
+            Some(f) => self.completed_manifest(who, f)?,
             None => Manifest {
                 blocks: BTreeMap::new(),
                 ..second.clone()
@@ -530,9 +543,10 @@ impl ControlPlane {
     /// GetSnapshotBlock: the block a token names, verified.
     pub fn get_snapshot_block(
         &self,
+        who: Account,
         req: model::GetSnapshotBlockRequest,
     ) -> Result<BlockData, Ec2Error> {
-        let m = self.completed_manifest(&req.snapshot_id)?;
+        let m = self.completed_manifest(who, &req.snapshot_id)?;
         let Some((index, key, expiry)) = parse_token(&req.block_token) else {
             return Err(validation("The BlockToken is invalid."));
         };

@@ -15,7 +15,7 @@
 use super::filter::glob;
 use super::model;
 use super::views::FsrFailure;
-use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, now_ms};
+use super::{Account, ControlPlane, Ec2Error, ErrorCode, GIB, State, now_ms};
 use crate::catalog::{Change, FsrRecord, SnapshotState};
 
 /// (snapshot, zone) pairs with FSR per region.
@@ -27,6 +27,8 @@ const HOUR_MS: f64 = 3_600_000.0;
 pub struct FsrView {
     /// The record.
     pub record: FsrRecord,
+    /// The snapshot's owner.
+    pub owner_id: String,
     /// enabling | optimizing | enabled | disabled.
     pub state: &'static str,
     /// When optimizing began (`None` before).
@@ -69,7 +71,7 @@ impl ControlPlane {
         (f.credits + fill * self.scaled(since) / HOUR_MS).min(cap)
     }
 
-    fn view(&self, f: &FsrRecord, now: u64) -> FsrView {
+    fn view(&self, who: Account, f: &FsrRecord, now: u64) -> FsrView {
         let (state, optimizing, enabled) = match f.disabled_ms {
             Some(_) => ("disabled", Some(f.enabling_ms), None),
             None if now >= f.enabled_ms => ("enabled", Some(f.enabling_ms), Some(f.enabled_ms)),
@@ -77,6 +79,7 @@ impl ControlPlane {
         };
         FsrView {
             record: f.clone(),
+            owner_id: who.id().to_string(),
             state,
             optimizing_ms: optimizing,
             enabled_ms: enabled,
@@ -86,21 +89,29 @@ impl ControlPlane {
     /// EnableFastSnapshotRestores: every (snapshot, zone) pair, each succeeding or failing.
     pub fn enable_fast_snapshot_restores(
         &self,
+        who: Account,
         req: model::EnableFastSnapshotRestoresRequest,
     ) -> Result<(Vec<FsrView>, Vec<FsrFailure>), Ec2Error> {
-        self.fsr_pairs(&req.availability_zones, &req.source_snapshot_ids, true)
+        self.fsr_pairs(who, &req.availability_zones, &req.source_snapshot_ids, true)
     }
 
     /// DisableFastSnapshotRestores.
     pub fn disable_fast_snapshot_restores(
         &self,
+        who: Account,
         req: model::DisableFastSnapshotRestoresRequest,
     ) -> Result<(Vec<FsrView>, Vec<FsrFailure>), Ec2Error> {
-        self.fsr_pairs(&req.availability_zones, &req.source_snapshot_ids, false)
+        self.fsr_pairs(
+            who,
+            &req.availability_zones,
+            &req.source_snapshot_ids,
+            false,
+        )
     }
 
     fn fsr_pairs(
         &self,
+        who: Account,
         zones: &[String],
         snapshots: &[String],
         enable: bool,
@@ -136,7 +147,7 @@ impl ControlPlane {
                     failed.push(fail(e.code, e.message));
                     continue;
                 }
-                let Some(s) = st.snapshots.get(snap) else {
+                let Ok(s) = st.snapshot(who, snap) else {
                     failed.push(fail(
                         ErrorCode::InvalidSnapshotNotFound,
                         format!("The snapshot '{snap}' does not exist."),
@@ -154,10 +165,17 @@ impl ControlPlane {
                     }
                     let live = |f: &FsrRecord| f.disabled_ms.is_none();
                     if let Some(f) = st.fsr.get(&key).filter(|f| live(f)) {
-                        ok.push(self.view(f, now));
+                        ok.push(self.view(who, f, now));
                         continue;
                     }
-                    if st.fsr.values().filter(|f| live(f)).count() >= MAX_FSR_PER_REGION {
+                    // The limit is per account and region.
+                    let mine = |f: &FsrRecord| {
+                        st.snapshots
+                            .get(&f.snapshot_id)
+                            .is_some_and(|s| who.owns(&s.owner_id))
+                    };
+                    if st.fsr.values().filter(|f| live(f) && mine(f)).count() >= MAX_FSR_PER_REGION
+                    {
                         failed.push(fail(
                             ErrorCode::FastSnapshotRestoreLimitExceeded,
                             format!("At most {MAX_FSR_PER_REGION} snapshot and zone pairs may have fast snapshot restore."),
@@ -178,7 +196,7 @@ impl ControlPlane {
                         credits_ms: now + optimize_ms,
                     };
                     changes.push(Change::PutFsr(f.clone()));
-                    ok.push(self.view(&f, now));
+                    ok.push(self.view(who, &f, now));
                     st.fsr.insert(key, f);
                 } else {
                     let Some(mut f) = st.fsr.get(&key).cloned() else {
@@ -190,7 +208,7 @@ impl ControlPlane {
                     };
                     f.disabled_ms.get_or_insert(now);
                     changes.push(Change::PutFsr(f.clone()));
-                    ok.push(self.view(&f, now));
+                    ok.push(self.view(who, &f, now));
                     st.fsr.insert(key, f);
                 }
             }
@@ -205,6 +223,7 @@ impl ControlPlane {
     /// owner-id), paginated in (snapshot, zone) order.
     pub fn describe_fast_snapshot_restores(
         &self,
+        who: Account,
         req: model::DescribeFastSnapshotRestoresRequest,
     ) -> Result<(Vec<FsrView>, Option<String>), Ec2Error> {
         for f in &req.filters {
@@ -233,16 +252,21 @@ impl ControlPlane {
         let mut out = vec![];
         let mut next = None;
         for (key, f) in &st.fsr {
-            if after.as_ref().is_some_and(|a| key <= a) {
+            if after.as_ref().is_some_and(|a| key <= a)
+                || !st
+                    .snapshots
+                    .get(&f.snapshot_id)
+                    .is_some_and(|s| who.owns(&s.owner_id))
+            {
                 continue;
             }
-            let v = self.view(f, now);
+            let v = self.view(who, f, now);
             let passes = req.filters.iter().all(|flt| {
                 let value = match flt.name.as_str() {
                     "availability-zone" => f.availability_zone.as_str(),
                     "snapshot-id" => f.snapshot_id.as_str(),
                     "state" => v.state,
-                    _ => super::snapshots::OWNER_ID,
+                    _ => who.id(),
                 };
                 flt.values.iter().any(|p| glob(p, value))
             });
@@ -265,7 +289,7 @@ impl ControlPlane {
         let Some(f) = st.fsr.get(&key).cloned() else {
             return false;
         };
-        if self.view(&f, now).state != "enabled" {
+        if f.disabled_ms.is_some() || now < f.enabled_ms {
             return false;
         }
         let credits = self.credits_at(st, &f, now);

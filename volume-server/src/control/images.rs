@@ -6,8 +6,7 @@ use std::collections::BTreeSet;
 
 use super::filter::glob;
 use super::model;
-use super::snapshots::OWNER_ID;
-use super::{ControlPlane, Ec2Error, ErrorCode, check_id, now_ms, validate};
+use super::{Account, ControlPlane, Ec2Error, ErrorCode, check_id, now_ms, validate};
 use crate::catalog::{Change, EbsMapping, ImageRecord, MappingRecord, SnapshotState};
 use crate::ids;
 
@@ -26,6 +25,16 @@ pub(super) fn image_not_found(id: &str) -> Ec2Error {
         ErrorCode::InvalidAmiIdNotFound,
         format!("The image id '[{id}]' does not exist"),
     )
+}
+
+impl super::State {
+    /// Image `id` if `who` owns it; another account's is `InvalidAMIID.NotFound`.
+    pub(super) fn image(&self, who: Account, id: &str) -> Result<&ImageRecord, Ec2Error> {
+        self.images
+            .get(id)
+            .filter(|i| who.owns(&i.owner_id))
+            .ok_or_else(|| image_not_found(id))
+    }
 }
 
 pub(super) fn check_image_id(id: &str) -> Result<(), Ec2Error> {
@@ -141,6 +150,7 @@ impl ControlPlane {
     /// RegisterImage: an AMI whose root and other EBS devices come from completed snapshots.
     pub fn register_image(
         &self,
+        who: Account,
         req: model::RegisterImageRequest,
     ) -> Result<ImageRecord, Ec2Error> {
         check_name(&req.name)?;
@@ -186,7 +196,12 @@ impl ControlPlane {
             )));
         }
         let mut st = self.lock();
-        if st.images.values().any(|i| i.name == req.name) {
+        // Names are unique per account and region.
+        if st
+            .images
+            .values()
+            .any(|i| i.name == req.name && who.owns(&i.owner_id))
+        {
             return Err(Ec2Error::new(
                 ErrorCode::InvalidAmiNameDuplicate,
                 format!("AMI name {} is already in use by an AMI", req.name),
@@ -206,8 +221,8 @@ impl ControlPlane {
                 ErrorCode::InvalidSnapshotIdMalformed,
             )?;
             let s = st
-                .snapshots
-                .get(snap)
+                .snapshot(who, snap)
+                .ok()
                 .filter(|s| s.state == SnapshotState::Completed)
                 .ok_or_else(|| {
                     Ec2Error::new(
@@ -226,6 +241,7 @@ impl ControlPlane {
         }
         let rec = ImageRecord {
             image_id: ids::new_id("ami"),
+            owner_id: who.id().to_string(),
             name: req.name,
             description: req.description.unwrap_or_default(),
             creation_ms: now_ms(),
@@ -244,6 +260,7 @@ impl ControlPlane {
     /// DescribeImages: ids, owners and filters, paginated in image-id order.
     pub fn describe_images(
         &self,
+        who: Account,
         req: model::DescribeImagesRequest,
     ) -> Result<ImagesPage, Ec2Error> {
         for id in &req.image_ids {
@@ -265,8 +282,9 @@ impl ControlPlane {
         super::filter::check_names(&req.filters, &names)?;
         let max =
             super::filter::page_size(req.max_results, !req.image_ids.is_empty(), "ImageIds", 1000)?;
-        // Every image here is this account's: other owners (e.g. "amazon") have none.
-        let owned = req.owners.iter().all(|o| o == "self" || o == OWNER_ID);
+        // Without sharing, a caller sees its own images only: an `Owner` list shows them when
+        // it names the caller (`self` or its id), and nothing otherwise (`amazon`, others).
+        let owned = req.owners.is_empty() || req.owners.iter().any(|o| who.is_named_by(o));
         let after = super::decode_token_opt(req.next_token.as_deref(), "ami")?;
         let st = self.lock();
         let matches = |i: &ImageRecord| {
@@ -281,7 +299,7 @@ impl ControlPlane {
                     "root-device-type" => any("ebs"),
                     "virtualization-type" => any(&i.virtualization_type),
                     "description" => any(&i.description),
-                    "owner-id" => any(OWNER_ID),
+                    "owner-id" => any(&i.owner_id),
                     "block-device-mapping.snapshot-id" => i
                         .mappings
                         .iter()
@@ -298,7 +316,7 @@ impl ControlPlane {
         if !req.image_ids.is_empty() {
             let mut out: Vec<(ImageRecord, &'static str)> = vec![];
             for id in &req.image_ids {
-                let i = st.images.get(id).ok_or_else(|| image_not_found(id))?;
+                let i = st.image(who, id)?;
                 if owned && matches(i) && !out.iter().any(|o| o.0.image_id == *id) {
                     out.push((i.clone(), image_state(&st, i)));
                 }
@@ -311,7 +329,7 @@ impl ControlPlane {
         let mut out = vec![];
         let mut next = None;
         for (id, i) in &st.images {
-            if after.as_ref().is_some_and(|a| id <= a) || !matches(i) {
+            if after.as_ref().is_some_and(|a| id <= a) || !who.owns(&i.owner_id) || !matches(i) {
                 continue;
             }
             if out.len() == max {
@@ -326,12 +344,10 @@ impl ControlPlane {
     }
 
     /// DeregisterImage. Its snapshots stay (and may be deleted afterwards).
-    pub fn deregister_image(&self, image_id: &str) -> Result<(), Ec2Error> {
+    pub fn deregister_image(&self, who: Account, image_id: &str) -> Result<(), Ec2Error> {
         check_image_id(image_id)?;
         let mut st = self.lock();
-        if !st.images.contains_key(image_id) {
-            return Err(image_not_found(image_id));
-        }
+        st.image(who, image_id)?;
         self.commit(&[Change::DeleteImage(image_id.to_string())])?;
         st.images.remove(image_id);
         tracing::info!(image_id, "image deregistered");

@@ -30,12 +30,12 @@ use storage_engine::{Limits, Throttle, Volume};
 use tokio::sync::{mpsc, oneshot};
 
 use super::model;
-use super::snapshots::OWNER_ID;
 use super::views::{
     ConsoleOutput, InstanceStateChange, InstanceView, InstancesPage, ReservationView,
 };
 use super::{
-    ControlPlane, Ec2Error, ErrorCode, State, check_instance_id, instance_not_found, now_ms,
+    Account, ControlPlane, Ec2Error, ErrorCode, State, check_instance_id, instance_not_found,
+    now_ms,
 };
 use crate::catalog::{
     AttachmentRecord, Change, EbsMapping, HostRecord, ImageRecord, InstanceRecord,
@@ -264,6 +264,14 @@ fn instance_of<'a>(st: &'a State, id: &str) -> Result<&'a HostRecord, Ec2Error> 
     }
 }
 
+/// Launched instance `id` if `who` owns it; another account's is `InvalidInstanceID.NotFound`.
+fn own_instance<'a>(st: &'a State, who: Account, id: &str) -> Result<&'a HostRecord, Ec2Error> {
+    instance_of(st, id)
+        .ok()
+        .filter(|h| who.owns(&h.owner_id))
+        .ok_or_else(|| instance_not_found(id))
+}
+
 fn rec(h: &HostRecord) -> &InstanceRecord {
     h.instance
         .as_ref()
@@ -300,11 +308,17 @@ impl ControlPlane {
     /// and start their workloads in the background.
     pub fn run_instances(
         &self,
+        who: Account,
         req: model::RunInstancesRequest,
     ) -> Result<ReservationView, Ec2Error> {
         let Some(token) = req.client_token.clone().filter(|t| !t.is_empty()) else {
-            return super::crashpoint::scoped("run-instances", || self.run_instances_once(req));
+            return super::crashpoint::scoped("run-instances", || {
+                self.run_instances_once(who, req)
+            });
         };
+        // Client tokens are per account: another account's call with the same token is
+        // another launch.
+        let token = (who, token);
         let token_lock = self
             .launch_tokens
             .lock()
@@ -314,7 +328,7 @@ impl ControlPlane {
             .clone();
         let r = {
             let _one_launch_per_token = token_lock.lock().unwrap_or_else(|p| p.into_inner());
-            super::crashpoint::scoped("run-instances", || self.run_instances_once(req))
+            super::crashpoint::scoped("run-instances", || self.run_instances_once(who, req))
         };
         let mut tokens = self.launch_tokens.lock().unwrap_or_else(|p| p.into_inner());
         // Only the map and this call hold it: nobody waits on this token.
@@ -327,6 +341,7 @@ impl ControlPlane {
     /// RunInstances, with the client token's lock held (if it has a token).
     fn run_instances_once(
         &self,
+        who: Account,
         req: model::RunInstancesRequest,
     ) -> Result<ReservationView, Ec2Error> {
         super::images::check_image_id(&req.image_id)?;
@@ -415,9 +430,10 @@ impl ControlPlane {
                     .hosts
                     .values()
                     .filter(|h| {
-                        h.instance
-                            .as_ref()
-                            .is_some_and(|i| i.client_token.as_ref() == Some(token))
+                        who.owns(&h.owner_id)
+                            && h.instance
+                                .as_ref()
+                                .is_some_and(|i| i.client_token.as_ref() == Some(token))
                     })
                     .collect();
                 if let Some(first) = launched.first() {
@@ -430,14 +446,10 @@ impl ControlPlane {
                             ),
                         ));
                     }
-                    return Ok(self.reservation_view(&st, &launched));
+                    return Ok(self.reservation_view(&st, who, &launched));
                 }
             }
-            let image = st
-                .images
-                .get(&req.image_id)
-                .ok_or_else(|| super::images::image_not_found(&req.image_id))?
-                .clone();
+            let image = st.image(who, &req.image_id)?.clone();
             let state = super::images::image_state(&st, &image);
             if state != "available" {
                 return Err(Ec2Error::new(
@@ -472,7 +484,7 @@ impl ControlPlane {
                 client_token: client_token.clone(),
                 launching: true,
             };
-            match self.launch_one(record, &zone, &mappings, &instance_tags, &volume_tags) {
+            match self.launch_one(who, record, &zone, &mappings, &instance_tags, &volume_tags) {
                 Ok(id) => launched.push(id),
                 Err(e) => {
                     // All or nothing below MinCount: undo what this call launched.
@@ -498,7 +510,7 @@ impl ControlPlane {
             let st = self.lock();
             let hosts: Vec<&HostRecord> =
                 launched.iter().filter_map(|id| st.hosts.get(id)).collect();
-            self.reservation_view(&st, &hosts)
+            self.reservation_view(&st, who, &hosts)
         };
         let me = self.arc()?;
         for id in launched {
@@ -511,6 +523,7 @@ impl ControlPlane {
     /// Records one `pending` instance and creates and attaches its EBS volumes.
     fn launch_one(
         &self,
+        who: Account,
         record: InstanceRecord,
         zone: &str,
         mappings: &[MappingRecord],
@@ -520,6 +533,7 @@ impl ControlPlane {
         let id = ids::new_id("i");
         let host = HostRecord {
             instance_id: id.clone(),
+            owner_id: who.id().to_string(),
             name: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
             availability_zone: zone.to_string(),
             launch_time_ms: now_ms(),
@@ -535,7 +549,7 @@ impl ControlPlane {
             let Some(ebs) = &m.ebs else {
                 continue;
             };
-            if let Err(e) = self.launch_volume(&id, zone, m, ebs, volume_tags) {
+            if let Err(e) = self.launch_volume(who, &id, zone, m, ebs, volume_tags) {
                 self.discard_launch(&id);
                 return Err(e);
             }
@@ -546,6 +560,7 @@ impl ControlPlane {
 
     fn launch_volume(
         &self,
+        who: Account,
         id: &str,
         zone: &str,
         m: &MappingRecord,
@@ -553,6 +568,7 @@ impl ControlPlane {
         volume_tags: &BTreeMap<String, String>,
     ) -> Result<(), Ec2Error> {
         let v = self.create_volume_for(
+            who,
             model::CreateVolumeRequest {
                 availability_zone: zone.to_string(),
                 size: ebs.volume_size.map(|n| n as i32),
@@ -582,6 +598,7 @@ impl ControlPlane {
         // (EbsBlockDevice's documented default), unlike volumes attached later.
         let dot = ebs.delete_on_termination.unwrap_or(true);
         if let Err(e) = self.attach(
+            who,
             model::AttachVolumeRequest {
                 volume_id: v.volume_id.clone(),
                 instance_id: id.to_string(),
@@ -589,7 +606,7 @@ impl ControlPlane {
             },
             dot,
         ) {
-            let _ = self.delete_volume(&v.volume_id);
+            let _ = self.remove_volume(None, &v.volume_id);
             return Err(e);
         }
         Ok(())
@@ -710,7 +727,7 @@ impl ControlPlane {
     fn discard_launch(&self, id: &str) {
         for (volume_id, _) in self.attachments_of(id) {
             let _ = self.force_detach(&volume_id, id);
-            let _ = self.delete_volume(&volume_id);
+            let _ = self.remove_volume(None, &volume_id);
         }
         let mut st = self.lock();
         if self.commit(&[Change::DeleteHost(id.to_string())]).is_ok() {
@@ -977,7 +994,7 @@ impl ControlPlane {
             "Client.InstanceInitiatedShutdown",
             &format!("Client.InstanceInitiatedShutdown: Instance initiated shutdown ({exit})"),
         );
-        if let Err(e) = self.change_states(&[id.to_string()], action, false, why) {
+        if let Err(e) = self.change_states(None, &[id.to_string()], action, false, why) {
             tracing::error!(instance_id = id, error = %e.message, "instance-initiated shutdown failed");
         }
     }
@@ -985,13 +1002,18 @@ impl ControlPlane {
     // ------------------------------------------------------------ lifecycle
 
     /// StartInstances.
-    pub fn start_instances(&self, ids: &[String]) -> Result<Vec<InstanceStateChange>, Ec2Error> {
-        self.change_states(ids, Action::Start, false, None)
+    pub fn start_instances(
+        &self,
+        who: Account,
+        ids: &[String],
+    ) -> Result<Vec<InstanceStateChange>, Ec2Error> {
+        self.change_states(Some(who), ids, Action::Start, false, None)
     }
 
     /// StopInstances. `force` kills the workload without waiting for it.
     pub fn stop_instances(
         &self,
+        who: Account,
         ids: &[String],
         force: bool,
         hibernate: bool,
@@ -1002,15 +1024,23 @@ impl ControlPlane {
                 "Hibernation needs an encrypted root volume; encryption is not supported by this server.",
             ));
         }
-        self.change_states(ids, Action::Stop, force, user_reason(Action::Stop))
+        self.change_states(
+            Some(who),
+            ids,
+            Action::Stop,
+            force,
+            user_reason(Action::Stop),
+        )
     }
 
     /// TerminateInstances.
     pub fn terminate_instances(
         &self,
+        who: Account,
         ids: &[String],
     ) -> Result<Vec<InstanceStateChange>, Ec2Error> {
         self.change_states(
+            Some(who),
             ids,
             Action::Terminate,
             false,
@@ -1019,15 +1049,18 @@ impl ControlPlane {
     }
 
     /// RebootInstances: the workload restarts; volumes and instance store stay.
-    pub fn reboot_instances(&self, ids: &[String]) -> Result<(), Ec2Error> {
-        self.change_states(ids, Action::Reboot, false, None)
+    pub fn reboot_instances(&self, who: Account, ids: &[String]) -> Result<(), Ec2Error> {
+        self.change_states(Some(who), ids, Action::Reboot, false, None)
             .map(|_| ())
     }
 
     /// Checks every instance first (all or nothing), commits the transitional states, and
     /// finishes each transition in the background.
+    /// `who`: the caller, or `None` for the server's own transitions (an instance-initiated
+    /// shutdown).
     fn change_states(
         &self,
+        who: Option<Account>,
         ids: &[String],
         action: Action,
         force: bool,
@@ -1043,7 +1076,10 @@ impl ControlPlane {
         let mut st = self.lock();
         let mut plan = Vec::new();
         for id in ids {
-            let h = instance_of(&st, id)?;
+            let h = match who {
+                Some(who) => own_instance(&st, who, id)?,
+                None => instance_of(&st, id)?,
+            };
             let r = rec(h);
             if action == Action::Terminate
                 && r.disable_api_termination
@@ -1208,7 +1244,7 @@ impl ControlPlane {
                 .get(&volume_id)
                 .is_some_and(|v| v.state == VolumeState::Available);
             if a.delete_on_termination && last {
-                match self.delete_volume(&volume_id) {
+                match self.remove_volume(None, &volume_id) {
                     Ok(()) => tracing::info!(instance_id = id, volume_id, "deleted on termination"),
                     Err(e) => {
                         tracing::error!(instance_id = id, volume_id, error = %e.message, "deleting at termination")
@@ -1231,14 +1267,18 @@ impl ControlPlane {
     /// CreateImage: snapshots every EBS volume of the instance into a new AMI (`pending` until
     /// the snapshots complete). A running workload is stopped for the point in time and started
     /// again, unless `no_reboot`.
-    pub fn create_image(&self, req: model::CreateImageRequest) -> Result<String, Ec2Error> {
+    pub fn create_image(
+        &self,
+        who: Account,
+        req: model::CreateImageRequest,
+    ) -> Result<String, Ec2Error> {
         check_instance_id(&req.instance_id)?;
         super::images::check_name(&req.name)?;
         let tags = super::validate::tag_specifications("image", &req.tag_specifications)?;
         let id = req.instance_id.as_str();
         let (host, supervisor) = {
             let st = self.lock();
-            let h = instance_of(&st, id)?.clone();
+            let h = own_instance(&st, who, id)?.clone();
             let state = rec(&h).state;
             if !matches!(state, InstanceState::Running | InstanceState::Stopped) {
                 return Err(Ec2Error::new(
@@ -1249,7 +1289,11 @@ impl ControlPlane {
                     ),
                 ));
             }
-            if st.images.values().any(|i| i.name == req.name) {
+            if st
+                .images
+                .values()
+                .any(|i| i.name == req.name && who.owns(&i.owner_id))
+            {
                 return Err(Ec2Error::new(
                     ErrorCode::InvalidAmiNameDuplicate,
                     format!("AMI name {} is already in use by an AMI", req.name),
@@ -1283,6 +1327,7 @@ impl ControlPlane {
         let mut failed = None;
         for (volume_id, a) in self.attachments_of(id) {
             let snap = self.snapshot_volume(
+                who,
                 model::CreateSnapshotRequest {
                     volume_id: volume_id.clone(),
                     description: Some(format!("Created by CreateImage({id}) for {image_id}")),
@@ -1326,14 +1371,14 @@ impl ControlPlane {
         }
         if let Some(e) = failed {
             for s in made {
-                let _ = self.delete_snapshot(&s);
+                let _ = self.delete_snapshot(who, &s);
             }
             return Err(e);
         }
         let r = rec(&host);
         if !mappings.iter().any(|m| m.device_name == r.root_device_name) {
             for s in made {
-                let _ = self.delete_snapshot(&s);
+                let _ = self.delete_snapshot(who, &s);
             }
             return Err(Ec2Error::new(
                 ErrorCode::InvalidInstanceIdUnavailable,
@@ -1351,6 +1396,7 @@ impl ControlPlane {
         }));
         let image = ImageRecord {
             image_id: image_id.clone(),
+            owner_id: who.id().to_string(),
             name: req.name,
             description: req.description.unwrap_or_default(),
             creation_ms: now_ms(),
@@ -1361,10 +1407,14 @@ impl ControlPlane {
             tags,
         };
         let mut st = self.lock();
-        if st.images.values().any(|i| i.name == image.name) {
+        if st
+            .images
+            .values()
+            .any(|i| i.name == image.name && who.owns(&i.owner_id))
+        {
             drop(st);
             for s in made {
-                let _ = self.delete_snapshot(&s);
+                let _ = self.delete_snapshot(who, &s);
             }
             return Err(Ec2Error::new(
                 ErrorCode::InvalidAmiNameDuplicate,
@@ -1382,6 +1432,7 @@ impl ControlPlane {
     /// DescribeInstances: ids and/or filters, paged in instance-id order, grouped by reservation.
     pub fn describe_instances(
         &self,
+        who: Account,
         req: model::DescribeInstancesRequest,
     ) -> Result<InstancesPage, Ec2Error> {
         for id in &req.instance_ids {
@@ -1441,7 +1492,11 @@ impl ControlPlane {
         let mut next = None;
         if req.instance_ids.is_empty() {
             for (id, h) in &st.hosts {
-                if h.instance.is_none() || after.as_ref().is_some_and(|a| id <= a) || !matches(h) {
+                if h.instance.is_none()
+                    || !who.owns(&h.owner_id)
+                    || after.as_ref().is_some_and(|a| id <= a)
+                    || !matches(h)
+                {
                     continue;
                 }
                 if picked.len() == max {
@@ -1452,7 +1507,7 @@ impl ControlPlane {
             }
         } else {
             for id in &req.instance_ids {
-                let h = instance_of(&st, id)?;
+                let h = own_instance(&st, who, id)?;
                 if matches(h) && !picked.iter().any(|p| p.instance_id == *id) {
                     picked.push(h);
                 }
@@ -1470,7 +1525,7 @@ impl ControlPlane {
         }
         let reservations = order
             .into_iter()
-            .map(|rid| self.reservation_view(&st, &groups[rid]))
+            .map(|rid| self.reservation_view(&st, who, &groups[rid]))
             .collect();
         Ok(InstancesPage {
             reservations,
@@ -1504,13 +1559,13 @@ impl ControlPlane {
         }
     }
 
-    fn reservation_view(&self, st: &State, hosts: &[&HostRecord]) -> ReservationView {
+    fn reservation_view(&self, st: &State, who: Account, hosts: &[&HostRecord]) -> ReservationView {
         ReservationView {
             reservation_id: hosts
                 .first()
                 .map(|h| rec(h).reservation_id.clone())
                 .unwrap_or_default(),
-            owner_id: OWNER_ID.to_string(),
+            owner_id: who.id().to_string(),
             instances: hosts.iter().map(|h| self.instance_view(st, h)).collect(),
         }
     }
@@ -1542,9 +1597,9 @@ impl ControlPlane {
     }
 
     /// GetConsoleOutput: the last 64 KiB the workload wrote, Base64.
-    pub fn console_output(&self, id: &str) -> Result<ConsoleOutput, Ec2Error> {
+    pub fn console_output(&self, who: Account, id: &str) -> Result<ConsoleOutput, Ec2Error> {
         check_instance_id(id)?;
-        instance_of(&self.lock(), id)?;
+        own_instance(&self.lock(), who, id)?;
         let bytes = workload::console_tail(&self.instance_dir(id), CONSOLE_BYTES)
             .map_err(super::internal("reading the console output"))?;
         Ok(ConsoleOutput {

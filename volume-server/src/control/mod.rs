@@ -18,6 +18,7 @@
 //! - DetachVolume: the attachment `detaching` while its I/O is fenced and the volume flushed;
 //! - CompleteSnapshot (EBS direct): out of staging, `pending`, while the manifest is stored.
 
+pub mod account;
 pub mod crashpoint;
 pub mod direct;
 pub mod error;
@@ -48,6 +49,7 @@ use crate::catalog::{
 };
 use crate::exports::{Export, Exports, IoStats, OpenVolume};
 use crate::ids;
+pub use account::Account;
 pub use error::{Ec2Error, ErrorCode};
 use filter::Filter;
 pub use snapshots::SnapshotConfig;
@@ -104,6 +106,9 @@ struct State {
     instances: instances::InstanceRuntime,
 }
 
+/// A RunInstances client token: tokens are per account.
+type LaunchToken = (Account, String);
+
 /// The control plane. Share it behind an `Arc`.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -122,7 +127,7 @@ pub struct ControlPlane {
     /// RunInstances calls in progress, by client token: a call holds its token's lock from the
     /// idempotency check to the end of the launch, so concurrent calls with one token launch
     /// once and the others answer with that launch.
-    launch_tokens: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    launch_tokens: Mutex<HashMap<LaunchToken, Arc<Mutex<()>>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -337,13 +342,18 @@ impl ControlPlane {
     // ---------------------------------------------------------------- volumes
 
     /// CreateVolume. The volume is `available` when this returns.
-    pub fn create_volume(&self, req: model::CreateVolumeRequest) -> Result<VolumeRecord, Ec2Error> {
-        self.create_volume_for(req, None)
+    pub fn create_volume(
+        &self,
+        who: Account,
+        req: model::CreateVolumeRequest,
+    ) -> Result<VolumeRecord, Ec2Error> {
+        self.create_volume_for(who, req, None)
     }
 
     /// CreateVolume; `launched_for`: the instance a RunInstances in progress makes it for.
     fn create_volume_for(
         &self,
+        who: Account,
         req: model::CreateVolumeRequest,
         launched_for: Option<&str>,
     ) -> Result<VolumeRecord, Ec2Error> {
@@ -356,7 +366,7 @@ impl ControlPlane {
         }
         let vtype = validate::parse_volume_type(req.volume_type.as_deref())?;
         let restore = match req.snapshot_id.as_deref().filter(|s| !s.is_empty()) {
-            Some(snap) => Some(self.restore_source(snap)?),
+            Some(snap) => Some(self.restore_source(who, snap)?),
             None => None,
         };
         let size = match (&restore, req.size) {
@@ -409,7 +419,7 @@ impl ControlPlane {
             && let Some(existing) = st
                 .volumes
                 .values()
-                .find(|v| v.client_token.as_deref() == Some(token))
+                .find(|v| who.owns(&v.owner_id) && v.client_token.as_deref() == Some(token))
         {
             let same = existing.size_gib == spec.size_gib
                 && existing.volume_type == spec.volume_type
@@ -433,6 +443,7 @@ impl ControlPlane {
         }
         let mut v = VolumeRecord {
             volume_id: ids::new_id("vol"),
+            owner_id: who.id().to_string(),
             size_gib: spec.size_gib,
             availability_zone: req.availability_zone.clone(),
             state: VolumeState::Creating,
@@ -530,6 +541,7 @@ impl ControlPlane {
     /// DescribeVolumes: ids and/or filters, paginated in volume-id order.
     pub fn describe_volumes(
         &self,
+        who: Account,
         req: model::DescribeVolumesRequest,
     ) -> Result<(Vec<VolumeRecord>, Option<String>), Ec2Error> {
         for id in &req.volume_ids {
@@ -551,7 +563,7 @@ impl ControlPlane {
         let mut out = Vec::new();
         if !req.volume_ids.is_empty() {
             for id in &req.volume_ids {
-                let v = st.volumes.get(id).ok_or_else(|| volume_not_found(id))?;
+                let v = st.volume(who, id)?;
                 if filters.iter().all(|f| f.matches(v))
                     && !out.iter().any(|o: &VolumeRecord| o.volume_id == *id)
                 {
@@ -569,7 +581,7 @@ impl ControlPlane {
         let mut next = None;
         let mut bytes = 0;
         for v in range.map(|(_, v)| v) {
-            if !filters.iter().all(|f| f.matches(v)) {
+            if !who.owns(&v.owner_id) || !filters.iter().all(|f| f.matches(v)) {
                 continue;
             }
             // A page ends at MaxResults, and also once it holds PAGE_BYTES of records (what a
@@ -588,14 +600,23 @@ impl ControlPlane {
     }
 
     /// DeleteVolume: only `available` volumes.
-    pub fn delete_volume(&self, volume_id: &str) -> Result<(), Ec2Error> {
+    pub fn delete_volume(&self, who: Account, volume_id: &str) -> Result<(), Ec2Error> {
+        self.remove_volume(Some(who), volume_id)
+    }
+
+    /// DeleteVolume for `who`, or for the server's own work (`None`: a failed launch, a
+    /// termination's DeleteOnTermination), which acts on any account's volume.
+    fn remove_volume(&self, who: Option<Account>, volume_id: &str) -> Result<(), Ec2Error> {
         check_volume_id(volume_id)?;
         let mut st = self.lock();
-        let v = st
-            .volumes
-            .get(volume_id)
-            .ok_or_else(|| volume_not_found(volume_id))?
-            .clone();
+        let v = match who {
+            Some(who) => st.volume(who, volume_id)?,
+            None => st
+                .volumes
+                .get(volume_id)
+                .ok_or_else(|| volume_not_found(volume_id))?,
+        }
+        .clone();
         match v.state {
             // Deleting: an earlier DeleteVolume failed to remove the files; this one retries.
             VolumeState::Available | VolumeState::Deleting => {}
@@ -797,14 +818,16 @@ impl ControlPlane {
     /// it starts).
     pub fn attach_volume(
         &self,
+        who: Account,
         req: model::AttachVolumeRequest,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
-        self.attach(req, false)
+        self.attach(who, req, false)
     }
 
     /// AttachVolume with the attachment's DeleteOnTermination.
     fn attach(
         &self,
+        who: Account,
         req: model::AttachVolumeRequest,
         delete_on_termination: bool,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
@@ -815,16 +838,8 @@ impl ControlPlane {
         }
         validate::device_name(&req.device)?;
         let mut st = self.lock();
-        let host = st
-            .hosts
-            .get(&req.instance_id)
-            .ok_or_else(|| instance_not_found(&req.instance_id))?
-            .clone();
-        let v = st
-            .volumes
-            .get(&req.volume_id)
-            .ok_or_else(|| volume_not_found(&req.volume_id))?
-            .clone();
+        let host = st.host(who, &req.instance_id)?.clone();
+        let v = st.volume(who, &req.volume_id)?.clone();
         check_usable(&v)?;
         instances::check_attachable(&host)?;
         if v.availability_zone != host.availability_zone {
@@ -925,9 +940,10 @@ impl ControlPlane {
     /// DetachVolume. When this returns, no I/O of the attachment can reach the disk.
     pub fn detach_volume(
         &self,
+        who: Account,
         req: model::DetachVolumeRequest,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
-        self.detach(req, false)
+        self.detach(Some(who), req)
     }
 
     /// The server's own force-detach of `volume_id` from `instance_id` (a failed launch, a
@@ -938,22 +954,23 @@ impl ControlPlane {
         instance_id: &str,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         self.detach(
+            None,
             model::DetachVolumeRequest {
                 volume_id: volume_id.to_string(),
                 instance_id: Some(instance_id.to_string()),
                 device: None,
                 force: true,
             },
-            true,
         )
     }
 
-    /// DetachVolume; `root_too` lets the server's own work (a failed launch, a termination)
-    /// detach an instance's root volume, which callers may only do while it is stopped.
+    /// DetachVolume; `who`: the caller, or `None` for the server's own work (a failed launch, a
+    /// termination), which may also detach an instance's root volume (callers may only do that
+    /// while it is stopped) and acts on any account's volume.
     fn detach(
         &self,
+        who: Option<Account>,
         req: model::DetachVolumeRequest,
-        root_too: bool,
     ) -> Result<(String, AttachmentRecord), Ec2Error> {
         check_volume_id(&req.volume_id)?;
         let instance = req.instance_id.as_deref().filter(|s| !s.is_empty());
@@ -964,10 +981,13 @@ impl ControlPlane {
         // Phase 1: mark detaching (durably) and stop new sessions.
         let (token, export) = {
             let mut st = self.lock();
-            let v = st
-                .volumes
-                .get(&req.volume_id)
-                .ok_or_else(|| volume_not_found(&req.volume_id))?;
+            let v = match who {
+                Some(who) => st.volume(who, &req.volume_id)?,
+                None => st
+                    .volumes
+                    .get(&req.volume_id)
+                    .ok_or_else(|| volume_not_found(&req.volume_id))?,
+            };
             if v.attachments.is_empty() {
                 return Err(Ec2Error::new(
                     ErrorCode::IncorrectState,
@@ -1006,7 +1026,7 @@ impl ControlPlane {
                     )
                 })?;
             let a = &v.attachments[idx];
-            if !root_too && instances::is_live_root(&st, &a.instance_id, &a.device) {
+            if who.is_some() && instances::is_live_root(&st, &a.instance_id, &a.device) {
                 return Err(Ec2Error::new(
                     ErrorCode::OperationNotPermitted,
                     format!(
@@ -1081,11 +1101,16 @@ impl ControlPlane {
     // ------------------------------------------------------------------- tags
 
     /// CreateTags on volumes and hosts.
-    pub fn create_tags(&self, resources: &[String], tags: &[model::Tag]) -> Result<(), Ec2Error> {
+    pub fn create_tags(
+        &self,
+        who: Account,
+        resources: &[String],
+        tags: &[model::Tag],
+    ) -> Result<(), Ec2Error> {
         if tags.is_empty() {
             return Err(Ec2Error::missing("Tag"));
         }
-        self.edit_tags(resources, |r, map| {
+        self.edit_tags(who, resources, |r, map| {
             validate::merge_tags(
                 r,
                 map,
@@ -1097,10 +1122,11 @@ impl ControlPlane {
     /// DeleteTags: keys (with an optional value to match), or all tags when none are given.
     pub fn delete_tags(
         &self,
+        who: Account,
         resources: &[String],
         tags: &[model::DeleteTag],
     ) -> Result<(), Ec2Error> {
-        self.edit_tags(resources, |_, map| {
+        self.edit_tags(who, resources, |_, map| {
             if tags.is_empty() {
                 map.clear();
             }
@@ -1118,7 +1144,7 @@ impl ControlPlane {
 
     /// Applies `edit` to the tags of every resource (volumes and hosts) in one transaction;
     /// if any resource is missing or any edit fails, nothing changes.
-    fn edit_tags<F>(&self, resources: &[String], edit: F) -> Result<(), Ec2Error>
+    fn edit_tags<F>(&self, who: Account, resources: &[String], edit: F) -> Result<(), Ec2Error>
     where
         F: Fn(&str, &mut BTreeMap<String, String>) -> Result<(), Ec2Error>,
     {
@@ -1130,20 +1156,12 @@ impl ControlPlane {
         for r in resources {
             changes.push(match resource(r)? {
                 Resource::Volume => {
-                    let mut v = st
-                        .volumes
-                        .get(r)
-                        .ok_or_else(|| volume_not_found(r))?
-                        .clone();
+                    let mut v = st.volume(who, r)?.clone();
                     edit(r, &mut v.tags)?;
                     Change::PutVolume(v)
                 }
                 Resource::Instance => {
-                    let mut h = st
-                        .hosts
-                        .get(r)
-                        .ok_or_else(|| instance_not_found(r))?
-                        .clone();
+                    let mut h = st.host(who, r)?.clone();
                     edit(r, &mut h.tags)?;
                     Change::PutHost(h)
                 }
@@ -1157,7 +1175,11 @@ impl ControlPlane {
     // ------------------------------------------------------------------ hosts
 
     /// RegisterHost: a host outside the instance manager gets an `i-` id in one AZ.
-    pub fn register_host(&self, req: model::RegisterHostRequest) -> Result<HostRecord, Ec2Error> {
+    pub fn register_host(
+        &self,
+        who: Account,
+        req: model::RegisterHostRequest,
+    ) -> Result<HostRecord, Ec2Error> {
         if req.name.trim().is_empty() {
             return Err(Ec2Error::missing("Name"));
         }
@@ -1165,6 +1187,7 @@ impl ControlPlane {
         let tags = validate::tag_specifications("instance", &req.tag_specifications)?;
         let h = HostRecord {
             instance_id: ids::new_id("i"),
+            owner_id: who.id().to_string(),
             name: req.name,
             availability_zone: req.availability_zone,
             launch_time_ms: now_ms(),
@@ -1179,14 +1202,15 @@ impl ControlPlane {
     }
 
     /// DeregisterHost: detaches (and fences) its volumes, then forgets it.
-    pub fn deregister_host(&self, instance_id: &str) -> Result<Attachments, Ec2Error> {
+    pub fn deregister_host(
+        &self,
+        who: Account,
+        instance_id: &str,
+    ) -> Result<Attachments, Ec2Error> {
         check_instance_id(instance_id)?;
         let attached: Vec<String> = {
             let st = self.lock();
-            let host = st
-                .hosts
-                .get(instance_id)
-                .ok_or_else(|| instance_not_found(instance_id))?;
+            let host = st.host(who, instance_id)?;
             if host.instance.is_some() {
                 return Err(Ec2Error::new(
                     ErrorCode::OperationNotPermitted,
@@ -1227,6 +1251,7 @@ impl ControlPlane {
     /// DescribeHosts, with each host's attachments.
     pub fn describe_hosts(
         &self,
+        who: Account,
         ids: &[String],
     ) -> Result<Vec<(HostRecord, Attachments)>, Ec2Error> {
         for id in ids {
@@ -1234,10 +1259,13 @@ impl ControlPlane {
         }
         let st = self.lock();
         let hosts: Vec<&HostRecord> = if ids.is_empty() {
-            st.hosts.values().collect()
+            st.hosts
+                .values()
+                .filter(|h| who.owns(&h.owner_id))
+                .collect()
         } else {
             ids.iter()
-                .map(|id| st.hosts.get(id).ok_or_else(|| instance_not_found(id)))
+                .map(|id| st.host(who, id))
                 .collect::<Result<_, _>>()?
         };
         Ok(hosts
@@ -1259,8 +1287,10 @@ impl ControlPlane {
     }
 
     /// Volumes with their live counters and throttle (for attached volumes): `ids`, or all.
+    /// `who`: the caller, or `None` for every account's (the operator's `/metrics`).
     pub fn metrics_sources(
         &self,
+        who: Option<Account>,
         ids: &[String],
     ) -> Result<Vec<(VolumeRecord, Option<OpenVolume>)>, Ec2Error> {
         for id in ids {
@@ -1269,14 +1299,21 @@ impl ControlPlane {
         let st = self.lock();
         let pick = |v: &VolumeRecord| (v.clone(), st.open.get(&v.volume_id).cloned());
         if ids.is_empty() {
-            return Ok(st.volumes.values().map(pick).collect());
+            return Ok(st
+                .volumes
+                .values()
+                .filter(|v| who.is_none_or(|w| w.owns(&v.owner_id)))
+                .map(pick)
+                .collect());
         }
         ids.iter()
-            .map(|id| {
-                st.volumes
+            .map(|id| match who {
+                Some(who) => st.volume(who, id).map(pick),
+                None => st
+                    .volumes
                     .get(id)
                     .map(pick)
-                    .ok_or_else(|| volume_not_found(id))
+                    .ok_or_else(|| volume_not_found(id)),
             })
             .collect()
     }
@@ -1413,6 +1450,25 @@ fn check_volume_id(id: &str) -> Result<(), Ec2Error> {
 
 fn check_instance_id(id: &str) -> Result<(), Ec2Error> {
     check_id(id, "i", "InstanceId", ErrorCode::InvalidInstanceIdMalformed)
+}
+
+impl State {
+    /// Volume `id` if `who` owns it. Another account's volume is `InvalidVolume.NotFound`, as
+    /// if it did not exist: AWS does not reveal that an id is someone else's.
+    fn volume(&self, who: Account, id: &str) -> Result<&VolumeRecord, Ec2Error> {
+        self.volumes
+            .get(id)
+            .filter(|v| who.owns(&v.owner_id))
+            .ok_or_else(|| volume_not_found(id))
+    }
+
+    /// Instance (or registered host) `id` if `who` owns it, else `InvalidInstanceID.NotFound`.
+    fn host(&self, who: Account, id: &str) -> Result<&HostRecord, Ec2Error> {
+        self.hosts
+            .get(id)
+            .filter(|h| who.owns(&h.owner_id))
+            .ok_or_else(|| instance_not_found(id))
+    }
 }
 
 fn volume_not_found(id: &str) -> Ec2Error {

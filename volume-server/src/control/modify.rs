@@ -14,8 +14,8 @@ use storage_engine::Volume;
 use super::filter::glob;
 use super::model;
 use super::{
-    ControlPlane, Ec2Error, ErrorCode, GIB, check_usable, check_volume_id, now_ms, validate,
-    volume_not_found,
+    Account, ControlPlane, Ec2Error, ErrorCode, GIB, check_usable, check_volume_id, now_ms,
+    validate,
 };
 use crate::catalog::{Change, ModificationRecord, PerfSpec, VolumeRecord, VolumeType};
 
@@ -90,15 +90,12 @@ impl ControlPlane {
     /// ModifyVolume.
     pub fn modify_volume(
         &self,
+        who: Account,
         req: model::ModifyVolumeRequest,
     ) -> Result<(String, ModificationRecord), Ec2Error> {
         check_volume_id(&req.volume_id)?;
         let mut st = self.lock();
-        let v = st
-            .volumes
-            .get(&req.volume_id)
-            .ok_or_else(|| volume_not_found(&req.volume_id))?
-            .clone();
+        let v = st.volume(who, &req.volume_id)?.clone();
         check_usable(&v)?;
         let now = now_ms();
         if let Some(last) = v.modifications.last() {
@@ -220,6 +217,7 @@ impl ControlPlane {
     /// DescribeVolumesModifications: the latest modification of each volume.
     pub fn describe_volumes_modifications(
         &self,
+        who: Account,
         ids: &[String],
         filters: &[model::Filter],
     ) -> Result<Vec<(String, ModificationRecord)>, Ec2Error> {
@@ -241,10 +239,13 @@ impl ControlPlane {
         let st = self.lock();
         let mut out = Vec::new();
         let volumes: Vec<&VolumeRecord> = if ids.is_empty() {
-            st.volumes.values().collect()
+            st.volumes
+                .values()
+                .filter(|v| who.owns(&v.owner_id))
+                .collect()
         } else {
             ids.iter()
-                .map(|id| st.volumes.get(id).ok_or_else(|| volume_not_found(id)))
+                .map(|id| st.volume(who, id))
                 .collect::<Result<_, _>>()?
         };
         for v in volumes {

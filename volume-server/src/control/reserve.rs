@@ -3,7 +3,8 @@
 
 use super::model;
 use super::{
-    ControlPlane, Ec2Error, ErrorCode, check_instance_id, check_volume_id, volume_not_found,
+    Account, ControlPlane, Ec2Error, ErrorCode, check_instance_id, check_volume_id,
+    volume_not_found,
 };
 use crate::catalog::{AttachmentState, Change, VolumeType};
 use crate::reservation::{ReservationError, ReservationRecord, ReservationType};
@@ -25,6 +26,7 @@ impl ControlPlane {
     /// be attached to it.
     fn reservation_change<F>(
         &self,
+        who: Account,
         volume_id: &str,
         instance_id: &str,
         change: F,
@@ -36,10 +38,7 @@ impl ControlPlane {
         check_instance_id(instance_id)?;
         let lock = {
             let st = self.lock();
-            let v = st
-                .volumes
-                .get(volume_id)
-                .ok_or_else(|| volume_not_found(volume_id))?;
+            let v = st.volume(who, volume_id)?;
             if v.volume_type != VolumeType::Io2 || !v.multi_attach_enabled {
                 return Err(Ec2Error::invalid_combination(
                     "NVMe reservations are supported only on Multi-Attach io2 volumes.",
@@ -96,10 +95,11 @@ impl ControlPlane {
     /// Register, unregister or replace a key.
     pub fn reservation_register(
         &self,
+        who: Account,
         req: model::ReservationRegisterRequest,
     ) -> Result<ReservationRecord, Ec2Error> {
         let (host, action) = (req.instance_id.clone(), req.action.clone());
-        self.reservation_change(&req.volume_id, &req.instance_id, |r| {
+        self.reservation_change(who, &req.volume_id, &req.instance_id, |r| {
             r.register(&host, &action, req.key, req.new_key)
         })
     }
@@ -107,11 +107,12 @@ impl ControlPlane {
     /// Acquire, preempt or preempt-and-abort.
     pub fn reservation_acquire(
         &self,
+        who: Account,
         req: model::ReservationAcquireRequest,
     ) -> Result<ReservationRecord, Ec2Error> {
         let rtype = parse_type(req.r#type)?;
         let (host, action) = (req.instance_id.clone(), req.action.clone());
-        let r = self.reservation_change(&req.volume_id, &req.instance_id, |r| {
+        let r = self.reservation_change(who, &req.volume_id, &req.instance_id, |r| {
             r.acquire(&host, req.key, rtype, &action, req.preempt_key).map(|victims| {
                 if !victims.is_empty() {
                     tracing::info!(volume_id = %req.volume_id, by = %host, ?victims, %action, "reservation preempted");
@@ -124,6 +125,7 @@ impl ControlPlane {
     /// Release, or clear everything.
     pub fn reservation_release(
         &self,
+        who: Account,
         req: model::ReservationReleaseRequest,
     ) -> Result<ReservationRecord, Ec2Error> {
         let rtype = if req.clear {
@@ -132,19 +134,20 @@ impl ControlPlane {
             Some(parse_type(req.r#type)?)
         };
         let host = req.instance_id.clone();
-        self.reservation_change(&req.volume_id, &req.instance_id, |r| {
+        self.reservation_change(who, &req.volume_id, &req.instance_id, |r| {
             r.release(&host, req.key, rtype, req.clear)
         })
     }
 
     /// The reservation state of a volume.
-    pub fn reservation_report(&self, volume_id: &str) -> Result<ReservationRecord, Ec2Error> {
+    pub fn reservation_report(
+        &self,
+        who: Account,
+        volume_id: &str,
+    ) -> Result<ReservationRecord, Ec2Error> {
         check_volume_id(volume_id)?;
         let st = self.lock();
-        let v = st
-            .volumes
-            .get(volume_id)
-            .ok_or_else(|| volume_not_found(volume_id))?;
+        let v = st.volume(who, volume_id)?;
         Ok(v.reservation.clone())
     }
 }

@@ -32,7 +32,9 @@ use tokio::sync::watch;
 
 use super::filter::glob;
 use super::model;
-use super::{ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms, validate};
+use super::{
+    Account, ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms, validate,
+};
 use crate::catalog::{Change, SnapshotRecord, SnapshotState, VolumeRecord, VolumeType};
 use crate::exports::OpenVolume;
 use crate::ids;
@@ -118,10 +120,20 @@ fn snapshot_not_found(id: &str) -> Ec2Error {
     )
 }
 
+impl State {
+    /// Snapshot `id` if `who` owns it; another account's is `InvalidSnapshot.NotFound`.
+    pub(super) fn snapshot(&self, who: Account, id: &str) -> Result<&SnapshotRecord, Ec2Error> {
+        self.snapshots
+            .get(id)
+            .filter(|s| who.owns(&s.owner_id))
+            .ok_or_else(|| snapshot_not_found(id))
+    }
+}
+
 /// The record of snapshot `id` if it is `completed`: else `InvalidSnapshot.NotFound` or
 /// `IncorrectState`.
-fn completed(st: &State, id: &str) -> Result<SnapshotRecord, Ec2Error> {
-    let s = st.snapshots.get(id).ok_or_else(|| snapshot_not_found(id))?;
+fn completed(st: &State, who: Account, id: &str) -> Result<SnapshotRecord, Ec2Error> {
+    let s = st.snapshot(who, id)?;
     if s.state != SnapshotState::Completed {
         return Err(Ec2Error::new(
             ErrorCode::IncorrectState,
@@ -177,9 +189,10 @@ impl ControlPlane {
     /// CreateSnapshot. Returns once the point in time is fixed; the snapshot is `pending`.
     pub fn create_snapshot(
         &self,
+        who: Account,
         req: model::CreateSnapshotRequest,
     ) -> Result<SnapshotRecord, Ec2Error> {
-        self.snapshot_volume(req, true)
+        self.snapshot_volume(who, req, true)
     }
 
     /// A snapshot of a volume; `limited`: CreateSnapshot's per-volume rate and pending limits
@@ -187,6 +200,7 @@ impl ControlPlane {
     /// error named after an operation it did not call (EC2 queues them).
     pub(super) fn snapshot_volume(
         &self,
+        who: Account,
         req: model::CreateSnapshotRequest,
         limited: bool,
     ) -> Result<SnapshotRecord, Ec2Error> {
@@ -200,11 +214,7 @@ impl ControlPlane {
         }
         let me = self.arc()?;
         let mut st = self.lock();
-        let v = st
-            .volumes
-            .get(&req.volume_id)
-            .ok_or_else(|| super::volume_not_found(&req.volume_id))?
-            .clone();
+        let v = st.volume(who, &req.volume_id)?.clone();
         super::check_usable(&v)?;
         let pending = st
             .snapshots
@@ -248,6 +258,7 @@ impl ControlPlane {
         let incremental = parent.is_some() && parent.as_deref() == v.cbt_base.as_deref();
         let rec = SnapshotRecord {
             snapshot_id: ids::new_id("snap"),
+            owner_id: v.owner_id.clone(),
             volume_id: v.volume_id.clone(),
             volume_size_gib: v.size_gib,
             state: SnapshotState::Pending,
@@ -494,15 +505,15 @@ impl ControlPlane {
     /// DescribeSnapshots: ids and/or filters, paginated in snapshot-id order.
     pub fn describe_snapshots(
         &self,
+        who: Account,
         req: model::DescribeSnapshotsRequest,
     ) -> Result<(Vec<SnapshotView>, Option<String>), Ec2Error> {
         for id in &req.snapshot_ids {
             check_snapshot_id(id, "SnapshotId")?;
         }
-        let owner_ok = req
-            .owner_ids
-            .iter()
-            .all(|o| o == "self" || o == OWNER_ID || o == "amazon");
+        // Without sharing, a caller sees its own snapshots only: an `Owner` list shows them
+        // when it names the caller (`self` or its id), and nothing otherwise (`amazon`, others).
+        let owner_ok = req.owner_ids.is_empty() || req.owner_ids.iter().any(|o| who.is_named_by(o));
         let filters = req
             .filters
             .into_iter()
@@ -530,7 +541,7 @@ impl ControlPlane {
         if !req.snapshot_ids.is_empty() {
             let mut out: Vec<SnapshotView> = Vec::new();
             for id in &req.snapshot_ids {
-                let s = st.snapshots.get(id).ok_or_else(|| snapshot_not_found(id))?;
+                let s = st.snapshot(who, id)?;
                 if owner_ok
                     && filters.iter().all(|f| f.matches(s))
                     && !out.iter().any(|o| o.record.snapshot_id == *id)
@@ -552,7 +563,7 @@ impl ControlPlane {
         let mut out = Vec::new();
         let mut next = None;
         for (_, s) in range {
-            if !filters.iter().all(|f| f.matches(s)) {
+            if !who.owns(&s.owner_id) || !filters.iter().all(|f| f.matches(s)) {
                 continue;
             }
             if out.len() == max {
@@ -570,14 +581,10 @@ impl ControlPlane {
 
     /// DeleteSnapshot. A pending snapshot is deleted when its job ends. Blocks no other
     /// snapshot references are reclaimed by garbage collection in the background.
-    pub fn delete_snapshot(&self, id: &str) -> Result<(), Ec2Error> {
+    pub fn delete_snapshot(&self, who: Account, id: &str) -> Result<(), Ec2Error> {
         check_snapshot_id(id, "SnapshotId")?;
         let mut st = self.lock();
-        let mut rec = st
-            .snapshots
-            .get(id)
-            .ok_or_else(|| snapshot_not_found(id))?
-            .clone();
+        let mut rec = st.snapshot(who, id)?.clone();
         if let Some(image) = st.images.values().find(|i| {
             i.mappings
                 .iter()
@@ -630,6 +637,7 @@ impl ControlPlane {
     /// CopySnapshot from `source_region`'s store (or this one) into this region.
     pub fn copy_snapshot(
         &self,
+        who: Account,
         req: model::CopySnapshotRequest,
     ) -> Result<SnapshotRecord, Ec2Error> {
         check_snapshot_id(&req.source_snapshot_id, "SourceSnapshotId")?;
@@ -661,7 +669,7 @@ impl ControlPlane {
         let me = self.arc()?;
         let src_id = req.source_snapshot_id.clone();
         if region == self.cfg.region {
-            completed(&self.lock(), &src_id)?;
+            completed(&self.lock(), who, &src_id)?;
         }
         let manifest = self
             .runtime
@@ -672,6 +680,7 @@ impl ControlPlane {
             })?;
         let rec = SnapshotRecord {
             snapshot_id: ids::new_id("snap"),
+            owner_id: who.id().to_string(),
             volume_id: manifest.volume_id.clone(),
             volume_size_gib: manifest.volume_size.div_ceil(GIB) as u32,
             state: SnapshotState::Pending,
@@ -767,10 +776,11 @@ impl ControlPlane {
     /// The completed snapshot `id` of this region and its manifest, for CreateVolume.
     pub(super) fn restore_source(
         &self,
+        who: Account,
         id: &str,
     ) -> Result<(SnapshotRecord, Arc<Manifest>), Ec2Error> {
         check_snapshot_id(id, "SnapshotId")?;
-        let rec = completed(&self.lock(), id)?;
+        let rec = completed(&self.lock(), who, id)?;
         let m = self
             .runtime
             .block_on(self.own_store().get_manifest(id))
@@ -1075,9 +1085,6 @@ impl ControlPlane {
     }
 }
 
-/// The owner id every snapshot reports (one account).
-pub const OWNER_ID: &str = "000000000000";
-
 /// Blocks of `vol` with any allocated data (holes read as zeros and need no reading).
 fn allocated_blocks(
     vol: &storage_engine::Volume,
@@ -1245,7 +1252,7 @@ impl SnapshotFilter {
             SnapField::Status => any(s.state.as_str()),
             SnapField::Description => any(&s.description),
             SnapField::VolumeSize => any(&s.volume_size_gib.to_string()),
-            SnapField::OwnerId => any(OWNER_ID),
+            SnapField::OwnerId => any(&s.owner_id),
             SnapField::TagKey => s.tags.keys().any(|k| any(k)),
             SnapField::Tag(key) => s.tags.get(key).is_some_and(|v| any(v)),
         }

@@ -2,6 +2,8 @@
 //! reopen of the catalog.
 
 use super::*;
+
+const LOCAL: Account = Account::LOCAL;
 use crate::catalog::{RedbCatalog, VolumeType};
 
 struct Fixture {
@@ -78,11 +80,14 @@ fn create_req(size: i32, vtype: &str) -> model::CreateVolumeRequest {
 }
 
 fn host(cp: &ControlPlane, az: &str) -> String {
-    cp.register_host(model::RegisterHostRequest {
-        name: "h".into(),
-        availability_zone: az.into(),
-        ..Default::default()
-    })
+    cp.register_host(
+        LOCAL,
+        model::RegisterHostRequest {
+            name: "h".into(),
+            availability_zone: az.into(),
+            ..Default::default()
+        },
+    )
     .unwrap()
     .instance_id
 }
@@ -112,7 +117,7 @@ fn code<T: std::fmt::Debug>(r: Result<T, Ec2Error>) -> ErrorCode {
 fn create_volume_rules() {
     let f = fixture();
     let cp = &f.cp;
-    let v = cp.create_volume(create_req(8, "gp3")).unwrap();
+    let v = cp.create_volume(LOCAL, create_req(8, "gp3")).unwrap();
     assert_eq!(v.state, VolumeState::Available);
     assert!(ids::is_valid_id(&v.volume_id, "vol"));
     assert!(
@@ -125,41 +130,47 @@ fn create_volume_rules() {
 
     let mut r = create_req(8, "gp3");
     r.availability_zone.clear();
-    assert_eq!(code(cp.create_volume(r)), "MissingParameter");
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "MissingParameter");
     let mut r = create_req(8, "gp3");
     r.availability_zone = "us-west-2a".into();
-    assert_eq!(code(cp.create_volume(r)), "InvalidParameterValue");
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "InvalidParameterValue");
     assert_eq!(
-        code(cp.create_volume(create_req(8, "gp9"))),
+        code(cp.create_volume(LOCAL, create_req(8, "gp9"))),
         "UnknownVolumeType"
     );
     assert_eq!(
-        code(cp.create_volume(create_req(0, "gp3"))),
+        code(cp.create_volume(LOCAL, create_req(0, "gp3"))),
         "InvalidParameterValue"
     );
     let mut r = create_req(8, "gp3");
     r.size = None;
-    assert_eq!(code(cp.create_volume(r)), "MissingParameter");
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "MissingParameter");
     let mut r = create_req(8, "gp3");
     r.encrypted = Some(true);
-    assert_eq!(code(cp.create_volume(r)), "UnsupportedOperation");
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "UnsupportedOperation");
     let mut r = create_req(8, "gp3");
     r.snapshot_id = Some("snap-xyz".into());
     assert_eq!(
-        code(cp.create_volume(r)),
+        code(cp.create_volume(LOCAL, r)),
         ErrorCode::InvalidSnapshotIdMalformed
     );
     let mut r = create_req(8, "gp3");
     r.snapshot_id = Some("snap-0123456789abcdef0".into());
-    assert_eq!(code(cp.create_volume(r)), "InvalidSnapshot.NotFound");
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "InvalidSnapshot.NotFound");
     let mut r = create_req(8, "gp3");
     r.multi_attach_enabled = Some(true);
-    assert_eq!(code(cp.create_volume(r)), "InvalidParameterCombination");
+    assert_eq!(
+        code(cp.create_volume(LOCAL, r)),
+        "InvalidParameterCombination"
+    );
     let mut r = create_req(8, "gp2");
     r.iops = Some(500);
-    assert_eq!(code(cp.create_volume(r)), "InvalidParameterCombination");
     assert_eq!(
-        code(cp.create_volume(create_req(8, "io1"))),
+        code(cp.create_volume(LOCAL, r)),
+        "InvalidParameterCombination"
+    );
+    assert_eq!(
+        code(cp.create_volume(LOCAL, create_req(8, "io1"))),
         "MissingParameter"
     );
 
@@ -168,7 +179,7 @@ fn create_volume_rules() {
         resource_type: "snapshot".into(),
         tags: vec![],
     }];
-    assert_eq!(code(cp.create_volume(r)), "InvalidParameterValue");
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "InvalidParameterValue");
     let mut r = create_req(8, "gp3");
     r.tag_specifications = vec![model::TagSpecification {
         resource_type: "volume".into(),
@@ -177,7 +188,7 @@ fn create_volume_rules() {
             value: "y".into(),
         }],
     }];
-    assert_eq!(code(cp.create_volume(r)), "InvalidParameterValue");
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "InvalidParameterValue");
 }
 
 #[test]
@@ -185,11 +196,14 @@ fn client_token_is_idempotent() {
     let f = fixture();
     let mut r = create_req(8, "gp3");
     r.client_token = Some("tok-1".into());
-    let a = f.cp.create_volume(r.clone()).unwrap();
-    let b = f.cp.create_volume(r.clone()).unwrap();
+    let a = f.cp.create_volume(LOCAL, r.clone()).unwrap();
+    let b = f.cp.create_volume(LOCAL, r.clone()).unwrap();
     assert_eq!(a.volume_id, b.volume_id);
     r.size = Some(9);
-    assert_eq!(code(f.cp.create_volume(r)), "IdempotentParameterMismatch");
+    assert_eq!(
+        code(f.cp.create_volume(LOCAL, r)),
+        "IdempotentParameterMismatch"
+    );
     assert_eq!(f.cp.counts().0, 1);
 }
 
@@ -210,7 +224,7 @@ fn describe_filters_and_pages() {
                 value: i.to_string(),
             }],
         }];
-        ids.push(cp.create_volume(r).unwrap().volume_id);
+        ids.push(cp.create_volume(LOCAL, r).unwrap().volume_id);
     }
     let desc = |filters: Vec<(&str, &str)>| {
         let filters = filters
@@ -220,10 +234,13 @@ fn describe_filters_and_pages() {
                 values: vec![v.into()],
             })
             .collect();
-        cp.describe_volumes(model::DescribeVolumesRequest {
-            filters,
-            ..Default::default()
-        })
+        cp.describe_volumes(
+            LOCAL,
+            model::DescribeVolumesRequest {
+                filters,
+                ..Default::default()
+            },
+        )
         .unwrap()
         .0
     };
@@ -242,7 +259,7 @@ fn describe_filters_and_pages() {
     assert_eq!(desc(vec![("status", "in-use")]).len(), 0);
 
     let h = host(cp, "us-east-1a");
-    cp.attach_volume(attach_req(&ids[1], &h, "/dev/sdf"))
+    cp.attach_volume(LOCAL, attach_req(&ids[1], &h, "/dev/sdf"))
         .unwrap();
     let hits = desc(vec![("attachment.instance-id", &h)]);
     assert_eq!(hits.len(), 1);
@@ -254,11 +271,14 @@ fn describe_filters_and_pages() {
     let mut token = None;
     loop {
         let (page, next) = cp
-            .describe_volumes(model::DescribeVolumesRequest {
-                max_results: Some(5),
-                next_token: token,
-                ..Default::default()
-            })
+            .describe_volumes(
+                LOCAL,
+                model::DescribeVolumesRequest {
+                    max_results: Some(5),
+                    next_token: token,
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert!(page.len() <= 5);
         seen.extend(page.into_iter().map(|v| v.volume_id));
@@ -271,7 +291,7 @@ fn describe_filters_and_pages() {
     sorted.sort();
     assert_eq!(seen, sorted);
 
-    let bad = |req: model::DescribeVolumesRequest| code(cp.describe_volumes(req));
+    let bad = |req: model::DescribeVolumesRequest| code(cp.describe_volumes(LOCAL, req));
     assert_eq!(
         bad(model::DescribeVolumesRequest {
             volume_ids: vec!["vol-nope".into()],
@@ -303,10 +323,13 @@ fn describe_filters_and_pages() {
     );
     // Above the limit is capped, as EC2 does (the aws CLI asks for 1000).
     let (page, _) = cp
-        .describe_volumes(model::DescribeVolumesRequest {
-            max_results: Some(1000),
-            ..Default::default()
-        })
+        .describe_volumes(
+            LOCAL,
+            model::DescribeVolumesRequest {
+                max_results: Some(1000),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(page.len(), ids.len());
     assert_eq!(
@@ -332,35 +355,40 @@ fn describe_filters_and_pages() {
 fn attach_rules() {
     let f = fixture();
     let cp = &f.cp;
-    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let v = cp
+        .create_volume(LOCAL, create_req(8, "gp3"))
+        .unwrap()
+        .volume_id;
     let h = host(cp, "us-east-1a");
     let hb = host(cp, "us-east-1b");
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, "i-nope", "/dev/sdf"))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, "i-nope", "/dev/sdf"))),
         ErrorCode::InvalidInstanceIdMalformed
     );
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, "i-0123456789abcdef0", "/dev/sdf"))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, "i-0123456789abcdef0", "/dev/sdf"))),
         "InvalidInstanceID.NotFound"
     );
     assert_eq!(
-        code(cp.attach_volume(attach_req("vol-0123456789abcdef0", &h, "/dev/sdf"))),
+        code(cp.attach_volume(LOCAL, attach_req("vol-0123456789abcdef0", &h, "/dev/sdf"))),
         "InvalidVolume.NotFound"
     );
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, &hb, "/dev/sdf"))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, &hb, "/dev/sdf"))),
         "InvalidVolume.ZoneMismatch"
     );
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, &h, ""))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, &h, ""))),
         "MissingParameter"
     );
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, &h, "/dev/nvme0n1"))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, &h, "/dev/nvme0n1"))),
         "InvalidParameterValue"
     );
 
-    let (vid, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let (vid, a) = cp
+        .attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
+        .unwrap();
     assert_eq!(vid, v);
     assert_eq!(a.state, AttachmentState::Attached);
     assert!(f.exports.get(&a.token).is_some(), "attachment serves NBD");
@@ -368,19 +396,22 @@ fn attach_rules() {
 
     let h2 = host(cp, "us-east-1a");
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, &h2, "/dev/sdg"))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, &h2, "/dev/sdg"))),
         "VolumeInUse"
     );
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, &h, "/dev/sdg"))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdg"))),
         "VolumeInUse"
     );
-    let other = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let other = cp
+        .create_volume(LOCAL, create_req(8, "gp3"))
+        .unwrap()
+        .volume_id;
     assert_eq!(
-        code(cp.attach_volume(attach_req(&other, &h, "/dev/sdf"))),
+        code(cp.attach_volume(LOCAL, attach_req(&other, &h, "/dev/sdf"))),
         "InvalidDevice.InUse"
     );
-    assert_eq!(code(cp.delete_volume(&v)), "VolumeInUse");
+    assert_eq!(code(cp.delete_volume(LOCAL, &v)), "VolumeInUse");
 }
 
 #[test]
@@ -390,12 +421,12 @@ fn multi_attach_limits() {
     let mut r = create_req(100, "io2");
     r.iops = Some(1000);
     r.multi_attach_enabled = Some(true);
-    let v = cp.create_volume(r).unwrap().volume_id;
+    let v = cp.create_volume(LOCAL, r).unwrap().volume_id;
     let mut gens = Vec::new();
     for _ in 0..MAX_MULTI_ATTACH {
         let h = host(cp, "us-east-1a");
         gens.push(
-            cp.attach_volume(attach_req(&v, &h, "/dev/sdf"))
+            cp.attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
                 .unwrap()
                 .1
                 .generation,
@@ -407,15 +438,15 @@ fn multi_attach_limits() {
     );
     let h = host(cp, "us-east-1a");
     assert_eq!(
-        code(cp.attach_volume(attach_req(&v, &h, "/dev/sdf"))),
+        code(cp.attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))),
         "AttachmentLimitExceeded"
     );
     assert_eq!(
-        code(cp.detach_volume(detach_req(&v, None))),
+        code(cp.detach_volume(LOCAL, detach_req(&v, None))),
         "MissingParameter"
     );
     assert_eq!(
-        code(cp.detach_volume(detach_req(&v, Some(&h)))),
+        code(cp.detach_volume(LOCAL, detach_req(&v, Some(&h)))),
         "InvalidAttachment.NotFound"
     );
 }
@@ -424,54 +455,71 @@ fn multi_attach_limits() {
 fn detach_fences_and_frees() {
     let f = fixture();
     let cp = &f.cp;
-    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let v = cp
+        .create_volume(LOCAL, create_req(8, "gp3"))
+        .unwrap()
+        .volume_id;
     let h = host(cp, "us-east-1a");
     assert_eq!(
-        code(cp.detach_volume(detach_req(&v, None))),
+        code(cp.detach_volume(LOCAL, detach_req(&v, None))),
         "IncorrectState"
     );
-    let (_, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let (_, a) = cp
+        .attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
+        .unwrap();
     let export = f.exports.get(&a.token).unwrap();
-    let (_, d) = cp.detach_volume(detach_req(&v, Some(&h))).unwrap();
+    let (_, d) = cp.detach_volume(LOCAL, detach_req(&v, Some(&h))).unwrap();
     assert_eq!(d.state, AttachmentState::Detached);
     assert!(f.exports.get(&a.token).is_none(), "export removed");
     assert!(export.gate.enter().is_none(), "old attachment is fenced");
     let (vols, _) = cp
-        .describe_volumes(model::DescribeVolumesRequest {
-            volume_ids: vec![v.clone()],
-            ..Default::default()
-        })
+        .describe_volumes(
+            LOCAL,
+            model::DescribeVolumesRequest {
+                volume_ids: vec![v.clone()],
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert_eq!(vols[0].state, VolumeState::Available);
     // Re-attaching gets a new token and a newer generation.
-    let (_, b) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let (_, b) = cp
+        .attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
+        .unwrap();
     assert_ne!(a.token, b.token);
     assert!(b.generation > a.generation);
-    cp.detach_volume(detach_req(&v, None)).unwrap();
-    cp.delete_volume(&v).unwrap();
-    assert_eq!(code(cp.delete_volume(&v)), "InvalidVolume.NotFound");
+    cp.detach_volume(LOCAL, detach_req(&v, None)).unwrap();
+    cp.delete_volume(LOCAL, &v).unwrap();
+    assert_eq!(code(cp.delete_volume(LOCAL, &v)), "InvalidVolume.NotFound");
 }
 
 #[test]
 fn tags_rules() {
     let f = fixture();
     let cp = &f.cp;
-    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let v = cp
+        .create_volume(LOCAL, create_req(8, "gp3"))
+        .unwrap()
+        .volume_id;
     let h = host(cp, "us-east-1a");
     let t = |k: &str, val: &str| model::Tag {
         key: k.into(),
         value: val.into(),
     };
     cp.create_tags(
+        LOCAL,
         &[v.clone(), h.clone()],
         &[t("Name", "db"), t("env", "prod")],
     )
     .unwrap();
     let tags_of = || {
-        cp.describe_volumes(model::DescribeVolumesRequest {
-            volume_ids: vec![v.clone()],
-            ..Default::default()
-        })
+        cp.describe_volumes(
+            LOCAL,
+            model::DescribeVolumesRequest {
+                volume_ids: vec![v.clone()],
+                ..Default::default()
+            },
+        )
         .unwrap()
         .0[0]
             .tags
@@ -479,35 +527,35 @@ fn tags_rules() {
     };
     assert_eq!(tags_of().len(), 2);
     assert_eq!(
-        cp.describe_hosts(std::slice::from_ref(&h)).unwrap()[0]
+        cp.describe_hosts(LOCAL, std::slice::from_ref(&h)).unwrap()[0]
             .0
             .tags
             .len(),
         2
     );
     assert_eq!(
-        code(cp.create_tags(std::slice::from_ref(&v), &[])),
+        code(cp.create_tags(LOCAL, std::slice::from_ref(&v), &[])),
         "MissingParameter"
     );
     assert_eq!(
-        code(cp.create_tags(&[], &[t("a", "b")])),
+        code(cp.create_tags(LOCAL, &[], &[t("a", "b")])),
         "MissingParameter"
     );
     assert_eq!(
-        code(cp.create_tags(&["snap-x".into()], &[t("a", "b")])),
+        code(cp.create_tags(LOCAL, &["snap-x".into()], &[t("a", "b")])),
         "InvalidID"
     );
     assert_eq!(
-        code(cp.create_tags(&["vol-0123456789abcdef0".into()], &[t("a", "b")])),
+        code(cp.create_tags(LOCAL, &["vol-0123456789abcdef0".into()], &[t("a", "b")])),
         "InvalidVolume.NotFound"
     );
     assert_eq!(
-        code(cp.create_tags(&["i-0123456789abcdef0".into()], &[t("a", "b")])),
+        code(cp.create_tags(LOCAL, &["i-0123456789abcdef0".into()], &[t("a", "b")])),
         "InvalidInstanceID.NotFound"
     );
     let many: Vec<model::Tag> = (0..49).map(|i| t(&format!("k{i}"), "")).collect();
     assert_eq!(
-        code(cp.create_tags(std::slice::from_ref(&v), &many)),
+        code(cp.create_tags(LOCAL, std::slice::from_ref(&v), &many)),
         "TagLimitExceeded"
     );
     assert_eq!(tags_of().len(), 2, "a failed CreateTags changes nothing");
@@ -517,13 +565,18 @@ fn tags_rules() {
         key: k.into(),
         value: val.map(Into::into),
     };
-    cp.delete_tags(std::slice::from_ref(&v), &[dt("Name", Some("other"))])
-        .unwrap();
+    cp.delete_tags(
+        LOCAL,
+        std::slice::from_ref(&v),
+        &[dt("Name", Some("other"))],
+    )
+    .unwrap();
     assert_eq!(tags_of().len(), 2);
-    cp.delete_tags(std::slice::from_ref(&v), &[dt("Name", Some("db"))])
+    cp.delete_tags(LOCAL, std::slice::from_ref(&v), &[dt("Name", Some("db"))])
         .unwrap();
     assert_eq!(tags_of().len(), 1);
-    cp.delete_tags(std::slice::from_ref(&v), &[]).unwrap();
+    cp.delete_tags(LOCAL, std::slice::from_ref(&v), &[])
+        .unwrap();
     assert!(tags_of().is_empty());
 }
 
@@ -537,43 +590,53 @@ fn host_rules() {
         ..Default::default()
     };
     assert_eq!(
-        code(cp.register_host(req("", "us-east-1a"))),
+        code(cp.register_host(LOCAL, req("", "us-east-1a"))),
         "MissingParameter"
     );
     assert_eq!(
-        code(cp.register_host(req("h", "eu-west-1a"))),
+        code(cp.register_host(LOCAL, req("h", "eu-west-1a"))),
         "InvalidParameterValue"
     );
     assert_eq!(
-        code(cp.describe_hosts(&["i-0123456789abcdef0".into()])),
+        code(cp.describe_hosts(LOCAL, &["i-0123456789abcdef0".into()])),
         "InvalidInstanceID.NotFound"
     );
     assert_eq!(
-        code(cp.deregister_host("i-0123456789abcdef0")),
+        code(cp.deregister_host(LOCAL, "i-0123456789abcdef0")),
         "InvalidInstanceID.NotFound"
     );
     let h = host(cp, "us-east-1a");
-    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
-    let (_, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
-    let detached = cp.deregister_host(&h).unwrap();
+    let v = cp
+        .create_volume(LOCAL, create_req(8, "gp3"))
+        .unwrap()
+        .volume_id;
+    let (_, a) = cp
+        .attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
+        .unwrap();
+    let detached = cp.deregister_host(LOCAL, &h).unwrap();
     assert_eq!(detached.len(), 1);
     assert!(f.exports.get(&a.token).is_none());
-    assert!(cp.describe_hosts(&[]).unwrap().is_empty());
-    cp.delete_volume(&v).unwrap();
+    assert!(cp.describe_hosts(LOCAL, &[]).unwrap().is_empty());
+    cp.delete_volume(LOCAL, &v).unwrap();
 }
 
 #[test]
 fn state_survives_reopen() {
     let f = fixture();
-    let v = f.cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let v =
+        f.cp.create_volume(LOCAL, create_req(8, "gp3"))
+            .unwrap()
+            .volume_id;
     let h = host(&f.cp, "us-east-1a");
-    let (_, a) = f.cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let (_, a) =
+        f.cp.attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
+            .unwrap();
     let Fixture { dir, rt, cp, .. } = f;
     // Simulate a crash: no shutdown, just drop.
     drop(cp);
     let (exports, cp) = open_at(dir.path(), &rt);
     let (vols, _) = cp
-        .describe_volumes(model::DescribeVolumesRequest::default())
+        .describe_volumes(LOCAL, model::DescribeVolumesRequest::default())
         .unwrap();
     assert_eq!(vols.len(), 1);
     assert_eq!(vols[0].state, VolumeState::InUse);
@@ -582,7 +645,7 @@ fn state_survives_reopen() {
         exports.get(&a.token).is_some(),
         "attachment serves again after restart"
     );
-    assert_eq!(cp.describe_hosts(&[]).unwrap().len(), 1);
+    assert_eq!(cp.describe_hosts(LOCAL, &[]).unwrap().len(), 1);
 }
 
 #[test]
@@ -624,90 +687,122 @@ fn modify(v: &str) -> model::ModifyVolumeRequest {
 fn modify_volume_rules() {
     let f = fixture();
     let cp = &f.cp;
-    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let v = cp
+        .create_volume(LOCAL, create_req(8, "gp3"))
+        .unwrap()
+        .volume_id;
     let h = host(cp, "us-east-1a");
-    let (_, a) = cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    let (_, a) = cp
+        .attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
+        .unwrap();
     let export = f.exports.get(&a.token).unwrap();
     assert_eq!(export.open.throttle.limits().ops.unwrap().rate, 3000);
 
     // Live: the attached volume's throttle and size change at once.
     let (_, m) = cp
-        .modify_volume(model::ModifyVolumeRequest {
-            iops: Some(4000),
-            size: Some(10),
-            ..modify(&v)
-        })
+        .modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                iops: Some(4000),
+                size: Some(10),
+                ..modify(&v)
+            },
+        )
         .unwrap();
     assert_eq!((m.original.iops, m.target.iops), (Some(3000), Some(4000)));
     assert_eq!(export.open.throttle.limits().ops.unwrap().rate, 4000);
     assert_eq!(export.open.volume.size(), 10 * GIB);
 
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            size: Some(9),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                size: Some(9),
+                ..modify(&v)
+            }
+        )),
         "InvalidParameterValue"
     );
     assert_eq!(
-        code(cp.modify_volume(modify(&v))),
+        code(cp.modify_volume(LOCAL, modify(&v))),
         "InvalidParameterCombination",
         "no change"
     );
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            iops: Some(4000),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                iops: Some(4000),
+                ..modify(&v)
+            }
+        )),
         "InvalidParameterCombination"
     );
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            volume_type: Some("st1".into()),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                volume_type: Some("st1".into()),
+                ..modify(&v)
+            }
+        )),
         "InvalidParameterValue",
         "st1 needs 125 GiB"
     );
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            volume_type: Some("io1".into()),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                volume_type: Some("io1".into()),
+                ..modify(&v)
+            }
+        )),
         "InvalidParameterValue",
         "3,000 IOPS on 10 GiB io1 breaks 50:1"
     );
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            throughput: Some(100),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                throughput: Some(100),
+                ..modify(&v)
+            }
+        )),
         "InvalidParameterValue"
     );
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            multi_attach_enabled: Some(true),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                multi_attach_enabled: Some(true),
+                ..modify(&v)
+            }
+        )),
         "InvalidParameterCombination"
     );
 
     // A new type without values gets the API defaults.
     let (_, m) = cp
-        .modify_volume(model::ModifyVolumeRequest {
-            volume_type: Some("io2".into()),
-            ..modify(&v)
-        })
+        .modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                volume_type: Some("io2".into()),
+                ..modify(&v)
+            },
+        )
         .unwrap();
     assert_eq!(
         (m.target.volume_type, m.target.iops, m.target.throughput),
         (VolumeType::Io2, Some(3000), None)
     );
     let (_, m) = cp
-        .modify_volume(model::ModifyVolumeRequest {
-            volume_type: Some("gp2".into()),
-            ..modify(&v)
-        })
+        .modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                volume_type: Some("gp2".into()),
+                ..modify(&v)
+            },
+        )
         .unwrap();
     assert_eq!(
         (m.target.volume_type, m.target.iops),
@@ -718,20 +813,26 @@ fn modify_volume_rules() {
         "gp2 burst credits apply live"
     );
     // Four in 24 hours (failed calls do not count).
-    cp.modify_volume(model::ModifyVolumeRequest {
-        size: Some(20),
-        ..modify(&v)
-    })
+    cp.modify_volume(
+        LOCAL,
+        model::ModifyVolumeRequest {
+            size: Some(20),
+            ..modify(&v)
+        },
+    )
     .unwrap();
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            size: Some(30),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                size: Some(30),
+                ..modify(&v)
+            }
+        )),
         "VolumeModificationRateExceeded"
     );
     let mods = cp
-        .describe_volumes_modifications(std::slice::from_ref(&v), &[])
+        .describe_volumes_modifications(LOCAL, std::slice::from_ref(&v), &[])
         .unwrap();
     assert_eq!(mods[0].1.target.volume_type, VolumeType::Gp2);
     let completed = model::Filter {
@@ -739,7 +840,7 @@ fn modify_volume_rules() {
         values: vec!["completed".into()],
     };
     assert_eq!(
-        cp.describe_volumes_modifications(&[], &[completed])
+        cp.describe_volumes_modifications(LOCAL, &[], &[completed])
             .unwrap()
             .len(),
         1
@@ -755,28 +856,37 @@ fn modification_must_complete_first() {
         .build()
         .unwrap();
     let (_, cp) = open_with(dir.path(), &rt, std::time::Duration::from_secs(3600));
-    let v = cp.create_volume(create_req(8, "gp3")).unwrap().volume_id;
+    let v = cp
+        .create_volume(LOCAL, create_req(8, "gp3"))
+        .unwrap()
+        .volume_id;
     assert_eq!(
-        code(cp.describe_volumes_modifications(std::slice::from_ref(&v), &[])),
+        code(cp.describe_volumes_modifications(LOCAL, std::slice::from_ref(&v), &[])),
         "InvalidVolumeModification.NotFound"
     );
     assert_eq!(
-        code(cp.describe_volumes_modifications(&["vol-0123456789abcdef0".into()], &[])),
+        code(cp.describe_volumes_modifications(LOCAL, &["vol-0123456789abcdef0".into()], &[])),
         "InvalidVolume.NotFound"
     );
-    cp.modify_volume(model::ModifyVolumeRequest {
-        size: Some(16),
-        ..modify(&v)
-    })
+    cp.modify_volume(
+        LOCAL,
+        model::ModifyVolumeRequest {
+            size: Some(16),
+            ..modify(&v)
+        },
+    )
     .unwrap();
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            size: Some(32),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                size: Some(32),
+                ..modify(&v)
+            }
+        )),
         "IncorrectModificationState"
     );
-    let (_, m) = &cp.describe_volumes_modifications(&[], &[]).unwrap()[0];
+    let (_, m) = &cp.describe_volumes_modifications(LOCAL, &[], &[]).unwrap()[0];
     assert_eq!(modify::modification_state(m, now_ms()).0, "optimizing");
     assert_eq!(
         std::fs::metadata(
@@ -796,28 +906,302 @@ fn multi_attach_toggle_rules() {
     let cp = &f.cp;
     let mut r = create_req(100, "io2");
     r.iops = Some(1000);
-    let v = cp.create_volume(r).unwrap().volume_id;
+    let v = cp.create_volume(LOCAL, r).unwrap().volume_id;
     let h = host(cp, "us-east-1a");
-    cp.attach_volume(attach_req(&v, &h, "/dev/sdf")).unwrap();
+    cp.attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
+        .unwrap();
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            multi_attach_enabled: Some(true),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                multi_attach_enabled: Some(true),
+                ..modify(&v)
+            }
+        )),
         "VolumeInUse"
     );
-    cp.detach_volume(detach_req(&v, None)).unwrap();
-    cp.modify_volume(model::ModifyVolumeRequest {
-        multi_attach_enabled: Some(true),
-        ..modify(&v)
-    })
+    cp.detach_volume(LOCAL, detach_req(&v, None)).unwrap();
+    cp.modify_volume(
+        LOCAL,
+        model::ModifyVolumeRequest {
+            multi_attach_enabled: Some(true),
+            ..modify(&v)
+        },
+    )
     .unwrap();
     assert_eq!(
-        code(cp.modify_volume(model::ModifyVolumeRequest {
-            volume_type: Some("gp3".into()),
-            ..modify(&v)
-        })),
+        code(cp.modify_volume(
+            LOCAL,
+            model::ModifyVolumeRequest {
+                volume_type: Some("gp3".into()),
+                ..modify(&v)
+            }
+        )),
         "InvalidParameterCombination",
         "a Multi-Attach volume keeps its type"
     );
+}
+
+/// Waits for snapshot `id` (of `who`) to leave `pending`.
+fn wait_completed(cp: &ControlPlane, who: Account, id: &str) {
+    for _ in 0..500 {
+        let (s, _) = cp
+            .describe_snapshots(
+                who,
+                model::DescribeSnapshotsRequest {
+                    snapshot_ids: vec![id.into()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        match s[0].record.state {
+            crate::catalog::SnapshotState::Pending => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            crate::catalog::SnapshotState::Completed => return,
+            other => panic!("snapshot {id} ended {other:?}"),
+        }
+    }
+    panic!("snapshot {id} did not complete");
+}
+
+#[test]
+fn accounts_see_and_touch_only_their_own() {
+    let f = fixture();
+    let cp = &f.cp;
+    let alice = Account::parse("111111111111").unwrap();
+    let bob = Account::parse("222222222222").unwrap();
+    let no_filters = model::DescribeVolumesRequest::default;
+
+    // Volumes: listed to their owner only; by id another account's is NotFound everywhere.
+    let mut r = create_req(8, "gp3");
+    r.client_token = Some("same-token".into());
+    let va = cp.create_volume(alice, r.clone()).unwrap();
+    assert_eq!(va.owner_id, "111111111111");
+    // Client tokens are per account: bob's call with alice's token is a new volume.
+    let vb = cp.create_volume(bob, r).unwrap();
+    assert_ne!(va.volume_id, vb.volume_id);
+    let (mine, _) = cp.describe_volumes(alice, no_filters()).unwrap();
+    assert_eq!(
+        mine.iter().map(|v| &v.volume_id).collect::<Vec<_>>(),
+        [&va.volume_id]
+    );
+    assert!(
+        cp.describe_volumes(LOCAL, no_filters())
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    let by_id = |ids: Vec<String>| model::DescribeVolumesRequest {
+        volume_ids: ids,
+        ..Default::default()
+    };
+    let not_found = ErrorCode::InvalidVolumeNotFound;
+    assert_eq!(
+        code(cp.describe_volumes(bob, by_id(vec![va.volume_id.clone()]))),
+        not_found
+    );
+    assert_eq!(code(cp.delete_volume(bob, &va.volume_id)), not_found);
+    let tag = [model::Tag {
+        key: "k".into(),
+        value: "v".into(),
+    }];
+    assert_eq!(
+        code(cp.create_tags(bob, &[vb.volume_id.clone(), va.volume_id.clone()], &tag)),
+        not_found
+    );
+    assert!(
+        cp.describe_volumes(bob, by_id(vec![vb.volume_id.clone()]))
+            .unwrap()
+            .0[0]
+            .tags
+            .is_empty(),
+        "a CreateTags naming another account's resource changes nothing"
+    );
+    assert_eq!(
+        code(cp.modify_volume(bob, modify(&va.volume_id))),
+        not_found
+    );
+    assert_eq!(
+        code(cp.describe_volumes_modifications(bob, std::slice::from_ref(&va.volume_id), &[])),
+        not_found
+    );
+    assert_eq!(
+        code(cp.metrics_sources(Some(bob), std::slice::from_ref(&va.volume_id))),
+        not_found
+    );
+    assert_eq!(cp.metrics_sources(None, &[]).unwrap().len(), 2);
+
+    // Hosts and attachments: both ends must be the caller's.
+    let hb = cp
+        .register_host(
+            bob,
+            model::RegisterHostRequest {
+                name: "b".into(),
+                availability_zone: "us-east-1a".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .instance_id;
+    assert_eq!(
+        code(cp.attach_volume(bob, attach_req(&va.volume_id, &hb, "/dev/sdf"))),
+        not_found
+    );
+    assert_eq!(
+        code(cp.attach_volume(alice, attach_req(&va.volume_id, &hb, "/dev/sdf"))),
+        ErrorCode::InvalidInstanceIdNotFound
+    );
+    assert!(cp.describe_hosts(alice, &[]).unwrap().is_empty());
+    assert_eq!(
+        code(cp.describe_hosts(alice, std::slice::from_ref(&hb))),
+        ErrorCode::InvalidInstanceIdNotFound
+    );
+    cp.attach_volume(bob, attach_req(&vb.volume_id, &hb, "/dev/sdf"))
+        .unwrap();
+    assert_eq!(
+        code(cp.detach_volume(alice, detach_req(&vb.volume_id, Some(&hb)))),
+        not_found
+    );
+    assert_eq!(
+        code(cp.deregister_host(alice, &hb)),
+        ErrorCode::InvalidInstanceIdNotFound
+    );
+
+    // Snapshots: the owner's; restoring, copying, deleting or describing another's fails.
+    let snap = cp
+        .create_snapshot(
+            alice,
+            model::CreateSnapshotRequest {
+                volume_id: va.volume_id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(snap.owner_id, "111111111111");
+    assert_eq!(
+        code(cp.create_snapshot(
+            bob,
+            model::CreateSnapshotRequest {
+                volume_id: va.volume_id.clone(),
+                ..Default::default()
+            },
+        )),
+        not_found
+    );
+    wait_completed(cp, alice, &snap.snapshot_id);
+    let snaps = |who: Account, owners: &[&str]| {
+        cp.describe_snapshots(
+            who,
+            model::DescribeSnapshotsRequest {
+                owner_ids: owners.iter().map(|o| o.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .0
+        .len()
+    };
+    assert_eq!(snaps(alice, &[]), 1);
+    assert_eq!(snaps(alice, &["self"]), 1);
+    assert_eq!(snaps(alice, &["111111111111"]), 1);
+    assert_eq!(snaps(alice, &["amazon"]), 0);
+    assert_eq!(snaps(bob, &[]), 0);
+    assert_eq!(snaps(bob, &["111111111111"]), 0);
+    let snap_nf = ErrorCode::InvalidSnapshotNotFound;
+    let mut restore = create_req(8, "gp3");
+    restore.snapshot_id = Some(snap.snapshot_id.clone());
+    assert_eq!(code(cp.create_volume(bob, restore.clone())), snap_nf);
+    assert_eq!(
+        code(cp.copy_snapshot(
+            bob,
+            model::CopySnapshotRequest {
+                source_snapshot_id: snap.snapshot_id.clone(),
+                ..Default::default()
+            },
+        )),
+        snap_nf
+    );
+    assert_eq!(code(cp.delete_snapshot(bob, &snap.snapshot_id)), snap_nf);
+    let (ok, failed) = cp
+        .enable_fast_snapshot_restores(
+            bob,
+            model::EnableFastSnapshotRestoresRequest {
+                availability_zones: vec!["us-east-1a".into()],
+                source_snapshot_ids: vec![snap.snapshot_id.clone()],
+            },
+        )
+        .unwrap();
+    assert!(ok.is_empty());
+    assert_eq!(failed[0].code, snap_nf);
+    let restored = cp.create_volume(alice, restore).unwrap();
+    assert_eq!(restored.owner_id, "111111111111");
+
+    // Images: registered from one's own snapshots, seen by the owner, names per account.
+    let image = |name: &str| model::RegisterImageRequest {
+        name: name.into(),
+        root_device_name: "/dev/xvda".into(),
+        block_device_mappings: vec![model::BlockDeviceMapping {
+            device_name: "/dev/xvda".into(),
+            ebs: Some(model::EbsBlockDevice {
+                snapshot_id: Some(snap.snapshot_id.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    assert_eq!(code(cp.register_image(bob, image("img"))), snap_nf);
+    let ami = cp.register_image(alice, image("img")).unwrap();
+    assert_eq!(ami.owner_id, "111111111111");
+    let images = |who: Account| {
+        cp.describe_images(who, model::DescribeImagesRequest::default())
+            .unwrap()
+            .0
+            .len()
+    };
+    assert_eq!((images(alice), images(bob)), (1, 0));
+    assert_eq!(
+        code(cp.deregister_image(bob, &ami.image_id)),
+        ErrorCode::InvalidAmiIdNotFound
+    );
+    assert_eq!(
+        code(cp.run_instances(
+            bob,
+            model::RunInstancesRequest {
+                image_id: ami.image_id.clone(),
+                min_count: 1,
+                max_count: 1,
+                ..Default::default()
+            },
+        )),
+        ErrorCode::InvalidAmiIdNotFound
+    );
+
+    // Owners survive a restart.
+    let Fixture { dir, rt, cp, .. } = f;
+    rt.block_on(cp.shutdown());
+    drop(cp);
+    let (_, cp) = open_at(dir.path(), &rt);
+    let (mine, _) = cp.describe_volumes(alice, no_filters()).unwrap();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|v| v.owner_id == "111111111111"));
+    assert_eq!(cp.describe_volumes(bob, no_filters()).unwrap().0.len(), 1);
+    assert_eq!(cp.describe_hosts(bob, &[]).unwrap().len(), 1);
+}
+
+#[test]
+fn records_from_before_accounts_belong_to_the_local_account() {
+    let mut json: serde_json::Value = serde_json::to_value(VolumeRecord::for_test(
+        "vol-0123456789abcdef0",
+        VolumeType::Gp3,
+        8,
+        None,
+        None,
+    ))
+    .unwrap();
+    json.as_object_mut().unwrap().remove("owner_id");
+    let v: VolumeRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(v.owner_id, "000000000000");
+    assert!(LOCAL.owns(&v.owner_id));
 }

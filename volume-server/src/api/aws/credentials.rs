@@ -8,8 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The account of keys that name none.
-pub const DEFAULT_ACCOUNT: &str = "000000000000";
+use crate::control::Account;
 
 /// One key.
 #[derive(Clone)]
@@ -18,8 +17,8 @@ pub struct Key {
     pub access_key_id: String,
     /// The secret it signs with. Never logged (see the `Debug` impl).
     pub secret: String,
-    /// 12 digits.
-    pub account_id: String,
+    /// The account it acts for.
+    pub account: Account,
 }
 
 impl std::fmt::Debug for Key {
@@ -27,7 +26,7 @@ impl std::fmt::Debug for Key {
         f.debug_struct("Key")
             .field("access_key_id", &self.access_key_id)
             .field("secret", &"<redacted>")
-            .field("account_id", &self.account_id)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -77,16 +76,13 @@ impl Keys {
                     .cloned()
                     .ok_or_else(|| format!("profile [{name}] has no {k}"))
             };
+            let account = Account::parse(&get("aws_account_id")?)
+                .ok_or_else(|| format!("profile [{name}]: aws_account_id must be 12 digits"))?;
             let key = Key {
                 access_key_id: get("aws_access_key_id")?,
                 secret: get("aws_secret_access_key")?,
-                account_id: get("aws_account_id")?,
+                account,
             };
-            if !is_account_id(&key.account_id) {
-                return Err(format!(
-                    "profile [{name}]: aws_account_id must be 12 digits"
-                ));
-            }
             keys.insert(key.access_key_id.clone(), key);
         }
         if keys.is_empty() {
@@ -96,18 +92,10 @@ impl Keys {
     }
 }
 
-/// Whether `s` is a 12-digit account id.
-pub fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// The account an unverified (local) key acts for.
-pub fn local_account(access_key_id: &str) -> String {
-    if is_account_id(access_key_id) {
-        access_key_id.to_string()
-    } else {
-        DEFAULT_ACCOUNT.to_string()
-    }
+/// The account an unverified (local) key acts for: a 12-digit key id names it, any other key
+/// acts for [`Account::LOCAL`].
+pub fn local_account(access_key_id: &str) -> Account {
+    Account::parse(access_key_id).unwrap_or(Account::LOCAL)
 }
 
 #[cfg(test)]
@@ -121,7 +109,7 @@ mod tests {
         )
         .unwrap();
         let Keys::Listed(k) = keys else { panic!() };
-        assert_eq!(k["AKIA1"].account_id, "111111111111");
+        assert_eq!(k["AKIA1"].account.id(), "111111111111");
         assert_eq!(k["AKIA2"].secret, "s2");
         assert!(!format!("{:?}", k["AKIA2"]).contains("s2"));
         assert!(Keys::parse("[a]\naws_access_key_id=x\naws_secret_access_key=y\n").is_err());
@@ -135,8 +123,8 @@ mod tests {
 
     #[test]
     fn local_keys_name_their_account() {
-        assert_eq!(local_account("123456789012"), "123456789012");
-        assert_eq!(local_account("test"), DEFAULT_ACCOUNT);
-        assert_eq!(local_account("1234567890123"), DEFAULT_ACCOUNT);
+        assert_eq!(local_account("123456789012").id(), "123456789012");
+        assert_eq!(local_account("test"), Account::LOCAL);
+        assert_eq!(local_account("1234567890123"), Account::LOCAL);
     }
 }

@@ -8,7 +8,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::control::views::{BlockPage, BlockRef, ChangedBlock};
-use crate::control::{ControlPlane, Ec2Error, ErrorCode, model};
+use crate::control::{Account, ControlPlane, Ec2Error, ErrorCode, model};
 
 /// A response: status, extra headers, body, and whether the body is JSON.
 #[derive(Debug)]
@@ -79,6 +79,7 @@ fn int(v: Option<&str>, name: &str) -> Result<Option<i32>, Ec2Error> {
 /// Runs the operation `method path` names.
 pub fn handle(
     cp: &ControlPlane,
+    who: Account,
     method: &Method,
     path: &str,
     query: &str,
@@ -98,22 +99,25 @@ pub fn handle(
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method, &segs[..]) {
-        (&Method::POST, ["snapshots"]) => start_snapshot(cp, body),
-        (&Method::POST, ["snapshots", "completion", id]) => complete_snapshot(cp, id, headers),
+        (&Method::POST, ["snapshots"]) => start_snapshot(cp, who, body),
+        (&Method::POST, ["snapshots", "completion", id]) => complete_snapshot(cp, who, id, headers),
         (&Method::PUT, ["snapshots", id, "blocks", index]) => {
-            put_snapshot_block(cp, id, index, headers, body)
+            put_snapshot_block(cp, who, id, index, headers, body)
         }
         (&Method::GET, ["snapshots", id, "blocks", index]) => {
             let token = arg("blockToken").ok_or_else(|| validation("blockToken is required."))?;
-            get_snapshot_block(cp, id, index, token)
+            get_snapshot_block(cp, who, id, index, token)
         }
         (&Method::GET, ["snapshots", id, "blocks"]) => {
-            let page = cp.list_snapshot_blocks(model::ListSnapshotBlocksRequest {
-                snapshot_id: id.to_string(),
-                max_results: int(arg("maxResults"), "maxResults")?,
-                next_token: arg("pageToken").map(str::to_string),
-                starting_block_index: int(arg("startingBlockIndex"), "startingBlockIndex")?,
-            })?;
+            let page = cp.list_snapshot_blocks(
+                who,
+                model::ListSnapshotBlocksRequest {
+                    snapshot_id: id.to_string(),
+                    max_results: int(arg("maxResults"), "maxResults")?,
+                    next_token: arg("pageToken").map(str::to_string),
+                    starting_block_index: int(arg("startingBlockIndex"), "startingBlockIndex")?,
+                },
+            )?;
             Ok(Reply::json(
                 StatusCode::OK,
                 block_page(
@@ -124,13 +128,16 @@ pub fn handle(
             ))
         }
         (&Method::GET, ["snapshots", second, "changedblocks"]) => {
-            let page = cp.list_changed_blocks(model::ListChangedBlocksRequest {
-                first_snapshot_id: arg("firstSnapshotId").map(str::to_string),
-                second_snapshot_id: second.to_string(),
-                max_results: int(arg("maxResults"), "maxResults")?,
-                next_token: arg("pageToken").map(str::to_string),
-                starting_block_index: int(arg("startingBlockIndex"), "startingBlockIndex")?,
-            })?;
+            let page = cp.list_changed_blocks(
+                who,
+                model::ListChangedBlocksRequest {
+                    first_snapshot_id: arg("firstSnapshotId").map(str::to_string),
+                    second_snapshot_id: second.to_string(),
+                    max_results: int(arg("maxResults"), "maxResults")?,
+                    next_token: arg("pageToken").map(str::to_string),
+                    starting_block_index: int(arg("startingBlockIndex"), "startingBlockIndex")?,
+                },
+            )?;
             Ok(Reply::json(
                 StatusCode::OK,
                 block_page(&page, "ChangedBlocks", |c: &ChangedBlock| {
@@ -165,7 +172,7 @@ fn block_page<T>(page: &BlockPage<T>, name: &str, each: impl Fn(&T) -> Value) ->
     v
 }
 
-fn start_snapshot(cp: &ControlPlane, body: &[u8]) -> Result<Reply, Ec2Error> {
+fn start_snapshot(cp: &ControlPlane, who: Account, body: &[u8]) -> Result<Reply, Ec2Error> {
     let v: Value = if body.is_empty() {
         json!({})
     } else {
@@ -197,24 +204,27 @@ fn start_snapshot(cp: &ControlPlane, body: &[u8]) -> Result<Reply, Ec2Error> {
                 .collect()
         })
         .unwrap_or_default();
-    let (rec, parent) = cp.start_snapshot(model::StartSnapshotRequest {
-        volume_size,
-        parent_snapshot_id: s("ParentSnapshotId"),
-        tags,
-        description: s("Description"),
-        client_token: s("ClientToken"),
-        encrypted: v.get("Encrypted").and_then(Value::as_bool),
-        timeout: match v.get("Timeout").and_then(Value::as_i64) {
-            Some(t) => Some(
-                i32::try_from(t)
-                    .map_err(|_| validation("Timeout must be between 10 and 4320 minutes."))?,
-            ),
-            None => None,
+    let (rec, parent) = cp.start_snapshot(
+        who,
+        model::StartSnapshotRequest {
+            volume_size,
+            parent_snapshot_id: s("ParentSnapshotId"),
+            tags,
+            description: s("Description"),
+            client_token: s("ClientToken"),
+            encrypted: v.get("Encrypted").and_then(Value::as_bool),
+            timeout: match v.get("Timeout").and_then(Value::as_i64) {
+                Some(t) => Some(
+                    i32::try_from(t)
+                        .map_err(|_| validation("Timeout must be between 10 and 4320 minutes."))?,
+                ),
+                None => None,
+            },
         },
-    })?;
+    )?;
     let mut out = json!({
         "SnapshotId": rec.snapshot_id,
-        "OwnerId": crate::control::snapshots::OWNER_ID,
+        "OwnerId": rec.owner_id,
         "Status": rec.state.as_str(),
         "StartTime": epoch(rec.start_ms),
         "VolumeSize": rec.volume_size_gib,
@@ -235,25 +245,29 @@ fn index(s: &str) -> Result<i32, Ec2Error> {
 
 fn put_snapshot_block(
     cp: &ControlPlane,
+    who: Account,
     id: &str,
     block: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Reply, Ec2Error> {
-    let checksum = cp.put_snapshot_block(model::PutSnapshotBlockRequest {
-        snapshot_id: id.to_string(),
-        block_index: index(block)?,
-        block_data: body.to_vec(),
-        data_length: int_header(headers, "x-amz-data-length")?
-            .ok_or_else(|| validation("The header x-amz-Data-Length is required."))?,
-        checksum: header(headers, "x-amz-checksum")
-            .ok_or_else(|| validation("The header x-amz-Checksum is required."))?
-            .to_string(),
-        checksum_algorithm: header(headers, "x-amz-checksum-algorithm")
-            .unwrap_or_default()
-            .to_string(),
-        progress: int_header(headers, "x-amz-progress")?,
-    })?;
+    let checksum = cp.put_snapshot_block(
+        who,
+        model::PutSnapshotBlockRequest {
+            snapshot_id: id.to_string(),
+            block_index: index(block)?,
+            block_data: body.to_vec(),
+            data_length: int_header(headers, "x-amz-data-length")?
+                .ok_or_else(|| validation("The header x-amz-Data-Length is required."))?,
+            checksum: header(headers, "x-amz-checksum")
+                .ok_or_else(|| validation("The header x-amz-Checksum is required."))?
+                .to_string(),
+            checksum_algorithm: header(headers, "x-amz-checksum-algorithm")
+                .unwrap_or_default()
+                .to_string(),
+            progress: int_header(headers, "x-amz-progress")?,
+        },
+    )?;
     let mut r = Reply::json(StatusCode::CREATED, json!({}));
     r.headers.push(("x-amz-checksum", checksum));
     r.headers
@@ -261,16 +275,24 @@ fn put_snapshot_block(
     Ok(r)
 }
 
-fn complete_snapshot(cp: &ControlPlane, id: &str, headers: &HeaderMap) -> Result<Reply, Ec2Error> {
-    let status = cp.complete_snapshot(model::CompleteSnapshotRequest {
-        snapshot_id: id.to_string(),
-        changed_blocks_count: int_header(headers, "x-amz-changedblockscount")?
-            .ok_or_else(|| validation("The header x-amz-ChangedBlocksCount is required."))?,
-        checksum: header(headers, "x-amz-checksum").map(str::to_string),
-        checksum_algorithm: header(headers, "x-amz-checksum-algorithm").map(str::to_string),
-        checksum_aggregation_method: header(headers, "x-amz-checksum-aggregation-method")
-            .map(str::to_string),
-    })?;
+fn complete_snapshot(
+    cp: &ControlPlane,
+    who: Account,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Reply, Ec2Error> {
+    let status = cp.complete_snapshot(
+        who,
+        model::CompleteSnapshotRequest {
+            snapshot_id: id.to_string(),
+            changed_blocks_count: int_header(headers, "x-amz-changedblockscount")?
+                .ok_or_else(|| validation("The header x-amz-ChangedBlocksCount is required."))?,
+            checksum: header(headers, "x-amz-checksum").map(str::to_string),
+            checksum_algorithm: header(headers, "x-amz-checksum-algorithm").map(str::to_string),
+            checksum_aggregation_method: header(headers, "x-amz-checksum-aggregation-method")
+                .map(str::to_string),
+        },
+    )?;
     Ok(Reply::json(
         StatusCode::ACCEPTED,
         json!({ "Status": status }),
@@ -279,15 +301,19 @@ fn complete_snapshot(cp: &ControlPlane, id: &str, headers: &HeaderMap) -> Result
 
 fn get_snapshot_block(
     cp: &ControlPlane,
+    who: Account,
     id: &str,
     block: &str,
     token: &str,
 ) -> Result<Reply, Ec2Error> {
-    let b = cp.get_snapshot_block(model::GetSnapshotBlockRequest {
-        snapshot_id: id.to_string(),
-        block_index: index(block)?,
-        block_token: token.to_string(),
-    })?;
+    let b = cp.get_snapshot_block(
+        who,
+        model::GetSnapshotBlockRequest {
+            snapshot_id: id.to_string(),
+            block_index: index(block)?,
+            block_token: token.to_string(),
+        },
+    )?;
     Ok(Reply {
         status: StatusCode::OK,
         headers: vec![

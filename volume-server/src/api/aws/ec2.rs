@@ -10,62 +10,68 @@ use crate::catalog::{
 };
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
-use crate::control::snapshots::{OWNER_ID, SnapshotView};
+use crate::control::snapshots::SnapshotView;
 use crate::control::views::{
     FsrFailure, InstanceStateChange, InstanceView, ReservationView, VolumeStatus,
 };
-use crate::control::{ControlPlane, Ec2Error, ErrorCode, model, now_ms};
+use crate::control::{Account, ControlPlane, Ec2Error, ErrorCode, model, now_ms};
 use instance_manager::lifecycle::InstanceState;
 
 /// The EC2 XML namespace.
 pub const NAMESPACE: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
 /// Runs `action` on `cp`; the response document, or the error.
-pub fn handle(cp: &ControlPlane, params: &Params, request_id: &str) -> Result<String, Ec2Error> {
+pub fn handle(
+    cp: &ControlPlane,
+    who: Account,
+    params: &Params,
+    request_id: &str,
+) -> Result<String, Ec2Error> {
     let action = params.required("Action").map_err(|_| {
         Ec2Error::new(
             ErrorCode::MissingAction,
             "The request must contain the parameter Action.",
         )
     })?;
-    let run: fn(&ControlPlane, &Params, &mut Xml) -> Result<(), Ec2Error> = match action.as_str() {
-        "CreateVolume" => create_volume,
-        "DescribeVolumes" => describe_volumes,
-        "DeleteVolume" => delete_volume,
-        "AttachVolume" => attach_volume,
-        "DetachVolume" => detach_volume,
-        "CreateTags" => create_tags,
-        "DeleteTags" => delete_tags,
-        "DescribeAvailabilityZones" => describe_availability_zones,
-        "ModifyVolume" => modify_volume,
-        "DescribeVolumesModifications" => describe_volumes_modifications,
-        "DescribeVolumeStatus" => describe_volume_status,
-        "CreateSnapshot" => create_snapshot,
-        "DescribeSnapshots" => describe_snapshots,
-        "DeleteSnapshot" => delete_snapshot,
-        "CopySnapshot" => copy_snapshot,
-        "EnableFastSnapshotRestores" => enable_fast_snapshot_restores,
-        "DisableFastSnapshotRestores" => disable_fast_snapshot_restores,
-        "DescribeFastSnapshotRestores" => describe_fast_snapshot_restores,
-        "RegisterImage" => register_image,
-        "DescribeImages" => describe_images,
-        "DeregisterImage" => deregister_image,
-        "CreateImage" => create_image,
-        "RunInstances" => run_instances,
-        "DescribeInstances" => describe_instances,
-        "StartInstances" => start_instances,
-        "StopInstances" => stop_instances,
-        "RebootInstances" => reboot_instances,
-        "TerminateInstances" => terminate_instances,
-        "GetConsoleOutput" => get_console_output,
-        "DescribeInstanceTypes" => describe_instance_types,
-        other => {
-            return Err(Ec2Error::new(
-                ErrorCode::InvalidAction,
-                format!("The action {other} is not valid for this web service."),
-            ));
-        }
-    };
+    let run: fn(&ControlPlane, Account, &Params, &mut Xml) -> Result<(), Ec2Error> =
+        match action.as_str() {
+            "CreateVolume" => create_volume,
+            "DescribeVolumes" => describe_volumes,
+            "DeleteVolume" => delete_volume,
+            "AttachVolume" => attach_volume,
+            "DetachVolume" => detach_volume,
+            "CreateTags" => create_tags,
+            "DeleteTags" => delete_tags,
+            "DescribeAvailabilityZones" => describe_availability_zones,
+            "ModifyVolume" => modify_volume,
+            "DescribeVolumesModifications" => describe_volumes_modifications,
+            "DescribeVolumeStatus" => describe_volume_status,
+            "CreateSnapshot" => create_snapshot,
+            "DescribeSnapshots" => describe_snapshots,
+            "DeleteSnapshot" => delete_snapshot,
+            "CopySnapshot" => copy_snapshot,
+            "EnableFastSnapshotRestores" => enable_fast_snapshot_restores,
+            "DisableFastSnapshotRestores" => disable_fast_snapshot_restores,
+            "DescribeFastSnapshotRestores" => describe_fast_snapshot_restores,
+            "RegisterImage" => register_image,
+            "DescribeImages" => describe_images,
+            "DeregisterImage" => deregister_image,
+            "CreateImage" => create_image,
+            "RunInstances" => run_instances,
+            "DescribeInstances" => describe_instances,
+            "StartInstances" => start_instances,
+            "StopInstances" => stop_instances,
+            "RebootInstances" => reboot_instances,
+            "TerminateInstances" => terminate_instances,
+            "GetConsoleOutput" => get_console_output,
+            "DescribeInstanceTypes" => describe_instance_types,
+            other => {
+                return Err(Ec2Error::new(
+                    ErrorCode::InvalidAction,
+                    format!("The action {other} is not valid for this web service."),
+                ));
+            }
+        };
     if params.bool("DryRun")? == Some(true) {
         return Err(Ec2Error::new(
             ErrorCode::DryRunOperation,
@@ -75,7 +81,7 @@ pub fn handle(cp: &ControlPlane, params: &Params, request_id: &str) -> Result<St
     let root = format!("{action}Response");
     let mut x = Xml::new(&root, NAMESPACE);
     x.elem("requestId", request_id);
-    run(cp, params, &mut x)?;
+    run(cp, who, params, &mut x)?;
     Ok(x.finish(&root))
 }
 
@@ -151,74 +157,91 @@ fn write_volume(x: &mut Xml, v: &VolumeRecord) {
     }
 }
 
-fn create_volume(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let v = cp.create_volume(model::CreateVolumeRequest {
-        availability_zone: p.string("AvailabilityZone").unwrap_or_default(),
-        size: p.int("Size")?,
-        volume_type: p.string("VolumeType"),
-        iops: p.int("Iops")?,
-        throughput: p.int("Throughput")?,
-        snapshot_id: p.string("SnapshotId"),
-        multi_attach_enabled: p.bool("MultiAttachEnabled")?,
-        tag_specifications: tag_specifications(p),
-        client_token: p.string("ClientToken"),
-        encrypted: p.bool("Encrypted")?,
-        volume_initialization_rate: p.int("VolumeInitializationRate")?,
-    })?;
+fn create_volume(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let v = cp.create_volume(
+        who,
+        model::CreateVolumeRequest {
+            availability_zone: p.string("AvailabilityZone").unwrap_or_default(),
+            size: p.int("Size")?,
+            volume_type: p.string("VolumeType"),
+            iops: p.int("Iops")?,
+            throughput: p.int("Throughput")?,
+            snapshot_id: p.string("SnapshotId"),
+            multi_attach_enabled: p.bool("MultiAttachEnabled")?,
+            tag_specifications: tag_specifications(p),
+            client_token: p.string("ClientToken"),
+            encrypted: p.bool("Encrypted")?,
+            volume_initialization_rate: p.int("VolumeInitializationRate")?,
+        },
+    )?;
     write_volume(x, &v);
     Ok(())
 }
 
-fn describe_volumes(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let (vols, next) = cp.describe_volumes(model::DescribeVolumesRequest {
-        volume_ids: p.list("VolumeId"),
-        filters: filters(p),
-        max_results: p.int("MaxResults")?,
-        next_token: p.string("NextToken").filter(|t| !t.is_empty()),
-    })?;
+fn describe_volumes(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let (vols, next) = cp.describe_volumes(
+        who,
+        model::DescribeVolumesRequest {
+            volume_ids: p.list("VolumeId"),
+            filters: filters(p),
+            max_results: p.int("MaxResults")?,
+            next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+        },
+    )?;
     x.list("volumeSet", &vols, write_volume);
     x.opt("nextToken", next);
     Ok(())
 }
 
-fn delete_volume(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    cp.delete_volume(&p.required("VolumeId")?)?;
+fn delete_volume(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    cp.delete_volume(who, &p.required("VolumeId")?)?;
     x.elem("return", true);
     Ok(())
 }
 
-fn attach_volume(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let (volume_id, a) = cp.attach_volume(model::AttachVolumeRequest {
-        volume_id: p.required("VolumeId")?,
-        instance_id: p.required("InstanceId")?,
-        device: p.required("Device")?,
-    })?;
+fn attach_volume(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let (volume_id, a) = cp.attach_volume(
+        who,
+        model::AttachVolumeRequest {
+            volume_id: p.required("VolumeId")?,
+            instance_id: p.required("InstanceId")?,
+            device: p.required("Device")?,
+        },
+    )?;
     write_attachment(x, &volume_id, &a);
     Ok(())
 }
 
-fn detach_volume(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let (volume_id, a) = cp.detach_volume(model::DetachVolumeRequest {
-        volume_id: p.required("VolumeId")?,
-        instance_id: p.string("InstanceId"),
-        device: p.string("Device"),
-        force: p.bool("Force")?.unwrap_or(false),
-    })?;
+fn detach_volume(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let (volume_id, a) = cp.detach_volume(
+        who,
+        model::DetachVolumeRequest {
+            volume_id: p.required("VolumeId")?,
+            instance_id: p.string("InstanceId"),
+            device: p.string("Device"),
+            force: p.bool("Force")?.unwrap_or(false),
+        },
+    )?;
     write_attachment(x, &volume_id, &a);
     Ok(())
 }
 
-fn create_tags(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+fn create_tags(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
     let resources = p.list("ResourceId");
     if resources.is_empty() {
         return Err(Ec2Error::missing("ResourceId"));
     }
-    cp.create_tags(&resources, &tags(p))?;
+    cp.create_tags(who, &resources, &tags(p))?;
     x.elem("return", true);
     Ok(())
 }
 
-fn delete_tags(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+fn delete_tags(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
     let resources = p.list("ResourceId");
     if resources.is_empty() {
         return Err(Ec2Error::missing("ResourceId"));
@@ -231,12 +254,17 @@ fn delete_tags(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Erro
             value: t.string("Value"),
         })
         .collect();
-    cp.delete_tags(&resources, &tags)?;
+    cp.delete_tags(who, &resources, &tags)?;
     x.elem("return", true);
     Ok(())
 }
 
-fn describe_availability_zones(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+fn describe_availability_zones(
+    cp: &ControlPlane,
+    _: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
     let wanted = p.list("ZoneName");
     let zones: Vec<&String> = cp
         .availability_zones()
@@ -261,15 +289,18 @@ fn describe_availability_zones(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Re
     Ok(())
 }
 
-fn modify_volume(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let (volume_id, m) = cp.modify_volume(model::ModifyVolumeRequest {
-        volume_id: p.required("VolumeId")?,
-        size: p.int("Size")?,
-        volume_type: p.string("VolumeType"),
-        iops: p.int("Iops")?,
-        throughput: p.int("Throughput")?,
-        multi_attach_enabled: p.bool("MultiAttachEnabled")?,
-    })?;
+fn modify_volume(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let (volume_id, m) = cp.modify_volume(
+        who,
+        model::ModifyVolumeRequest {
+            volume_id: p.required("VolumeId")?,
+            size: p.int("Size")?,
+            volume_type: p.string("VolumeType"),
+            iops: p.int("Iops")?,
+            throughput: p.int("Throughput")?,
+            multi_attach_enabled: p.bool("MultiAttachEnabled")?,
+        },
+    )?;
     x.node("volumeModification", |x| {
         write_modification(x, &volume_id, &m, true)
     });
@@ -307,18 +338,24 @@ fn write_modification(x: &mut Xml, volume_id: &str, m: &ModificationRecord, fres
 
 fn describe_volumes_modifications(
     cp: &ControlPlane,
+    who: Account,
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let mods = cp.describe_volumes_modifications(&p.list("VolumeId"), &filters(p))?;
+    let mods = cp.describe_volumes_modifications(who, &p.list("VolumeId"), &filters(p))?;
     x.list("volumeModificationSet", &mods, |x, (id, m)| {
         write_modification(x, id, m, false)
     });
     Ok(())
 }
 
-fn describe_volume_status(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let sources = cp.metrics_sources(&p.list("VolumeId"))?;
+fn describe_volume_status(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let sources = cp.metrics_sources(Some(who), &p.list("VolumeId"))?;
     x.list("volumeStatusSet", &sources, |x, (v, open)| {
         let st = VolumeStatus::of(v, open.as_ref());
         x.elem("volumeId", &v.volume_id)
@@ -343,7 +380,7 @@ fn write_snapshot(x: &mut Xml, s: &SnapshotView) {
         .elem("status", r.state.as_str())
         .elem("startTime", time(r.start_ms))
         .elem("progress", format!("{}%", s.progress))
-        .elem("ownerId", OWNER_ID)
+        .elem("ownerId", &r.owner_id)
         .elem("description", &r.description)
         .elem("volumeSize", r.volume_size_gib)
         .elem("encrypted", false)
@@ -360,44 +397,68 @@ fn write_snapshot(x: &mut Xml, s: &SnapshotView) {
     }
 }
 
-fn create_snapshot(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let r = cp.create_snapshot(model::CreateSnapshotRequest {
-        volume_id: p.required("VolumeId")?,
-        description: p.string("Description"),
-        tag_specifications: tag_specifications(p),
-    })?;
+fn create_snapshot(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let r = cp.create_snapshot(
+        who,
+        model::CreateSnapshotRequest {
+            volume_id: p.required("VolumeId")?,
+            description: p.string("Description"),
+            tag_specifications: tag_specifications(p),
+        },
+    )?;
     write_snapshot(x, &SnapshotView::pending(r));
     Ok(())
 }
 
-fn describe_snapshots(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let (snaps, next) = cp.describe_snapshots(model::DescribeSnapshotsRequest {
-        snapshot_ids: p.list("SnapshotId"),
-        owner_ids: p.list("Owner"),
-        filters: filters(p),
-        max_results: p.int("MaxResults")?,
-        next_token: p.string("NextToken").filter(|t| !t.is_empty()),
-    })?;
+fn describe_snapshots(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let (snaps, next) = cp.describe_snapshots(
+        who,
+        model::DescribeSnapshotsRequest {
+            snapshot_ids: p.list("SnapshotId"),
+            owner_ids: p.list("Owner"),
+            filters: filters(p),
+            max_results: p.int("MaxResults")?,
+            next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+        },
+    )?;
     x.list("snapshotSet", &snaps, write_snapshot);
     x.opt("nextToken", next);
     Ok(())
 }
 
-fn delete_snapshot(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    cp.delete_snapshot(&p.required("SnapshotId")?)?;
+fn delete_snapshot(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    cp.delete_snapshot(who, &p.required("SnapshotId")?)?;
     x.elem("return", true);
     Ok(())
 }
 
-fn copy_snapshot(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let r = cp.copy_snapshot(model::CopySnapshotRequest {
-        source_region: p.required("SourceRegion")?,
-        source_snapshot_id: p.required("SourceSnapshotId")?,
-        description: p.string("Description"),
-        destination_region: p.string("DestinationRegion"),
-        tag_specifications: tag_specifications(p),
-        encrypted: p.bool("Encrypted")?,
-    })?;
+fn copy_snapshot(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let r = cp.copy_snapshot(
+        who,
+        model::CopySnapshotRequest {
+            source_region: p.required("SourceRegion")?,
+            source_snapshot_id: p.required("SourceSnapshotId")?,
+            description: p.string("Description"),
+            destination_region: p.string("DestinationRegion"),
+            tag_specifications: tag_specifications(p),
+            encrypted: p.bool("Encrypted")?,
+        },
+    )?;
     x.elem("snapshotId", &r.snapshot_id);
     if !r.tags.is_empty() {
         write_tags(x, &r.tags);
@@ -457,7 +518,7 @@ fn write_mapping(x: &mut Xml, m: &MappingRecord) {
 fn write_image(x: &mut Xml, (i, state): &(ImageRecord, &str)) {
     x.elem("imageId", &i.image_id)
         .elem("imageState", state)
-        .elem("imageOwnerId", OWNER_ID)
+        .elem("imageOwnerId", &i.owner_id)
         .elem("creationDate", time(i.creation_ms))
         .elem("isPublic", false)
         .elem("architecture", &i.architecture)
@@ -474,47 +535,71 @@ fn write_image(x: &mut Xml, (i, state): &(ImageRecord, &str)) {
     }
 }
 
-fn register_image(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let i = cp.register_image(model::RegisterImageRequest {
-        name: p.required("Name")?,
-        description: p.string("Description"),
-        root_device_name: p.string("RootDeviceName").unwrap_or_default(),
-        block_device_mappings: block_device_mappings(p)?,
-        architecture: p.string("Architecture"),
-        virtualization_type: p.string("VirtualizationType"),
-        tag_specifications: tag_specifications(p),
-    })?;
+fn register_image(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let i = cp.register_image(
+        who,
+        model::RegisterImageRequest {
+            name: p.required("Name")?,
+            description: p.string("Description"),
+            root_device_name: p.string("RootDeviceName").unwrap_or_default(),
+            block_device_mappings: block_device_mappings(p)?,
+            architecture: p.string("Architecture"),
+            virtualization_type: p.string("VirtualizationType"),
+            tag_specifications: tag_specifications(p),
+        },
+    )?;
     x.elem("imageId", &i.image_id);
     Ok(())
 }
 
-fn describe_images(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let (images, next) = cp.describe_images(model::DescribeImagesRequest {
-        image_ids: p.list("ImageId"),
-        owners: p.list("Owner"),
-        filters: filters(p),
-        max_results: p.int("MaxResults")?,
-        next_token: p.string("NextToken").filter(|t| !t.is_empty()),
-    })?;
+fn describe_images(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let (images, next) = cp.describe_images(
+        who,
+        model::DescribeImagesRequest {
+            image_ids: p.list("ImageId"),
+            owners: p.list("Owner"),
+            filters: filters(p),
+            max_results: p.int("MaxResults")?,
+            next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+        },
+    )?;
     x.list("imagesSet", &images, write_image);
     x.opt("nextToken", next);
     Ok(())
 }
 
-fn deregister_image(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    cp.deregister_image(&p.required("ImageId")?)?;
+fn deregister_image(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    cp.deregister_image(who, &p.required("ImageId")?)?;
     x.elem("return", true);
     Ok(())
 }
 
-fn create_image(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let id = cp.create_image(model::CreateImageRequest {
-        instance_id: p.required("InstanceId")?,
-        name: p.required("Name")?,
-        description: p.string("Description"),
-        no_reboot: p.bool("NoReboot")?.unwrap_or(false),
-        tag_specifications: tag_specifications(p),
-    })?;
+fn create_image(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let id = cp.create_image(
+        who,
+        model::CreateImageRequest {
+            instance_id: p.required("InstanceId")?,
+            name: p.required("Name")?,
+            description: p.string("Description"),
+            no_reboot: p.bool("NoReboot")?.unwrap_or(false),
+            tag_specifications: tag_specifications(p),
+        },
+    )?;
     x.elem("imageId", id);
     Ok(())
 }
@@ -591,37 +676,48 @@ fn write_reservation(x: &mut Xml, r: &ReservationView) {
         .list("instancesSet", &r.instances, write_instance);
 }
 
-fn run_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+fn run_instances(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
     let count = |name: &str| -> Result<i32, Ec2Error> {
         p.int(name)?.ok_or_else(|| Ec2Error::missing(name))
     };
-    let r = cp.run_instances(model::RunInstancesRequest {
-        image_id: p.required("ImageId")?,
-        instance_type: p.string("InstanceType"),
-        min_count: count("MinCount")?,
-        max_count: count("MaxCount")?,
-        placement: p.structs_one("Placement").map(|pl| model::Placement {
-            availability_zone: pl.string("AvailabilityZone").unwrap_or_default(),
-        }),
-        block_device_mappings: block_device_mappings(p)?,
-        user_data: p.string("UserData"),
-        workload: None,
-        instance_initiated_shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
-        tag_specifications: tag_specifications(p),
-        client_token: p.string("ClientToken"),
-        disable_api_termination: p.bool("DisableApiTermination")?.unwrap_or(false),
-    })?;
+    let r = cp.run_instances(
+        who,
+        model::RunInstancesRequest {
+            image_id: p.required("ImageId")?,
+            instance_type: p.string("InstanceType"),
+            min_count: count("MinCount")?,
+            max_count: count("MaxCount")?,
+            placement: p.structs_one("Placement").map(|pl| model::Placement {
+                availability_zone: pl.string("AvailabilityZone").unwrap_or_default(),
+            }),
+            block_device_mappings: block_device_mappings(p)?,
+            user_data: p.string("UserData"),
+            workload: None,
+            instance_initiated_shutdown_behavior: p.string("InstanceInitiatedShutdownBehavior"),
+            tag_specifications: tag_specifications(p),
+            client_token: p.string("ClientToken"),
+            disable_api_termination: p.bool("DisableApiTermination")?.unwrap_or(false),
+        },
+    )?;
     write_reservation(x, &r);
     Ok(())
 }
 
-fn describe_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let page = cp.describe_instances(model::DescribeInstancesRequest {
-        instance_ids: p.list("InstanceId"),
-        filters: filters(p),
-        max_results: p.int("MaxResults")?,
-        next_token: p.string("NextToken").filter(|t| !t.is_empty()),
-    })?;
+fn describe_instances(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let page = cp.describe_instances(
+        who,
+        model::DescribeInstancesRequest {
+            instance_ids: p.list("InstanceId"),
+            filters: filters(p),
+            max_results: p.int("MaxResults")?,
+            next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+        },
+    )?;
     x.list("reservationSet", &page.reservations, write_reservation);
     x.opt("nextToken", page.next_token);
     Ok(())
@@ -643,13 +739,24 @@ fn instance_ids(p: &Params) -> Result<Vec<String>, Ec2Error> {
     Ok(ids)
 }
 
-fn start_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    write_changes(x, &cp.start_instances(&instance_ids(p)?)?);
+fn start_instances(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    write_changes(x, &cp.start_instances(who, &instance_ids(p)?)?);
     Ok(())
 }
 
-fn stop_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+fn stop_instances(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
     let changes = cp.stop_instances(
+        who,
         &instance_ids(p)?,
         p.bool("Force")?.unwrap_or(false),
         p.bool("Hibernate")?.unwrap_or(false),
@@ -658,19 +765,34 @@ fn stop_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2E
     Ok(())
 }
 
-fn reboot_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    cp.reboot_instances(&instance_ids(p)?)?;
+fn reboot_instances(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    cp.reboot_instances(who, &instance_ids(p)?)?;
     x.elem("return", true);
     Ok(())
 }
 
-fn terminate_instances(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    write_changes(x, &cp.terminate_instances(&instance_ids(p)?)?);
+fn terminate_instances(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    write_changes(x, &cp.terminate_instances(who, &instance_ids(p)?)?);
     Ok(())
 }
 
-fn get_console_output(cp: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
-    let out = cp.console_output(&p.required("InstanceId")?)?;
+fn get_console_output(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let out = cp.console_output(who, &p.required("InstanceId")?)?;
     x.elem("instanceId", &out.instance_id)
         .elem("timestamp", time(out.timestamp_ms))
         .elem("output", &out.output);
@@ -685,7 +807,7 @@ fn write_fsr(x: &mut Xml, v: &FsrView) {
         .elem("availabilityZone", &f.availability_zone)
         .elem("state", v.state)
         .elem("stateTransitionReason", v.transition_reason())
-        .elem("ownerId", OWNER_ID)
+        .elem("ownerId", &v.owner_id)
         .elem("enablingTime", time(f.enabling_ms))
         .opt("optimizingTime", v.optimizing_ms.map(time))
         .opt("enabledTime", v.enabled_ms.map(time))
@@ -732,46 +854,59 @@ fn fsr_pairs(p: &Params) -> Result<model::EnableFastSnapshotRestoresRequest, Ec2
 
 fn enable_fast_snapshot_restores(
     cp: &ControlPlane,
+    who: Account,
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    write_fsr_result(x, cp.enable_fast_snapshot_restores(fsr_pairs(p)?)?);
+    write_fsr_result(x, cp.enable_fast_snapshot_restores(who, fsr_pairs(p)?)?);
     Ok(())
 }
 
 fn disable_fast_snapshot_restores(
     cp: &ControlPlane,
+    who: Account,
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
     let r = fsr_pairs(p)?;
     write_fsr_result(
         x,
-        cp.disable_fast_snapshot_restores(model::DisableFastSnapshotRestoresRequest {
-            availability_zones: r.availability_zones,
-            source_snapshot_ids: r.source_snapshot_ids,
-        })?,
+        cp.disable_fast_snapshot_restores(
+            who,
+            model::DisableFastSnapshotRestoresRequest {
+                availability_zones: r.availability_zones,
+                source_snapshot_ids: r.source_snapshot_ids,
+            },
+        )?,
     );
     Ok(())
 }
 
 fn describe_fast_snapshot_restores(
     cp: &ControlPlane,
+    who: Account,
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let (views, next) =
-        cp.describe_fast_snapshot_restores(model::DescribeFastSnapshotRestoresRequest {
+    let (views, next) = cp.describe_fast_snapshot_restores(
+        who,
+        model::DescribeFastSnapshotRestoresRequest {
             filters: filters(p),
             max_results: p.int("MaxResults")?,
             next_token: p.string("NextToken").filter(|t| !t.is_empty()),
-        })?;
+        },
+    )?;
     x.list("fastSnapshotRestoreSet", &views, write_fsr);
     x.opt("nextToken", next);
     Ok(())
 }
 
-fn describe_instance_types(_: &ControlPlane, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+fn describe_instance_types(
+    _: &ControlPlane,
+    _: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
     use instance_manager::types;
     let filters: Vec<(String, Vec<String>)> =
         filters(p).into_iter().map(|f| (f.name, f.values)).collect();

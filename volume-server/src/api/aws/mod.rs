@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::control::{ControlPlane, Ec2Error, ErrorCode};
+use crate::control::{Account, ControlPlane, Ec2Error, ErrorCode};
 use credentials::Keys;
 use xml::Xml;
 
@@ -51,7 +51,7 @@ pub struct AwsApi {
 #[derive(Debug, Clone)]
 struct Caller {
     access_key_id: String,
-    account_id: String,
+    account: Account,
     service: String,
 }
 
@@ -111,8 +111,9 @@ impl AwsApi {
                 query.to_string(),
             );
             let headers = parts.headers.clone();
+            let who = caller.account;
             let done = tokio::task::spawn_blocking(move || {
-                ebs::handle(&control, &method, &path, &query, &headers, &body)
+                ebs::handle(&control, who, &method, &path, &query, &headers, &body)
             })
             .await;
             let reply = match done {
@@ -133,8 +134,10 @@ impl AwsApi {
             "ec2" => {
                 let control = Arc::clone(&self.control);
                 let id = request_id.clone();
+                let who = caller.account;
                 let done =
-                    tokio::task::spawn_blocking(move || ec2::handle(&control, &params, &id)).await;
+                    tokio::task::spawn_blocking(move || ec2::handle(&control, who, &params, &id))
+                        .await;
                 Ok(match done {
                     Ok(Ok(doc)) => xml_response(200, doc),
                     Ok(Err(e)) => ec2_error(&e, &request_id),
@@ -147,7 +150,7 @@ impl AwsApi {
             "sts" => {
                 let who = sts::Caller {
                     access_key_id: &caller.access_key_id,
-                    account_id: &caller.account_id,
+                    account: caller.account,
                 };
                 Ok(match sts::handle(&params, &who, &request_id) {
                     Ok(doc) => xml_response(200, doc),
@@ -212,7 +215,7 @@ impl AwsApi {
                 service,
             ));
         }
-        let account_id = match &self.keys {
+        let account = match &self.keys {
             Keys::Local => {
                 // Unauthenticated, so for this machine only: a page in a browser must not reach
                 // it through a name that resolves here (DNS rebinding).
@@ -270,12 +273,12 @@ impl AwsApi {
                     };
                     (Ec2Error::new(code, e.to_string()), service.clone())
                 })?;
-                key.account_id.clone()
+                key.account
             }
         };
         Ok(Caller {
             access_key_id: signed.access_key_id,
-            account_id,
+            account,
             service: signed.service,
         })
     }

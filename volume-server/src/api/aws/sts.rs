@@ -3,7 +3,7 @@
 
 use super::query::Params;
 use super::xml::Xml;
-use crate::control::{Ec2Error, ErrorCode};
+use crate::control::{Account, Ec2Error, ErrorCode};
 
 /// The STS XML namespace.
 pub const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -14,7 +14,7 @@ pub struct Caller<'a> {
     /// The key that signed.
     pub access_key_id: &'a str,
     /// Its account.
-    pub account_id: &'a str,
+    pub account: Account,
 }
 
 /// Runs the action; the response document, or the error.
@@ -30,9 +30,9 @@ pub fn handle(params: &Params, caller: &Caller<'_>, request_id: &str) -> Result<
             let root = "GetCallerIdentityResponse";
             let mut x = Xml::new(root, NAMESPACE);
             x.node("GetCallerIdentityResult", |x| {
-                x.elem("Arn", format!("arn:aws:iam::{}:root", caller.account_id))
-                    .elem("UserId", caller.account_id)
-                    .elem("Account", caller.account_id);
+                x.elem("Arn", format!("arn:aws:iam::{}:root", caller.account))
+                    .elem("UserId", caller.account.id())
+                    .elem("Account", caller.account.id());
             })
             .node("ResponseMetadata", |x| {
                 x.elem("RequestId", request_id);

@@ -13,11 +13,11 @@ use crate::catalog::{ImageRecord, MappingRecord};
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::now_ms;
-use crate::control::snapshots::{OWNER_ID, SnapshotView};
+use crate::control::snapshots::SnapshotView;
 use crate::control::views::{
     FsrFailure, InstanceStateChange, InstanceView, ReservationView, VolumeStatus,
 };
-use crate::control::{ControlPlane, Ec2Error, ErrorCode};
+use crate::control::{Account, ControlPlane, Ec2Error, ErrorCode};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
 use crate::exports::OpenVolume;
@@ -25,6 +25,11 @@ use instance_manager::lifecycle::InstanceState;
 use storage_engine::{ReadData, VolumeError, ZeroFlags};
 
 mod convert;
+
+/// The account every gRPC call acts for: the API authenticates with one shared token
+/// (`--grpc-token-file`) and has no notion of accounts, so `ebsctl` and other gRPC clients
+/// manage the resources of the local account, the one unauthenticated AWS callers use too.
+const CALLER: Account = Account::LOCAL;
 
 /// The gRPC face of the control plane.
 #[derive(Debug, Clone)]
@@ -115,7 +120,7 @@ fn snapshot(s: &SnapshotView) -> pb::Snapshot {
         volume_size: r.volume_size_gib as i32,
         description: r.description.clone(),
         encrypted: false,
-        owner_id: OWNER_ID.to_string(),
+        owner_id: r.owner_id.clone(),
         tags: tags(&r.tags),
         completion_time: r.complete_ms.map(format_time).unwrap_or_default(),
         full_snapshot_size_in_bytes: r.bytes_written as i64,
@@ -133,7 +138,7 @@ fn fsr(v: &FsrView) -> pb::FastSnapshotRestore {
         availability_zone: f.availability_zone.clone(),
         state: v.state.to_string(),
         state_transition_reason: v.transition_reason().to_string(),
-        owner_id: OWNER_ID.to_string(),
+        owner_id: v.owner_id.clone(),
         enabling_time: format_time(f.enabling_ms),
         optimizing_time: v.optimizing_ms.map(format_time).unwrap_or_default(),
         enabled_time: v.enabled_ms.map(format_time).unwrap_or_default(),
@@ -269,7 +274,7 @@ fn image((i, state): &(ImageRecord, &str)) -> pb::Image {
         architecture: i.architecture.clone(),
         virtualization_type: i.virtualization_type.clone(),
         block_device_mappings: i.mappings.iter().map(mapping_pb).collect(),
-        owner_id: OWNER_ID.into(),
+        owner_id: i.owner_id.clone(),
         public: false,
         image_type: "machine".into(),
         tags: tags(&i.tags),
@@ -526,7 +531,7 @@ impl VolumeService for VolumeApi {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
-            cp.reservation_register(req.into())
+            cp.reservation_register(CALLER, req.into())
                 .map(|r| reservation_report(&id, &r))
         })
         .await
@@ -540,7 +545,7 @@ impl VolumeService for VolumeApi {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
-            cp.reservation_acquire(req.into())
+            cp.reservation_acquire(CALLER, req.into())
                 .map(|r| reservation_report(&id, &r))
         })
         .await
@@ -554,7 +559,7 @@ impl VolumeService for VolumeApi {
         let req = req.into_inner();
         let id = req.volume_id.clone();
         self.run(move |cp| {
-            cp.reservation_release(req.into())
+            cp.reservation_release(CALLER, req.into())
                 .map(|r| reservation_report(&id, &r))
         })
         .await
@@ -567,7 +572,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::ReservationStatus>, Status> {
         let id = req.into_inner().volume_id;
         self.run(move |cp| {
-            cp.reservation_report(&id)
+            cp.reservation_report(CALLER, &id)
                 .map(|r| reservation_report(&id, &r))
         })
         .await
@@ -580,7 +585,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::VolumeModification>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            cp.modify_volume(req.into())
+            cp.modify_volume(CALLER, req.into())
                 .map(|(id, m)| modification(&id, &m, true))
         })
         .await
@@ -593,8 +598,11 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeVolumesModificationsResponse>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            let mods =
-                cp.describe_volumes_modifications(&req.volume_ids, &convert::all(req.filters))?;
+            let mods = cp.describe_volumes_modifications(
+                CALLER,
+                &req.volume_ids,
+                &convert::all(req.filters),
+            )?;
             Ok(pb::DescribeVolumesModificationsResponse {
                 volumes_modifications: mods
                     .iter()
@@ -615,7 +623,7 @@ impl VolumeService for VolumeApi {
             // Without ids: the open (attached) volumes, as the API documents; with ids: those,
             // unattached ones reading zero.
             let all = ids.is_empty();
-            let sources = cp.metrics_sources(&ids)?;
+            let sources = cp.metrics_sources(Some(CALLER), &ids)?;
             Ok(pb::GetVolumeMetricsResponse {
                 metrics: sources
                     .iter()
@@ -634,7 +642,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeVolumeStatusResponse>, Status> {
         let ids = req.into_inner().volume_ids;
         self.run(move |cp| {
-            let sources = cp.metrics_sources(&ids)?;
+            let sources = cp.metrics_sources(Some(CALLER), &ids)?;
             Ok(pb::DescribeVolumeStatusResponse {
                 volume_statuses: sources
                     .iter()
@@ -651,7 +659,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateVolumeRequest>,
     ) -> Result<Response<pb::Volume>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.create_volume(req.into()).map(|v| volume(cp, &v)))
+        self.run(move |cp| cp.create_volume(CALLER, req.into()).map(|v| volume(cp, &v)))
             .await
             .map(Response::new)
     }
@@ -662,7 +670,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeVolumesResponse>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            let (vols, next_token) = cp.describe_volumes(req.into())?;
+            let (vols, next_token) = cp.describe_volumes(CALLER, req.into())?;
             Ok(pb::DescribeVolumesResponse {
                 volumes: vols.iter().map(|v| volume(cp, v)).collect(),
                 next_token,
@@ -677,7 +685,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateSnapshotRequest>,
     ) -> Result<Response<pb::Snapshot>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.create_snapshot(req.into()))
+        self.run(move |cp| cp.create_snapshot(CALLER, req.into()))
             .await
             .map(|r| Response::new(snapshot(&SnapshotView::pending(r))))
     }
@@ -688,7 +696,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeSnapshotsResponse>, Status> {
         let req = req.into_inner();
         let (snaps, next_token) = self
-            .run(move |cp| cp.describe_snapshots(req.into()))
+            .run(move |cp| cp.describe_snapshots(CALLER, req.into()))
             .await?;
         Ok(Response::new(pb::DescribeSnapshotsResponse {
             snapshots: snaps.iter().map(snapshot).collect(),
@@ -701,7 +709,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DeleteSnapshotRequest>,
     ) -> Result<Response<pb::DeleteSnapshotResponse>, Status> {
         let id = req.into_inner().snapshot_id;
-        self.run(move |cp| cp.delete_snapshot(&id)).await?;
+        self.run(move |cp| cp.delete_snapshot(CALLER, &id)).await?;
         Ok(Response::new(pb::DeleteSnapshotResponse {}))
     }
 
@@ -710,7 +718,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CopySnapshotRequest>,
     ) -> Result<Response<pb::CopySnapshotResponse>, Status> {
         let req = req.into_inner();
-        let r = self.run(move |cp| cp.copy_snapshot(req.into())).await?;
+        let r = self
+            .run(move |cp| cp.copy_snapshot(CALLER, req.into()))
+            .await?;
         Ok(Response::new(pb::CopySnapshotResponse {
             snapshot_id: r.snapshot_id,
         }))
@@ -722,7 +732,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
         let req = req.into_inner();
         let r = self
-            .run(move |cp| cp.enable_fast_snapshot_restores(req.into()))
+            .run(move |cp| cp.enable_fast_snapshot_restores(CALLER, req.into()))
             .await?;
         Ok(Response::new(fsr_result(r)))
     }
@@ -733,7 +743,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::FastSnapshotRestoresResult>, Status> {
         let req = req.into_inner();
         let r = self
-            .run(move |cp| cp.disable_fast_snapshot_restores(req.into()))
+            .run(move |cp| cp.disable_fast_snapshot_restores(CALLER, req.into()))
             .await?;
         Ok(Response::new(fsr_result(r)))
     }
@@ -744,7 +754,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeFastSnapshotRestoresResponse>, Status> {
         let req = req.into_inner();
         let (views, next_token) = self
-            .run(move |cp| cp.describe_fast_snapshot_restores(req.into()))
+            .run(move |cp| cp.describe_fast_snapshot_restores(CALLER, req.into()))
             .await?;
         Ok(Response::new(pb::DescribeFastSnapshotRestoresResponse {
             fast_snapshot_restores: views.iter().map(fsr).collect(),
@@ -757,10 +767,12 @@ impl VolumeService for VolumeApi {
         req: Request<pb::StartSnapshotRequest>,
     ) -> Result<Response<pb::StartSnapshotResponse>, Status> {
         let req = req.into_inner();
-        let (r, parent) = self.run(move |cp| cp.start_snapshot(req.into())).await?;
+        let (r, parent) = self
+            .run(move |cp| cp.start_snapshot(CALLER, req.into()))
+            .await?;
         Ok(Response::new(pb::StartSnapshotResponse {
             snapshot_id: r.snapshot_id.clone(),
-            owner_id: OWNER_ID.to_string(),
+            owner_id: r.owner_id.clone(),
             status: r.state.as_str().to_string(),
             start_time: format_time(r.start_ms),
             volume_size: i64::from(r.volume_size_gib),
@@ -777,7 +789,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::PutSnapshotBlockResponse>, Status> {
         let req = req.into_inner();
         let checksum = self
-            .run(move |cp| cp.put_snapshot_block(req.into()))
+            .run(move |cp| cp.put_snapshot_block(CALLER, req.into()))
             .await?;
         Ok(Response::new(pb::PutSnapshotBlockResponse {
             checksum,
@@ -790,7 +802,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CompleteSnapshotRequest>,
     ) -> Result<Response<pb::CompleteSnapshotResponse>, Status> {
         let req = req.into_inner();
-        let status = self.run(move |cp| cp.complete_snapshot(req.into())).await?;
+        let status = self
+            .run(move |cp| cp.complete_snapshot(CALLER, req.into()))
+            .await?;
         Ok(Response::new(pb::CompleteSnapshotResponse { status }))
     }
 
@@ -800,7 +814,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::ListSnapshotBlocksResponse>, Status> {
         let req = req.into_inner();
         let page = self
-            .run(move |cp| cp.list_snapshot_blocks(req.into()))
+            .run(move |cp| cp.list_snapshot_blocks(CALLER, req.into()))
             .await?;
         Ok(Response::new(pb::ListSnapshotBlocksResponse {
             blocks: page
@@ -824,7 +838,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::ListChangedBlocksResponse>, Status> {
         let req = req.into_inner();
         let page = self
-            .run(move |cp| cp.list_changed_blocks(req.into()))
+            .run(move |cp| cp.list_changed_blocks(CALLER, req.into()))
             .await?;
         Ok(Response::new(pb::ListChangedBlocksResponse {
             changed_blocks: page
@@ -849,7 +863,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::GetSnapshotBlockResponse>, Status> {
         let req = req.into_inner();
         let b = self
-            .run(move |cp| cp.get_snapshot_block(req.into()))
+            .run(move |cp| cp.get_snapshot_block(CALLER, req.into()))
             .await?;
         Ok(Response::new(pb::GetSnapshotBlockResponse {
             data_length: b.data.len() as i32,
@@ -877,7 +891,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::RegisterImageRequest>,
     ) -> Result<Response<pb::RegisterImageResponse>, Status> {
         let req = req.into_inner();
-        let rec = self.run(move |cp| cp.register_image(req.into())).await?;
+        let rec = self
+            .run(move |cp| cp.register_image(CALLER, req.into()))
+            .await?;
         Ok(Response::new(pb::RegisterImageResponse {
             image_id: rec.image_id,
         }))
@@ -888,7 +904,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DescribeImagesRequest>,
     ) -> Result<Response<pb::DescribeImagesResponse>, Status> {
         let req = req.into_inner();
-        let (list, next_token) = self.run(move |cp| cp.describe_images(req.into())).await?;
+        let (list, next_token) = self
+            .run(move |cp| cp.describe_images(CALLER, req.into()))
+            .await?;
         Ok(Response::new(pb::DescribeImagesResponse {
             images: list.iter().map(image).collect(),
             next_token,
@@ -900,7 +918,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DeregisterImageRequest>,
     ) -> Result<Response<pb::DeregisterImageResponse>, Status> {
         let id = req.into_inner().image_id;
-        self.run(move |cp| cp.deregister_image(&id)).await?;
+        self.run(move |cp| cp.deregister_image(CALLER, &id)).await?;
         Ok(Response::new(pb::DeregisterImageResponse {}))
     }
 
@@ -909,7 +927,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateImageRequest>,
     ) -> Result<Response<pb::CreateImageResponse>, Status> {
         let req = req.into_inner();
-        let image_id = self.run(move |cp| cp.create_image(req.into())).await?;
+        let image_id = self
+            .run(move |cp| cp.create_image(CALLER, req.into()))
+            .await?;
         Ok(Response::new(pb::CreateImageResponse { image_id }))
     }
 
@@ -918,7 +938,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::RunInstancesRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
         let req = req.into_inner();
-        let r = self.run(move |cp| cp.run_instances(req.into())).await?;
+        let r = self
+            .run(move |cp| cp.run_instances(CALLER, req.into()))
+            .await?;
         Ok(Response::new(reservation(&r)))
     }
 
@@ -928,7 +950,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeInstancesResponse>, Status> {
         let req = req.into_inner();
         let page = self
-            .run(move |cp| cp.describe_instances(req.into()))
+            .run(move |cp| cp.describe_instances(CALLER, req.into()))
             .await?;
         Ok(Response::new(pb::DescribeInstancesResponse {
             reservations: page.reservations.iter().map(reservation).collect(),
@@ -941,7 +963,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::InstanceIdsRequest>,
     ) -> Result<Response<pb::InstanceStateChanges>, Status> {
         let ids = req.into_inner().instance_ids;
-        let changes = self.run(move |cp| cp.start_instances(&ids)).await?;
+        let changes = self.run(move |cp| cp.start_instances(CALLER, &ids)).await?;
         Ok(Response::new(state_changes(changes)))
     }
 
@@ -951,7 +973,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::InstanceStateChanges>, Status> {
         let req = req.into_inner();
         let changes = self
-            .run(move |cp| cp.stop_instances(&req.instance_ids, req.force, req.hibernate))
+            .run(move |cp| cp.stop_instances(CALLER, &req.instance_ids, req.force, req.hibernate))
             .await?;
         Ok(Response::new(state_changes(changes)))
     }
@@ -961,7 +983,8 @@ impl VolumeService for VolumeApi {
         req: Request<pb::InstanceIdsRequest>,
     ) -> Result<Response<pb::RebootInstancesResponse>, Status> {
         let ids = req.into_inner().instance_ids;
-        self.run(move |cp| cp.reboot_instances(&ids)).await?;
+        self.run(move |cp| cp.reboot_instances(CALLER, &ids))
+            .await?;
         Ok(Response::new(pb::RebootInstancesResponse {}))
     }
 
@@ -970,7 +993,9 @@ impl VolumeService for VolumeApi {
         req: Request<pb::InstanceIdsRequest>,
     ) -> Result<Response<pb::InstanceStateChanges>, Status> {
         let ids = req.into_inner().instance_ids;
-        let changes = self.run(move |cp| cp.terminate_instances(&ids)).await?;
+        let changes = self
+            .run(move |cp| cp.terminate_instances(CALLER, &ids))
+            .await?;
         Ok(Response::new(state_changes(changes)))
     }
 
@@ -979,7 +1004,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::GetConsoleOutputRequest>,
     ) -> Result<Response<pb::GetConsoleOutputResponse>, Status> {
         let id = req.into_inner().instance_id;
-        let out = self.run(move |cp| cp.console_output(&id)).await?;
+        let out = self.run(move |cp| cp.console_output(CALLER, &id)).await?;
         Ok(Response::new(pb::GetConsoleOutputResponse {
             instance_id: out.instance_id,
             output: out.output,
@@ -992,7 +1017,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DeleteVolumeRequest>,
     ) -> Result<Response<pb::DeleteVolumeResponse>, Status> {
         let id = req.into_inner().volume_id;
-        self.run(move |cp| cp.delete_volume(&id)).await?;
+        self.run(move |cp| cp.delete_volume(CALLER, &id)).await?;
         Ok(Response::new(pb::DeleteVolumeResponse {}))
     }
 
@@ -1002,7 +1027,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::VolumeAttachment>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            cp.attach_volume(req.into())
+            cp.attach_volume(CALLER, req.into())
                 .map(|(vid, a)| attachment(cp, &vid, &a))
         })
         .await
@@ -1015,7 +1040,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::VolumeAttachment>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            cp.detach_volume(req.into())
+            cp.detach_volume(CALLER, req.into())
                 .map(|(vid, a)| attachment(cp, &vid, &a))
         })
         .await
@@ -1027,7 +1052,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::CreateTagsRequest>,
     ) -> Result<Response<pb::CreateTagsResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.create_tags(&req.resources, &convert::all(req.tags)))
+        self.run(move |cp| cp.create_tags(CALLER, &req.resources, &convert::all(req.tags)))
             .await?;
         Ok(Response::new(pb::CreateTagsResponse {}))
     }
@@ -1037,7 +1062,7 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DeleteTagsRequest>,
     ) -> Result<Response<pb::DeleteTagsResponse>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.delete_tags(&req.resources, &convert::all(req.tags)))
+        self.run(move |cp| cp.delete_tags(CALLER, &req.resources, &convert::all(req.tags)))
             .await?;
         Ok(Response::new(pb::DeleteTagsResponse {}))
     }
@@ -1047,9 +1072,12 @@ impl VolumeService for VolumeApi {
         req: Request<pb::RegisterHostRequest>,
     ) -> Result<Response<pb::Host>, Status> {
         let req = req.into_inner();
-        self.run(move |cp| cp.register_host(req.into()).map(|h| host(cp, &h, &[])))
-            .await
-            .map(Response::new)
+        self.run(move |cp| {
+            cp.register_host(CALLER, req.into())
+                .map(|h| host(cp, &h, &[]))
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn deregister_host(
@@ -1058,7 +1086,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DeregisterHostResponse>, Status> {
         let id = req.into_inner().instance_id;
         self.run(move |cp| {
-            let detached = cp.deregister_host(&id)?;
+            let detached = cp.deregister_host(CALLER, &id)?;
             Ok(pb::DeregisterHostResponse {
                 detached: detached
                     .iter()
@@ -1076,7 +1104,7 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeHostsResponse>, Status> {
         let ids = req.into_inner().instance_ids;
         self.run(move |cp| {
-            let hosts = cp.describe_hosts(&ids)?;
+            let hosts = cp.describe_hosts(CALLER, &ids)?;
             Ok(pb::DescribeHostsResponse {
                 hosts: hosts.iter().map(|(h, a)| host(cp, h, a)).collect(),
             })
