@@ -226,6 +226,7 @@ fn sample_manifest() -> Manifest {
         snapshot_id: "snap-0123456789abcdef0".into(),
         volume_id: "vol-0123456789abcdef0".into(),
         parent_id: Some("snap-00000000000000001".into()),
+        owner_id: "111122223333".into(),
         volume_size: 8 << 30,
         start_ms: 1_700_000_000_000,
         complete_ms: 1_700_000_000_500,

@@ -54,13 +54,14 @@ pub async fn source_manifest(src: &Store, src_id: &str) -> Result<Manifest, Copy
         .ok_or_else(|| CopyError::SourceNotFound(src_id.to_string()))
 }
 
-/// Copies snapshot `m` (read from `src`) into `dst` as `new_id`. `done` counts distinct blocks
+/// Copies snapshot `m` (read from `src`) into `dst` as `new_id`, owned by `owner_id`. `done` counts distinct blocks
 /// handled, for progress. Every block sent is verified (CRC and SHA-256) on the way.
 pub async fn copy(
     src: &Store,
     dst: &Store,
     m: &Manifest,
     new_id: &str,
+    owner_id: &str,
     now_ms: u64,
     done: &AtomicU64,
 ) -> Result<(Manifest, CopyStats), CopyError> {
@@ -115,6 +116,7 @@ pub async fn copy(
         snapshot_id: new_id.to_string(),
         volume_id: m.volume_id.clone(),
         parent_id: None,
+        owner_id: owner_id.to_string(),
         volume_size: m.volume_size,
         start_ms: m.start_ms,
         complete_ms: now_ms,

@@ -510,6 +510,7 @@ mod tests {
             snapshot_id: "snap-00000000000000001".into(),
             volume_id: "vol-00000000000000001".into(),
             parent_id: None,
+            owner_id: String::new(),
             volume_size: 4 * BLOCK_SIZE,
             start_ms: 1,
             complete_ms: 2,

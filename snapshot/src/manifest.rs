@@ -6,15 +6,15 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "EBSSNAP\x01"
-//!      8    2 version (1)
+//!      8    2 version (2; 1 has no owner string)
 //!     10    2 reserved (0)
 //!     12    4 block size (524288)
 //!     16    8 volume size in bytes
 //!     24    8 start time, ms since the Unix epoch (the point in time)
 //!     32    8 completion time, ms since the Unix epoch
 //!     40    8 number of entries N
-//!     48    … three strings, each a u8 length then UTF-8: snapshot id, volume id, parent
-//!             snapshot id (length 0: none)
+//!     48    … four strings, each a u8 length then UTF-8: snapshot id, volume id, parent
+//!             snapshot id (length 0: none), owner account id (length 0: unrecorded)
 //!      …  40N entries in ascending block index: u64 block index, 32-byte SHA-256 key
 //!      …    4 CRC-32 (IEEE) of every byte before it
 //! ```
@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use crate::block::{BLOCK_SIZE, BlockKey};
 
 const MAGIC: [u8; 8] = *b"EBSSNAP\x01";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// Manifests written before owners were recorded: three strings.
+const VERSION_1: u16 = 1;
 const FIXED_LEN: usize = 48;
 const ENTRY_LEN: usize = 40;
 
@@ -37,6 +39,10 @@ pub struct Manifest {
     pub volume_id: String,
     /// The snapshot whose unchanged blocks this one references, if incremental.
     pub parent_id: Option<String>,
+    /// The AWS account that owns the snapshot; empty when unrecorded (written by a version
+    /// without accounts, whose snapshots all belonged to account `000000000000`). A region
+    /// copying from another's store checks it, not having that region's catalog.
+    pub owner_id: String,
     /// Volume size in bytes.
     pub volume_size: u64,
     /// The point in time, ms since the epoch.
@@ -82,10 +88,11 @@ impl Manifest {
             self.snapshot_id.as_str(),
             self.volume_id.as_str(),
             self.parent_id.as_deref().unwrap_or(""),
+            self.owner_id.as_str(),
         ];
         let mut out = Vec::with_capacity(
             FIXED_LEN
-                + 3
+                + ids.len()
                 + ids.iter().map(|s| s.len()).sum::<usize>()
                 + ENTRY_LEN * self.blocks.len()
                 + 4,
@@ -127,7 +134,7 @@ impl Manifest {
         }
         let mut r = Reader { b: body, at: 8 };
         let version = r.u16()?;
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(ManifestError::UnsupportedVersion(version));
         }
         r.u16()?;
@@ -142,6 +149,11 @@ impl Manifest {
         let snapshot_id = r.string()?;
         let volume_id = r.string()?;
         let parent = r.string()?;
+        let owner_id = if version == VERSION_1 {
+            String::new()
+        } else {
+            r.string()?
+        };
         let entries = usize::try_from(n).map_err(|_| ManifestError::Truncated)?;
         if r.b.len() - r.at
             != entries
@@ -175,6 +187,7 @@ impl Manifest {
             snapshot_id,
             volume_id,
             parent_id: (!parent.is_empty()).then_some(parent),
+            owner_id,
             volume_size,
             start_ms,
             complete_ms,
@@ -231,6 +244,7 @@ mod tests {
             snapshot_id: "snap-0123456789abcdef0".into(),
             volume_id: "vol-0123456789abcdef0".into(),
             parent_id: Some("snap-00000000000000001".into()),
+            owner_id: "111122223333".into(),
             volume_size: 1 << 30,
             start_ms: 1_700_000_000_000,
             complete_ms: 1_700_000_000_500,
@@ -254,6 +268,23 @@ mod tests {
             ..m
         };
         assert_eq!(Manifest::decode(&root.encode()), Ok(root));
+    }
+
+    #[test]
+    fn version_1_manifests_decode_without_an_owner() {
+        // Version 1: the version-2 layout without the fourth string.
+        let m = Manifest {
+            owner_id: String::new(),
+            ..sample()
+        };
+        let v2 = m.encode();
+        let mut v1 = v2[..v2.len() - 4].to_vec();
+        v1[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
+        let owner_at = v1.len() - ENTRY_LEN * m.blocks.len() - 1;
+        assert_eq!(v1.remove(owner_at), 0, "the empty owner string");
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(Manifest::decode(&v1), Ok(m));
     }
 
     #[test]

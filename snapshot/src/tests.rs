@@ -34,6 +34,7 @@ fn header(id: &str, parent: Option<&str>) -> Manifest {
         snapshot_id: id.into(),
         volume_id: "vol-00000000000000001".into(),
         parent_id: parent.map(str::to_string),
+        owner_id: "000000000000".into(),
         volume_size: BLOCKS * BLOCK_SIZE,
         start_ms: 1,
         complete_ms: 2,
@@ -249,18 +250,21 @@ async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference(
         &west,
         &m1,
         "snap-0000000000000000a",
+        "111122223333",
         5,
         &AtomicU64::new(0),
     )
     .await
     .unwrap();
     assert_eq!((s1.blocks, s1.blocks_copied), (4, 4));
+    assert_eq!(c1.owner_id, "111122223333", "a copy belongs to the copier");
     west.put_manifest(&c1).await.unwrap();
     let (c2, s2) = copy::copy(
         &east,
         &west,
         &m2,
         "snap-0000000000000000b",
+        "111122223333",
         6,
         &AtomicU64::new(0),
     )

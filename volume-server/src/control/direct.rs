@@ -412,6 +412,7 @@ impl ControlPlane {
             snapshot_id: rec.snapshot_id.clone(),
             volume_id: DIRECT_VOLUME_ID.into(),
             parent_id: rec.parent_id.clone(),
+            owner_id: rec.owner_id.clone(),
             volume_size: s.volume_size,
             start_ms: rec.start_ms,
             complete_ms: now_ms(),

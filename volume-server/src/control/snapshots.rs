@@ -319,6 +319,7 @@ impl ControlPlane {
             snapshot_id: rec.snapshot_id.clone(),
             volume_id: v.volume_id.clone(),
             parent_id: parent.clone(),
+            owner_id: v.owner_id.clone(),
             volume_size: u64::from(v.size_gib) * GIB,
             start_ms: now,
             complete_ms: 0,
@@ -678,6 +679,14 @@ impl ControlPlane {
                 copy::CopyError::SourceNotFound(_) => snapshot_not_found(&src_id),
                 e => internal("reading the source manifest")(e),
             })?;
+        // Another region's catalog is not at hand: its store's manifest names the owner (one
+        // written before owners were recorded belongs to the local account).
+        let owner = Some(manifest.owner_id.as_str())
+            .filter(|o| !o.is_empty())
+            .unwrap_or(crate::catalog::LOCAL_ACCOUNT_ID);
+        if !who.owns(owner) {
+            return Err(snapshot_not_found(&src_id));
+        }
         let rec = SnapshotRecord {
             snapshot_id: ids::new_id("snap"),
             owner_id: who.id().to_string(),
@@ -718,9 +727,17 @@ impl ControlPlane {
         self.spawn(&mut st, async move {
             let r = async {
                 gc::begin_write(&dst, &id).await.map_err(|e| e.to_string())?;
-                let (m, stats) = copy::copy(&src, &dst, &manifest, &id, now_ms(), &progress.done)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let (m, stats) = copy::copy(
+                    &src,
+                    &dst,
+                    &manifest,
+                    &id,
+                    who.id(),
+                    now_ms(),
+                    &progress.done,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 dst.put_manifest(&m).await.map_err(|e| e.to_string())?;
                 Ok::<_, String>((Arc::new(m), stats))
             }

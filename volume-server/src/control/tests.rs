@@ -32,10 +32,18 @@ fn open_with(
         nbd_addr: "127.0.0.1:10809".parse().unwrap(),
         optimization_time: optimization,
         snapshots: SnapshotConfig {
-            stores: vec![(
-                "us-east-1".into(),
-                snapshot::Store::local(&dir.join("snapshots").join("us-east-1")).unwrap(),
-            )],
+            // "us-west-2" reads this region's own store, as another region's server would:
+            // a copy from it sees only the store, never this catalog.
+            stores: vec![
+                (
+                    "us-east-1".into(),
+                    snapshot::Store::local(&dir.join("snapshots").join("us-east-1")).unwrap(),
+                ),
+                (
+                    "us-west-2".into(),
+                    snapshot::Store::local(&dir.join("snapshots").join("us-east-1")).unwrap(),
+                ),
+            ],
             min_interval: std::time::Duration::ZERO,
             default_initialization_rate_mib: 0,
             fsr_time_scale: 1.0,
@@ -1104,7 +1112,7 @@ fn accounts_see_and_touch_only_their_own() {
     };
     assert_eq!(snaps(alice, &[]), 1);
     assert_eq!(snaps(alice, &["self"]), 1);
-    assert_eq!(snaps(alice, &["111111111111"]), 1);
+    assert_eq!(snaps(alice, &["amazon", "111111111111"]), 1);
     assert_eq!(snaps(alice, &["amazon"]), 0);
     assert_eq!(snaps(bob, &[]), 0);
     assert_eq!(snaps(bob, &["111111111111"]), 0);
@@ -1122,6 +1130,16 @@ fn accounts_see_and_touch_only_their_own() {
         )),
         snap_nf
     );
+    // From "another region", whose catalog is not at hand, the manifest's owner decides.
+    let from_west = model::CopySnapshotRequest {
+        source_region: "us-west-2".into(),
+        source_snapshot_id: snap.snapshot_id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(code(cp.copy_snapshot(bob, from_west.clone())), snap_nf);
+    let copied = cp.copy_snapshot(alice, from_west).unwrap();
+    assert_eq!(copied.owner_id, "111111111111");
+    wait_completed(cp, alice, &copied.snapshot_id);
     assert_eq!(code(cp.delete_snapshot(bob, &snap.snapshot_id)), snap_nf);
     let (ok, failed) = cp
         .enable_fast_snapshot_restores(
