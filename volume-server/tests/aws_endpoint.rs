@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+use proto::ebs::v1 as pb;
 
 fn python_has(module: &str) -> bool {
     Command::new("python3")
@@ -985,6 +986,57 @@ fn bad_requests_get_a_clear_error_and_the_server_keeps_serving() {
         raw(&server, key, "signed", None, "kinesis"),
         (400, "InvalidAction".into())
     );
+    server.stop();
+}
+
+#[test]
+fn accounts_see_and_reach_only_their_own_resources() {
+    if !require_aws_clients() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/accounts.py");
+    // With a credentials file: two keys of two accounts.
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials");
+    std::fs::write(
+        &creds,
+        "[alice]\naws_access_key_id = AKIAALICE\naws_secret_access_key = alice-secret\naws_account_id = 111122223333\n\n[bob]\naws_access_key_id = AKIABOB\naws_secret_access_key = bob-secret\naws_account_id = 444455556666\n",
+    )
+    .unwrap();
+    let server = Server::start_with_args(
+        &dir.path().join("data"),
+        &[
+            "--aws-credentials",
+            creds.to_str().unwrap(),
+            "--snapshot-min-interval",
+            "0s",
+        ],
+    );
+    run(Command::new("python3").arg(&script).args([
+        endpoint(&server).as_str(),
+        "AKIAALICE:alice-secret:111122223333",
+        "AKIABOB:bob-secret:444455556666",
+    ]))
+    .assert_success();
+    // gRPC acts for the local account: it sees neither's volumes.
+    let mut client = server.client();
+    let vols = server
+        .block_on(client.describe_volumes(pb::DescribeVolumesRequest::default()))
+        .unwrap()
+        .into_inner()
+        .volumes;
+    assert!(vols.is_empty(), "{vols:?}");
+    server.stop();
+
+    // Local use, without credentials: a 12-digit key id is the account.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(dir.path(), &["--snapshot-min-interval", "0s"]);
+    run(Command::new("python3").arg(&script).args([
+        endpoint(&server).as_str(),
+        "111111111111:x:111111111111",
+        "222222222222:y:222222222222",
+    ]))
+    .assert_success();
     server.stop();
 }
 
