@@ -261,12 +261,25 @@ pub fn manifests() -> Vec<Seed> {
         b.truncate(b.len() - 4);
         b
     };
+    // Version 1: version 2's layout without the owner string (byte 10 of the header is the
+    // version; the owner's empty length byte sits right before the entries).
+    let version_1 = {
+        let ownerless = Manifest {
+            owner_id: String::new(),
+            ..root.clone()
+        };
+        let mut b = body(&ownerless);
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        b.remove(b.len() - 40 * ownerless.blocks.len() - 1);
+        b
+    };
     vec![
         ("incremental", full.encode()),
         ("root", root.encode()),
         ("empty", empty.encode()),
         ("incremental_body", body(&full)),
         ("root_body", body(&root)),
+        ("version_1_body", version_1),
     ]
 }
 
