@@ -752,7 +752,7 @@ fn replies_queued_at_a_detach_never_carry_the_next_attachments_writes() {
 
 /// A connection keeps the size it was told: after ModifyVolume grows the volume from 1 to
 /// 2 GiB, a connection opened before refuses I/O at 1 GiB (EINVAL, ENOSPC for writes and
-/// trims) while one opened after serves it.
+/// zeroing, as the spec asks) while one opened after serves it.
 #[test]
 fn a_connection_keeps_the_size_it_negotiated_after_a_resize() {
     const CMD_TRIM: u16 = 4;
@@ -782,7 +782,7 @@ fn a_connection_keeps_the_size_it_negotiated_after_a_resize() {
         assert_eq!(new.go(&token, structured), 2 * GIB);
         old.expect_error(0, CMD_READ, GIB, 4096, EINVAL);
         old.expect_error(0, CMD_READ, GIB - 4096, 8192, EINVAL);
-        old.expect_error(0, CMD_TRIM, GIB, 4096, ENOSPC);
+        old.expect_error(0, CMD_TRIM, GIB, 4096, EINVAL);
         old.expect_error(0, CMD_WRITE_ZEROES, GIB, 4096, ENOSPC);
         if structured {
             old.expect_error(0, CMD_BLOCK_STATUS, GIB, 4096, EINVAL);

@@ -685,7 +685,8 @@ impl Session {
         let end = req.offset.checked_add(u64::from(req.len));
         if req.cmd != CMD_FLUSH && end.is_none_or(|end| end > self.size) {
             let errno = match req.cmd {
-                CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES => ENOSPC,
+                // The spec: ENOSPC for writes (zeroing included), EINVAL for reads and trims.
+                CMD_WRITE | CMD_WRITE_ZEROES => ENOSPC,
                 _ => EINVAL,
             };
             return self.fail(
@@ -936,12 +937,11 @@ async fn run(
 }
 
 /// The NBD errno of a failed request: its code's (see [`ErrorCode`]'s table), except that a
-/// write, trim or zeroing past the end is `ENOSPC`, as the spec asks.
+/// write or zeroing past the end is `ENOSPC`, as the spec asks (a read or trim past it is
+/// `EINVAL`).
 fn errno(cmd: u16, e: &IoError) -> u32 {
     match e.code() {
-        ErrorCode::BlockOutOfRange if matches!(cmd, CMD_WRITE | CMD_TRIM | CMD_WRITE_ZEROES) => {
-            ENOSPC
-        }
+        ErrorCode::BlockOutOfRange if matches!(cmd, CMD_WRITE | CMD_WRITE_ZEROES) => ENOSPC,
         code => code.nbd_errno(),
     }
 }
@@ -1006,6 +1006,7 @@ mod tests {
         };
         assert_eq!(errno(CMD_WRITE, &oob()), ENOSPC);
         assert_eq!(errno(CMD_WRITE_ZEROES, &oob()), ENOSPC);
+        assert_eq!(errno(CMD_TRIM, &oob()), EINVAL);
         assert_eq!(errno(CMD_READ, &oob()), EINVAL);
         assert_eq!(errno(CMD_BLOCK_STATUS, &oob()), EINVAL);
         let vol = |e| IoError::Volume(e);
