@@ -15,6 +15,13 @@
 //! previous operation until that operation holds a whole unit (8 sequential 32 KiB writes on SSD
 //! count once; 8 random ones count 8 times).
 //!
+//! HDD types (st1, sc1) spend I/O tokens instead ([`Limits::hdd_tokens`]): every operation
+//! takes a whole 1 MiB token from the throughput and burst-credit buckets, whatever its size,
+//! and only sequential I/Os larger than 32 KiB merge. A 4 KiB random read costs 1 MiB of the
+//! budget: a 500 GiB st1 bursting at 125 MiB/s serves about 125 of them a second, not 500
+//! (AWS Knowledge Center, "Why isn't my SC1 or ST1 EBS volume achieving the rated throughput
+//! performance?").
+//!
 //! # Waiting
 //! Every request takes its tokens at once, possibly driving a bucket into debt, and then sleeps
 //! until the debt it is part of is repaid. Requests are served in arrival order (no starvation),
@@ -68,7 +75,13 @@ pub struct Limits {
     pub byte_credits: Option<BucketConfig>,
     /// Largest I/O counted as one operation.
     pub io_unit: u64,
+    /// HDD I/O tokens: each operation spends a whole `io_unit` of the byte buckets, and an I/O
+    /// of [`HDD_MERGE_MIN`] bytes or less never merges with the one before.
+    pub hdd_tokens: bool,
 }
+
+/// HDD tokens: sequential I/Os merge only when larger than this.
+pub const HDD_MERGE_MIN: u64 = 32 * 1024;
 
 impl Limits {
     /// No throttling.
@@ -78,6 +91,7 @@ impl Limits {
         op_credits: None,
         byte_credits: None,
         io_unit: 256 * 1024,
+        hdd_tokens: false,
     };
 }
 
@@ -282,7 +296,9 @@ impl Throttle {
     /// Counts an I/O of `len` bytes at `offset` in EBS operations (and records it for merging).
     fn count_ops(st: &mut State, offset: u64, len: u64) -> u64 {
         let unit = st.limits.io_unit.max(1);
-        let sequential = offset == st.last_end && st.unit_fill > 0 && st.unit_fill < unit;
+        let mergeable = !st.limits.hdd_tokens || len > HDD_MERGE_MIN;
+        let sequential =
+            mergeable && offset == st.last_end && st.unit_fill > 0 && st.unit_fill < unit;
         st.last_end = offset.saturating_add(len);
         let mut rest = len;
         if sequential {
@@ -317,7 +333,13 @@ impl Throttle {
         let take =
             |b: &mut Option<Bucket>, n: u64| b.as_mut().map_or(Duration::ZERO, |b| b.take(n, now));
         let ops_wait = take(&mut st.ops, ops).max(take(&mut st.op_credits, ops));
-        let bytes_wait = take(&mut st.bytes, len).max(take(&mut st.byte_credits, len));
+        // HDD: the byte budget is spent in whole tokens, one per operation.
+        let bytes = if st.limits.hdd_tokens {
+            ops.saturating_mul(st.limits.io_unit)
+        } else {
+            len
+        };
+        let bytes_wait = take(&mut st.bytes, bytes).max(take(&mut st.byte_credits, bytes));
         if !ops_wait.is_zero() {
             st.ops_exceeded_at = Some(now);
         }
@@ -391,6 +413,62 @@ mod tests {
             Throttle::count_ops(&mut st, 50 * MIB, 4 * KIB),
             1,
             "small random I/O counts whole"
+        );
+    }
+
+    #[test]
+    fn hdd_tokens_merge_only_large_sequential_io() {
+        let hdd = Throttle::new(Limits {
+            hdd_tokens: true,
+            ..iops_limits(500, MIB)
+        });
+        let mut st = hdd.lock();
+        let c = |st: &mut State, off, len| Throttle::count_ops(st, off, len);
+        let total: u64 = (0..8).map(|i| c(&mut st, i * 128 * KIB, 128 * KIB)).sum();
+        assert_eq!(total, 1, "8 sequential 128 KiB = 1 token");
+        let total: u64 = (0..8)
+            .map(|i| c(&mut st, 10 * MIB + i * 64 * KIB, 64 * KIB))
+            .sum();
+        assert_eq!(total, 1, "sequential 64 KiB merges");
+        let total: u64 = (0..8)
+            .map(|i| c(&mut st, 20 * MIB + i * 32 * KIB, 32 * KIB))
+            .sum();
+        assert_eq!(total, 8, "sequential 32 KiB does not merge");
+        let total: u64 = (0..8)
+            .map(|i| c(&mut st, 40 * MIB + i * 4 * KIB, 4 * KIB))
+            .sum();
+        assert_eq!(total, 8, "sequential 4 KiB does not merge");
+        assert_eq!(c(&mut st, 60 * MIB, 4 * MIB), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hdd_small_random_io_spends_whole_tokens_of_throughput() {
+        // A 500 GiB st1 bursting: 500 IOPS, about 122 MiB/s.
+        let st1 = |hdd_tokens| Limits {
+            ops: Some(BucketConfig::smooth(500, Duration::from_millis(10))),
+            bytes: Some(BucketConfig::smooth(122 * MIB, Duration::from_millis(10))),
+            io_unit: MIB,
+            hdd_tokens,
+            ..Limits::UNLIMITED
+        };
+        let rate = |elapsed: Duration| 2_000.0 / elapsed.as_secs_f64();
+        let tokens = rate(drive(&Throttle::new(st1(true)), 2_000).await);
+        assert!(
+            (tokens - 122.0).abs() / 122.0 < 0.02,
+            "random 4 KiB: {tokens} IOPS"
+        );
+        let without = rate(drive(&Throttle::new(st1(false)), 2_000).await);
+        assert!((without - 500.0).abs() / 500.0 < 0.02, "{without} IOPS");
+        // Large sequential I/O is one token per MiB: the throughput limit, as without tokens.
+        let t = Throttle::new(st1(true));
+        let start = Instant::now();
+        for i in 0..1_000u64 {
+            t.admit(i * 128 * KIB, 128 * KIB).await;
+        }
+        let mib_s = 125.0 / start.elapsed().as_secs_f64();
+        assert!(
+            (mib_s - 122.0).abs() / 122.0 < 0.03,
+            "sequential 128 KiB: {mib_s} MiB/s"
         );
     }
 

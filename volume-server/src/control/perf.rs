@@ -63,6 +63,7 @@ pub fn scaled(limits: Limits, factor: f64) -> Limits {
         op_credits: bucket(limits.op_credits),
         byte_credits: bucket(limits.byte_credits),
         io_unit: limits.io_unit,
+        hdd_tokens: limits.hdd_tokens,
     }
 }
 
@@ -146,6 +147,7 @@ pub fn limits(v: &VolumeRecord) -> Limits {
                     initial: capacity,
                 }),
                 io_unit: HDD_UNIT,
+                hdd_tokens: true,
                 ..Limits::UNLIMITED
             }
         }
@@ -203,6 +205,7 @@ mod tests {
 
         let st1 = limits(&vol(VolumeType::St1, 2048, None, None));
         assert_eq!(st1.io_unit, HDD_UNIT);
+        assert!(st1.hdd_tokens);
         assert_eq!(st1.ops.unwrap().rate, 500);
         assert_eq!(st1.bytes.unwrap().rate, 500 * MIB, "burst 250/TiB, max 500");
         assert_eq!(st1.byte_credits.unwrap().rate, 80 * MIB, "baseline 40/TiB");
