@@ -990,6 +990,29 @@ fn bad_requests_get_a_clear_error_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn boto3_everyday_calls_regions_account_attributes_and_tags() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let west = dir.path().join("west-store");
+    std::fs::create_dir_all(&west).unwrap();
+    let west_arg = format!("us-west-2={}", west.display());
+    let server = Server::start_with_args(
+        &dir.path().join("data"),
+        &[
+            "--snapshot-min-interval",
+            "0s",
+            "--snapshot-store",
+            &west_arg,
+        ],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_everyday.py");
+    run(Command::new("python3").arg(script).arg(endpoint(&server))).assert_success();
+    server.stop();
+}
+
+#[test]
 fn accounts_see_and_reach_only_their_own_resources() {
     if !require_aws_clients() {
         return;

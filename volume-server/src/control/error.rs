@@ -64,6 +64,7 @@ error_codes! {
     InvalidBlockDeviceMapping = "InvalidBlockDeviceMapping", InvalidArgument, 400, EINVAL;
     InvalidDeviceInUse = "InvalidDevice.InUse", FailedPrecondition, 400, EINVAL;
     InvalidId = "InvalidID", InvalidArgument, 400, EINVAL;
+    InvalidInstanceAttributeValue = "InvalidInstanceAttributeValue", InvalidArgument, 400, EINVAL;
     InvalidInstanceIdMalformed = "InvalidInstanceID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidInstanceIdNotFound = "InvalidInstanceID.NotFound", NotFound, 400, EINVAL;
     InvalidInstanceIdUnavailable = "InvalidInstanceID.Unavailable", InvalidArgument, 400, EINVAL;

@@ -343,14 +343,56 @@ impl ControlPlane {
         Ok((out, next))
     }
 
-    /// DeregisterImage. Its snapshots stay (and may be deleted afterwards).
-    pub fn deregister_image(&self, who: Account, image_id: &str) -> Result<(), Ec2Error> {
+    /// DeregisterImage. Its snapshots stay (and may be deleted afterwards), unless
+    /// `delete_snapshots`: then each is deleted, except one another AMI also maps (`skipped`,
+    /// as EC2 does); the answer lists each snapshot with `success`, `skipped` or, if its deletion
+    /// failed, `client-error`. The image is gone either way.
+    pub fn deregister_image(
+        &self,
+        who: Account,
+        image_id: &str,
+        delete_snapshots: bool,
+    ) -> Result<Vec<(String, &'static str)>, Ec2Error> {
         check_image_id(image_id)?;
-        let mut st = self.lock();
-        st.image(who, image_id)?;
-        self.commit(&[Change::DeleteImage(image_id.to_string())])?;
-        st.images.remove(image_id);
-        tracing::info!(image_id, "image deregistered");
-        Ok(())
+        let snapshots: Vec<String> = {
+            let mut st = self.lock();
+            let image = st.image(who, image_id)?.clone();
+            self.commit(&[Change::DeleteImage(image_id.to_string())])?;
+            st.images.remove(image_id);
+            tracing::info!(image_id, "image deregistered");
+            if !delete_snapshots {
+                return Ok(vec![]);
+            }
+            let mut ids: Vec<String> = image
+                .mappings
+                .iter()
+                .filter_map(|m| m.ebs.as_ref()?.snapshot_id.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        Ok(snapshots
+            .into_iter()
+            .map(|id| {
+                let shared = self.lock().images.values().any(|i| {
+                    i.mappings
+                        .iter()
+                        .any(|m| m.ebs.as_ref().and_then(|e| e.snapshot_id.as_deref()) == Some(&id))
+                });
+                let code = if shared {
+                    "skipped"
+                } else {
+                    match self.delete_snapshot(who, &id) {
+                        Ok(()) => "success",
+                        Err(e) => {
+                            tracing::warn!(image_id, snapshot_id = %id, error = %e.message, "deleting an AMI's snapshot");
+                            "client-error"
+                        }
+                    }
+                };
+                (id, code)
+            })
+            .collect())
     }
 }

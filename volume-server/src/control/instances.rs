@@ -272,6 +272,19 @@ fn own_instance<'a>(st: &'a State, who: Account, id: &str) -> Result<&'a HostRec
         .ok_or_else(|| instance_not_found(id))
 }
 
+/// User data: Base64 of at most 16 KiB.
+fn check_user_data(u: &str) -> Result<(), Ec2Error> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(u)
+        .map_err(|_| Ec2Error::invalid_value("Invalid BASE64 encoding of user data."))?;
+    if bytes.len() > 16 * 1024 {
+        return Err(Ec2Error::invalid_value(
+            "User data is limited to 16384 bytes.",
+        ));
+    }
+    Ok(())
+}
+
 fn rec(h: &HostRecord) -> &InstanceRecord {
     h.instance
         .as_ref()
@@ -387,14 +400,7 @@ impl ControlPlane {
         };
         let user_data = req.user_data.clone().filter(|u| !u.is_empty());
         if let Some(u) = &user_data {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(u)
-                .map_err(|_| Ec2Error::invalid_value("Invalid BASE64 encoding of user data."))?;
-            if bytes.len() > 16 * 1024 {
-                return Err(Ec2Error::invalid_value(
-                    "User data is limited to 16384 bytes.",
-                ));
-            }
+            check_user_data(u)?;
         }
         let mut instance_tags = BTreeMap::new();
         let mut volume_tags = BTreeMap::new();
@@ -1594,6 +1600,103 @@ impl ControlPlane {
                 .to_string(),
             cpu_core_count: ty.map_or(0, |t| t.vcpus.div_ceil(2)),
         }
+    }
+
+    /// ModifyInstanceAttribute: one attribute of `id`. The type and user data change only
+    /// while the instance is stopped (`IncorrectInstanceState` otherwise), and the type only to
+    /// one of the same architecture and instance store, which were fixed at launch.
+    pub fn modify_instance_attribute(
+        &self,
+        who: Account,
+        id: &str,
+        change: model::InstanceAttributeChange,
+    ) -> Result<(), Ec2Error> {
+        use model::InstanceAttributeChange as C;
+        check_instance_id(id)?;
+        let mut st = self.lock();
+        let h = own_instance(&st, who, id)?.clone();
+        let r = rec(&h);
+        let stopped = || {
+            if r.state == InstanceState::Stopped {
+                Ok(())
+            } else {
+                Err(Ec2Error::new(
+                    ErrorCode::IncorrectInstanceState,
+                    format!(
+                        "The instance '{id}' is not in the 'stopped' state (it is '{}').",
+                        r.state.as_str()
+                    ),
+                ))
+            }
+        };
+        let bad = |m: String| Ec2Error::new(ErrorCode::InvalidInstanceAttributeValue, m);
+        let mut changes = vec![];
+        let edit: Box<dyn FnOnce(&mut InstanceRecord)> = match change {
+            C::DisableApiTermination(v) => Box::new(move |i| i.disable_api_termination = v),
+            C::ShutdownBehavior(b) => {
+                let b = ShutdownBehavior::parse(&b).ok_or_else(|| {
+                    bad(format!(
+                        "The value '{b}' for instanceInitiatedShutdownBehavior is invalid (expecting stop or terminate)."
+                    ))
+                })?;
+                Box::new(move |i| i.shutdown_behavior = b)
+            }
+            C::InstanceType(name) => {
+                stopped()?;
+                let new = instance_manager::types::lookup(&name)
+                    .ok_or_else(|| bad(format!("The instanceType '{name}' is invalid.")))?;
+                let old = instance_manager::types::lookup(&r.instance_type);
+                if new.architecture.as_str() != r.architecture {
+                    return Err(bad(format!(
+                        "The instance type '{name}' is {}, the instance's image {}.",
+                        new.architecture.as_str(),
+                        r.architecture
+                    )));
+                }
+                if old.map(|t| t.instance_store) != Some(new.instance_store) {
+                    return Err(bad(format!(
+                        "The instance type '{name}' has another instance store than '{}'; instance store disks are made at launch.",
+                        r.instance_type
+                    )));
+                }
+                Box::new(move |i| i.instance_type = name)
+            }
+            C::UserData(data) => {
+                stopped()?;
+                check_user_data(&data)?;
+                Box::new(move |i| i.user_data = Some(data).filter(|u| !u.is_empty()))
+            }
+            C::DeleteOnTermination(devices) => {
+                let atts = attachments_in(&st, id);
+                for (device, dot) in devices {
+                    let (volume_id, _) =
+                        atts.iter()
+                            .find(|(_, a)| a.device == device)
+                            .ok_or_else(|| {
+                                bad(format!("No EBS volume is attached to '{id}' as {device}."))
+                            })?;
+                    let mut v = st
+                        .volumes
+                        .get(volume_id)
+                        .cloned()
+                        .ok_or_else(|| Ec2Error::internal("an attached volume vanished"))?;
+                    for a in v.attachments.iter_mut().filter(|a| a.instance_id == id) {
+                        a.delete_on_termination = dot;
+                    }
+                    changes.push(Change::PutVolume(v));
+                }
+                Box::new(|_| {})
+            }
+        };
+        let mut nh = h.clone();
+        if let Some(i) = nh.instance.as_mut() {
+            edit(i);
+        }
+        changes.push(Change::PutHost(nh));
+        self.commit(&changes)?;
+        super::apply(&mut st, changes);
+        tracing::info!(instance_id = id, "instance attribute modified");
+        Ok(())
     }
 
     /// GetConsoleOutput: the last 64 KiB the workload wrote, Base64.

@@ -29,8 +29,10 @@ pub mod instances;
 pub mod model;
 pub mod modify;
 pub mod perf;
+pub mod region;
 pub mod reserve;
 pub mod snapshots;
+pub mod tags;
 pub mod validate;
 pub mod views;
 
@@ -1098,80 +1100,6 @@ impl ControlPlane {
         Ok((req.volume_id, a))
     }
 
-    // ------------------------------------------------------------------- tags
-
-    /// CreateTags on volumes and hosts.
-    pub fn create_tags(
-        &self,
-        who: Account,
-        resources: &[String],
-        tags: &[model::Tag],
-    ) -> Result<(), Ec2Error> {
-        if tags.is_empty() {
-            return Err(Ec2Error::missing("Tag"));
-        }
-        self.edit_tags(who, resources, |r, map| {
-            validate::merge_tags(
-                r,
-                map,
-                tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
-            )
-        })
-    }
-
-    /// DeleteTags: keys (with an optional value to match), or all tags when none are given.
-    pub fn delete_tags(
-        &self,
-        who: Account,
-        resources: &[String],
-        tags: &[model::DeleteTag],
-    ) -> Result<(), Ec2Error> {
-        self.edit_tags(who, resources, |_, map| {
-            if tags.is_empty() {
-                map.clear();
-            }
-            for t in tags {
-                if t.value
-                    .as_deref()
-                    .is_none_or(|want| map.get(&t.key).is_some_and(|have| have == want))
-                {
-                    map.remove(&t.key);
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Applies `edit` to the tags of every resource (volumes and hosts) in one transaction;
-    /// if any resource is missing or any edit fails, nothing changes.
-    fn edit_tags<F>(&self, who: Account, resources: &[String], edit: F) -> Result<(), Ec2Error>
-    where
-        F: Fn(&str, &mut BTreeMap<String, String>) -> Result<(), Ec2Error>,
-    {
-        if resources.is_empty() {
-            return Err(Ec2Error::missing("ResourceId"));
-        }
-        let mut st = self.lock();
-        let mut changes = Vec::new();
-        for r in resources {
-            changes.push(match resource(r)? {
-                Resource::Volume => {
-                    let mut v = st.volume(who, r)?.clone();
-                    edit(r, &mut v.tags)?;
-                    Change::PutVolume(v)
-                }
-                Resource::Instance => {
-                    let mut h = st.host(who, r)?.clone();
-                    edit(r, &mut h.tags)?;
-                    Change::PutHost(h)
-                }
-            });
-        }
-        self.commit(&changes)?;
-        apply(&mut st, changes);
-        Ok(())
-    }
-
     // ------------------------------------------------------------------ hosts
 
     /// RegisterHost: a host outside the instance manager gets an `i-` id in one AZ.
@@ -1389,24 +1317,6 @@ fn apply(st: &mut State, changes: Vec<Change>) {
     }
 }
 
-enum Resource {
-    Volume,
-    Instance,
-}
-
-fn resource(id: &str) -> Result<Resource, Ec2Error> {
-    if ids::is_valid_id(id, "vol") {
-        Ok(Resource::Volume)
-    } else if ids::is_valid_id(id, "i") {
-        Ok(Resource::Instance)
-    } else {
-        Err(Ec2Error::new(
-            ErrorCode::InvalidId,
-            format!("The ID '{id}' is not valid"),
-        ))
-    }
-}
-
 /// `IncorrectState` unless the volume is `available` or `in-use`.
 fn check_usable(v: &VolumeRecord) -> Result<(), Ec2Error> {
     if matches!(v.state, VolumeState::Available | VolumeState::InUse) {
@@ -1487,7 +1397,24 @@ fn instance_not_found(id: &str) -> Ec2Error {
 
 /// Pagination tokens: opaque to clients, the hex of the last volume id returned.
 fn encode_token(last: &str) -> String {
-    last.bytes().map(|b| format!("{b:02x}")).collect()
+    hex_token(last)
+}
+
+/// A paging token's text: the hex of `s`.
+fn hex_token(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text of a [`hex_token`], if `t` is one.
+fn unhex_token(t: &str) -> Option<String> {
+    if !t.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// A paging token of `prefix` ids, if given: `InvalidParameterValue` when malformed.
@@ -1501,14 +1428,7 @@ fn decode_token_opt(t: Option<&str>, prefix: &str) -> Result<Option<String>, Ec2
 }
 
 fn decode_token(t: &str, prefix: &str) -> Option<String> {
-    if !t.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..t.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(t.get(i..i + 2)?, 16).ok())
-        .collect();
-    let s = String::from_utf8(bytes?).ok()?;
+    let s = unhex_token(t)?;
     ids::is_valid_id(&s, prefix).then_some(s)
 }
 

@@ -373,3 +373,17 @@ pub struct EbsBlockDevice {
     pub delete_on_termination: Option<bool>,
     pub encrypted: Option<bool>,
 }
+
+/// One ModifyInstanceAttribute change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstanceAttributeChange {
+    DisableApiTermination(bool),
+    /// stop | terminate.
+    ShutdownBehavior(String),
+    /// Only while stopped, to a type of the same architecture and instance store.
+    InstanceType(String),
+    /// Base64, at most 16 KiB decoded; only while stopped.
+    UserData(String),
+    /// DeleteOnTermination by device name of attached EBS volumes.
+    DeleteOnTermination(Vec<(String, bool)>),
+}

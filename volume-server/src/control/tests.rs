@@ -1180,7 +1180,7 @@ fn accounts_see_and_touch_only_their_own() {
     };
     assert_eq!((images(alice), images(bob)), (1, 0));
     assert_eq!(
-        code(cp.deregister_image(bob, &ami.image_id)),
+        code(cp.deregister_image(bob, &ami.image_id, false)),
         ErrorCode::InvalidAmiIdNotFound
     );
     assert_eq!(

@@ -177,3 +177,14 @@ impl VolumeStatus {
         }
     }
 }
+
+/// One tag of one resource, as DescribeTags lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagDescription {
+    /// `vol-…`, `snap-…`, `ami-…` or `i-…`.
+    pub resource_id: String,
+    /// volume | snapshot | image | instance.
+    pub resource_type: &'static str,
+    pub key: String,
+    pub value: String,
+}

@@ -43,6 +43,9 @@ pub fn handle(
             "CreateTags" => create_tags,
             "DeleteTags" => delete_tags,
             "DescribeAvailabilityZones" => describe_availability_zones,
+            "DescribeRegions" => describe_regions,
+            "DescribeAccountAttributes" => describe_account_attributes,
+            "DescribeTags" => describe_tags,
             "ModifyVolume" => modify_volume,
             "DescribeVolumesModifications" => describe_volumes_modifications,
             "DescribeVolumeStatus" => describe_volume_status,
@@ -64,6 +67,8 @@ pub fn handle(
             "RebootInstances" => reboot_instances,
             "TerminateInstances" => terminate_instances,
             "GetConsoleOutput" => get_console_output,
+            "DescribeInstanceAttribute" => describe_instance_attribute,
+            "ModifyInstanceAttribute" => modify_instance_attribute,
             "DescribeInstanceTypes" => describe_instance_types,
             other => {
                 return Err(Ec2Error::new(
@@ -238,6 +243,54 @@ fn create_tags(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Resu
     }
     cp.create_tags(who, &resources, &tags(p))?;
     x.elem("return", true);
+    Ok(())
+}
+
+fn describe_tags(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let (tags, next) = cp.describe_tags(
+        who,
+        &filters(p),
+        p.int("MaxResults")?,
+        p.string("NextToken").as_deref(),
+    )?;
+    x.list("tagSet", &tags, |x, t| {
+        x.elem("key", &t.key)
+            .elem("resourceId", &t.resource_id)
+            .elem("resourceType", t.resource_type)
+            .elem("value", &t.value);
+    });
+    x.opt("nextToken", next);
+    Ok(())
+}
+
+fn describe_regions(
+    cp: &ControlPlane,
+    _: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let regions = cp.describe_regions(&p.list("RegionName"), &filters(p))?;
+    x.list("regionInfo", &regions, |x, r| {
+        x.elem("regionName", &r.name)
+            .elem("regionEndpoint", &r.endpoint)
+            .elem("optInStatus", r.opt_in_status);
+    });
+    Ok(())
+}
+
+fn describe_account_attributes(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let attributes = cp.account_attributes(who, &p.list("AttributeName"));
+    x.list("accountAttributeSet", &attributes, |x, (name, values)| {
+        x.elem("attributeName", name)
+            .list("attributeValueSet", values, |x, v| {
+                x.elem("attributeValue", v);
+            });
+    });
     Ok(())
 }
 
@@ -584,8 +637,17 @@ fn deregister_image(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    cp.deregister_image(who, &p.required("ImageId")?)?;
+    let deleted = cp.deregister_image(
+        who,
+        &p.required("ImageId")?,
+        p.bool("DeleteAssociatedSnapshots")?.unwrap_or(false),
+    )?;
     x.elem("return", true);
+    if !deleted.is_empty() {
+        x.list("deleteSnapshotResultSet", &deleted, |x, (id, code)| {
+            x.elem("snapshotId", id).elem("returnCode", code);
+        });
+    }
     Ok(())
 }
 
@@ -639,14 +701,7 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
         .elem("architecture", &r.architecture)
         .elem("rootDeviceType", "ebs")
         .elem("rootDeviceName", &r.root_device_name)
-        .list("blockDeviceMapping", &v.attachments, |x, (volume_id, a)| {
-            x.elem("deviceName", &a.device).node("ebs", |x| {
-                x.elem("volumeId", volume_id)
-                    .elem("status", a.state.as_str())
-                    .elem("attachTime", time(a.attach_time_ms))
-                    .elem("deleteOnTermination", a.delete_on_termination);
-            });
-        })
+        .list("blockDeviceMapping", &v.attachments, write_attached_ebs)
         .elem("virtualizationType", &r.virtualization_type)
         .opt("clientToken", r.client_token.as_deref())
         .elem("hypervisor", "xen")
@@ -666,6 +721,16 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
     if !h.tags.is_empty() {
         write_tags(x, &h.tags);
     }
+}
+
+/// An `InstanceBlockDeviceMapping`: an attached EBS volume.
+fn write_attached_ebs(x: &mut Xml, (volume_id, a): &(String, AttachmentRecord)) {
+    x.elem("deviceName", &a.device).node("ebs", |x| {
+        x.elem("volumeId", volume_id)
+            .elem("status", a.state.as_str())
+            .elem("attachTime", time(a.attach_time_ms))
+            .elem("deleteOnTermination", a.delete_on_termination);
+    });
 }
 
 /// The members of a `Reservation`.
@@ -721,6 +786,163 @@ fn describe_instances(
     x.list("reservationSet", &page.reservations, write_reservation);
     x.opt("nextToken", page.next_token);
     Ok(())
+}
+
+/// DescribeInstanceAttribute: one attribute of one instance, each as EC2 shows it on a
+/// Nitro instance in a new account where this server has nothing of its own to say.
+fn describe_instance_attribute(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let id = p.required("InstanceId")?;
+    let attribute = p.required("Attribute")?;
+    let page = cp.describe_instances(
+        who,
+        model::DescribeInstancesRequest {
+            instance_ids: vec![id.clone()],
+            ..Default::default()
+        },
+    )?;
+    let Some(v) = page.reservations.first().and_then(|r| r.instances.first()) else {
+        return Err(Ec2Error::internal("DescribeInstances answered no instance"));
+    };
+    let r = v.record();
+    let value = |x: &mut Xml, name: &str, value: &dyn std::fmt::Display| {
+        x.node(name, |x| {
+            x.elem("value", value);
+        });
+    };
+    x.elem("instanceId", &id);
+    match attribute.as_str() {
+        "instanceType" => value(x, "instanceType", &r.instance_type),
+        "userData" => {
+            x.node("userData", |x| {
+                x.opt("value", r.user_data.as_deref());
+            });
+        }
+        "disableApiTermination" => value(x, "disableApiTermination", &r.disable_api_termination),
+        "instanceInitiatedShutdownBehavior" => value(
+            x,
+            "instanceInitiatedShutdownBehavior",
+            &r.shutdown_behavior.as_str(),
+        ),
+        "rootDeviceName" => value(x, "rootDeviceName", &r.root_device_name),
+        "blockDeviceMapping" => {
+            x.list("blockDeviceMapping", &v.attachments, write_attached_ebs);
+        }
+        "ebsOptimized" => value(x, "ebsOptimized", &true),
+        "enaSupport" => value(x, "enaSupport", &true),
+        "sourceDestCheck" => value(x, "sourceDestCheck", &true),
+        "sriovNetSupport" => value(x, "sriovNetSupport", &"simple"),
+        "disableApiStop" => value(x, "disableApiStop", &false),
+        "kernel" | "ramdisk" | "productCodes" | "groupSet" => {
+            x.node(&attribute, |_| {});
+        }
+        "enclaveOptions" => {
+            x.node("enclaveOptions", |x| {
+                x.elem("enabled", false);
+            });
+        }
+        other => {
+            return Err(Ec2Error::invalid_value(format!(
+                "Value ({other}) for parameter attribute is invalid. Unknown attribute."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// ModifyInstanceAttribute: one attribute, given as `Attribute`/`Value` or as its own
+/// structure (`DisableApiTermination.Value`, `BlockDeviceMapping.N`, …).
+fn modify_instance_attribute(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    use model::InstanceAttributeChange as C;
+    let id = p.required("InstanceId")?;
+    let mut changes: Vec<C> = vec![];
+    let bool_value = |raw: &str| match raw {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        v => Err(Ec2Error::invalid_value(format!(
+            "Value ({v}) is invalid: expecting true or false."
+        ))),
+    };
+    if let Some(attribute) = p.string("Attribute") {
+        let v = p.required("Value")?;
+        changes.push(match attribute.as_str() {
+            "instanceType" => C::InstanceType(v),
+            "userData" => C::UserData(v),
+            "disableApiTermination" => C::DisableApiTermination(bool_value(&v)?),
+            "instanceInitiatedShutdownBehavior" => C::ShutdownBehavior(v),
+            other => return Err(unsupported_attribute(other)),
+        });
+    }
+    if let Some(v) = p.bool("DisableApiTermination.Value")? {
+        changes.push(C::DisableApiTermination(v));
+    }
+    if let Some(v) = p.string("InstanceInitiatedShutdownBehavior.Value") {
+        changes.push(C::ShutdownBehavior(v));
+    }
+    if let Some(v) = p.string("InstanceType.Value") {
+        changes.push(C::InstanceType(v));
+    }
+    if let Some(v) = p.get("UserData.Value") {
+        changes.push(C::UserData(v.to_string()));
+    }
+    let mappings = p.structs("BlockDeviceMapping");
+    if !mappings.is_empty() {
+        let mut devices = vec![];
+        for m in mappings {
+            let device = m.required("DeviceName")?;
+            let dot = m.bool("Ebs.DeleteOnTermination")?.ok_or_else(|| {
+                Ec2Error::invalid_value(format!(
+                    "BlockDeviceMapping {device}: only Ebs.DeleteOnTermination can be modified."
+                ))
+            })?;
+            devices.push((device, dot));
+        }
+        changes.push(C::DeleteOnTermination(devices));
+    }
+    for other in [
+        ("SourceDestCheck.Value", "sourceDestCheck"),
+        ("DisableApiStop.Value", "disableApiStop"),
+        ("EbsOptimized.Value", "ebsOptimized"),
+        ("EnaSupport.Value", "enaSupport"),
+        ("SriovNetSupport.Value", "sriovNetSupport"),
+        ("Kernel.Value", "kernel"),
+        ("Ramdisk.Value", "ramdisk"),
+        ("GroupId.1", "groupSet"),
+    ] {
+        if p.get(other.0).is_some() {
+            return Err(unsupported_attribute(other.1));
+        }
+    }
+    let change = match changes.len() {
+        0 => return Err(Ec2Error::missing("Attribute")),
+        1 => changes.remove(0),
+        _ => {
+            return Err(Ec2Error::invalid_combination(
+                "Only one attribute can be modified at a time.",
+            ));
+        }
+    };
+    cp.modify_instance_attribute(who, &id, change)?;
+    x.elem("return", true);
+    Ok(())
+}
+
+fn unsupported_attribute(name: &str) -> Ec2Error {
+    Ec2Error::new(
+        ErrorCode::UnsupportedOperation,
+        format!(
+            "Modifying the instance attribute '{name}' is not supported by this server (it has no networking or kernels of its own yet)."
+        ),
+    )
 }
 
 fn write_changes(x: &mut Xml, changes: &[InstanceStateChange]) {

@@ -918,7 +918,8 @@ impl VolumeService for VolumeApi {
         req: Request<pb::DeregisterImageRequest>,
     ) -> Result<Response<pb::DeregisterImageResponse>, Status> {
         let id = req.into_inner().image_id;
-        self.run(move |cp| cp.deregister_image(CALLER, &id)).await?;
+        self.run(move |cp| cp.deregister_image(CALLER, &id, false))
+            .await?;
         Ok(Response::new(pb::DeregisterImageResponse {}))
     }
 
