@@ -16,6 +16,10 @@ use crate::error::CliError;
 
 /// How long to wait for the TCP connection to the endpoint.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to keep dialling an endpoint that refuses connections: a server started in the
+/// background a moment ago (`volume-server &` in a script) is still binding its ports.
+const STARTING_GRACE: Duration = Duration::from_secs(3);
+const REDIAL_EVERY: Duration = Duration::from_millis(100);
 /// The environment variable holding the token itself, used when no token file is given.
 const TOKEN_ENV: &str = "EBS_TOKEN";
 
@@ -50,6 +54,25 @@ pub struct Api {
     endpoint: String,
     token: Option<Token>,
     client: Option<Client>,
+}
+
+/// Only `http://` endpoints: the gRPC API has no TLS yet, and a URL without a scheme would
+/// otherwise fail with a message that does not say why.
+fn check_scheme(endpoint: &str) -> Result<(), CliError> {
+    let invalid = |reason: String| {
+        Err(CliError::InvalidEndpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        })
+    };
+    match endpoint.split_once("://") {
+        Some(("http", _)) => Ok(()),
+        Some(("https", rest)) => invalid(format!(
+            "the volume server's gRPC API does not speak TLS; use http://{rest} (over loopback or a network you trust)"
+        )),
+        Some((scheme, _)) => invalid(format!("the scheme {scheme}:// is not http://")),
+        None => invalid(format!("it has no scheme; use http://{endpoint}")),
+    }
 }
 
 impl Api {
@@ -96,14 +119,27 @@ impl Api {
             Some(client) => client,
             None => {
                 let authorization = self.authorization()?;
+                check_scheme(&self.endpoint)?;
                 let endpoint = Endpoint::from_shared(self.endpoint.clone())
                     .map_err(|_| CliError::InvalidEndpoint {
                         endpoint: self.endpoint.clone(),
+                        reason: "it is not a URL".to_owned(),
                     })?
                     .connect_timeout(CONNECT_TIMEOUT);
-                let channel = endpoint.connect().await.map_err(|_| CliError::Connect {
-                    endpoint: self.endpoint.clone(),
-                })?;
+                let started = tokio::time::Instant::now();
+                let channel = loop {
+                    match endpoint.connect().await {
+                        Ok(channel) => break channel,
+                        Err(_) if started.elapsed() < STARTING_GRACE => {
+                            tokio::time::sleep(REDIAL_EVERY).await;
+                        }
+                        Err(_) => {
+                            return Err(CliError::Connect {
+                                endpoint: self.endpoint.clone(),
+                            });
+                        }
+                    }
+                };
                 VolumeServiceClient::with_interceptor(channel, authorization)
             }
         };

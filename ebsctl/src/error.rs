@@ -24,8 +24,8 @@ pub enum CliError {
         code: String,
         message: String,
     },
-    /// `--endpoint` is not a URL.
-    InvalidEndpoint { endpoint: String },
+    /// `--endpoint` is not an `http://` URL.
+    InvalidEndpoint { endpoint: String, reason: String },
     /// Nothing answered at the endpoint.
     Connect { endpoint: String },
     /// The connection failed some other way during a call.
@@ -98,7 +98,9 @@ impl fmt::Display for CliError {
                 f,
                 "An error occurred ({code}) when calling the {operation} operation: {message}"
             ),
-            Self::InvalidEndpoint { endpoint } => write!(f, "Invalid endpoint: {endpoint}"),
+            Self::InvalidEndpoint { endpoint, reason } => {
+                write!(f, "Invalid endpoint {endpoint}: {reason}")
+            }
             Self::Connect { endpoint } => {
                 write!(f, "Could not connect to the endpoint URL: \"{endpoint}\"")
             }

@@ -108,6 +108,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
+    // Every path handed out (a workload's devices file, its directory) must mean the same in
+    // another working directory: a relative --data-dir (the default ./ebs-data) is made
+    // absolute once, here.
+    let mut cfg = cfg;
+    cfg.data_dir = std::path::absolute(&cfg.data_dir)
+        .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
     let engine = match cfg.io_engine {
         Some(kind) => {
             let e = Engine::start(kind, cfg.io_threads)?;

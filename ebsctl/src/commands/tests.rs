@@ -1813,6 +1813,52 @@ async fn no_server_is_a_connection_error() {
     assert_eq!(err.exit_code(), 255);
 }
 
+/// A server started in the background a moment before the first call (`volume-server &` in a
+/// script) is waited for, briefly, instead of failing the call.
+#[tokio::test]
+async fn a_server_still_starting_is_waited_for() {
+    let addr = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => panic!("rebind {addr}: {e}"),
+        };
+        tonic::transport::Server::builder()
+            .add_service(VolumeServiceServer::from_arc(Arc::new(Mock::default())))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await
+    });
+    let out = ebsctl(&format!("http://{addr}"), &["describe-volumes"]).await;
+    assert!(out.is_ok(), "{out:?}");
+    late.abort();
+}
+
+#[tokio::test]
+async fn endpoints_must_be_http_urls() {
+    for (endpoint, says) in [
+        (
+            "https://127.0.0.1:50051",
+            "does not speak TLS; use http://127.0.0.1:50051",
+        ),
+        ("127.0.0.1:50051", "no scheme; use http://127.0.0.1:50051"),
+        (
+            "grpc://127.0.0.1:50051",
+            "the scheme grpc:// is not http://",
+        ),
+    ] {
+        let err = match ebsctl(endpoint, &["describe-volumes"]).await {
+            Err(e) => e,
+            Ok(out) => panic!("{endpoint}: expected an error, got {out:?}"),
+        };
+        assert!(err.to_string().contains(says), "{endpoint}: {err}");
+        assert_eq!(err.exit_code(), 255);
+    }
+}
+
 #[tokio::test]
 async fn argument_errors_come_before_connecting() {
     let err = match ebsctl(
