@@ -249,7 +249,7 @@ pub struct CreateVolumeArgs {
     /// Attach the volume to one instance at a time (the default).
     #[arg(long, overrides_with = "multi_attach_enabled")]
     pub no_multi_attach_enabled: bool,
-    /// Encrypt the volume.
+    /// Encrypt the volume: not supported yet (the server answers UnsupportedOperation).
     #[arg(long, overrides_with = "no_encrypted")]
     pub encrypted: bool,
     /// Do not encrypt the volume (the default).
@@ -674,10 +674,10 @@ pub struct CopySnapshotArgs {
     /// Tags, e.g. 'ResourceType=snapshot,Tags=[{Key=Name,Value=dr}]' or JSON.
     #[arg(long, num_args = 1.., value_name = "SPEC")]
     pub tag_specifications: Vec<String>,
-    /// Encrypt the copy.
+    /// Encrypt the copy: not supported yet (the server answers UnsupportedOperation).
     #[arg(long, overrides_with = "no_encrypted")]
     pub encrypted: bool,
-    /// Do not ask for encryption (the copy is encrypted if the source is).
+    /// Do not ask for encryption (the default).
     #[arg(long, overrides_with = "encrypted")]
     pub no_encrypted: bool,
 }

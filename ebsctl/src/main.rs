@@ -25,6 +25,10 @@ use crate::error::{CliError, EXIT_OTHER, EXIT_USAGE};
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
+            eprintln!("{}", unknown_command(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
         Err(e) => {
             // --help and --version are not errors; usage errors exit like the AWS CLI's.
             let _ = e.print();
@@ -51,6 +55,63 @@ fn main() -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// An unknown command, with the one closest to it (clap's own tip lists every command within
+/// its similarity threshold, the likeliest last).
+fn unknown_command(e: &clap::Error) -> String {
+    use clap::CommandFactory as _;
+    let typed = match e.get(clap::error::ContextKind::InvalidSubcommand) {
+        Some(clap::error::ContextValue::String(s)) => s.clone(),
+        _ => return e.to_string(),
+    };
+    let command = cli::Cli::command();
+    let best = command
+        .get_subcommands()
+        .map(|c| c.get_name())
+        .map(|name| (edit_distance(&typed, name), name))
+        .min();
+    let mut out = format!("error: unrecognized command '{typed}'\n");
+    if let Some((d, name)) = best
+        && d <= typed.len().max(3) / 3
+    {
+        out.push_str(&format!("\n  tip: did you mean '{name}'?\n"));
+    }
+    out.push_str(
+        "\nUsage: ebsctl [OPTIONS] <COMMAND>\n\nFor the list of commands, try 'ebsctl --help'.",
+    );
+    out
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("crate-volume", "create-volume"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("describe-volume", "describe-volumes"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }
 

@@ -79,3 +79,18 @@ fn unreachable_endpoint_exits_255() {
     assert_eq!(out.status.code(), Some(255), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Could not connect to the endpoint URL"));
 }
+
+#[test]
+fn a_mistyped_command_gets_the_closest_one() {
+    let out = ebsctl(&["crate-volume"]);
+    assert_eq!(out.status.code(), Some(252), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean 'create-volume'?"), "{err}");
+    assert!(
+        !err.contains("modify-volume"),
+        "one suggestion, not a list: {err}"
+    );
+    let out = ebsctl(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(252), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("did you mean"));
+}

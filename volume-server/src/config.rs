@@ -56,9 +56,10 @@ impl std::fmt::Display for NbdTlsMode {
     }
 }
 
-/// An EBS-compatible block storage server: gRPC control plane, NBD data plane.
+/// An EBS-compatible block storage server: volumes served over NBD, managed through gRPC
+/// (`ebsctl`) and the AWS APIs (the aws CLI, boto3, the AWS SDKs).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "volume-server", version, about)]
+#[command(name = "volume-server", version)]
 pub struct Config {
     /// Everything the server keeps: catalog, volume files.
     #[arg(long, default_value = "./ebs-data")]
@@ -115,9 +116,11 @@ pub struct Config {
     /// Close NBD sessions idle for this long (0s: never).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub nbd_idle_timeout: Duration,
-    /// A region's snapshot store, `REGION=URL` (repeatable). URL: `file:///DIR` or a directory.
-    /// This region's store defaults to `<data-dir>/snapshots/<region>`; other regions' stores
-    /// are the sources CopySnapshot can read.
+    /// A region's snapshot store, `REGION=URL` (repeatable). URL: `file:///DIR`, a directory, or
+    /// `s3://BUCKET[/PREFIX][?endpoint=…&region=…&allow_http=true&…]` (any S3-compatible store;
+    /// credentials from the `AWS_*` environment or the query). This region's store defaults to
+    /// `<data-dir>/snapshots/<region>`; other regions' stores are the sources CopySnapshot can
+    /// read.
     #[arg(long = "snapshot-store", value_parser = parse_store)]
     pub snapshot_stores: Vec<(String, String)>,
     /// Minimum time between two CreateSnapshot calls on one volume (EBS: 15s).

@@ -214,10 +214,21 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .set_serving::<proto::ebs::v1::volume_service_server::VolumeServiceServer<api::grpc::VolumeApi>>(
         )
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Control(control::Ec2Error::internal(e.to_string())))?;
+    // Reflection lists the API and the health service, in both versions of the reflection
+    // protocol: v1, and v1alpha, which older clients (Python's grpcio-reflection, older
+    // grpcurl) still ask for.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error = |e: tonic_reflection::server::Error| {
+        ServerError::Control(control::Ec2Error::internal(e.to_string()))
+    };
+    let reflection = reflection_builder().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .map_err(reflection_error)?;
     let api = proto::ebs::v1::volume_service_server::VolumeServiceServer::new(
         api::grpc::VolumeApi::new(Arc::clone(&control), Arc::clone(&exports)),
     )
@@ -226,12 +237,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     .max_encoding_message_size(33 << 20);
     // Health stays open (probes carry no secret); the API and reflection need the token.
     let reflection = InterceptedService::new(reflection, grpc_auth.clone());
+    let reflection_v1alpha = InterceptedService::new(reflection_v1alpha, grpc_auth.clone());
     let api = InterceptedService::new(api, grpc_auth.clone());
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(api)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),

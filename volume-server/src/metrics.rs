@@ -103,13 +103,13 @@ pub fn render(control: &ControlPlane) -> String {
             |m| Some(m.volume_write_bytes as f64),
         ),
         (
-            "ebs_volume_total_read_time_seconds_total",
+            "ebs_volume_read_time_seconds_total",
             "counter",
             "VolumeTotalReadTime.",
             |m| Some(m.volume_total_read_time),
         ),
         (
-            "ebs_volume_total_write_time_seconds_total",
+            "ebs_volume_write_time_seconds_total",
             "counter",
             "VolumeTotalWriteTime.",
             |m| Some(m.volume_total_write_time),
