@@ -102,19 +102,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::edit_distance;
-
-    #[test]
-    fn edit_distance_counts_edits() {
-        assert_eq!(edit_distance("crate-volume", "create-volume"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("describe-volume", "describe-volumes"), 1);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
-}
-
 fn write_stdout(text: Option<String>) -> Result<(), CliError> {
     let Some(text) = text else {
         return Ok(());
@@ -129,5 +116,18 @@ fn write_stdout(text: Option<String>) -> Result<(), CliError> {
             Err(CliError::Output(e.to_string()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("crate-volume", "create-volume"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("describe-volume", "describe-volumes"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }
