@@ -265,7 +265,11 @@ fn instance_of<'a>(st: &'a State, id: &str) -> Result<&'a HostRecord, Ec2Error> 
 }
 
 /// Launched instance `id` if `who` owns it; another account's is `InvalidInstanceID.NotFound`.
-fn own_instance<'a>(st: &'a State, who: Account, id: &str) -> Result<&'a HostRecord, Ec2Error> {
+pub(super) fn own_instance<'a>(
+    st: &'a State,
+    who: Account,
+    id: &str,
+) -> Result<&'a HostRecord, Ec2Error> {
     instance_of(st, id)
         .ok()
         .filter(|h| who.owns(&h.owner_id))
@@ -283,6 +287,11 @@ fn check_user_data(u: &str) -> Result<(), Ec2Error> {
         ));
     }
     Ok(())
+}
+
+/// The state of a launched instance's host record.
+pub(super) fn state_of(h: &HostRecord) -> InstanceState {
+    rec(h).state
 }
 
 fn rec(h: &HostRecord) -> &InstanceRecord {

@@ -32,6 +32,7 @@ pub mod perf;
 pub mod region;
 pub mod reserve;
 pub mod snapshots;
+pub mod status;
 pub mod tags;
 pub mod validate;
 pub mod views;

@@ -1,7 +1,8 @@
 """Everyday EC2 calls through boto3 (tests/aws_endpoint.rs): DescribeRegions,
 DescribeAccountAttributes, tags on every resource type with DescribeTags (filters, the
-paginator), DeregisterImage with DeleteAssociatedSnapshots, and Describe/ModifyInstanceAttribute
-(termination protection, the type and user data while stopped, DeleteOnTermination).
+paginator), DeregisterImage with DeleteAssociatedSnapshots, DescribeInstanceStatus with its
+waiters, and Describe/ModifyInstanceAttribute (termination protection, the type and user data
+while stopped, DeleteOnTermination).
 
 usage: boto3_everyday.py ENDPOINT
 """
@@ -112,6 +113,19 @@ image = ec2.register_image(Name="attrs", RootDeviceName="/dev/xvda",
 iid = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
                         UserData="#!/bin/sh\nexec sleep 600\n")["Instances"][0]["InstanceId"]
 ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+ec2.get_waiter("instance_status_ok").wait(InstanceIds=[iid], WaiterConfig=FAST)
+ec2.get_waiter("system_status_ok").wait(InstanceIds=[iid], WaiterConfig=FAST)
+status = ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"][0]
+assert status["InstanceState"] == {"Code": 16, "Name": "running"}, status
+assert status["AvailabilityZone"] == AZ, status
+assert status["InstanceStatus"] == {"Status": "ok", "Details": [{"Name": "reachability", "Status": "passed"}]}, status
+assert status["AttachedEbsStatus"]["Status"] == "ok", status
+assert [s["InstanceId"] for s in ec2.describe_instance_status()["InstanceStatuses"]] == [iid]
+assert ec2.describe_instance_status(
+    Filters=[{"Name": "instance-state-name", "Values": ["stopped"]}], IncludeAllInstances=True
+)["InstanceStatuses"] == []
+fails("InvalidParameterValue", ec2.describe_instance_status, Filters=[{"Name": "bogus", "Values": ["x"]}])
+fails("InvalidInstanceID.NotFound", ec2.describe_instance_status, InstanceIds=["i-0123456789abcdef0"])
 attr = lambda name: ec2.describe_instance_attribute(InstanceId=iid, Attribute=name)
 assert attr("instanceType")["InstanceType"] == {"Value": "t3.micro"}
 assert attr("disableApiTermination")["DisableApiTermination"] == {"Value": False}
@@ -144,6 +158,10 @@ assert bdm[0]["Ebs"]["DeleteOnTermination"] is False, bdm
 
 ec2.stop_instances(InstanceIds=[iid])
 ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid], WaiterConfig=FAST)
+assert ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"] == [], "running ones only by default"
+stopped = ec2.describe_instance_status(InstanceIds=[iid], IncludeAllInstances=True)["InstanceStatuses"][0]
+assert stopped["InstanceState"]["Name"] == "stopped", stopped
+assert stopped["InstanceStatus"]["Status"] == "not-applicable", stopped
 fails("InvalidInstanceAttributeValue", ec2.modify_instance_attribute, InstanceId=iid,
       InstanceType={"Value": "t9.enormous"})
 fails("InvalidInstanceAttributeValue", ec2.modify_instance_attribute, InstanceId=iid,

@@ -11,6 +11,7 @@ use crate::catalog::{
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::snapshots::SnapshotView;
+use crate::control::status::{DescribeInstanceStatusRequest, StatusSummary};
 use crate::control::views::{
     FsrFailure, InstanceStateChange, InstanceView, ReservationView, VolumeStatus,
 };
@@ -68,6 +69,7 @@ pub fn handle(
             "TerminateInstances" => terminate_instances,
             "GetConsoleOutput" => get_console_output,
             "DescribeInstanceAttribute" => describe_instance_attribute,
+            "DescribeInstanceStatus" => describe_instance_status,
             "ModifyInstanceAttribute" => modify_instance_attribute,
             "DescribeInstanceTypes" => describe_instance_types,
             other => {
@@ -785,6 +787,43 @@ fn describe_instances(
     )?;
     x.list("reservationSet", &page.reservations, write_reservation);
     x.opt("nextToken", page.next_token);
+    Ok(())
+}
+
+fn describe_instance_status(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let (statuses, next) = cp.describe_instance_status(
+        who,
+        DescribeInstanceStatusRequest {
+            instance_ids: p.list("InstanceId"),
+            include_all_instances: p.bool("IncludeAllInstances")?.unwrap_or(false),
+            filters: filters(p),
+            max_results: p.int("MaxResults")?,
+            next_token: p.string("NextToken").filter(|t| !t.is_empty()),
+        },
+    )?;
+    let summary = |x: &mut Xml, name: &str, s: &StatusSummary| {
+        x.node(name, |x| {
+            x.elem("status", s.status)
+                .list("details", &s.details, |x, (name, status)| {
+                    x.elem("name", name).elem("status", status);
+                });
+        });
+    };
+    x.list("instanceStatusSet", &statuses, |x, s| {
+        x.elem("instanceId", &s.instance_id)
+            .elem("availabilityZone", &s.availability_zone)
+            .node("eventsSet", |_| {});
+        write_state(x, "instanceState", s.state);
+        summary(x, "systemStatus", &s.system_status);
+        summary(x, "instanceStatus", &s.instance_status);
+        summary(x, "attachedEbsStatus", &s.attached_ebs_status);
+    });
+    x.opt("nextToken", next);
     Ok(())
 }
 

@@ -1,0 +1,187 @@
+//! Instance status checks (DescribeInstanceStatus): what `aws ec2 wait instance-status-ok` and
+//! `system-status-ok` poll.
+//!
+//! A running instance passes its reachability checks: its workload was started (or it has
+//! none) and the server serving it is up, which is all a check could find out here. Its
+//! attached-EBS check fails while one of its volumes is impaired (an I/O error failed it).
+//! Instances in other states are `not-applicable`, and are listed only with
+//! `IncludeAllInstances`.
+
+use instance_manager::lifecycle::InstanceState;
+
+use super::filter::{check_names, glob, page_size};
+use super::views::VolumeStatus;
+use super::{Account, ControlPlane, Ec2Error, State, check_instance_id, decode_token_opt, model};
+use crate::catalog::HostRecord;
+
+/// One check's summary: `ok`, `impaired` or `not-applicable`, with (name, result) details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSummary {
+    pub status: &'static str,
+    pub details: Vec<(&'static str, &'static str)>,
+}
+
+impl StatusSummary {
+    fn not_applicable() -> StatusSummary {
+        StatusSummary {
+            status: "not-applicable",
+            details: vec![],
+        }
+    }
+
+    fn reachable() -> StatusSummary {
+        StatusSummary {
+            status: "ok",
+            details: vec![("reachability", "passed")],
+        }
+    }
+}
+
+/// One instance's status, as DescribeInstanceStatus lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatusView {
+    pub instance_id: String,
+    pub availability_zone: String,
+    pub state: InstanceState,
+    pub instance_status: StatusSummary,
+    pub system_status: StatusSummary,
+    pub attached_ebs_status: StatusSummary,
+}
+
+/// DescribeInstanceStatus's parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DescribeInstanceStatusRequest {
+    pub instance_ids: Vec<String>,
+    /// Non-running instances too.
+    pub include_all_instances: bool,
+    /// availability-zone, instance-state-name, instance-state-code, instance-status.status,
+    /// instance-status.reachability, system-status.status, system-status.reachability
+    pub filters: Vec<model::Filter>,
+    pub max_results: Option<i32>,
+    pub next_token: Option<String>,
+}
+
+fn status_of(st: &State, h: &HostRecord, state: InstanceState) -> InstanceStatusView {
+    let (instance_status, system_status, attached_ebs_status) = if state == InstanceState::Running {
+        let impaired = st.volumes.values().any(|v| {
+            v.attachments.iter().any(|a| a.instance_id == h.instance_id)
+                && VolumeStatus::of(v, st.open.get(&v.volume_id)).status == "impaired"
+        });
+        let ebs = StatusSummary {
+            status: if impaired { "impaired" } else { "ok" },
+            details: vec![("reachability", if impaired { "failed" } else { "passed" })],
+        };
+        (StatusSummary::reachable(), StatusSummary::reachable(), ebs)
+    } else {
+        (
+            StatusSummary::not_applicable(),
+            StatusSummary::not_applicable(),
+            StatusSummary::not_applicable(),
+        )
+    };
+    InstanceStatusView {
+        instance_id: h.instance_id.clone(),
+        availability_zone: h.availability_zone.clone(),
+        state,
+        instance_status,
+        system_status,
+        attached_ebs_status,
+    }
+}
+
+fn matches(f: &model::Filter, s: &InstanceStatusView) -> bool {
+    let any = |v: &str| f.values.iter().any(|p| glob(p, v));
+    let reachability = |c: &StatusSummary| {
+        c.details
+            .iter()
+            .find(|(n, _)| *n == "reachability")
+            .is_some_and(|(_, r)| any(r))
+    };
+    match f.name.as_str() {
+        "availability-zone" => any(&s.availability_zone),
+        "instance-state-name" => any(s.state.as_str()),
+        "instance-state-code" => any(&s.state.code().to_string()),
+        "instance-status.status" => any(s.instance_status.status),
+        "instance-status.reachability" => reachability(&s.instance_status),
+        "system-status.status" => any(s.system_status.status),
+        "system-status.reachability" => reachability(&s.system_status),
+        _ => false,
+    }
+}
+
+impl ControlPlane {
+    /// DescribeInstanceStatus: the caller's running instances (all of them with
+    /// `include_all_instances`), or `instance_ids`, filtered and paged in instance-id order.
+    pub fn describe_instance_status(
+        &self,
+        who: Account,
+        req: DescribeInstanceStatusRequest,
+    ) -> Result<(Vec<InstanceStatusView>, Option<String>), Ec2Error> {
+        for id in &req.instance_ids {
+            check_instance_id(id)?;
+        }
+        check_names(
+            &req.filters,
+            &[
+                "availability-zone",
+                "instance-state-name",
+                "instance-state-code",
+                "instance-status.status",
+                "instance-status.reachability",
+                "system-status.status",
+                "system-status.reachability",
+            ],
+        )?;
+        if let Some(f) = req.filters.iter().find(|f| f.name.starts_with("tag:")) {
+            return Err(Ec2Error::invalid_value(format!(
+                "The filter '{}' is invalid",
+                f.name
+            )));
+        }
+        let max = page_size(
+            req.max_results,
+            !req.instance_ids.is_empty(),
+            "InstanceIds",
+            1000,
+        )?;
+        let after = decode_token_opt(req.next_token.as_deref(), "i")?;
+        let st = self.lock();
+        let listed = |s: &InstanceStatusView| {
+            (req.include_all_instances || s.state == InstanceState::Running)
+                && req.filters.iter().all(|f| matches(f, s))
+        };
+        if !req.instance_ids.is_empty() {
+            let mut out: Vec<InstanceStatusView> = vec![];
+            for id in &req.instance_ids {
+                let h = super::instances::own_instance(&st, who, id)?;
+                let s = status_of(&st, h, super::instances::state_of(h));
+                if listed(&s) && !out.iter().any(|o| o.instance_id == *id) {
+                    out.push(s);
+                }
+            }
+            return Ok((out, None));
+        }
+        let mut out = vec![];
+        let mut next = None;
+        for (id, h) in &st.hosts {
+            if h.instance.is_none()
+                || !who.owns(&h.owner_id)
+                || after.as_ref().is_some_and(|a| id <= a)
+            {
+                continue;
+            }
+            let s = status_of(&st, h, super::instances::state_of(h));
+            if !listed(&s) {
+                continue;
+            }
+            if out.len() == max {
+                next = out
+                    .last()
+                    .map(|l: &InstanceStatusView| super::encode_token(&l.instance_id));
+                break;
+            }
+            out.push(s);
+        }
+        Ok((out, next))
+    }
+}
