@@ -214,40 +214,57 @@ impl ControlPlane {
         Ok((req.volume_id, m))
     }
 
-    /// DescribeVolumesModifications: the latest modification of each volume.
+    /// DescribeVolumesModifications: the latest modification of each volume, filtered, paged
+    /// in volume-id order (MaxResults up to 500; not with ids).
     pub fn describe_volumes_modifications(
         &self,
         who: Account,
         ids: &[String],
         filters: &[model::Filter],
-    ) -> Result<Vec<(String, ModificationRecord)>, Ec2Error> {
+        max_results: Option<i32>,
+        next_token: Option<&str>,
+    ) -> Result<(Vec<(String, ModificationRecord)>, Option<String>), Ec2Error> {
         for id in ids {
             check_volume_id(id)?;
         }
-        for f in filters {
-            if !matches!(
-                f.name.as_str(),
-                "modification-state" | "volume-id" | "target-volume-type" | "original-volume-type"
-            ) {
-                return Err(Ec2Error::invalid_value(format!(
-                    "The filter '{}' is invalid",
-                    f.name
-                )));
-            }
+        const NAMES: [&str; 13] = [
+            "modification-state",
+            "volume-id",
+            "target-volume-type",
+            "original-volume-type",
+            "target-size",
+            "original-size",
+            "target-iops",
+            "original-iops",
+            "target-throughput",
+            "original-throughput",
+            "target-multi-attach-enabled",
+            "original-multi-attach-enabled",
+            "start-time",
+        ];
+        if let Some(f) = filters.iter().find(|f| !NAMES.contains(&f.name.as_str())) {
+            return Err(Ec2Error::invalid_value(format!(
+                "The filter '{}' is invalid",
+                f.name
+            )));
         }
+        let max = super::filter::page_size(max_results, !ids.is_empty(), "VolumeIds", 500)?;
+        let after = super::decode_token_opt(next_token, "vol")?;
         let now = now_ms();
         let st = self.lock();
-        let mut out = Vec::new();
         let volumes: Vec<&VolumeRecord> = if ids.is_empty() {
             st.volumes
                 .values()
                 .filter(|v| who.owns(&v.owner_id))
+                .filter(|v| after.as_ref().is_none_or(|a| v.volume_id > *a))
                 .collect()
         } else {
             ids.iter()
                 .map(|id| st.volume(who, id))
                 .collect::<Result<_, _>>()?
         };
+        let mut out = Vec::new();
+        let mut next = None;
         for v in volumes {
             let Some(m) = v.modifications.last() else {
                 if !ids.is_empty() {
@@ -259,20 +276,37 @@ impl ControlPlane {
                 continue;
             };
             let (state, _) = modification_state(m, now);
+            let opt = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
             let keep = filters.iter().all(|f| {
                 let value = match f.name.as_str() {
-                    "modification-state" => state,
-                    "volume-id" => v.volume_id.as_str(),
-                    "target-volume-type" => m.target.volume_type.as_str(),
-                    _ => m.original.volume_type.as_str(),
+                    "modification-state" => state.to_string(),
+                    "volume-id" => v.volume_id.clone(),
+                    "target-volume-type" => m.target.volume_type.as_str().to_string(),
+                    "original-volume-type" => m.original.volume_type.as_str().to_string(),
+                    "target-size" => m.target.size_gib.to_string(),
+                    "original-size" => m.original.size_gib.to_string(),
+                    "target-iops" => opt(m.target.iops),
+                    "original-iops" => opt(m.original.iops),
+                    "target-throughput" => opt(m.target.throughput),
+                    "original-throughput" => opt(m.original.throughput),
+                    "target-multi-attach-enabled" => m.target.multi_attach_enabled.to_string(),
+                    "original-multi-attach-enabled" => m.original.multi_attach_enabled.to_string(),
+                    _ => crate::api::format_time(m.start_ms),
                 };
-                f.values.iter().any(|p| glob(p, value))
+                f.values.iter().any(|p| glob(p, &value))
             });
-            if keep {
-                out.push((v.volume_id.clone(), m.clone()));
+            if !keep {
+                continue;
             }
+            if out.len() == max {
+                next = out
+                    .last()
+                    .map(|(id, _): &(String, ModificationRecord)| super::encode_token(id));
+                break;
+            }
+            out.push((v.volume_id.clone(), m.clone()));
         }
-        Ok(out)
+        Ok((out, next))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Instance status checks (DescribeInstanceStatus): what `aws ec2 wait instance-status-ok` and
-//! `system-status-ok` poll.
+//! Status checks: of instances (DescribeInstanceStatus, what `aws ec2 wait instance-status-ok`
+//! and `system-status-ok` poll) and of volumes (DescribeVolumeStatus).
 //!
 //! A running instance passes its reachability checks: its workload was started (or it has
 //! none) and the server serving it is up, which is all a check could find out here. Its
@@ -12,7 +12,7 @@ use instance_manager::lifecycle::InstanceState;
 use super::filter::{check_names, glob, page_size};
 use super::views::VolumeStatus;
 use super::{Account, ControlPlane, Ec2Error, State, check_instance_id, decode_token_opt, model};
-use crate::catalog::HostRecord;
+use crate::catalog::{HostRecord, VolumeRecord};
 
 /// One check's summary: `ok`, `impaired` or `not-applicable`, with (name, result) details.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +181,92 @@ impl ControlPlane {
                 break;
             }
             out.push(s);
+        }
+        Ok((out, next))
+    }
+}
+
+impl ControlPlane {
+    /// DescribeVolumeStatus: the caller's volumes, or `ids`, with their status checks, filtered
+    /// by `availability-zone`, `volume-status.status`, `volume-status.details-name` and
+    /// `volume-status.details-status` (the `action.*` and `event.*` filters match nothing: no
+    /// scheduled events happen here), paged in volume-id order.
+    pub fn describe_volume_status(
+        &self,
+        who: Account,
+        ids: &[String],
+        filters: &[model::Filter],
+        max_results: Option<i32>,
+        next_token: Option<&str>,
+    ) -> Result<(Vec<(VolumeRecord, VolumeStatus)>, Option<String>), Ec2Error> {
+        for id in ids {
+            super::check_volume_id(id)?;
+        }
+        const NAMES: [&str; 13] = [
+            "availability-zone",
+            "volume-status.status",
+            "volume-status.details-name",
+            "volume-status.details-status",
+            "action.code",
+            "action.description",
+            "action.event-id",
+            "event.description",
+            "event.event-id",
+            "event.event-type",
+            "event.not-after",
+            "event.not-before",
+            "event.not-before-deadline",
+        ];
+        if let Some(f) = filters.iter().find(|f| !NAMES.contains(&f.name.as_str())) {
+            return Err(Ec2Error::invalid_value(format!(
+                "The filter '{}' is invalid",
+                f.name
+            )));
+        }
+        let max = page_size(max_results, !ids.is_empty(), "VolumeIds", 1000)?;
+        let after = decode_token_opt(next_token, "vol")?;
+        let st = self.lock();
+        let status = |v: &VolumeRecord| VolumeStatus::of(v, st.open.get(&v.volume_id));
+        let keep = |v: &VolumeRecord, s: &VolumeStatus| {
+            filters.iter().all(|f| {
+                let any = |v: &str| f.values.iter().any(|p| glob(p, v));
+                match f.name.as_str() {
+                    "availability-zone" => any(&v.availability_zone),
+                    "volume-status.status" => any(s.status),
+                    "volume-status.details-name" => s.details.iter().any(|(n, _)| any(n)),
+                    "volume-status.details-status" => s.details.iter().any(|(_, r)| any(r)),
+                    _ => false,
+                }
+            })
+        };
+        if !ids.is_empty() {
+            let mut out: Vec<(VolumeRecord, VolumeStatus)> = vec![];
+            for id in ids {
+                let v = st.volume(who, id)?;
+                let s = status(v);
+                if keep(v, &s) && !out.iter().any(|(o, _)| o.volume_id == *id) {
+                    out.push((v.clone(), s));
+                }
+            }
+            return Ok((out, None));
+        }
+        let mut out = vec![];
+        let mut next = None;
+        for v in st.volumes.values() {
+            if !who.owns(&v.owner_id) || after.as_ref().is_some_and(|a| v.volume_id <= *a) {
+                continue;
+            }
+            let s = status(v);
+            if !keep(v, &s) {
+                continue;
+            }
+            if out.len() == max {
+                next = out
+                    .last()
+                    .map(|(l, _): &(VolumeRecord, VolumeStatus)| super::encode_token(&l.volume_id));
+                break;
+            }
+            out.push((v.clone(), s));
         }
         Ok((out, next))
     }

@@ -840,16 +840,18 @@ fn modify_volume_rules() {
         "VolumeModificationRateExceeded"
     );
     let mods = cp
-        .describe_volumes_modifications(LOCAL, std::slice::from_ref(&v), &[])
-        .unwrap();
+        .describe_volumes_modifications(LOCAL, std::slice::from_ref(&v), &[], None, None)
+        .unwrap()
+        .0;
     assert_eq!(mods[0].1.target.volume_type, VolumeType::Gp2);
     let completed = model::Filter {
         name: "modification-state".into(),
         values: vec!["completed".into()],
     };
     assert_eq!(
-        cp.describe_volumes_modifications(LOCAL, &[], &[completed])
+        cp.describe_volumes_modifications(LOCAL, &[], &[completed], None, None)
             .unwrap()
+            .0
             .len(),
         1
     );
@@ -869,11 +871,17 @@ fn modification_must_complete_first() {
         .unwrap()
         .volume_id;
     assert_eq!(
-        code(cp.describe_volumes_modifications(LOCAL, std::slice::from_ref(&v), &[])),
+        code(cp.describe_volumes_modifications(LOCAL, std::slice::from_ref(&v), &[], None, None)),
         "InvalidVolumeModification.NotFound"
     );
     assert_eq!(
-        code(cp.describe_volumes_modifications(LOCAL, &["vol-0123456789abcdef0".into()], &[])),
+        code(cp.describe_volumes_modifications(
+            LOCAL,
+            &["vol-0123456789abcdef0".into()],
+            &[],
+            None,
+            None
+        )),
         "InvalidVolume.NotFound"
     );
     cp.modify_volume(
@@ -894,7 +902,10 @@ fn modification_must_complete_first() {
         )),
         "IncorrectModificationState"
     );
-    let (_, m) = &cp.describe_volumes_modifications(LOCAL, &[], &[]).unwrap()[0];
+    let (_, m) = &cp
+        .describe_volumes_modifications(LOCAL, &[], &[], None, None)
+        .unwrap()
+        .0[0];
     assert_eq!(modify::modification_state(m, now_ms()).0, "optimizing");
     assert_eq!(
         std::fs::metadata(
@@ -1031,7 +1042,13 @@ fn accounts_see_and_touch_only_their_own() {
         not_found
     );
     assert_eq!(
-        code(cp.describe_volumes_modifications(bob, std::slice::from_ref(&va.volume_id), &[])),
+        code(cp.describe_volumes_modifications(
+            bob,
+            std::slice::from_ref(&va.volume_id),
+            &[],
+            None,
+            None
+        )),
         not_found
     );
     assert_eq!(

@@ -1,7 +1,7 @@
 """Everyday EC2 calls through boto3 (tests/aws_endpoint.rs): DescribeRegions,
 DescribeAccountAttributes, tags on every resource type with DescribeTags (filters, the
 paginator), DeregisterImage with DeleteAssociatedSnapshots, DescribeInstanceStatus with its
-waiters, and Describe/ModifyInstanceAttribute (termination protection, the type and user data
+waiters, DescribeVolumeStatus and DescribeVolumesModifications through their paginators, and Describe/ModifyInstanceAttribute (termination protection, the type and user data
 while stopped, DeleteOnTermination).
 
 usage: boto3_everyday.py ENDPOINT
@@ -180,4 +180,28 @@ ec2.modify_instance_attribute(InstanceId=iid, Attribute="disableApiTermination",
 ec2.terminate_instances(InstanceIds=[iid])
 ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
 ec2.get_waiter("volume_available").wait(VolumeIds=[root_volume], WaiterConfig=FAST)
+
+# DescribeVolumeStatus and DescribeVolumesModifications page and filter.
+many = [ec2.create_volume(AvailabilityZone=AZ, Size=1)["VolumeId"] for _ in range(7)]
+for v in many:
+    ec2.modify_volume(VolumeId=v, Size=2)
+all_volumes = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
+pages = list(ec2.get_paginator("describe_volume_status").paginate(PaginationConfig={"PageSize": 5}))
+assert len(pages) >= 2, pages
+listed = [s["VolumeId"] for p in pages for s in p["VolumeStatuses"]]
+assert sorted(listed) == sorted(all_volumes), (listed, all_volumes)
+assert {s["VolumeStatus"]["Status"] for p in pages for s in p["VolumeStatuses"]} == {"ok"}
+assert ec2.describe_volume_status(Filters=[{"Name": "volume-status.status", "Values": ["impaired"]}])["VolumeStatuses"] == []
+assert len(ec2.describe_volume_status(
+    Filters=[{"Name": "volume-status.details-name", "Values": ["io-enabled"]}])["VolumeStatuses"]) == len(all_volumes)
+fails("InvalidParameterValue", ec2.describe_volume_status, Filters=[{"Name": "bogus", "Values": ["x"]}])
+fails("InvalidParameterCombination", ec2.describe_volume_status, VolumeIds=[many[0]], MaxResults=5)
+pages = list(ec2.get_paginator("describe_volumes_modifications").paginate(PaginationConfig={"PageSize": 5}))
+assert len(pages) >= 2, pages
+mods = [m["VolumeId"] for p in pages for m in p["VolumesModifications"]]
+assert sorted(mods) == sorted(many), mods
+two = ec2.describe_volumes_modifications(Filters=[{"Name": "target-size", "Values": ["2"]},
+                                                  {"Name": "original-size", "Values": ["1"]}])
+assert sorted(m["VolumeId"] for m in two["VolumesModifications"]) == sorted(many), two
+assert ec2.describe_volumes_modifications(Filters=[{"Name": "target-size", "Values": ["3"]}])["VolumesModifications"] == []
 print("everyday ok")

@@ -12,9 +12,7 @@ use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
 use crate::control::snapshots::SnapshotView;
 use crate::control::status::{DescribeInstanceStatusRequest, StatusSummary};
-use crate::control::views::{
-    FsrFailure, InstanceStateChange, InstanceView, ReservationView, VolumeStatus,
-};
+use crate::control::views::{FsrFailure, InstanceStateChange, InstanceView, ReservationView};
 use crate::control::{Account, ControlPlane, Ec2Error, ErrorCode, model, now_ms};
 use instance_manager::lifecycle::InstanceState;
 
@@ -397,10 +395,17 @@ fn describe_volumes_modifications(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let mods = cp.describe_volumes_modifications(who, &p.list("VolumeId"), &filters(p))?;
+    let (mods, next) = cp.describe_volumes_modifications(
+        who,
+        &p.list("VolumeId"),
+        &filters(p),
+        p.int("MaxResults")?,
+        p.string("NextToken").as_deref(),
+    )?;
     x.list("volumeModificationSet", &mods, |x, (id, m)| {
         write_modification(x, id, m, false)
     });
+    x.opt("nextToken", next);
     Ok(())
 }
 
@@ -410,9 +415,14 @@ fn describe_volume_status(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let sources = cp.metrics_sources(Some(who), &p.list("VolumeId"))?;
-    x.list("volumeStatusSet", &sources, |x, (v, open)| {
-        let st = VolumeStatus::of(v, open.as_ref());
+    let (statuses, next) = cp.describe_volume_status(
+        who,
+        &p.list("VolumeId"),
+        &filters(p),
+        p.int("MaxResults")?,
+        p.string("NextToken").as_deref(),
+    )?;
+    x.list("volumeStatusSet", &statuses, |x, (v, st)| {
         x.elem("volumeId", &v.volume_id)
             .elem("availabilityZone", &v.availability_zone)
             .node("volumeStatus", |x| {
@@ -424,6 +434,7 @@ fn describe_volume_status(
             .node("actionsSet", |_| {})
             .node("eventsSet", |_| {});
     });
+    x.opt("nextToken", next);
     Ok(())
 }
 

@@ -598,10 +598,12 @@ impl VolumeService for VolumeApi {
     ) -> Result<Response<pb::DescribeVolumesModificationsResponse>, Status> {
         let req = req.into_inner();
         self.run(move |cp| {
-            let mods = cp.describe_volumes_modifications(
+            let (mods, _) = cp.describe_volumes_modifications(
                 CALLER,
                 &req.volume_ids,
                 &convert::all(req.filters),
+                None,
+                None,
             )?;
             Ok(pb::DescribeVolumesModificationsResponse {
                 volumes_modifications: mods
