@@ -86,6 +86,10 @@ fn target_spec(v: &VolumeRecord, req: &model::ModifyVolumeRequest) -> Result<Per
     })
 }
 
+/// One page of DescribeVolumesModifications: (volume id, its latest modification), and the next
+/// page's token.
+pub type ModificationsPage = (Vec<(String, ModificationRecord)>, Option<String>);
+
 impl ControlPlane {
     /// ModifyVolume.
     pub fn modify_volume(
@@ -223,7 +227,7 @@ impl ControlPlane {
         filters: &[model::Filter],
         max_results: Option<i32>,
         next_token: Option<&str>,
-    ) -> Result<(Vec<(String, ModificationRecord)>, Option<String>), Ec2Error> {
+    ) -> Result<ModificationsPage, Ec2Error> {
         for id in ids {
             check_volume_id(id)?;
         }

@@ -14,6 +14,9 @@ use super::views::VolumeStatus;
 use super::{Account, ControlPlane, Ec2Error, State, check_instance_id, decode_token_opt, model};
 use crate::catalog::{HostRecord, VolumeRecord};
 
+/// One page of DescribeVolumeStatus: each volume with its checks, and the next page's token.
+pub type VolumeStatusPage = (Vec<(VolumeRecord, VolumeStatus)>, Option<String>);
+
 /// One check's summary: `ok`, `impaired` or `not-applicable`, with (name, result) details.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusSummary {
@@ -198,7 +201,7 @@ impl ControlPlane {
         filters: &[model::Filter],
         max_results: Option<i32>,
         next_token: Option<&str>,
-    ) -> Result<(Vec<(VolumeRecord, VolumeStatus)>, Option<String>), Ec2Error> {
+    ) -> Result<VolumeStatusPage, Ec2Error> {
         for id in ids {
             super::check_volume_id(id)?;
         }
