@@ -1640,15 +1640,19 @@ impl ControlPlane {
         };
         let bad = |m: String| Ec2Error::new(ErrorCode::InvalidInstanceAttributeValue, m);
         let mut changes = vec![];
-        let edit: Box<dyn FnOnce(&mut InstanceRecord)> = match change {
-            C::DisableApiTermination(v) => Box::new(move |i| i.disable_api_termination = v),
+        let mut nh = h.clone();
+        let i = nh
+            .instance
+            .as_mut()
+            .expect("own_instance returns launched instances");
+        match change {
+            C::DisableApiTermination(v) => i.disable_api_termination = v,
             C::ShutdownBehavior(b) => {
-                let b = ShutdownBehavior::parse(&b).ok_or_else(|| {
+                i.shutdown_behavior = ShutdownBehavior::parse(&b).ok_or_else(|| {
                     bad(format!(
                         "The value '{b}' for instanceInitiatedShutdownBehavior is invalid (expecting stop or terminate)."
                     ))
                 })?;
-                Box::new(move |i| i.shutdown_behavior = b)
             }
             C::InstanceType(name) => {
                 stopped()?;
@@ -1668,12 +1672,12 @@ impl ControlPlane {
                         r.instance_type
                     )));
                 }
-                Box::new(move |i| i.instance_type = name)
+                i.instance_type = name;
             }
             C::UserData(data) => {
                 stopped()?;
                 check_user_data(&data)?;
-                Box::new(move |i| i.user_data = Some(data).filter(|u| !u.is_empty()))
+                i.user_data = Some(data).filter(|u| !u.is_empty());
             }
             C::DeleteOnTermination(devices) => {
                 let atts = attachments_in(&st, id);
@@ -1694,12 +1698,7 @@ impl ControlPlane {
                     }
                     changes.push(Change::PutVolume(v));
                 }
-                Box::new(|_| {})
             }
-        };
-        let mut nh = h.clone();
-        if let Some(i) = nh.instance.as_mut() {
-            edit(i);
         }
         changes.push(Change::PutHost(nh));
         self.commit(&changes)?;
