@@ -278,8 +278,20 @@ fn decode<T: DeserializeOwned>(flag: &'static str, raw: &[String]) -> Result<Vec
         .collect()
 }
 
-/// One value of a list flag: JSON when it looks and parses like JSON, shorthand otherwise.
+/// One value of a structured flag: JSON when it looks and parses like JSON, shorthand
+/// otherwise; `file://PATH` reads either from a file, as the AWS CLI does.
 fn read_value(arg: &str) -> Result<Value, String> {
+    match arg.strip_prefix("file://") {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("Unable to load paramfile {arg}: {e}"))?;
+            parse_value(text.trim())
+        }
+        None => parse_value(arg),
+    }
+}
+
+fn parse_value(arg: &str) -> Result<Value, String> {
     let looks_like_json = matches!(arg.trim_start().chars().next(), Some('[' | '{'));
     if !looks_like_json {
         return shorthand::parse(arg)
@@ -296,6 +308,40 @@ fn read_value(arg: &str) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn structured_flags_read_file_urls() {
+        let dir = std::env::temp_dir().join(format!("ebsctl-paramfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = dir.join("bdm.json");
+        std::fs::write(
+            &json,
+            r#"[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 10}},
+                {"DeviceName": "/dev/sdg", "VirtualName": "ephemeral0"}]
+"#,
+        )
+        .unwrap();
+        let shorthand = dir.join("bdm.txt");
+        std::fs::write(&shorthand, "DeviceName=/dev/sdh,Ebs={VolumeSize=5}\n").unwrap();
+        let mut all = vec![];
+        for path in [&json, &shorthand] {
+            match read_value(&format!("file://{}", path.display())).unwrap() {
+                Value::Array(items) => all.extend(items),
+                one => all.push(one),
+            }
+        }
+        let devices: Vec<&str> = all
+            .iter()
+            .filter_map(|v| v["DeviceName"].as_str())
+            .collect();
+        assert_eq!(devices, ["/dev/sdf", "/dev/sdg", "/dev/sdh"]);
+        let missing = read_value("file:///nonexistent/x.json").unwrap_err();
+        assert!(
+            missing.starts_with("Unable to load paramfile file:///nonexistent/x.json"),
+            "{missing}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
