@@ -1012,6 +1012,22 @@ fn boto3_everyday_calls_regions_account_attributes_and_tags() {
     server.stop();
 }
 
+/// Every EC2 answer against botocore's model: no element outside the output shape (botocore
+/// would drop it silently). Prints how many of the model's members the answers never carry.
+#[test]
+fn every_ec2_answer_fits_botocores_model() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(dir.path(), &["--snapshot-min-interval", "0s"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/model_check.py");
+    let out = run(Command::new("python3").arg(script).arg(endpoint(&server)));
+    out.assert_success();
+    eprintln!("{}", out.stdout);
+    server.stop();
+}
+
 #[test]
 fn accounts_see_and_reach_only_their_own_resources() {
     if !require_aws_clients() {

@@ -722,9 +722,6 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
         .node("cpuOptions", |x| {
             x.elem("coreCount", v.cpu_core_count)
                 .elem("threadsPerCore", 2);
-        })
-        .node("instanceInitiatedShutdownBehavior", |x| {
-            x.elem("value", r.shutdown_behavior.as_str());
         });
     if let Some(s) = &r.state_reason {
         x.node("stateReason", |x| {

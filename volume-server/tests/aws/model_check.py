@@ -1,0 +1,171 @@
+"""Every EC2 response of the endpoint against botocore's EC2 model (tests/aws_endpoint.rs).
+
+Drives each EC2 operation the server implements through boto3 and keeps the raw XML of every
+answer. Each XML element must be a member of the model's output shape at that place (botocore
+silently drops anything else, so a misspelt element would be a member missing for every SDK);
+that is asserted. The members the model has but an answer lacks are counted, per operation,
+and printed: the measure of how far the shapes are from AWS's (issue 20). With --report, only
+print.
+
+usage: model_check.py ENDPOINT [--report]
+"""
+import sys
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+import boto3
+from botocore.config import Config
+
+endpoint = sys.argv[1]
+AZ = "us-east-1a"
+FAST = {"Delay": 1, "MaxAttempts": 120}
+session = boto3.session.Session(
+    aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+)
+ec2 = session.client("ec2", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
+model = ec2.meta.service_model
+
+raw = defaultdict(list)
+
+
+def keep(http_response, model, **_):
+    if http_response.status_code == 200:
+        raw[model.name].append(http_response.content)
+
+
+ec2.meta.events.register("after-call.ec2", lambda **kw: keep(kw["http_response"], kw["model"]))
+
+# Something of everything, then every operation once.
+vol = ec2.create_volume(AvailabilityZone=AZ, Size=1, VolumeType="gp3",
+                        TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "m"}]}])["VolumeId"]
+ec2.describe_volumes()
+ec2.create_tags(Resources=[vol], Tags=[{"Key": "k", "Value": "v"}])
+ec2.describe_tags()
+ec2.delete_tags(Resources=[vol], Tags=[{"Key": "k"}])
+ec2.describe_availability_zones()
+ec2.describe_regions()
+ec2.describe_account_attributes()
+ec2.modify_volume(VolumeId=vol, Size=2)
+ec2.describe_volumes_modifications()
+ec2.describe_volume_status()
+snap = ec2.create_snapshot(VolumeId=vol, Description="model")["SnapshotId"]
+ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST)
+ec2.describe_snapshots(SnapshotIds=[snap])
+copy = ec2.copy_snapshot(SourceRegion="us-east-1", SourceSnapshotId=snap)["SnapshotId"]
+ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[copy], WaiterConfig=FAST)
+ec2.enable_fast_snapshot_restores(AvailabilityZones=[AZ], SourceSnapshotIds=[snap])
+ec2.describe_fast_snapshot_restores()
+ec2.disable_fast_snapshot_restores(AvailabilityZones=[AZ], SourceSnapshotIds=[snap])
+ami = ec2.register_image(Name="model", RootDeviceName="/dev/xvda",
+                         BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snap}}])["ImageId"]
+ec2.describe_images(ImageIds=[ami])
+ec2.describe_instance_types(InstanceTypes=["m5d.large"])
+iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+ec2.describe_instances(InstanceIds=[iid])
+ec2.describe_instance_status(InstanceIds=[iid])
+for attribute in ["instanceType", "disableApiTermination", "blockDeviceMapping", "userData"]:
+    ec2.describe_instance_attribute(InstanceId=iid, Attribute=attribute)
+ec2.modify_instance_attribute(InstanceId=iid, DisableApiTermination={"Value": False})
+ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+ec2.detach_volume(VolumeId=vol)
+ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST)
+ec2.get_console_output(InstanceId=iid)
+ec2.reboot_instances(InstanceIds=[iid])
+ec2.stop_instances(InstanceIds=[iid])
+ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid], WaiterConfig=FAST)
+ec2.start_instances(InstanceIds=[iid])
+ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+image2 = ec2.create_image(InstanceId=iid, Name="model-2")["ImageId"]
+ec2.get_waiter("image_available").wait(ImageIds=[image2], WaiterConfig=FAST)
+ec2.terminate_instances(InstanceIds=[iid])
+ec2.deregister_image(ImageId=image2)
+ec2.deregister_image(ImageId=ami)
+ec2.delete_snapshot(SnapshotId=copy)
+ec2.delete_volume(VolumeId=vol)
+
+served = {
+    "CreateVolume", "DescribeVolumes", "DeleteVolume", "AttachVolume", "DetachVolume",
+    "CreateTags", "DeleteTags", "DescribeTags", "DescribeAvailabilityZones", "DescribeRegions",
+    "DescribeAccountAttributes", "ModifyVolume", "DescribeVolumesModifications",
+    "DescribeVolumeStatus", "CreateSnapshot", "DescribeSnapshots", "DeleteSnapshot",
+    "CopySnapshot", "EnableFastSnapshotRestores", "DisableFastSnapshotRestores",
+    "DescribeFastSnapshotRestores", "RegisterImage", "DescribeImages", "DeregisterImage",
+    "CreateImage", "RunInstances", "DescribeInstances", "StartInstances", "StopInstances",
+    "RebootInstances", "TerminateInstances", "GetConsoleOutput", "DescribeInstanceTypes",
+    "DescribeInstanceStatus", "DescribeInstanceAttribute", "ModifyInstanceAttribute",
+}
+assert served <= set(raw), f"not driven: {sorted(served - set(raw))}"
+
+
+def tag(e):
+    return e.tag.split("}", 1)[-1]
+
+
+def xml_name(name, shape):
+    return shape.serialization.get("name", name)
+
+
+outside = []
+missing = defaultdict(set)   # shape name -> members never seen in any answer
+present = defaultdict(set)
+
+
+def walk(op, path, elem, shape):
+    if shape.type_name == "structure":
+        by_xml = {xml_name(n, m): (n, m) for n, m in shape.members.items()}
+        seen = set()
+        for child in elem:
+            name = tag(child)
+            if name not in by_xml:
+                outside.append(f"{op}: {path}/{name} is not a member of {shape.name}")
+                continue
+            member, mshape = by_xml[name]
+            seen.add(member)
+            walk(op, f"{path}/{name}", child, mshape)
+        present[shape.name] |= seen
+        missing[shape.name] |= set(shape.members) - seen
+    elif shape.type_name == "list":
+        item = shape.member.serialization.get("name", "item")
+        for child in elem:
+            if tag(child) != item:
+                outside.append(f"{op}: {path}/{tag(child)} in a list of {item}")
+                continue
+            walk(op, f"{path}/{item}", child, shape.member)
+    elif shape.type_name == "map":
+        pass
+    elif len(elem):
+        outside.append(f"{op}: {path} holds elements but is a {shape.type_name}")
+
+
+for op, bodies in sorted(raw.items()):
+    out = model.operation_model(op).output_shape
+    for body in bodies:
+        root = ET.fromstring(body)
+        for child in root:
+            name = tag(child)
+            # EC2 answers the operations without output members with <return>true</return>.
+            if name == "requestId" or (name == "return" and out is None):
+                continue
+            members = {xml_name(n, m): m for n, m in (out.members.items() if out else [])}
+            if name not in members:
+                outside.append(f"{op}: /{name} is not a member of its output")
+                continue
+            walk(op, f"/{name}", child, members[name])
+            if out is not None:
+                present[out.name].add(name)
+
+# The measure: members of each shape seen that no answer carried.
+never = {s: sorted(missing[s] - present[s]) for s in missing}
+total = sum(len(v) for v in never.values())
+print(f"operations driven: {len(raw)}; shapes seen: {len(never)}; members never returned: {total}")
+for s in sorted(never):
+    if never[s]:
+        print(f"  {s} ({len(never[s])}): {', '.join(never[s])}")
+if outside:
+    print("ELEMENTS OUTSIDE THE MODEL:")
+    for line in outside:
+        print("  " + line)
+if "--report" not in sys.argv:
+    assert not outside, f"{len(outside)} elements outside the model"
+print("model check ok")
