@@ -207,13 +207,18 @@ impl ControlPlane {
                 format!("AMI name {} is already in use by an AMI", req.name),
             ));
         }
-        for m in &mappings {
-            let Some(e) = &m.ebs else {
+        let mut mappings = mappings;
+        for m in &mut mappings {
+            let Some(e) = &mut m.ebs else {
                 continue;
             };
-            let Some(snap) = &e.snapshot_id else {
+            // As EC2 shows them: a volume's type defaults to gp2 (what a launch makes), and its
+            // size to its snapshot's.
+            e.volume_type.get_or_insert_with(|| "gp2".into());
+            let Some(snap) = e.snapshot_id.clone() else {
                 continue;
             };
+            let snap = &snap;
             check_id(
                 snap,
                 "snap",
@@ -238,6 +243,7 @@ impl ControlPlane {
                     s.volume_size_gib
                 )));
             }
+            e.volume_size.get_or_insert(s.volume_size_gib);
         }
         let rec = ImageRecord {
             image_id: ids::new_id("ami"),

@@ -85,3 +85,58 @@ impl ControlPlane {
             .collect()
     }
 }
+
+/// The AZ ID of zone `az`, as EC2 names it (`us-east-1a` → `use1-az1`, `ap-southeast-2b` →
+/// `apse2-az2`): the region's short form, then the zone letter's place in the alphabet. AWS maps
+/// letters to IDs differently in each account; here the mapping is the same for all. `None`
+/// for a zone name not of the `REGION` + letter form.
+pub fn zone_id(az: &str) -> Option<String> {
+    let letter = az.chars().last().filter(char::is_ascii_lowercase)?;
+    let region = &az[..az.len() - 1];
+    let parts: Vec<&str> = region.split('-').collect();
+    let (first, rest) = parts.split_first()?;
+    let (number, middle) = rest.split_last()?;
+    if first.is_empty() || middle.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut short = first.to_string();
+    for word in middle {
+        // Compound directions keep both initials: southeast → se, northwest → nw.
+        let compound = ["north", "south"]
+            .iter()
+            .find_map(|p| word.strip_prefix(p).map(|r| (p, r)))
+            .filter(|(_, r)| ["east", "west"].contains(r));
+        match compound {
+            Some((p, r)) => {
+                short.push_str(&p[..1]);
+                short.push_str(&r[..1]);
+            }
+            None => short.push_str(word.get(..1)?),
+        }
+    }
+    short.push_str(number);
+    Some(format!("{short}-az{}", letter as u32 - 'a' as u32 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zone_id;
+
+    #[test]
+    fn zone_ids_follow_ec2s_naming() {
+        for (az, id) in [
+            ("us-east-1a", "use1-az1"),
+            ("us-east-1b", "use1-az2"),
+            ("us-west-2c", "usw2-az3"),
+            ("eu-central-1a", "euc1-az1"),
+            ("ap-southeast-2b", "apse2-az2"),
+            ("ap-northeast-1d", "apne1-az4"),
+            ("us-gov-west-1a", "usgw1-az1"),
+        ] {
+            assert_eq!(zone_id(az).as_deref(), Some(id), "{az}");
+        }
+        for bad in ["", "a", "us-east-1", "zone", "us-east-xa", "-east-1a"] {
+            assert_eq!(zone_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -10,6 +10,7 @@ use crate::catalog::{
 };
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
+use crate::control::region::zone_id;
 use crate::control::snapshots::SnapshotView;
 use crate::control::status::{DescribeInstanceStatusRequest, StatusSummary};
 use crate::control::views::{FsrFailure, InstanceStateChange, InstanceView, ReservationView};
@@ -145,6 +146,7 @@ fn write_volume(x: &mut Xml, v: &VolumeRecord) {
         .elem("size", v.size_gib)
         .elem("snapshotId", v.snapshot_id.as_deref().unwrap_or(""))
         .elem("availabilityZone", &v.availability_zone)
+        .opt("availabilityZoneId", zone_id(&v.availability_zone))
         .elem("status", v.state.as_str())
         .elem("createTime", time(v.create_time_ms))
         .list("attachmentSet", &v.attachments, |x, a| {
@@ -332,6 +334,7 @@ fn describe_availability_zones(
     let region = cp.region().to_string();
     x.list("availabilityZoneInfo", &zones, |x, z| {
         x.elem("zoneName", z)
+            .opt("zoneId", zone_id(z))
             .elem("zoneState", "available")
             .elem("regionName", &region)
             .elem("groupName", &region)
@@ -425,6 +428,7 @@ fn describe_volume_status(
     x.list("volumeStatusSet", &statuses, |x, (v, st)| {
         x.elem("volumeId", &v.volume_id)
             .elem("availabilityZone", &v.availability_zone)
+            .opt("availabilityZoneId", zone_id(&v.availability_zone))
             .node("volumeStatus", |x| {
                 x.elem("status", st.status)
                     .list("details", &st.details, |x, (name, status)| {
@@ -595,7 +599,13 @@ fn write_image(x: &mut Xml, (i, state): &(ImageRecord, &str)) {
         .elem("rootDeviceName", &i.root_device_name)
         .list("blockDeviceMapping", &i.mappings, write_mapping)
         .elem("virtualizationType", &i.virtualization_type)
-        .elem("hypervisor", "xen");
+        .elem("hypervisor", "xen")
+        .elem("imageLocation", format!("{}/{}", i.owner_id, i.name))
+        .elem("enaSupport", true)
+        .elem("sriovNetSupport", "simple")
+        .elem("platformDetails", "Linux/UNIX")
+        .elem("usageOperation", "RunInstances")
+        .elem("deregistrationProtection", "disabled");
     if !i.tags.is_empty() {
         write_tags(x, &i.tags);
     }
@@ -705,6 +715,8 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
         .elem("launchTime", time(h.launch_time_ms))
         .node("placement", |x| {
             x.elem("availabilityZone", &h.availability_zone)
+                .opt("availabilityZoneId", zone_id(&h.availability_zone))
+                .elem("groupName", "")
                 .elem("tenancy", "default");
         })
         .node("monitoring", |x| {
@@ -722,6 +734,37 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
         .node("cpuOptions", |x| {
             x.elem("coreCount", v.cpu_core_count)
                 .elem("threadsPerCore", 2);
+        })
+        // The rest as a new account's Nitro instance shows them: this server has no
+        // networking, metadata service, enclaves or hibernation of its own (yet).
+        .elem("enaSupport", true)
+        .elem("sourceDestCheck", true)
+        .elem("platformDetails", "Linux/UNIX")
+        .elem("usageOperation", "RunInstances")
+        .elem("usageOperationUpdateTime", time(h.launch_time_ms))
+        .elem("currentInstanceBootMode", "legacy-bios")
+        .node("capacityReservationSpecification", |x| {
+            x.elem("capacityReservationPreference", "open");
+        })
+        .node("hibernationOptions", |x| {
+            x.elem("configured", false);
+        })
+        .node("enclaveOptions", |x| {
+            x.elem("enabled", false);
+        })
+        .node("metadataOptions", |x| {
+            x.elem("state", "applied")
+                .elem("httpTokens", "required")
+                .elem("httpPutResponseHopLimit", 2)
+                .elem("httpEndpoint", "enabled")
+                .elem("httpProtocolIpv6", "disabled")
+                .elem("instanceMetadataTags", "disabled");
+        })
+        .node("maintenanceOptions", |x| {
+            x.elem("autoRecovery", "default");
+        })
+        .node("networkPerformanceOptions", |x| {
+            x.elem("bandwidthWeighting", "default");
         });
     if let Some(s) = &r.state_reason {
         x.node("stateReason", |x| {
@@ -825,6 +868,7 @@ fn describe_instance_status(
     x.list("instanceStatusSet", &statuses, |x, s| {
         x.elem("instanceId", &s.instance_id)
             .elem("availabilityZone", &s.availability_zone)
+            .opt("availabilityZoneId", zone_id(&s.availability_zone))
             .node("eventsSet", |_| {});
         write_state(x, "instanceState", s.state);
         summary(x, "systemStatus", &s.system_status);
