@@ -172,6 +172,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             fsr_time_scale: cfg.fsr_time_scale,
         },
         instance_stop_timeout: cfg.instance_stop_timeout,
+        transition_time: cfg.transition_time,
         throttle_scale: cfg.throttle_scale,
     };
     let control = {

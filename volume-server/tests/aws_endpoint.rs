@@ -519,7 +519,7 @@ fn the_aws_cli_drives_snapshots_and_modifications() {
             &sid,
         ],
     ));
-    assert_eq!(off["Successful"][0]["State"], "disabled", "{off}");
+    assert_eq!(off["Successful"][0]["State"], "disabling", "{off}");
     let copy = json(&aws(
         &server,
         &[

@@ -1,8 +1,9 @@
 //! Fast snapshot restore (FSR), per (snapshot, availability zone).
 //!
 //! # Rules (EBS-REFERENCE §3)
-//! - Enabling goes `enabling` → `optimizing` (60 minutes per TiB of snapshot) → `enabled`;
-//!   disabling takes effect at once (`disabled`).
+//! - Enabling goes `enabling` (for `--transition-time`) → `optimizing` (60 minutes per TiB of
+//!   snapshot) → `enabled`; disabling takes effect at once (no more fast restores) and shows
+//!   `disabling` for the transition time, then `disabled`.
 //! - Each (snapshot, zone) has a credit bucket that starts empty when enabled, holds
 //!   MAX(1, MIN(10, 1024 ÷ GiB)) credits and fills at MIN(10, 1024 ÷ GiB) credits per hour.
 //! - CreateVolume from the snapshot in that zone uses FSR when it is `enabled` and the bucket
@@ -41,7 +42,7 @@ impl FsrView {
     /// EC2's `StateTransitionReason` of the current state.
     pub fn transition_reason(&self) -> &'static str {
         match self.state {
-            "disabled" => "Client.UserInitiated - Lifecycle state transition",
+            "disabling" | "disabled" => "Client.UserInitiated - Lifecycle state transition",
             _ => "Client.UserInitiated",
         }
     }
@@ -72,10 +73,19 @@ impl ControlPlane {
     }
 
     fn view(&self, who: Account, f: &FsrRecord, now: u64) -> FsrView {
+        // enabling for the transition time, optimizing until enabled; disabling for the
+        // transition time after a disable, then disabled.
+        let t = self.cfg.transition_time.as_millis() as u64;
+        let optimizing_from = (f.enabling_ms + t).min(f.enabled_ms);
         let (state, optimizing, enabled) = match f.disabled_ms {
-            Some(_) => ("disabled", Some(f.enabling_ms), None),
-            None if now >= f.enabled_ms => ("enabled", Some(f.enabling_ms), Some(f.enabled_ms)),
-            None => ("optimizing", Some(f.enabling_ms), None),
+            Some(d) => (
+                if now < d + t { "disabling" } else { "disabled" },
+                (d >= optimizing_from).then_some(optimizing_from),
+                (d >= f.enabled_ms).then_some(f.enabled_ms),
+            ),
+            None if now < optimizing_from => ("enabling", None, None),
+            None if now < f.enabled_ms => ("optimizing", Some(optimizing_from), None),
+            None => ("enabled", Some(optimizing_from), Some(f.enabled_ms)),
         };
         FsrView {
             record: f.clone(),
@@ -186,14 +196,17 @@ impl ControlPlane {
                     let tib = f64::from(s.volume_size_gib) * GIB as f64 / (1u64 << 40) as f64;
                     let optimize_ms =
                         (tib * HOUR_MS / self.cfg.snapshots.fsr_time_scale.max(1e-9)) as u64;
+                    // `enabling` for the transition time, then `optimizing`.
+                    let enabled_ms =
+                        now + self.cfg.transition_time.as_millis() as u64 + optimize_ms;
                     let f = FsrRecord {
                         snapshot_id: snap.clone(),
                         availability_zone: az.clone(),
                         enabling_ms: now,
-                        enabled_ms: now + optimize_ms,
+                        enabled_ms,
                         disabled_ms: None,
                         credits: 0.0,
-                        credits_ms: now + optimize_ms,
+                        credits_ms: enabled_ms,
                     };
                     changes.push(Change::PutFsr(f.clone()));
                     ok.push(self.view(who, &f, now));

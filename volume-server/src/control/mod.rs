@@ -85,6 +85,9 @@ pub struct ControlConfig {
     pub instance_stop_timeout: std::time::Duration,
     /// Factor on every throttle limit (1: EBS; see [`perf::scaled`]).
     pub throttle_scale: f64,
+    /// How long the short transitional states last (fast snapshot restore's `enabling` and
+    /// `disabling`).
+    pub transition_time: std::time::Duration,
 }
 
 #[derive(Debug, Default)]

@@ -49,6 +49,7 @@ fn open_with(
             fsr_time_scale: 1.0,
         },
         instance_stop_timeout: std::time::Duration::from_secs(5),
+        transition_time: std::time::Duration::from_millis(300),
         throttle_scale: 1.0,
     };
     let cp = ControlPlane::open(
@@ -1239,4 +1240,52 @@ fn records_from_before_accounts_belong_to_the_local_account() {
     let v: VolumeRecord = serde_json::from_value(json).unwrap();
     assert_eq!(v.owner_id, "000000000000");
     assert!(LOCAL.owns(&v.owner_id));
+}
+
+#[test]
+fn fast_snapshot_restore_goes_through_enabling_and_disabling() {
+    // The fixture's transition time is 300 ms; optimizing a 1 GiB snapshot at time scale 1
+    // takes 60 min / 1024 (3.5 s).
+    let f = fixture();
+    let cp = &f.cp;
+    let v = cp.create_volume(LOCAL, create_req(1, "gp3")).unwrap();
+    let snap = cp
+        .create_snapshot(
+            LOCAL,
+            model::CreateSnapshotRequest {
+                volume_id: v.volume_id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .snapshot_id;
+    wait_completed(cp, LOCAL, &snap);
+    let pair = || model::EnableFastSnapshotRestoresRequest {
+        availability_zones: vec!["us-east-1a".into()],
+        source_snapshot_ids: vec![snap.clone()],
+    };
+    let state = || {
+        let (views, _) = cp
+            .describe_fast_snapshot_restores(LOCAL, Default::default())
+            .unwrap();
+        (views[0].state, views[0].optimizing_ms.is_some())
+    };
+    let (ok, _) = cp.enable_fast_snapshot_restores(LOCAL, pair()).unwrap();
+    assert_eq!(ok[0].state, "enabling");
+    assert_eq!(state(), ("enabling", false));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(state(), ("optimizing", true));
+    let (off, _) = cp
+        .disable_fast_snapshot_restores(
+            LOCAL,
+            model::DisableFastSnapshotRestoresRequest {
+                availability_zones: vec!["us-east-1a".into()],
+                source_snapshot_ids: vec![snap.clone()],
+            },
+        )
+        .unwrap();
+    assert_eq!(off[0].state, "disabling");
+    assert_eq!(state().0, "disabling");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(state().0, "disabled");
 }
