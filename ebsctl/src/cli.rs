@@ -1019,15 +1019,16 @@ pub struct ImageWaitArgs {
     pub poll: PollArgs,
 }
 
-/// How often and how long every waiter polls.
+/// How often and how long a waiter polls; by default as the AWS CLI's waiter of that name does
+/// (15 s between attempts, 40 attempts; `instance-exists` every 5 s).
 #[derive(Debug, Args)]
 pub struct PollArgs {
-    /// Seconds between attempts.
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_delay)]
-    pub delay: Duration,
-    /// Attempts before giving up.
-    #[arg(long, value_name = "N", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_attempts: u32,
+    /// Seconds between attempts (default: the AWS CLI's, 15 for most waiters).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_delay)]
+    pub delay: Option<Duration>,
+    /// Attempts before giving up (default: the AWS CLI's, 40).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
 }
 
 /// `--delay`: non-negative seconds, fractions allowed.
@@ -1124,8 +1125,8 @@ mod tests {
             panic!("not a wait: {:?}", cli.command);
         };
         assert_eq!(args.volume_ids, ["vol-1"]);
-        assert_eq!(args.poll.delay, Duration::from_secs(1));
-        assert_eq!(args.poll.max_attempts, 120);
+        assert_eq!(args.poll.delay, None, "the waiter's own default");
+        assert_eq!(args.poll.max_attempts, None);
     }
 
     #[test]
@@ -1260,8 +1261,8 @@ mod tests {
         else {
             panic!("not a wait: {:?}", cli.command);
         };
-        assert_eq!(args.poll.delay, Duration::from_millis(250));
-        assert_eq!(args.poll.max_attempts, 3);
+        assert_eq!(args.poll.delay, Some(Duration::from_millis(250)));
+        assert_eq!(args.poll.max_attempts, Some(3));
         assert!(
             Cli::try_parse_from(["ebsctl", "wait", "volume-deleted", "--delay", "-1"]).is_err()
         );
@@ -1935,8 +1936,8 @@ mod tests {
         assert_eq!(args.snapshot_ids, ["snap-1", "snap-2"]);
         assert_eq!(args.filters, ["Name=volume-id,Values=vol-1"]);
         assert!(args.owner_ids.is_empty());
-        assert_eq!(args.poll.delay, Duration::from_millis(500));
-        assert_eq!(args.poll.max_attempts, 120);
+        assert_eq!(args.poll.delay, Some(Duration::from_millis(500)));
+        assert_eq!(args.poll.max_attempts, None);
         assert!(fails(&["wait", "snapshot-completed", "--volume-ids", "v"]));
     }
 
@@ -2328,8 +2329,8 @@ mod tests {
             };
             assert_eq!(args.instance_ids, ["i-1", "i-2"]);
             assert_eq!(args.filters, ["Name=tag:Name,Values=web"]);
-            assert_eq!(args.poll.delay, Duration::from_millis(250));
-            assert_eq!(args.poll.max_attempts, 8);
+            assert_eq!(args.poll.delay, Some(Duration::from_millis(250)));
+            assert_eq!(args.poll.max_attempts, Some(8));
             assert_eq!(cli.global.output, OutputFormat::Text);
 
             // The same defaults as every waiter.
@@ -2343,8 +2344,8 @@ mod tests {
             else {
                 panic!("not an instance waiter: {parsed:?}");
             };
-            assert_eq!(args.poll.delay, Duration::from_secs(1));
-            assert_eq!(args.poll.max_attempts, 120);
+            assert_eq!(args.poll.delay, None, "the waiter's own default");
+            assert_eq!(args.poll.max_attempts, None);
             assert!(fails(&["wait", waiter, "--volume-ids", "vol-1"]));
         }
 
@@ -2370,7 +2371,7 @@ mod tests {
         assert_eq!(args.image_ids, ["ami-1", "ami-2"]);
         assert_eq!(args.owners, ["self"]);
         assert_eq!(args.filters, ["Name=name,Values=web-*"]);
-        assert_eq!(args.poll.delay, Duration::from_millis(500));
+        assert_eq!(args.poll.delay, Some(Duration::from_millis(500)));
         assert!(fails(&["wait", "image-available", "--instance-ids", "i-1"]));
     }
 }

@@ -572,12 +572,13 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             let mut stderr = std::io::stderr();
             let watched = std::io::stdout().is_terminal() && stderr.is_terminal();
             let progress = watched.then_some(&mut stderr as &mut dyn Write);
+            let (delay, max_attempts) = kind.defaults();
             waiter::wait(
                 &mut api,
                 kind,
                 describe,
-                poll.delay,
-                poll.max_attempts,
+                poll.delay.unwrap_or(delay),
+                poll.max_attempts.unwrap_or(max_attempts),
                 progress,
             )
             .await?;

@@ -5040,9 +5040,12 @@ async fn instance_waiters() {
     }
     let out = wait_instances(&endpoint, "instance-terminated", &[&b], "3").await;
     assert!(matches!(out, Ok(None)), "{out:?}");
-    // An instance that is gone is terminated; one that is not there yet may come.
-    let out = wait_instances(&endpoint, "instance-terminated", &["i-gone"], "1").await;
-    assert!(matches!(out, Ok(None)), "{out:?}");
+    // An unknown id fails instance-terminated (as in botocore); one that is not there yet may
+    // come, for instance-exists and instance-running.
+    match wait_instances(&endpoint, "instance-terminated", &["i-gone"], "1").await {
+        Err(e) => assert!(e.to_string().contains("InvalidInstanceID.NotFound"), "{e}"),
+        Ok(out) => panic!("expected a failure, got {out:?}"),
+    }
     match wait_instances(&endpoint, "instance-exists", &["i-gone"], "2").await {
         Err(e) => assert_eq!(
             e.to_string(),
@@ -5051,11 +5054,12 @@ async fn instance_waiters() {
         Ok(out) => panic!("expected a timeout, got {out:?}"),
     }
     match wait_instances(&endpoint, "instance-running", &["i-gone"], "3").await {
-        Err(e) => assert!(
-            e.to_string().contains("(InvalidInstanceID.NotFound)"),
-            "{e}"
+        Err(e) => assert_eq!(
+            e.to_string(),
+            "Waiter InstanceRunning failed: Max attempts exceeded",
+            "an unknown id keeps instance-running waiting, as in botocore"
         ),
-        Ok(out) => panic!("expected a failure, got {out:?}"),
+        Ok(out) => panic!("expected a timeout, got {out:?}"),
     }
 
     // Filters go to DescribeInstances.
