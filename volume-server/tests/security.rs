@@ -396,90 +396,58 @@ fn grpc_calls_need_the_bearer_token() {
     });
     assert_eq!(health.unwrap(), 1, "SERVING without a token");
 
-    // Reflection describes the API: it needs the token.
-    let reflect = |header: Option<String>| {
-        srv.block_on(async {
-            use tonic_reflection::pb::v1 as r;
-            let channel = Channel::from_shared(srv.endpoint())
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            let header: Option<tonic::metadata::MetadataValue<_>> =
-                header.map(|h| h.parse().unwrap());
-            let mut client = r::server_reflection_client::ServerReflectionClient::with_interceptor(
-                channel,
-                move |mut req: tonic::Request<()>| {
-                    if let Some(h) = &header {
-                        req.metadata_mut().insert("authorization", h.clone());
-                    }
-                    Ok(req)
-                },
-            );
-            let request = r::ServerReflectionRequest {
-                host: String::new(),
-                message_request: Some(r::server_reflection_request::MessageRequest::ListServices(
-                    String::new(),
-                )),
-            };
-            let mut replies = client
-                .server_reflection_info(futures::stream::iter(vec![request]))
-                .await?
-                .into_inner();
-            let first = replies.message().await?;
-            let names: Vec<String> = match first.and_then(|r| r.message_response) {
-                Some(r::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
-                    l.service.into_iter().map(|s| s.name).collect()
-                }
-                other => panic!("not a service list: {other:?}"),
-            };
-            Ok::<_, tonic::Status>(names)
-        })
-    };
-    assert_auth_failure("reflection without a token", reflect(None));
-    let names = reflect(Some(format!("Bearer {token}"))).unwrap();
+    // Reflection describes the API: it needs the token. Both protocol versions: v1, and v1alpha,
+    // which Python's grpcio-reflection and older grpcurl use. The two generated modules have the
+    // same shape, hence a macro.
+    macro_rules! reflect {
+        ($version:ident, $header:expr) => {
+            srv.block_on(async {
+                use tonic_reflection::pb::$version as r;
+                let channel = Channel::from_shared(srv.endpoint())
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                let header: Option<tonic::metadata::MetadataValue<_>> =
+                    $header.map(|h: String| h.parse().unwrap());
+                let mut client =
+                    r::server_reflection_client::ServerReflectionClient::with_interceptor(
+                        channel,
+                        move |mut req: tonic::Request<()>| {
+                            if let Some(h) = &header {
+                                req.metadata_mut().insert("authorization", h.clone());
+                            }
+                            Ok(req)
+                        },
+                    );
+                let request = r::ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(
+                        r::server_reflection_request::MessageRequest::ListServices(String::new()),
+                    ),
+                };
+                let mut replies = client
+                    .server_reflection_info(futures::stream::iter(vec![request]))
+                    .await?
+                    .into_inner();
+                let first = replies.message().await?;
+                let names: Vec<String> = match first.and_then(|r| r.message_response) {
+                    Some(r::server_reflection_response::MessageResponse::ListServicesResponse(
+                        l,
+                    )) => l.service.into_iter().map(|s| s.name).collect(),
+                    other => panic!("not a service list: {other:?}"),
+                };
+                Ok::<_, tonic::Status>(names)
+            })
+        };
+    }
+    assert_auth_failure("reflection without a token", reflect!(v1, None));
+    let bearer = || Some(format!("Bearer {token}"));
+    let names = reflect!(v1, bearer()).unwrap();
     for service in ["ebs.v1.VolumeService", "grpc.health.v1.Health"] {
         assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
     }
-    // The older reflection protocol, which Python's grpcio-reflection and older grpcurl use.
-    let names_v1alpha = srv.block_on(async {
-        use tonic_reflection::pb::v1alpha as r;
-        let channel = Channel::from_shared(srv.endpoint())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let header: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-        let mut client = r::server_reflection_client::ServerReflectionClient::with_interceptor(
-            channel,
-            move |mut req: tonic::Request<()>| {
-                req.metadata_mut().insert("authorization", header.clone());
-                Ok(req)
-            },
-        );
-        let request = r::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(r::server_reflection_request::MessageRequest::ListServices(
-                String::new(),
-            )),
-        };
-        let mut replies = client
-            .server_reflection_info(futures::stream::iter(vec![request]))
-            .await
-            .unwrap()
-            .into_inner();
-        match replies
-            .message()
-            .await
-            .unwrap()
-            .and_then(|r| r.message_response)
-        {
-            Some(r::server_reflection_response::MessageResponse::ListServicesResponse(l)) => {
-                l.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
-            }
-            other => panic!("not a service list: {other:?}"),
-        }
-    });
+    let names_v1alpha = reflect!(v1alpha, bearer()).unwrap();
     assert!(
         names_v1alpha.iter().any(|n| n == "ebs.v1.VolumeService"),
         "{names_v1alpha:?}"

@@ -82,6 +82,20 @@ pub fn check_names(filters: &[super::model::Filter], names: &[&str]) -> Result<(
     }
 }
 
+/// `InvalidParameterValue` unless every filter is one of `names`: for resources without tags.
+pub fn check_untagged_names(
+    filters: &[super::model::Filter],
+    names: &[&str],
+) -> Result<(), Ec2Error> {
+    match filters.iter().find(|f| !names.contains(&f.name.as_str())) {
+        Some(f) => Err(Ec2Error::invalid_value(format!(
+            "The filter '{}' is invalid",
+            f.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// EC2's `MaxResults` of a Describe call that also takes ids (`ids_param`): not with ids, and
 /// 5 to `limit` (1000 for most calls, 500 for DescribeVolumes). No limit when not given.
 pub fn page_size(

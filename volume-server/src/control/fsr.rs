@@ -239,17 +239,10 @@ impl ControlPlane {
         who: Account,
         req: model::DescribeFastSnapshotRestoresRequest,
     ) -> Result<(Vec<FsrView>, Option<String>), Ec2Error> {
-        for f in &req.filters {
-            if !matches!(
-                f.name.as_str(),
-                "availability-zone" | "snapshot-id" | "state" | "owner-id"
-            ) {
-                return Err(Ec2Error::invalid_value(format!(
-                    "The filter '{}' is invalid",
-                    f.name
-                )));
-            }
-        }
+        super::filter::check_untagged_names(
+            &req.filters,
+            &["availability-zone", "snapshot-id", "state", "owner-id"],
+        )?;
         let max = match req.max_results {
             None => usize::MAX,
             Some(n) if !(1..=200).contains(&n) => {

@@ -246,12 +246,7 @@ impl ControlPlane {
             "original-multi-attach-enabled",
             "start-time",
         ];
-        if let Some(f) = filters.iter().find(|f| !NAMES.contains(&f.name.as_str())) {
-            return Err(Ec2Error::invalid_value(format!(
-                "The filter '{}' is invalid",
-                f.name
-            )));
-        }
+        super::filter::check_untagged_names(filters, &NAMES)?;
         let max = super::filter::page_size(max_results, !ids.is_empty(), "VolumeIds", 500)?;
         let after = super::decode_token_opt(next_token, "vol")?;
         let now = now_ms();

@@ -1,8 +1,8 @@
 //! What EC2 says about the place a caller is in: the regions this deployment knows
 //! (DescribeRegions) and the account's attributes (DescribeAccountAttributes).
 
-use super::filter::{check_names, glob};
-use super::{Account, ControlPlane, Ec2Error, model};
+use super::filter::{check_untagged_names, glob};
+use super::{ControlPlane, Ec2Error, model};
 
 /// A region as DescribeRegions lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +36,7 @@ impl ControlPlane {
         names: &[String],
         filters: &[model::Filter],
     ) -> Result<Vec<RegionView>, Ec2Error> {
-        check_names(filters, &["region-name", "endpoint", "opt-in-status"])?;
-        if let Some(f) = filters.iter().find(|f| f.name.starts_with("tag:")) {
-            return Err(Ec2Error::invalid_value(format!(
-                "The filter '{}' is invalid",
-                f.name
-            )));
-        }
+        check_untagged_names(filters, &["region-name", "endpoint", "opt-in-status"])?;
         let mut known: Vec<String> = std::iter::once(self.cfg.region.clone())
             .chain(self.cfg.snapshots.stores.iter().map(|(r, _)| r.clone()))
             .collect();
@@ -72,12 +66,8 @@ impl ControlPlane {
             .collect())
     }
 
-    /// DescribeAccountAttributes: `names`, or every attribute.
-    pub fn account_attributes(
-        &self,
-        _who: Account,
-        names: &[String],
-    ) -> Vec<(&'static str, Vec<String>)> {
+    /// DescribeAccountAttributes: `names`, or every attribute (the same for every account).
+    pub fn account_attributes(&self, names: &[String]) -> Vec<(&'static str, Vec<String>)> {
         ACCOUNT_ATTRIBUTES
             .iter()
             .filter(|(n, _)| names.is_empty() || names.iter().any(|w| w == n))

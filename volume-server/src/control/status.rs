@@ -9,7 +9,7 @@
 
 use instance_manager::lifecycle::InstanceState;
 
-use super::filter::{check_names, glob, page_size};
+use super::filter::{check_untagged_names, glob, page_size};
 use super::views::VolumeStatus;
 use super::{Account, ControlPlane, Ec2Error, State, check_instance_id, decode_token_opt, model};
 use crate::catalog::{HostRecord, VolumeRecord};
@@ -123,7 +123,7 @@ impl ControlPlane {
         for id in &req.instance_ids {
             check_instance_id(id)?;
         }
-        check_names(
+        check_untagged_names(
             &req.filters,
             &[
                 "availability-zone",
@@ -135,12 +135,6 @@ impl ControlPlane {
                 "system-status.reachability",
             ],
         )?;
-        if let Some(f) = req.filters.iter().find(|f| f.name.starts_with("tag:")) {
-            return Err(Ec2Error::invalid_value(format!(
-                "The filter '{}' is invalid",
-                f.name
-            )));
-        }
         let max = page_size(
             req.max_results,
             !req.instance_ids.is_empty(),
@@ -220,12 +214,7 @@ impl ControlPlane {
             "event.not-before",
             "event.not-before-deadline",
         ];
-        if let Some(f) = filters.iter().find(|f| !NAMES.contains(&f.name.as_str())) {
-            return Err(Ec2Error::invalid_value(format!(
-                "The filter '{}' is invalid",
-                f.name
-            )));
-        }
+        check_untagged_names(filters, &NAMES)?;
         let max = page_size(max_results, !ids.is_empty(), "VolumeIds", 1000)?;
         let after = decode_token_opt(next_token, "vol")?;
         let st = self.lock();

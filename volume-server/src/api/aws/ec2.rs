@@ -282,11 +282,11 @@ fn describe_regions(
 
 fn describe_account_attributes(
     cp: &ControlPlane,
-    who: Account,
+    _: Account,
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let attributes = cp.account_attributes(who, &p.list("AttributeName"));
+    let attributes = cp.account_attributes(&p.list("AttributeName"));
     x.list("accountAttributeSet", &attributes, |x, (name, values)| {
         x.elem("attributeName", name)
             .list("attributeValueSet", values, |x, v| {
