@@ -51,6 +51,43 @@ impl LoopFs {
         out.stdout.lines().nth(1).unwrap().trim().parse().unwrap()
     }
 
+    /// Takes every free byte with `prefix-N` files. One `fallocate` of all that `df` reports
+    /// can fail (its own extent blocks need room too) and space can come back (a commit that
+    /// failed frees its pages): so smaller pieces, until nothing is left.
+    fn fill(&self, prefix: &str) {
+        let mut piece = self.available();
+        let mut n = 0;
+        while piece >= 4096 {
+            let file = self.at.join(format!("{prefix}-{n}"));
+            let ok = Command::new("fallocate")
+                .args(["-l", &piece.to_string()])
+                .arg(&file)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                n += 1;
+                piece = self.available();
+            } else {
+                let _ = std::fs::remove_file(&file);
+                piece /= 2;
+            }
+        }
+    }
+
+    /// Removes the files [`LoopFs::fill`] made with `prefix`.
+    fn unfill(&self, prefix: &str) {
+        for entry in std::fs::read_dir(&self.at).unwrap().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{prefix}-"))
+            {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
+    }
+
     /// The ext4 sysfs directory of this filesystem (`/sys/fs/ext4/loopN`).
     fn sysfs(&self) -> PathBuf {
         let out = run_tool("findmnt", &["-no", "SOURCE", self.at.to_str().unwrap()]);
@@ -265,16 +302,40 @@ fn a_full_disk_under_the_catalog_fails_calls_only_until_space_frees() {
         Some("InternalError"),
         "{failed:?}"
     );
+    // A failed commit can leave free pages inside the catalog's file that the next small
+    // commit fits in. Keep rewriting large records until commits fail five times running, so
+    // that what follows meets a catalog with no room left, on a disk with none either.
+    let mut running = 0;
+    for k in 0..400 {
+        if running == 5 {
+            break;
+        }
+        fs.fill("ballast1");
+        // The same 50 keys as the volume's own (the tag limit), new values.
+        let i = k % volumes.len();
+        let fill = if k % 2 == 0 { "w" } else { "x" };
+        let tags = big_tags(i)
+            .into_iter()
+            .map(|t| pb::Tag {
+                value: fill.repeat(256),
+                ..t
+            })
+            .collect();
+        let r = server.block_on(c.create_tags(pb::CreateTagsRequest {
+            resources: vec![volumes[i].clone()],
+            tags,
+        }));
+        if let Err(e) = &r {
+            assert_eq!(ec2_code(e).as_deref(), Some("InternalError"), "{e:?}");
+        }
+        running = if r.is_err() { running + 1 } else { 0 };
+    }
 
-    // Size changes now, each writing a large record: whether or not a commit goes through,
-    // the file and the catalog agree.
-    let ballast2 = fs.at.join("ballast2");
-    let _ = Command::new("fallocate")
-        .args(["-l", &fs.available().to_string()])
-        .arg(&ballast2)
-        .status();
+    // Size changes now, each writing a large record, on a disk kept full: whether or not a
+    // commit goes through, the file and the catalog agree.
     let mut refused = vec![];
     for id in &volumes {
+        fs.fill("ballast2");
         let grown = server.block_on(c.modify_volume(pb::ModifyVolumeRequest {
             volume_id: id.clone(),
             size: Some(3),
@@ -299,10 +360,11 @@ fn a_full_disk_under_the_catalog_fails_calls_only_until_space_frees() {
     let again = refused
         .first()
         .expect("no size change failed on a full disk");
-    let _ = std::fs::remove_file(&ballast2);
+    fs.unfill("ballast2");
 
     // Space frees: every change goes through again, with no restart.
     std::fs::remove_file(&ballast).unwrap();
+    fs.unfill("ballast1");
     for (i, id) in volumes.iter().enumerate() {
         server.ok(
             "CreateTags after space freed",
