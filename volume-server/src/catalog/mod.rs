@@ -331,6 +331,10 @@ pub struct HostRecord {
     /// Set for instances launched by RunInstances; `None` for hosts that registered themselves.
     #[serde(default)]
     pub instance: Option<InstanceRecord>,
+    /// Its private address in the zone's default subnet (`None` in records from before
+    /// addresses: one is derived from the id, see `control::network`).
+    #[serde(default)]
+    pub private_ip: Option<String>,
 }
 
 /// Why an instance is in its state (EC2 `StateReason`).

@@ -54,6 +54,7 @@ error_codes! {
     InstanceLimitExceeded = "InstanceLimitExceeded", InvalidArgument, 400, EINVAL;
     /// Out of disk: a server-side condition in EC2 (5xx), `ENOSPC` on NBD.
     InsufficientVolumeCapacity = "InsufficientVolumeCapacity", ResourceExhausted, 500, ENOSPC;
+    InsufficientFreeAddressesInSubnet = "InsufficientFreeAddressesInSubnet", ResourceExhausted, 400, EINVAL;
     InternalError = "InternalError", Internal, 500, EIO;
     InvalidAmiIdMalformed = "InvalidAMIID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidAmiIdNotFound = "InvalidAMIID.NotFound", NotFound, 400, EINVAL;
@@ -63,6 +64,7 @@ error_codes! {
     InvalidAttachmentNotFound = "InvalidAttachment.NotFound", NotFound, 400, EINVAL;
     InvalidBlockDeviceMapping = "InvalidBlockDeviceMapping", InvalidArgument, 400, EINVAL;
     InvalidDeviceInUse = "InvalidDevice.InUse", FailedPrecondition, 400, EINVAL;
+    InvalidGroupNotFound = "InvalidGroup.NotFound", NotFound, 400, EINVAL;
     InvalidId = "InvalidID", InvalidArgument, 400, EINVAL;
     InvalidInstanceAttributeValue = "InvalidInstanceAttributeValue", InvalidArgument, 400, EINVAL;
     InvalidInstanceIdMalformed = "InvalidInstanceID.Malformed", InvalidArgument, 400, EINVAL;
@@ -72,9 +74,11 @@ error_codes! {
     InvalidPaginationToken = "InvalidPaginationToken", InvalidArgument, 400, EINVAL;
     InvalidParameterCombination = "InvalidParameterCombination", InvalidArgument, 400, EINVAL;
     InvalidParameterValue = "InvalidParameterValue", InvalidArgument, 400, EINVAL;
+    InvalidSubnetIdNotFound = "InvalidSubnetID.NotFound", NotFound, 400, EINVAL;
     InvalidSnapshotIdMalformed = "InvalidSnapshotID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidSnapshotInUse = "InvalidSnapshot.InUse", FailedPrecondition, 400, EINVAL;
     InvalidSnapshotNotFound = "InvalidSnapshot.NotFound", NotFound, 400, EINVAL;
+    InvalidVpcIdNotFound = "InvalidVpcID.NotFound", NotFound, 400, EINVAL;
     InvalidVolumeIdMalformed = "InvalidVolumeID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidVolumeModificationNotFound = "InvalidVolumeModification.NotFound", NotFound, 400, EINVAL;
     InvalidVolumeNotFound = "InvalidVolume.NotFound", NotFound, 400, EINVAL;

@@ -392,11 +392,20 @@ impl ControlPlane {
                 format!("You may launch at most {MAX_COUNT} instances in one request."),
             ));
         }
-        let zone = req
+        let placed = req
             .placement
             .as_ref()
             .map(|p| p.availability_zone.clone())
-            .filter(|z| !z.is_empty())
+            .filter(|z| !z.is_empty());
+        let zone = self
+            .launch_zone(
+                who,
+                req.subnet_id.as_deref(),
+                placed.as_deref(),
+                &req.security_group_ids,
+                &req.security_groups,
+            )?
+            .or(placed)
             .unwrap_or_else(|| self.cfg.availability_zones[0].clone());
         self.check_az(&zone)?;
         let behavior = match req.instance_initiated_shutdown_behavior.as_deref() {
@@ -546,17 +555,18 @@ impl ControlPlane {
         volume_tags: &BTreeMap<String, String>,
     ) -> Result<String, Ec2Error> {
         let id = ids::new_id("i");
-        let host = HostRecord {
-            instance_id: id.clone(),
-            owner_id: who.id().to_string(),
-            name: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
-            availability_zone: zone.to_string(),
-            launch_time_ms: now_ms(),
-            tags: tags.clone(),
-            instance: Some(record.clone()),
-        };
         {
             let mut st = self.lock();
+            let host = HostRecord {
+                instance_id: id.clone(),
+                owner_id: who.id().to_string(),
+                name: tags.get("Name").cloned().unwrap_or_else(|| id.clone()),
+                availability_zone: zone.to_string(),
+                launch_time_ms: now_ms(),
+                tags: tags.clone(),
+                instance: Some(record.clone()),
+                private_ip: Some(self.free_address(who, zone, st.hosts.values())?),
+            };
             self.commit(&[Change::PutHost(host.clone())])?;
             st.hosts.insert(id.clone(), host);
         }
@@ -1608,6 +1618,7 @@ impl ControlPlane {
                 .display()
                 .to_string(),
             cpu_core_count: ty.map_or(0, |t| t.vcpus.div_ceil(2)),
+            network: self.instance_network(h),
         }
     }
 

@@ -28,6 +28,7 @@ pub mod images;
 pub mod instances;
 pub mod model;
 pub mod modify;
+pub mod network;
 pub mod perf;
 pub mod region;
 pub mod reserve;
@@ -1117,16 +1118,17 @@ impl ControlPlane {
         }
         self.check_az(&req.availability_zone)?;
         let tags = validate::tag_specifications("instance", &req.tag_specifications)?;
+        let mut st = self.lock();
         let h = HostRecord {
             instance_id: ids::new_id("i"),
             owner_id: who.id().to_string(),
             name: req.name,
+            private_ip: Some(self.free_address(who, &req.availability_zone, st.hosts.values())?),
             availability_zone: req.availability_zone,
             launch_time_ms: now_ms(),
             tags,
             instance: None,
         };
-        let mut st = self.lock();
         self.commit(&[Change::PutHost(h.clone())])?;
         st.hosts.insert(h.instance_id.clone(), h.clone());
         tracing::info!(instance_id = %h.instance_id, name = %h.name, "host registered");

@@ -157,6 +157,11 @@ pub struct RunInstancesRequest {
     pub tag_specifications: Vec<TagSpecification>,
     pub client_token: Option<String>,
     pub disable_api_termination: bool,
+    /// A default subnet: the instance's zone (agreeing with `placement` when both are given).
+    pub subnet_id: Option<String>,
+    /// Security groups by id and by name: only the default VPC's `default` group exists.
+    pub security_group_ids: Vec<String>,
+    pub security_groups: Vec<String>,
 }
 
 /// ReservationRegister's parameters.

@@ -2,7 +2,7 @@
 //! (DescribeRegions) and the account's attributes (DescribeAccountAttributes).
 
 use super::filter::{check_untagged_names, glob};
-use super::{ControlPlane, Ec2Error, model};
+use super::{Account, ControlPlane, Ec2Error, model};
 
 /// A region as DescribeRegions lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,11 +15,11 @@ pub struct RegionView {
     pub opt_in_status: &'static str,
 }
 
-/// The attributes a new AWS account reports, as (name, values). Those about networking that
-/// does not exist here yet say so (`default-vpc` is `none`).
+/// The attributes a new AWS account reports, as (name, values); `default-vpc` is filled in with
+/// the caller's default VPC.
 const ACCOUNT_ATTRIBUTES: [(&str, &str); 6] = [
     ("supported-platforms", "VPC"),
-    ("default-vpc", "none"),
+    ("default-vpc", ""),
     ("max-instances", "20"),
     ("vpc-max-security-groups-per-interface", "5"),
     ("max-elastic-ips", "5"),
@@ -66,12 +66,19 @@ impl ControlPlane {
             .collect())
     }
 
-    /// DescribeAccountAttributes: `names`, or every attribute (the same for every account).
-    pub fn account_attributes(&self, names: &[String]) -> Vec<(&'static str, Vec<String>)> {
+    /// DescribeAccountAttributes: `names`, or every attribute, of `who`.
+    pub fn account_attributes(
+        &self,
+        who: Account,
+        names: &[String],
+    ) -> Vec<(&'static str, Vec<String>)> {
         ACCOUNT_ATTRIBUTES
             .iter()
             .filter(|(n, _)| names.is_empty() || names.iter().any(|w| w == n))
-            .map(|(n, v)| (*n, vec![v.to_string()]))
+            .map(|(n, v)| match *n {
+                "default-vpc" => (*n, vec![self.default_vpc(who).vpc_id]),
+                _ => (*n, vec![v.to_string()]),
+            })
             .collect()
     }
 }

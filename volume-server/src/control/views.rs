@@ -22,6 +22,8 @@ pub struct InstanceView {
     pub devices_file: String,
     /// Cores of its type (vCPUs ÷ 2, rounded up); 0 for an unknown type.
     pub cpu_core_count: u32,
+    /// Its place in the default VPC.
+    pub network: super::network::InstanceNetwork,
 }
 
 impl InstanceView {

@@ -47,7 +47,7 @@ fails("InvalidParameterValue", ec2.describe_regions, Filters=[{"Name": "bogus", 
 attrs = {a["AttributeName"]: [v["AttributeValue"] for v in a["AttributeValues"]]
          for a in ec2.describe_account_attributes()["AccountAttributes"]}
 assert attrs["supported-platforms"] == ["VPC"], attrs
-assert attrs["default-vpc"] == ["none"], attrs
+assert attrs["default-vpc"] == [ec2.describe_vpcs()["Vpcs"][0]["VpcId"]], attrs
 assert "max-instances" in attrs, attrs
 one = ec2.describe_account_attributes(AttributeNames=["default-vpc"])["AccountAttributes"]
 assert [a["AttributeName"] for a in one] == ["default-vpc"], one

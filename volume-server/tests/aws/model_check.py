@@ -45,6 +45,9 @@ ec2.delete_tags(Resources=[vol], Tags=[{"Key": "k"}])
 ec2.describe_availability_zones()
 ec2.describe_regions()
 ec2.describe_account_attributes()
+ec2.describe_vpcs()
+ec2.describe_subnets()
+ec2.describe_security_groups()
 ec2.modify_volume(VolumeId=vol, Size=2)
 ec2.describe_volumes_modifications()
 ec2.describe_volume_status()
@@ -94,6 +97,7 @@ served = {
     "CreateImage", "RunInstances", "DescribeInstances", "StartInstances", "StopInstances",
     "RebootInstances", "TerminateInstances", "GetConsoleOutput", "DescribeInstanceTypes",
     "DescribeInstanceStatus", "DescribeInstanceAttribute", "ModifyInstanceAttribute",
+    "DescribeVpcs", "DescribeSubnets", "DescribeSecurityGroups",
 }
 assert served <= set(raw), f"not driven: {sorted(served - set(raw))}"
 

@@ -10,6 +10,7 @@ use crate::catalog::{
 };
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
+use crate::control::network::{InstanceNetwork, VPC_CIDR};
 use crate::control::region::zone_id;
 use crate::control::snapshots::SnapshotView;
 use crate::control::status::{DescribeInstanceStatusRequest, StatusSummary};
@@ -71,6 +72,9 @@ pub fn handle(
             "DescribeInstanceStatus" => describe_instance_status,
             "ModifyInstanceAttribute" => modify_instance_attribute,
             "DescribeInstanceTypes" => describe_instance_types,
+            "DescribeVpcs" => describe_vpcs,
+            "DescribeSubnets" => describe_subnets,
+            "DescribeSecurityGroups" => describe_security_groups,
             other => {
                 return Err(Ec2Error::new(
                     ErrorCode::InvalidAction,
@@ -282,15 +286,114 @@ fn describe_regions(
 
 fn describe_account_attributes(
     cp: &ControlPlane,
-    _: Account,
+    who: Account,
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let attributes = cp.account_attributes(&p.list("AttributeName"));
+    let attributes = cp.account_attributes(who, &p.list("AttributeName"));
     x.list("accountAttributeSet", &attributes, |x, (name, values)| {
         x.elem("attributeName", name)
             .list("attributeValueSet", values, |x, v| {
                 x.elem("attributeValue", v);
+            });
+    });
+    Ok(())
+}
+
+fn describe_vpcs(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let vpcs = cp.describe_vpcs(who, &p.list("VpcId"), &filters(p))?;
+    x.list("vpcSet", &vpcs, |x, v| {
+        x.elem("vpcId", &v.vpc_id)
+            .elem("ownerId", &v.owner_id)
+            .elem("state", "available")
+            .elem("cidrBlock", VPC_CIDR)
+            .list("cidrBlockAssociationSet", &[()], |x, _| {
+                x.elem("associationId", &v.cidr_association_id)
+                    .elem("cidrBlock", VPC_CIDR)
+                    .node("cidrBlockState", |x| {
+                        x.elem("state", "associated");
+                    });
+            })
+            .node("ipv6CidrBlockAssociationSet", |_| {})
+            .elem("dhcpOptionsId", &v.dhcp_options_id)
+            .elem("instanceTenancy", "default")
+            .elem("isDefault", true)
+            .node("blockPublicAccessStates", |x| {
+                x.elem("internetGatewayBlockMode", "off");
+            });
+    });
+    Ok(())
+}
+
+fn describe_subnets(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let subnets = cp.describe_subnets(who, &p.list("SubnetId"), &filters(p))?;
+    x.list("subnetSet", &subnets, |x, s| {
+        x.elem("subnetId", &s.subnet_id)
+            .elem("subnetArn", &s.arn)
+            .elem("state", "available")
+            .elem("ownerId", &s.owner_id)
+            .elem("vpcId", &s.vpc_id)
+            .elem("cidrBlock", &s.cidr_block)
+            .node("ipv6CidrBlockAssociationSet", |_| {})
+            .elem("availableIpAddressCount", s.available_ip_address_count)
+            .elem("availabilityZone", &s.availability_zone)
+            .opt("availabilityZoneId", s.availability_zone_id.as_deref())
+            .elem("defaultForAz", true)
+            .elem("mapPublicIpOnLaunch", true)
+            .elem("mapCustomerOwnedIpOnLaunch", false)
+            .elem("assignIpv6AddressOnCreation", false)
+            .elem("enableDns64", false)
+            .elem("ipv6Native", false)
+            .node("privateDnsNameOptionsOnLaunch", |x| {
+                x.elem("hostnameType", "ip-name")
+                    .elem("enableResourceNameDnsARecord", false)
+                    .elem("enableResourceNameDnsAAAARecord", false);
+            })
+            .node("blockPublicAccessStates", |x| {
+                x.elem("internetGatewayBlockMode", "off");
+            });
+    });
+    Ok(())
+}
+
+fn describe_security_groups(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let groups =
+        cp.describe_security_groups(who, &p.list("GroupId"), &p.list("GroupName"), &filters(p))?;
+    x.list("securityGroupInfo", &groups, |x, g| {
+        x.elem("ownerId", &g.owner_id)
+            .elem("groupId", &g.group_id)
+            .elem("groupName", g.group_name)
+            .elem("groupDescription", g.description)
+            .elem("vpcId", &g.vpc_id)
+            .elem("securityGroupArn", &g.arn)
+            // A default group: all traffic from its own members in, all traffic out.
+            .list("ipPermissions", &[()], |x, _| {
+                x.elem("ipProtocol", "-1")
+                    .list("groups", &[()], |x, _| {
+                        x.elem("userId", &g.owner_id).elem("groupId", &g.group_id);
+                    })
+                    .node("ipRanges", |_| {})
+                    .node("ipv6Ranges", |_| {})
+                    .node("prefixListIds", |_| {});
+            })
+            .list("ipPermissionsEgress", &[()], |x, _| {
+                x.elem("ipProtocol", "-1")
+                    .node("groups", |_| {})
+                    .list("ipRanges", &[()], |x, _| {
+                        x.elem("cidrIp", "0.0.0.0/0");
+                    })
+                    .node("ipv6Ranges", |_| {})
+                    .node("prefixListIds", |_| {});
             });
     });
     Ok(())
@@ -701,71 +804,97 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
     x.elem("instanceId", &h.instance_id)
         .elem("imageId", &r.image_id);
     write_state(x, "instanceState", r.state);
-    x.elem("privateDnsName", "")
-        .elem("dnsName", "")
-        .elem(
-            "reason",
-            v.transition_reason()
-                .map(|(why, at)| format!("{why} ({})", time(at)))
-                .unwrap_or_default(),
-        )
-        .elem("amiLaunchIndex", r.launch_index)
-        .node("productCodes", |_| {})
-        .elem("instanceType", &r.instance_type)
-        .elem("launchTime", time(h.launch_time_ms))
-        .node("placement", |x| {
-            x.elem("availabilityZone", &h.availability_zone)
-                .opt("availabilityZoneId", zone_id(&h.availability_zone))
-                .elem("groupName", "")
-                .elem("tenancy", "default");
-        })
-        .node("monitoring", |x| {
-            x.elem("state", "disabled");
-        })
-        .node("groupSet", |_| {})
-        .elem("architecture", &r.architecture)
-        .elem("rootDeviceType", "ebs")
-        .elem("rootDeviceName", &r.root_device_name)
-        .list("blockDeviceMapping", &v.attachments, write_attached_ebs)
-        .elem("virtualizationType", &r.virtualization_type)
-        .opt("clientToken", r.client_token.as_deref())
-        .elem("hypervisor", "xen")
-        .elem("ebsOptimized", true)
-        .node("cpuOptions", |x| {
-            x.elem("coreCount", v.cpu_core_count)
-                .elem("threadsPerCore", 2);
-        })
-        // The rest as a new account's Nitro instance shows them: this server has no
-        // networking, metadata service, enclaves or hibernation of its own (yet).
-        .elem("enaSupport", true)
-        .elem("sourceDestCheck", true)
-        .elem("platformDetails", "Linux/UNIX")
-        .elem("usageOperation", "RunInstances")
-        .elem("usageOperationUpdateTime", time(h.launch_time_ms))
-        .elem("currentInstanceBootMode", "legacy-bios")
-        .node("capacityReservationSpecification", |x| {
-            x.elem("capacityReservationPreference", "open");
-        })
-        .node("hibernationOptions", |x| {
-            x.elem("configured", false);
-        })
-        .node("enclaveOptions", |x| {
-            x.elem("enabled", false);
-        })
-        .node("metadataOptions", |x| {
-            x.elem("state", "applied")
-                .elem("httpTokens", "required")
-                .elem("httpPutResponseHopLimit", 2)
-                .elem("httpEndpoint", "enabled")
-                .elem("httpProtocolIpv6", "disabled")
-                .elem("instanceMetadataTags", "disabled");
-        })
-        .node("maintenanceOptions", |x| {
-            x.elem("autoRecovery", "default");
-        })
-        .node("networkPerformanceOptions", |x| {
-            x.elem("bandwidthWeighting", "default");
-        });
+    // A terminated instance has given its address and interface back, as on EC2.
+    let net = (r.state != InstanceState::Terminated).then_some(&v.network);
+    x.elem(
+        "privateDnsName",
+        net.map_or("", |n| n.private_dns_name.as_str()),
+    )
+    .elem("dnsName", "")
+    .elem(
+        "reason",
+        v.transition_reason()
+            .map(|(why, at)| format!("{why} ({})", time(at)))
+            .unwrap_or_default(),
+    )
+    .elem("amiLaunchIndex", r.launch_index)
+    .node("productCodes", |_| {})
+    .elem("instanceType", &r.instance_type)
+    .elem("launchTime", time(h.launch_time_ms))
+    .node("placement", |x| {
+        x.elem("availabilityZone", &h.availability_zone)
+            .opt("availabilityZoneId", zone_id(&h.availability_zone))
+            .elem("groupName", "")
+            .elem("tenancy", "default");
+    })
+    .node("monitoring", |x| {
+        x.elem("state", "disabled");
+    });
+    if let Some(n) = net {
+        x.elem("subnetId", &n.subnet_id)
+            .elem("vpcId", &n.vpc_id)
+            .elem("privateIpAddress", &n.private_ip);
+    }
+    x.node("groupSet", |x| {
+        if net.is_some() {
+            write_group(x, &v.network);
+        }
+    })
+    .elem("architecture", &r.architecture)
+    .elem("rootDeviceType", "ebs")
+    .elem("rootDeviceName", &r.root_device_name)
+    .list("blockDeviceMapping", &v.attachments, write_attached_ebs)
+    .elem("virtualizationType", &r.virtualization_type)
+    .opt("clientToken", r.client_token.as_deref())
+    .elem("hypervisor", "xen")
+    .node("networkInterfaceSet", |x| {
+        if let Some(n) = net {
+            x.node("item", |x| {
+                write_interface(x, n, &h.owner_id, h.launch_time_ms)
+            });
+        }
+    })
+    .elem("ebsOptimized", true)
+    .node("cpuOptions", |x| {
+        x.elem("coreCount", v.cpu_core_count)
+            .elem("threadsPerCore", 2);
+    })
+    // The rest as a new account's Nitro instance shows them: this server has no
+    // networking, metadata service, enclaves or hibernation of its own (yet).
+    .elem("enaSupport", true)
+    .elem("sourceDestCheck", true)
+    .elem("platformDetails", "Linux/UNIX")
+    .elem("usageOperation", "RunInstances")
+    .elem("usageOperationUpdateTime", time(h.launch_time_ms))
+    .elem("currentInstanceBootMode", "legacy-bios")
+    .node("capacityReservationSpecification", |x| {
+        x.elem("capacityReservationPreference", "open");
+    })
+    .node("hibernationOptions", |x| {
+        x.elem("configured", false);
+    })
+    .node("enclaveOptions", |x| {
+        x.elem("enabled", false);
+    })
+    .node("metadataOptions", |x| {
+        x.elem("state", "applied")
+            .elem("httpTokens", "required")
+            .elem("httpPutResponseHopLimit", 2)
+            .elem("httpEndpoint", "enabled")
+            .elem("httpProtocolIpv6", "disabled")
+            .elem("instanceMetadataTags", "disabled");
+    })
+    .node("maintenanceOptions", |x| {
+        x.elem("autoRecovery", "default");
+    })
+    .node("privateDnsNameOptions", |x| {
+        x.elem("hostnameType", "ip-name")
+            .elem("enableResourceNameDnsARecord", false)
+            .elem("enableResourceNameDnsAAAARecord", false);
+    })
+    .node("networkPerformanceOptions", |x| {
+        x.elem("bandwidthWeighting", "default");
+    });
     if let Some(s) = &r.state_reason {
         x.node("stateReason", |x| {
             x.elem("code", &s.code).elem("message", &s.message);
@@ -774,6 +903,45 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
     if !h.tags.is_empty() {
         write_tags(x, &h.tags);
     }
+}
+
+/// One `GroupIdentifier` item: the default security group.
+fn write_group(x: &mut Xml, n: &InstanceNetwork) {
+    x.node("item", |x| {
+        x.elem("groupId", &n.group.0).elem("groupName", n.group.1);
+    });
+}
+
+/// An `InstanceNetworkInterface`: the instance's primary interface in its subnet.
+fn write_interface(x: &mut Xml, n: &InstanceNetwork, owner: &str, attached_ms: u64) {
+    x.elem("networkInterfaceId", &n.interface_id)
+        .elem("subnetId", &n.subnet_id)
+        .elem("vpcId", &n.vpc_id)
+        .elem("description", "")
+        .elem("ownerId", owner)
+        .elem("status", "in-use")
+        .elem("macAddress", &n.mac_address)
+        .elem("privateIpAddress", &n.private_ip)
+        .elem("privateDnsName", &n.private_dns_name)
+        .elem("sourceDestCheck", true)
+        .node("groupSet", |x| write_group(x, n))
+        .node("attachment", |x| {
+            x.elem("attachmentId", &n.interface_attachment_id)
+                .elem("deviceIndex", 0)
+                .elem("status", "attached")
+                .elem("attachTime", time(attached_ms))
+                .elem("deleteOnTermination", true)
+                .elem("networkCardIndex", 0);
+        })
+        .node("privateIpAddressesSet", |x| {
+            x.node("item", |x| {
+                x.elem("privateIpAddress", &n.private_ip)
+                    .elem("privateDnsName", &n.private_dns_name)
+                    .elem("primary", true);
+            });
+        })
+        .node("ipv6AddressesSet", |_| {})
+        .elem("interfaceType", "interface");
 }
 
 /// An `InstanceBlockDeviceMapping`: an attached EBS volume.
@@ -815,6 +983,9 @@ fn run_instances(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Re
             tag_specifications: tag_specifications(p),
             client_token: p.string("ClientToken"),
             disable_api_termination: p.bool("DisableApiTermination")?.unwrap_or(false),
+            subnet_id: p.string("SubnetId"),
+            security_group_ids: p.list("SecurityGroupId"),
+            security_groups: p.list("SecurityGroup"),
         },
     )?;
     write_reservation(x, &r);
