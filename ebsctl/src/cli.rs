@@ -30,6 +30,11 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+    /// The command's parameters as the AWS CLI takes them: a JSON object of the operation's
+    /// input members (`{"VolumeId": "vol-…", "Size": 20}`), or `file://PATH` holding one.
+    /// Flags given on the command line win over its members.
+    #[arg(long, global = true, value_name = "JSON")]
+    pub cli_input_json: Option<String>,
 }
 
 /// The server to call and the credentials to call it with.
@@ -42,14 +47,23 @@ pub struct Connection {
     /// newline is ignored. Without it the token is read from EBS_TOKEN, if set.
     #[arg(long, global = true, value_name = "PATH", env = "EBS_TOKEN_FILE", value_parser = read_token_file)]
     pub token_file: Option<Token>,
+    /// Checks whether you may make the call without making it: the server answers
+    /// DryRunOperation (it would have succeeded) or the error that refused you.
+    #[arg(long, global = true, overrides_with = "no_dry_run")]
+    pub dry_run: bool,
+    /// Makes the call (the default).
+    #[arg(long, global = true, overrides_with = "dry_run")]
+    pub no_dry_run: bool,
 }
 
 impl From<String> for Connection {
-    /// `url` without a token file (`EBS_TOKEN` still applies).
+    /// `url` without a token file (`EBS_TOKEN` still applies), not a dry run.
     fn from(url: String) -> Self {
         Connection {
             url,
             token_file: None,
+            dry_run: false,
+            no_dry_run: false,
         }
     }
 }

@@ -23,24 +23,34 @@ const REDIAL_EVERY: Duration = Duration::from_millis(100);
 /// The environment variable holding the token itself, used when no token file is given.
 const TOKEN_ENV: &str = "EBS_TOKEN";
 
-/// Adds `authorization: Bearer <token>` to every call, when a token is known.
+/// Adds `authorization: Bearer <token>` to every call, when a token is known, and marks every
+/// call a dry run under `--dry-run`.
 #[derive(Clone)]
-pub struct Authorization(Option<MetadataValue<Ascii>>);
+pub struct Authorization {
+    bearer: Option<MetadataValue<Ascii>>,
+    dry_run: bool,
+}
 
 impl std::fmt::Debug for Authorization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Authorization")
-            .field(&self.0.as_ref().map(|_| "Bearer …"))
+        f.debug_struct("Authorization")
+            .field("bearer", &self.bearer.as_ref().map(|_| "Bearer …"))
+            .field("dry_run", &self.dry_run)
             .finish()
     }
 }
 
 impl Interceptor for Authorization {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
+        if let Some(value) = &self.bearer {
             request
                 .metadata_mut()
                 .insert("authorization", value.clone());
+        }
+        if self.dry_run {
+            request
+                .metadata_mut()
+                .insert(proto::DRY_RUN_KEY, MetadataValue::from_static("true"));
         }
         Ok(request)
     }
@@ -53,6 +63,7 @@ type Client = VolumeServiceClient<InterceptedService<Channel, Authorization>>;
 pub struct Api {
     endpoint: String,
     token: Option<Token>,
+    dry_run: bool,
     client: Option<Client>,
 }
 
@@ -83,6 +94,7 @@ impl Api {
         Self {
             endpoint: connection.url,
             token: connection.token_file,
+            dry_run: connection.dry_run,
             client: None,
         }
     }
@@ -111,7 +123,10 @@ impl Api {
                 })
             })
             .transpose()?;
-        Ok(Authorization(header))
+        Ok(Authorization {
+            bearer: header,
+            dry_run: self.dry_run,
+        })
     }
 
     async fn client(&mut self) -> Result<&mut Client, CliError> {

@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod commands;
 mod error;
+mod input;
 mod output;
 mod shapes;
 mod shorthand;
@@ -23,21 +24,13 @@ use clap::Parser as _;
 use crate::error::{CliError, EXIT_OTHER, EXIT_USAGE};
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match parse(std::env::args_os().collect()) {
         Ok(cli) => cli,
-        Err(e) if e.kind() == clap::error::ErrorKind::InvalidSubcommand => {
-            eprintln!("{}", unknown_command(&e));
+        Err(Parse::Input(e)) => {
+            eprintln!("{e}");
             return ExitCode::from(EXIT_USAGE);
         }
-        Err(e) => {
-            // --help and --version are not errors; usage errors exit like the AWS CLI's.
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(Parse::Clap(e)) => return clap_exit(&e),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -55,6 +48,45 @@ fn main() -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Why the command line was not read.
+enum Parse {
+    Clap(clap::Error),
+    Input(args::ArgError),
+}
+
+/// The command line, with `--cli-input-json`'s members added as flags where it lacks them
+/// (found before clap reads the line, whose required flags the input may be giving).
+fn parse(args: Vec<std::ffi::OsString>) -> Result<cli::Cli, Parse> {
+    // Only with --cli-input-json are arguments read as text (one not UTF-8 is read lossily).
+    let text: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let Some(raw) = input::find(&text) else {
+        return cli::Cli::try_parse_from(args).map_err(Parse::Clap);
+    };
+    let Some(command) = input::command_of(&text) else {
+        return cli::Cli::try_parse_from(args).map_err(Parse::Clap);
+    };
+    let expanded = input::expand(&text, &command, &raw).map_err(Parse::Input)?;
+    cli::Cli::try_parse_from(expanded).map_err(Parse::Clap)
+}
+
+/// How a command line clap refused (or answered: --help, --version) ends.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+        eprintln!("{}", unknown_command(e));
+        return ExitCode::from(EXIT_USAGE);
+    }
+    // --help and --version are not errors; usage errors exit like the AWS CLI's.
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

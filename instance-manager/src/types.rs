@@ -178,6 +178,121 @@ impl InstanceType {
         self.hypervisor.is_none()
     }
 
+    /// The family: the name before the dot (`m5d` of `m5d.large`).
+    pub fn family(&self) -> &'static str {
+        self.name.split_once('.').map_or(self.name, |(f, _)| f)
+    }
+
+    /// The size: the name after the dot (`large` of `m5d.large`).
+    pub fn size(&self) -> &'static str {
+        self.name.split_once('.').map_or("", |(_, s)| s)
+    }
+
+    /// EC2's `ProcessorInfo` (manufacturer, sustained all-core clock speed in GHz), from each
+    /// family's processor in the EC2 instance type specifications: G5 runs AMD EPYC 7R32, the
+    /// rest Intel Xeon.
+    pub fn processor(&self) -> (&'static str, f64) {
+        match self.family() {
+            "g5" => ("AMD", 3.3),
+            "c5" | "c5d" => ("Intel", 3.4),
+            "c6i" | "m6i" | "r6i" | "i4i" | "x2idn" => ("Intel", 3.5),
+            "m5" | "m5d" | "r5" | "r5d" | "d3" | "i3en" => ("Intel", 3.1),
+            "t3" | "g4dn" => ("Intel", 2.5),
+            "d2" => ("Intel", 2.4),
+            "p4d" => ("Intel", 3.0),
+            // i3, h1, p3, x1e: Xeon E5-2686 v4 / E7-8880 v3 at 2.3 GHz.
+            _ => ("Intel", 2.3),
+        }
+    }
+
+    /// In the AWS Free Tier (us-east-1, accounts created since July 2025): t3.micro and
+    /// t3.small among the types here.
+    pub fn free_tier_eligible(&self) -> bool {
+        matches!(self.name, "t3.micro" | "t3.small")
+    }
+
+    /// EC2's `SupportedRootDeviceTypes`: of the types here only D2 also boots instance
+    /// store-backed AMIs (the AMI documentation's list of types that do: C1, C3, D2, I2, M1,
+    /// M2, M3, R3, X1).
+    pub fn supported_root_device_types(&self) -> &'static [&'static str] {
+        match self.family() {
+            "d2" => &["ebs", "instance-store"],
+            _ => &["ebs"],
+        }
+    }
+
+    /// EC2's `SupportedBootModes`: UEFI came with Nitro.
+    pub fn supported_boot_modes(&self) -> &'static [&'static str] {
+        match self.hypervisor {
+            Some(Hypervisor::Xen) => &["legacy-bios"],
+            _ => &["legacy-bios", "uefi"],
+        }
+    }
+
+    /// EC2's `NetworkInfo.EnaSupport`: required on Nitro and bare metal, supported on the Xen
+    /// types here (all have ENA but for d2, which has the Intel 82599 VF only).
+    pub fn ena_support(&self) -> &'static str {
+        match (self.hypervisor, self.family()) {
+            (Some(Hypervisor::Xen), "d2") => "unsupported",
+            (Some(Hypervisor::Xen), _) => "supported",
+            _ => "required",
+        }
+    }
+
+    /// EC2's `NetworkInfo.EfaSupported`: the Elastic Fabric Adapter, on the largest sizes of
+    /// the families that have it (EFA's list of supported instance types).
+    pub fn efa_supported(&self) -> bool {
+        match self.family() {
+            "p4d" => true,
+            "g5" => matches!(
+                self.size(),
+                "8xlarge" | "12xlarge" | "16xlarge" | "24xlarge" | "48xlarge"
+            ),
+            "g4dn" => matches!(self.size(), "8xlarge" | "12xlarge" | "16xlarge" | "metal"),
+            "i3en" => matches!(self.size(), "24xlarge" | "metal"),
+            "c6i" | "m6i" | "r6i" | "i4i" | "x2idn" => matches!(self.size(), "32xlarge" | "metal"),
+            _ => false,
+        }
+    }
+
+    /// EC2's `NetworkInfo.EncryptionInTransitSupported`: traffic between instances of these
+    /// families is encrypted by the Nitro hardware (the VPC encryption-in-transit list).
+    pub fn encryption_in_transit_supported(&self) -> bool {
+        matches!(
+            self.family(),
+            "c6i" | "m6i" | "r6i" | "i4i" | "x2idn" | "d3" | "g4dn" | "g5" | "i3en" | "p4d"
+        )
+    }
+
+    /// EC2's `NetworkInfo.EnaSrdSupported` (ENA Express): the 32xlarge sizes of the 6th
+    /// generation Intel families here.
+    pub fn ena_express_supported(&self) -> bool {
+        matches!(self.family(), "c6i" | "m6i" | "r6i" | "i4i" | "x2idn")
+            && self.size() == "32xlarge"
+    }
+
+    /// EC2's `NetworkInfo` interface limits by size (maximum network interfaces, IPv4
+    /// addresses per interface; IPv6 the same), from "IP addresses per network interface per
+    /// instance type": T3 by its own table, the rest by size (large 3×10, xlarge and 2xlarge
+    /// 4×15, up to 12xlarge 8×30, larger and metal 15×50).
+    pub fn network_interfaces(&self) -> (u32, u32) {
+        if self.family() == "t3" {
+            return match self.size() {
+                "nano" | "micro" => (2, 2),
+                "small" => (3, 4),
+                "medium" => (3, 6),
+                "large" => (3, 12),
+                _ => (4, 15),
+            };
+        }
+        match self.size() {
+            "large" => (3, 10),
+            "xlarge" | "2xlarge" => (4, 15),
+            "4xlarge" | "8xlarge" | "9xlarge" | "12xlarge" => (8, 30),
+            _ => (15, 50),
+        }
+    }
+
     /// A current generation, EBS-only, x86_64 Nitro type; the builders below add the rest.
     const fn new(
         name: &'static str,

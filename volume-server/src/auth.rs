@@ -140,8 +140,23 @@ impl BearerAuth {
 }
 
 impl tonic::service::Interceptor for BearerAuth {
+    /// Authenticates the call; then a dry run (`x-ec2-dry-run: true`) ends here with
+    /// `DryRunOperation`: the caller may make the call (there are no per-call permissions
+    /// beyond the token), and nothing is done.
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
         match self.check(req.metadata().get(AUTHORIZATION)) {
+            Ok(())
+                if req
+                    .metadata()
+                    .get(proto::DRY_RUN_KEY)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true")) =>
+            {
+                Err(crate::control::Ec2Error::new(
+                    crate::control::ErrorCode::DryRunOperation,
+                    "Request would have succeeded, but DryRun flag is set.",
+                )
+                .into_status())
+            }
             Ok(()) => Ok(req),
             Err(status) => {
                 tracing::info!(peer = ?req.remote_addr(), reason = status.message(), "gRPC call refused");

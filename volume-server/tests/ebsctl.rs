@@ -367,3 +367,112 @@ fn describe_volumes_pages_past_the_message_limit() {
     );
     server.stop();
 }
+
+/// `--dry-run` asks the server whether the call would be allowed and changes nothing.
+/// `--cli-input-json` takes the parameters as the AWS CLI does, inline
+/// or from `file://`, with the command line winning.
+#[test]
+fn dry_run_and_cli_input_json() {
+    let Some(bin) = ebsctl_or_skip() else { return };
+    let dir = tempdir();
+    let server = Server::start(dir.path());
+
+    let out = ebsctl(
+        &bin,
+        &server,
+        &[
+            "create-volume",
+            "--availability-zone",
+            AZ,
+            "--size",
+            "1",
+            "--dry-run",
+        ],
+    );
+    assert_service_error(&out, "DryRunOperation", "CreateVolume");
+    assert!(
+        out.stderr
+            .contains("Request would have succeeded, but DryRun flag is set.")
+    );
+    let listed = ebsctl_json(&bin, &server, &["describe-volumes"]);
+    assert_eq!(
+        listed["Volumes"],
+        serde_json::json!([]),
+        "a dry run created something"
+    );
+    // --no-dry-run after --dry-run makes the call.
+    let made = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "create-volume",
+            "--availability-zone",
+            AZ,
+            "--size",
+            "1",
+            "--dry-run",
+            "--no-dry-run",
+        ],
+    );
+    let id = assert_aws_id(&made["VolumeId"], "vol-");
+    let out = ebsctl(
+        &bin,
+        &server,
+        &["delete-volume", "--volume-id", &id, "--dry-run"],
+    );
+    assert_service_error(&out, "DryRunOperation", "DeleteVolume");
+    let still = ebsctl_json(&bin, &server, &["describe-volumes", "--volume-ids", &id]);
+    assert_eq!(still["Volumes"][0]["State"], "available");
+
+    // --cli-input-json: every member as a flag; the command line's --size wins over Size.
+    let input = dir.path().join("input.json");
+    std::fs::write(
+        &input,
+        r#"{"AvailabilityZone": "us-east-1a", "Size": 3, "VolumeType": "gp3", "Throughput": 250,
+            "TagSpecifications": [{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "from-json"}]}]}"#,
+    )
+    .unwrap();
+    let file_arg = format!("file://{}", input.display());
+    let v = ebsctl_json(
+        &bin,
+        &server,
+        &[
+            "create-volume",
+            "--cli-input-json",
+            &file_arg,
+            "--size",
+            "4",
+        ],
+    );
+    assert_eq!(v["Size"], 4, "{v}");
+    assert_eq!(v["VolumeType"], "gp3", "{v}");
+    assert_eq!(v["Throughput"], 250, "{v}");
+    assert_eq!(v["Tags"][0]["Value"], "from-json", "{v}");
+    let inline = format!(r#"{{"VolumeIds": ["{id}"]}}"#);
+    let one = ebsctl_json(
+        &bin,
+        &server,
+        &["describe-volumes", "--cli-input-json", &inline],
+    );
+    assert_eq!(one["Volumes"].as_array().unwrap().len(), 1, "{one}");
+    let dry = format!(r#"{{"VolumeId": "{id}", "DryRun": true}}"#);
+    let out = ebsctl(&bin, &server, &["delete-volume", "--cli-input-json", &dry]);
+    assert_service_error(&out, "DryRunOperation", "DeleteVolume");
+    let bad = ebsctl(
+        &bin,
+        &server,
+        &[
+            "delete-volume",
+            "--cli-input-json",
+            r#"{"VolumeId": "vol-1", "Colour": "red"}"#,
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(252), "{}", bad.describe());
+    assert!(
+        bad.stderr
+            .contains(r#"Unknown parameter in input: "Colour""#),
+        "{}",
+        bad.describe()
+    );
+    server.stop();
+}

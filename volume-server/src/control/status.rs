@@ -68,7 +68,7 @@ fn status_of(st: &State, h: &HostRecord, state: InstanceState) -> InstanceStatus
     let (instance_status, system_status, attached_ebs_status) = if state == InstanceState::Running {
         let impaired = st.volumes.values().any(|v| {
             v.attachments.iter().any(|a| a.instance_id == h.instance_id)
-                && VolumeStatus::of(v, st.open.get(&v.volume_id)).status == "impaired"
+                && VolumeStatus::of(v, st.open.get(&v.volume_id), 0).status == "impaired"
         });
         let ebs = StatusSummary {
             status: if impaired { "impaired" } else { "ok" },
@@ -184,6 +184,15 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
+    /// The status checks of `v`, open as `open` (if it is).
+    pub fn volume_status_of(
+        &self,
+        v: &VolumeRecord,
+        open: Option<&crate::exports::OpenVolume>,
+    ) -> VolumeStatus {
+        VolumeStatus::of(v, open, self.cfg.snapshots.default_initialization_rate_mib)
+    }
+
     /// DescribeVolumeStatus: the caller's volumes, or `ids`, with their status checks, filtered
     /// by `availability-zone`, `volume-status.status`, `volume-status.details-name` and
     /// `volume-status.details-status` (the `action.*` and `event.*` filters match nothing: no
@@ -218,7 +227,7 @@ impl ControlPlane {
         let max = page_size(max_results, !ids.is_empty(), "VolumeIds", 1000)?;
         let after = decode_token_opt(next_token, "vol")?;
         let st = self.lock();
-        let status = |v: &VolumeRecord| VolumeStatus::of(v, st.open.get(&v.volume_id));
+        let status = |v: &VolumeRecord| self.volume_status_of(v, st.open.get(&v.volume_id));
         let keep = |v: &VolumeRecord, s: &VolumeStatus| {
             filters.iter().all(|f| {
                 let any = |v: &str| f.values.iter().any(|p| glob(p, v));

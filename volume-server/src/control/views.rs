@@ -158,24 +158,85 @@ pub struct VolumeStatus {
     /// `ok`, or `impaired` once the volume's file failed an I/O (it then refuses all I/O
     /// until it is reopened: detached from every instance and attached again).
     pub status: &'static str,
-    /// (check, result): `io-enabled` passed or failed, and `io-performance` on io1/io2.
+    /// (check, result): `io-enabled` passed or failed; `io-performance` normal on io1, io2 and
+    /// gp3 (the types with a performance EC2 checks), not-applicable on the others; and on a
+    /// volume created from a snapshot, `initialization-state` initializing or completed.
     pub details: Vec<(&'static str, &'static str)>,
+    /// A volume created from a snapshot: how far its blocks have come from the store.
+    pub initialization: Option<Initialization>,
+}
+
+/// EC2's `InitializationStatusDetails`: the hydration of a volume created from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initialization {
+    /// `provisioned-rate` when the volume was created with a `VolumeInitializationRate`,
+    /// `default` otherwise.
+    pub initialization_type: &'static str,
+    /// Percent of its blocks local.
+    pub progress: u64,
+    /// While some blocks are still in the store: seconds left at the hydration rate.
+    pub estimated_seconds_left: Option<u64>,
 }
 
 impl VolumeStatus {
-    /// The status of `v`, open as `open` (if it is).
-    pub fn of(v: &crate::catalog::VolumeRecord, open: Option<&crate::exports::OpenVolume>) -> Self {
+    /// The status of `v`, open as `open` (if it is); `default_rate_mib` is the server's
+    /// hydration rate for volumes created without one (0: unthrottled).
+    pub fn of(
+        v: &crate::catalog::VolumeRecord,
+        open: Option<&crate::exports::OpenVolume>,
+        default_rate_mib: u32,
+    ) -> Self {
+        use crate::catalog::VolumeType;
         let failed = open.is_some_and(|o| o.volume.is_failed());
         let mut details = vec![("io-enabled", if failed { "failed" } else { "passed" })];
-        if matches!(
+        let checked = matches!(
             v.volume_type,
-            crate::catalog::VolumeType::Io1 | crate::catalog::VolumeType::Io2
-        ) {
-            details.push(("io-performance", "normal"));
+            VolumeType::Io1 | VolumeType::Io2 | VolumeType::Gp3
+        );
+        details.push((
+            "io-performance",
+            if checked { "normal" } else { "not-applicable" },
+        ));
+        let initialization = v.snapshot_id.as_ref().map(|_| {
+            // A volume whose hydration is not running has every block local: it finished (a
+            // restoring volume stays open for its hydration, across restarts too).
+            let (local, all) = open
+                .and_then(|o| o.hydration.as_ref())
+                .map_or((1, 1), |h| h.progress());
+            let all = all.max(1);
+            let left_bytes =
+                (all - local.min(all)) as f64 / all as f64 * (u64::from(v.size_gib) << 30) as f64;
+            let rate = v.initialization_rate_mib.unwrap_or(default_rate_mib);
+            Initialization {
+                initialization_type: if v.initialization_rate_mib.is_some() {
+                    "provisioned-rate"
+                } else {
+                    "default"
+                },
+                progress: local * 100 / all,
+                estimated_seconds_left: (local < all).then(|| {
+                    if rate == 0 {
+                        0
+                    } else {
+                        (left_bytes / (f64::from(rate) * 1048576.0)).ceil() as u64
+                    }
+                }),
+            }
+        });
+        if let Some(i) = &initialization {
+            details.push((
+                "initialization-state",
+                if i.estimated_seconds_left.is_some() {
+                    "initializing"
+                } else {
+                    "completed"
+                },
+            ));
         }
         VolumeStatus {
             status: if failed { "impaired" } else { "ok" },
             details,
+            initialization,
         }
     }
 }

@@ -7,6 +7,7 @@ while stopped, DeleteOnTermination).
 usage: boto3_everyday.py ENDPOINT
 """
 import sys
+import time
 
 import boto3
 from botocore.config import Config
@@ -195,6 +196,27 @@ assert ec2.describe_volume_status(Filters=[{"Name": "volume-status.status", "Val
 assert len(ec2.describe_volume_status(
     Filters=[{"Name": "volume-status.details-name", "Values": ["io-enabled"]}])["VolumeStatuses"]) == len(all_volumes)
 fails("InvalidParameterValue", ec2.describe_volume_status, Filters=[{"Name": "bogus", "Values": ["x"]}])
+# gp2 has no performance check; a volume from a snapshot reports its initialization.
+plain = ec2.describe_volume_status(VolumeIds=[many[0]])["VolumeStatuses"][0]
+assert plain["VolumeStatus"]["Details"] == [{"Name": "io-enabled", "Status": "passed"},
+                                           {"Name": "io-performance", "Status": "not-applicable"}], plain
+assert "InitializationStatusDetails" not in plain, plain
+restored = ec2.create_volume(AvailabilityZone=AZ, SnapshotId=snap2, VolumeType="gp3",
+                             VolumeInitializationRate=100)["VolumeId"]
+for _ in range(200):
+    st = ec2.describe_volume_status(VolumeIds=[restored])["VolumeStatuses"][0]
+    init = st["InitializationStatusDetails"]
+    assert init["InitializationType"] == "provisioned-rate" and 0 <= init["Progress"] <= 100, st
+    details = dict((d["Name"], d["Status"]) for d in st["VolumeStatus"]["Details"])
+    assert details["io-performance"] == "normal", st
+    if details["initialization-state"] == "completed":
+        assert init["Progress"] == 100 and "EstimatedTimeToCompleteInSeconds" not in init, st
+        break
+    assert details["initialization-state"] == "initializing" and "EstimatedTimeToCompleteInSeconds" in init, st
+    time.sleep(0.05)
+else:
+    raise AssertionError(f"{restored} never finished initializing: {st}")
+ec2.delete_volume(VolumeId=restored)
 fails("InvalidParameterCombination", ec2.describe_volume_status, VolumeIds=[many[0]], MaxResults=5)
 pages = list(ec2.get_paginator("describe_volumes_modifications").paginate(PaginationConfig={"PageSize": 5}))
 assert len(pages) >= 2, pages

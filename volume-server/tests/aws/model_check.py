@@ -2,10 +2,11 @@
 
 Drives each EC2 operation the server implements through boto3 and keeps the raw XML of every
 answer. Each XML element must be a member of the model's output shape at that place (botocore
-silently drops anything else, so a misspelt element would be a member missing for every SDK);
-that is asserted. The members the model has but an answer lacks are counted, per operation,
-and printed: the measure of how far the shapes are from AWS's (issue 20). With --report, only
-print.
+silently drops anything else, so a misspelt element would be a member missing for every SDK),
+and each element of a shape in always_returns.py must carry the members AWS always returns;
+both are asserted. The members the model has but no answer carries are counted and printed,
+with the operations whose answers carry every member of their output shapes (recursively):
+the measure of how far the shapes are from AWS's (issue 20). With --report, only print.
 
 usage: model_check.py ENDPOINT [--report]
 """
@@ -15,6 +16,8 @@ from collections import defaultdict
 
 import boto3
 from botocore.config import Config
+
+from always_returns import ALWAYS
 
 endpoint = sys.argv[1]
 AZ = "us-east-1a"
@@ -71,6 +74,8 @@ for attribute in ["instanceType", "disableApiTermination", "blockDeviceMapping",
     ec2.describe_instance_attribute(InstanceId=iid, Attribute=attribute)
 ec2.modify_instance_attribute(InstanceId=iid, DisableApiTermination={"Value": False})
 ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
+ec2.get_waiter("volume_in_use").wait(VolumeIds=[vol], WaiterConfig=FAST)
+ec2.describe_volumes(VolumeIds=[vol])
 ec2.detach_volume(VolumeId=vol)
 ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=FAST)
 ec2.get_console_output(InstanceId=iid)
@@ -111,8 +116,10 @@ def xml_name(name, shape):
 
 
 outside = []
+lacking = []   # answers without a member AWS always returns
 missing = defaultdict(set)   # shape name -> members never seen in any answer
 present = defaultdict(set)
+shapes_of = defaultdict(set)   # operation -> structure shapes its answers hold
 
 
 def walk(op, path, elem, shape):
@@ -129,6 +136,11 @@ def walk(op, path, elem, shape):
             walk(op, f"{path}/{name}", child, mshape)
         present[shape.name] |= seen
         missing[shape.name] |= set(shape.members) - seen
+        shapes_of[op].add(shape.name)
+        if shape.name in ALWAYS:
+            for member in ALWAYS[shape.name][0]:
+                if member not in seen:
+                    lacking.append(f"{op}: {path} ({shape.name}) lacks {member}")
     elif shape.type_name == "list":
         item = shape.member.serialization.get("name", "item")
         for child in elem:
@@ -146,18 +158,18 @@ for op, bodies in sorted(raw.items()):
     out = model.operation_model(op).output_shape
     for body in bodies:
         root = ET.fromstring(body)
-        for child in root:
-            name = tag(child)
-            # EC2 answers the operations without output members with <return>true</return>.
-            if name == "requestId" or (name == "return" and out is None):
-                continue
-            members = {xml_name(n, m): m for n, m in (out.members.items() if out else [])}
-            if name not in members:
-                outside.append(f"{op}: /{name} is not a member of its output")
-                continue
-            walk(op, f"/{name}", child, members[name])
-            if out is not None:
-                present[out.name].add(name)
+        # EC2 answers the operations without output members with <return>true</return>.
+        for child in list(root):
+            if tag(child) == "requestId" or (tag(child) == "return" and out is None):
+                root.remove(child)
+        if out is None:
+            for child in root:
+                outside.append(f"{op}: /{tag(child)} is not a member of its output")
+            continue
+        walk(op, "", root, out)
+    if out is not None:
+        # A paging token is there only when more pages are.
+        missing[out.name].discard("NextToken")
 
 # The measure: members of each shape seen that no answer carried.
 never = {s: sorted(missing[s] - present[s]) for s in missing}
@@ -166,10 +178,22 @@ print(f"operations driven: {len(raw)}; shapes seen: {len(never)}; members never 
 for s in sorted(never):
     if never[s]:
         print(f"  {s} ({len(never[s])}): {', '.join(never[s])}")
+complete = sorted(op for op in raw if not any(never.get(s) for s in shapes_of[op]))
+print(f"operations whose answers carry every member of the model: {len(complete)} of {len(raw)}")
+print("  " + ", ".join(complete))
+unseen = sorted(set(ALWAYS) - set(missing))
+if unseen:
+    print(f"ALWAYS-RETURNED SHAPES NO ANSWER HELD: {unseen}")
 if outside:
     print("ELEMENTS OUTSIDE THE MODEL:")
     for line in outside:
         print("  " + line)
+if lacking:
+    print("MEMBERS AWS ALWAYS RETURNS, MISSING:")
+    for line in lacking:
+        print("  " + line)
 if "--report" not in sys.argv:
     assert not outside, f"{len(outside)} elements outside the model"
+    assert not lacking, f"{len(lacking)} always-returned members missing"
+    assert not unseen, f"the check drove no answer holding {unseen}"
 print("model check ok")

@@ -540,6 +540,13 @@ fn describe_volume_status(
             })
             .node("actionsSet", |_| {})
             .node("eventsSet", |_| {});
+        if let Some(i) = &st.initialization {
+            x.node("initializationStatusDetails", |x| {
+                x.elem("initializationType", i.initialization_type)
+                    .elem("progress", i.progress)
+                    .opt("estimatedTimeToCompleteInSeconds", i.estimated_seconds_left);
+            });
+        }
     });
     x.opt("nextToken", next);
     Ok(())
@@ -1289,6 +1296,7 @@ fn write_fsr(x: &mut Xml, v: &FsrView) {
     let f = &v.record;
     x.elem("snapshotId", &f.snapshot_id)
         .elem("availabilityZone", &f.availability_zone)
+        .opt("availabilityZoneId", zone_id(&f.availability_zone))
         .elem("state", v.state)
         .elem("stateTransitionReason", v.transition_reason())
         .elem("ownerId", &v.owner_id)
@@ -1406,12 +1414,20 @@ fn describe_instance_types(
         Ec2Error::new(code, e.to_string())
     })?;
     x.list("instanceTypeSet", &list, |x, t| {
+        let (manufacturer, clock) = t.processor();
+        let (interfaces, addresses) = t.network_interfaces();
         x.elem("instanceType", t.name)
             .elem("currentGeneration", t.current_generation)
+            .elem("freeTierEligible", t.free_tier_eligible())
+            .values("supportedUsageClasses", &["on-demand", "spot"])
+            .values("supportedRootDeviceTypes", t.supported_root_device_types())
+            .values("supportedVirtualizationTypes", &["hvm"])
             .elem("bareMetal", t.bare_metal())
             .opt("hypervisor", t.hypervisor.map(|h| h.as_str()))
             .node("processorInfo", |x| {
-                x.values("supportedArchitectures", &[t.architecture.as_str()]);
+                x.values("supportedArchitectures", &[t.architecture.as_str()])
+                    .elem("sustainedClockSpeedInGhz", clock)
+                    .elem("manufacturer", manufacturer);
             })
             .node("vCpuInfo", |x| {
                 x.elem("defaultVCpus", t.vcpus)
@@ -1448,8 +1464,31 @@ fn describe_instance_types(
                 .elem("nvmeSupport", t.ebs_nvme_support());
         })
         .node("networkInfo", |x| {
-            x.elem("networkPerformance", t.network_performance);
-        });
+            x.elem("networkPerformance", t.network_performance)
+                .elem("maximumNetworkInterfaces", interfaces)
+                .elem("maximumNetworkCards", 1)
+                .elem("defaultNetworkCardIndex", 0)
+                .list("networkCards", &[()], |x, _| {
+                    x.elem("networkCardIndex", 0)
+                        .elem("networkPerformance", t.network_performance)
+                        .elem("maximumNetworkInterfaces", interfaces);
+                })
+                .elem("ipv4AddressesPerInterface", addresses)
+                .elem("ipv6AddressesPerInterface", addresses)
+                .elem("ipv6Supported", true)
+                .elem("enaSupport", t.ena_support())
+                .elem("enaSrdSupported", t.ena_express_supported())
+                .elem("efaSupported", t.efa_supported())
+                .elem(
+                    "encryptionInTransitSupported",
+                    t.encryption_in_transit_supported(),
+                );
+        })
+        .node("placementGroupInfo", |x| {
+            x.values("supportedStrategies", &["cluster", "partition", "spread"]);
+        })
+        .values("supportedBootModes", t.supported_boot_modes())
+        .elem("dedicatedHostsSupported", true);
         if let Some(g) = &t.gpus {
             x.node("gpuInfo", |x| {
                 x.list("gpus", &[g], |x, g| {

@@ -20,7 +20,6 @@ use crate::control::views::{
 use crate::control::{Account, ControlPlane, Ec2Error, ErrorCode};
 use crate::datapath::{self, IoError, IoRequest};
 use crate::exports::Exports;
-use crate::exports::OpenVolume;
 use instance_manager::lifecycle::InstanceState;
 use storage_engine::{ReadData, VolumeError, ZeroFlags};
 
@@ -243,8 +242,7 @@ fn state_changes(changes: Vec<InstanceStateChange>) -> pb::InstanceStateChanges 
 
 /// A volume's status checks: `io-enabled` fails once its file failed an I/O (the volume then
 /// refuses all I/O until it is reopened: detached from every instance and attached again).
-fn volume_status(v: &VolumeRecord, open: Option<&OpenVolume>) -> pb::VolumeStatusItem {
-    let st = VolumeStatus::of(v, open);
+fn volume_status(st: VolumeStatus, v: &VolumeRecord) -> pb::VolumeStatusItem {
     pb::VolumeStatusItem {
         volume_id: v.volume_id.clone(),
         availability_zone: v.availability_zone.clone(),
@@ -648,7 +646,7 @@ impl VolumeService for VolumeApi {
             Ok(pb::DescribeVolumeStatusResponse {
                 volume_statuses: sources
                     .iter()
-                    .map(|(v, o)| volume_status(v, o.as_ref()))
+                    .map(|(v, o)| volume_status(cp.volume_status_of(v, o.as_ref()), v))
                     .collect(),
             })
         })
