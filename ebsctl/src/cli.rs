@@ -127,8 +127,10 @@ pub enum Command {
     RegisterHost(RegisterHostArgs),
     /// Deregisters a host, detaching its volumes first.
     DeregisterHost(DeregisterHostArgs),
-    /// Lists registered hosts.
-    DescribeHosts(DescribeHostsArgs),
+    /// Lists registered hosts with their attachments (named apart from `aws ec2
+    /// describe-hosts`, which lists Dedicated Hosts; registered hosts also show in
+    /// describe-instances).
+    DescribeRegisteredHosts(DescribeRegisteredHostsArgs),
     /// Changes a volume's size (grow only), type, IOPS, throughput or Multi-Attach; prints the modification.
     ModifyVolume(ModifyVolumeArgs),
     /// Lists the latest modification of volumes, with its state and progress.
@@ -137,6 +139,14 @@ pub enum Command {
     GetVolumeMetrics(GetVolumeMetricsArgs),
     /// Prints each volume's status checks: `impaired` once its file failed an I/O.
     DescribeVolumeStatus(DescribeVolumeStatusArgs),
+    /// Prints a volume attribute: autoEnableIO or productCodes.
+    DescribeVolumeAttribute(DescribeVolumeAttributeArgs),
+    /// Sets a volume's autoEnableIO: with it, an I/O failure fails only its own request and the
+    /// volume goes on taking I/O (writes acknowledged before may be lost).
+    ModifyVolumeAttribute(ModifyVolumeAttributeArgs),
+    /// Lets a volume stopped by an I/O failure (`impaired`) take I/O again; check its data.
+    #[command(name = "enable-volume-io")]
+    EnableVolumeIo(EnableVolumeIoArgs),
     /// Live I/O rates of attached volumes, one line per volume every interval, like iostat.
     ///
     /// Columns: reads and writes per second, MiB read and written per second, operations counted
@@ -363,7 +373,7 @@ pub struct DeregisterHostArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DescribeHostsArgs {
+pub struct DescribeRegisteredHostsArgs {
     #[arg(long, num_args = 1.., value_name = "INSTANCE_ID")]
     pub instance_ids: Vec<String>,
 }
@@ -417,6 +427,37 @@ pub struct DescribeVolumeStatusArgs {
     /// Volumes (none: every volume).
     #[arg(long, num_args = 1.., value_name = "VOLUME_ID")]
     pub volume_ids: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeVolumeAttributeArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    /// autoEnableIO or productCodes.
+    #[arg(long, value_parser = ["autoEnableIO", "productCodes"])]
+    pub attribute: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ModifyVolumeAttributeArgs {
+    #[arg(long)]
+    pub volume_id: String,
+    /// Keep the volume taking I/O through failures.
+    #[arg(
+        long,
+        overrides_with = "no_auto_enable_io",
+        required_unless_present = "no_auto_enable_io"
+    )]
+    pub auto_enable_io: bool,
+    /// Stop the volume at its first I/O failure (the default).
+    #[arg(long, overrides_with = "auto_enable_io")]
+    pub no_auto_enable_io: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableVolumeIoArgs {
+    #[arg(long)]
+    pub volume_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -1147,7 +1188,7 @@ mod tests {
     fn defaults() {
         // EBS_ENDPOINT is not set by the test runner.
         if std::env::var_os("EBS_ENDPOINT").is_none() {
-            let cli = parse(&["describe-hosts"]);
+            let cli = parse(&["describe-registered-hosts"]);
             assert_eq!(cli.global.endpoint.url, DEFAULT_ENDPOINT);
             assert_eq!(cli.global.output, OutputFormat::Json);
         }
@@ -1161,8 +1202,8 @@ mod tests {
         std::fs::write(&path, "tok-123\n").unwrap();
         let path = path.to_str().unwrap();
         for args in [
-            ["--token-file", path, "describe-hosts"],
-            ["describe-hosts", "--token-file", path],
+            ["--token-file", path, "describe-registered-hosts"],
+            ["describe-registered-hosts", "--token-file", path],
         ] {
             let cli = parse(&args);
             let token = cli.global.endpoint.token_file.expect("token");
@@ -1175,12 +1216,15 @@ mod tests {
                 "ebsctl",
                 "--token-file",
                 missing.to_str().unwrap(),
-                "describe-hosts"
+                "describe-registered-hosts"
             ])
             .is_err()
         );
         std::fs::write(dir.join("token"), "two words\n").unwrap();
-        assert!(Cli::try_parse_from(["ebsctl", "--token-file", path, "describe-hosts"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ebsctl", "--token-file", path, "describe-registered-hosts"])
+                .is_err()
+        );
         let _ = std::fs::remove_dir_all(&dir);
         assert!(Token::parse("\n").is_err());
         assert_eq!(Token::parse("a\r\n").unwrap().secret(), "a");
@@ -1426,7 +1470,10 @@ mod tests {
 
     #[test]
     fn unknown_output_format_is_a_usage_error() {
-        assert!(Cli::try_parse_from(["ebsctl", "describe-hosts", "--output", "yaml"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ebsctl", "describe-registered-hosts", "--output", "yaml"])
+                .is_err()
+        );
     }
 
     fn fails(args: &[&str]) -> bool {

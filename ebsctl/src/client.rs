@@ -242,7 +242,7 @@ impl Api {
         request: pb::DescribeHostsRequest,
     ) -> Result<pb::DescribeHostsResponse, CliError> {
         let result = self.client().await?.describe_hosts(request).await;
-        self.reply("DescribeHosts", result)
+        self.reply("DescribeRegisteredHosts", result)
     }
 
     pub async fn modify_volume(
@@ -279,6 +279,34 @@ impl Api {
     ) -> Result<pb::DescribeVolumeStatusResponse, CliError> {
         let result = self.client().await?.describe_volume_status(request).await;
         self.reply("DescribeVolumeStatus", result)
+    }
+
+    pub async fn describe_volume_attribute(
+        &mut self,
+        request: pb::DescribeVolumeAttributeRequest,
+    ) -> Result<pb::DescribeVolumeAttributeResponse, CliError> {
+        let result = self
+            .client()
+            .await?
+            .describe_volume_attribute(request)
+            .await;
+        self.reply("DescribeVolumeAttribute", result)
+    }
+
+    pub async fn modify_volume_attribute(
+        &mut self,
+        request: pb::ModifyVolumeAttributeRequest,
+    ) -> Result<pb::ModifyVolumeAttributeResponse, CliError> {
+        let result = self.client().await?.modify_volume_attribute(request).await;
+        self.reply("ModifyVolumeAttribute", result)
+    }
+
+    pub async fn enable_volume_io(
+        &mut self,
+        request: pb::EnableVolumeIoRequest,
+    ) -> Result<pb::EnableVolumeIoResponse, CliError> {
+        let result = self.client().await?.enable_volume_io(request).await;
+        self.reply("EnableVolumeIO", result)
     }
 
     pub async fn reservation_register(

@@ -134,7 +134,7 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             };
             print(format, "DeregisterHost", &reply)
         }
-        Command::DescribeHosts(a) => {
+        Command::DescribeRegisteredHosts(a) => {
             let request = pb::DescribeHostsRequest {
                 instance_ids: a.instance_ids,
             };
@@ -142,7 +142,7 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
             let reply = shapes::Hosts {
                 hosts: reply.hosts.into_iter().map(shapes::Host::from).collect(),
             };
-            print(format, "DescribeHosts", &reply)
+            print(format, "DescribeRegisteredHosts", &reply)
         }
         Command::ModifyVolume(a) => {
             let request = pb::ModifyVolumeRequest {
@@ -204,6 +204,33 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
                     .collect(),
             };
             print(format, "DescribeVolumeStatus", &reply)
+        }
+        Command::DescribeVolumeAttribute(a) => {
+            let request = pb::DescribeVolumeAttributeRequest {
+                volume_id: a.volume_id,
+                attribute: a.attribute,
+            };
+            let reply = api.describe_volume_attribute(request).await?;
+            print(
+                format,
+                "DescribeVolumeAttribute",
+                &shapes::VolumeAttribute::from(reply),
+            )
+        }
+        Command::ModifyVolumeAttribute(a) => {
+            let request = pb::ModifyVolumeAttributeRequest {
+                volume_id: a.volume_id,
+                auto_enable_io: a.auto_enable_io,
+            };
+            api.modify_volume_attribute(request).await?;
+            Ok(None)
+        }
+        Command::EnableVolumeIo(a) => {
+            let request = pb::EnableVolumeIoRequest {
+                volume_id: a.volume_id,
+            };
+            api.enable_volume_io(request).await?;
+            Ok(None)
         }
         Command::ResvRegister(a) => {
             let request = pb::ReservationRegisterRequest {

@@ -156,7 +156,7 @@ pub struct Volumes {
     pub next_token: Option<String>,
 }
 
-/// `describe-hosts`.
+/// `describe-registered-hosts`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Hosts {
@@ -2508,5 +2508,36 @@ pub(crate) mod tests {
             timestamp: String::new(),
         });
         assert_eq!(raw.output, "not base64!");
+    }
+}
+
+/// `describe-volume-attribute`: the volume and the attribute asked for.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeAttribute {
+    pub volume_id: String,
+    #[serde(rename = "AutoEnableIO", skip_serializing_if = "Option::is_none")]
+    pub auto_enable_io: Option<AttributeBooleanValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_codes: Option<Vec<String>>,
+}
+
+/// EC2's `AttributeBooleanValue`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttributeBooleanValue {
+    pub value: bool,
+}
+
+impl From<pb::DescribeVolumeAttributeResponse> for VolumeAttribute {
+    fn from(r: pb::DescribeVolumeAttributeResponse) -> Self {
+        let auto = r
+            .auto_enable_io
+            .map(|value| AttributeBooleanValue { value });
+        VolumeAttribute {
+            volume_id: r.volume_id,
+            product_codes: auto.is_none().then_some(r.product_codes),
+            auto_enable_io: auto,
+        }
     }
 }

@@ -6,8 +6,10 @@
 //! * Durability: a write is durable once a [`Volume::flush`] that started after it completed
 //!   returns, or at once when written with `fua`.
 //! * Fail-stop: after a failed write, flush, trim or zeroing, every later request fails with
-//!   [`VolumeError::Failed`] until the volume is reopened. The server never silently continues
-//!   past lost data.
+//!   [`VolumeError::Failed`] until the volume is reopened or [`Volume::enable_io`] is called
+//!   (EC2's EnableVolumeIO). The server never silently continues past lost data, unless the
+//!   volume's owner asked it to ([`Volume::set_auto_enable_io`], EC2's `autoEnableIO`): then
+//!   the failing request still gets its error, and later ones go on.
 //! * Unwritten and trimmed ranges read as zeroes; [`Volume::block_status`] reports them as holes.
 
 use std::fs::{File, OpenOptions};
@@ -178,6 +180,10 @@ pub struct Volume {
     size: AtomicU64,
     engine: Engine,
     failed: AtomicBool,
+    /// Do not fail stop (EC2's `autoEnableIO`).
+    auto_enable_io: AtomicBool,
+    /// When I/O was last kept on after a failure (ms since the epoch; 0: never).
+    auto_enabled_ms: AtomicU64,
     cbt: ChangedBlocks,
     inline: InlinePolicy,
     /// The file mapped for [`SendMode::Copy`] ranges, made at the first one; remade larger when
@@ -255,6 +261,8 @@ impl Volume {
             size: AtomicU64::new(size),
             engine,
             failed: AtomicBool::new(false),
+            auto_enable_io: AtomicBool::new(false),
+            auto_enabled_ms: AtomicU64::new(0),
             cbt,
             inline,
             map: Mutex::new(None),
@@ -314,6 +322,30 @@ impl Volume {
         self.failed.load(Ordering::Acquire)
     }
 
+    /// EC2's EnableVolumeIO: a failed volume takes requests again. Writes acknowledged before
+    /// the failure may be lost (the caller checks the data, as on EC2). Whether it had failed.
+    pub fn enable_io(&self) -> bool {
+        let was = self.failed.swap(false, Ordering::AcqRel);
+        if was {
+            tracing::warn!(path = %self.path.display(), "volume I/O enabled again after a failure");
+        }
+        was
+    }
+
+    /// EC2's `autoEnableIO`: with `on`, a failure that would stop the volume fails only the
+    /// request that met it; later requests go on. Turning it on also enables a failed volume.
+    pub fn set_auto_enable_io(&self, on: bool) {
+        self.auto_enable_io.store(on, Ordering::Release);
+        if on {
+            self.enable_io();
+        }
+    }
+
+    /// When a failure last found `autoEnableIO` on and I/O kept going (ms since the epoch).
+    pub fn auto_enabled_at(&self) -> Option<u64> {
+        Some(self.auto_enabled_ms.load(Ordering::Acquire)).filter(|&t| t != 0)
+    }
+
     fn check(&self, offset: u64, len: u64, max: Option<u64>) -> Result<(), VolumeError> {
         if self.is_failed() {
             return Err(VolumeError::Failed);
@@ -353,6 +385,14 @@ impl Volume {
     fn fail_stop(&self, err: io::Error) -> VolumeError {
         if err.kind() == io::ErrorKind::BrokenPipe {
             return VolumeError::EngineStopped;
+        }
+        if self.auto_enable_io.load(Ordering::Acquire) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_millis() as u64);
+            self.auto_enabled_ms.store(now, Ordering::Release);
+            tracing::error!(path = %self.path.display(), error = %err, "volume I/O failed; I/O stays enabled (autoEnableIO)");
+            return VolumeError::Io(err);
         }
         if !self.failed.swap(true, Ordering::AcqRel) {
             tracing::error!(path = %self.path.display(), error = %err, "volume I/O failed; failing stop");

@@ -143,8 +143,10 @@ pub struct Config {
     /// How long a stopping instance's workload has to exit after SIGTERM before it is killed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub instance_stop_timeout: Duration,
-    /// How long the short transitional states EC2 shows last here (fast snapshot restore's
-    /// `enabling` and `disabling`): long enough for pollers and waiters to see them.
+    /// How long the short transitional states EC2 shows last here (a new volume's `creating`,
+    /// an attachment's `attaching` and `detaching`, fast snapshot restore's `enabling` and
+    /// `disabling`): long enough for pollers and waiters to see them. The work is done when
+    /// the call returns; the states trail it.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     pub transition_time: Duration,
     /// File holding the gRPC bearer token (a trailing newline is ignored). Every call except

@@ -136,6 +136,8 @@ fn the_aws_cli_drives_volumes_end_to_end() {
     assert_eq!(v["Iops"], 4000);
     assert_eq!(v["Throughput"], 125);
     assert_eq!(v["Tags"][0]["Value"], "web");
+    // EC2's answer; the waiter then sees it `available` (the states trail for 50 ms here).
+    assert_eq!(v["State"], "creating");
     aws(
         &server,
         &["ec2", "wait", "volume-available", "--volume-ids", &id],
@@ -238,7 +240,7 @@ fn the_aws_cli_drives_volumes_end_to_end() {
             "/dev/sdf",
         ],
     ));
-    assert_eq!(a["State"], "attached");
+    assert_eq!(a["State"], "attaching");
     aws(
         &server,
         &["ec2", "wait", "volume-in-use", "--volume-ids", &id],
@@ -250,6 +252,7 @@ fn the_aws_cli_drives_volumes_end_to_end() {
     );
     let d = json(&aws(&server, &["ec2", "detach-volume", "--volume-id", &id]));
     assert_eq!(d["InstanceId"], host.instance_id);
+    assert_eq!(d["State"], "detaching");
     aws(
         &server,
         &["ec2", "wait", "volume-available", "--volume-ids", &id],
@@ -1009,6 +1012,43 @@ fn boto3_everyday_calls_regions_account_attributes_and_tags() {
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_everyday.py");
     run(Command::new("python3").arg(script).arg(endpoint(&server))).assert_success();
+    server.stop();
+}
+
+/// The transitional states polled through with boto3 and its waiters, on a server that keeps
+/// them for 2 s.
+#[test]
+fn boto3_waiters_wait_through_creating_attaching_and_detaching() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(dir.path(), &["--transition-time", "2s"]);
+    let host = server.register_host("transitions");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_transitions.py");
+    run(Command::new("python3")
+        .arg(script)
+        .arg(endpoint(&server))
+        .arg(&host.instance_id)
+        .arg("2"))
+    .assert_success();
+    server.stop();
+}
+
+#[test]
+fn a_registered_host_is_a_running_instance_to_boto3() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let host = server.register_host("outside");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_hosts.py");
+    run(Command::new("python3")
+        .arg(script)
+        .arg(endpoint(&server))
+        .arg(&host.instance_id))
+    .assert_success();
     server.stop();
 }
 

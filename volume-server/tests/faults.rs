@@ -251,7 +251,52 @@ fn an_io_error_fails_that_volume_only_and_it_reports_impaired() {
         "DescribeVolumes",
         server.block_on(c.describe_volumes(pb::DescribeVolumesRequest::default())),
     );
+
+    // EnableVolumeIO: the volume takes I/O again (reads of what the read-only filesystem
+    // still holds work; writes still fail, and stop it again).
+    server.ok(
+        "EnableVolumeIo",
+        server.block_on(c.enable_volume_io(pb::EnableVolumeIoRequest {
+            volume_id: broken.clone(),
+        })),
+    );
+    assert_eq!(status(&server, &broken).status, "ok");
+    qemu_io(&broken_uri, &["read -P 0x11 0 4k"]);
+    let out = qemu_io_unchecked(&broken_uri, &["write -P 0x66 0 4k", "flush"]);
+    assert!(out.combined().contains("failed"), "{}", out.describe());
+    assert_eq!(status(&server, &broken).status, "impaired");
+    // autoEnableIO: on, the volume takes I/O again and a failing write fails only itself.
+    assert_eq!(auto_enable_io(&server, &broken), Some(false));
+    server.ok(
+        "ModifyVolumeAttribute",
+        server.block_on(c.modify_volume_attribute(pb::ModifyVolumeAttributeRequest {
+            volume_id: broken.clone(),
+            auto_enable_io: true,
+        })),
+    );
+    assert_eq!(auto_enable_io(&server, &broken), Some(true));
+    assert_eq!(status(&server, &broken).status, "ok");
+    let out = qemu_io_unchecked(&broken_uri, &["write -P 0x77 0 4k", "flush"]);
+    assert!(out.combined().contains("failed"), "{}", out.describe());
+    assert_eq!(status(&server, &broken).status, "ok");
+    qemu_io(&broken_uri, &["read -P 0x11 0 4k"]);
     server.stop();
+}
+
+/// DescribeVolumeAttribute autoEnableIO of `volume_id`.
+fn auto_enable_io(server: &Server, volume_id: &str) -> Option<bool> {
+    let mut c = server.client();
+    server
+        .ok(
+            "DescribeVolumeAttribute",
+            server.block_on(
+                c.describe_volume_attribute(pb::DescribeVolumeAttributeRequest {
+                    volume_id: volume_id.to_owned(),
+                    attribute: "autoEnableIO".into(),
+                }),
+            ),
+        )
+        .auto_enable_io
 }
 
 /// The whole data directory, catalog included, on a small filesystem that fills up: a catalog

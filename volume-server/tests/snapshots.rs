@@ -197,7 +197,7 @@ fn create_fast_volume(server: &Server, size_gib: i32, az: &str) -> pb::Volume {
             ..Default::default()
         })),
     );
-    assert_eq!(volume.state, "available", "{volume:?}");
+    assert_eq!(volume.state, "creating", "{volume:?}");
     volume
 }
 
@@ -444,7 +444,7 @@ fn restore_with(server: &Server, req: pb::CreateVolumeRequest) -> pb::Volume {
         "CreateVolume from a snapshot",
         try_restore(server, req).map(tonic::Response::new),
     );
-    assert_eq!(volume.state, "available", "{volume:?}");
+    assert_eq!(volume.state, "creating", "{volume:?}");
     assert_eq!(volume.snapshot_id, snapshot_id, "{volume:?}");
     assert_eq!(volume.availability_zone, az, "{volume:?}");
     volume
@@ -2183,7 +2183,7 @@ fn ebsctl_snapshot_commands() {
     );
     assert_eq!(restored["SnapshotId"], snapshot_id.as_str(), "{restored:#}");
     assert_eq!(restored["Size"], 1, "{restored:#}");
-    assert_eq!(restored["State"], "available", "{restored:#}");
+    assert_eq!(restored["State"], "creating", "{restored:#}");
     let restored_id = restored["VolumeId"].as_str().expect("VolumeId").to_owned();
     let restored_uri = attach_in(&server, &restored_id, "us-east-1b");
     qemu_io(

@@ -856,6 +856,27 @@ impl VolumeService for Mock {
         Err(Status::unimplemented("not in the mock"))
     }
 
+    async fn describe_volume_attribute(
+        &self,
+        _: Request<pb::DescribeVolumeAttributeRequest>,
+    ) -> Result<Response<pb::DescribeVolumeAttributeResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn modify_volume_attribute(
+        &self,
+        _: Request<pb::ModifyVolumeAttributeRequest>,
+    ) -> Result<Response<pb::ModifyVolumeAttributeResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
+    async fn enable_volume_io(
+        &self,
+        _: Request<pb::EnableVolumeIoRequest>,
+    ) -> Result<Response<pb::EnableVolumeIoResponse>, Status> {
+        Err(Status::unimplemented("not in the mock"))
+    }
+
     async fn delete_tags(
         &self,
         _: Request<pb::DeleteTagsRequest>,

@@ -218,6 +218,22 @@ async fn fails_stop_after_write_error(kind: EngineKind) {
         vol.write(0, pattern(512, 0), false).await,
         Err(VolumeError::Failed)
     ));
+    // EnableVolumeIO: requests reach the disk again (which still fails writes here).
+    assert!(vol.enable_io());
+    assert!(!vol.is_failed());
+    assert_eq!(vol.read(0, 4096).await.unwrap(), pattern(4096, 1));
+    assert!(!vol.enable_io(), "not failed any more");
+    // autoEnableIO: a failure fails its own request only.
+    vol.set_auto_enable_io(true);
+    assert_eq!(vol.auto_enabled_at(), None);
+    let err = vol.write(4096, pattern(4096, 3), false).await.unwrap_err();
+    assert_eq!(err.kind(), VolumeErrorKind::Io);
+    assert!(!vol.is_failed());
+    assert!(vol.auto_enabled_at().is_some());
+    assert_eq!(vol.read(0, 4096).await.unwrap(), pattern(4096, 1));
+    vol.set_auto_enable_io(false);
+    vol.write(4096, pattern(4096, 3), false).await.unwrap_err();
+    assert!(vol.is_failed());
     drop(vol);
     let reopened = Volume::open(&path, engine(kind)).unwrap();
     assert_eq!(

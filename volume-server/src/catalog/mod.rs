@@ -245,6 +245,9 @@ pub struct VolumeRecord {
     /// nothing, so start-up deletes the volume if that launch never finished.
     #[serde(default)]
     pub launched_for: Option<String>,
+    /// EC2's `autoEnableIO`: an I/O failure does not stop the volume.
+    #[serde(default)]
+    pub auto_enable_io: bool,
 }
 
 #[cfg(test)]
@@ -279,6 +282,7 @@ impl VolumeRecord {
             initialization_rate_mib: None,
             fast_restored: false,
             launched_for: None,
+            auto_enable_io: false,
         }
     }
 }

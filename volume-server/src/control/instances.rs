@@ -17,6 +17,7 @@
 //! When the server stops, workloads run on; at start they are adopted again (same pid and start
 //! time) or, if gone, their instances are marked `stopped`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -264,16 +265,73 @@ fn instance_of<'a>(st: &'a State, id: &str) -> Result<&'a HostRecord, Ec2Error> 
     }
 }
 
-/// Launched instance `id` if `who` owns it; another account's is `InvalidInstanceID.NotFound`.
+/// Launched instance `id` if `who` owns it; another account's is `InvalidInstanceID.NotFound`,
+/// and a registered host (which no call here can start, stop or reboot) `UnsupportedOperation`.
 pub(super) fn own_instance<'a>(
     st: &'a State,
     who: Account,
     id: &str,
 ) -> Result<&'a HostRecord, Ec2Error> {
-    instance_of(st, id)
-        .ok()
+    match st.hosts.get(id).filter(|h| who.owns(&h.owner_id)) {
+        Some(h) if h.instance.is_some() => Ok(h),
+        Some(_) => Err(registered_host(id)),
+        None => Err(instance_not_found(id)),
+    }
+}
+
+/// The answer to a lifecycle call on a registered host.
+fn registered_host(id: &str) -> Ec2Error {
+    Ec2Error::new(
+        ErrorCode::UnsupportedOperation,
+        format!(
+            "The instance '{id}' is a registered host: its workload runs outside this server. It takes the Describe calls, tags, volume attachments, and TerminateInstances (which deregisters it)."
+        ),
+    )
+}
+
+/// Host `id` of `who`, launched or registered, as the instance calls show it; another
+/// account's is `InvalidInstanceID.NotFound`.
+pub(super) fn visible_instance<'a>(
+    st: &'a State,
+    who: Account,
+    id: &str,
+) -> Result<Cow<'a, HostRecord>, Ec2Error> {
+    st.hosts
+        .get(id)
         .filter(|h| who.owns(&h.owner_id))
+        .map(as_instance)
         .ok_or_else(|| instance_not_found(id))
+}
+
+/// `h` as the instance calls show it: a launched instance as recorded; a registered host as a
+/// running instance whose workload lives outside: of the default type, from no AMI, with no
+/// root device, alone in a reservation named after it.
+pub(super) fn as_instance(h: &HostRecord) -> Cow<'_, HostRecord> {
+    if h.instance.is_some() {
+        return Cow::Borrowed(h);
+    }
+    let mut shown = h.clone();
+    shown.instance = Some(InstanceRecord {
+        instance_type: DEFAULT_TYPE.into(),
+        image_id: String::new(),
+        reservation_id: format!("r-{}", h.instance_id.trim_start_matches("i-")),
+        launch_index: 0,
+        state: InstanceState::Running,
+        state_reason: None,
+        transition_ms: h.launch_time_ms,
+        root_device_name: String::new(),
+        architecture: "x86_64".into(),
+        virtualization_type: "hvm".into(),
+        shutdown_behavior: ShutdownBehavior::default(),
+        disable_api_termination: false,
+        workload: None,
+        user_data: None,
+        instance_store: vec![],
+        pid: None,
+        client_token: None,
+        launching: false,
+    });
+    Cow::Owned(shown)
 }
 
 /// User data: Base64 of at most 16 KiB.
@@ -289,9 +347,11 @@ fn check_user_data(u: &str) -> Result<(), Ec2Error> {
     Ok(())
 }
 
-/// The state of a launched instance's host record.
+/// The state of a host as an instance: a registered host is always running.
 pub(super) fn state_of(h: &HostRecord) -> InstanceState {
-    rec(h).state
+    h.instance
+        .as_ref()
+        .map_or(InstanceState::Running, |i| i.state)
 }
 
 fn rec(h: &HostRecord) -> &InstanceRecord {
@@ -1058,19 +1118,49 @@ impl ControlPlane {
         )
     }
 
-    /// TerminateInstances.
+    /// TerminateInstances. A registered host is deregistered (its volumes detached and
+    /// fenced) and answers running → terminated; it is gone from DescribeInstances at once.
     pub fn terminate_instances(
         &self,
         who: Account,
         ids: &[String],
     ) -> Result<Vec<InstanceStateChange>, Ec2Error> {
-        self.change_states(
-            Some(who),
-            ids,
-            Action::Terminate,
-            false,
-            user_reason(Action::Terminate),
-        )
+        let registered: Vec<String> = {
+            let st = self.lock();
+            for id in ids {
+                check_instance_id(id)?;
+                visible_instance(&st, who, id)?;
+            }
+            ids.iter()
+                .filter(|id| st.hosts.get(*id).is_some_and(|h| h.instance.is_none()))
+                .cloned()
+                .collect()
+        };
+        let launched: Vec<String> = ids
+            .iter()
+            .filter(|id| !registered.contains(id))
+            .cloned()
+            .collect();
+        let mut changes = if launched.is_empty() && !ids.is_empty() {
+            vec![]
+        } else {
+            self.change_states(
+                Some(who),
+                &launched,
+                Action::Terminate,
+                false,
+                user_reason(Action::Terminate),
+            )?
+        };
+        for id in registered {
+            self.deregister_host(who, &id)?;
+            changes.push(InstanceStateChange {
+                instance_id: id,
+                previous: InstanceState::Running,
+                current: InstanceState::Terminated,
+            });
+        }
+        Ok(changes)
     }
 
     /// RebootInstances: the workload restarts; volumes and instance store stay.
@@ -1487,6 +1577,8 @@ impl ControlPlane {
         let mut st = self.lock();
         self.purge_terminated(&mut st);
         let matches = |h: &HostRecord| {
+            let h = as_instance(h);
+            let h = h.as_ref();
             let r = rec(h);
             req.filters.iter().all(|f| {
                 let any = |v: &str| f.values.iter().any(|p| super::filter::glob(p, v));
@@ -1513,14 +1605,12 @@ impl ControlPlane {
                 }
             })
         };
-        let mut picked: Vec<&HostRecord> = Vec::new();
+        // Registered hosts too, each as a running instance of its own reservation.
+        let mut picked: Vec<Cow<HostRecord>> = Vec::new();
         let mut next = None;
         if req.instance_ids.is_empty() {
             for (id, h) in &st.hosts {
-                if h.instance.is_none()
-                    || !who.owns(&h.owner_id)
-                    || after.as_ref().is_some_and(|a| id <= a)
-                    || !matches(h)
+                if !who.owns(&h.owner_id) || after.as_ref().is_some_and(|a| id <= a) || !matches(h)
                 {
                     continue;
                 }
@@ -1528,12 +1618,12 @@ impl ControlPlane {
                     next = picked.last().map(|l| super::encode_token(&l.instance_id));
                     break;
                 }
-                picked.push(h);
+                picked.push(as_instance(h));
             }
         } else {
             for id in &req.instance_ids {
-                let h = own_instance(&st, who, id)?;
-                if matches(h) && !picked.iter().any(|p| p.instance_id == *id) {
+                let h = visible_instance(&st, who, id)?;
+                if matches(&h) && !picked.iter().any(|p| p.instance_id == *id) {
                     picked.push(h);
                 }
             }
@@ -1541,7 +1631,7 @@ impl ControlPlane {
         // One reservation per RunInstances call, in the order first seen.
         let mut order: Vec<&str> = Vec::new();
         let mut groups: HashMap<&str, Vec<&HostRecord>> = HashMap::new();
-        for h in picked {
+        for h in &picked {
             let rid = rec(h).reservation_id.as_str();
             if !groups.contains_key(rid) {
                 order.push(rid);
@@ -1597,7 +1687,14 @@ impl ControlPlane {
 
     fn instance_view(&self, st: &State, h: &HostRecord) -> InstanceView {
         let r = rec(h);
-        let atts = attachments_in(st, &h.instance_id);
+        let now = super::now_ms();
+        let atts: Vec<(String, AttachmentRecord)> = attachments_in(st, &h.instance_id)
+            .into_iter()
+            .map(|(v, a)| {
+                let shown = self.presented_attachment(&a, now);
+                (v, shown)
+            })
+            .collect();
         let mut uris = HashMap::new();
         if r.state == InstanceState::Running {
             for (_, a) in &atts {

@@ -35,8 +35,10 @@ pub mod reserve;
 pub mod snapshots;
 pub mod status;
 pub mod tags;
+mod transition;
 pub mod validate;
 pub mod views;
+pub mod volume_io;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -111,6 +113,8 @@ struct State {
     pins: HashMap<String, Arc<snapshot::Manifest>>,
     /// Live parts of launched instances: workloads, EBS caps, instance store disks.
     instances: instances::InstanceRuntime,
+    /// Detached attachments still shown `detaching` (see `transition`).
+    recent_detaches: transition::RecentDetaches,
 }
 
 /// A RunInstances client token: tokens are per account.
@@ -470,6 +474,7 @@ impl ControlPlane {
             initialization_rate_mib: init_rate,
             fast_restored: false,
             launched_for: launched_for.map(str::to_string),
+            auto_enable_io: false,
         };
         if let Some((rec, _)) = &restore {
             // A restored volume is unchanged since its snapshot: the next one is incremental.
@@ -542,7 +547,12 @@ impl ControlPlane {
             tracing::error!(volume_id = %v.volume_id, error = %e.message, "background hydration did not start; cold blocks are fetched on first read");
         }
         tracing::info!(volume_id = %v.volume_id, size_gib = v.size_gib, volume_type = v.volume_type.as_str(), "volume created");
-        Ok(v)
+        // EC2's answer to CreateVolume: `creating` (see `transition`), however long the work.
+        let mut answer = self.presented(&st, &v);
+        if !self.cfg.transition_time.is_zero() {
+            answer.state = VolumeState::Creating;
+        }
+        Ok(answer)
     }
 
     /// DescribeVolumes: ids and/or filters, paginated in volume-id order.
@@ -570,11 +580,11 @@ impl ControlPlane {
         let mut out = Vec::new();
         if !req.volume_ids.is_empty() {
             for id in &req.volume_ids {
-                let v = st.volume(who, id)?;
-                if filters.iter().all(|f| f.matches(v))
+                let v = self.presented(&st, st.volume(who, id)?);
+                if filters.iter().all(|f| f.matches(&v))
                     && !out.iter().any(|o: &VolumeRecord| o.volume_id == *id)
                 {
-                    out.push(v.clone());
+                    out.push(v);
                 }
             }
             return Ok((out, None));
@@ -588,12 +598,16 @@ impl ControlPlane {
         let mut next = None;
         let mut bytes = 0;
         for v in range.map(|(_, v)| v) {
-            if !who.owns(&v.owner_id) || !filters.iter().all(|f| f.matches(v)) {
+            if !who.owns(&v.owner_id) {
+                continue;
+            }
+            let v = self.presented(&st, v);
+            if !filters.iter().all(|f| f.matches(&v)) {
                 continue;
             }
             // A page ends at MaxResults, and also once it holds PAGE_BYTES of records (what a
             // gRPC reply or an XML page may carry), so that no answer outgrows a message.
-            let size = reply_size(v);
+            let size = reply_size(&v);
             if out.len() == max || (!out.is_empty() && bytes + size > PAGE_BYTES) {
                 next = out
                     .last()
@@ -601,7 +615,7 @@ impl ControlPlane {
                 break;
             }
             bytes += size;
-            out.push(v.clone());
+            out.push(v);
         }
         Ok((out, next))
     }
@@ -694,6 +708,7 @@ impl ControlPlane {
         deleting.state = VolumeState::Deleting;
         self.commit(&[Change::PutVolume(deleting.clone())])?;
         st.volumes.insert(volume_id.to_string(), deleting);
+        self.forget_detached(&mut st, volume_id);
         drop(st);
         let path = self.volume_path(&v.availability_zone, volume_id);
         Volume::remove(&path).map_err(internal("removing the volume file"))?;
@@ -737,6 +752,7 @@ impl ControlPlane {
         }
         // A restoring volume's manifest is kept from its creation (or its first opening after
         // a start), so opening it again reads nothing from the store under the lock.
+        volume.set_auto_enable_io(v.auto_enable_io);
         let hydration = self.open_hydration(v, &volume, st.pins.get(&v.volume_id).cloned())?;
         match &hydration {
             Some(h) => {
@@ -940,8 +956,10 @@ impl ControlPlane {
             return Err(e);
         }
         st.volumes.insert(nv.volume_id.clone(), nv);
+        self.forget_detached(&mut st, &req.volume_id);
         tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, generation = a.generation, "volume attached");
-        Ok((req.volume_id, a))
+        let shown = self.presented_attachment(&a, now_ms());
+        Ok((req.volume_id, shown))
     }
 
     /// DetachVolume. When this returns, no I/O of the attachment can reach the disk.
@@ -1099,8 +1117,13 @@ impl ControlPlane {
         st.volumes.insert(nv.volume_id.clone(), nv.clone());
         let closing = self.take_if_unused(&mut st, &nv.volume_id);
         self.close_now(closing);
+        // A caller's DetachVolume trails `detaching`; the server's own detaches (a
+        // termination, a failed launch, a deregistered host) are over when they are done.
+        a.state = match who {
+            Some(_) => self.note_detached(&mut st, &nv.volume_id, &a),
+            None => AttachmentState::Detached,
+        };
         drop(st);
-        a.state = AttachmentState::Detached;
         tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, force = req.force, "volume detached and fenced");
         Ok((req.volume_id, a))
     }

@@ -150,8 +150,8 @@ impl ControlPlane {
         if !req.instance_ids.is_empty() {
             let mut out: Vec<InstanceStatusView> = vec![];
             for id in &req.instance_ids {
-                let h = super::instances::own_instance(&st, who, id)?;
-                let s = status_of(&st, h, super::instances::state_of(h));
+                let h = super::instances::visible_instance(&st, who, id)?;
+                let s = status_of(&st, &h, super::instances::state_of(&h));
                 if listed(&s) && !out.iter().any(|o| o.instance_id == *id) {
                     out.push(s);
                 }
@@ -161,10 +161,7 @@ impl ControlPlane {
         let mut out = vec![];
         let mut next = None;
         for (id, h) in &st.hosts {
-            if h.instance.is_none()
-                || !who.owns(&h.owner_id)
-                || after.as_ref().is_some_and(|a| id <= a)
-            {
+            if !who.owns(&h.owner_id) || after.as_ref().is_some_and(|a| id <= a) {
                 continue;
             }
             let s = status_of(&st, h, super::instances::state_of(h));

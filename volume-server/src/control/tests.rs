@@ -126,9 +126,26 @@ fn code<T: std::fmt::Debug>(r: Result<T, Ec2Error>) -> ErrorCode {
 fn create_volume_rules() {
     let f = fixture();
     let cp = &f.cp;
+    // EC2's answer: `creating`, shown for the transition time (300 ms here) after the file
+    // exists; then `available`.
     let v = cp.create_volume(LOCAL, create_req(8, "gp3")).unwrap();
-    assert_eq!(v.state, VolumeState::Available);
+    assert_eq!(v.state, VolumeState::Creating);
     assert!(ids::is_valid_id(&v.volume_id, "vol"));
+    let state = || {
+        cp.describe_volumes(
+            LOCAL,
+            model::DescribeVolumesRequest {
+                volume_ids: vec![v.volume_id.clone()],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .0[0]
+            .state
+    };
+    assert_eq!(state(), VolumeState::Creating);
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    assert_eq!(state(), VolumeState::Available);
     assert!(
         f.dir
             .path()
@@ -399,7 +416,8 @@ fn attach_rules() {
         .attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))
         .unwrap();
     assert_eq!(vid, v);
-    assert_eq!(a.state, AttachmentState::Attached);
+    // EC2's answer: `attaching` for the transition time, though the attachment serves I/O.
+    assert_eq!(a.state, AttachmentState::Attaching);
     assert!(f.exports.get(&a.token).is_some(), "attachment serves NBD");
     assert!(cp.nbd_uri(&a.token).ends_with(&a.token));
 
@@ -478,19 +496,31 @@ fn detach_fences_and_frees() {
         .unwrap();
     let export = f.exports.get(&a.token).unwrap();
     let (_, d) = cp.detach_volume(LOCAL, detach_req(&v, Some(&h))).unwrap();
-    assert_eq!(d.state, AttachmentState::Detached);
+    // EC2's answer, `detaching`, though the attachment is fenced and gone already: the volume
+    // shows `in-use` with it `detaching` for the transition time, then `available`.
+    assert_eq!(d.state, AttachmentState::Detaching);
     assert!(f.exports.get(&a.token).is_none(), "export removed");
     assert!(export.gate.enter().is_none(), "old attachment is fenced");
-    let (vols, _) = cp
-        .describe_volumes(
+    let describe = || {
+        cp.describe_volumes(
             LOCAL,
             model::DescribeVolumesRequest {
                 volume_ids: vec![v.clone()],
                 ..Default::default()
             },
         )
-        .unwrap();
-    assert_eq!(vols[0].state, VolumeState::Available);
+        .unwrap()
+        .0
+        .remove(0)
+    };
+    let shown = describe();
+    assert_eq!(shown.state, VolumeState::InUse);
+    assert_eq!(shown.attachments.len(), 1);
+    assert_eq!(shown.attachments[0].state, AttachmentState::Detaching);
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    let shown = describe();
+    assert_eq!(shown.state, VolumeState::Available);
+    assert!(shown.attachments.is_empty());
     // Re-attaching gets a new token and a newer generation.
     let (_, b) = cp
         .attach_volume(LOCAL, attach_req(&v, &h, "/dev/sdf"))

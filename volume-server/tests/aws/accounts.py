@@ -17,6 +17,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ec2util import fails
+
 endpoint = sys.argv[1]
 keys = [k.split(":") for k in sys.argv[2:4]]
 AZ = "us-east-1a"
@@ -39,16 +41,6 @@ def clients(access, secret):
 alice, bob = keys[0][2], keys[1][2]
 assert a_sts.get_caller_identity()["Account"] == alice
 assert b_sts.get_caller_identity()["Account"] == bob
-
-
-def fails(code, call, *args, **kwargs):
-    try:
-        call(*args, **kwargs)
-    except ClientError as e:
-        got = e.response["Error"]["Code"]
-        assert got == code, f"{call.__name__}: {got} ({e}), expected {code}"
-        return
-    raise AssertionError(f"{call.__name__} {kwargs} succeeded; expected {code}")
 
 
 def volume_ids(ec2):

@@ -1,7 +1,8 @@
 """Everyday EC2 calls through boto3 (tests/aws_endpoint.rs): DescribeRegions,
 DescribeAccountAttributes, tags on every resource type with DescribeTags (filters, the
 paginator), DeregisterImage with DeleteAssociatedSnapshots, DescribeInstanceStatus with its
-waiters, DescribeVolumeStatus and DescribeVolumesModifications through their paginators, and Describe/ModifyInstanceAttribute (termination protection, the type and user data
+waiters, DescribeVolumeStatus and DescribeVolumesModifications through their paginators,
+Describe/ModifyVolumeAttribute (autoEnableIO) and EnableVolumeIO, and Describe/ModifyInstanceAttribute (termination protection, the type and user data
 while stopped, DeleteOnTermination).
 
 usage: boto3_everyday.py ENDPOINT
@@ -9,25 +10,12 @@ usage: boto3_everyday.py ENDPOINT
 import sys
 import time
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from ec2util import ec2_client, fails
 
 endpoint = sys.argv[1]
 AZ = "us-east-1a"
 FAST = {"Delay": 1, "MaxAttempts": 120}
-ec2 = boto3.session.Session(
-    aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-).client("ec2", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
-
-
-def fails(code, call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response
-        return
-    raise AssertionError(f"{call.__name__} {kwargs} succeeded; expected {code}")
+ec2 = ec2_client(endpoint)
 
 
 # Regions: this one, and every region with a snapshot store (the test gives us-west-2 one).
@@ -196,6 +184,16 @@ assert ec2.describe_volume_status(Filters=[{"Name": "volume-status.status", "Val
 assert len(ec2.describe_volume_status(
     Filters=[{"Name": "volume-status.details-name", "Values": ["io-enabled"]}])["VolumeStatuses"]) == len(all_volumes)
 fails("InvalidParameterValue", ec2.describe_volume_status, Filters=[{"Name": "bogus", "Values": ["x"]}])
+# Volume attributes and EnableVolumeIO (the volume is healthy: it is a no-op).
+attr = ec2.describe_volume_attribute(VolumeId=many[0], Attribute="autoEnableIO")
+assert attr["AutoEnableIO"] == {"Value": False} and attr["VolumeId"] == many[0], attr
+ec2.modify_volume_attribute(VolumeId=many[0], AutoEnableIO={"Value": True})
+assert ec2.describe_volume_attribute(VolumeId=many[0], Attribute="autoEnableIO")["AutoEnableIO"] == {"Value": True}
+codes = ec2.describe_volume_attribute(VolumeId=many[0], Attribute="productCodes")
+assert codes.get("ProductCodes", []) == [] and "AutoEnableIO" not in codes, codes
+ec2.enable_volume_io(VolumeId=many[0])
+fails("InvalidParameterValue", ec2.describe_volume_attribute, VolumeId=many[0], Attribute="colour")
+fails("InvalidVolume.NotFound", ec2.enable_volume_io, VolumeId="vol-0123456789abcdef0")
 # gp2 has no performance check; a volume from a snapshot reports its initialization.
 plain = ec2.describe_volume_status(VolumeIds=[many[0]])["VolumeStatuses"][0]
 assert plain["VolumeStatus"]["Details"] == [{"Name": "io-enabled", "Status": "passed"},

@@ -10,24 +10,11 @@ usage: boto3_network.py ENDPOINT
 import ipaddress
 import sys
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
+from ec2util import ec2_client, fails
 
 endpoint = sys.argv[1]
 FAST = {"Delay": 1, "MaxAttempts": 120}
-ec2 = boto3.session.Session(
-    aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-).client("ec2", endpoint_url=endpoint, config=Config(retries={"max_attempts": 1}))
-
-
-def fails(code, call, **kwargs):
-    try:
-        call(**kwargs)
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == code, e.response
-        return
-    raise AssertionError(f"{call.__name__} {kwargs} succeeded; expected {code}")
+ec2 = ec2_client(endpoint)
 
 
 # One default VPC, as in a new account.

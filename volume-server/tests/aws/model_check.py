@@ -54,6 +54,9 @@ ec2.describe_security_groups()
 ec2.modify_volume(VolumeId=vol, Size=2)
 ec2.describe_volumes_modifications()
 ec2.describe_volume_status()
+ec2.describe_volume_attribute(VolumeId=vol, Attribute="autoEnableIO")
+ec2.modify_volume_attribute(VolumeId=vol, AutoEnableIO={"Value": False})
+ec2.enable_volume_io(VolumeId=vol)
 snap = ec2.create_snapshot(VolumeId=vol, Description="model")["SnapshotId"]
 ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap], WaiterConfig=FAST)
 ec2.describe_snapshots(SnapshotIds=[snap])
@@ -103,6 +106,7 @@ served = {
     "RebootInstances", "TerminateInstances", "GetConsoleOutput", "DescribeInstanceTypes",
     "DescribeInstanceStatus", "DescribeInstanceAttribute", "ModifyInstanceAttribute",
     "DescribeVpcs", "DescribeSubnets", "DescribeSecurityGroups",
+    "DescribeVolumeAttribute", "ModifyVolumeAttribute", "EnableVolumeIO",
 }
 assert served <= set(raw), f"not driven: {sorted(served - set(raw))}"
 

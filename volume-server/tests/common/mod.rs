@@ -649,7 +649,8 @@ impl Server {
             })),
         );
         assert!(volume.volume_id.starts_with("vol-"), "{volume:?}");
-        assert_eq!(volume.state, "available", "{volume:?}");
+        // EC2's answer (the volume is ready; the state trails for the transition time).
+        assert_eq!(volume.state, "creating", "{volume:?}");
         assert_eq!(volume.size, size_gib, "{volume:?}");
         volume
     }
@@ -669,7 +670,8 @@ impl Server {
         host
     }
 
-    /// AttachVolume as `/dev/sdf`; asserts the attachment is `attached` with an NBD URI on our NBD port.
+    /// AttachVolume as `/dev/sdf`; asserts the attachment is `attaching` (EC2's answer: it serves
+    /// I/O already) with an NBD URI on our NBD port.
     pub fn attach(&self, volume_id: &str, instance_id: &str) -> pb::VolumeAttachment {
         let mut client = self.client();
         let attachment = self.ok(
@@ -680,7 +682,7 @@ impl Server {
                 device: "/dev/sdf".to_owned(),
             })),
         );
-        assert_eq!(attachment.state, "attached", "{attachment:?}");
+        assert_eq!(attachment.state, "attaching", "{attachment:?}");
         assert_eq!(attachment.volume_id, volume_id, "{attachment:?}");
         assert_eq!(attachment.instance_id, instance_id, "{attachment:?}");
         let (addr, export) = split_nbd_uri(&attachment.nbd_uri);

@@ -50,6 +50,9 @@ pub fn handle(
             "ModifyVolume" => modify_volume,
             "DescribeVolumesModifications" => describe_volumes_modifications,
             "DescribeVolumeStatus" => describe_volume_status,
+            "DescribeVolumeAttribute" => describe_volume_attribute,
+            "ModifyVolumeAttribute" => modify_volume_attribute,
+            "EnableVolumeIO" => enable_volume_io,
             "CreateSnapshot" => create_snapshot,
             "DescribeSnapshots" => describe_snapshots,
             "DeleteSnapshot" => delete_snapshot,
@@ -549,6 +552,56 @@ fn describe_volume_status(
         }
     });
     x.opt("nextToken", next);
+    Ok(())
+}
+
+fn describe_volume_attribute(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    use crate::control::volume_io::VolumeAttribute;
+    let volume_id = p.required("VolumeId")?;
+    let attribute = VolumeAttribute::parse(&p.required("Attribute")?)?;
+    let on = cp.auto_enable_io(who, &volume_id)?;
+    x.elem("volumeId", &volume_id);
+    match attribute {
+        VolumeAttribute::AutoEnableIo => {
+            x.node("autoEnableIO", |x| {
+                x.elem("value", on);
+            });
+        }
+        VolumeAttribute::ProductCodes => {
+            x.node("productCodes", |_| {});
+        }
+    }
+    Ok(())
+}
+
+fn modify_volume_attribute(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let volume_id = p.required("VolumeId")?;
+    let on = p
+        .bool("AutoEnableIO.Value")?
+        .ok_or_else(|| Ec2Error::missing("AutoEnableIO"))?;
+    cp.set_auto_enable_io(who, &volume_id, on)?;
+    x.elem("return", true);
+    Ok(())
+}
+
+fn enable_volume_io(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    cp.enable_volume_io(who, &p.required("VolumeId")?)?;
+    x.elem("return", true);
     Ok(())
 }
 

@@ -636,6 +636,45 @@ impl VolumeService for VolumeApi {
         .map(Response::new)
     }
 
+    async fn describe_volume_attribute(
+        &self,
+        req: Request<pb::DescribeVolumeAttributeRequest>,
+    ) -> Result<Response<pb::DescribeVolumeAttributeResponse>, Status> {
+        use crate::control::volume_io::VolumeAttribute;
+        let req = req.into_inner();
+        self.run(move |cp| {
+            let attribute = VolumeAttribute::parse(&req.attribute)?;
+            let on = cp.auto_enable_io(CALLER, &req.volume_id)?;
+            Ok(pb::DescribeVolumeAttributeResponse {
+                volume_id: req.volume_id,
+                auto_enable_io: (attribute == VolumeAttribute::AutoEnableIo).then_some(on),
+                product_codes: vec![],
+            })
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn modify_volume_attribute(
+        &self,
+        req: Request<pb::ModifyVolumeAttributeRequest>,
+    ) -> Result<Response<pb::ModifyVolumeAttributeResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.set_auto_enable_io(CALLER, &req.volume_id, req.auto_enable_io))
+            .await
+            .map(|()| Response::new(pb::ModifyVolumeAttributeResponse {}))
+    }
+
+    async fn enable_volume_io(
+        &self,
+        req: Request<pb::EnableVolumeIoRequest>,
+    ) -> Result<Response<pb::EnableVolumeIoResponse>, Status> {
+        let req = req.into_inner();
+        self.run(move |cp| cp.enable_volume_io(CALLER, &req.volume_id))
+            .await
+            .map(|()| Response::new(pb::EnableVolumeIoResponse {}))
+    }
+
     async fn describe_volume_status(
         &self,
         req: Request<pb::DescribeVolumeStatusRequest>,
