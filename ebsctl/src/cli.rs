@@ -931,6 +931,15 @@ pub struct RunInstancesArgs {
     /// Allow terminate-instances on the instances (the default).
     #[arg(long, overrides_with = "disable_api_termination")]
     pub no_disable_api_termination: bool,
+    /// A default subnet: the instances go to its zone.
+    #[arg(long, value_name = "SUBNET_ID")]
+    pub subnet_id: Option<String>,
+    /// Security groups by id (the default VPC's `default` group is the one there is).
+    #[arg(long, num_args = 1.., value_name = "GROUP_ID")]
+    pub security_group_ids: Vec<String>,
+    /// Security groups by name (`default`).
+    #[arg(long, num_args = 1.., value_name = "NAME")]
+    pub security_groups: Vec<String>,
 }
 
 impl RunInstancesArgs {

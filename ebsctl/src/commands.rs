@@ -479,6 +479,9 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
                     a.no_disable_api_termination,
                 )
                 .unwrap_or(false),
+                subnet_id: a.subnet_id,
+                security_group_ids: a.security_group_ids,
+                security_groups: a.security_groups,
             };
             let reservation = api.run_instances(request).await?;
             print(

@@ -714,6 +714,28 @@ fn ebsctl_instance_commands() {
     wait.extend(ids.iter().map(String::as_str));
     wait.extend(fast);
     ebsctl(&bin, &server, &wait).assert_success();
+    // Subnets and security groups reach the server: only the default ones exist.
+    for (flag, id, code) in [
+        (
+            "--subnet-id",
+            "subnet-0123456789abcdef0",
+            "InvalidSubnetID.NotFound",
+        ),
+        (
+            "--security-group-ids",
+            "sg-0123456789abcdef0",
+            "InvalidGroup.NotFound",
+        ),
+        ("--security-groups", "web", "InvalidGroup.NotFound"),
+    ] {
+        let out = ebsctl(
+            &bin,
+            &server,
+            &["run-instances", "--image-id", &ami, flag, id],
+        );
+        assert_eq!(out.status.code(), Some(254), "{}", out.describe());
+        assert!(out.stderr.contains(code), "{}", out.describe());
+    }
     let d = ebsctl_json(
         &bin,
         &server,

@@ -4577,6 +4577,7 @@ async fn run_instances_sends_flags_and_prints_the_reservation() {
                 ],
                 client_token: Some("tok-1".into()),
                 disable_api_termination: true,
+                ..Default::default()
             },
             pb::RunInstancesRequest {
                 image_id: "ami-1".into(),
@@ -4591,6 +4592,7 @@ async fn run_instances_sends_flags_and_prints_the_reservation() {
                 tag_specifications: vec![],
                 client_token: None,
                 disable_api_termination: false,
+                ..Default::default()
             },
         ]
     );

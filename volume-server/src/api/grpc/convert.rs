@@ -168,9 +168,9 @@ impl From<pb::RunInstancesRequest> for model::RunInstancesRequest {
             tag_specifications: p.tag_specifications.into_iter().map(Into::into).collect(),
             client_token: p.client_token,
             disable_api_termination: p.disable_api_termination,
-            subnet_id: None,
-            security_group_ids: vec![],
-            security_groups: vec![],
+            subnet_id: p.subnet_id,
+            security_group_ids: p.security_group_ids,
+            security_groups: p.security_groups,
         }
     }
 }
