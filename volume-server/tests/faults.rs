@@ -348,64 +348,89 @@ fn a_full_disk_under_the_catalog_fails_calls_only_until_space_frees() {
         "{failed:?}"
     );
     // A failed commit can leave free pages inside the catalog's file that the next small
-    // commit fits in. Keep rewriting large records until commits fail five times running, so
-    // that what follows meets a catalog with no room left, on a disk with none either.
-    let mut running = 0;
-    for k in 0..400 {
-        if running == 5 {
+    // commit fits in. Rewriting large records until commits fail `n` times running uses them
+    // up, so that what follows meets a catalog with no room left, on a disk with none either.
+    let mut rewrites = 0usize;
+    type Client =
+        proto::ebs::v1::volume_service_client::VolumeServiceClient<tonic::transport::Channel>;
+    let mut squeeze = |c: &mut Client, n: usize| {
+        let mut running = 0;
+        for _ in 0..400 {
+            if running == n {
+                break;
+            }
+            fs.fill("ballast1");
+            // The same 50 keys as the volume's own (the tag limit), new values.
+            let i = rewrites % volumes.len();
+            let fill = if rewrites % 2 == 0 { "w" } else { "x" };
+            rewrites += 1;
+            let tags = big_tags(i)
+                .into_iter()
+                .map(|t| pb::Tag {
+                    value: fill.repeat(256),
+                    ..t
+                })
+                .collect();
+            let r = server.block_on(c.create_tags(pb::CreateTagsRequest {
+                resources: vec![volumes[i].clone()],
+                tags,
+            }));
+            if let Err(e) = &r {
+                assert_eq!(ec2_code(e).as_deref(), Some("InternalError"), "{e:?}");
+            }
+            running = if r.is_err() { running + 1 } else { 0 };
+        }
+    };
+    squeeze(&mut c, 5);
+
+    // Size changes now, each writing a large record, on a disk and a catalog squeezed full
+    // before each: whether or not a commit goes through, the file and the catalog agree. A
+    // commit can still fit in pages the catalog freed itself; if every size change of a round
+    // went through, the next round grows them again once their modifications completed.
+    let mut sizes: std::collections::HashMap<String, i32> =
+        volumes.iter().map(|v| (v.clone(), 1)).collect();
+    let mut refused: Vec<(String, i32)> = vec![];
+    for round in 0..3 {
+        if round > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5500));
+        }
+        for id in &volumes {
+            squeeze(&mut c, 2);
+            fs.fill("ballast2");
+            let target = sizes[id] + 2;
+            let grown = server.block_on(c.modify_volume(pb::ModifyVolumeRequest {
+                volume_id: id.clone(),
+                size: Some(target),
+                ..Default::default()
+            }));
+            let file_len = std::fs::metadata(file_of(id)).unwrap().len();
+            let size = server.describe_volume(id).size;
+            assert_eq!(
+                file_len,
+                size as u64 * GIB,
+                "{id}: the file and the catalog disagree after {grown:?}"
+            );
+            let expected = if grown.is_ok() { target } else { sizes[id] };
+            assert_eq!(size, expected, "{grown:?}");
+            if grown.is_err() {
+                refused.push((id.clone(), size));
+            }
+            sizes.insert(id.clone(), size);
+            fs.unfill("ballast2");
+        }
+        eprintln!(
+            "round {round}: on a full disk, {} of 40 size changes were refused",
+            refused.len()
+        );
+        if !refused.is_empty() {
             break;
         }
-        fs.fill("ballast1");
-        // The same 50 keys as the volume's own (the tag limit), new values.
-        let i = k % volumes.len();
-        let fill = if k % 2 == 0 { "w" } else { "x" };
-        let tags = big_tags(i)
-            .into_iter()
-            .map(|t| pb::Tag {
-                value: fill.repeat(256),
-                ..t
-            })
-            .collect();
-        let r = server.block_on(c.create_tags(pb::CreateTagsRequest {
-            resources: vec![volumes[i].clone()],
-            tags,
-        }));
-        if let Err(e) = &r {
-            assert_eq!(ec2_code(e).as_deref(), Some("InternalError"), "{e:?}");
-        }
-        running = if r.is_err() { running + 1 } else { 0 };
     }
-
-    // Size changes now, each writing a large record, on a disk kept full: whether or not a
-    // commit goes through, the file and the catalog agree.
-    let mut refused = vec![];
-    for id in &volumes {
-        fs.fill("ballast2");
-        let grown = server.block_on(c.modify_volume(pb::ModifyVolumeRequest {
-            volume_id: id.clone(),
-            size: Some(3),
-            ..Default::default()
-        }));
-        let file_len = std::fs::metadata(file_of(id)).unwrap().len();
-        let size = server.describe_volume(id).size;
-        assert_eq!(
-            file_len,
-            size as u64 * GIB,
-            "{id}: the file and the catalog disagree after {grown:?}"
-        );
-        assert_eq!(size, if grown.is_ok() { 3 } else { 1 }, "{grown:?}");
-        if grown.is_err() {
-            refused.push(id.clone());
-        }
-    }
-    eprintln!(
-        "on a full disk, {} of 40 size changes were refused",
-        refused.len()
-    );
-    let again = refused
+    let (again, was) = refused
         .first()
+        .cloned()
         .expect("no size change failed on a full disk");
-    fs.unfill("ballast2");
+    let again = &again;
 
     // Space frees: every change goes through again, with no restart.
     std::fs::remove_file(&ballast).unwrap();
@@ -423,19 +448,22 @@ fn a_full_disk_under_the_catalog_fails_calls_only_until_space_frees() {
         "ModifyVolume after space freed",
         server.block_on(c.modify_volume(pb::ModifyVolumeRequest {
             volume_id: again.clone(),
-            size: Some(2),
+            size: Some(was + 1),
             ..Default::default()
         })),
     );
-    assert_eq!(server.describe_volume(again).size, 2);
-    assert_eq!(std::fs::metadata(file_of(again)).unwrap().len(), 2 * GIB);
+    assert_eq!(server.describe_volume(again).size, was + 1);
+    assert_eq!(
+        std::fs::metadata(file_of(again)).unwrap().len(),
+        (was + 1) as u64 * GIB
+    );
     let (_, _, uri) = server.attach_new_volume(1);
     qemu_io(&uri, &["write -P 0x5a 0 1M", "flush", "read -P 0x5a 0 1M"]);
 
     server.stop();
     let server = Server::start(&data);
     let mut c = server.client();
-    assert_eq!(server.describe_volume(again).size, 2);
+    assert_eq!(server.describe_volume(again).size, was + 1);
     let tagged = server.ok(
         "DescribeVolumes",
         server.block_on(c.describe_volumes(pb::DescribeVolumesRequest {
