@@ -362,7 +362,7 @@ fn a_full_disk_under_the_catalog_fails_calls_only_until_space_frees() {
             fs.fill("ballast1");
             // The same 50 keys as the volume's own (the tag limit), new values.
             let i = rewrites % volumes.len();
-            let fill = if rewrites % 2 == 0 { "w" } else { "x" };
+            let fill = if rewrites.is_multiple_of(2) { "w" } else { "x" };
             rewrites += 1;
             let tags = big_tags(i)
                 .into_iter()
