@@ -776,6 +776,165 @@ fn the_aws_cli_runs_instances_from_an_image() {
     server.stop();
 }
 
+/// `scripts/import_image.py` imports a raw ext4 image (as `coldsnap upload` would on AWS) and
+/// registers an AMI of it; a volume restored from the snapshot holds the image byte for byte
+/// and its filesystem checks clean.
+#[test]
+fn a_raw_image_imports_as_a_snapshot_and_an_ami() {
+    if !require_aws_clients() || !require_tools(&["nbdcopy", "mkfs.ext4", "e2fsck"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let host = server.register_host("import");
+
+    // A 40 MiB ext4 image holding a file of random bytes.
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/os-release"), "PRETTY_NAME=\"imported\"\n").unwrap();
+    let blob: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(tree.join("blob"), &blob).unwrap();
+    let image = dir.path().join("image.raw");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&tree)
+        .arg(&image))
+    .assert_success();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/import_image.py");
+    let out = run(Command::new("python3")
+        .arg(script)
+        .arg(&image)
+        .args(["--endpoint", &endpoint(&server)])
+        .args(["--name", "imported", "--description", "an ext4 image"]));
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let (snapshot, ami) = (lines[0].trim(), lines[1].trim());
+    assert!(
+        snapshot.starts_with("snap-") && ami.starts_with("ami-"),
+        "{}",
+        out.stdout
+    );
+
+    let images = json(&aws(
+        &server,
+        &["ec2", "describe-images", "--image-ids", ami],
+    ));
+    let i = &images["Images"][0];
+    assert_eq!(i["Name"], "imported", "{i}");
+    assert_eq!(i["RootDeviceName"], "/dev/xvda", "{i}");
+    assert_eq!(
+        i["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"], snapshot,
+        "{i}"
+    );
+    assert_eq!(i["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"], 1, "{i}");
+
+    let mut c = server.client();
+    let restored = server.ok(
+        "CreateVolume from the imported snapshot",
+        server.block_on(c.create_volume(pb::CreateVolumeRequest {
+            availability_zone: AZ.into(),
+            snapshot_id: Some(snapshot.into()),
+            ..Default::default()
+        })),
+    );
+    server.attach(&restored.volume_id, &host.instance_id);
+    let copy = dir.path().join("restored.raw");
+    run(Command::new("nbdcopy")
+        .arg(server.nbd_uri_of(&restored.volume_id))
+        .arg(&copy))
+    .assert_success();
+    assert_same_range(&image, &copy, 0, 40 << 20);
+    assert_zero_range(&copy, 40 << 20, 8 << 20);
+    std::fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_len(40 << 20)
+        .unwrap();
+    run(Command::new("e2fsck").args(["-f", "-n"]).arg(&copy)).assert_success();
+    server.stop();
+}
+
+/// `scripts/make-debian-ami` builds a minimal Debian 12 root filesystem (mmdebstrap, kept in
+/// its cache between runs), imports it and registers the AMI; a volume restored from it holds
+/// a clean ext4 filesystem with Debian's os-release, sshd, and no baked-in SSH host keys.
+#[test]
+fn the_debian_ami_builds_imports_and_restores() {
+    if !require_aws_clients()
+        || !require_tools(&["mmdebstrap", "nbdcopy", "mkfs.ext4", "e2fsck", "debugfs"])
+    {
+        return;
+    }
+    if euid() != Some(0) {
+        skip("mmdebstrap's root mode needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let host = server.register_host("debian");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-debian-ami");
+    let out = run(Command::new(script)
+        .arg("debian-12-amd64")
+        .env("EBS_AWS_ENDPOINT", endpoint(&server)));
+    out.assert_success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let (snapshot, ami) = (lines[0].trim(), lines[1].trim());
+    let images = json(&aws(
+        &server,
+        &[
+            "ec2",
+            "describe-images",
+            "--filters",
+            "Name=name,Values=debian-12-amd64",
+        ],
+    ));
+    assert_eq!(images["Images"][0]["ImageId"], ami, "{images}");
+    assert_eq!(
+        images["Images"][0]["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"],
+        2
+    );
+
+    let mut c = server.client();
+    let restored = server.ok(
+        "CreateVolume from the Debian snapshot",
+        server.block_on(c.create_volume(pb::CreateVolumeRequest {
+            availability_zone: AZ.into(),
+            snapshot_id: Some(snapshot.into()),
+            ..Default::default()
+        })),
+    );
+    server.attach(&restored.volume_id, &host.instance_id);
+    let copy = dir.path().join("root.raw");
+    run(Command::new("nbdcopy")
+        .arg(server.nbd_uri_of(&restored.volume_id))
+        .arg(&copy))
+    .assert_success();
+    run(Command::new("e2fsck").args(["-f", "-n"]).arg(&copy)).assert_success();
+    let debugfs = |request: &str| {
+        let out = run(Command::new("debugfs").args(["-R", request]).arg(&copy));
+        out.assert_success();
+        out.stdout
+    };
+    assert!(
+        debugfs("cat /usr/lib/os-release").contains("Debian GNU/Linux 12 (bookworm)"),
+        "not Debian 12"
+    );
+    assert!(debugfs("stat /usr/sbin/sshd").contains("Type: regular"));
+    assert!(
+        !debugfs("ls /etc/ssh").contains("ssh_host_"),
+        "host keys baked in"
+    );
+    assert!(debugfs("cat /etc/fstab").contains("LABEL=rootfs"));
+    server.stop();
+}
+
 #[test]
 fn the_ebs_direct_apis_upload_restore_and_diff_over_rest_json() {
     if !require_aws_clients() || !require_tools(&["nbdcopy", "qemu-io"]) {
