@@ -18,11 +18,14 @@
 //!
 //! When the host has a cgroup v2 hierarchy whose root offers the `cpu` and `memory` controllers, the
 //! workload runs in `<mount>/ebs-instances/<instance_id>` with `cpu.max` = `vcpus` CPUs and
-//! `memory.max` = the instance type's memory. The child joins that cgroup itself, between fork and
-//! exec, so not one instruction of the workload runs outside it. On hosts without a usable cgroup v2
-//! (cgroup v1 or hybrid hierarchies, no permission) the workload runs unlimited; this is logged once
-//! and reported by [`Workload::limits_applied`]. After the workload has exited, its cgroup is
-//! emptied (`cgroup.kill`) and removed.
+//! `memory.max` = the instance type's memory. Where it has none but mounts the cgroup v1 `cpu` and
+//! `memory` controllers (cgroup v1 and hybrid hosts), the workload runs in
+//! `<cpu mount>/ebs-instances/<instance_id>` with `cpu.cfs_quota_us` = `vcpus` periods and in
+//! `<memory mount>/ebs-instances/<instance_id>` with `memory.limit_in_bytes`. The child joins its
+//! cgroups itself, between fork and exec, so not one instruction of the workload runs outside them.
+//! Without either (no permission, no controllers) the workload runs unlimited; this is logged once
+//! and reported by [`Workload::limits_applied`]. After the workload has exited, its cgroups are
+//! emptied (`cgroup.kill` on v2; on v1 every process listed in them is killed) and removed.
 //!
 //! # Limitations
 //!
@@ -210,7 +213,7 @@ pub struct Workload {
     /// Our child, reaped by Tokio; `None` for an adopted workload, which is not our child.
     child: Option<Child>,
     /// The cgroup the workload runs in; taken (and removed) once the workload has exited.
-    cgroup: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
     /// What [`Workload::limits_applied`] reports.
     limits: Option<String>,
     /// Set once the leader has exited and its group has been killed; returned by later calls.
@@ -241,7 +244,9 @@ impl Workload {
                     error = %chain(&e),
                     "Cannot start the workload in its cgroup; starting it without limits"
                 );
-                let _ = fs::remove_dir(&cg);
+                for dir in &cg.dirs {
+                    let _ = fs::remove_dir(dir);
+                }
                 spawn_in(spec, None)
             }
         }
@@ -257,7 +262,7 @@ impl Workload {
             return None;
         }
         let cgroup = adopted_cgroup(pid);
-        let limits = cgroup.as_ref().map(|cg| describe_cgroup(cg));
+        let limits = cgroup.as_ref().map(Cgroup::describe);
         Some(Workload {
             pid,
             start_ticks,
@@ -279,7 +284,8 @@ impl Workload {
         self.start_ticks
     }
 
-    /// `Some("cgroup <path>")` if the workload runs under limits, `None` if it runs unlimited.
+    /// `Some("cgroup <path>…")` (one path per cgroup v1 controller) if the workload runs under
+    /// limits, `None` if it runs unlimited.
     pub fn limits_applied(&self) -> Option<&str> {
         self.limits.as_deref()
     }
@@ -427,7 +433,7 @@ pub fn console_tail(dir: &Path, max: usize) -> io::Result<Vec<u8>> {
 }
 
 /// Spawns the workload, in cgroup `cgroup` if given.
-fn spawn_in(spec: &WorkloadSpec, cgroup: Option<&Path>) -> Result<Workload, WorkloadError> {
+fn spawn_in(spec: &WorkloadSpec, cgroup: Option<&Cgroup>) -> Result<Workload, WorkloadError> {
     let spawn_error = |source| WorkloadError::Spawn {
         instance_id: spec.instance_id.clone(),
         source,
@@ -471,29 +477,40 @@ fn spawn_in(spec: &WorkloadSpec, cgroup: Option<&Path>) -> Result<Workload, Work
         .kill_on_drop(false);
 
     // Opened in the parent, so the child (which may not allocate between fork and exec) only has
-    // to write to it. Kept open until spawn has returned.
-    let procs = cgroup
-        .map(|cg| OpenOptions::new().write(true).open(cg.join("cgroup.procs")))
-        .transpose()
+    // to write to them. Kept open until spawn has returned. At most two: v1's cpu and memory.
+    let procs: Vec<File> = cgroup
+        .map_or(&[][..], |cg| &cg.dirs[..])
+        .iter()
+        .map(|dir| {
+            OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+        })
+        .collect::<io::Result<_>>()
         .map_err(spawn_error)?;
-    if let Some(procs) = &procs {
-        let fd = procs.as_raw_fd();
-        let join_cgroup = move || {
-            // "0" in cgroup.procs moves the writing process, i.e. this child.
-            let zero = b"0";
-            // SAFETY: `fd` is open in the child (inherited from the parent, where `procs` stays
-            // open until spawn returns) and `zero` is a live 1-byte buffer. write(2) is
-            // async-signal-safe, and nothing here allocates: last_os_error only wraps errno.
-            let written = unsafe { libc::write(fd, zero.as_ptr().cast(), zero.len()) };
-            if written == 1 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
+    if !procs.is_empty() {
+        let mut fds = [-1; 2];
+        for (slot, file) in fds.iter_mut().zip(&procs) {
+            *slot = file.as_raw_fd();
+        }
+        let join_cgroups = move || {
+            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+                // "0" in cgroup.procs moves the writing process, i.e. this child.
+                let zero = b"0";
+                // SAFETY: `fd` is open in the child (inherited from the parent, where `procs`
+                // stays open until spawn returns) and `zero` is a live 1-byte buffer. write(2)
+                // is async-signal-safe, and nothing here allocates: last_os_error only wraps
+                // errno.
+                let written = unsafe { libc::write(fd, zero.as_ptr().cast(), zero.len()) };
+                if written != 1 {
+                    return Err(io::Error::last_os_error());
+                }
             }
+            Ok(())
         };
         // SAFETY: the closure runs between fork and exec and only does async-signal-safe work
-        // (see above); it borrows nothing from the parent but the integer `fd`.
-        unsafe { cmd.pre_exec(join_cgroup) };
+        // (see above); it borrows nothing from the parent but the integer array `fds`.
+        unsafe { cmd.pre_exec(join_cgroups) };
     }
 
     let child = spawn_retrying(&mut cmd).map_err(spawn_error)?;
@@ -516,8 +533,8 @@ fn spawn_in(spec: &WorkloadSpec, cgroup: Option<&Path>) -> Result<Workload, Work
         pid,
         start_ticks,
         child: Some(child),
-        cgroup: cgroup.map(Path::to_path_buf),
-        limits: cgroup.map(describe_cgroup),
+        cgroup: cgroup.cloned(),
+        limits: cgroup.map(Cgroup::describe),
         exit: None,
     })
 }
@@ -602,17 +619,40 @@ fn is_running(pid: u32, start_ticks: u64) -> bool {
     ProcStat::read(pid).is_ok_and(|stat| !stat.is_dead() && stat.start_ticks == start_ticks)
 }
 
-/// The cgroup v2 hierarchy in which to apply limits, found (and, if none, logged) once.
-fn cgroup_root() -> Option<&'static Path> {
-    static ROOT: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// Where the instances' cgroups are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hierarchy {
+    /// A cgroup v2 mount whose root offers the cpu and memory controllers.
+    V2(PathBuf),
+    /// cgroup v1: the mounts of the hierarchies holding the cpu and the memory controller.
+    V1 { cpu: PathBuf, memory: PathBuf },
+}
+
+/// One workload's cgroup: one directory on cgroup v2; on v1 its directory in the cpu hierarchy,
+/// then in the memory hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroup {
+    fn describe(&self) -> String {
+        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        format!("cgroup {}", dirs.join(" "))
+    }
+}
+
+/// The hierarchy in which to apply limits, found (and, if none, logged) once.
+fn cgroup_root() -> Option<&'static Hierarchy> {
+    static ROOT: OnceLock<Option<Hierarchy>> = OnceLock::new();
     ROOT.get_or_init(|| {
         let found = fs::read_to_string("/proc/self/mountinfo")
             .map_err(CgroupError::MountInfo)
-            .and_then(|mountinfo| usable_cgroup_root(&mountinfo));
+            .and_then(|mountinfo| usable_hierarchy(&mountinfo));
         match found {
-            Ok(root) => {
-                tracing::info!(root = %root.display(), "Workload limits use cgroup v2");
-                Some(root)
+            Ok(h) => {
+                tracing::info!(hierarchy = ?h, "Workload limits use cgroups");
+                Some(h)
             }
             Err(e) => {
                 tracing::info!(reason = %chain(&e), "Workload limits are not applied");
@@ -620,7 +660,39 @@ fn cgroup_root() -> Option<&'static Path> {
             }
         }
     })
-    .as_deref()
+    .as_ref()
+}
+
+/// cgroup v2 if it offers cpu and memory, else the cgroup v1 cpu and memory hierarchies.
+fn usable_hierarchy(mountinfo: &str) -> Result<Hierarchy, CgroupError> {
+    let v2 = usable_cgroup_root(mountinfo);
+    if let Ok(root) = v2 {
+        return Ok(Hierarchy::V2(root));
+    }
+    match (
+        cgroup1_mount(mountinfo, "cpu"),
+        cgroup1_mount(mountinfo, "memory"),
+    ) {
+        (Some(cpu), Some(memory)) => Ok(Hierarchy::V1 { cpu, memory }),
+        _ => v2.map(Hierarchy::V2),
+    }
+}
+
+/// The mount point of the cgroup v1 hierarchy that holds `controller` (one of the comma-separated
+/// super options: `cpu` is not `cpuacct` or `cpuset`).
+fn cgroup1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split(' ');
+        if fs.next()? != "cgroup" {
+            return None;
+        }
+        let options = fs.nth(1)?;
+        if !options.split(',').any(|o| o == controller) {
+            return None;
+        }
+        mount.split(' ').nth(4).map(unescape_mountinfo)
+    })
 }
 
 /// The cgroup v2 mount of `mountinfo`, if its root offers the cpu and memory controllers.
@@ -691,8 +763,8 @@ fn check_controllers(root: &Path) -> Result<(), CgroupError> {
     }
 }
 
-/// Creates `<root>/ebs-instances/<instance_id>` with the limits and returns it, or logs why not.
-fn prepare_cgroup(instance_id: &str, limits: &CgroupLimits) -> Option<PathBuf> {
+/// Creates the instance's cgroup with the limits and returns it, or logs why not.
+fn prepare_cgroup(instance_id: &str, limits: &CgroupLimits) -> Option<Cgroup> {
     let root = cgroup_root()?;
     match create_cgroup(root, instance_id, limits) {
         Ok(cg) => Some(cg),
@@ -703,13 +775,14 @@ fn prepare_cgroup(instance_id: &str, limits: &CgroupLimits) -> Option<PathBuf> {
     }
 }
 
-/// Creates (or reuses) `<root>/ebs-instances/<instance_id>` and writes its limits. Controllers
-/// must be enabled in every ancestor's `cgroup.subtree_control` for the limit files to exist.
+/// Creates (or reuses) `ebs-instances/<instance_id>` in the hierarchy and writes its limits. On
+/// cgroup v2, controllers must be enabled in every ancestor's `cgroup.subtree_control` for the
+/// limit files to exist.
 fn create_cgroup(
-    root: &Path,
+    hierarchy: &Hierarchy,
     instance_id: &str,
     limits: &CgroupLimits,
-) -> Result<PathBuf, CgroupError> {
+) -> Result<Cgroup, CgroupError> {
     if instance_id.is_empty()
         || instance_id == "."
         || instance_id == ".."
@@ -717,15 +790,46 @@ fn create_cgroup(
     {
         return Err(CgroupError::InvalidName(instance_id.to_owned()));
     }
-    let parent = root.join(CGROUP_PARENT);
-    let cg = parent.join(instance_id);
-    write_cgroup_file(&root.join("cgroup.subtree_control"), "+cpu +memory")?;
-    create_dir(&parent)?;
-    write_cgroup_file(&parent.join("cgroup.subtree_control"), "+cpu +memory")?;
-    create_dir(&cg)?;
-    write_cgroup_file(&cg.join("cpu.max"), &cpu_max(limits.vcpus))?;
-    write_cgroup_file(&cg.join("memory.max"), &memory_max(limits.memory_bytes))?;
-    Ok(cg)
+    match hierarchy {
+        Hierarchy::V2(root) => {
+            let parent = root.join(CGROUP_PARENT);
+            let cg = parent.join(instance_id);
+            write_cgroup_file(&root.join("cgroup.subtree_control"), "+cpu +memory")?;
+            create_dir(&parent)?;
+            write_cgroup_file(&parent.join("cgroup.subtree_control"), "+cpu +memory")?;
+            create_dir(&cg)?;
+            write_cgroup_file(&cg.join("cpu.max"), &cpu_max(limits.vcpus))?;
+            write_cgroup_file(&cg.join("memory.max"), &memory_max(limits.memory_bytes))?;
+            Ok(Cgroup { dirs: vec![cg] })
+        }
+        Hierarchy::V1 { cpu, memory } => {
+            let mut dirs = Vec::with_capacity(2);
+            for root in [cpu, memory] {
+                let parent = root.join(CGROUP_PARENT);
+                create_dir(&parent)?;
+                let cg = parent.join(instance_id);
+                create_dir(&cg)?;
+                dirs.push(cg);
+            }
+            let quota = if limits.vcpus == 0 {
+                "-1".to_owned()
+            } else {
+                (u64::from(limits.vcpus) * CPU_PERIOD_US).to_string()
+            };
+            write_cgroup_file(
+                &dirs[0].join("cpu.cfs_period_us"),
+                &CPU_PERIOD_US.to_string(),
+            )?;
+            write_cgroup_file(&dirs[0].join("cpu.cfs_quota_us"), &quota)?;
+            let bytes = if limits.memory_bytes == 0 {
+                "-1".to_owned()
+            } else {
+                limits.memory_bytes.to_string()
+            };
+            write_cgroup_file(&dirs[1].join("memory.limit_in_bytes"), &bytes)?;
+            Ok(Cgroup { dirs })
+        }
+    }
 }
 
 /// `cpu.max`: `<quota> <period>` in µs, `vcpus` periods per period.
@@ -763,49 +867,77 @@ fn write_cgroup_file(path: &Path, value: &str) -> Result<(), CgroupError> {
     })
 }
 
-fn describe_cgroup(cg: &Path) -> String {
-    format!("cgroup {}", cg.display())
-}
-
 /// The cgroup of an adopted workload, if it is one of ours (`/ebs-instances/...`).
-fn adopted_cgroup(pid: u32) -> Option<PathBuf> {
+fn adopted_cgroup(pid: u32) -> Option<Cgroup> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    // cgroup v2 is the "0::<path>" line.
-    let path = text.lines().find_map(|line| line.strip_prefix("0::"))?;
-    let relative = path.strip_prefix('/')?;
-    if !relative.starts_with(&format!("{CGROUP_PARENT}/")) {
-        return None;
+    // "<id>:<controllers>:<path>": cgroup v2 is the "0::<path>" line; v1 lines name theirs.
+    let path_of = |wanted: &str| {
+        text.lines().find_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let ours = if wanted.is_empty() {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == wanted)
+            };
+            let relative = path.strip_prefix('/')?;
+            (ours && relative.starts_with(&format!("{CGROUP_PARENT}/")))
+                .then(|| relative.to_owned())
+        })
+    };
+    match cgroup_root()? {
+        Hierarchy::V2(root) => Some(Cgroup {
+            dirs: vec![root.join(path_of("")?)],
+        }),
+        Hierarchy::V1 { cpu, memory } => Some(Cgroup {
+            dirs: vec![cpu.join(path_of("cpu")?), memory.join(path_of("memory")?)],
+        }),
     }
-    Some(cgroup_root()?.join(relative))
 }
 
 /// Empties a finished workload's cgroup and removes it; errors are ignored (logged at debug).
-fn remove_cgroup(cg: PathBuf) {
-    // cgroup.kill (Linux 5.14+) also reaches processes that left the group.
-    if let Ok(mut kill) = OpenOptions::new().write(true).open(cg.join("cgroup.kill")) {
-        let _ = kill.write_all(b"1");
+fn remove_cgroup(cg: Cgroup) {
+    for dir in &cg.dirs {
+        // cgroup.kill (v2, Linux 5.14+) also reaches processes that left the group; v1 has no
+        // such file, so each process it lists is killed.
+        match OpenOptions::new().write(true).open(dir.join("cgroup.kill")) {
+            Ok(mut kill) => {
+                let _ = kill.write_all(b"1");
+            }
+            Err(_) => {
+                for pid in fs::read_to_string(dir.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<u32>().ok())
+                {
+                    let _ = signal_pid(pid, libc::SIGKILL);
+                }
+            }
+        }
     }
-    let removed = |cg: &Path| match fs::remove_dir(cg) {
+    let removed = |dir: &Path| match fs::remove_dir(dir) {
         Ok(()) => true,
         Err(e) => e.kind() == io::ErrorKind::NotFound,
     };
-    if removed(&cg) {
+    let mut left: Vec<PathBuf> = cg.dirs.into_iter().filter(|d| !removed(d)).collect();
+    if left.is_empty() {
         return;
     }
     // A cgroup cannot be removed while the processes just killed are still dying: retry in the
     // background, so wait() stays free of awaits after the exit (and thus cancel safe).
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::debug!(cgroup = %cg.display(), "Cannot remove workload cgroup");
+        tracing::debug!(cgroup = ?left, "Cannot remove workload cgroup");
         return;
     };
     runtime.spawn(async move {
         for _ in 0..CGROUP_REMOVE_TRIES {
             tokio::time::sleep(CGROUP_REMOVE_INTERVAL).await;
-            if removed(&cg) {
+            left.retain(|d| !removed(d));
+            if left.is_empty() {
                 return;
             }
         }
-        tracing::debug!(cgroup = %cg.display(), "Cannot remove workload cgroup");
+        tracing::debug!(cgroup = ?left, "Cannot remove workload cgroup");
     });
 }
 
@@ -1084,6 +1216,121 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_cgroup1_cpu_and_memory_mounts() {
+        assert_eq!(
+            cgroup1_mount(HYBRID_MOUNTINFO, "cpu"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu"))
+        );
+        assert_eq!(
+            cgroup1_mount(HYBRID_MOUNTINFO, "memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        let combined = "\
+33 31 0:30 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset
+34 31 0:31 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+";
+        assert_eq!(
+            cgroup1_mount(combined, "cpu"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(cgroup1_mount(combined, "memory"), None);
+        // A hybrid host whose cgroup2 mount has no controllers uses the v1 ones (the unified
+        // mount's cgroup.controllers cannot be read here, so v2 is refused).
+        assert_eq!(
+            usable_hierarchy(HYBRID_MOUNTINFO).unwrap(),
+            Hierarchy::V1 {
+                cpu: PathBuf::from("/sys/fs/cgroup/cpu"),
+                memory: PathBuf::from("/sys/fs/cgroup/memory"),
+            }
+        );
+        assert!(usable_hierarchy(combined).is_err(), "no memory controller");
+    }
+
+    /// On this host's own cgroups (as root): the workload runs in its instance's cgroup, with
+    /// the type's CPU quota, and one that outgrows its memory is killed.
+    #[tokio::test]
+    async fn limits_hold_on_this_hosts_cgroups() {
+        let Some(hierarchy) = cgroup_root() else {
+            eprintln!("SKIPPED: no usable cgroup hierarchy here (not root, or no controllers)");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = shell(dir.path(), "cat /proc/self/cgroup; exec sleep 30");
+        spec.instance_id = format!("i-limits{}", std::process::id());
+        spec.limits = Some(CgroupLimits {
+            vcpus: 2,
+            memory_bytes: 64 << 20,
+        });
+        let mut workload = Workload::spawn(&spec).unwrap();
+        let applied = workload
+            .limits_applied()
+            .expect("limits applied")
+            .to_owned();
+        let cgroup = fs::read_to_string(format!("/proc/{}/cgroup", workload.pid())).unwrap();
+        assert!(
+            cgroup.contains(&format!("/ebs-instances/{}", spec.instance_id)),
+            "{cgroup}"
+        );
+        match hierarchy {
+            Hierarchy::V1 { cpu, memory } => {
+                let at = |root: &Path, file: &str| {
+                    fs::read_to_string(
+                        root.join("ebs-instances")
+                            .join(&spec.instance_id)
+                            .join(file),
+                    )
+                    .unwrap()
+                };
+                assert_eq!(at(cpu, "cpu.cfs_quota_us").trim(), "200000", "{applied}");
+                assert_eq!(
+                    at(memory, "memory.limit_in_bytes").trim(),
+                    (64u64 << 20).to_string()
+                );
+            }
+            Hierarchy::V2(root) => {
+                let cg = root.join("ebs-instances").join(&spec.instance_id);
+                assert_eq!(
+                    fs::read_to_string(cg.join("cpu.max")).unwrap().trim(),
+                    "200000 100000"
+                );
+            }
+        }
+        workload.stop(Duration::ZERO).await;
+
+        // 200 MB held by the shell: past 64 MiB, the kernel kills it.
+        let mut hog = shell(
+            dir.path(),
+            "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}",
+        );
+        hog.instance_id = format!("i-hog{}", std::process::id());
+        hog.limits = spec.limits;
+        let mut workload = Workload::spawn(&hog).unwrap();
+        let exit = workload.wait().await;
+        assert_eq!(
+            exit.signal,
+            Some(libc::SIGKILL),
+            "{exit}: {}",
+            console(dir.path())
+        );
+        assert!(!console(dir.path()).contains("survived"));
+        // Its cgroups go once the killed processes are gone.
+        let dirs = match hierarchy {
+            Hierarchy::V1 { cpu, memory } => vec![cpu.clone(), memory.clone()],
+            Hierarchy::V2(root) => vec![root.clone()],
+        };
+        for _ in 0..100 {
+            if dirs
+                .iter()
+                .all(|d| !d.join("ebs-instances").join(&hog.instance_id).exists())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the cgroups of {} were not removed", hog.instance_id);
+    }
+
+    #[test]
     fn a_cgroup2_root_without_cpu_and_memory_is_not_used() {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("cgroup.controllers"), "hugetlb\n").unwrap();
@@ -1116,7 +1363,11 @@ mod tests {
             vcpus: 2,
             memory_bytes: 8 << 30,
         };
-        let cg = create_cgroup(root.path(), "i-0abc", &limits).unwrap();
+        let v2 = Hierarchy::V2(root.path().to_path_buf());
+        let cg = create_cgroup(&v2, "i-0abc", &limits)
+            .unwrap()
+            .dirs
+            .remove(0);
         assert_eq!(cg, root.path().join("ebs-instances/i-0abc"));
         let read = |path: &Path| fs::read_to_string(path).unwrap();
         assert_eq!(
@@ -1136,15 +1387,15 @@ mod tests {
             memory_bytes: 0,
         };
         assert_eq!(
-            create_cgroup(root.path(), "i-0abc", &unlimited).unwrap(),
-            cg
+            create_cgroup(&v2, "i-0abc", &unlimited).unwrap().dirs,
+            vec![cg.clone()]
         );
         assert_eq!(read(&cg.join("cpu.max")), "max 100000");
         assert_eq!(read(&cg.join("memory.max")), "max");
 
         for bad in ["", ".", "..", "a/b"] {
             assert!(matches!(
-                create_cgroup(root.path(), bad, &limits),
+                create_cgroup(&v2, bad, &limits),
                 Err(CgroupError::InvalidName(_))
             ));
         }
@@ -1159,19 +1410,29 @@ mod tests {
             vcpus: 1,
             memory_bytes: 1 << 30,
         };
-        let cg = create_cgroup(root.path(), "i-0abc", &limits).unwrap();
-        fs::write(cg.join("cgroup.procs"), "").unwrap();
+        let v1 = Hierarchy::V1 {
+            cpu: root.path().join("cpu"),
+            memory: root.path().join("memory"),
+        };
+        fs::create_dir(root.path().join("cpu")).unwrap();
+        fs::create_dir(root.path().join("memory")).unwrap();
+        let cg = create_cgroup(&v1, "i-0abc", &limits).unwrap();
+        for dir in &cg.dirs {
+            fs::write(dir.join("cgroup.procs"), "").unwrap();
+        }
         let dir = tempfile::tempdir().unwrap();
         let mut workload = spawn_in(&shell(dir.path(), "exit 0"), Some(&cg)).unwrap();
         assert_eq!(
             workload.limits_applied(),
-            Some(format!("cgroup {}", cg.display()).as_str())
+            Some(format!("cgroup {} {}", cg.dirs[0].display(), cg.dirs[1].display()).as_str())
         );
         assert!(workload.wait().await.success());
-        assert_eq!(fs::read_to_string(cg.join("cgroup.procs")).unwrap(), "0");
+        for dir in &cg.dirs {
+            assert_eq!(fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "0");
+        }
 
         // No cgroup.procs: the spawn fails (and Workload::spawn would retry without limits).
-        fs::remove_file(cg.join("cgroup.procs")).unwrap();
+        fs::remove_file(cg.dirs[1].join("cgroup.procs")).unwrap();
         assert!(matches!(
             spawn_in(&shell(dir.path(), "exit 0"), Some(&cg)),
             Err(WorkloadError::Spawn { .. })
