@@ -6,7 +6,7 @@
 //!   it, with its conversion to `ebs.v1` messages.
 //! * [`lifecycle`]: the instance state machine: states, allowed actions, workload exits.
 //! * [`workload`]: the workload process of an instance: spawn (process group, console log, cgroup
-//!   v2 limits), adopt after a restart, wait, stop.
+//!   limits, v2 or v1), adopt after a restart, wait, stop.
 //! * [`devices`]: telling the workload where its devices are: `devices.json` and `EBS_*`
 //!   environment variables.
 //!
