@@ -110,4 +110,17 @@ assert "PrivateIpAddress" not in gone and gone["NetworkInterfaces"] == [], gone
 again = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SubnetId=sub_b)["Instances"][0]
 assert again["PrivateIpAddress"] == "172.31.16.4", again
 ec2.terminate_instances(InstanceIds=[ids[1], one["InstanceId"], again["InstanceId"]])
+
+# Launches racing in one subnet never share an address.
+from concurrent.futures import ThreadPoolExecutor
+sub_c = by_zone["us-east-1c"]["SubnetId"]
+with ThreadPoolExecutor(max_workers=8) as pool:
+    launched = list(pool.map(
+        lambda _: ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2, SubnetId=sub_c)["Instances"],
+        range(8)))
+raced = [i["PrivateIpAddress"] for r in launched for i in r]
+assert len(raced) == 16 and len(set(raced)) == 16, raced
+assert all(ipaddress.ip_address(a) in ipaddress.ip_network("172.31.32.0/20") for a in raced), raced
+assert ec2.describe_subnets(SubnetIds=[sub_c])["Subnets"][0]["AvailableIpAddressCount"] == 4091 - 16
+ec2.terminate_instances(InstanceIds=[i["InstanceId"] for r in launched for i in r])
 print("network ok")
