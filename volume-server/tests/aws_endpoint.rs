@@ -864,7 +864,8 @@ fn a_raw_image_imports_as_a_snapshot_and_an_ami() {
 
 /// `scripts/make-debian-ami` builds a minimal Debian 12 root filesystem (mmdebstrap, kept in
 /// its cache between runs), imports it and registers the AMI; a volume restored from it holds
-/// a clean ext4 filesystem with Debian's os-release, sshd, and no baked-in SSH host keys.
+/// a clean ext4 filesystem with Debian's os-release, sshd, the `admin` user, and no baked-in SSH
+/// host keys.
 #[test]
 fn the_debian_ami_builds_imports_and_restores() {
     if !require_aws_clients()
@@ -880,9 +881,7 @@ fn the_debian_ami_builds_imports_and_restores() {
     let server = Server::start(&dir.path().join("data"));
     let host = server.register_host("debian");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-debian-ami");
-    let out = run(Command::new(script)
-        .arg("debian-12-amd64")
-        .env("EBS_AWS_ENDPOINT", endpoint(&server)));
+    let out = run(Command::new(script).args(["--endpoint-url", &endpoint(&server)]));
     out.assert_success();
     let lines: Vec<&str> = out.stdout.lines().collect();
     let (snapshot, ami) = (lines[0].trim(), lines[1].trim());
@@ -932,6 +931,11 @@ fn the_debian_ami_builds_imports_and_restores() {
         "host keys baked in"
     );
     assert!(debugfs("cat /etc/fstab").contains("LABEL=rootfs"));
+    assert!(
+        debugfs("cat /etc/passwd").contains("admin:x:"),
+        "no admin user"
+    );
+    assert!(debugfs("cat /etc/sudoers.d/admin").contains("NOPASSWD"));
     server.stop();
 }
 
