@@ -113,6 +113,11 @@ pub struct Config {
     /// attachment). Off by default for that reason.
     #[arg(long)]
     pub nbd_sendfile: bool,
+    /// Also serve NBD on a Unix socket at this path (made mode 0600; a stale socket left there
+    /// is replaced). An attachment's export name works on both: `nbd+unix:///EXPORT?socket=PATH`.
+    /// The socket counts as protected for `--nbd-tls require`: it never leaves the machine.
+    #[arg(long, value_name = "PATH")]
+    pub nbd_socket: Option<PathBuf>,
     /// Close NBD sessions idle for this long (0s: never).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub nbd_idle_timeout: Duration,

@@ -48,6 +48,9 @@ pub enum ServerError {
     /// A listener could not bind.
     #[error("Cannot listen on {0}")]
     Bind(std::net::SocketAddr, #[source] std::io::Error),
+    /// The NBD Unix socket could not be made.
+    #[error("Cannot serve NBD on the Unix socket {0}")]
+    BindUnix(std::path::PathBuf, #[source] std::io::Error),
     /// The I/O engine did not start.
     #[error("Cannot start the I/O engine")]
     Engine(#[from] storage_engine::EngineError),
@@ -84,6 +87,33 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| ServerError::Bind(addr, e))
+}
+
+/// Binds the NBD Unix socket at `path`, mode 0600. A socket already there (left by a server that
+/// did not stop cleanly) is replaced; any other file is not.
+fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Made under another name and renamed into place once it is 0600, so that no client can
+    // connect while its mode is still the umask's.
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".{}.new", std::process::id()));
+    let staging = std::path::PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
+    let listener = tokio::net::UnixListener::bind(&staging)?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&staging, path)?;
+    Ok(listener)
 }
 
 /// Runs the server until `shutdown` completes, then drains: NBD sessions finish in-flight
@@ -128,6 +158,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
 
     let grpc_listener = bind(cfg.grpc_addr).await?;
     let nbd_listener = bind(cfg.nbd_addr).await?;
+    let nbd_unix = match &cfg.nbd_socket {
+        Some(path) => Some(bind_unix(path).map_err(|e| ServerError::BindUnix(path.clone(), e))?),
+        None => None,
+    };
     let metrics_listener = bind(cfg.metrics_addr).await?;
     let aws_listener = bind(cfg.aws_addr).await?;
     let aws_addr = aws_listener
@@ -193,10 +227,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         tls: nbd_tls,
         sendfile: cfg.nbd_sendfile,
     };
+    // One connection cap for both transports.
+    let nbd_permits = Arc::new(tokio::sync::Semaphore::new(cfg.nbd_max_connections));
+    let nbd_unix_task = nbd_unix.map(|listener| {
+        tokio::spawn(nbd::run(
+            nbd::NbdListener::Unix(listener),
+            Arc::clone(&exports),
+            nbd_cfg.clone(),
+            Arc::clone(&nbd_permits),
+            stop_rx.clone(),
+        ))
+    });
     let nbd_task = tokio::spawn(nbd::run(
-        nbd_listener,
+        nbd::NbdListener::Tcp(nbd_listener),
         Arc::clone(&exports),
         nbd_cfg,
+        nbd_permits,
         stop_rx.clone(),
     ));
     let aws_task = tokio::spawn(api::aws::run(
@@ -258,9 +304,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     tracing::info!(%grpc_addr, %nbd_addr, %metrics_addr, %aws_addr, data_dir = %cfg.data_dir.display(), region = %cfg.region, grpc_auth = grpc_auth.enabled(), nbd_tls = %cfg.nbd_tls, "volume-server ready");
     {
         let mut out = std::io::stdout().lock();
+        let unix = cfg
+            .nbd_socket
+            .as_ref()
+            .map(|p| format!(" nbd-socket={}", p.display()))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "listening grpc={grpc_addr} nbd={nbd_addr} metrics={metrics_addr} aws={aws_addr}"
+            "listening grpc={grpc_addr} nbd={nbd_addr} metrics={metrics_addr} aws={aws_addr}{unix}"
         );
         let _ = out.flush();
     }
@@ -269,6 +320,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     tracing::info!("shutting down: draining NBD sessions and gRPC calls");
     let _ = stop_tx.send(true);
     let _ = nbd_task.await;
+    if let Some(task) = nbd_unix_task {
+        let _ = task.await;
+    }
+    if let Some(path) = &cfg.nbd_socket {
+        let _ = std::fs::remove_file(path);
+    }
     // gRPC drains in-flight calls, then waits for clients to close their connections; a client
     // that never reads the GOAWAY must not hold the shutdown forever.
     let mut grpc_task = grpc_task;

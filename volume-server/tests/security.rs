@@ -35,6 +35,7 @@ const OPT_SET_META_CONTEXT: u32 = 10;
 const REP_ACK: u32 = 1;
 const REP_INFO: u32 = 3;
 const REP_ERR_INVALID: u32 = (1 << 31) + 3;
+const REP_ERR_POLICY: u32 = (1 << 31) + 2;
 const REP_ERR_TLS_REQD: u32 = (1 << 31) + 5;
 const REP_ERR_UNKNOWN: u32 = (1 << 31) + 6;
 const CMD_READ: u16 = 0;
@@ -602,6 +603,34 @@ fn nbd_tls_require_refuses_plaintext_clients() {
         assert!(out.combined().contains("TLS"), "{}", out.describe());
         run_tool("nbdinfo", &[uri.as_str()]).assert_failure();
     }
+}
+
+/// With `--nbd-tls require`, the Unix socket (0600, never off the machine) serves plaintext
+/// clients, and refuses STARTTLS on it with `ERR_POLICY`; TCP still requires TLS.
+#[test]
+fn nbd_tls_require_lets_the_unix_socket_serve_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pki) = make_certs(dir.path()) else {
+        return;
+    };
+    if !require_tools(&["qemu-io"]) {
+        return;
+    }
+    let socket = dir.path().join("nbd.sock");
+    let mut args = tls_args("require", &pki);
+    args.extend(["--nbd-socket".to_string(), socket.display().to_string()]);
+    let s = start(&strs(&args));
+    let srv = &s.srv;
+    let (_, _, uri) = srv.attach_new_volume(1);
+    let token = export_of(&uri);
+    let unix = format!("nbd+unix:///{token}?socket={}", socket.display());
+    qemu_io(&unix, &["write -P 0x3c 0 64k", "read -P 0x3c 0 64k"]);
+    qemu_io_unchecked(&uri, &["read 0 4k"]).assert_failure();
+
+    let mut c = Nbd(std::os::unix::net::UnixStream::connect(&socket).unwrap());
+    c.greet();
+    assert_eq!(c.ask(OPT_STARTTLS, &[]), REP_ERR_POLICY);
+    assert_eq!(c.ask(OPT_ABORT, &[]), REP_ACK);
 }
 
 #[test]

@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::tls::{NbdStream, NbdTls};
 use super::wire::*;
@@ -113,17 +112,17 @@ impl Conn {
     }
 }
 
-/// Runs the handshake on `sock`; returns what was negotiated and the stream to serve it on
-/// (upgraded to TLS if the client sent `STARTTLS`). `shutting_down` makes every option answer
-/// `ERR_SHUTDOWN`.
+/// Runs the handshake on `stream` (a new TCP or Unix connection); returns what was negotiated
+/// and the stream to serve it on (upgraded to TLS if the client sent `STARTTLS` over TCP).
+/// `shutting_down` makes every option answer `ERR_SHUTDOWN`.
 pub async fn negotiate(
-    sock: TcpStream,
+    stream: NbdStream,
     exports: &Exports,
     tls: &NbdTls,
     shutting_down: impl Fn() -> bool,
 ) -> Result<(Negotiated, NbdStream), HandshakeError> {
     let mut c = Conn {
-        io: NbdStream::Plain(sock),
+        io: stream,
         out: BytesMut::with_capacity(1024),
     };
     c.out.put_u64(NBDMAGIC);
@@ -167,7 +166,7 @@ pub async fn negotiate(
             if skipped != u64::from(len) {
                 return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            if tls.required() && !c.io.is_tls() && opt != OPT_STARTTLS && opt != OPT_ABORT {
+            if tls.required() && !c.io.is_protected() && opt != OPT_STARTTLS && opt != OPT_ABORT {
                 c.reply(opt, REP_ERR_TLS_REQD, b"TLS is required").await?;
             } else {
                 c.reply(opt, REP_ERR_TOO_BIG, b"option too large").await?;
@@ -186,7 +185,7 @@ pub async fn negotiate(
             continue;
         }
 
-        if tls.required() && !c.io.is_tls() {
+        if tls.required() && !c.io.is_protected() {
             match opt {
                 OPT_STARTTLS | OPT_ABORT => {}
                 // No way to refuse it but hanging up.
@@ -236,6 +235,15 @@ pub async fn negotiate(
                 if c.io.is_tls() {
                     c.reply(opt, REP_ERR_INVALID, b"TLS is already active")
                         .await?;
+                    continue;
+                }
+                if matches!(c.io, NbdStream::Unix(_)) {
+                    c.reply(
+                        opt,
+                        REP_ERR_POLICY,
+                        b"TLS is not offered on the Unix socket",
+                    )
+                    .await?;
                     continue;
                 }
                 if !data.is_empty() {

@@ -5,7 +5,7 @@
 //! * [`handshake`]: option negotiation.
 //! * [`session`]: the transmission phase of one connection.
 //! * [`server`]: accept loop, connection cap, handshake timeout, drain on shutdown.
-//! * [`tls`]: STARTTLS credentials and the plaintext-or-TLS connection stream.
+//! * [`tls`]: STARTTLS credentials and the connection stream: plaintext TCP, TLS, or a Unix socket.
 
 pub mod handshake;
 pub mod server;
@@ -13,5 +13,5 @@ pub mod session;
 pub mod tls;
 pub mod wire;
 
-pub use server::{NbdConfig, run};
+pub use server::{NbdConfig, NbdListener, run};
 pub use tls::{NbdStream, NbdTls, TlsError};

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::handshake::{self, HandshakeError};
 use super::session::{self, SessionConfig};
-use super::tls::NbdTls;
+use super::tls::{NbdStream, NbdTls};
 use crate::exports::Exports;
 
 /// NBD server settings.
@@ -28,15 +28,44 @@ pub struct NbdConfig {
     pub sendfile: bool,
 }
 
+/// Where NBD connections come from.
+#[derive(Debug)]
+pub enum NbdListener {
+    /// `--nbd-addr`.
+    Tcp(TcpListener),
+    /// `--nbd-socket`.
+    Unix(UnixListener),
+}
+
+impl NbdListener {
+    /// The next connection and who it is from.
+    async fn accept(&self) -> std::io::Result<(NbdStream, String)> {
+        match self {
+            NbdListener::Tcp(l) => {
+                let (sock, peer) = l.accept().await?;
+                let _ = sock.set_nodelay(true);
+                Ok((NbdStream::Plain(sock), peer.to_string()))
+            }
+            NbdListener::Unix(l) => {
+                let (sock, _) = l.accept().await?;
+                let peer = sock
+                    .peer_cred()
+                    .map_or_else(|_| "unix".to_owned(), |c| format!("unix pid {:?}", c.pid()));
+                Ok((NbdStream::Unix(sock), peer))
+            }
+        }
+    }
+}
+
 /// Serves NBD on `listener` until `shutdown` turns true, then waits for sessions to finish
-/// their in-flight requests.
+/// their in-flight requests. `permits` caps the connections of every listener together.
 pub async fn run(
-    listener: TcpListener,
+    listener: NbdListener,
     exports: Arc<Exports>,
     cfg: NbdConfig,
+    permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let mut sessions = JoinSet::new();
     let mut backoff = Duration::from_millis(1);
     loop {
@@ -49,8 +78,7 @@ pub async fn run(
                         drop(sock);
                         continue;
                     };
-                    let _ = sock.set_nodelay(true);
-                    sessions.spawn(handle(sock, Arc::clone(&exports), cfg.clone(), shutdown.clone(), permit));
+                    sessions.spawn(handle(sock, peer, Arc::clone(&exports), cfg.clone(), shutdown.clone(), permit));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -67,13 +95,13 @@ pub async fn run(
 }
 
 async fn handle(
-    sock: TcpStream,
+    sock: NbdStream,
+    peer: String,
     exports: Arc<Exports>,
     cfg: NbdConfig,
     shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let peer = sock.peer_addr().ok();
     let shutting_down = || *shutdown.borrow();
     let negotiated = tokio::time::timeout(
         cfg.handshake_timeout,
@@ -84,20 +112,20 @@ async fn handle(
         Ok(Ok(n)) => n,
         Ok(Err(HandshakeError::Aborted)) => return,
         Ok(Err(e)) => {
-            tracing::debug!(?peer, error = %e, "NBD handshake ended");
+            tracing::debug!(%peer, error = %e, "NBD handshake ended");
             return;
         }
         Err(_) => {
-            tracing::info!(?peer, "NBD handshake timed out");
+            tracing::info!(%peer, "NBD handshake timed out");
             return;
         }
     };
-    tracing::debug!(?peer, volume_id = %neg.export.volume_id, structured = neg.structured, tls = stream.is_tls(), "NBD session started");
+    tracing::debug!(%peer, volume_id = %neg.export.volume_id, structured = neg.structured, tls = stream.is_tls(), "NBD session started");
     let scfg = SessionConfig {
         idle_timeout: cfg.idle_timeout,
         sendfile: cfg.sendfile,
     };
     if let Err(e) = session::serve(stream, neg, scfg, shutdown).await {
-        tracing::debug!(?peer, error = %e, "NBD session ended with a socket error");
+        tracing::debug!(%peer, error = %e, "NBD session ended with a socket error");
     }
 }

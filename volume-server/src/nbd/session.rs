@@ -424,6 +424,11 @@ pub async fn serve(
             // The low-water mark would count ciphertext, and TLS reads ahead: not worth it.
             serve_halves(rd, wr, neg, cfg, shutdown, None).await
         }
+        // A Unix socket takes the generic path: no sendfile, no low-water mark.
+        NbdStream::Unix(unix) => {
+            let (rd, wr) = tokio::io::split(unix);
+            serve_halves(rd, wr, neg, cfg, shutdown, None).await
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -104,19 +104,27 @@ impl NbdTls {
     }
 }
 
-/// One NBD connection: plaintext TCP, or TLS over it after `NBD_OPT_STARTTLS`.
+/// One NBD connection: plaintext TCP, TLS over it after `NBD_OPT_STARTTLS`, or a Unix socket.
 #[derive(Debug)]
 pub enum NbdStream {
     /// Plaintext.
     Plain(TcpStream),
     /// Upgraded to TLS (boxed: the TLS state is large).
     Tls(Box<TlsStream<TcpStream>>),
+    /// A Unix socket (`--nbd-socket`): local only, guarded by the socket file's permissions.
+    Unix(UnixStream),
 }
 
 impl NbdStream {
     /// Whether TLS is active.
     pub fn is_tls(&self) -> bool {
         matches!(self, NbdStream::Tls(_))
+    }
+
+    /// Whether `--nbd-tls require` is met: TLS is active, or the connection came over the Unix
+    /// socket, which never leaves the machine and only those the file's mode lets in can open.
+    pub fn is_protected(&self) -> bool {
+        matches!(self, NbdStream::Tls(_) | NbdStream::Unix(_))
     }
 }
 
@@ -129,6 +137,7 @@ impl AsyncRead for NbdStream {
         match self.get_mut() {
             NbdStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             NbdStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            NbdStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -142,6 +151,7 @@ impl AsyncWrite for NbdStream {
         match self.get_mut() {
             NbdStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             NbdStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            NbdStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -149,6 +159,7 @@ impl AsyncWrite for NbdStream {
         match self.get_mut() {
             NbdStream::Plain(s) => Pin::new(s).poll_flush(cx),
             NbdStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            NbdStream::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -156,6 +167,7 @@ impl AsyncWrite for NbdStream {
         match self.get_mut() {
             NbdStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             NbdStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            NbdStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -442,7 +442,7 @@ pub fn listening_addr(line: &str, key: &str) -> SocketAddr {
         .unwrap_or_else(|e| panic!("bad {key}= in {line:?}: {e}"))
 }
 
-/// Parses `listening grpc=A nbd=B metrics=C aws=D` (the first three).
+/// Parses `listening grpc=A nbd=B metrics=C aws=D [nbd-socket=PATH]` (the first three).
 pub fn parse_listening(line: &str) -> (SocketAddr, SocketAddr, SocketAddr) {
     let mut grpc = None;
     let mut nbd = None;
@@ -453,6 +453,10 @@ pub fn parse_listening(line: &str) -> (SocketAddr, SocketAddr, SocketAddr) {
         let (key, value) = word
             .split_once('=')
             .unwrap_or_else(|| panic!("bad word {word:?} in {line:?}"));
+        if key == "nbd-socket" {
+            // A path, not an address.
+            continue;
+        }
         let addr: SocketAddr = value
             .parse()
             .unwrap_or_else(|e| panic!("bad address {value:?} in {line:?}: {e}"));
