@@ -958,7 +958,11 @@ impl ControlPlane {
         st.volumes.insert(nv.volume_id.clone(), nv);
         self.forget_detached(&mut st, &req.volume_id);
         tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, generation = a.generation, "volume attached");
-        let shown = self.presented_attachment(&a, now_ms());
+        // EC2's answer to AttachVolume: `attaching` (see `transition`), however long the work.
+        let mut shown = a;
+        if !self.cfg.transition_time.is_zero() {
+            shown.state = AttachmentState::Attaching;
+        }
         Ok((req.volume_id, shown))
     }
 
