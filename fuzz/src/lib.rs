@@ -259,7 +259,7 @@ impl Harness {
             let negotiate = async {
                 let r = tokio::time::timeout(
                     HANG,
-                    handshake::negotiate(server, &self.exports, tls, || false),
+                    handshake::negotiate(NbdStream::Plain(server), &self.exports, tls, || false),
                 )
                 .await;
                 // The stream is dropped here: the client's reader sees the end.
