@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::filter::{check_values, glob};
+use super::filter::{check_names, check_values, glob};
 use super::{Account, ControlPlane, Ec2Error, ErrorCode, model, region::zone_id};
 use crate::catalog::HostRecord;
 
@@ -107,14 +107,8 @@ fn filters_pass(filters: &[model::Filter], field: impl Fn(&str) -> Option<Vec<St
 fn check_filters(filters: &[model::Filter], names: &[&str]) -> Result<(), Ec2Error> {
     for f in filters {
         check_values(&f.name, &f.values)?;
-        if !names.contains(&f.name.as_str()) && !f.name.starts_with("tag:") && f.name != "tag-key" {
-            return Err(Ec2Error::invalid_value(format!(
-                "The filter '{}' is invalid",
-                f.name
-            )));
-        }
     }
-    Ok(())
+    check_names(filters, names)
 }
 
 fn bool_str(b: bool) -> String {
@@ -171,6 +165,7 @@ impl ControlPlane {
             filters,
             &[
                 "vpc-id",
+                "tag-key",
                 "cidr",
                 "cidr-block-association.cidr-block",
                 "cidr-block-association.association-id",
@@ -216,6 +211,7 @@ impl ControlPlane {
             filters,
             &[
                 "subnet-id",
+                "tag-key",
                 "vpc-id",
                 "availability-zone",
                 "availability-zone-id",
@@ -231,11 +227,18 @@ impl ControlPlane {
                 "available-ip-address-count",
             ],
         )?;
+        // Addresses held per zone, counted in one pass.
+        let mut used: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        for h in self.lock().hosts.values() {
+            if who.owns(&h.owner_id) && holds_address(h) {
+                *used.entry(h.availability_zone.clone()).or_default() += 1;
+            }
+        }
         let subnets: Vec<SubnetView> = self
             .cfg
             .availability_zones
             .iter()
-            .map(|zone| self.subnet_view(who, zone))
+            .map(|zone| self.subnet_view(who, zone, used.get(zone).copied().unwrap_or(0)))
             .collect();
         if let Some(id) = ids
             .iter()
@@ -271,17 +274,11 @@ impl ControlPlane {
             .collect())
     }
 
-    fn subnet_view(&self, who: Account, zone: &str) -> SubnetView {
+    /// The default subnet of `zone` for `who`, whose instances hold `used` of its addresses.
+    fn subnet_view(&self, who: Account, zone: &str, used: u32) -> SubnetView {
         let (index, subnet_id) = self
             .default_subnet(who, zone)
             .expect("a configured zone has a default subnet");
-        let used = self
-            .lock()
-            .hosts
-            .values()
-            .filter(|h| who.owns(&h.owner_id) && h.availability_zone == zone)
-            .filter(|h| holds_address(h))
-            .count() as u32;
         SubnetView {
             arn: format!(
                 "arn:aws:ec2:{}:{}:subnet/{subnet_id}",
@@ -311,6 +308,7 @@ impl ControlPlane {
             filters,
             &[
                 "group-id",
+                "tag-key",
                 "group-name",
                 "description",
                 "vpc-id",
