@@ -10,10 +10,15 @@
 //! * [`devices`]: telling the workload where its devices are: `devices.json` and `EBS_*`
 //!   environment variables.
 //!
-//! AMIs registered from snapshots come next.
+//! * [`boot`], [`localdisk`], [`init`]: booting an AMI's root filesystem: the boot configuration,
+//!   the instance's disks as host block devices, and the init that runs the instance in its own
+//!   namespaces.
 
+pub mod boot;
 pub mod devices;
+pub mod init;
 pub mod lifecycle;
+pub mod localdisk;
 pub mod types;
 pub mod workload;
 

@@ -135,6 +135,9 @@ pub enum Program {
     /// User data: written to `<dir>/user-data` (mode 0700), executed directly if it starts with
     /// `#!`, otherwise run by `sh <dir>/user-data`.
     Script(Vec<u8>),
+    /// A program and its arguments, run directly with only the spec's `env` as its environment
+    /// (nothing of the server's reaches it).
+    Exec(PathBuf, Vec<std::ffi::OsString>),
 }
 
 /// Resource limits of a workload, from its instance type.
@@ -465,6 +468,11 @@ fn spawn_in(spec: &WorkloadSpec, cgroup: Option<&Cgroup>) -> Result<Workload, Wo
                 cmd.arg(path);
                 cmd
             }
+        }
+        Program::Exec(program, args) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).env_clear();
+            cmd
         }
     };
     cmd.current_dir(&spec.dir)
@@ -892,6 +900,17 @@ fn adopted_cgroup(pid: u32) -> Option<Cgroup> {
         Hierarchy::V1 { cpu, memory } => Some(Cgroup {
             dirs: vec![cpu.join(path_of("cpu")?), memory.join(path_of("memory")?)],
         }),
+    }
+}
+
+/// The file that tells how much memory the cgroup of process `pid` uses (`memory.current` on
+/// cgroup v2, `memory.usage_in_bytes` on v1), if it is in one of ours.
+pub fn memory_usage_file(pid: u32) -> Option<PathBuf> {
+    let cg = adopted_cgroup(pid)?;
+    let dir = cg.dirs.last()?;
+    match cgroup_root()? {
+        Hierarchy::V2(_) => Some(dir.join("memory.current")),
+        Hierarchy::V1 { .. } => Some(dir.join("memory.usage_in_bytes")),
     }
 }
 

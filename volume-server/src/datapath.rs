@@ -233,6 +233,16 @@ pub fn read_now(
     Ok(())
 }
 
+/// Reads `[offset, offset + len)` of `export` as a client would see it (the blocks of a lazily
+/// restored volume are fetched first), for the server's own use, such as finding the filesystem
+/// on a root volume: not throttled and not counted.
+pub async fn read_for_server(export: &Export, offset: u64, len: u64) -> Result<Vec<u8>, IoError> {
+    if let Some(h) = &export.open.hydration {
+        h.ensure(offset, len).await?;
+    }
+    Ok(export.open.volume.read(offset, len).await?)
+}
+
 /// Counts a finished request in the volume's counters.
 fn count(stats: &IoStats, req: &IoRequest, ok: bool, took: Duration) {
     let ns = took.as_nanos() as u64;

@@ -198,6 +198,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         availability_zones: cfg.zones(),
         data_dir: cfg.data_dir.clone(),
         nbd_addr,
+        nbd_socket: cfg.nbd_socket.clone(),
+        nbd_tls_required: cfg.nbd_tls == config::NbdTlsMode::Require,
         optimization_time: cfg.modification_time,
         snapshots: control::SnapshotConfig {
             stores,

@@ -18,6 +18,13 @@ fn keep_large_buffers_in_the_heap() {
 }
 
 fn main() -> std::process::ExitCode {
+    // An instance's init is this executable too (so it is always there and matches the server);
+    // it must start before any thread does.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(instance_manager::boot::INIT_ARG)) {
+        let config = args.next().unwrap_or_default();
+        instance_manager::init::main(std::path::Path::new(&config));
+    }
     keep_large_buffers_in_the_heap();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -26,6 +26,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use instance_manager::devices::{self, Device, DeviceKind, InstanceInfo};
 use instance_manager::lifecycle::{self, Action, InstanceState, ShutdownBehavior, Transition};
+use instance_manager::localdisk::LocalDisk;
 use instance_manager::workload::{self, CgroupLimits, Program, Workload, WorkloadSpec};
 use storage_engine::{Limits, Throttle, Volume};
 use tokio::sync::{mpsc, oneshot};
@@ -79,6 +80,8 @@ pub(super) struct InstanceRuntime {
     pub(super) throttles: HashMap<String, Arc<Throttle>>,
     /// Open instance store disks of each running instance.
     ephemeral: HashMap<String, Vec<OpenVolume>>,
+    /// The disks of each booted instance, attached on the host (see `booted`).
+    pub(super) local: HashMap<String, Vec<LocalDisk>>,
 }
 
 impl InstanceRuntime {
@@ -354,14 +357,14 @@ pub(super) fn state_of(h: &HostRecord) -> InstanceState {
         .map_or(InstanceState::Running, |i| i.state)
 }
 
-fn rec(h: &HostRecord) -> &InstanceRecord {
+pub(super) fn rec(h: &HostRecord) -> &InstanceRecord {
     h.instance
         .as_ref()
         .expect("instances carry an InstanceRecord")
 }
 
 impl ControlPlane {
-    fn instance_dir(&self, id: &str) -> PathBuf {
+    pub(super) fn instance_dir(&self, id: &str) -> PathBuf {
         self.cfg.data_dir.join("instances").join(id)
     }
 
@@ -992,7 +995,11 @@ impl ControlPlane {
 
     /// Writes the devices file and starts the workload of a running instance (none when it has
     /// no command or user data).
-    fn start_workload(&self, st: &State, host: &HostRecord) -> Result<Option<Workload>, Ec2Error> {
+    fn start_workload(
+        &self,
+        st: &mut State,
+        host: &HostRecord,
+    ) -> Result<Option<Workload>, Ec2Error> {
         let r = rec(host);
         let id = host.instance_id.as_str();
         let dir = self.instance_dir(id);
@@ -1004,14 +1011,16 @@ impl ControlPlane {
         let devices = self.devices(st, host);
         let file = devices::write_devices_file(&dir, &info, &devices)
             .map_err(super::internal("writing the devices file"))?;
-        let program = match (&r.workload, &r.user_data) {
-            (Some(cmd), _) => Program::Shell(cmd.clone()),
-            (None, Some(u)) => Program::Script(
+        let booted = self.boot_program(st, host, &dir)?;
+        let program = match (booted, &r.workload, &r.user_data) {
+            (Some(init), _, _) => init,
+            (None, Some(cmd), _) => Program::Shell(cmd.clone()),
+            (None, None, Some(u)) => Program::Script(
                 base64::engine::general_purpose::STANDARD
                     .decode(u)
                     .map_err(super::internal("decoding user data"))?,
             ),
-            (None, None) => return Ok(None),
+            (None, None, None) => return Ok(None),
         };
         let ty = instance_manager::types::lookup(&r.instance_type);
         let spec = WorkloadSpec {
@@ -1046,7 +1055,7 @@ impl ControlPlane {
         if rec(&host).state != InstanceState::Running {
             return None;
         }
-        match self.start_workload(&st, &host) {
+        match self.start_workload(&mut st, &host) {
             Ok(Some(w)) => {
                 let pid = (w.pid(), w.start_ticks());
                 let _ = self.put_instance(&mut st, id, |i| i.pid = Some(pid));
@@ -1295,6 +1304,10 @@ impl ControlPlane {
     /// Stops serving an instance's disks: fences its exports (in-flight I/O completes first),
     /// closes and erases its instance store.
     fn power_off(&self, id: &str) {
+        let local = self.lock().instances.local.remove(id);
+        if let Some(local) = local {
+            self.detach_local_disks(id, local);
+        }
         let (exports, ephemeral, disks) = {
             let mut st = self.lock();
             st.instances.throttles.remove(id);
@@ -1844,7 +1857,15 @@ impl ControlPlane {
         for id in ids {
             let h = st.hosts[&id].clone();
             let r = rec(&h);
-            let alive = r.pid.and_then(|(pid, ticks)| Workload::adopt(pid, ticks));
+            let mut alive = r.pid.and_then(|(pid, ticks)| Workload::adopt(pid, ticks));
+            // A booted instance's disks were attached through this server's NBD exports, which
+            // died with it: its init cannot go on; it is stopped like a lost workload.
+            if self.cleanup_booted(&id)
+                && let Some(w) = alive.take()
+            {
+                let _ = workload::signal_group(w.pid(), libc::SIGKILL);
+                tracing::warn!(instance_id = %id, "a booted instance cannot be adopted after a restart of the server");
+            }
             match (r.state, alive) {
                 (InstanceState::Running, Some(w)) => {
                     self.serve_instance(st, &h)?;
@@ -1931,7 +1952,7 @@ pub(super) fn is_live_root(st: &State, instance_id: &str, device: &str) -> bool 
 }
 
 /// The attachments of `instance_id`, as (volume id, attachment).
-fn attachments_in(st: &State, instance_id: &str) -> Vec<(String, AttachmentRecord)> {
+pub(super) fn attachments_in(st: &State, instance_id: &str) -> Vec<(String, AttachmentRecord)> {
     st.volumes
         .values()
         .flat_map(|v: &VolumeRecord| {

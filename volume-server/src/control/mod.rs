@@ -19,6 +19,7 @@
 //! - CompleteSnapshot (EBS direct): out of staging, `pending`, while the manifest is stored.
 
 pub mod account;
+mod booted;
 pub mod crashpoint;
 pub mod direct;
 pub mod error;
@@ -80,6 +81,11 @@ pub struct ControlConfig {
     pub data_dir: PathBuf,
     /// Address put in `nbd://` URIs.
     pub nbd_addr: SocketAddr,
+    /// The NBD Unix socket, if served: what the host's own NBD clients (a booted instance's
+    /// disks) connect to.
+    pub nbd_socket: Option<PathBuf>,
+    /// Whether NBD over TCP requires TLS (the host's own clients then need the Unix socket).
+    pub nbd_tls_required: bool,
     /// How long a modification stays `optimizing` before it is `completed`.
     pub optimization_time: std::time::Duration,
     /// Snapshot stores and limits.

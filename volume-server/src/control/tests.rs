@@ -30,6 +30,8 @@ fn open_with(
         availability_zones: vec!["us-east-1a".into(), "us-east-1b".into()],
         data_dir: dir.to_path_buf(),
         nbd_addr: "127.0.0.1:10809".parse().unwrap(),
+        nbd_socket: None,
+        nbd_tls_required: false,
         optimization_time: optimization,
         snapshots: SnapshotConfig {
             // "us-west-2" reads this region's own store, as another region's server would:
