@@ -22,6 +22,7 @@
 //!    user data once per instance, as cloud-init does: a script starting with `#!` is executed,
 //!    anything else is run by `/bin/sh`; `#cloud-config` is not understood and says so on the
 //!    console. Everything they print goes to the console log.
+//!    Then it makes [`BOOTED`].
 //! 5. Reaps orphans until SIGTERM (from the server's StopInstances, or `kill -TERM 1` inside: the
 //!    instance shuts itself down), then shuts down: SIGTERM to every process, SIGKILL after the
 //!    grace period, unmounts what the instance mounted, remounts `/` read-only and syncs.
@@ -45,6 +46,8 @@ use crate::boot::BootConfig;
 
 /// Where user data and its once-per-instance mark are kept inside the instance.
 const STATE_DIR: &str = "/var/lib/ebs-init/instances";
+/// Made when boot is over (sshd started, user data started).
+pub const BOOTED: &str = "/run/ebs-init/booted";
 /// The search path of processes the init starts.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -306,6 +309,8 @@ fn pid1(
         }
     }
 
+    // Boot is over: what waits for the instance to be up can look for this.
+    let _ = fs::create_dir_all("/run/ebs-init").and_then(|()| fs::write(BOOTED, b""));
     let set = handled_signals();
     let mut view = memory_usage.filter(|_| cfg.memory_bytes > 0);
     if let Some(f) = view.as_mut() {

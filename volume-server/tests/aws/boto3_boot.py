@@ -1,0 +1,166 @@
+"""Instances that boot the Debian AMI, driven by boto3, looked at from inside with nsenter.
+
+Usage: boto3_boot.py ENDPOINT AMI_ID
+
+Launches the AMI with a data volume at /dev/sdf and user data; inside: os-release, the hostname
+(the private DNS name), nproc and the memory total of the type; mkfs.ext4 and a mount of /dev/sdf;
+instance store written before a reboot is still there after it and gone after a stop; the data
+volume's file survives stop and start; user data ran once. Then a package is installed inside
+(a .deb made here), the instance stopped and imaged, and a new instance of that image has the
+package, the file under /etc, and runs its own user data.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from ec2util import ec2_client
+
+ENDPOINT, AMI = sys.argv[1], sys.argv[2]
+ec2 = ec2_client(ENDPOINT)
+FAST = {"Delay": 1, "MaxAttempts": 60}
+TYPE = "m5d.large"  # 2 vCPUs, 8 GiB, one NVMe instance store disk
+USER_DATA = """#!/bin/sh
+echo "$(date +%s%N)" >> /root/user-data-runs
+"""
+
+
+def init_pid(instance_id):
+    """PID (on the host) of the instance's PID 1 (the init process whose parent is its leader),
+    once it has booted."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        found = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+                with open(f"/proc/{pid}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if b"__instance-init" in argv and any(
+                a.endswith(f"{instance_id}/boot.json".encode()) for a in argv
+            ):
+                found[int(pid)] = ppid
+        inner = [p for p, parent in found.items() if parent in found]
+        # Booted: the init makes this when sshd and user data have started.
+        if inner and os.path.exists(f"/proc/{inner[0]}/root/run/ebs-init/booted"):
+            return inner[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no init process for {instance_id}")
+
+
+def inside(instance_id, script, stdin=None):
+    """Runs `script` with sh inside the instance (all its namespaces); returns stdout."""
+    pid = init_pid(instance_id)
+    out = subprocess.run(
+        ["nsenter", "-t", str(pid), "-a", "--", "/bin/sh", "-c", script],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, f"inside {instance_id}: {script!r}: {out}"
+    return out.stdout.decode()
+
+
+def wait_inside(instance_id, script, want, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        got = inside(instance_id, script)
+        if want in got or time.time() > deadline:
+            assert want in got, f"{script!r}: {got!r} lacks {want!r}"
+            return got
+        time.sleep(0.2)
+
+
+def launch(image):
+    r = ec2.run_instances(
+        ImageId=image,
+        InstanceType=TYPE,
+        MinCount=1,
+        MaxCount=1,
+        UserData=USER_DATA,
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 1, "VolumeType": "gp3"}}
+        ],
+    )
+    iid = r["Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+    return iid
+
+
+def describe(iid):
+    return ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+
+
+def stop(iid):
+    ec2.stop_instances(InstanceIds=[iid])
+    ec2.get_waiter("instance_stopped").wait(InstanceIds=[iid], WaiterConfig=FAST)
+
+
+def start(iid):
+    ec2.start_instances(InstanceIds=[iid])
+    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+
+
+iid = launch(AMI)
+me = describe(iid)
+assert "Debian GNU/Linux 12" in inside(iid, "cat /etc/os-release")
+assert inside(iid, "hostname").strip() == me["PrivateDnsName"], me["PrivateDnsName"]
+assert inside(iid, "nproc").strip() == "2"
+total = int(inside(iid, "free -b | awk '/^Mem:/ {print $2}'"))
+assert total == 8 << 30, total
+runs = lambda i: len(inside(i, "cat /root/user-data-runs 2>/dev/null || true").split())
+wait_inside(iid, "test -s /root/user-data-runs && echo ran || true", "ran")
+assert runs(iid) == 1
+
+# The data volume, made a filesystem and mounted inside.
+assert inside(iid, "readlink /dev/sdf").strip() == "nvme1n1"
+inside(iid, "mkfs.ext4 -q /dev/sdf && mkdir -p /data && mount /dev/sdf /data && echo kept > /data/file")
+# Instance store: the type's disk follows the EBS volumes.
+store = inside(iid, "ls /dev | grep -c '^nvme[0-9]n1$'").strip()
+assert store == "3", inside(iid, "ls -l /dev")
+inside(iid, "printf survivor | dd of=/dev/nvme2n1 conv=fsync 2>/dev/null")
+
+ec2.reboot_instances(InstanceIds=[iid])
+# The new init: the mount of /data is gone, instance store is not.
+wait_inside(iid, "mountpoint -q /data && echo mounted || echo unmounted", "unmounted")
+assert inside(iid, "head -c 8 /dev/nvme2n1") == "survivor"
+assert runs(iid) == 1, "user data ran again on reboot"
+
+stop(iid)
+start(iid)
+assert inside(iid, "head -c 8 /dev/nvme2n1") == "\0" * 8, "instance store kept across a stop"
+assert inside(iid, "mkdir -p /data && mount /dev/sdf /data && cat /data/file") == "kept\n"
+assert runs(iid) == 1, "user data ran again on start"
+
+# A package installed inside lands in an image of the instance.
+with tempfile.TemporaryDirectory() as tmp:
+    os.makedirs(f"{tmp}/pkg/DEBIAN")
+    os.makedirs(f"{tmp}/pkg/usr/share/ebs-boot-test")
+    with open(f"{tmp}/pkg/DEBIAN/control", "w") as f:
+        f.write(
+            "Package: ebs-boot-test\nVersion: 1.0\nArchitecture: all\n"
+            "Maintainer: ebs <ebs@localhost>\nDescription: boot test package\n"
+        )
+    with open(f"{tmp}/pkg/usr/share/ebs-boot-test/hello", "w") as f:
+        f.write("hello from a package\n")
+    subprocess.run(["dpkg-deb", "--build", f"{tmp}/pkg", f"{tmp}/p.deb"], check=True, capture_output=True)
+    with open(f"{tmp}/p.deb", "rb") as f:
+        deb = f.read()
+inside(iid, "cat > /tmp/p.deb && dpkg -i /tmp/p.deb && echo changed > /etc/ebs-boot-test", stdin=deb)
+stop(iid)
+image = ec2.create_image(InstanceId=iid, Name="debian-with-package")["ImageId"]
+ec2.get_waiter("image_available").wait(ImageIds=[image], WaiterConfig=FAST)
+child = launch(image)
+assert "install ok installed" in inside(child, "dpkg -s ebs-boot-test")
+assert inside(child, "cat /usr/share/ebs-boot-test/hello") == "hello from a package\n"
+assert inside(child, "cat /etc/ebs-boot-test") == "changed\n"
+# Its own user data ran once (the parent's run is in the image too).
+wait_inside(child, "wc -l < /root/user-data-runs", "2")
+
+ec2.terminate_instances(InstanceIds=[iid, child])
+ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid, child], WaiterConfig=FAST)
+print("boot: ok")
