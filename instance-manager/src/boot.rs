@@ -87,6 +87,44 @@ pub fn nvme_node(index: usize) -> String {
     format!("nvme{index}n1")
 }
 
+/// The `/dev` of a running instance, seen from the host through its init's root: `leader` is
+/// the pid of the instance's workload leader, whose only child is the instance's PID 1.
+fn instance_dev(leader: u32) -> io::Result<PathBuf> {
+    let children = fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))?;
+    let init = children
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| io::Error::other(format!("process {leader} has no init child")))?;
+    Ok(PathBuf::from(format!("/proc/{init}/root/dev")))
+}
+
+/// Makes `node` (and its link) in a running instance's `/dev`: a hot-plugged disk.
+pub fn add_node(leader: u32, node: &BlockNode) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let dev = instance_dev(leader)?;
+    let rdev = fs::metadata(&node.host_device)?.rdev();
+    let path = std::ffi::CString::new(dev.join(&node.node).as_os_str().as_bytes())
+        .map_err(io::Error::other)?;
+    // SAFETY: `path` is a live NUL-terminated path.
+    if unsafe { libc::mknod(path.as_ptr(), libc::S_IFBLK | 0o660, rdev) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if let Some(link) = &node.link {
+        std::os::unix::fs::symlink(&node.node, dev.join(link))?;
+    }
+    Ok(())
+}
+
+/// Removes `node` (and its link) from a running instance's `/dev`: a detached disk.
+pub fn remove_node(leader: u32, node: &BlockNode) -> io::Result<()> {
+    let dev = instance_dev(leader)?;
+    if let Some(link) = &node.link {
+        let _ = fs::remove_file(dev.join(link));
+    }
+    fs::remove_file(dev.join(&node.node))
+}
+
 /// The filesystem at the start of a volume (`head` is its first [`PROBE_BYTES`] bytes, or as
 /// many as it has), named as mount(2) takes it: `ext4` (which mounts ext2 and ext3 too), `xfs`
 /// or `btrfs`. `None` for anything else: a partition table, an unknown filesystem, zeros.

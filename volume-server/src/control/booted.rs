@@ -24,6 +24,32 @@ const DISKS_DIR: &str = "disks";
 /// The host copy of a booted instance's user data, under its directory.
 const USER_DATA_FILE: &str = "boot-user-data";
 
+/// A disk of a booted instance attached on the host.
+#[derive(Debug)]
+pub(super) struct HostDisk {
+    /// Its EC2 device name, e.g. `/dev/sdf`.
+    device_name: String,
+    /// The export it reaches.
+    token: String,
+    /// Its NVMe node inside, e.g. `nvme1n1`.
+    node: String,
+    disk: LocalDisk,
+}
+
+impl HostDisk {
+    fn node(&self) -> BlockNode {
+        let link = self
+            .device_name
+            .strip_prefix("/dev/")
+            .unwrap_or(&self.device_name);
+        BlockNode {
+            link: (link != self.node).then(|| link.to_string()),
+            node: self.node.clone(),
+            host_device: self.disk.device().to_path_buf(),
+        }
+    }
+}
+
 /// A disk of the instance: its EC2 device name, export token, and whether it is the root.
 struct Disk {
     device_name: String,
@@ -69,16 +95,10 @@ impl ControlPlane {
                 "Booting an instance needs --nbd-socket when --nbd-tls is require (its disks are attached on the host without TLS).",
             ));
         }
-        let mut nodes = Vec::new();
         if !st.instances.local.contains_key(id) {
             st.instances.local.insert(id.to_string(), Vec::new());
             for (index, d) in disks.iter().enumerate() {
-                let node = boot::nvme_node(index);
-                let attached = LocalDisk::attach(
-                    &dir.join(DISKS_DIR).join(&node),
-                    &self.local_nbd_uri(&d.token),
-                )
-                .map_err(super::internal("attaching a disk on the host"))?;
+                let attached = self.attach_on_host(dir, d, boot::nvme_node(index))?;
                 st.instances
                     .local
                     .get_mut(id)
@@ -86,19 +106,14 @@ impl ControlPlane {
                     .push(attached);
             }
         }
-        let local = &st.instances.local[id];
-        for (index, (d, l)) in disks.iter().zip(local).enumerate() {
-            let node = boot::nvme_node(index);
-            let link = d
-                .device_name
-                .strip_prefix("/dev/")
-                .unwrap_or(&d.device_name);
-            nodes.push(BlockNode {
-                link: (link != node).then(|| link.to_string()),
-                node,
-                host_device: l.device().to_path_buf(),
-            });
-        }
+        // The disks as attached (a reboot keeps those of the boot before, hot-plugged ones too),
+        // the root first.
+        let mut nodes: Vec<BlockNode> = st.instances.local[id].iter().map(HostDisk::node).collect();
+        let root_node = st.instances.local[id]
+            .iter()
+            .position(|h| h.device_name == root.device_name)
+            .ok_or_else(|| Ec2Error::internal("the root volume is not attached on the host"))?;
+        nodes.swap(0, root_node);
         let user_data = match &r.user_data {
             Some(u) => {
                 let bytes = base64::engine::general_purpose::STANDARD
@@ -136,14 +151,111 @@ impl ControlPlane {
         )))
     }
 
+    /// Attaches disk `d` of an instance on the host as NVMe node `node`.
+    fn attach_on_host(&self, dir: &Path, d: &Disk, node: String) -> Result<HostDisk, Ec2Error> {
+        let disk = LocalDisk::attach(
+            &dir.join(DISKS_DIR).join(&node),
+            &self.local_nbd_uri(&d.token),
+        )
+        .map_err(super::internal("attaching a disk on the host"))?;
+        Ok(HostDisk {
+            device_name: d.device_name.clone(),
+            token: d.token.clone(),
+            node,
+            disk,
+        })
+    }
+
+    /// After AttachVolume to a running booted instance: the volume appears inside as the next
+    /// free NVMe node with its device name as a link, as a hot-plugged EBS volume does on Nitro.
+    /// A failure leaves the attachment in place, only not visible inside, and is logged.
+    pub(super) fn hotplug_attach(
+        &self,
+        st: &mut State,
+        instance_id: &str,
+        device: &str,
+        token: &str,
+    ) {
+        let Some(local) = st.instances.local.get(instance_id) else {
+            return;
+        };
+        let used: Vec<&str> = local.iter().map(|h| h.node.as_str()).collect();
+        let node = (0..)
+            .map(boot::nvme_node)
+            .find(|n| !used.contains(&n.as_str()))
+            .expect("a free node");
+        let leader = st
+            .hosts
+            .get(instance_id)
+            .and_then(|h| h.instance.as_ref())
+            .and_then(|i| i.pid)
+            .map(|(pid, _)| pid);
+        let d = Disk {
+            device_name: device.to_string(),
+            token: token.to_string(),
+            root: false,
+        };
+        let attached = self.attach_on_host(&self.instance_dir(instance_id), &d, node);
+        let result = attached.and_then(|h| {
+            let made = leader.map(|pid| boot::add_node(pid, &h.node()));
+            st.instances
+                .local
+                .get_mut(instance_id)
+                .expect("present")
+                .push(h);
+            match made {
+                Some(Err(e)) => Err(Ec2Error::internal(&e.to_string())),
+                _ => Ok(()),
+            }
+        });
+        if let Err(e) = result {
+            tracing::error!(instance_id, device, error = %e.message, "a hot-plugged volume is not visible inside the instance");
+        }
+    }
+
+    /// Before DetachVolume fences a running booted instance's attachment `token`: takes its disk
+    /// out of the instance's list (to be detached with [`ControlPlane::hotplug_detach`], without
+    /// the lock).
+    pub(super) fn take_host_disk(
+        &self,
+        st: &mut State,
+        instance_id: &str,
+        token: &str,
+    ) -> Option<(Option<u32>, HostDisk)> {
+        let local = st.instances.local.get_mut(instance_id)?;
+        let at = local.iter().position(|h| h.token == token)?;
+        let leader = st
+            .hosts
+            .get(instance_id)
+            .and_then(|h| h.instance.as_ref())
+            .and_then(|i| i.pid)
+            .map(|(pid, _)| pid);
+        Some((leader, local.remove(at)))
+    }
+
+    /// Removes a detached volume's node from inside the instance and detaches it from the host:
+    /// waits (a while) until the instance no longer has it mounted, then flushes it.
+    pub(super) fn hotplug_detach(&self, instance_id: &str, leader: Option<u32>, h: HostDisk) {
+        if let Some(pid) = leader
+            && let Err(e) = boot::remove_node(pid, &h.node())
+        {
+            tracing::warn!(instance_id, device = h.device_name, error = %e, "removing a device node inside the instance");
+        }
+        self.detach_local_disks(instance_id, vec![h], false);
+    }
+
     /// Detaches a booted instance's disks from the host (after its workload has exited, before
-    /// its exports are fenced). Blocks until each disk is released and flushed.
-    pub(super) fn detach_local_disks(&self, id: &str, disks: Vec<LocalDisk>) {
-        for d in disks {
-            let device = d.device().display().to_string();
-            if let Err(e) = d.detach() {
+    /// its exports are fenced). Blocks until each disk is released and flushed. `all`: these are
+    /// all of its disks (it has stopped), so its boot files go too.
+    pub(super) fn detach_local_disks(&self, id: &str, disks: Vec<HostDisk>, all: bool) {
+        for h in disks {
+            let device = h.disk.device().display().to_string();
+            if let Err(e) = h.disk.detach() {
                 tracing::error!(instance_id = id, device, error = %e, "detaching a disk from the host");
             }
+        }
+        if !all {
+            return;
         }
         let dir = self.instance_dir(id);
         let _ = std::fs::remove_file(dir.join(boot::BOOT_FILE));

@@ -26,7 +26,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use instance_manager::devices::{self, Device, DeviceKind, InstanceInfo};
 use instance_manager::lifecycle::{self, Action, InstanceState, ShutdownBehavior, Transition};
-use instance_manager::localdisk::LocalDisk;
 use instance_manager::workload::{self, CgroupLimits, Program, Workload, WorkloadSpec};
 use storage_engine::{Limits, Throttle, Volume};
 use tokio::sync::{mpsc, oneshot};
@@ -81,7 +80,7 @@ pub(super) struct InstanceRuntime {
     /// Open instance store disks of each running instance.
     ephemeral: HashMap<String, Vec<OpenVolume>>,
     /// The disks of each booted instance, attached on the host (see `booted`).
-    pub(super) local: HashMap<String, Vec<LocalDisk>>,
+    pub(super) local: HashMap<String, Vec<super::booted::HostDisk>>,
 }
 
 impl InstanceRuntime {
@@ -1306,7 +1305,7 @@ impl ControlPlane {
     fn power_off(&self, id: &str) {
         let local = self.lock().instances.local.remove(id);
         if let Some(local) = local {
-            self.detach_local_disks(id, local);
+            self.detach_local_disks(id, local, true);
         }
         let (exports, ephemeral, disks) = {
             let mut st = self.lock();

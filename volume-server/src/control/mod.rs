@@ -964,6 +964,9 @@ impl ControlPlane {
         st.volumes.insert(nv.volume_id.clone(), nv);
         self.forget_detached(&mut st, &req.volume_id);
         tracing::info!(volume_id = %req.volume_id, instance_id = %a.instance_id, generation = a.generation, "volume attached");
+        if serve {
+            self.hotplug_attach(&mut st, &a.instance_id, &a.device, &a.token);
+        }
         // EC2's answer to AttachVolume: `attaching` (see `transition`), however long the work.
         let mut shown = a;
         if !self.cfg.transition_time.is_zero() {
@@ -1014,7 +1017,7 @@ impl ControlPlane {
         }
         let device = req.device.as_deref().filter(|s| !s.is_empty());
         // Phase 1: mark detaching (durably) and stop new sessions.
-        let (token, export) = {
+        let (token, export, host_disk) = {
             let mut st = self.lock();
             let v = match who {
                 Some(who) => st.volume(who, &req.volume_id)?,
@@ -1080,10 +1083,19 @@ impl ControlPlane {
             nv.attachments[idx].state = AttachmentState::Detaching;
             self.commit(&[Change::PutVolume(nv.clone())])?;
             let token = nv.attachments[idx].token.clone();
+            let instance_id = nv.attachments[idx].instance_id.clone();
             st.volumes.insert(nv.volume_id.clone(), nv);
+            let host_disk = self
+                .take_host_disk(&mut st, &instance_id, &token)
+                .map(|(leader, h)| (instance_id, leader, h));
             let export = self.exports.remove(&token);
-            (token, export)
+            (token, export, host_disk)
         };
+        // A running booted instance lets go of the disk first (its filesystem, if mounted inside,
+        // is given a while to be unmounted), so what it wrote is flushed before the fence.
+        if let Some((instance_id, leader, h)) = host_disk {
+            self.hotplug_detach(&instance_id, leader, h);
+        }
         // Phase 2: fence, without the lock: waits for in-flight I/O of this attachment only.
         // Then flush, still without the lock: if this was the volume's last user it is closed
         // under the lock below, and that close then finds little or nothing to write back (a

@@ -4,6 +4,7 @@ Usage: boto3_boot.py ENDPOINT AMI_ID
 
 Launches the AMI with a data volume at /dev/sdf and user data; inside: os-release, the hostname
 (the private DNS name), nproc and the memory total of the type; mkfs.ext4 and a mount of /dev/sdf;
+a volume attached while it runs appears as /dev/sdg and goes on detach;
 instance store written before a reboot is still there after it and gone after a stop; the data
 volume's file survives stop and start; user data ran once. Then a package is installed inside
 (a .deb made here), the instance stopped and imaged, and a new instance of that image has the
@@ -123,6 +124,18 @@ inside(iid, "mkfs.ext4 -q /dev/sdf && mkdir -p /data && mount /dev/sdf /data && 
 store = inside(iid, "ls /dev | grep -c '^nvme[0-9]n1$'").strip()
 assert store == "3", inside(iid, "ls -l /dev")
 inside(iid, "printf survivor | dd of=/dev/nvme2n1 conv=fsync 2>/dev/null")
+
+# A volume attached to the running instance appears inside (hot plug), and leaves on detach.
+zone = me["Placement"]["AvailabilityZone"]
+extra = ec2.create_volume(AvailabilityZone=zone, Size=1, VolumeType="gp3")["VolumeId"]
+ec2.get_waiter("volume_available").wait(VolumeIds=[extra], WaiterConfig=FAST)
+ec2.attach_volume(VolumeId=extra, InstanceId=iid, Device="/dev/sdg")
+ec2.get_waiter("volume_in_use").wait(VolumeIds=[extra], WaiterConfig=FAST)
+assert inside(iid, "readlink /dev/sdg").strip() == "nvme3n1", inside(iid, "ls -l /dev")
+inside(iid, "mkfs.ext4 -q /dev/sdg && mkdir -p /hot && mount /dev/sdg /hot && echo hot > /hot/f && umount /hot")
+ec2.detach_volume(VolumeId=extra)
+ec2.get_waiter("volume_available").wait(VolumeIds=[extra], WaiterConfig=FAST)
+assert inside(iid, "test -e /dev/sdg || test -e /dev/nvme3n1 || echo gone").strip() == "gone"
 
 ec2.reboot_instances(InstanceIds=[iid])
 # The new init: the mount of /data is gone, instance store is not.
