@@ -24,7 +24,30 @@ fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Str
 /// A 1 GiB ext4 image holding `/etc/motd` = `motd`, written to a volume, snapshotted and
 /// registered as an AMI with root `/dev/xvda`. Returns the AMI id.
 fn ext4_ami(server: &Server, name: &str, motd: &str) -> String {
+    ami_of(server, name, Some(motd))
+}
+
+/// An AMI whose 1 GiB root holds no filesystem (only a marker at its start): its instances run
+/// as plain processes on the host.
+fn blank_ami(server: &Server, name: &str) -> String {
+    ami_of(server, name, None)
+}
+
+/// An AMI whose root is an ext4 filesystem with `motd` as /etc/motd, or with `None` no
+/// filesystem at all.
+fn ami_of(server: &Server, name: &str, motd: Option<&str>) -> String {
     let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("root.img");
+    let Some(motd) = motd else {
+        std::fs::write(&img, b"no filesystem here").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&img)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        return register(server, name, &img);
+    };
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/motd"), motd).unwrap();
@@ -43,6 +66,11 @@ fn ext4_ami(server: &Server, name: &str, motd: &str) -> String {
         ],
     )
     .assert_success();
+    register(server, name, &img)
+}
+
+/// Copies the 1 GiB image `img` into a new volume, snapshots it, and registers an AMI of it.
+fn register(server: &Server, name: &str, img: &Path) -> String {
     let (volume_id, host, uri) = server.attach_new_volume(1);
     run_tool("nbdcopy", &[img.to_str().unwrap(), &uri]).assert_success();
     server.detach(&volume_id);
@@ -395,12 +423,12 @@ fn workload_exit_follows_shutdown_behavior_and_bad_requests_are_refused() {
         .clone();
     assert!(!volume_exists(&server, &gone_root), "{terminated:?}");
 
-    // User data runs when no command is given.
+    // User data runs when no command is given (on the host: the AMI has no filesystem to boot).
     let script = "#!/bin/sh\necho from-user-data\nexit 0\n";
     let ud = launch(
         &server,
         pb::RunInstancesRequest {
-            image_id: ami.clone(),
+            image_id: blank_ami(&server, "user-data"),
             user_data: Some(base64::engine::general_purpose::STANDARD.encode(script)),
             ..Default::default()
         },
@@ -561,10 +589,13 @@ fn create_image_from_a_running_instance_boots_an_identical_root() {
     }
     // The instance was rebooted for the image and runs again.
     let running = wait_state(&server, &first, "running");
+    // A command of its own: without one, the instance would boot the ext4 root (and mounting
+    // it changes it).
     let second = launch(
         &server,
         pb::RunInstancesRequest {
             image_id: image,
+            workload: Some("exec sleep 600".into()),
             ..Default::default()
         },
     )
