@@ -13,12 +13,15 @@
 //! * [`boot`], [`localdisk`], [`init`]: booting an AMI's root filesystem: the boot configuration,
 //!   the instance's disks as host block devices, and the init that runs the instance in its own
 //!   namespaces.
+//! * [`network`]: a booted instance's private network: a bridge per VPC, a namespace and a veth
+//!   per instance.
 
 pub mod boot;
 pub mod devices;
 pub mod init;
 pub mod lifecycle;
 pub mod localdisk;
+pub mod network;
 pub mod types;
 pub mod workload;
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use instance_manager::boot::{self, BlockNode, BootConfig};
 use instance_manager::localdisk::{self, LocalDisk};
+use instance_manager::network::{self, Block, Interface};
 use instance_manager::workload::Program;
 
 use super::instances::{attachments_in, rec};
@@ -126,15 +127,30 @@ impl ControlPlane {
             None => None,
         };
         let ty = instance_manager::types::lookup(&r.instance_type);
+        let net = self.instance_network(host);
+        let netns = match instance_manager::network::available() {
+            Ok(()) => Some(
+                network::ensure_instance(&interface(id, &net)?)
+                    .map_err(super::internal("making the instance's network"))?,
+            ),
+            Err(why) => {
+                tracing::warn!(
+                    instance_id = id,
+                    why,
+                    "the instance boots without a network"
+                );
+                None
+            }
+        };
         let cfg = BootConfig {
             instance_id: id.to_string(),
-            hostname: self.instance_network(host).private_dns_name,
+            hostname: net.private_dns_name,
             root_device: nodes[0].host_device.clone(),
             fs_type: fs_type.to_string(),
             mount_dir: dir.join("rootfs"),
             devices: nodes,
             user_data,
-            netns: None,
+            netns,
             vcpus: ty.map_or(0, |t| t.vcpus),
             memory_bytes: ty.map_or(0, |t| t.memory_mib << 20),
             stop_grace_ms: (self.cfg.instance_stop_timeout / 2).as_millis() as u64,
@@ -262,6 +278,11 @@ impl ControlPlane {
         let _ = std::fs::remove_file(dir.join(USER_DATA_FILE));
     }
 
+    /// At termination: the instance's network namespace goes (its address is free again).
+    pub(super) fn remove_instance_network(&self, id: &str) {
+        network::remove_instance(id);
+    }
+
     /// After a restart of the server: whether `id` was booted (its init cannot be adopted), and
     /// in any case detaches whatever of its disks a crash left attached on the host.
     pub(super) fn cleanup_booted(&self, id: &str) -> bool {
@@ -319,6 +340,23 @@ impl ControlPlane {
             None => self.nbd_uri(token),
         }
     }
+}
+
+/// The host network's view of an instance's interface.
+fn interface(
+    instance_id: &str,
+    net: &super::network::InstanceNetwork,
+) -> Result<Interface, Ec2Error> {
+    let bad =
+        |what: &str| Ec2Error::internal(&format!("the instance's {what} is not an IPv4 block"));
+    Ok(Interface {
+        instance_id: instance_id.to_string(),
+        vpc_id: net.vpc_id.clone(),
+        vpc: Block::parse(&net.vpc_cidr).ok_or_else(|| bad("VPC"))?,
+        subnet: Block::parse(&net.subnet_cidr).ok_or_else(|| bad("subnet"))?,
+        address: net.private_ip.parse().map_err(|_| bad("private address"))?,
+        mac: net.mac_address.clone(),
+    })
 }
 
 /// Writes `data` to `path`, readable by root only.

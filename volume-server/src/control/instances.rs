@@ -1379,6 +1379,7 @@ impl ControlPlane {
                 }
             }
         }
+        self.remove_instance_network(id);
         let mut st = self.lock();
         let done = self.put_instance(&mut st, id, |i| halted(i, InstanceState::Terminated));
         match done {

@@ -75,6 +75,10 @@ pub struct InstanceNetwork {
     pub mac_address: String,
     /// The security group (id, name) of the interface: the default group.
     pub group: (String, &'static str),
+    /// The VPC's block, e.g. `172.31.0.0/16`.
+    pub vpc_cidr: String,
+    /// The subnet's block, e.g. `172.31.16.0/20`.
+    pub subnet_cidr: String,
 }
 
 /// `prefix-` and 17 hex digits, the same for the same `parts`.
@@ -441,6 +445,8 @@ impl ControlPlane {
                 mac[0], mac[1], mac[2], mac[3], mac[4]
             ),
             group: (g.group_id, g.group_name),
+            vpc_cidr: VPC_CIDR.to_string(),
+            subnet_cidr: format!("{}/20", address(index as u32 * SUBNET_SIZE)),
         }
     }
 }

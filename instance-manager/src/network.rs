@@ -1,0 +1,308 @@
+//! A booted instance's private network on the host: a Linux bridge per VPC with no uplink, a
+//! network namespace per instance with a veth on its VPC's bridge, its private address and MAC,
+//! and a route to the whole VPC on that link.
+//!
+//! # Isolation
+//!
+//! * A bridge holds only its VPC's veths: instances of one VPC reach each other, nothing else.
+//! * Instances get no default route, and the bridge has IPv4 forwarding off (the per-interface
+//!   switch gates packets arriving on it), so even a route added inside cannot send a packet
+//!   through the host to anywhere: nothing is ever routed off the machine.
+//! * The host reaches a subnet through the bridge, which holds the subnet's router address
+//!   (its base + 1, as the VPC router in AWS), unless another interface of the host already has
+//!   an address overlapping it (another VPC with the same block): then that subnet is reachable
+//!   from the host only from inside (`ip netns exec`), and a warning says so.
+//! * Security group rules are not enforced.
+//!
+//! Everything is done with `ip` (iproute2) and is idempotent: a namespace that survived a
+//! restart of the server is taken as it is.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+/// Failure to set up an instance's network.
+#[derive(Debug, thiserror::Error)]
+#[error("{command}: {detail}")]
+pub struct NetError {
+    /// The command that failed.
+    pub command: String,
+    /// Its stderr or the cause.
+    pub detail: String,
+}
+
+/// An IPv4 block, e.g. `172.31.0.0/20`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// The first address.
+    pub base: Ipv4Addr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl Block {
+    /// Parses `A.B.C.D/N`.
+    pub fn parse(s: &str) -> Option<Block> {
+        let (a, n) = s.split_once('/')?;
+        let base: Ipv4Addr = a.parse().ok()?;
+        let prefix: u8 = n.parse().ok().filter(|&n| n <= 32)?;
+        Some(Block { base, prefix })
+    }
+
+    fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    /// Whether `a` is in the block.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask() == u32::from(self.base) & self.mask()
+    }
+
+    /// Whether the two blocks share an address.
+    pub fn overlaps(&self, other: &Block) -> bool {
+        self.contains(other.base) || other.contains(self.base)
+    }
+
+    /// The VPC router's address in a subnet: its base + 1.
+    pub fn router(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base) + 1)
+    }
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+/// An instance's network interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// The instance.
+    pub instance_id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// The VPC's block.
+    pub vpc: Block,
+    /// Its subnet's block.
+    pub subnet: Block,
+    /// Its private address.
+    pub address: Ipv4Addr,
+    /// Its MAC address.
+    pub mac: String,
+}
+
+/// Whether this host can make instance networks: root and `ip`.
+pub fn available() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not running as root".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("ip (iproute2) is not installed".into()),
+    }
+}
+
+/// 11 hex digits of a hash of `id`: interface names have at most 15 characters.
+fn short(id: &str) -> String {
+    let h = Sha256::digest(id.as_bytes());
+    h.iter().map(|b| format!("{b:02x}")).collect::<String>()[..11].to_string()
+}
+
+/// The bridge of a VPC.
+pub fn bridge_name(vpc_id: &str) -> String {
+    format!("ebsb{}", short(vpc_id))
+}
+
+/// The host end of an instance's veth.
+pub fn veth_name(instance_id: &str) -> String {
+    format!("ebsv{}", short(instance_id))
+}
+
+/// The named network namespace of an instance.
+pub fn netns_name(instance_id: &str) -> String {
+    format!("ebs-{instance_id}")
+}
+
+/// Its path, which the instance's init joins.
+pub fn netns_path(instance_id: &str) -> PathBuf {
+    PathBuf::from("/run/netns").join(netns_name(instance_id))
+}
+
+fn ip(args: &[&str]) -> Result<String, NetError> {
+    let command = format!("ip {}", args.join(" "));
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| NetError {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(NetError {
+            command,
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// The IPv4 addresses of the host, as (interface, block) pairs.
+fn host_addresses() -> Result<Vec<(String, Block, Ipv4Addr)>, NetError> {
+    let out = ip(&["-o", "-4", "addr", "show"])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.nth(1)?.to_string();
+            let cidr = words.skip_while(|w| *w != "inet").nth(1)?;
+            let block = Block::parse(cidr)?;
+            Some((name, block, block.base))
+        })
+        .collect())
+}
+
+/// Makes the VPC's bridge (up, forwarding off) and gives it the subnet's router address, unless
+/// another interface of the host has an address overlapping the subnet.
+fn ensure_bridge(vpc_id: &str, subnet: &Block) -> Result<String, NetError> {
+    let bridge = bridge_name(vpc_id);
+    if !link_exists(&bridge) {
+        ip(&["link", "add", &bridge, "type", "bridge"])?;
+    }
+    let forwarding = format!("/proc/sys/net/ipv4/conf/{bridge}/forwarding");
+    fs::write(&forwarding, "0").map_err(|e| NetError {
+        command: format!("echo 0 > {forwarding}"),
+        detail: e.to_string(),
+    })?;
+    ip(&["link", "set", &bridge, "up"])?;
+    let router = Block {
+        base: subnet.router(),
+        prefix: subnet.prefix,
+    };
+    let addresses = host_addresses()?;
+    let ours = addresses
+        .iter()
+        .any(|(name, b, a)| *name == bridge && *a == router.base && b.prefix == router.prefix);
+    let clash = addresses
+        .iter()
+        .find(|(name, b, _)| *name != bridge && b.overlaps(subnet));
+    match (ours, clash) {
+        (true, _) => {}
+        (false, Some((name, b, _))) => tracing::warn!(
+            vpc_id,
+            subnet = %subnet,
+            interface = name,
+            address = %b,
+            "the host already has an address overlapping this subnet: it reaches the subnet's instances only from inside their namespaces"
+        ),
+        (false, None) => {
+            ip(&["addr", "add", &router.to_string(), "dev", &bridge])?;
+        }
+    }
+    Ok(bridge)
+}
+
+/// Makes (or finds) the instance's namespace with its interface on its VPC's bridge; returns the
+/// namespace's path.
+pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
+    let bridge = ensure_bridge(&nic.vpc_id, &nic.subnet)?;
+    let ns = netns_name(&nic.instance_id);
+    let path = netns_path(&nic.instance_id);
+    let veth = veth_name(&nic.instance_id);
+    if path.exists() && link_exists(&veth) {
+        return Ok(path);
+    }
+    if path.exists() {
+        // Half made (a crash midway): start again.
+        let _ = ip(&["netns", "del", &ns]);
+    }
+    ip(&["netns", "add", &ns])?;
+    let made = (|| {
+        ip(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])?;
+        ip(&["link", "set", &veth, "master", &bridge, "up"])?;
+        let n = |args: &[&str]| {
+            let mut all = vec!["-n", ns.as_str()];
+            all.extend_from_slice(args);
+            ip(&all)
+        };
+        n(&["link", "set", "lo", "up"])?;
+        n(&["link", "set", "eth0", "address", &nic.mac])?;
+        let addr = format!("{}/{}", nic.address, nic.subnet.prefix);
+        n(&["addr", "add", &addr, "dev", "eth0"])?;
+        n(&["link", "set", "eth0", "up"])?;
+        // The rest of the VPC on the same link (the VPC router of AWS routes between its
+        // subnets; here they share one bridge). No default route: nothing leaves the VPC.
+        if nic.vpc != nic.subnet {
+            n(&["route", "add", &nic.vpc.to_string(), "dev", "eth0"])?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = made {
+        let _ = ip(&["netns", "del", &ns]);
+        return Err(e);
+    }
+    Ok(path)
+}
+
+/// Removes an instance's namespace (its veth goes with it). Nothing to do if it has none.
+pub fn remove_instance(instance_id: &str) {
+    if netns_path(instance_id).exists()
+        && let Err(e) = ip(&["netns", "del", &netns_name(instance_id)])
+    {
+        tracing::warn!(instance_id, error = %e, "removing the instance's network namespace");
+    }
+}
+
+/// Removes a VPC's bridge, if it has one.
+pub fn remove_vpc(vpc_id: &str) {
+    let bridge = bridge_name(vpc_id);
+    if link_exists(&bridge)
+        && let Err(e) = ip(&["link", "del", &bridge])
+    {
+        tracing::warn!(vpc_id, error = %e, "removing the VPC's bridge");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_parse_contain_and_overlap() {
+        let vpc = Block::parse("172.31.0.0/16").unwrap();
+        let sub = Block::parse("172.31.16.0/20").unwrap();
+        assert!(vpc.contains("172.31.200.1".parse().unwrap()));
+        assert!(!sub.contains("172.31.0.4".parse().unwrap()));
+        assert!(vpc.overlaps(&sub) && sub.overlaps(&vpc));
+        assert!(!sub.overlaps(&Block::parse("10.0.0.0/8").unwrap()));
+        assert_eq!(sub.router(), "172.31.16.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(sub.to_string(), "172.31.16.0/20");
+        assert_eq!(Block::parse("1.2.3.4/33"), None);
+        assert_eq!(Block::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn interface_names_fit_the_kernels_limit() {
+        assert!(bridge_name("vpc-0123456789abcdef0").len() <= 15);
+        assert!(veth_name("i-0123456789abcdef0").len() <= 15);
+        assert_ne!(
+            veth_name("i-0123456789abcdef0"),
+            veth_name("i-0123456789abcdef1")
+        );
+    }
+}
