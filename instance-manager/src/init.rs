@@ -128,10 +128,8 @@ fn outer(config: &Path) -> io::Result<i32> {
         Some(ns) => {
             let f = File::open(ns).map_err(ctx(format!("opening {}", ns.display())))?;
             // SAFETY: setns on a namespace file descriptor we hold open.
-            check(
-                unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
-                "joining the network namespace",
-            )?;
+            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            check(r, "joining the network namespace")?;
         }
         None => flags |= libc::CLONE_NEWNET,
     }
@@ -278,22 +276,16 @@ fn pid1(
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
     let dot = cstr(".")?;
     // SAFETY: both arguments are the live string ".".
-    check(
-        unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int },
-        "pivot_root",
-    )?;
+    let r = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    check(r as libc::c_int, "pivot_root")?;
     // SAFETY: as above.
-    check(
-        unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) },
-        "detaching the host's tree",
-    )?;
+    let r = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
+    check(r, "detaching the host's tree")?;
     std::env::set_current_dir("/")?;
     let host = cfg.hostname.as_bytes();
     // SAFETY: `host` is live for `host.len()` bytes.
-    check(
-        unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) },
-        "setting the hostname",
-    )?;
+    let r = unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) };
+    check(r, "setting the hostname")?;
     pin_cpus(cfg.vcpus);
     // SAFETY: std::env mutation while single-threaded.
     unsafe {
@@ -303,10 +295,10 @@ fn pid1(
     println!("ebs-init: {} booted as {}", cfg.instance_id, cfg.hostname);
 
     start_sshd();
-    if let Some(data) = user_data {
-        if let Err(e) = run_user_data(&cfg.instance_id, &data) {
-            println!("ebs-init: user data not run: {e}");
-        }
+    if let Some(data) = user_data
+        && let Err(e) = run_user_data(&cfg.instance_id, &data)
+    {
+        println!("ebs-init: user data not run: {e}");
     }
 
     // Boot is over: what waits for the instance to be up can look for this.

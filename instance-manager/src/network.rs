@@ -89,6 +89,8 @@ pub struct Interface {
     pub instance_id: String,
     /// Its VPC.
     pub vpc_id: String,
+    /// The VPC's bridge: [`bridge_name`] of the VPC in this server's scope.
+    pub bridge: String,
     /// The VPC's block.
     pub vpc: Block,
     /// Its subnet's block.
@@ -117,9 +119,10 @@ fn short(id: &str) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect::<String>()[..11].to_string()
 }
 
-/// The bridge of a VPC.
-pub fn bridge_name(vpc_id: &str) -> String {
-    format!("ebsb{}", short(vpc_id))
+/// The bridge of VPC `vpc_id` of the server whose data directory is `scope`: two servers on one
+/// host never share a bridge (their default VPCs have the same ids).
+pub fn bridge_name(scope: &str, vpc_id: &str) -> String {
+    format!("ebsb{}", short(&format!("{scope}\0{vpc_id}")))
 }
 
 /// The host end of an instance's veth.
@@ -177,17 +180,16 @@ fn host_addresses() -> Result<Vec<(String, Block, Ipv4Addr)>, NetError> {
 
 /// Makes the VPC's bridge (up, forwarding off) and gives it the subnet's router address, unless
 /// another interface of the host has an address overlapping the subnet.
-fn ensure_bridge(vpc_id: &str, subnet: &Block) -> Result<String, NetError> {
-    let bridge = bridge_name(vpc_id);
-    if !link_exists(&bridge) {
-        ip(&["link", "add", &bridge, "type", "bridge"])?;
+fn ensure_bridge(vpc_id: &str, bridge: &str, subnet: &Block) -> Result<(), NetError> {
+    if !link_exists(bridge) {
+        ip(&["link", "add", bridge, "type", "bridge"])?;
     }
     let forwarding = format!("/proc/sys/net/ipv4/conf/{bridge}/forwarding");
     fs::write(&forwarding, "0").map_err(|e| NetError {
         command: format!("echo 0 > {forwarding}"),
         detail: e.to_string(),
     })?;
-    ip(&["link", "set", &bridge, "up"])?;
+    ip(&["link", "set", bridge, "up"])?;
     let router = Block {
         base: subnet.router(),
         prefix: subnet.prefix,
@@ -209,20 +211,23 @@ fn ensure_bridge(vpc_id: &str, subnet: &Block) -> Result<String, NetError> {
             "the host already has an address overlapping this subnet: it reaches the subnet's instances only from inside their namespaces"
         ),
         (false, None) => {
-            ip(&["addr", "add", &router.to_string(), "dev", &bridge])?;
+            ip(&["addr", "add", &router.to_string(), "dev", bridge])?;
         }
     }
-    Ok(bridge)
+    Ok(())
 }
 
 /// Makes (or finds) the instance's namespace with its interface on its VPC's bridge; returns the
 /// namespace's path.
 pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
-    let bridge = ensure_bridge(&nic.vpc_id, &nic.subnet)?;
+    ensure_bridge(&nic.vpc_id, &nic.bridge, &nic.subnet)?;
+    let bridge = &nic.bridge;
     let ns = netns_name(&nic.instance_id);
     let path = netns_path(&nic.instance_id);
     let veth = veth_name(&nic.instance_id);
     if path.exists() && link_exists(&veth) {
+        // Its bridge may have been made again since (a restart of the server).
+        ip(&["link", "set", &veth, "master", bridge, "up"])?;
         return Ok(path);
     }
     if path.exists() {
@@ -234,7 +239,7 @@ pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
         ip(&[
             "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
         ])?;
-        ip(&["link", "set", &veth, "master", &bridge, "up"])?;
+        ip(&["link", "set", &veth, "master", bridge, "up"])?;
         let n = |args: &[&str]| {
             let mut all = vec!["-n", ns.as_str()];
             all.extend_from_slice(args);
@@ -269,12 +274,11 @@ pub fn remove_instance(instance_id: &str) {
 }
 
 /// Removes a VPC's bridge, if it has one.
-pub fn remove_vpc(vpc_id: &str) {
-    let bridge = bridge_name(vpc_id);
-    if link_exists(&bridge)
-        && let Err(e) = ip(&["link", "del", &bridge])
+pub fn remove_bridge(bridge: &str) {
+    if link_exists(bridge)
+        && let Err(e) = ip(&["link", "del", bridge])
     {
-        tracing::warn!(vpc_id, error = %e, "removing the VPC's bridge");
+        tracing::warn!(bridge, error = %e, "removing a VPC's bridge");
     }
 }
 
@@ -298,7 +302,11 @@ mod tests {
 
     #[test]
     fn interface_names_fit_the_kernels_limit() {
-        assert!(bridge_name("vpc-0123456789abcdef0").len() <= 15);
+        assert!(bridge_name("/var/lib/ebs", "vpc-0123456789abcdef0").len() <= 15);
+        assert_ne!(
+            bridge_name("/a", "vpc-0123456789abcdef0"),
+            bridge_name("/b", "vpc-0123456789abcdef0")
+        );
         assert!(veth_name("i-0123456789abcdef0").len() <= 15);
         assert_ne!(
             veth_name("i-0123456789abcdef0"),

@@ -1227,6 +1227,18 @@ fn boto3_sees_the_default_vpc_subnets_and_security_group() {
     server.stop();
 }
 
+#[test]
+fn boto3_makes_and_deletes_vpcs_and_subnets() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(dir.path(), &["--snapshot-min-interval", "0s"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_vpcs.py");
+    run(Command::new("python3").arg(script).arg(endpoint(&server))).assert_success();
+    server.stop();
+}
+
 /// Every EC2 answer against botocore's model: no element outside the output shape (botocore
 /// would drop it silently). Prints how many of the model's members the answers never carry.
 #[test]

@@ -339,6 +339,10 @@ pub struct HostRecord {
     /// addresses: one is derived from the id, see `control::network`).
     #[serde(default)]
     pub private_ip: Option<String>,
+    /// The subnet made by CreateSubnet that it was launched into; `None`: its zone's default
+    /// subnet.
+    #[serde(default)]
+    pub subnet_id: Option<String>,
 }
 
 /// Why an instance is in its state (EC2 `StateReason`).
@@ -554,6 +558,42 @@ pub struct MappingRecord {
     pub no_device: bool,
 }
 
+/// A VPC made by CreateVpc (each account's default VPC is derived, not stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcRecord {
+    /// `vpc-…`.
+    pub vpc_id: String,
+    /// The account that owns it.
+    pub owner_id: String,
+    /// Its IPv4 block, e.g. `10.0.0.0/16`.
+    pub cidr_block: String,
+    /// `vpc-cidr-assoc-…`.
+    pub cidr_association_id: String,
+    /// When it was made, ms since the epoch.
+    pub created_ms: u64,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A subnet made by CreateSubnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetRecord {
+    /// `subnet-…`.
+    pub subnet_id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// The account that owns it.
+    pub owner_id: String,
+    /// Its zone.
+    pub availability_zone: String,
+    /// Its IPv4 block, inside the VPC's.
+    pub cidr_block: String,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
 /// A registered AMI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -595,6 +635,10 @@ pub struct CatalogContents {
     pub fsr: Vec<FsrRecord>,
     /// Registered AMIs.
     pub images: Vec<ImageRecord>,
+    /// VPCs made by CreateVpc.
+    pub vpcs: Vec<VpcRecord>,
+    /// Subnets made by CreateSubnet.
+    pub subnets: Vec<SubnetRecord>,
 }
 
 /// One change in a transaction.
@@ -620,6 +664,14 @@ pub enum Change {
     PutImage(ImageRecord),
     /// Remove an AMI.
     DeleteImage(String),
+    /// Insert or replace a VPC.
+    PutVpc(VpcRecord),
+    /// Remove a VPC.
+    DeleteVpc(String),
+    /// Insert or replace a subnet.
+    PutSubnet(SubnetRecord),
+    /// Remove a subnet.
+    DeleteSubnet(String),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

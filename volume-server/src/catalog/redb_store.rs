@@ -12,6 +12,8 @@ const HOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("hosts");
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const FSR: TableDefinition<&str, &[u8]> = TableDefinition::new("fast_snapshot_restores");
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+const VPCS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpcs");
+const SUBNETS: TableDefinition<&str, &[u8]> = TableDefinition::new("subnets");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 ///
@@ -39,6 +41,8 @@ fn open_db(path: &Path) -> Result<Database, CatalogError> {
     tx.open_table(SNAPSHOTS).map_err(storage)?;
     tx.open_table(FSR).map_err(storage)?;
     tx.open_table(IMAGES).map_err(storage)?;
+    tx.open_table(VPCS).map_err(storage)?;
+    tx.open_table(SUBNETS).map_err(storage)?;
     tx.commit().map_err(storage)?;
     Ok(db)
 }
@@ -108,6 +112,8 @@ fn load(db: &Database) -> Result<CatalogContents, CatalogError> {
         snapshots: rows(&tx, SNAPSHOTS)?,
         fsr: rows(&tx, FSR)?,
         images: rows(&tx, IMAGES)?,
+        vpcs: rows(&tx, VPCS)?,
+        subnets: rows(&tx, SUBNETS)?,
     })
 }
 
@@ -135,6 +141,8 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
         let mut snapshots = tx.open_table(SNAPSHOTS).map_err(storage)?;
         let mut fsr = tx.open_table(FSR).map_err(storage)?;
         let mut images = tx.open_table(IMAGES).map_err(storage)?;
+        let mut vpcs = tx.open_table(VPCS).map_err(storage)?;
+        let mut subnets = tx.open_table(SUBNETS).map_err(storage)?;
         for change in changes {
             match change {
                 Change::PutVolume(v) => {
@@ -175,6 +183,21 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
                 }
                 Change::DeleteImage(id) => {
                     images.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutVpc(v) => {
+                    vpcs.insert(v.vpc_id.as_str(), encode(v).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteVpc(id) => {
+                    vpcs.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutSubnet(s) => {
+                    subnets
+                        .insert(s.subnet_id.as_str(), encode(s).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteSubnet(id) => {
+                    subnets.remove(id.as_str()).map_err(storage)?;
                 }
             }
         }

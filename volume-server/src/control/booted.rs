@@ -127,10 +127,10 @@ impl ControlPlane {
             None => None,
         };
         let ty = instance_manager::types::lookup(&r.instance_type);
-        let net = self.instance_network(host);
+        let net = self.instance_network(st, host);
         let netns = match instance_manager::network::available() {
             Ok(()) => Some(
-                network::ensure_instance(&interface(id, &net)?)
+                network::ensure_instance(&interface(id, &self.bridge_of(&net.vpc_id), &net)?)
                     .map_err(super::internal("making the instance's network"))?,
             ),
             Err(why) => {
@@ -220,7 +220,7 @@ impl ControlPlane {
                 .expect("present")
                 .push(h);
             match made {
-                Some(Err(e)) => Err(Ec2Error::internal(&e.to_string())),
+                Some(Err(e)) => Err(Ec2Error::internal(e.to_string())),
                 _ => Ok(()),
             }
         });
@@ -276,6 +276,30 @@ impl ControlPlane {
         let dir = self.instance_dir(id);
         let _ = std::fs::remove_file(dir.join(boot::BOOT_FILE));
         let _ = std::fs::remove_file(dir.join(USER_DATA_FILE));
+    }
+
+    /// The host bridge of `vpc_id` for this server.
+    pub(super) fn bridge_of(&self, vpc_id: &str) -> String {
+        network::bridge_name(&self.cfg.data_dir.display().to_string(), vpc_id)
+    }
+
+    /// At shutdown: every namespace of this server's instances and every bridge of its VPCs
+    /// go (a booted instance made again at its next start finds none of them stale).
+    pub(super) fn remove_networks(&self) {
+        let st = self.lock();
+        let mut vpcs: std::collections::BTreeSet<String> = st.vpcs.keys().cloned().collect();
+        let mut instances = Vec::new();
+        for h in st.hosts.values().filter(|h| h.instance.is_some()) {
+            vpcs.insert(self.instance_network(&st, h).vpc_id);
+            instances.push(h.instance_id.clone());
+        }
+        drop(st);
+        for id in instances {
+            network::remove_instance(&id);
+        }
+        for vpc in vpcs {
+            network::remove_bridge(&self.bridge_of(&vpc));
+        }
     }
 
     /// At termination: the instance's network namespace goes (its address is free again).
@@ -345,13 +369,15 @@ impl ControlPlane {
 /// The host network's view of an instance's interface.
 fn interface(
     instance_id: &str,
+    bridge: &str,
     net: &super::network::InstanceNetwork,
 ) -> Result<Interface, Ec2Error> {
     let bad =
-        |what: &str| Ec2Error::internal(&format!("the instance's {what} is not an IPv4 block"));
+        |what: &str| Ec2Error::internal(format!("the instance's {what} is not an IPv4 block"));
     Ok(Interface {
         instance_id: instance_id.to_string(),
         vpc_id: net.vpc_id.clone(),
+        bridge: bridge.to_string(),
         vpc: Block::parse(&net.vpc_cidr).ok_or_else(|| bad("VPC"))?,
         subnet: Block::parse(&net.subnet_cidr).ok_or_else(|| bad("subnet"))?,
         address: net.private_ip.parse().map_err(|_| bad("private address"))?,

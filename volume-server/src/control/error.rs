@@ -45,6 +45,8 @@ error_codes! {
     // Control plane: EC2 codes.
     AttachmentLimitExceeded = "AttachmentLimitExceeded", ResourceExhausted, 400, EINVAL;
     ConcurrentSnapshotLimitExceeded = "ConcurrentSnapshotLimitExceeded", ResourceExhausted, 400, EINVAL;
+    /// A VPC or subnet still has what depends on it.
+    DependencyViolation = "DependencyViolation", FailedPrecondition, 400, EINVAL;
     FastSnapshotRestoreLimitExceeded = "FastSnapshotRestoreLimitExceeded", ResourceExhausted, 400, EINVAL;
     IdempotentParameterMismatch = "IdempotentParameterMismatch", AlreadyExists, 400, EINVAL;
     IncorrectInstanceState = "IncorrectInstanceState", FailedPrecondition, 400, EINVAL;
@@ -74,11 +76,14 @@ error_codes! {
     InvalidPaginationToken = "InvalidPaginationToken", InvalidArgument, 400, EINVAL;
     InvalidParameterCombination = "InvalidParameterCombination", InvalidArgument, 400, EINVAL;
     InvalidParameterValue = "InvalidParameterValue", InvalidArgument, 400, EINVAL;
+    InvalidSubnetConflict = "InvalidSubnet.Conflict", InvalidArgument, 400, EINVAL;
     InvalidSubnetIdNotFound = "InvalidSubnetID.NotFound", NotFound, 400, EINVAL;
+    InvalidSubnetRange = "InvalidSubnet.Range", InvalidArgument, 400, EINVAL;
     InvalidSnapshotIdMalformed = "InvalidSnapshotID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidSnapshotInUse = "InvalidSnapshot.InUse", FailedPrecondition, 400, EINVAL;
     InvalidSnapshotNotFound = "InvalidSnapshot.NotFound", NotFound, 400, EINVAL;
     InvalidVpcIdNotFound = "InvalidVpcID.NotFound", NotFound, 400, EINVAL;
+    InvalidVpcRange = "InvalidVpc.Range", InvalidArgument, 400, EINVAL;
     InvalidVolumeIdMalformed = "InvalidVolumeID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidVolumeModificationNotFound = "InvalidVolumeModification.NotFound", NotFound, 400, EINVAL;
     InvalidVolumeNotFound = "InvalidVolume.NotFound", NotFound, 400, EINVAL;
@@ -95,6 +100,7 @@ error_codes! {
     VolumeInUse = "VolumeInUse", FailedPrecondition, 400, EINVAL;
     VolumeLimitExceeded = "VolumeLimitExceeded", ResourceExhausted, 400, EINVAL;
     VolumeModificationRateExceeded = "VolumeModificationRateExceeded", InvalidArgument, 400, EINVAL;
+    VpcLimitExceeded = "VpcLimitExceeded", ResourceExhausted, 400, EINVAL;
     // The AWS endpoint: requests, signatures, accounts.
     /// Unknown key, wrong signature (EC2's answer to both), or a scope for another region.
     AuthFailure = "AuthFailure", Unauthenticated, 401, EPERM;

@@ -459,16 +459,19 @@ impl ControlPlane {
             .as_ref()
             .map(|p| p.availability_zone.clone())
             .filter(|z| !z.is_empty());
-        let zone = self
-            .launch_zone(
-                who,
-                req.subnet_id.as_deref(),
-                placed.as_deref(),
-                &req.security_group_ids,
-                &req.security_groups,
-            )?
-            .or(placed)
-            .unwrap_or_else(|| self.cfg.availability_zones[0].clone());
+        let (zone, subnet) = match self.launch_zone(
+            who,
+            req.subnet_id.as_deref(),
+            placed.as_deref(),
+            &req.security_group_ids,
+            &req.security_groups,
+        )? {
+            Some((zone, subnet)) => (zone, subnet),
+            None => (
+                placed.unwrap_or_else(|| self.cfg.availability_zones[0].clone()),
+                None,
+            ),
+        };
         self.check_az(&zone)?;
         let behavior = match req.instance_initiated_shutdown_behavior.as_deref() {
             None | Some("") => ShutdownBehavior::default(),
@@ -570,7 +573,14 @@ impl ControlPlane {
                 client_token: client_token.clone(),
                 launching: true,
             };
-            match self.launch_one(who, record, &zone, &mappings, &instance_tags, &volume_tags) {
+            match self.launch_one(
+                who,
+                record,
+                (&zone, subnet.as_deref()),
+                &mappings,
+                &instance_tags,
+                &volume_tags,
+            ) {
                 Ok(id) => launched.push(id),
                 Err(e) => {
                     // All or nothing below MinCount: undo what this call launched.
@@ -611,7 +621,7 @@ impl ControlPlane {
         &self,
         who: Account,
         record: InstanceRecord,
-        zone: &str,
+        (zone, subnet): (&str, Option<&str>),
         mappings: &[MappingRecord],
         tags: &BTreeMap<String, String>,
         volume_tags: &BTreeMap<String, String>,
@@ -627,7 +637,8 @@ impl ControlPlane {
                 launch_time_ms: now_ms(),
                 tags: tags.clone(),
                 instance: Some(record.clone()),
-                private_ip: Some(self.free_address(who, zone, st.hosts.values())?),
+                private_ip: Some(self.free_address(&st, who, zone, subnet)?),
+                subnet_id: subnet.map(str::to_string),
             };
             self.commit(&[Change::PutHost(host.clone())])?;
             st.hosts.insert(id.clone(), host);
@@ -1300,6 +1311,57 @@ impl ControlPlane {
         Ok(changes)
     }
 
+    /// At shutdown, before the exports are fenced: a booted instance cannot outlive the server
+    /// (its disks are the server's NBD exports), so each is shut down as StopInstances does
+    /// (SIGTERM to its init, SIGKILL after the stop timeout), its disks are released and
+    /// flushed, and it is recorded `stopped`. Then this server's namespaces and bridges go.
+    pub(super) async fn shut_down_booted(&self) {
+        let stops: Vec<(String, Option<mpsc::UnboundedSender<Cmd>>)> = {
+            let mut st = self.lock();
+            let ids: Vec<String> = st.instances.local.keys().cloned().collect();
+            ids.into_iter()
+                .map(|id| {
+                    let tx = st.instances.workloads.remove(&id);
+                    (id, tx)
+                })
+                .collect()
+        };
+        if stops.is_empty() {
+            // Only quick checks (nothing of ours exists): no need to leave the runtime.
+            self.remove_networks();
+            return;
+        }
+        for (id, tx) in &stops {
+            if let Some(tx) = tx {
+                let (done, gone) = oneshot::channel();
+                let stop = Cmd::Stop {
+                    grace: self.cfg.instance_stop_timeout,
+                    done,
+                };
+                if tx.send(stop).is_ok() {
+                    let _ = gone.await;
+                }
+            }
+            tracing::info!(instance_id = %id, "booted instance shut down with the server");
+        }
+        tokio::task::block_in_place(|| {
+            for (id, _) in &stops {
+                let local = self.lock().instances.local.remove(id).unwrap_or_default();
+                self.detach_local_disks(id, local, true);
+                let mut st = self.lock();
+                let why = reason(
+                    "Server.InternalError",
+                    "Server.InternalError: the server stopped, and a booted instance stops with it",
+                );
+                let _ = self.put_instance(&mut st, id, |i| {
+                    halted(i, InstanceState::Stopped);
+                    i.state_reason = why;
+                });
+            }
+            self.remove_networks();
+        });
+    }
+
     /// Stops serving an instance's disks: fences its exports (in-flight I/O completes first),
     /// closes and erases its instance store.
     fn power_off(&self, id: &str) {
@@ -1728,7 +1790,7 @@ impl ControlPlane {
                 .display()
                 .to_string(),
             cpu_core_count: ty.map_or(0, |t| t.vcpus.div_ceil(2)),
-            network: self.instance_network(h),
+            network: self.instance_network(st, h),
         }
     }
 

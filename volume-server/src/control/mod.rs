@@ -40,6 +40,7 @@ mod transition;
 pub mod validate;
 pub mod views;
 pub mod volume_io;
+pub mod vpcs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -114,6 +115,9 @@ struct State {
     direct: BTreeMap<String, direct::Staging>,
     /// Registered AMIs.
     images: BTreeMap<String, crate::catalog::ImageRecord>,
+    /// VPCs and subnets made by CreateVpc and CreateSubnet.
+    vpcs: BTreeMap<String, crate::catalog::VpcRecord>,
+    subnets: BTreeMap<String, crate::catalog::SubnetRecord>,
     work: snapshots::SnapshotWork,
     /// The snapshot manifests of restoring volumes, by volume id (see `ensure_open`).
     pins: HashMap<String, Arc<snapshot::Manifest>>,
@@ -253,6 +257,12 @@ impl ControlPlane {
         }
         for i in contents.images {
             st.images.insert(i.image_id.clone(), i);
+        }
+        for v in contents.vpcs {
+            st.vpcs.insert(v.vpc_id.clone(), v);
+        }
+        for s in contents.subnets {
+            st.subnets.insert(s.subnet_id.clone(), s);
         }
         if !fixes.is_empty() {
             cp.catalog
@@ -1168,7 +1178,8 @@ impl ControlPlane {
             instance_id: ids::new_id("i"),
             owner_id: who.id().to_string(),
             name: req.name,
-            private_ip: Some(self.free_address(who, &req.availability_zone, st.hosts.values())?),
+            private_ip: Some(self.free_address(&st, who, &req.availability_zone, None)?),
+            subnet_id: None,
             availability_zone: req.availability_zone,
             launch_time_ms: now_ms(),
             tags,
@@ -1306,6 +1317,7 @@ impl ControlPlane {
     /// Shutdown: fences every export (in-flight I/O completes first), then closes every open
     /// volume cleanly (flush, changed-block tracking persisted). Attachments stay in the catalog.
     pub async fn shutdown(&self) {
+        self.shut_down_booted().await;
         for export in self.exports.drain() {
             export.fence().await;
         }
@@ -1363,6 +1375,18 @@ fn apply(st: &mut State, changes: Vec<Change>) {
             }
             Change::DeleteImage(id) => {
                 st.images.remove(&id);
+            }
+            Change::PutVpc(v) => {
+                st.vpcs.insert(v.vpc_id.clone(), v);
+            }
+            Change::DeleteVpc(id) => {
+                st.vpcs.remove(&id);
+            }
+            Change::PutSubnet(s) => {
+                st.subnets.insert(s.subnet_id.clone(), s);
+            }
+            Change::DeleteSubnet(id) => {
+                st.subnets.remove(&id);
             }
         }
     }

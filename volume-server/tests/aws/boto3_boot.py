@@ -8,7 +8,8 @@ a volume attached while it runs appears as /dev/sdg and goes on detach;
 instance store written before a reboot is still there after it and gone after a stop; the data
 volume's file survives stop and start; user data ran once. Then a package is installed inside
 (a .deb made here), the instance stopped and imaged, and a new instance of that image has the
-package, the file under /etc, and runs its own user data.
+package, the file under /etc, and runs its own user data. Last, the private network: two
+instances of one subnet talk TCP, the host reaches them, an instance of another VPC does not.
 """
 import os
 import subprocess
@@ -174,6 +175,51 @@ assert inside(child, "cat /etc/ebs-boot-test") == "changed\n"
 # Its own user data ran once (the parent's run is in the image too).
 wait_inside(child, "wc -l < /root/user-data-runs", "2")
 
-ec2.terminate_instances(InstanceIds=[iid, child])
-ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid, child], WaiterConfig=FAST)
+# The private network: instances of one VPC reach each other's sshd on their private
+# addresses, the host reaches them through the VPC's bridge, and an instance of another VPC
+# whose block overlaps (its own bridge) reaches neither.
+def banner(i, address):
+    return inside(
+        i,
+        f"timeout 5 bash -c 'exec 3<>/dev/tcp/{address}/22 && head -c 7 <&3' 2>/dev/null || echo unreachable",
+    ).strip()
+
+
+def wait_banner(i, address):
+    deadline = time.time() + 30
+    while (got := banner(i, address)) != "SSH-2.0" and time.time() < deadline:
+        time.sleep(0.5)
+    return got
+
+
+zone = describe(child)["Placement"]["AvailabilityZone"]
+peer = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                         Placement={"AvailabilityZone": zone})["Instances"][0]["InstanceId"]
+ec2.get_waiter("instance_running").wait(InstanceIds=[peer], WaiterConfig=FAST)
+child_ip, peer_ip = describe(child)["PrivateIpAddress"], describe(peer)["PrivateIpAddress"]
+assert describe(child)["SubnetId"] == describe(peer)["SubnetId"]
+assert inside(peer, "ip -4 -o addr show eth0").split()[3] == peer_ip + "/20"
+assert wait_banner(peer, child_ip) == "SSH-2.0", "no TCP between two instances of one subnet"
+host = subprocess.run(
+    ["timeout", "5", "bash", "-c", f"exec 3<>/dev/tcp/{child_ip}/22 && head -c 7 <&3"],
+    capture_output=True,
+)
+assert host.stdout == b"SSH-2.0", f"the host does not reach {child_ip}: {host}"
+vpc = ec2.create_vpc(CidrBlock="172.31.0.0/16")["Vpc"]["VpcId"]
+sub = ec2.create_subnet(VpcId=vpc, CidrBlock="172.31.64.0/20", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+stranger = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=1, MaxCount=1,
+                             SubnetId=sub)["Instances"][0]["InstanceId"]
+ec2.get_waiter("instance_running").wait(InstanceIds=[stranger], WaiterConfig=FAST)
+stranger_ip = describe(stranger)["PrivateIpAddress"]
+assert stranger_ip == "172.31.64.4", stranger_ip
+assert banner(stranger, child_ip) == "unreachable", "an instance of another VPC got through"
+assert banner(child, stranger_ip) == "unreachable", "an instance reached another VPC"
+# Nothing leaves the VPC: no default route inside.
+assert "default" not in inside(child, "ip route")
+
+ids = [iid, child, peer, stranger]
+ec2.terminate_instances(InstanceIds=ids)
+ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig=FAST)
+ec2.delete_subnet(SubnetId=sub)
+ec2.delete_vpc(VpcId=vpc)
 print("boot: ok")

@@ -10,7 +10,7 @@ use crate::catalog::{
 };
 use crate::control::fsr::FsrView;
 use crate::control::modify::modification_state;
-use crate::control::network::{InstanceNetwork, VPC_CIDR};
+use crate::control::network::{InstanceNetwork, SubnetView, VpcView};
 use crate::control::region::zone_id;
 use crate::control::snapshots::SnapshotView;
 use crate::control::status::{DescribeInstanceStatusRequest, StatusSummary};
@@ -76,7 +76,11 @@ pub fn handle(
             "ModifyInstanceAttribute" => modify_instance_attribute,
             "DescribeInstanceTypes" => describe_instance_types,
             "DescribeVpcs" => describe_vpcs,
+            "CreateVpc" => create_vpc,
+            "DeleteVpc" => delete_vpc,
             "DescribeSubnets" => describe_subnets,
+            "CreateSubnet" => create_subnet,
+            "DeleteSubnet" => delete_subnet,
             "DescribeSecurityGroups" => describe_security_groups,
             other => {
                 return Err(Ec2Error::new(
@@ -303,28 +307,87 @@ fn describe_account_attributes(
     Ok(())
 }
 
+/// A VPC's elements, as DescribeVpcs and CreateVpc give them (`state` differs).
+fn vpc_xml(x: &mut Xml, v: &VpcView, state: &str) {
+    x.elem("vpcId", &v.vpc_id)
+        .elem("ownerId", &v.owner_id)
+        .elem("state", state)
+        .elem("cidrBlock", &v.cidr_block)
+        .list("cidrBlockAssociationSet", &[()], |x, _| {
+            x.elem("associationId", &v.cidr_association_id)
+                .elem("cidrBlock", &v.cidr_block)
+                .node("cidrBlockState", |x| {
+                    x.elem("state", "associated");
+                });
+        })
+        .node("ipv6CidrBlockAssociationSet", |_| {})
+        .elem("dhcpOptionsId", &v.dhcp_options_id)
+        .elem("instanceTenancy", "default")
+        .elem("isDefault", v.is_default)
+        .node("blockPublicAccessStates", |x| {
+            x.elem("internetGatewayBlockMode", "off");
+        });
+    if !v.tags.is_empty() {
+        write_tags(x, &v.tags);
+    }
+}
+
+/// A subnet's elements, as DescribeSubnets and CreateSubnet give them (`state` differs).
+fn subnet_xml(x: &mut Xml, s: &SubnetView, state: &str) {
+    x.elem("subnetId", &s.subnet_id)
+        .elem("subnetArn", &s.arn)
+        .elem("state", state)
+        .elem("ownerId", &s.owner_id)
+        .elem("vpcId", &s.vpc_id)
+        .elem("cidrBlock", &s.cidr_block)
+        .node("ipv6CidrBlockAssociationSet", |_| {})
+        .elem("availableIpAddressCount", s.available_ip_address_count)
+        .elem("availabilityZone", &s.availability_zone)
+        .opt("availabilityZoneId", s.availability_zone_id.as_deref())
+        .elem("defaultForAz", s.default_for_az)
+        .elem("mapPublicIpOnLaunch", s.default_for_az)
+        .elem("mapCustomerOwnedIpOnLaunch", false)
+        .elem("assignIpv6AddressOnCreation", false)
+        .elem("enableDns64", false)
+        .elem("ipv6Native", false)
+        .node("privateDnsNameOptionsOnLaunch", |x| {
+            x.elem("hostnameType", "ip-name")
+                .elem("enableResourceNameDnsARecord", false)
+                .elem("enableResourceNameDnsAAAARecord", false);
+        })
+        .node("blockPublicAccessStates", |x| {
+            x.elem("internetGatewayBlockMode", "off");
+        });
+    if !s.tags.is_empty() {
+        write_tags(x, &s.tags);
+    }
+}
+
 fn describe_vpcs(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
     let vpcs = cp.describe_vpcs(who, &p.list("VpcId"), &filters(p))?;
-    x.list("vpcSet", &vpcs, |x, v| {
-        x.elem("vpcId", &v.vpc_id)
-            .elem("ownerId", &v.owner_id)
-            .elem("state", "available")
-            .elem("cidrBlock", VPC_CIDR)
-            .list("cidrBlockAssociationSet", &[()], |x, _| {
-                x.elem("associationId", &v.cidr_association_id)
-                    .elem("cidrBlock", VPC_CIDR)
-                    .node("cidrBlockState", |x| {
-                        x.elem("state", "associated");
-                    });
-            })
-            .node("ipv6CidrBlockAssociationSet", |_| {})
-            .elem("dhcpOptionsId", &v.dhcp_options_id)
-            .elem("instanceTenancy", "default")
-            .elem("isDefault", true)
-            .node("blockPublicAccessStates", |x| {
-                x.elem("internetGatewayBlockMode", "off");
-            });
-    });
+    x.list("vpcSet", &vpcs, |x, v| vpc_xml(x, v, "available"));
+    Ok(())
+}
+
+fn create_vpc(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    if p.bool("AmazonProvidedIpv6CidrBlock")? == Some(true) {
+        return Err(Ec2Error::new(
+            ErrorCode::UnsupportedOperation,
+            "IPv6 blocks are not supported by this server.",
+        ));
+    }
+    let vpc = cp.create_vpc(
+        who,
+        p.string("CidrBlock").as_deref(),
+        &tag_specifications(p),
+    )?;
+    x.node("vpc", |x| vpc_xml(x, &vpc, "pending"));
+    Ok(())
+}
+
+fn delete_vpc(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    cp.delete_vpc(who, &p.string("VpcId").unwrap_or_default())?;
+    x.elem("return", true);
     Ok(())
 }
 
@@ -335,32 +398,40 @@ fn describe_subnets(
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
     let subnets = cp.describe_subnets(who, &p.list("SubnetId"), &filters(p))?;
-    x.list("subnetSet", &subnets, |x, s| {
-        x.elem("subnetId", &s.subnet_id)
-            .elem("subnetArn", &s.arn)
-            .elem("state", "available")
-            .elem("ownerId", &s.owner_id)
-            .elem("vpcId", &s.vpc_id)
-            .elem("cidrBlock", &s.cidr_block)
-            .node("ipv6CidrBlockAssociationSet", |_| {})
-            .elem("availableIpAddressCount", s.available_ip_address_count)
-            .elem("availabilityZone", &s.availability_zone)
-            .opt("availabilityZoneId", s.availability_zone_id.as_deref())
-            .elem("defaultForAz", true)
-            .elem("mapPublicIpOnLaunch", true)
-            .elem("mapCustomerOwnedIpOnLaunch", false)
-            .elem("assignIpv6AddressOnCreation", false)
-            .elem("enableDns64", false)
-            .elem("ipv6Native", false)
-            .node("privateDnsNameOptionsOnLaunch", |x| {
-                x.elem("hostnameType", "ip-name")
-                    .elem("enableResourceNameDnsARecord", false)
-                    .elem("enableResourceNameDnsAAAARecord", false);
-            })
-            .node("blockPublicAccessStates", |x| {
-                x.elem("internetGatewayBlockMode", "off");
-            });
-    });
+    x.list("subnetSet", &subnets, |x, s| subnet_xml(x, s, "available"));
+    Ok(())
+}
+
+fn create_subnet(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    let zone = match (p.string("AvailabilityZone"), p.string("AvailabilityZoneId")) {
+        (Some(z), _) => Some(z),
+        (None, Some(id)) => Some(
+            cp.availability_zones()
+                .iter()
+                .find(|z| crate::control::region::zone_id(z).as_deref() == Some(id.as_str()))
+                .cloned()
+                .ok_or_else(|| {
+                    Ec2Error::invalid_value(format!(
+                        "Value ({id}) for parameter availabilityZoneId is invalid."
+                    ))
+                })?,
+        ),
+        (None, None) => None,
+    };
+    let subnet = cp.create_subnet(
+        who,
+        &p.string("VpcId").unwrap_or_default(),
+        p.string("CidrBlock").as_deref(),
+        zone.as_deref(),
+        &tag_specifications(p),
+    )?;
+    x.node("subnet", |x| subnet_xml(x, &subnet, "pending"));
+    Ok(())
+}
+
+fn delete_subnet(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Result<(), Ec2Error> {
+    cp.delete_subnet(who, &p.string("SubnetId").unwrap_or_default())?;
+    x.elem("return", true);
     Ok(())
 }
 
