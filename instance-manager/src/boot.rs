@@ -98,6 +98,15 @@ fn instance_dev(leader: u32) -> io::Result<PathBuf> {
     Ok(PathBuf::from(format!("/proc/{init}/root/dev")))
 }
 
+/// Whether the instance led by `leader` has booted: its init has made
+/// [`crate::init::BOOTED`] (sshd and user data started).
+pub fn has_booted(leader: u32) -> bool {
+    instance_dev(leader).is_ok_and(|dev| {
+        dev.with_file_name(crate::init::BOOTED.trim_start_matches('/'))
+            .exists()
+    })
+}
+
 /// Makes `node` (and its link) in a running instance's `/dev`: a hot-plugged disk.
 pub fn add_node(leader: u32, node: &BlockNode) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;

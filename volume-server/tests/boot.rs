@@ -118,7 +118,8 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
     let out = run(Command::new("python3")
         .arg(script)
         .arg(aws_endpoint(&server))
-        .arg(&ami));
+        .arg(&ami)
+        .arg(server.metrics_addr.to_string()));
     out.assert_success();
     server.stop();
     // Nothing of the instances is left on the host: no loop device, namespace or bridge.

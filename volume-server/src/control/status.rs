@@ -2,7 +2,8 @@
 //! and `system-status-ok` poll) and of volumes (DescribeVolumeStatus).
 //!
 //! A running instance passes its reachability checks: its workload was started (or it has
-//! none) and the server serving it is up, which is all a check could find out here. Its
+//! none) and the server serving it is up, which is all a check could find out here; a booted
+//! instance's instance check is `initializing` until its init has started sshd and user data. Its
 //! attached-EBS check fails while one of its volumes is impaired (an I/O error failed it).
 //! Instances in other states are `not-applicable`, and are listed only with
 //! `IncludeAllInstances`.
@@ -74,7 +75,22 @@ fn status_of(st: &State, h: &HostRecord, state: InstanceState) -> InstanceStatus
             status: if impaired { "impaired" } else { "ok" },
             details: vec![("reachability", if impaired { "failed" } else { "passed" })],
         };
-        (StatusSummary::reachable(), StatusSummary::reachable(), ebs)
+        // A booted instance is `initializing` until its init has started sshd and user data.
+        let booting = st.instances.local.contains_key(&h.instance_id)
+            && h
+                .instance
+                .as_ref()
+                .and_then(|i| i.pid)
+                .is_some_and(|(leader, _)| !instance_manager::boot::has_booted(leader));
+        let instance = if booting {
+            StatusSummary {
+                status: "initializing",
+                details: vec![("reachability", "initializing")],
+            }
+        } else {
+            StatusSummary::reachable()
+        };
+        (instance, StatusSummary::reachable(), ebs)
     } else {
         (
             StatusSummary::not_applicable(),

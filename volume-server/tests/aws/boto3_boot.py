@@ -1,6 +1,6 @@
 """Instances that boot the Debian AMI, driven by boto3, looked at from inside with nsenter.
 
-Usage: boto3_boot.py ENDPOINT AMI_ID
+Usage: boto3_boot.py ENDPOINT AMI_ID METRICS_ADDR
 
 Launches the AMI with a data volume at /dev/sdf and user data; inside: os-release, the hostname
 (the private DNS name), nproc and the memory total of the type; mkfs.ext4 and a mount of /dev/sdf;
@@ -16,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 from ec2util import ec2_client
 
-ENDPOINT, AMI = sys.argv[1], sys.argv[2]
+ENDPOINT, AMI, METRICS = sys.argv[1], sys.argv[2], sys.argv[3]
 ec2 = ec2_client(ENDPOINT)
 FAST = {"Delay": 1, "MaxAttempts": 60}
 TYPE = "m5d.large"  # 2 vCPUs, 8 GiB, one NVMe instance store disk
@@ -93,6 +94,15 @@ def launch(image):
     return iid
 
 
+def metric(volume_id, name):
+    """A volume's series from the server's /metrics."""
+    text = urllib.request.urlopen(f"http://{METRICS}/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{volume_id="{volume_id}"}}'):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {name} for {volume_id}")
+
+
 def describe(iid):
     return ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
 
@@ -108,6 +118,8 @@ def start(iid):
 
 
 iid = launch(AMI)
+# Its instance check passes once its init has booted (`initializing` until then).
+ec2.get_waiter("instance_status_ok").wait(InstanceIds=[iid], WaiterConfig=FAST)
 me = describe(iid)
 assert "Debian GNU/Linux 12" in inside(iid, "cat /etc/os-release")
 assert inside(iid, "hostname").strip() == me["PrivateDnsName"], me["PrivateDnsName"]
@@ -121,6 +133,14 @@ assert runs(iid) == 1
 # The data volume, made a filesystem and mounted inside.
 assert inside(iid, "readlink /dev/sdf").strip() == "nvme1n1"
 inside(iid, "mkfs.ext4 -q /dev/sdf && mkdir -p /data && mount /dev/sdf /data && echo kept > /data/file")
+# I/O inside goes through the volume's export: its throttle (gp3, 3,000 IOPS) counts every read
+# and makes four parallel streams of 3,000 reads wait.
+sdf = next(m["Ebs"]["VolumeId"] for m in me["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sdf")
+ops, waited = metric(sdf, "ebs_volume_read_ops_total"), metric(sdf, "ebs_volume_throttle_wait_seconds_total")
+inside(iid, "for i in 0 1 2 3; do dd if=/dev/sdf of=/dev/null bs=4k count=3000 skip=$((i * 60000)) "
+            "iflag=direct 2>/dev/null & done; wait")
+assert metric(sdf, "ebs_volume_read_ops_total") - ops >= 12000
+assert metric(sdf, "ebs_volume_throttle_wait_seconds_total") > waited, "the gp3 limit never held a read"
 # Instance store: the type's disk follows the EBS volumes.
 store = inside(iid, "ls /dev | grep -c '^nvme[0-9]n1$'").strip()
 assert store == "3", inside(iid, "ls -l /dev")
