@@ -251,8 +251,10 @@ fn unmount(mount_dir: &Path) -> Result<(), LocalDiskError> {
     }
 }
 
-/// After a crash of the server: detaches every loop device backed by a file under `dir` and
-/// unmounts every FUSE mount under it. What was not flushed is lost with the connection.
+/// After a crash of the server, once the instance's processes are gone: detaches every loop
+/// device backed by a file under `dir` (after waiting a while for the kernel to let go of it),
+/// ends the `nbdfuse` processes serving files under it and unmounts their mounts. What was not
+/// flushed is lost with the connection.
 pub fn cleanup_stale(dir: &Path) {
     let Ok(dir) = fs::canonicalize(dir) else {
         return;
@@ -268,7 +270,27 @@ pub fn cleanup_stale(dir: &Path) {
             if Path::new(backing.trim()).starts_with(&dir) {
                 let device = Path::new("/dev").join(name);
                 tracing::info!(device = %device.display(), "detaching a stale loop device");
+                // Its filesystems go with the instance's last process; flushing to a dead
+                // connection fails, which is expected here.
+                let _ = release_and_flush(&device);
                 let _ = Command::new("losetup").arg("-d").arg(&device).status();
+            }
+        }
+    }
+    if let Ok(procs) = fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let argv = fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let mut args = argv
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned());
+            let is_nbdfuse = args.next().is_some_and(|a| a.ends_with("nbdfuse"));
+            if is_nbdfuse && args.any(|a| Path::new(&a).starts_with(&dir)) {
+                tracing::info!(pid, "ending a stale nbdfuse");
+                // SAFETY: kill has no memory preconditions; `pid` serves a file under `dir`.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
     }

@@ -276,6 +276,23 @@ impl Workload {
         })
     }
 
+    /// Blocks until the leader has exited (or is a zombie), at most `timeout`; true if it has.
+    /// For an adopted workload that was just killed, which cannot be waited for.
+    pub fn wait_gone(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let gone = ProcStat::read(self.pid)
+                .map_or(true, |s| s.is_dead() || s.start_ticks != self.start_ticks);
+            if gone {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The leader's pid, also the process group id.
     pub fn pid(&self) -> u32 {
         self.pid

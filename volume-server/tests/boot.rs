@@ -145,3 +145,141 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
         bridges.stdout
     );
 }
+
+/// `aws --endpoint-url … --output text ARGS` as the default account; its trimmed stdout.
+fn aws_text(server: &Server, args: &[&str]) -> String {
+    let out = run(Command::new("aws")
+        .args(["--endpoint-url", &aws_endpoint(server), "--output", "text"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_PAGER", "")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL"));
+    out.assert_success();
+    out.stdout.trim().to_string()
+}
+
+/// The host pids of the init processes (leader, PID 1) of `instance_id`, if it runs.
+fn init_pids(instance_id: &str) -> Vec<u32> {
+    let needle = format!("{instance_id}/boot.json");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("__instance-init") && c.contains(&needle)
+            })
+        })
+        .collect()
+}
+
+/// The instance's PID 1 once it has booted.
+fn booted_init(instance_id: &str) -> u32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pids = init_pids(instance_id);
+        for pid in &pids {
+            if Path::new(&format!("/proc/{pid}/root/run/ebs-init/booted")).exists() {
+                return *pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{instance_id} never booted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn inside(init: u32, script: &str) -> String {
+    let out = run(Command::new("nsenter").args([
+        "-t",
+        &init.to_string(),
+        "-a",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+    ]));
+    out.assert_success();
+    out.stdout
+}
+
+/// kill -9 of the server under a running booted instance: what the instance wrote and synced
+/// was flushed to its volume, and survives; the restarted server kills the orphaned instance,
+/// cleans its disks off the host and marks it stopped; it starts again with the file there.
+#[test]
+fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
+    if !require_boot() {
+        return;
+    }
+    remove_leftovers();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nbd.sock");
+    let data = dir.path().join("data");
+    let args = ["--nbd-socket", socket.to_str().unwrap()];
+    let server = Server::start_with_args(&data, &args);
+    let ami = debian_ami(&server);
+    let id = aws_text(
+        &server,
+        &[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            &ami,
+            "--instance-type",
+            "t3.micro",
+            "--query",
+            "Instances[0].InstanceId",
+        ],
+    );
+    let init = booted_init(&id);
+    inside(init, "echo before-crash > /root/f && sync");
+    // Written but never synced: may or may not survive; the filesystem must mount either way.
+    inside(init, "echo unsynced > /root/g");
+    server.kill9();
+
+    let server = Server::start_with_args(&data, &args);
+    let state = aws_text(
+        &server,
+        &[
+            "ec2",
+            "describe-instances",
+            "--instance-ids",
+            &id,
+            "--query",
+            "Reservations[0].Instances[0].[State.Name,StateReason.Code]",
+        ],
+    );
+    assert_eq!(state, "stopped\tServer.InternalError");
+    assert!(
+        init_pids(&id).is_empty(),
+        "the orphaned instance still runs"
+    );
+    let loops = run(Command::new("losetup").arg("-l"));
+    assert!(
+        !loops.stdout.contains(data.to_str().unwrap()),
+        "loop devices left: {}",
+        loops.stdout
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(data.to_str().unwrap()),
+        "mounts left: {mounts}"
+    );
+
+    aws_text(&server, &["ec2", "start-instances", "--instance-ids", &id]);
+    let init = booted_init(&id);
+    assert_eq!(inside(init, "cat /root/f"), "before-crash\n");
+    aws_text(
+        &server,
+        &["ec2", "terminate-instances", "--instance-ids", &id],
+    );
+    server.stop();
+}

@@ -307,14 +307,20 @@ impl ControlPlane {
         network::remove_instance(id);
     }
 
-    /// After a restart of the server: whether `id` was booted (its init cannot be adopted), and
-    /// in any case detaches whatever of its disks a crash left attached on the host.
-    pub(super) fn cleanup_booted(&self, id: &str) -> bool {
+    /// After a restart of the server: whether `id` was running booted when it stopped (its
+    /// init cannot be adopted).
+    pub(super) fn was_booted(&self, id: &str) -> bool {
+        self.instance_dir(id).join(boot::BOOT_FILE).exists()
+    }
+
+    /// After a restart of the server, once the instance's processes are gone: detaches whatever
+    /// of its disks a crash left attached on the host.
+    pub(super) fn cleanup_booted(&self, id: &str) {
         let dir = self.instance_dir(id);
-        localdisk::cleanup_stale(&dir.join(DISKS_DIR));
-        let booted = dir.join(boot::BOOT_FILE).exists();
+        if dir.join(DISKS_DIR).exists() {
+            localdisk::cleanup_stale(&dir.join(DISKS_DIR));
+        }
         let _ = std::fs::remove_file(dir.join(boot::BOOT_FILE));
-        booted
     }
 
     /// The instance's disks in NVMe order: the root, the other EBS volumes by device name, then

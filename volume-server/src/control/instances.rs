@@ -1921,13 +1921,16 @@ impl ControlPlane {
             let r = rec(&h);
             let mut alive = r.pid.and_then(|(pid, ticks)| Workload::adopt(pid, ticks));
             // A booted instance's disks were attached through this server's NBD exports, which
-            // died with it: its init cannot go on; it is stopped like a lost workload.
-            if self.cleanup_booted(&id)
+            // died with it: its init cannot go on; it is stopped like a lost workload, and its
+            // disks are cleaned up once its processes are gone.
+            if self.was_booted(&id)
                 && let Some(w) = alive.take()
             {
-                let _ = workload::signal_group(w.pid(), libc::SIGKILL);
                 tracing::warn!(instance_id = %id, "a booted instance cannot be adopted after a restart of the server");
+                let _ = workload::signal_group(w.pid(), libc::SIGKILL);
+                w.wait_gone(Duration::from_secs(5));
             }
+            self.cleanup_booted(&id);
             match (r.state, alive) {
                 (InstanceState::Running, Some(w)) => {
                     self.serve_instance(st, &h)?;

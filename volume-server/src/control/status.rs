@@ -77,8 +77,7 @@ fn status_of(st: &State, h: &HostRecord, state: InstanceState) -> InstanceStatus
         };
         // A booted instance is `initializing` until its init has started sshd and user data.
         let booting = st.instances.local.contains_key(&h.instance_id)
-            && h
-                .instance
+            && h.instance
                 .as_ref()
                 .and_then(|i| i.pid)
                 .is_some_and(|(leader, _)| !instance_manager::boot::has_booted(leader));
