@@ -48,9 +48,14 @@ ec2.delete_tags(Resources=[vol], Tags=[{"Key": "k"}])
 ec2.describe_availability_zones()
 ec2.describe_regions()
 ec2.describe_account_attributes()
+made_vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[
+    {"ResourceType": "vpc", "Tags": [{"Key": "Name", "Value": "m"}]}])["Vpc"]["VpcId"]
+made_subnet = ec2.create_subnet(VpcId=made_vpc, CidrBlock="10.0.0.0/24", AvailabilityZone=AZ)["Subnet"]["SubnetId"]
 ec2.describe_vpcs()
 ec2.describe_subnets()
 ec2.describe_security_groups()
+ec2.delete_subnet(SubnetId=made_subnet)
+ec2.delete_vpc(VpcId=made_vpc)
 ec2.modify_volume(VolumeId=vol, Size=2)
 ec2.describe_volumes_modifications()
 ec2.describe_volume_status()
