@@ -30,6 +30,8 @@ const MOUNT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a loop device may stay held after its instance has exited.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(10);
+/// How long `nbdfuse` may take to exit once unmounted.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Failure to attach or detach a disk on the host.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +162,7 @@ impl LocalDisk {
             Ok(out) => PathBuf::from(out.trim()),
             Err(e) => {
                 let _ = unmount(mount_dir);
-                let _ = nbdfuse.wait();
+                end(&mut nbdfuse);
                 return Err(e);
             }
         };
@@ -195,9 +197,27 @@ impl LocalDisk {
             Command::new("losetup").arg("-d").arg(&self.loop_device),
         );
         let unmounted = unmount(&self.mount_dir);
-        let _ = self.nbdfuse.wait();
+        end(&mut self.nbdfuse);
         flushed.and(detached.map(drop)).and(unmounted)
     }
+}
+
+/// Waits a while for an `nbdfuse` whose mount is gone to exit, then kills it: a lazy unmount
+/// of a file still held (by a loop device that is busy) would keep it serving forever.
+fn end(nbdfuse: &mut Child) {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    while Instant::now() < deadline {
+        if nbdfuse.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+    tracing::warn!(
+        pid = nbdfuse.id(),
+        "nbdfuse did not exit after its unmount; killing it"
+    );
+    let _ = nbdfuse.kill();
+    let _ = nbdfuse.wait();
 }
 
 /// Waits until the device can be opened exclusively (no filesystem holds it), then fsyncs it.

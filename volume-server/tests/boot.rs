@@ -283,3 +283,27 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
     );
     server.stop();
 }
+
+/// StopInstances, RebootInstances, DetachVolume and AttachVolume on one booted instance at once,
+/// three rounds (see `tests/aws/boto3_boot_races.py`).
+#[test]
+fn racing_calls_on_a_booted_instance_leave_it_consistent() {
+    if !require_boot() {
+        return;
+    }
+    remove_leftovers();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("nbd.sock");
+    let data = dir.path().join("data");
+    let server = Server::start_with_args(&data, &["--nbd-socket", socket.to_str().unwrap()]);
+    let ami = debian_ami(&server);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_boot_races.py");
+    let out = run(Command::new("python3")
+        .arg(script)
+        .arg(aws_endpoint(&server))
+        .arg(&ami)
+        .arg(&data));
+    out.assert_success();
+    eprintln!("{}", out.stdout);
+    server.stop();
+}

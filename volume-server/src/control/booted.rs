@@ -98,6 +98,7 @@ impl ControlPlane {
         }
         if !st.instances.local.contains_key(id) {
             st.instances.local.insert(id.to_string(), Vec::new());
+            st.instances.next_node.insert(id.to_string(), disks.len());
             for (index, d) in disks.iter().enumerate() {
                 let attached = self.attach_on_host(dir, d, boot::nvme_node(index))?;
                 st.instances
@@ -192,14 +193,18 @@ impl ControlPlane {
         device: &str,
         token: &str,
     ) {
-        let Some(local) = st.instances.local.get(instance_id) else {
+        if !st.instances.local.contains_key(instance_id) {
             return;
-        };
-        let used: Vec<&str> = local.iter().map(|h| h.node.as_str()).collect();
-        let node = (0..)
-            .map(boot::nvme_node)
-            .find(|n| !used.contains(&n.as_str()))
-            .expect("a free node");
+        }
+        // Never a node of this boot again, not even a detached one's: its teardown runs without
+        // the lock and may not be over (its host directory and node inside are still its own).
+        let next = st
+            .instances
+            .next_node
+            .entry(instance_id.to_string())
+            .or_default();
+        let node = boot::nvme_node(*next);
+        *next += 1;
         let leader = st
             .hosts
             .get(instance_id)

@@ -81,6 +81,8 @@ pub(super) struct InstanceRuntime {
     ephemeral: HashMap<String, Vec<OpenVolume>>,
     /// The disks of each booted instance, attached on the host (see `booted`).
     pub(super) local: HashMap<String, Vec<super::booted::HostDisk>>,
+    /// The index of the next NVMe node a hot-plugged disk of each booted instance gets.
+    pub(super) next_node: HashMap<String, usize>,
 }
 
 impl InstanceRuntime {
@@ -1346,7 +1348,11 @@ impl ControlPlane {
         }
         tokio::task::block_in_place(|| {
             for (id, _) in &stops {
-                let local = self.lock().instances.local.remove(id).unwrap_or_default();
+                let local = {
+                    let mut st = self.lock();
+                    st.instances.next_node.remove(id);
+                    st.instances.local.remove(id).unwrap_or_default()
+                };
                 self.detach_local_disks(id, local, true);
                 let mut st = self.lock();
                 let why = reason(
@@ -1365,7 +1371,11 @@ impl ControlPlane {
     /// Stops serving an instance's disks: fences its exports (in-flight I/O completes first),
     /// closes and erases its instance store.
     fn power_off(&self, id: &str) {
-        let local = self.lock().instances.local.remove(id);
+        let local = {
+            let mut st = self.lock();
+            st.instances.next_node.remove(id);
+            st.instances.local.remove(id)
+        };
         if let Some(local) = local {
             self.detach_local_disks(id, local, true);
         }
