@@ -14,7 +14,9 @@
 //!    character devices, `pts`, `shm`, and a node for every block device of the instance: the
 //!    NVMe name with the EC2 device name as a symlink to it), and a `/run`; then `pivot_root`s
 //!    into it and drops the host's tree.
-//! 3. Sets the hostname (the private DNS name), pins itself to as many CPUs as the type has
+//! 3. Sets the hostname (the private DNS name), drops the capabilities an instance has no use
+//!    for from the bounding set (modules, raw I/O, the clock, `mknod`, …), pins itself to as
+//!    many CPUs as the type has
 //!    vCPUs (so `nproc` shows them) and, when the type's memory is limited, mounts over
 //!    `/proc/meminfo` a view that shows the limit as total and the cgroup's use, refreshed each
 //!    second (so `free` shows them).
@@ -287,6 +289,7 @@ fn pid1(
     let r = unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) };
     check(r, "setting the hostname")?;
     pin_cpus(cfg.vcpus);
+    drop_host_capabilities();
     // SAFETY: std::env mutation while single-threaded.
     unsafe {
         std::env::set_var("PATH", PATH);
@@ -384,6 +387,33 @@ fn make_dev(cfg: &BootConfig) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Capabilities no process of an instance gets (dropped from the bounding set, so nothing
+/// exec'd inside has them, root included): loading kernel modules, raw I/O ports, the host's
+/// clock, making device nodes (the instance's own are made before), audit and MAC policy, the
+/// kernel log, wake alarms. What `mkfs` and `mount` of the instance's own disks need stays. This
+/// keeps an instance from touching the host by accident; it is no security boundary (without a
+/// user namespace, `CAP_SYS_ADMIN` is still the host's).
+const DROPPED_CAPABILITIES: [libc::c_ulong; 10] = [
+    16, // CAP_SYS_MODULE
+    17, // CAP_SYS_RAWIO
+    25, // CAP_SYS_TIME
+    27, // CAP_MKNOD
+    30, // CAP_AUDIT_CONTROL
+    32, // CAP_MAC_OVERRIDE
+    33, // CAP_MAC_ADMIN
+    34, // CAP_SYSLOG
+    35, // CAP_WAKE_ALARM
+    36, // CAP_BLOCK_SUSPEND
+];
+
+fn drop_host_capabilities() {
+    for cap in DROPPED_CAPABILITIES {
+        // SAFETY: prctl with integer arguments; a capability the kernel does not know fails
+        // with EINVAL, which leaves nothing to drop.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+    }
 }
 
 /// Pins the init (and so everything it starts) to its first `vcpus` CPUs, if it has more.

@@ -26,6 +26,7 @@ FAST = {"Delay": 1, "MaxAttempts": 60}
 TYPE = "m5d.large"  # 2 vCPUs, 8 GiB, one NVMe instance store disk
 USER_DATA = """#!/bin/sh
 echo "$(date +%s%N)" >> /root/user-data-runs
+mknod /tmp/hostdisk b 8 0 2>/dev/null && echo made > /root/mknod || echo refused > /root/mknod
 """
 
 
@@ -128,6 +129,11 @@ total = int(inside(iid, "free -b | awk '/^Mem:/ {print $2}'"))
 assert total == 8 << 30, total
 runs = lambda i: len(inside(i, "cat /root/user-data-runs 2>/dev/null || true").split())
 wait_inside(iid, "test -s /root/user-data-runs && echo ran || true", "ran")
+# Root inside (user data, run by the init) cannot make device nodes: CAP_MKNOD is out of the
+# bounding set of the instance's PID 1 and so of everything it starts.
+assert wait_inside(iid, "cat /root/mknod 2>/dev/null || true", "refused")
+cap_bnd = int(inside(iid, "awk '/^CapBnd/ {print $2}' /proc/1/status"), 16)
+assert not cap_bnd & (1 << 27) and not cap_bnd & (1 << 16), hex(cap_bnd)
 assert runs(iid) == 1
 
 # The data volume, made a filesystem and mounted inside.
