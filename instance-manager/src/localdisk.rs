@@ -71,9 +71,14 @@ pub enum LocalDiskError {
     },
 }
 
-/// Whether this host has what booting needs: `nbdfuse`, `losetup` and `fusermount3`, and the
-/// FUSE and loop devices. The missing piece is named in the error.
+/// Whether this host has what booting needs: root (loop devices, mounts, namespaces),
+/// `nbdfuse`, `losetup` and `fusermount3`, and the FUSE and loop devices. The missing piece is
+/// named in the error.
 pub fn available() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("the server does not run as root".into());
+    }
     for tool in ["nbdfuse", "losetup", "fusermount3"] {
         if which(tool).is_none() {
             return Err(format!("{tool} is not installed"));
