@@ -88,21 +88,43 @@ pub fn nvme_node(index: usize) -> String {
 }
 
 /// The `/dev` of a running instance, seen from the host through its init's root: `leader` is
-/// the pid of the instance's workload leader, whose only child is the instance's PID 1.
+/// the pid of the instance's workload leader, whose only child is the instance's PID 1. Waits
+/// (up to 3 s) for the init to have `pivot_root`ed: until then its root is the host's, and its
+/// `/dev` the host's own, which must never be touched.
 fn instance_dev(leader: u32) -> io::Result<PathBuf> {
-    let children = fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))?;
-    let init = children
-        .split_whitespace()
-        .next()
-        .ok_or_else(|| io::Error::other(format!("process {leader} has no init child")))?;
-    Ok(PathBuf::from(format!("/proc/{init}/root/dev")))
+    Ok(instance_root(leader, std::time::Duration::from_secs(3))?.join("dev"))
+}
+
+/// `/proc/<init>/root` of the instance led by `leader`, once its init has `pivot_root`ed
+/// (waiting up to `wait` for that).
+fn instance_root(leader: u32, wait: std::time::Duration) -> io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let host = fs::metadata("/")?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let children = fs::read_to_string(format!("/proc/{leader}/task/{leader}/children"))?;
+        let init = children
+            .split_whitespace()
+            .next()
+            .ok_or_else(|| io::Error::other(format!("process {leader} has no init child")))?;
+        let root = fs::metadata(format!("/proc/{init}/root"))?;
+        if (root.dev(), root.ino()) != (host.dev(), host.ino()) {
+            return Ok(PathBuf::from(format!("/proc/{init}/root")));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(io::Error::other(format!(
+                "the init {init} of process {leader} has not entered its root"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Whether the instance led by `leader` has booted: its init has made
 /// [`crate::init::BOOTED`] (sshd and user data started).
 pub fn has_booted(leader: u32) -> bool {
-    instance_dev(leader).is_ok_and(|dev| {
-        dev.with_file_name(crate::init::BOOTED.trim_start_matches('/'))
+    instance_root(leader, std::time::Duration::ZERO).is_ok_and(|root| {
+        root.join(crate::init::BOOTED.trim_start_matches('/'))
             .exists()
     })
 }

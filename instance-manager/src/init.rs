@@ -40,6 +40,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -170,7 +171,7 @@ fn outer(config: &Path) -> io::Result<i32> {
                 // SAFETY: waitpid on our child with a live status slot.
                 let r = unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) };
                 if r == child {
-                    release_devices(&cfg);
+                    release_devices(config, &cfg);
                     return Ok(if libc::WIFEXITED(status) {
                         libc::WEXITSTATUS(status)
                     } else {
@@ -184,9 +185,11 @@ fn outer(config: &Path) -> io::Result<i32> {
 
 /// After the instance's last process: waits until the kernel has put down its filesystems (the
 /// mount namespace goes after its last process, not always at once) and flushes each disk, so
-/// that the server, told the workload has exited, finds every write on its volumes.
-fn release_devices(cfg: &BootConfig) {
-    for d in &cfg.devices {
+/// that the server, told the workload has exited, finds every write on its volumes. The disks
+/// are read from `boot.json` again: the server rewrites it when a disk is hot-plugged.
+fn release_devices(config: &Path, cfg: &BootConfig) {
+    let devices = BootConfig::read(config).map_or_else(|_| cfg.devices.clone(), |c| c.devices);
+    for d in &devices {
         if let Err(e) = crate::localdisk::release_and_flush(&d.host_device) {
             eprintln!("ebs-init: {e}");
         }
@@ -409,6 +412,16 @@ const DROPPED_CAPABILITIES: [libc::c_ulong; 10] = [
 ];
 
 fn drop_host_capabilities() {
+    // SAFETY: prctl with integer arguments. No ambient capability survives an exec either.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
     for cap in DROPPED_CAPABILITIES {
         // SAFETY: prctl with integer arguments; a capability the kernel does not know fails
         // with EINVAL, which leaves nothing to drop.
@@ -472,13 +485,33 @@ fn refresh_meminfo(usage: &mut File, total: u64) {
     }
 }
 
+/// A command for a process of the instance. It starts with no signal blocked: the init blocks
+/// those it takes synchronously, and a child inherits the mask of its parent (`Command` keeps
+/// it), so without this nothing inside would die of SIGTERM at shutdown.
+fn instance_command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    let unblock = || {
+        // SAFETY: sigemptyset and sigprocmask are async-signal-safe and use only this local
+        // set; nothing here allocates.
+        unsafe {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs between fork and exec and does only async-signal-safe work.
+    unsafe { cmd.pre_exec(unblock) };
+    cmd
+}
+
 /// Starts the image's `sshd`, with host keys made first if it has none.
 fn start_sshd() {
     let sshd = Path::new("/usr/sbin/sshd");
     if !sshd.exists() {
         return;
     }
-    let keys = Command::new("ssh-keygen")
+    let keys = instance_command("ssh-keygen")
         .arg("-A")
         .stdin(Stdio::null())
         .status();
@@ -486,7 +519,7 @@ fn start_sshd() {
         println!("ebs-init: ssh-keygen -A failed; sshd may not start");
     }
     let _ = fs::create_dir_all("/run/sshd");
-    match Command::new(sshd)
+    match instance_command(sshd)
         .args(["-D", "-e"])
         .stdin(Stdio::null())
         .spawn()
@@ -515,9 +548,9 @@ fn run_user_data(instance_id: &str, data: &[u8]) -> io::Result<()> {
         return Ok(());
     }
     let mut cmd = if data.starts_with(b"#!") {
-        Command::new(&script)
+        instance_command(&script)
     } else {
-        let mut c = Command::new("/bin/sh");
+        let mut c = instance_command("/bin/sh");
         c.arg(&script);
         c
     };

@@ -19,6 +19,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -119,7 +120,11 @@ impl LocalDisk {
             source,
         })?;
         let file = mount_dir.join(DISK_FILE);
+        // In a process group of its own: a terminal's Ctrl-C or a signal to the server's group
+        // must not end it (libfuse unmounts on SIGINT, SIGTERM and SIGHUP) before the
+        // instance on it has been shut down.
         let mut nbdfuse = Command::new("nbdfuse")
+            .process_group(0)
             .arg(&file)
             .arg(uri)
             .stdin(Stdio::null())

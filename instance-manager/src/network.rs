@@ -273,6 +273,18 @@ pub fn remove_instance(instance_id: &str) {
     }
 }
 
+/// Takes a deleted subnet's router address off its VPC's bridge (so a later block that overlaps
+/// it is not routed into the bridge).
+pub fn remove_router(bridge: &str, subnet: &Block) {
+    if link_exists(bridge) {
+        let router = Block {
+            base: subnet.router(),
+            prefix: subnet.prefix,
+        };
+        let _ = ip(&["addr", "del", &router.to_string(), "dev", bridge]);
+    }
+}
+
 /// Removes a VPC's bridge, if it has one.
 pub fn remove_bridge(bridge: &str) {
     if link_exists(bridge)

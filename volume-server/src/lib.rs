@@ -319,6 +319,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     }
 
     shutdown.await;
+    // Booted instances first, while their disks' NBD sessions still serve: they sync and
+    // unmount through them.
+    control.shut_down_booted().await;
     tracing::info!("shutting down: draining NBD sessions and gRPC calls");
     let _ = stop_tx.send(true);
     let _ = nbd_task.await;

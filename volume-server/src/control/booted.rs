@@ -43,8 +43,10 @@ impl HostDisk {
             .device_name
             .strip_prefix("/dev/")
             .unwrap_or(&self.device_name);
+        // A name that could leave `/dev` (a `/`, `.` or `..`) gets no link; the node is enough.
+        let safe = !link.is_empty() && !link.contains('/') && link != "." && link != "..";
         BlockNode {
-            link: (link != self.node).then(|| link.to_string()),
+            link: (safe && link != self.node).then(|| link.to_string()),
             node: self.node.clone(),
             host_device: self.disk.device().to_path_buf(),
         }
@@ -232,6 +234,26 @@ impl ControlPlane {
         if let Err(e) = result {
             tracing::error!(instance_id, device, error = %e.message, "a hot-plugged volume is not visible inside the instance");
         }
+        self.rewrite_boot_devices(st, instance_id);
+    }
+
+    /// Writes the instance's current disks into its `boot.json`: the init's leader flushes
+    /// those at its exit, and a reboot's init makes their nodes.
+    fn rewrite_boot_devices(&self, st: &State, instance_id: &str) {
+        let dir = self.instance_dir(instance_id);
+        let Ok(mut cfg) = BootConfig::read(&dir.join(boot::BOOT_FILE)) else {
+            return;
+        };
+        let Some(local) = st.instances.local.get(instance_id) else {
+            return;
+        };
+        let root = cfg.root_device.clone();
+        let mut nodes: Vec<BlockNode> = local.iter().map(HostDisk::node).collect();
+        nodes.sort_by_key(|n| n.host_device != root);
+        cfg.devices = nodes;
+        if let Err(e) = cfg.write(&dir) {
+            tracing::warn!(instance_id, error = %e, "rewriting boot.json");
+        }
     }
 
     /// Before DetachVolume fences a running booted instance's attachment `token`: takes its disk
@@ -245,13 +267,15 @@ impl ControlPlane {
     ) -> Option<(Option<u32>, HostDisk)> {
         let local = st.instances.local.get_mut(instance_id)?;
         let at = local.iter().position(|h| h.token == token)?;
+        let taken = local.remove(at);
+        self.rewrite_boot_devices(st, instance_id);
         let leader = st
             .hosts
             .get(instance_id)
             .and_then(|h| h.instance.as_ref())
             .and_then(|i| i.pid)
             .map(|(pid, _)| pid);
-        Some((leader, local.remove(at)))
+        Some((leader, taken))
     }
 
     /// Removes a detached volume's node from inside the instance and detaches it from the host:

@@ -1313,18 +1313,28 @@ impl ControlPlane {
         Ok(changes)
     }
 
-    /// At shutdown, before the exports are fenced: a booted instance cannot outlive the server
-    /// (its disks are the server's NBD exports), so each is shut down as StopInstances does
-    /// (SIGTERM to its init, SIGKILL after the stop timeout), its disks are released and
-    /// flushed, and it is recorded `stopped`. Then this server's namespaces and bridges go.
-    pub(super) async fn shut_down_booted(&self) {
-        let stops: Vec<(String, Option<mpsc::UnboundedSender<Cmd>>)> = {
+    /// At shutdown, while the NBD sessions still serve: a booted instance cannot outlive the
+    /// server (its disks are the server's NBD exports), so each running one is shut down as
+    /// StopInstances does (SIGTERM to its init, SIGKILL after the stop timeout; all at once),
+    /// its disks are released and flushed, and it is recorded `stopped`. One already stopping or
+    /// terminating is left to that work (a restart finishes it). Then this server's namespaces
+    /// and bridges go.
+    pub async fn shut_down_booted(&self) {
+        let stops: Vec<(String, mpsc::UnboundedSender<Cmd>)> = {
             let mut st = self.lock();
-            let ids: Vec<String> = st.instances.local.keys().cloned().collect();
+            let ids: Vec<String> = st
+                .instances
+                .local
+                .keys()
+                .filter(|id| {
+                    instance_of(&st, id).is_ok_and(|h| rec(h).state == InstanceState::Running)
+                })
+                .cloned()
+                .collect();
             ids.into_iter()
-                .map(|id| {
-                    let tx = st.instances.workloads.remove(&id);
-                    (id, tx)
+                .filter_map(|id| {
+                    let tx = st.instances.workloads.remove(&id)?;
+                    Some((id, tx))
                 })
                 .collect()
         };
@@ -1333,21 +1343,23 @@ impl ControlPlane {
             self.remove_networks();
             return;
         }
-        for (id, tx) in &stops {
-            if let Some(tx) = tx {
-                let (done, gone) = oneshot::channel();
-                let stop = Cmd::Stop {
-                    grace: self.cfg.instance_stop_timeout,
-                    done,
-                };
-                if tx.send(stop).is_ok() {
-                    let _ = gone.await;
-                }
+        let mut gone = Vec::new();
+        for (_, tx) in &stops {
+            let (done, rx) = oneshot::channel();
+            let stop = Cmd::Stop {
+                grace: self.cfg.instance_stop_timeout,
+                done,
+            };
+            if tx.send(stop).is_ok() {
+                gone.push(rx);
             }
-            tracing::info!(instance_id = %id, "booted instance shut down with the server");
+        }
+        for rx in gone {
+            let _ = rx.await;
         }
         tokio::task::block_in_place(|| {
             for (id, _) in &stops {
+                tracing::info!(instance_id = %id, "booted instance shut down with the server");
                 let local = {
                     let mut st = self.lock();
                     st.instances.next_node.remove(id);

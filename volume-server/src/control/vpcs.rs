@@ -214,6 +214,10 @@ impl ControlPlane {
         }
         self.commit(&[Change::DeleteSubnet(subnet_id.to_string())])?;
         st.subnets.remove(subnet_id);
+        drop(st);
+        if let Some(block) = instance_manager::network::Block::parse(&s.cidr()) {
+            instance_manager::network::remove_router(&self.bridge_of(&s.vpc_id), &block);
+        }
         tracing::info!(subnet_id, "subnet deleted");
         Ok(())
     }

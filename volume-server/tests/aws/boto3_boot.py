@@ -133,6 +133,8 @@ wait_inside(iid, "test -s /root/user-data-runs && echo ran || true", "ran")
 # bounding set of the instance's PID 1 and so of everything it starts.
 assert wait_inside(iid, "cat /root/mknod 2>/dev/null || true", "refused")
 cap_bnd = int(inside(iid, "awk '/^CapBnd/ {print $2}' /proc/1/status"), 16)
+# What the init starts has no signal blocked (so it dies of SIGTERM at shutdown).
+assert inside(iid, "awk '/^SigBlk/ {print $2}' /proc/$(pidof -s sshd)/status").strip() == "0" * 16
 assert not cap_bnd & (1 << 27) and not cap_bnd & (1 << 16), hex(cap_bnd)
 assert runs(iid) == 1
 
