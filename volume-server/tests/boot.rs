@@ -101,19 +101,58 @@ fn remove_leftovers() {
     }
 }
 
+/// A booting test's setup: a clean host, a server with an NBD socket in a new temporary
+/// directory, and the Debian AMI registered.
+struct Setup {
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    server: Server,
+    ami: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        remove_leftovers();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = restart(dir.path(), &data);
+        let ami = debian_ami(&server);
+        Setup {
+            dir,
+            data,
+            server,
+            ami,
+        }
+    }
+
+    /// The server's flags: its NBD socket in `dir`.
+    fn args_in(dir: &Path) -> [String; 2] {
+        [
+            "--nbd-socket".into(),
+            dir.join("nbd.sock").display().to_string(),
+        ]
+    }
+}
+
+/// A server on the data directory `data` of a [`Setup`] in `dir` (again, after the last one
+/// stopped).
+fn restart(dir: &Path, data: &Path) -> Server {
+    let args = Setup::args_in(dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_with_args(data, &args)
+}
+
 #[test]
 fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
     if !require_boot() {
         return;
     }
-    remove_leftovers();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("nbd.sock");
-    let server = Server::start_with_args(
-        &dir.path().join("data"),
-        &["--nbd-socket", socket.to_str().unwrap()],
-    );
-    let ami = debian_ami(&server);
+    let Setup {
+        dir,
+        data: _,
+        server,
+        ami,
+    } = Setup::new();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_boot.py");
     let out = run(Command::new("python3")
         .arg(script)
@@ -220,13 +259,12 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
     if !require_boot() {
         return;
     }
-    remove_leftovers();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("nbd.sock");
-    let data = dir.path().join("data");
-    let args = ["--nbd-socket", socket.to_str().unwrap()];
-    let server = Server::start_with_args(&data, &args);
-    let ami = debian_ami(&server);
+    let Setup {
+        dir,
+        data,
+        server,
+        ami,
+    } = Setup::new();
     let id = aws_text(
         &server,
         &[
@@ -246,7 +284,7 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
     inside(init, "echo unsynced > /root/g");
     server.kill9();
 
-    let server = Server::start_with_args(&data, &args);
+    let server = restart(dir.path(), &data);
     let state = aws_text(
         &server,
         &[
@@ -283,7 +321,7 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
     // without a sync is there at the next start.
     inside(init, "echo at-clean-stop > /root/h");
     server.stop();
-    let server = Server::start_with_args(&data, &args);
+    let server = restart(dir.path(), &data);
     aws_text(&server, &["ec2", "start-instances", "--instance-ids", &id]);
     let init = booted_init(&id);
     assert_eq!(inside(init, "cat /root/h"), "at-clean-stop\n");
@@ -301,12 +339,12 @@ fn racing_calls_on_a_booted_instance_leave_it_consistent() {
     if !require_boot() {
         return;
     }
-    remove_leftovers();
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("nbd.sock");
-    let data = dir.path().join("data");
-    let server = Server::start_with_args(&data, &["--nbd-socket", socket.to_str().unwrap()]);
-    let ami = debian_ami(&server);
+    let Setup {
+        dir: _dir,
+        data,
+        server,
+        ami,
+    } = Setup::new();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_boot_races.py");
     let out = run(Command::new("python3")
         .arg(script)

@@ -207,12 +207,7 @@ impl ControlPlane {
             .or_default();
         let node = boot::nvme_node(*next);
         *next += 1;
-        let leader = st
-            .hosts
-            .get(instance_id)
-            .and_then(|h| h.instance.as_ref())
-            .and_then(|i| i.pid)
-            .map(|(pid, _)| pid);
+        let leader = leader_of(st, instance_id);
         let d = Disk {
             device_name: device.to_string(),
             token: token.to_string(),
@@ -269,12 +264,7 @@ impl ControlPlane {
         let at = local.iter().position(|h| h.token == token)?;
         let taken = local.remove(at);
         self.rewrite_boot_devices(st, instance_id);
-        let leader = st
-            .hosts
-            .get(instance_id)
-            .and_then(|h| h.instance.as_ref())
-            .and_then(|i| i.pid)
-            .map(|(pid, _)| pid);
+        let leader = leader_of(st, instance_id);
         Some((leader, taken))
     }
 
@@ -399,6 +389,15 @@ impl ControlPlane {
             None => self.nbd_uri(token),
         }
     }
+}
+
+/// The pid of the running instance's workload leader (its init's parent), if it has one.
+fn leader_of(st: &State, instance_id: &str) -> Option<u32> {
+    st.hosts
+        .get(instance_id)
+        .and_then(|h| h.instance.as_ref())
+        .and_then(|i| i.pid)
+        .map(|(pid, _)| pid)
 }
 
 /// The host network's view of an instance's interface.
