@@ -44,12 +44,18 @@ pub struct Block {
 }
 
 impl Block {
-    /// Parses `A.B.C.D/N`.
+    /// Parses `A.B.C.D/N` (N of one or two digits, at most 32); the address is masked to the
+    /// block's first.
     pub fn parse(s: &str) -> Option<Block> {
         let (a, n) = s.split_once('/')?;
-        let base: Ipv4Addr = a.parse().ok()?;
+        let addr: Ipv4Addr = a.parse().ok()?;
+        if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let prefix: u8 = n.parse().ok().filter(|&n| n <= 32)?;
-        Some(Block { base, prefix })
+        let mut block = Block { base: addr, prefix };
+        block.base = Ipv4Addr::from(u32::from(addr) & block.mask());
+        Some(block)
     }
 
     fn mask(&self) -> u32 {
@@ -58,6 +64,16 @@ impl Block {
         } else {
             u32::MAX << (32 - self.prefix)
         }
+    }
+
+    /// Addresses in the block.
+    pub fn size(&self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix))
+    }
+
+    /// The address `offset` after the first.
+    pub fn nth(&self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base).wrapping_add(offset))
     }
 
     /// Whether `a` is in the block.
@@ -309,7 +325,11 @@ mod tests {
         assert_eq!(sub.router(), "172.31.16.1".parse::<Ipv4Addr>().unwrap());
         assert_eq!(sub.to_string(), "172.31.16.0/20");
         assert_eq!(Block::parse("1.2.3.4/33"), None);
+        assert_eq!(Block::parse("10.0.0.0/+8"), None);
         assert_eq!(Block::parse("nonsense"), None);
+        assert_eq!(Block::parse("10.0.1.7/16"), Block::parse("10.0.0.0/16"));
+        assert_eq!(sub.size(), 4096);
+        assert_eq!(sub.nth(4).to_string(), "172.31.16.4");
     }
 
     #[test]

@@ -30,26 +30,16 @@ fn require_aws_clients() -> bool {
 }
 
 fn endpoint(server: &Server) -> String {
-    format!("http://{}", server.aws_addr)
+    server.aws_url()
 }
 
 /// `aws --endpoint-url … --output json ARGS` as key `key` (secret `secret`), isolated from any
 /// user configuration.
 fn aws_as(server: &Server, key: &str, secret: &str, args: &[&str]) -> Output {
-    let mut cmd = Command::new("aws");
-    cmd.args(["--endpoint-url", &endpoint(server), "--output", "json"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", key)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_SESSION_TOKEN");
-    run(&mut cmd)
+    run(server
+        .aws_cli(key, secret)
+        .args(["--output", "json"])
+        .args(args))
 }
 
 fn aws(server: &Server, args: &[&str]) -> Output {

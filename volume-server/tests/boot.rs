@@ -31,14 +31,10 @@ fn require_boot() -> bool {
     boto3 || skip("python3 cannot import boto3 (pip install boto3)")
 }
 
-fn aws_endpoint(server: &Server) -> String {
-    format!("http://{}", server.aws_addr)
-}
-
 /// Builds (or takes from its cache) the Debian AMI and registers it; returns its id.
 fn debian_ami(server: &Server) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-debian-ami");
-    let out = run(Command::new(script).args(["--endpoint-url", &aws_endpoint(server)]));
+    let out = run(Command::new(script).args(["--endpoint-url", &server.aws_url()]));
     out.assert_success();
     out.stdout
         .lines()
@@ -156,7 +152,7 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_boot.py");
     let out = run(Command::new("python3")
         .arg(script)
-        .arg(aws_endpoint(&server))
+        .arg(server.aws_url())
         .arg(&ami)
         .arg(server.metrics_addr.to_string()));
     out.assert_success();
@@ -185,19 +181,12 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
     );
 }
 
-/// `aws --endpoint-url … --output text ARGS` as the default account; its trimmed stdout.
+/// `aws … --output text ARGS` as the default account; its trimmed stdout.
 fn aws_text(server: &Server, args: &[&str]) -> String {
-    let out = run(Command::new("aws")
-        .args(["--endpoint-url", &aws_endpoint(server), "--output", "text"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL"));
+    let out = run(server
+        .aws_cli("test", "test")
+        .args(["--output", "text"])
+        .args(args));
     out.assert_success();
     out.stdout.trim().to_string()
 }
@@ -348,7 +337,7 @@ fn racing_calls_on_a_booted_instance_leave_it_consistent() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_boot_races.py");
     let out = run(Command::new("python3")
         .arg(script)
-        .arg(aws_endpoint(&server))
+        .arg(server.aws_url())
         .arg(&ami)
         .arg(&data));
     out.assert_success();

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::filter::{check_names, check_values, glob};
 use super::{Account, ControlPlane, Ec2Error, ErrorCode, State, model, region::zone_id};
 use crate::catalog::{HostRecord, SubnetRecord, VpcRecord};
+use instance_manager::network::Block;
 
 /// The default VPC's block, as in every AWS account.
 pub const VPC_CIDR: &str = "172.31.0.0/16";
@@ -100,64 +101,37 @@ pub(super) struct Subnet {
     pub vpc_id: String,
     pub owner_id: String,
     pub zone: String,
-    /// Its first address.
-    pub base: u32,
-    pub prefix: u8,
+    pub block: Block,
     pub default_for_az: bool,
     pub tags: BTreeMap<String, String>,
 }
 
 impl Subnet {
-    pub fn cidr(&self) -> String {
-        format!("{}/{}", std::net::Ipv4Addr::from(self.base), self.prefix)
-    }
-
-    /// Addresses in it.
-    fn size(&self) -> u32 {
-        1u32 << (32 - u32::from(self.prefix))
-    }
-
     /// Addresses instances may have: all but the first four and the last.
     fn usable(&self) -> u32 {
-        self.size().saturating_sub(FIRST_HOST + 1)
+        (self.block.size() as u32).saturating_sub(FIRST_HOST + 1)
     }
 
     fn from_record(r: &SubnetRecord) -> Option<Subnet> {
-        let (base, prefix) = parse_cidr(&r.cidr_block)?;
         Some(Subnet {
             subnet_id: r.subnet_id.clone(),
             vpc_id: r.vpc_id.clone(),
             owner_id: r.owner_id.clone(),
             zone: r.availability_zone.clone(),
-            base,
-            prefix,
+            block: Block::parse(&r.cidr_block)?,
             default_for_az: false,
             tags: r.tags.clone(),
         })
     }
 }
 
-/// `A.B.C.D/N` as (first address, prefix length); the address is masked to the block.
-pub(super) fn parse_cidr(s: &str) -> Option<(u32, u8)> {
-    let (a, n) = s.split_once('/')?;
-    let addr: std::net::Ipv4Addr = a.parse().ok()?;
-    if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// The default subnet of the `index`th zone: 172.31.(16 × index).0/20.
+fn default_block(index: usize) -> Block {
+    let base = std::net::Ipv4Addr::new(172, 31, 0, 0);
+    Block {
+        base: std::net::Ipv4Addr::from(u32::from(base) + index as u32 * SUBNET_SIZE),
+        prefix: 20,
     }
-    let prefix: u8 = n.parse().ok().filter(|&p| p <= 32)?;
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
-    Some((u32::from(addr) & mask, prefix))
-}
-
-/// Whether two blocks share an address.
-pub(super) fn overlaps(a: (u32, u8), b: (u32, u8)) -> bool {
-    let p = a.1.min(b.1);
-    let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
-    a.0 & mask == b.0 & mask
 }
 
 /// `prefix-` and 17 hex digits, the same for the same `parts`.
@@ -249,8 +223,7 @@ impl ControlPlane {
             vpc_id: self.default_vpc(who).vpc_id,
             owner_id: who.id().to_string(),
             zone: zone.to_string(),
-            base: u32::from(std::net::Ipv4Addr::new(172, 31, 0, 0)) + index as u32 * SUBNET_SIZE,
-            prefix: 20,
+            block: default_block(index),
             default_for_az: true,
             tags: BTreeMap::new(),
         })
@@ -452,7 +425,7 @@ impl ControlPlane {
             owner_id: s.owner_id.clone(),
             availability_zone: s.zone.clone(),
             availability_zone_id: zone_id(&s.zone),
-            cidr_block: s.cidr(),
+            cidr_block: s.block.to_string(),
             available_ip_address_count: s.usable().saturating_sub(used),
             default_for_az: s.default_for_az,
             tags: s.tags.clone(),
@@ -600,8 +573,8 @@ impl ControlPlane {
             })
             .filter_map(|h| h.private_ip.clone())
             .collect();
-        (FIRST_HOST..subnet.size().saturating_sub(1))
-            .map(|offset| std::net::Ipv4Addr::from(subnet.base + offset).to_string())
+        (FIRST_HOST..(subnet.block.size() as u32).saturating_sub(1))
+            .map(|offset| subnet.block.nth(offset).to_string())
             .find(|a| !used.contains(a))
             .ok_or_else(|| {
                 Ec2Error::new(
@@ -623,8 +596,7 @@ impl ControlPlane {
             vpc_id: self.default_vpc(who).vpc_id,
             owner_id: who.id().to_string(),
             zone: h.availability_zone.clone(),
-            base: u32::from(std::net::Ipv4Addr::new(172, 31, 0, 0)),
-            prefix: 20,
+            block: default_block(0),
             default_for_az: true,
             tags: BTreeMap::new(),
         });
@@ -635,7 +607,7 @@ impl ControlPlane {
                     .expect("four bytes"),
             );
             let span = subnet.usable().max(1);
-            std::net::Ipv4Addr::from(subnet.base + FIRST_HOST + n % span).to_string()
+            subnet.block.nth(FIRST_HOST + n % span).to_string()
         });
         let dashed = private_ip.replace('.', "-");
         let private_dns_name = if self.cfg.region == "us-east-1" {
@@ -662,7 +634,7 @@ impl ControlPlane {
             ),
             group: (g.group_id, g.group_name),
             vpc_cidr: vpc.cidr_block,
-            subnet_cidr: subnet.cidr(),
+            subnet_cidr: subnet.block.to_string(),
         }
     }
 }
@@ -684,11 +656,7 @@ mod tests {
         assert_eq!(a, derived_id("vpc", &["000000000000", "us-east-1"]));
         assert_ne!(a, derived_id("vpc", &["111111111111", "us-east-1"]));
         assert!(crate::ids::is_valid_id(&a, "vpc"), "{a}");
-        assert_eq!(parse_cidr("10.0.1.7/16"), Some((0x0a00_0000, 16)));
-        assert_eq!(parse_cidr("10.0.0.0/33"), None);
-        assert_eq!(parse_cidr("10.0.0.0/+8"), None);
-        assert_eq!(parse_cidr("nonsense"), None);
-        assert!(overlaps((0x0a00_0000, 16), (0x0a00_0100, 24)));
-        assert!(!overlaps((0x0a00_0000, 24), (0x0a00_0100, 24)));
+        assert_eq!(default_block(0).to_string(), "172.31.0.0/20");
+        assert_eq!(default_block(1).to_string(), "172.31.16.0/20");
     }
 }

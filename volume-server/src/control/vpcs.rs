@@ -10,7 +10,9 @@
 //! (`DependencyViolation`). The default VPC and its subnets stay: this server derives them, so
 //! deleting them is `OperationNotPermitted`.
 
-use super::network::{Subnet, SubnetView, VpcView, holds_address, overlaps, parse_cidr};
+use instance_manager::network::Block;
+
+use super::network::{Subnet, SubnetView, VpcView, holds_address};
 use super::{Account, ControlPlane, Ec2Error, ErrorCode, model, validate};
 use crate::catalog::{Change, SubnetRecord, VpcRecord};
 use crate::ids;
@@ -18,24 +20,20 @@ use crate::ids;
 /// VPCs per account and region, the default one included (EC2's default quota).
 const MAX_VPCS: usize = 5;
 
-/// A block EC2 takes for a VPC or subnet: `(base, prefix)`, or the error it gives.
-fn block(cidr: &str, range: ErrorCode) -> Result<(u32, u8), Ec2Error> {
-    let (base, prefix) = parse_cidr(cidr).ok_or_else(|| {
+/// A block EC2 takes for a VPC or subnet, or the error it gives.
+fn block(cidr: &str, range: ErrorCode) -> Result<Block, Ec2Error> {
+    let b = Block::parse(cidr).ok_or_else(|| {
         Ec2Error::invalid_value(format!(
             "Value ({cidr}) for parameter cidrBlock is invalid. This is not a valid CIDR block."
         ))
     })?;
-    if !(16..=28).contains(&prefix) {
+    if !(16..=28).contains(&b.prefix) {
         return Err(Ec2Error::new(
             range,
             format!("The CIDR '{cidr}' is invalid."),
         ));
     }
-    Ok((base, prefix))
-}
-
-fn cidr_string((base, prefix): (u32, u8)) -> String {
-    format!("{}/{prefix}", std::net::Ipv4Addr::from(base))
+    Ok(b)
 }
 
 impl ControlPlane {
@@ -62,7 +60,7 @@ impl ControlPlane {
         let r = VpcRecord {
             vpc_id: ids::new_id("vpc"),
             owner_id: who.id().to_string(),
-            cidr_block: cidr_string(b),
+            cidr_block: b.to_string(),
             cidr_association_id: ids::new_id("vpc-cidr-assoc"),
             created_ms: super::now_ms(),
             tags,
@@ -143,8 +141,8 @@ impl ControlPlane {
                     format!("The vpc ID '{vpc_id}' does not exist"),
                 )
             })?;
-        let vpc_block = parse_cidr(&vpc.cidr_block).expect("a stored block");
-        if b.1 < vpc_block.1 || !overlaps(b, vpc_block) {
+        let vpc_block = Block::parse(&vpc.cidr_block).expect("a stored block");
+        if b.prefix < vpc_block.prefix || !b.overlaps(&vpc_block) {
             return Err(Ec2Error::new(
                 ErrorCode::InvalidSubnetRange,
                 format!("The CIDR '{cidr}' is invalid."),
@@ -155,7 +153,7 @@ impl ControlPlane {
             .into_iter()
             .filter(|s| s.vpc_id == vpc_id)
             .collect();
-        if siblings.iter().any(|s| overlaps(b, (s.base, s.prefix))) {
+        if siblings.iter().any(|s| b.overlaps(&s.block)) {
             return Err(Ec2Error::new(
                 ErrorCode::InvalidSubnetConflict,
                 format!("The CIDR '{cidr}' conflicts with another subnet"),
@@ -166,7 +164,7 @@ impl ControlPlane {
             vpc_id: vpc_id.to_string(),
             owner_id: who.id().to_string(),
             availability_zone: zone,
-            cidr_block: cidr_string(b),
+            cidr_block: b.to_string(),
             tags,
         };
         self.commit(&[Change::PutSubnet(r.clone())])?;
@@ -215,9 +213,7 @@ impl ControlPlane {
         self.commit(&[Change::DeleteSubnet(subnet_id.to_string())])?;
         st.subnets.remove(subnet_id);
         drop(st);
-        if let Some(block) = instance_manager::network::Block::parse(&s.cidr()) {
-            instance_manager::network::remove_router(&self.bridge_of(&s.vpc_id), &block);
-        }
+        instance_manager::network::remove_router(&self.bridge_of(&s.vpc_id), &s.block);
         tracing::info!(subnet_id, "subnet deleted");
         Ok(())
     }

@@ -575,6 +575,29 @@ impl Server {
         format!("http://{}", self.grpc_addr)
     }
 
+    /// URL of the AWS endpoint.
+    pub fn aws_url(&self) -> String {
+        format!("http://{}", self.aws_addr)
+    }
+
+    /// `aws --endpoint-url <the AWS endpoint>` signing as `key` (secret `secret`), isolated
+    /// from any user configuration (no profile, config or credentials file, pager or retries).
+    pub fn aws_cli(&self, key: &str, secret: &str) -> Command {
+        let mut cmd = Command::new("aws");
+        cmd.args(["--endpoint-url", &self.aws_url()])
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_PAGER", "")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_SESSION_TOKEN");
+        cmd
+    }
+
     /// Sends `signal` (a `kill -s` name: TERM, INT, …) to the server.
     pub fn signal(&self, signal: &str) {
         run_tool("kill", &["-s", signal, &self.pid().to_string()]).assert_success();
