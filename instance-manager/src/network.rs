@@ -179,7 +179,7 @@ fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// The IPv4 addresses of the host, as (interface, block) pairs.
+/// The IPv4 addresses of the host, as (interface, block, address).
 fn host_addresses() -> Result<Vec<(String, Block, Ipv4Addr)>, NetError> {
     let out = ip(&["-o", "-4", "addr", "show"])?;
     Ok(out
@@ -188,8 +188,9 @@ fn host_addresses() -> Result<Vec<(String, Block, Ipv4Addr)>, NetError> {
             let mut words = l.split_whitespace();
             let name = words.nth(1)?.to_string();
             let cidr = words.skip_while(|w| *w != "inet").nth(1)?;
-            let block = Block::parse(cidr)?;
-            Some((name, block, block.base))
+            // The interface's own address, and the block it is in (parse masks the address).
+            let address = cidr.split_once('/')?.0.parse().ok()?;
+            Some((name, Block::parse(cidr)?, address))
         })
         .collect())
 }

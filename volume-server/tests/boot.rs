@@ -108,7 +108,10 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        remove_leftovers();
+        // Once per test process: the tests of this file run at the same time, and a second
+        // cleanup would tear down the first test's instances.
+        static CLEAN: std::sync::Once = std::sync::Once::new();
+        CLEAN.call_once(remove_leftovers);
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let server = restart(dir.path(), &data);
