@@ -20,12 +20,14 @@
 //!    vCPUs (so `nproc` shows them) and, when the type's memory is limited, mounts over
 //!    `/proc/meminfo` a view that shows the limit as total and the cgroup's use, refreshed each
 //!    second (so `free` shows them).
-//! 4. Starts `sshd` if the image has it (making host keys first if it has none), then runs the
+//! 4. Adds the launch key pair's public key from the metadata service for the image's default
+//!    user, once per instance (`firstboot`).
+//! 5. Starts `sshd` if the image has it (making host keys first if it has none), then runs the
 //!    user data once per instance, as cloud-init does: a script starting with `#!` is executed,
 //!    anything else is run by `/bin/sh`; `#cloud-config` is not understood and says so on the
 //!    console. Everything they print goes to the console log.
 //!    Then it makes [`BOOTED`].
-//! 5. Reaps orphans until SIGTERM (from the server's StopInstances, or `kill -TERM 1` inside: the
+//! 6. Reaps orphans until SIGTERM (from the server's StopInstances, or `kill -TERM 1` inside: the
 //!    instance shuts itself down), then shuts down: SIGTERM to every process, SIGKILL after the
 //!    grace period, unmounts what the instance mounted, remounts `/` read-only and syncs.
 //!
@@ -300,6 +302,9 @@ fn pid1(
     }
     println!("ebs-init: {} booted as {}", cfg.instance_id, cfg.hostname);
 
+    if cfg.netns.is_some() {
+        crate::firstboot::install_public_key(&PathBuf::from(STATE_DIR).join(&cfg.instance_id));
+    }
     start_sshd();
     if let Some(data) = user_data
         && let Err(e) = run_user_data(&cfg.instance_id, &data)

@@ -18,6 +18,8 @@
 
 pub mod boot;
 pub mod devices;
+pub mod elastic;
+pub mod firstboot;
 pub mod init;
 pub mod lifecycle;
 pub mod localdisk;

@@ -14,6 +14,10 @@
 //!   from the host only from inside (`ip netns exec`), and a warning says so.
 //! * Security group rules are not enforced.
 //!
+//! The instance metadata service's address, 169.254.169.254, is on every bridge (the server
+//! listens there, bound to the bridge, so it knows the VPC a request comes from), with a route
+//! to it on each instance's link.
+//!
 //! Everything is done with `ip` (iproute2) and is idempotent: a namespace that survived a
 //! restart of the server is taken as it is.
 
@@ -33,6 +37,9 @@ pub struct NetError {
     /// Its stderr or the cause.
     pub detail: String,
 }
+
+/// The instance metadata service's address, on every bridge.
+pub const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 
 /// An IPv4 block, e.g. `172.31.0.0/20`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +163,7 @@ pub fn netns_path(instance_id: &str) -> PathBuf {
     PathBuf::from("/run/netns").join(netns_name(instance_id))
 }
 
-fn ip(args: &[&str]) -> Result<String, NetError> {
+pub(crate) fn ip(args: &[&str]) -> Result<String, NetError> {
     let command = format!("ip {}", args.join(" "));
     let out = Command::new("ip")
         .args(args)
@@ -175,7 +182,7 @@ fn ip(args: &[&str]) -> Result<String, NetError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn link_exists(name: &str) -> bool {
+pub(crate) fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
@@ -218,6 +225,18 @@ fn ensure_bridge(vpc_id: &str, bridge: &str, subnet: &Block) -> Result<(), NetEr
     let clash = addresses
         .iter()
         .find(|(name, b, _)| *name != bridge && b.overlaps(subnet));
+    if !addresses
+        .iter()
+        .any(|(name, _, a)| *name == bridge && *a == METADATA_ADDRESS)
+    {
+        ip(&[
+            "addr",
+            "add",
+            &format!("{METADATA_ADDRESS}/32"),
+            "dev",
+            bridge,
+        ])?;
+    }
     match (ours, clash) {
         (true, _) => {}
         (false, Some((name, b, _))) => tracing::warn!(
@@ -245,6 +264,15 @@ pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
     if path.exists() && link_exists(&veth) {
         // Its bridge may have been made again since (a restart of the server).
         ip(&["link", "set", &veth, "master", bridge, "up"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "route",
+            "replace",
+            &format!("{METADATA_ADDRESS}/32"),
+            "dev",
+            "eth0",
+        ])?;
         return Ok(path);
     }
     if path.exists() {
@@ -272,6 +300,13 @@ pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
         if nic.vpc != nic.subnet {
             n(&["route", "add", &nic.vpc.to_string(), "dev", "eth0"])?;
         }
+        n(&[
+            "route",
+            "add",
+            &format!("{METADATA_ADDRESS}/32"),
+            "dev",
+            "eth0",
+        ])?;
         Ok(())
     })();
     if let Err(e) = made {

@@ -113,6 +113,11 @@ pub struct Config {
     /// attachment). Off by default for that reason.
     #[arg(long)]
     pub nbd_sendfile: bool,
+    /// Where Elastic IPs come from (AllocateAddress). Associated addresses are routed into
+    /// their instance's VPC bridge from this host only, never off it. The default is
+    /// TEST-NET-2 (RFC 5737), which no network routes.
+    #[arg(long, value_name = "CIDR", default_value = "198.51.100.0/24", value_parser = parse_pool)]
+    pub eip_pool: instance_manager::network::Block,
     /// Also serve NBD on a Unix socket at this path (made mode 0600; a stale socket left there
     /// is replaced). An attachment's export name works on both: `nbd+unix:///EXPORT?socket=PATH`.
     /// The socket counts as protected for `--nbd-tls require`: it never leaves the machine.
@@ -341,4 +346,14 @@ mod tests {
             );
         }
     }
+}
+
+/// `--eip-pool`: an IPv4 block of at most 65536 addresses (a /16 or longer).
+fn parse_pool(s: &str) -> Result<instance_manager::network::Block, String> {
+    let b = instance_manager::network::Block::parse(s)
+        .ok_or_else(|| format!("{s} is not an IPv4 block such as 198.51.100.0/24"))?;
+    if b.prefix < 16 {
+        return Err(format!("{s} is larger than a /16"));
+    }
+    Ok(b)
 }

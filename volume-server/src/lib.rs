@@ -25,6 +25,7 @@ pub mod control;
 pub mod datapath;
 pub mod exports;
 pub mod ids;
+pub mod keys;
 pub mod metrics;
 pub mod nbd;
 pub mod reservation;
@@ -193,6 +194,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         stores.push((region, store));
     }
     let exports = Arc::new(exports::Exports::default());
+    let imds = api::imds::MetadataService::new(tokio::runtime::Handle::current());
     let control_cfg = control::ControlConfig {
         region: cfg.region.clone(),
         availability_zones: cfg.zones(),
@@ -210,6 +212,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         instance_stop_timeout: cfg.instance_stop_timeout,
         transition_time: cfg.transition_time,
         throttle_scale: cfg.throttle_scale,
+        eip_pool: cfg.eip_pool,
+        metadata: Some(Arc::new(Arc::clone(&imds))),
     };
     let control = {
         let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());
@@ -220,6 +224,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .map_err(|e| ServerError::Control(control::Ec2Error::internal(e.to_string())))?
         .map_err(ServerError::Control)?
     };
+    imds.bind_control(&control);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let nbd_cfg = nbd::NbdConfig {
@@ -345,6 +350,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let _ = metrics_task.await;
     let _ = aws_task.await;
     control.shutdown().await;
+    imds.stop_all();
     tracing::info!("volumes closed cleanly; bye");
     match grpc_result {
         Ok(r) => r.map_err(ServerError::Grpc),

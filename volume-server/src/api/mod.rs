@@ -1,8 +1,10 @@
 //! The protocols over the control plane, each a thin encoder of its domain types: gRPC
-//! (`ebs.v1.VolumeService`) and the AWS wire protocols on the AWS endpoint.
+//! (`ebs.v1.VolumeService`), the AWS wire protocols on the AWS endpoint, and the instance
+//! metadata service.
 
 pub mod aws;
 pub mod grpc;
+pub mod imds;
 
 use std::time::{Duration, UNIX_EPOCH};
 

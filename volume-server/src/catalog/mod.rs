@@ -414,11 +414,45 @@ pub struct InstanceRecord {
     /// RunInstances idempotency token.
     #[serde(default)]
     pub client_token: Option<String>,
+    /// The key pair named at launch, and its public key then: the instance keeps both when
+    /// the pair is deleted, as on EC2.
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// How its instance metadata service answers.
+    #[serde(default)]
+    pub metadata: MetadataOptions,
     /// Its RunInstances has not finished: start-up discards the instance and the volumes
     /// made for it (their `launched_for`). The call's last commit clears it for every
     /// instance it launched at once.
     #[serde(default)]
     pub launching: bool,
+}
+
+/// An instance's metadata service settings (EC2's `InstanceMetadataOptions`). The defaults are
+/// EC2's for an AMI without `ImdsSupport`: v1 and v2 both answered, a hop limit of 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataOptions {
+    /// `HttpTokens=required`: only IMDSv2 (session token) requests are answered.
+    pub tokens_required: bool,
+    /// `HttpPutResponseHopLimit`: the IP TTL of token responses, 1–64.
+    pub hop_limit: u8,
+    /// `HttpEndpoint=enabled`.
+    pub endpoint_enabled: bool,
+    /// `InstanceMetadataTags=enabled`: `tags/instance` is served.
+    pub tags_enabled: bool,
+}
+
+impl Default for MetadataOptions {
+    fn default() -> Self {
+        MetadataOptions {
+            tokens_required: false,
+            hop_limit: 1,
+            endpoint_enabled: true,
+            tags_enabled: false,
+        }
+    }
 }
 
 /// A snapshot's lifecycle state (EC2 `State`).
@@ -594,6 +628,55 @@ pub struct SubnetRecord {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A key pair made by CreateKeyPair or ImportKeyPair: its public half only (the private key
+/// is returned once and never kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPairRecord {
+    /// `key-…`.
+    pub key_pair_id: String,
+    /// The account that owns it.
+    pub owner_id: String,
+    /// Unique per account and region.
+    pub key_name: String,
+    /// `rsa` or `ed25519`.
+    pub key_type: String,
+    /// EC2's fingerprint (see `crate::keys`).
+    pub fingerprint: String,
+    /// The public key, one OpenSSH line.
+    pub public_key: String,
+    /// When it was made or imported, ms since the epoch.
+    pub created_ms: u64,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An Elastic IP address allocated by AllocateAddress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressRecord {
+    /// `eipalloc-…`.
+    pub allocation_id: String,
+    /// The account that owns it.
+    pub owner_id: String,
+    /// The address, from `--eip-pool`.
+    pub public_ip: String,
+    /// Its association, if any.
+    #[serde(default)]
+    pub association: Option<AddressAssociation>,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Where an Elastic IP points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressAssociation {
+    /// `eipassoc-…`.
+    pub association_id: String,
+    /// The instance whose primary interface has it.
+    pub instance_id: String,
+}
+
 /// A registered AMI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -639,6 +722,10 @@ pub struct CatalogContents {
     pub vpcs: Vec<VpcRecord>,
     /// Subnets made by CreateSubnet.
     pub subnets: Vec<SubnetRecord>,
+    /// Key pairs.
+    pub key_pairs: Vec<KeyPairRecord>,
+    /// Elastic IP addresses.
+    pub addresses: Vec<AddressRecord>,
 }
 
 /// One change in a transaction.
@@ -672,6 +759,14 @@ pub enum Change {
     PutSubnet(SubnetRecord),
     /// Remove a subnet.
     DeleteSubnet(String),
+    /// Insert or replace a key pair.
+    PutKeyPair(KeyPairRecord),
+    /// Remove a key pair (by id).
+    DeleteKeyPair(String),
+    /// Insert or replace an Elastic IP.
+    PutAddress(AddressRecord),
+    /// Remove an Elastic IP (by allocation id).
+    DeleteAddress(String),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

@@ -14,6 +14,8 @@ const FSR: TableDefinition<&str, &[u8]> = TableDefinition::new("fast_snapshot_re
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 const VPCS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpcs");
 const SUBNETS: TableDefinition<&str, &[u8]> = TableDefinition::new("subnets");
+const KEY_PAIRS: TableDefinition<&str, &[u8]> = TableDefinition::new("key_pairs");
+const ADDRESSES: TableDefinition<&str, &[u8]> = TableDefinition::new("addresses");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 ///
@@ -36,13 +38,11 @@ fn storage<E: std::fmt::Display>(e: E) -> CatalogError {
 fn open_db(path: &Path) -> Result<Database, CatalogError> {
     let db = Database::create(path).map_err(storage)?;
     let tx = db.begin_write().map_err(storage)?;
-    tx.open_table(VOLUMES).map_err(storage)?;
-    tx.open_table(HOSTS).map_err(storage)?;
-    tx.open_table(SNAPSHOTS).map_err(storage)?;
-    tx.open_table(FSR).map_err(storage)?;
-    tx.open_table(IMAGES).map_err(storage)?;
-    tx.open_table(VPCS).map_err(storage)?;
-    tx.open_table(SUBNETS).map_err(storage)?;
+    for table in [
+        VOLUMES, HOSTS, SNAPSHOTS, FSR, IMAGES, VPCS, SUBNETS, KEY_PAIRS, ADDRESSES,
+    ] {
+        tx.open_table(table).map_err(storage)?;
+    }
     tx.commit().map_err(storage)?;
     Ok(db)
 }
@@ -114,6 +114,8 @@ fn load(db: &Database) -> Result<CatalogContents, CatalogError> {
         images: rows(&tx, IMAGES)?,
         vpcs: rows(&tx, VPCS)?,
         subnets: rows(&tx, SUBNETS)?,
+        key_pairs: rows(&tx, KEY_PAIRS)?,
+        addresses: rows(&tx, ADDRESSES)?,
     })
 }
 
@@ -143,6 +145,8 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
         let mut images = tx.open_table(IMAGES).map_err(storage)?;
         let mut vpcs = tx.open_table(VPCS).map_err(storage)?;
         let mut subnets = tx.open_table(SUBNETS).map_err(storage)?;
+        let mut key_pairs = tx.open_table(KEY_PAIRS).map_err(storage)?;
+        let mut addresses = tx.open_table(ADDRESSES).map_err(storage)?;
         for change in changes {
             match change {
                 Change::PutVolume(v) => {
@@ -198,6 +202,22 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
                 }
                 Change::DeleteSubnet(id) => {
                     subnets.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutKeyPair(k) => {
+                    key_pairs
+                        .insert(k.key_pair_id.as_str(), encode(k).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteKeyPair(id) => {
+                    key_pairs.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutAddress(a) => {
+                    addresses
+                        .insert(a.allocation_id.as_str(), encode(a).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteAddress(id) => {
+                    addresses.remove(id.as_str()).map_err(storage)?;
                 }
             }
         }

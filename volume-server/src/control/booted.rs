@@ -132,10 +132,23 @@ impl ControlPlane {
         let ty = instance_manager::types::lookup(&r.instance_type);
         let net = self.instance_network(st, host);
         let netns = match instance_manager::network::available() {
-            Ok(()) => Some(
-                network::ensure_instance(&interface(id, &self.bridge_of(&net.vpc_id), &net)?)
-                    .map_err(super::internal("making the instance's network"))?,
-            ),
+            Ok(()) => {
+                let bridge = self.bridge_of(&net.vpc_id);
+                let path = network::ensure_instance(&interface(id, &bridge, &net)?)
+                    .map_err(super::internal("making the instance's network"))?;
+                if let Some(m) = &self.cfg.metadata
+                    && let Err(why) = m.serve_vpc(&bridge, &net.vpc_id)
+                {
+                    tracing::warn!(
+                        instance_id = id,
+                        why,
+                        "the instance has no metadata service"
+                    );
+                }
+                // The bridge may be new: Elastic IPs of its instances get their routes.
+                self.wire_addresses(st);
+                Some(path)
+            }
             Err(why) => {
                 tracing::warn!(
                     instance_id = id,
@@ -302,23 +315,40 @@ impl ControlPlane {
         network::bridge_name(&self.cfg.data_dir.display().to_string(), vpc_id)
     }
 
-    /// At shutdown: every namespace of this server's instances and every bridge of its VPCs
-    /// go (a booted instance made again at its next start finds none of them stale).
+    /// At shutdown: the Elastic IPs' wiring, every namespace of this server's instances and
+    /// every bridge of its VPCs go (a booted instance made again at its next start finds none
+    /// of them stale).
     pub(super) fn remove_networks(&self) {
+        self.unwire_addresses();
         let st = self.lock();
-        let mut vpcs: std::collections::BTreeSet<String> = st.vpcs.keys().cloned().collect();
-        let mut instances = Vec::new();
-        for h in st.hosts.values().filter(|h| h.instance.is_some()) {
-            vpcs.insert(self.instance_network(&st, h).vpc_id);
-            instances.push(h.instance_id.clone());
-        }
+        let bridges = self.bridges(&st);
+        let instances: Vec<String> = st
+            .hosts
+            .values()
+            .filter(|h| h.instance.is_some())
+            .map(|h| h.instance_id.clone())
+            .collect();
         drop(st);
         for id in instances {
             network::remove_instance(&id);
         }
-        for vpc in vpcs {
-            network::remove_bridge(&self.bridge_of(&vpc));
+        for bridge in bridges {
+            if let Some(m) = &self.cfg.metadata {
+                m.stop_vpc(&bridge);
+            }
+            network::remove_bridge(&bridge);
         }
+    }
+
+    /// The bridges of this server's VPCs (made on the host or not).
+    pub(super) fn bridges(&self, st: &State) -> Vec<String> {
+        let mut vpcs: Vec<String> = st.vpcs.keys().cloned().collect();
+        for h in st.hosts.values().filter(|h| h.instance.is_some()) {
+            vpcs.push(self.instance_network(st, h).vpc_id);
+        }
+        vpcs.sort();
+        vpcs.dedup();
+        vpcs.iter().map(|v| self.bridge_of(v)).collect()
     }
 
     /// At termination: the instance's network namespace goes (its address is free again).

@@ -43,6 +43,8 @@ macro_rules! error_codes {
 
 error_codes! {
     // Control plane: EC2 codes.
+    /// AllocateAddress past the quota of Elastic IPs.
+    AddressLimitExceeded = "AddressLimitExceeded", ResourceExhausted, 400, EINVAL;
     AttachmentLimitExceeded = "AttachmentLimitExceeded", ResourceExhausted, 400, EINVAL;
     ConcurrentSnapshotLimitExceeded = "ConcurrentSnapshotLimitExceeded", ResourceExhausted, 400, EINVAL;
     /// A VPC or subnet still has what depends on it.
@@ -58,6 +60,9 @@ error_codes! {
     InsufficientVolumeCapacity = "InsufficientVolumeCapacity", ResourceExhausted, 500, ENOSPC;
     InsufficientFreeAddressesInSubnet = "InsufficientFreeAddressesInSubnet", ResourceExhausted, 400, EINVAL;
     InternalError = "InternalError", Internal, 500, EIO;
+    InvalidAddressNotFound = "InvalidAddress.NotFound", NotFound, 400, EINVAL;
+    InvalidAllocationIdNotFound = "InvalidAllocationID.NotFound", NotFound, 400, EINVAL;
+    InvalidAssociationIdNotFound = "InvalidAssociationID.NotFound", NotFound, 400, EINVAL;
     InvalidAmiIdMalformed = "InvalidAMIID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidAmiIdNotFound = "InvalidAMIID.NotFound", NotFound, 400, EINVAL;
     InvalidAmiIdUnavailable = "InvalidAMIID.Unavailable", InvalidArgument, 400, EINVAL;
@@ -73,6 +78,13 @@ error_codes! {
     InvalidInstanceIdNotFound = "InvalidInstanceID.NotFound", NotFound, 400, EINVAL;
     InvalidInstanceIdUnavailable = "InvalidInstanceID.Unavailable", InvalidArgument, 400, EINVAL;
     InvalidInstanceType = "InvalidInstanceType", InvalidArgument, 400, EINVAL;
+    /// ReleaseAddress of an associated address.
+    InvalidIpAddressInUse = "InvalidIPAddress.InUse", FailedPrecondition, 400, EINVAL;
+    /// ImportKeyPair's material is not a public key EC2 takes.
+    InvalidKeyFormat = "InvalidKey.Format", InvalidArgument, 400, EINVAL;
+    InvalidKeyPairDuplicate = "InvalidKeyPair.Duplicate", AlreadyExists, 400, EINVAL;
+    InvalidKeyPairNotFound = "InvalidKeyPair.NotFound", NotFound, 400, EINVAL;
+    InvalidNetworkInterfaceIdNotFound = "InvalidNetworkInterfaceID.NotFound", NotFound, 400, EINVAL;
     InvalidPaginationToken = "InvalidPaginationToken", InvalidArgument, 400, EINVAL;
     InvalidParameterCombination = "InvalidParameterCombination", InvalidArgument, 400, EINVAL;
     InvalidParameterValue = "InvalidParameterValue", InvalidArgument, 400, EINVAL;
@@ -91,6 +103,8 @@ error_codes! {
     MissingParameter = "MissingParameter", InvalidArgument, 400, EINVAL;
     OperationNotPermitted = "OperationNotPermitted", InvalidArgument, 400, EINVAL;
     /// A reservation refuses the call or the I/O (NVMe reservation conflict).
+    /// AssociateAddress of an associated address without `AllowReassociation`.
+    ResourceAlreadyAssociated = "Resource.AlreadyAssociated", FailedPrecondition, 400, EINVAL;
     ReservationConflict = "ReservationConflict", PermissionDenied, 400, EPERM;
     SnapshotCreationPerVolumeRateExceeded = "SnapshotCreationPerVolumeRateExceeded", ResourceExhausted, 400, EINVAL;
     TagLimitExceeded = "TagLimitExceeded", ResourceExhausted, 400, EINVAL;

@@ -333,6 +333,9 @@ pub(super) fn as_instance(h: &HostRecord) -> Cow<'_, HostRecord> {
         instance_store: vec![],
         pid: None,
         client_token: None,
+        key_name: None,
+        public_key: None,
+        metadata: Default::default(),
         launching: false,
     });
     Cow::Owned(shown)
@@ -375,7 +378,7 @@ impl ControlPlane {
     }
 
     /// Commits `h` with its instance changed by `edit`.
-    fn put_instance(
+    pub(super) fn put_instance(
         &self,
         st: &mut State,
         id: &str,
@@ -514,6 +517,19 @@ impl ControlPlane {
             super::validate::device_name(&m.device_name)?;
         }
         let client_token = req.client_token.clone().filter(|t| !t.is_empty());
+        let metadata = match &req.metadata_options {
+            Some(m) => super::metadata::apply_options(Default::default(), m)?,
+            None => Default::default(),
+        };
+        let key = match req.key_name.as_deref().filter(|k| !k.is_empty()) {
+            Some(name) => Some(self.key_pair_named(who, name).ok_or_else(|| {
+                Ec2Error::new(
+                    ErrorCode::InvalidKeyPairNotFound,
+                    format!("The key pair '{name}' does not exist"),
+                )
+            })?),
+            None => None,
+        };
         let image = {
             let st = self.lock();
             if let Some(token) = &client_token {
@@ -573,6 +589,9 @@ impl ControlPlane {
                 instance_store: disks.clone(),
                 pid: None,
                 client_token: client_token.clone(),
+                key_name: key.as_ref().map(|k| k.key_name.clone()),
+                public_key: key.as_ref().map(|k| k.public_key.clone()),
+                metadata,
                 launching: true,
             };
             match self.launch_one(
@@ -1034,12 +1053,28 @@ impl ControlPlane {
             ),
             (None, None, None) => return Ok(None),
         };
+        let mut env = devices::environment(&info, &file, &devices);
+        if !matches!(program, Program::Exec(..))
+            && let Some(m) = &self.cfg.metadata
+        {
+            // A plain process reaches its metadata service where the AWS SDKs look first.
+            match m.serve_instance(id) {
+                Ok(url) => env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), url)),
+                Err(why) => {
+                    tracing::warn!(
+                        instance_id = id,
+                        why,
+                        "the instance has no metadata service"
+                    )
+                }
+            }
+        }
         let ty = instance_manager::types::lookup(&r.instance_type);
         let spec = WorkloadSpec {
             instance_id: id.to_string(),
             dir,
             program,
-            env: devices::environment(&info, &file, &devices),
+            env,
             limits: ty.map(|t| CgroupLimits {
                 vcpus: t.vcpus,
                 memory_bytes: t.memory_mib << 20,
@@ -1383,6 +1418,9 @@ impl ControlPlane {
     /// Stops serving an instance's disks: fences its exports (in-flight I/O completes first),
     /// closes and erases its instance store.
     fn power_off(&self, id: &str) {
+        if let Some(m) = &self.cfg.metadata {
+            m.stop_instance(id);
+        }
         let local = {
             let mut st = self.lock();
             st.instances.next_node.remove(id);
@@ -1466,6 +1504,7 @@ impl ControlPlane {
         self.remove_instance_network(id);
         let mut st = self.lock();
         let done = self.put_instance(&mut st, id, |i| halted(i, InstanceState::Terminated));
+        self.release_addresses_of(&mut st, id);
         match done {
             Ok(_) => tracing::info!(instance_id = id, "instance terminated"),
             Err(e) => {
@@ -1813,6 +1852,7 @@ impl ControlPlane {
                 .to_string(),
             cpu_core_count: ty.map_or(0, |t| t.vcpus.div_ceil(2)),
             network: self.instance_network(st, h),
+            public_ip: self.public_ip_of(st, &h.instance_id),
         }
     }
 
@@ -2000,6 +2040,13 @@ impl ControlPlane {
     pub(super) fn resume_instances(&self, adopted: Vec<Adopted>) {
         let mut st = self.lock();
         for a in adopted {
+            // Its metadata service comes back where its environment points (the address is
+            // the instance's own, the same across restarts).
+            if let Some(m) = &self.cfg.metadata
+                && let Err(why) = m.serve_instance(&a.instance_id)
+            {
+                tracing::warn!(instance_id = %a.instance_id, why, "the adopted instance has no metadata service");
+            }
             self.supervise(&mut st, &a.instance_id, a.workload);
         }
         let terminating: Vec<String> = st

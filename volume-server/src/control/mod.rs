@@ -19,6 +19,7 @@
 //! - CompleteSnapshot (EBS direct): out of staging, `pending`, while the manifest is stored.
 
 pub mod account;
+pub mod addresses;
 mod booted;
 pub mod crashpoint;
 pub mod direct;
@@ -27,6 +28,8 @@ pub mod filter;
 pub mod fsr;
 pub mod images;
 pub mod instances;
+pub mod keypairs;
+pub mod metadata;
 pub mod model;
 pub mod modify;
 pub mod network;
@@ -98,6 +101,10 @@ pub struct ControlConfig {
     /// How long the short transitional states last (fast snapshot restore's `enabling` and
     /// `disabling`).
     pub transition_time: std::time::Duration,
+    /// Where Elastic IPs come from (`--eip-pool`).
+    pub eip_pool: instance_manager::network::Block,
+    /// The instance metadata service's listeners, if served.
+    pub metadata: Option<Arc<dyn metadata::MetadataEndpoints>>,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +125,10 @@ struct State {
     /// VPCs and subnets made by CreateVpc and CreateSubnet.
     vpcs: BTreeMap<String, crate::catalog::VpcRecord>,
     subnets: BTreeMap<String, crate::catalog::SubnetRecord>,
+    /// Key pairs by id.
+    key_pairs: BTreeMap<String, crate::catalog::KeyPairRecord>,
+    /// Elastic IPs by allocation id.
+    addresses: BTreeMap<String, crate::catalog::AddressRecord>,
     work: snapshots::SnapshotWork,
     /// The snapshot manifests of restoring volumes, by volume id (see `ensure_open`).
     pins: HashMap<String, Arc<snapshot::Manifest>>,
@@ -145,6 +156,8 @@ pub struct ControlPlane {
     gc_wake: Arc<tokio::sync::Notify>,
     /// Shutdown has begun: background work winds down.
     stopping: AtomicBool,
+    /// Elastic IP wiring has been put on the host (and must be taken off at shutdown).
+    addresses_wired: AtomicBool,
     /// RunInstances calls in progress, by client token: a call holds its token's lock from the
     /// idempotency check to the end of the launch, so concurrent calls with one token launch
     /// once and the others answer with that launch.
@@ -198,6 +211,7 @@ impl ControlPlane {
             gc_wake: Arc::default(),
             stopping: AtomicBool::new(false),
             launch_tokens: Mutex::default(),
+            addresses_wired: AtomicBool::new(false),
         });
         let contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
         let mut fixes = Vec::new();
@@ -264,6 +278,12 @@ impl ControlPlane {
         for s in contents.subnets {
             st.subnets.insert(s.subnet_id.clone(), s);
         }
+        for k in contents.key_pairs {
+            st.key_pairs.insert(k.key_pair_id.clone(), k);
+        }
+        for a in contents.addresses {
+            st.addresses.insert(a.allocation_id.clone(), a);
+        }
         if !fixes.is_empty() {
             cp.catalog
                 .commit(&fixes)
@@ -285,6 +305,7 @@ impl ControlPlane {
                 }
             }
         }
+        cp.recover_addresses(&mut st)?;
         cp.recover_snapshots(&mut st)?;
         drop(st);
         cp.resume_instances(adopted);
@@ -1388,6 +1409,18 @@ fn apply(st: &mut State, changes: Vec<Change>) {
             Change::DeleteSubnet(id) => {
                 st.subnets.remove(&id);
             }
+            Change::PutKeyPair(k) => {
+                st.key_pairs.insert(k.key_pair_id.clone(), k);
+            }
+            Change::DeleteKeyPair(id) => {
+                st.key_pairs.remove(&id);
+            }
+            Change::PutAddress(a) => {
+                st.addresses.insert(a.allocation_id.clone(), a);
+            }
+            Change::DeleteAddress(id) => {
+                st.addresses.remove(&id);
+            }
         }
     }
 }
@@ -1433,7 +1466,7 @@ fn check_volume_id(id: &str) -> Result<(), Ec2Error> {
     check_id(id, "vol", "VolumeId", ErrorCode::InvalidVolumeIdMalformed)
 }
 
-fn check_instance_id(id: &str) -> Result<(), Ec2Error> {
+pub(super) fn check_instance_id(id: &str) -> Result<(), Ec2Error> {
     check_id(id, "i", "InstanceId", ErrorCode::InvalidInstanceIdMalformed)
 }
 

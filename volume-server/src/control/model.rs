@@ -162,6 +162,24 @@ pub struct RunInstancesRequest {
     /// Security groups by id and by name: only the default VPC's `default` group exists.
     pub security_group_ids: Vec<String>,
     pub security_groups: Vec<String>,
+    /// The key pair whose public key the instance's first boot authorises.
+    pub key_name: Option<String>,
+    /// `MetadataOptions`.
+    pub metadata_options: Option<MetadataOptionsRequest>,
+}
+
+/// RunInstances' `MetadataOptions` and ModifyInstanceMetadataOptions' parameters: what is
+/// absent stays as it was (at launch: EC2's default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetadataOptionsRequest {
+    /// optional | required
+    pub http_tokens: Option<String>,
+    /// 1–64
+    pub http_put_response_hop_limit: Option<i32>,
+    /// enabled | disabled
+    pub http_endpoint: Option<String>,
+    /// enabled | disabled
+    pub instance_metadata_tags: Option<String>,
 }
 
 /// ReservationRegister's parameters.

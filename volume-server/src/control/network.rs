@@ -146,7 +146,10 @@ pub(super) fn derived_id(prefix: &str, parts: &[&str]) -> String {
 }
 
 /// Whether every filter passes, each looked up by `field` (`None`: an unknown name).
-fn filters_pass(filters: &[model::Filter], field: impl Fn(&str) -> Option<Vec<String>>) -> bool {
+pub(super) fn filters_pass(
+    filters: &[model::Filter],
+    field: impl Fn(&str) -> Option<Vec<String>>,
+) -> bool {
     filters.iter().all(|f| {
         field(&f.name)
             .is_some_and(|values| values.iter().any(|v| f.values.iter().any(|p| glob(p, v))))
@@ -155,7 +158,7 @@ fn filters_pass(filters: &[model::Filter], field: impl Fn(&str) -> Option<Vec<St
 
 /// `InvalidParameterValue` for a filter that is not one of `names` or `tag:KEY`, or one without
 /// values.
-fn check_filters(filters: &[model::Filter], names: &[&str]) -> Result<(), Ec2Error> {
+pub(super) fn check_filters(filters: &[model::Filter], names: &[&str]) -> Result<(), Ec2Error> {
     for f in filters {
         check_values(&f.name, &f.values)?;
     }
@@ -163,7 +166,7 @@ fn check_filters(filters: &[model::Filter], names: &[&str]) -> Result<(), Ec2Err
 }
 
 /// The values of a `tag:KEY` or `tag-key` filter over `tags`.
-fn tag_field(name: &str, tags: &BTreeMap<String, String>) -> Option<Vec<String>> {
+pub(super) fn tag_field(name: &str, tags: &BTreeMap<String, String>) -> Option<Vec<String>> {
     if name == "tag-key" {
         return Some(tags.keys().cloned().collect());
     }

@@ -53,6 +53,8 @@ fn open_with(
         instance_stop_timeout: std::time::Duration::from_secs(5),
         transition_time: std::time::Duration::from_millis(300),
         throttle_scale: 1.0,
+        eip_pool: instance_manager::network::Block::parse("198.51.100.0/24").unwrap(),
+        metadata: None,
     };
     let cp = ControlPlane::open(
         cfg,

@@ -24,6 +24,8 @@ pub struct InstanceView {
     pub cpu_core_count: u32,
     /// Its place in the default VPC.
     pub network: super::network::InstanceNetwork,
+    /// Its Elastic IP, if one is associated.
+    pub public_ip: Option<String>,
 }
 
 impl InstanceView {

@@ -98,7 +98,11 @@ impl ControlPlane {
         self.commit(&[Change::DeleteVpc(vpc_id.to_string())])?;
         st.vpcs.remove(vpc_id);
         drop(st);
-        instance_manager::network::remove_bridge(&self.bridge_of(vpc_id));
+        let bridge = self.bridge_of(vpc_id);
+        if let Some(m) = &self.cfg.metadata {
+            m.stop_vpc(&bridge);
+        }
+        instance_manager::network::remove_bridge(&bridge);
         tracing::info!(vpc_id, "VPC deleted");
         Ok(())
     }

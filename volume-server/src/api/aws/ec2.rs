@@ -2,6 +2,7 @@
 //! parameters decoded into the control plane's request types, its answer encoded as the
 //! `<ActionResponse>` XML of the EC2 model (lowerCamel `locationName`s, `<item>` list members).
 
+use super::ec2_access;
 use super::query::Params;
 use super::xml::Xml;
 use crate::api::format_time as time;
@@ -82,6 +83,16 @@ pub fn handle(
             "CreateSubnet" => create_subnet,
             "DeleteSubnet" => delete_subnet,
             "DescribeSecurityGroups" => describe_security_groups,
+            "CreateKeyPair" => ec2_access::create_key_pair,
+            "ImportKeyPair" => ec2_access::import_key_pair,
+            "DescribeKeyPairs" => ec2_access::describe_key_pairs,
+            "DeleteKeyPair" => ec2_access::delete_key_pair,
+            "AllocateAddress" => ec2_access::allocate_address,
+            "AssociateAddress" => ec2_access::associate_address,
+            "DisassociateAddress" => ec2_access::disassociate_address,
+            "ReleaseAddress" => ec2_access::release_address,
+            "DescribeAddresses" => ec2_access::describe_addresses,
+            "ModifyInstanceMetadataOptions" => ec2_access::modify_instance_metadata_options,
             other => {
                 return Err(Ec2Error::new(
                     ErrorCode::InvalidAction,
@@ -103,7 +114,7 @@ pub fn handle(
 }
 
 /// `TagSpecification.N` → the request's tag specifications.
-fn tag_specifications(p: &Params) -> Vec<model::TagSpecification> {
+pub(super) fn tag_specifications(p: &Params) -> Vec<model::TagSpecification> {
     p.structs("TagSpecification")
         .into_iter()
         .map(|s| model::TagSpecification {
@@ -125,7 +136,7 @@ fn tags(p: &Params) -> Vec<model::Tag> {
 }
 
 /// `Filter.N.Name` / `Filter.N.Value.M`.
-fn filters(p: &Params) -> Vec<model::Filter> {
+pub(super) fn filters(p: &Params) -> Vec<model::Filter> {
     p.structs("Filter")
         .into_iter()
         .map(|f| model::Filter {
@@ -135,7 +146,7 @@ fn filters(p: &Params) -> Vec<model::Filter> {
         .collect()
 }
 
-fn write_tags(x: &mut Xml, tags: &std::collections::BTreeMap<String, String>) {
+pub(super) fn write_tags(x: &mut Xml, tags: &std::collections::BTreeMap<String, String>) {
     let tags: Vec<(&String, &String)> = tags.iter().collect();
     x.list("tagSet", &tags, |x, (k, v)| {
         x.elem("key", k).elem("value", v);
@@ -948,6 +959,7 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
             .map(|(why, at)| format!("{why} ({})", time(at)))
             .unwrap_or_default(),
     )
+    .opt("keyName", r.key_name.as_deref())
     .elem("amiLaunchIndex", r.launch_index)
     .node("productCodes", |_| {})
     .elem("instanceType", &r.instance_type)
@@ -964,7 +976,8 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
     if let Some(n) = net {
         x.elem("subnetId", &n.subnet_id)
             .elem("vpcId", &n.vpc_id)
-            .elem("privateIpAddress", &n.private_ip);
+            .elem("privateIpAddress", &n.private_ip)
+            .opt("ipAddress", v.public_ip.as_deref());
     }
     x.node("groupSet", |x| {
         if net.is_some() {
@@ -981,7 +994,7 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
     .node("networkInterfaceSet", |x| {
         if let Some(n) = net {
             x.node("item", |x| {
-                write_interface(x, n, &h.owner_id, h.launch_time_ms)
+                write_interface(x, n, &h.owner_id, h.launch_time_ms, v.public_ip.as_deref())
             });
         }
     })
@@ -1008,12 +1021,7 @@ fn write_instance(x: &mut Xml, v: &InstanceView) {
         x.elem("enabled", false);
     })
     .node("metadataOptions", |x| {
-        x.elem("state", "applied")
-            .elem("httpTokens", "required")
-            .elem("httpPutResponseHopLimit", 2)
-            .elem("httpEndpoint", "enabled")
-            .elem("httpProtocolIpv6", "disabled")
-            .elem("instanceMetadataTags", "disabled");
+        ec2_access::write_metadata_options(x, &r.metadata, "applied")
     })
     .node("maintenanceOptions", |x| {
         x.elem("autoRecovery", "default");
@@ -1044,7 +1052,22 @@ fn write_group(x: &mut Xml, n: &InstanceNetwork) {
 }
 
 /// An `InstanceNetworkInterface`: the instance's primary interface in its subnet.
-fn write_interface(x: &mut Xml, n: &InstanceNetwork, owner: &str, attached_ms: u64) {
+fn write_interface(
+    x: &mut Xml,
+    n: &InstanceNetwork,
+    owner: &str,
+    attached_ms: u64,
+    public_ip: Option<&str>,
+) {
+    let association = |x: &mut Xml| {
+        if let Some(ip) = public_ip {
+            x.node("association", |x| {
+                x.elem("publicIp", ip)
+                    .elem("publicDnsName", "")
+                    .elem("ipOwnerId", owner);
+            });
+        }
+    };
     x.elem("networkInterfaceId", &n.interface_id)
         .elem("subnetId", &n.subnet_id)
         .elem("vpcId", &n.vpc_id)
@@ -1069,10 +1092,12 @@ fn write_interface(x: &mut Xml, n: &InstanceNetwork, owner: &str, attached_ms: u
                 x.elem("privateIpAddress", &n.private_ip)
                     .elem("privateDnsName", &n.private_dns_name)
                     .elem("primary", true);
+                association(x);
             });
         })
         .node("ipv6AddressesSet", |_| {})
         .elem("interfaceType", "interface");
+    association(x);
 }
 
 /// An `InstanceBlockDeviceMapping`: an attached EBS volume.
@@ -1117,6 +1142,11 @@ fn run_instances(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Re
             subnet_id: p.string("SubnetId"),
             security_group_ids: p.list("SecurityGroupId"),
             security_groups: p.list("SecurityGroup"),
+            key_name: p.string("KeyName"),
+            metadata_options: p
+                .structs_one("MetadataOptions")
+                .map(|m| ec2_access::metadata_options(&m))
+                .transpose()?,
         },
     )?;
     write_reservation(x, &r);

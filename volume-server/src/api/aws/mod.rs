@@ -10,6 +10,7 @@
 pub mod credentials;
 pub mod ebs;
 pub mod ec2;
+mod ec2_access;
 pub mod query;
 pub mod sigv4;
 pub mod sts;

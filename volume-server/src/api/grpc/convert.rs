@@ -171,6 +171,8 @@ impl From<pb::RunInstancesRequest> for model::RunInstancesRequest {
             subnet_id: p.subnet_id,
             security_group_ids: p.security_group_ids,
             security_groups: p.security_groups,
+            key_name: None,
+            metadata_options: None,
         }
     }
 }
