@@ -1,14 +1,19 @@
 //! Elastic IP addresses on the host. An associated address is reachable from this host only:
-//! a host route sends it into its instance's VPC bridge (with the subnet's router address as
-//! the source, so the instance answers on its link without a default route), and an nftables
-//! DNAT map, one table per server, rewrites it to the instance's private address on the way
-//! out (locally made connections) and in (packets arriving from elsewhere on the host).
-//! Reassociating replaces the map in one nftables transaction: new connections go to the new
+//! a host route sends it into its instance's VPC bridge, and an nftables table of this server
+//! DNATs it to the instance's private address. Connections made on the host are marked by
+//! their Elastic IP's bridge, and each bridge's mark selects a routing table of its own that
+//! holds its instances' private addresses, so a translated packet leaves through the right
+//! bridge even when another VPC (of this server or another on the host) has the same block.
+//! The subnet's router address is the source, so the instance answers on its link without a
+//! default route.
+//!
+//! Reassociating replaces the maps in one nftables transaction: new connections go to the new
 //! instance at once, established ones keep their translation until they end. Addresses of the
 //! pool that are not associated have no route: connecting fails at once.
 //!
 //! Nothing here forwards a packet off the machine: the pool is never routed anywhere but into
-//! this server's bridges, which have forwarding off.
+//! this server's bridges, which have forwarding off, and only connections made on the host
+//! are translated.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -46,9 +51,17 @@ pub fn table_name(scope: &str) -> String {
     format!("ebs_eip_{}", &hex[..12])
 }
 
-/// Makes the host match `maps`: the table's DNAT map and the routes of `pool` on `bridges` (this
-/// server's bridges; routes on other interfaces are left alone). Mappings whose bridge does not
-/// exist (no instance of that VPC has booted) get no route.
+/// The packet mark and routing table of `bridge`'s Elastic IPs.
+fn mark_of(bridge: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(bridge.as_bytes());
+    0x0eb0_0000 | u32::from(u16::from_be_bytes([h[0], h[1]]))
+}
+
+/// Makes the host match `maps`: the table's maps, the routes of `pool`, and the marks' rules
+/// and routing tables of `bridges` (this server's bridges; routes on other interfaces are left
+/// alone). Mappings whose bridge does not exist (no instance of that VPC has booted) get
+/// nothing.
 pub fn apply(
     table: &str,
     pool: &Block,
@@ -56,24 +69,32 @@ pub fn apply(
     bridges: &[String],
 ) -> Result<(), NetError> {
     let live: Vec<&Mapping> = maps.iter().filter(|m| link_exists(&m.bridge)).collect();
-    let elements: Vec<String> = live
+    let targets: Vec<String> = live
         .iter()
         .map(|m| format!("{} : {}", m.public, m.private))
         .collect();
-    // Made, deleted and made again in one transaction: the map changes atomically.
+    let marks: Vec<String> = live
+        .iter()
+        .map(|m| format!("{} : {:#x}", m.public, mark_of(&m.bridge)))
+        .collect();
+    // Made, deleted and made again in one transaction: the maps change atomically. The mark
+    // is set on every packet (before NAT, on the Elastic IP), so each reroute after the
+    // translation finds the bridge's table.
     let mut script = format!(
         "table ip {table} {{}}\n\
          delete table ip {table}\n\
          table ip {table} {{\n\
          \tmap eip {{ type ipv4_addr : ipv4_addr; }}\n\
+         \tmap marks {{ type ipv4_addr : mark; }}\n\
+         \tchain route_mark {{ type route hook output priority -150; policy accept; ip daddr {pool} meta mark set ip daddr map @marks; }}\n\
          \tchain output {{ type nat hook output priority -100; policy accept; ip daddr {pool} dnat to ip daddr map @eip; }}\n\
-         \tchain prerouting {{ type nat hook prerouting priority -100; policy accept; ip daddr {pool} dnat to ip daddr map @eip; }}\n\
          }}\n"
     );
-    if !elements.is_empty() {
+    if !live.is_empty() {
         script.push_str(&format!(
-            "add element ip {table} eip {{ {} }}\n",
-            elements.join(", ")
+            "add element ip {table} eip {{ {} }}\nadd element ip {table} marks {{ {} }}\n",
+            targets.join(", "),
+            marks.join(", ")
         ));
     }
     nft(&script)?;
@@ -83,7 +104,7 @@ pub fn apply(
             ip(&["route", "del", &format!("{dst}/32"), "dev", &dev])?;
         }
     }
-    for m in live {
+    for m in &live {
         ip(&[
             "route",
             "replace",
@@ -94,10 +115,36 @@ pub fn apply(
             &m.router.to_string(),
         ])?;
     }
+    for bridge in bridges {
+        let mark = mark_of(bridge).to_string();
+        // Made again from scratch: a rule and a table per bridge, whatever was there before.
+        while ip(&["rule", "del", "fwmark", &mark, "lookup", &mark]).is_ok() {}
+        let _ = ip(&["route", "flush", "table", &mark]);
+        let mine: Vec<&&Mapping> = live.iter().filter(|m| &m.bridge == bridge).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        ip(&[
+            "rule", "add", "fwmark", &mark, "lookup", &mark, "priority", "9000",
+        ])?;
+        for m in mine {
+            ip(&[
+                "route",
+                "replace",
+                &format!("{}/32", m.private),
+                "dev",
+                bridge,
+                "src",
+                &m.router.to_string(),
+                "table",
+                &mark,
+            ])?;
+        }
+    }
     Ok(())
 }
 
-/// Takes this server's table and its routes in `pool` away (at shutdown).
+/// Takes this server's table, its routes in `pool`, and its bridges' rules away (at shutdown).
 pub fn remove(table: &str, pool: &Block, bridges: &[String]) {
     if let Err(e) = nft(&format!("table ip {table} {{}}\ndelete table ip {table}\n")) {
         tracing::warn!(table, error = %e, "removing the Elastic IP table");
@@ -106,6 +153,11 @@ pub fn remove(table: &str, pool: &Block, bridges: &[String]) {
         for (dst, dev) in routes.into_iter().filter(|(_, dev)| bridges.contains(dev)) {
             let _ = ip(&["route", "del", &format!("{dst}/32"), "dev", &dev]);
         }
+    }
+    for bridge in bridges {
+        let mark = mark_of(bridge).to_string();
+        while ip(&["rule", "del", "fwmark", &mark, "lookup", &mark]).is_ok() {}
+        let _ = ip(&["route", "flush", "table", &mark]);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Instances that boot their AMI: the Debian AMI from `scripts/make-debian-ami`, launched through
 //! the AWS endpoint, runs inside its root volume in its own namespaces; boto3 drives it and
-//! `nsenter` looks inside (see `tests/aws/boto3_boot.py` for what is checked).
+//! `nsenter` looks inside (see `tests/aws/boto3_boot.py` for what is checked); key pairs, the
+//! metadata service, SSH and Elastic IPs reach it (`tests/aws/boto3_reach.py`).
 
 mod common;
 
@@ -85,6 +86,27 @@ fn remove_leftovers() {
     {
         run(Command::new("ip").args(["netns", "del", name]));
     }
+    // Elastic IP wiring of a server that was killed: its nftables table and routing rules.
+    if Command::new("nft").arg("--version").output().is_ok() {
+        let tables = run(Command::new("nft").args(["list", "tables"]));
+        for name in tables
+            .stdout
+            .split_whitespace()
+            .filter(|w| w.starts_with("ebs_eip_"))
+        {
+            run(Command::new("nft").args(["delete", "table", "ip", name]));
+        }
+    }
+    let rules = run(Command::new("ip").args(["rule", "show"]));
+    for line in rules.stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let Some(i) = words.iter().position(|w| *w == "fwmark")
+            && words.get(i + 1).is_some_and(|m| m.starts_with("0xeb"))
+        {
+            let mark = words[i + 1];
+            run(Command::new("ip").args(["rule", "del", "fwmark", mark]));
+        }
+    }
     let links = run(Command::new("ip").args(["-o", "link", "show"]));
     for name in links
         .stdout
@@ -124,11 +146,14 @@ impl Setup {
         }
     }
 
-    /// The server's flags: its NBD socket in `dir`.
-    fn args_in(dir: &Path) -> [String; 2] {
+    /// The server's flags: its NBD socket in `dir`; Elastic IPs from TEST-NET-3 (no other
+    /// test's server allocates any).
+    fn args_in(dir: &Path) -> [String; 4] {
         [
             "--nbd-socket".into(),
             dir.join("nbd.sock").display().to_string(),
+            "--eip-pool".into(),
+            "203.0.113.0/28".into(),
         ]
     }
 }
@@ -322,6 +347,42 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
         &["ec2", "terminate-instances", "--instance-ids", &id],
     );
     server.stop();
+}
+
+/// The EC2 guide's SSH workflow and Elastic IP failover, key pairs and the metadata service
+/// (see `tests/aws/boto3_reach.py`); afterwards no Elastic IP wiring is left on the host.
+#[test]
+fn key_pairs_the_metadata_service_and_elastic_ips_reach_booted_instances() {
+    if !require_boot()
+        || !require_tools(&["nft", "ssh", "ssh-keygen", "openssl", "puttygen", "curl"])
+    {
+        return;
+    }
+    let Setup {
+        dir: _dir,
+        data: _,
+        server,
+        ami,
+    } = Setup::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_reach.py");
+    let out = run(Command::new("python3")
+        .arg(script)
+        .arg(server.aws_url())
+        .arg(&ami));
+    out.assert_success();
+    server.stop();
+    let tables = run(Command::new("nft").args(["list", "tables"]));
+    assert!(
+        !tables.stdout.contains("ebs_eip_"),
+        "Elastic IP tables left: {}",
+        tables.stdout
+    );
+    let routes = run(Command::new("ip").args(["route", "show", "root", "203.0.113.0/28"]));
+    assert!(
+        routes.stdout.trim().is_empty(),
+        "routes left: {}",
+        routes.stdout
+    );
 }
 
 /// StopInstances, RebootInstances, DetachVolume and AttachVolume on one booted instance at once,
