@@ -877,3 +877,83 @@ fn ebsctl_instance_commands() {
             .all(|v| v["State"] == "available")
     );
 }
+
+/// A plain-process instance finds its metadata service where the AWS SDKs look first
+/// (`AWS_EC2_METADATA_SERVICE_ENDPOINT`): botocore's own fetchers read its identity document
+/// (over an IMDSv2 session) and its region; curl sees v1 answered too.
+#[test]
+fn a_plain_instance_reads_its_metadata_where_the_sdks_look() {
+    let botocore = std::process::Command::new("python3")
+        .args(["-c", "import botocore"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require_tools(&["curl"])
+        || (!botocore && !skip("python3 cannot import botocore (pip install boto3)"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let ami = blank_ami(&server, "plain");
+    const READER: &str = r#"
+echo "boot"
+echo "endpoint: $AWS_EC2_METADATA_SERVICE_ENDPOINT"
+python3 -c '
+import json, os, botocore.session, botocore.utils as u
+endpoint = os.environ["AWS_EC2_METADATA_SERVICE_ENDPOINT"]
+f = u.IMDSFetcher(timeout=2, num_attempts=3, config={"ec2_metadata_service_endpoint": endpoint})
+token = f._fetch_metadata_token()
+doc = json.loads(f._get_request("latest/dynamic/instance-identity/document", None, token).text)
+print("document:", doc["instanceId"], doc["instanceType"], doc["region"])
+print("region:", u.IMDSRegionProvider(botocore.session.get_session()).provide())
+'
+echo "v1: $(curl -s -m 5 "$AWS_EC2_METADATA_SERVICE_ENDPOINT/latest/meta-data/instance-id")"
+echo ready
+exec sleep 120
+"#;
+    let r = launch(
+        &server,
+        pb::RunInstancesRequest {
+            image_id: ami,
+            instance_type: Some("t3.micro".into()),
+            workload: Some(READER.into()),
+            ..Default::default()
+        },
+    );
+    let id = r.instances[0].instance_id.clone();
+    let boot = wait_boot(&server, &id, 1);
+    assert!(boot.contains("endpoint: http://127."), "{boot}");
+    assert!(
+        boot.contains(&format!("document: {id} t3.micro us-east-1")),
+        "{boot}"
+    );
+    assert!(boot.contains("region: us-east-1"), "{boot}");
+    assert!(boot.contains(&format!("v1: {id}")), "{boot}");
+    // Stopped, it has no metadata service: the address answers nothing.
+    let url = boot
+        .lines()
+        .find_map(|l| l.strip_prefix("endpoint: "))
+        .unwrap()
+        .to_string();
+    let mut c = server.client();
+    server.ok(
+        "StopInstances",
+        server.block_on(c.stop_instances(pb::StopInstancesRequest {
+            instance_ids: vec![id.clone()],
+            ..Default::default()
+        })),
+    );
+    wait_state(&server, &id, "stopped");
+    let after = run(std::process::Command::new("curl").args([
+        "-s",
+        "-m",
+        "3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{url}/latest/meta-data/instance-id"),
+    ]));
+    assert_eq!(after.stdout.trim(), "000", "{after:?}");
+    server.stop();
+}

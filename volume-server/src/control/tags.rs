@@ -1,4 +1,5 @@
-//! Tags on every taggable resource (volumes, snapshots, images, instances): CreateTags and
+//! Tags on every taggable resource (volumes, snapshots, images, instances, key pairs, Elastic
+//! IPs): CreateTags and
 //! DeleteTags, all or nothing across the resources named, and DescribeTags across them all.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,8 @@ enum Resource {
     Snapshot,
     Image,
     Instance,
+    KeyPair,
+    ElasticIp,
 }
 
 impl Resource {
@@ -25,6 +28,8 @@ impl Resource {
             ("snap", Resource::Snapshot),
             ("ami", Resource::Image),
             ("i", Resource::Instance),
+            ("key", Resource::KeyPair),
+            ("eipalloc", Resource::ElasticIp),
         ]
         .into_iter()
         .find(|(prefix, _)| ids::is_valid_id(id, prefix))
@@ -39,12 +44,14 @@ impl Resource {
             Resource::Snapshot => "snapshot",
             Resource::Image => "image",
             Resource::Instance => "instance",
+            Resource::KeyPair => "key-pair",
+            Resource::ElasticIp => "elastic-ip",
         }
     }
 }
 
 impl ControlPlane {
-    /// CreateTags on volumes, snapshots, images and instances.
+    /// CreateTags on volumes, snapshots, images, instances, key pairs and Elastic IPs.
     pub fn create_tags(
         &self,
         who: Account,
@@ -119,6 +126,36 @@ impl ControlPlane {
                     edit(r, &mut h.tags)?;
                     Change::PutHost(h)
                 }
+                Resource::KeyPair => {
+                    let mut k = st
+                        .key_pairs
+                        .get(r.as_str())
+                        .filter(|k| who.owns(&k.owner_id))
+                        .cloned()
+                        .ok_or_else(|| {
+                            Ec2Error::new(
+                                ErrorCode::InvalidKeyPairNotFound,
+                                format!("The key pair '{r}' does not exist"),
+                            )
+                        })?;
+                    edit(r, &mut k.tags)?;
+                    Change::PutKeyPair(k)
+                }
+                Resource::ElasticIp => {
+                    let mut a = st
+                        .addresses
+                        .get(r.as_str())
+                        .filter(|a| who.owns(&a.owner_id))
+                        .cloned()
+                        .ok_or_else(|| {
+                            Ec2Error::new(
+                                ErrorCode::InvalidAllocationIdNotFound,
+                                format!("The allocation ID '{r}' does not exist"),
+                            )
+                        })?;
+                    edit(r, &mut a.tags)?;
+                    Change::PutAddress(a)
+                }
             });
         }
         self.commit(&changes)?;
@@ -191,6 +228,12 @@ fn owned_tags(st: &State, who: Account) -> Vec<TagDescription> {
     }
     for h in st.hosts.values() {
         add(Resource::Instance, &h.instance_id, &h.owner_id, &h.tags);
+    }
+    for k in st.key_pairs.values() {
+        add(Resource::KeyPair, &k.key_pair_id, &k.owner_id, &k.tags);
+    }
+    for a in st.addresses.values() {
+        add(Resource::ElasticIp, &a.allocation_id, &a.owner_id, &a.tags);
     }
     out
 }

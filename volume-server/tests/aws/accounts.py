@@ -144,8 +144,53 @@ assert b_ec2.describe_instances()["Reservations"] == []
 a_ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
 a_ec2.attach_volume(VolumeId=va, InstanceId=iid, Device="/dev/sdf")
 fails(NF, b_ec2.detach_volume, VolumeId=va)
+# Key pairs: names are per account; another's pair is not found, not usable, not taggable.
+KNF = "InvalidKeyPair.NotFound"
+ka = a_ec2.create_key_pair(KeyName="same-key", KeyType="ed25519")
+kb = b_ec2.create_key_pair(KeyName="same-key", KeyType="ed25519")
+assert ka["KeyPairId"] != kb["KeyPairId"]
+a_ec2.create_key_pair(KeyName="alice-only", KeyType="ed25519")
+assert [k["KeyPairId"] for k in b_ec2.describe_key_pairs()["KeyPairs"]] == [kb["KeyPairId"]]
+fails(KNF, b_ec2.describe_key_pairs, KeyPairIds=[ka["KeyPairId"]])
+fails(KNF, b_ec2.describe_key_pairs, KeyNames=["alice-only"])
+fails(KNF, b_ec2.delete_key_pair, KeyPairId=ka["KeyPairId"])
+fails(KNF, b_ec2.create_tags, Resources=[ka["KeyPairId"]], Tags=[{"Key": "k", "Value": "v"}])
+fails(KNF, b_ec2.run_instances, ImageId=ami_b, MinCount=1, MaxCount=1, KeyName="alice-only")
+b_ec2.delete_key_pair(KeyName="alice-only")  # by name: succeeds, deletes nothing of alice's
+a_ec2.create_tags(Resources=[ka["KeyPairId"]], Tags=[{"Key": "k", "Value": "v"}])
+shown = a_ec2.describe_key_pairs(KeyPairIds=[ka["KeyPairId"]])["KeyPairs"][0]
+assert shown["Tags"] == [{"Key": "k", "Value": "v"}], shown
+tags = a_ec2.describe_tags(Filters=[{"Name": "resource-type", "Values": ["key-pair"]}])["Tags"]
+assert [(t["ResourceId"], t["Key"]) for t in tags] == [(ka["KeyPairId"], "k")], tags
+assert b_ec2.describe_tags(Filters=[{"Name": "resource-type", "Values": ["key-pair"]}])["Tags"] == []
+
+# Elastic IPs: another's address is not found; another's instance is not a target.
+ANF_EIP = "InvalidAllocationID.NotFound"
+ea = a_ec2.allocate_address(Domain="vpc")
+eb = b_ec2.allocate_address(Domain="vpc")
+assert ea["PublicIp"] != eb["PublicIp"]
+assert [a["AllocationId"] for a in b_ec2.describe_addresses()["Addresses"]] == [eb["AllocationId"]]
+fails(ANF_EIP, b_ec2.describe_addresses, AllocationIds=[ea["AllocationId"]])
+fails("InvalidAddress.NotFound", b_ec2.describe_addresses, PublicIps=[ea["PublicIp"]])
+fails(ANF_EIP, b_ec2.release_address, AllocationId=ea["AllocationId"])
+fails(ANF_EIP, b_ec2.associate_address, AllocationId=ea["AllocationId"], InstanceId=iid)
+fails(ANF_EIP, b_ec2.create_tags, Resources=[ea["AllocationId"]], Tags=[{"Key": "k", "Value": "v"}])
+fails(INF, b_ec2.associate_address, AllocationId=eb["AllocationId"], InstanceId=iid)
+assoc = a_ec2.associate_address(AllocationId=ea["AllocationId"], InstanceId=iid)["AssociationId"]
+fails("InvalidAssociationID.NotFound", b_ec2.disassociate_address, AssociationId=assoc)
+assert a_ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
+    "PublicIpAddress"] == ea["PublicIp"]
+a_ec2.create_tags(Resources=[ea["AllocationId"]], Tags=[{"Key": "role", "Value": "front"}])
+front = a_ec2.describe_addresses(Filters=[{"Name": "tag:role", "Values": ["front"]}])["Addresses"]
+assert [a["AllocationId"] for a in front] == [ea["AllocationId"]], front
+b_ec2.release_address(AllocationId=eb["AllocationId"])
+
 a_ec2.terminate_instances(InstanceIds=[iid])
 a_ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
+# Termination lets the address go; it stays allocated.
+left = a_ec2.describe_addresses(AllocationIds=[ea["AllocationId"]])["Addresses"][0]
+assert "AssociationId" not in left, left
+a_ec2.release_address(AllocationId=ea["AllocationId"])
 
 # Races: bob hammers alice's volumes (describe, tag, delete, modify, snapshot) from several
 # threads while alice creates, tags and deletes them; bob only ever gets NotFound, and alice's
