@@ -79,20 +79,16 @@ pub fn apply(
         .collect();
     // Made, deleted and made again in one transaction: the maps change atomically. The mark
     // is set on every packet (before NAT, on the Elastic IP), so each reroute after the
-    // translation finds the bridge's table.
-    let mut script = format!(
-        "table ip {table} {{}}\n\
-         delete table ip {table}\n\
-         table ip {table} {{\n\
-         \tmap eip {{ type ipv4_addr : ipv4_addr; }}\n\
-         \tmap marks {{ type ipv4_addr : mark; }}\n\
-         \tchain route_mark {{ type route hook output priority -150; policy accept; ip daddr {pool} meta mark set ip daddr map @marks; }}\n\
-         \tchain output {{ type nat hook output priority -100; policy accept; ip daddr {pool} dnat to ip daddr map @eip; }}\n\
-         }}\n"
-    );
+    // translation finds the bridge's table. With nothing mapped, the table just goes.
+    let mut script = format!("table ip {table} {{}}\ndelete table ip {table}\n");
     if !live.is_empty() {
         script.push_str(&format!(
-            "add element ip {table} eip {{ {} }}\nadd element ip {table} marks {{ {} }}\n",
+            "table ip {table} {{\n\
+             \tmap eip {{ type ipv4_addr : ipv4_addr; elements = {{ {} }} }}\n\
+             \tmap marks {{ type ipv4_addr : mark; elements = {{ {} }} }}\n\
+             \tchain route_mark {{ type route hook output priority -150; policy accept; ip daddr {pool} meta mark set ip daddr map @marks; }}\n\
+             \tchain output {{ type nat hook output priority -100; policy accept; ip daddr {pool} dnat to ip daddr map @eip; }}\n\
+             }}\n",
             targets.join(", "),
             marks.join(", ")
         ));

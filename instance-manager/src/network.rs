@@ -11,7 +11,9 @@
 //! * The host reaches a subnet through the bridge, which holds the subnet's router address
 //!   (its base + 1, as the VPC router in AWS), unless another interface of the host already has
 //!   an address overlapping it (another VPC with the same block): then that subnet is reachable
-//!   from the host only from inside (`ip netns exec`), and a warning says so.
+//!   from the host only from inside (`ip netns exec`) and through Elastic IPs (whose packets
+//!   are routed by mark, see `elastic`), and a warning says so. The bridge still gets the
+//!   router address, without a route to the block.
 //! * Security group rules are not enforced.
 //!
 //! The instance metadata service's address, 169.254.169.254, is on every bridge (the server
@@ -239,13 +241,26 @@ fn ensure_bridge(vpc_id: &str, bridge: &str, subnet: &Block) -> Result<(), NetEr
     }
     match (ours, clash) {
         (true, _) => {}
-        (false, Some((name, b, _))) => tracing::warn!(
-            vpc_id,
-            subnet = %subnet,
-            interface = name,
-            address = %b,
-            "the host already has an address overlapping this subnet: it reaches the subnet's instances only from inside their namespaces"
-        ),
+        (false, Some((name, b, _))) => {
+            tracing::warn!(
+                vpc_id,
+                subnet = %subnet,
+                interface = name,
+                address = %b,
+                "the host already has an address overlapping this subnet: it reaches the subnet's instances only from inside their namespaces and through Elastic IPs"
+            );
+            // The router address all the same, without the route to the block (which the
+            // other interface has): instances reach the host at it, and the Elastic IPs'
+            // routes use it as their source.
+            ip(&[
+                "addr",
+                "add",
+                &router.to_string(),
+                "dev",
+                bridge,
+                "noprefixroute",
+            ])?;
+        }
         (false, None) => {
             ip(&["addr", "add", &router.to_string(), "dev", bridge])?;
         }

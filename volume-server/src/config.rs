@@ -257,6 +257,16 @@ impl Config {
     }
 }
 
+/// `--eip-pool`: an IPv4 block of at most 65536 addresses (a /16 or longer).
+fn parse_pool(s: &str) -> Result<instance_manager::network::Block, String> {
+    let b = instance_manager::network::Block::parse(s)
+        .ok_or_else(|| format!("{s} is not an IPv4 block such as 198.51.100.0/24"))?;
+    if b.prefix < 16 {
+        return Err(format!("{s} is larger than a /16"));
+    }
+    Ok(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,14 +356,4 @@ mod tests {
             );
         }
     }
-}
-
-/// `--eip-pool`: an IPv4 block of at most 65536 addresses (a /16 or longer).
-fn parse_pool(s: &str) -> Result<instance_manager::network::Block, String> {
-    let b = instance_manager::network::Block::parse(s)
-        .ok_or_else(|| format!("{s} is not an IPv4 block such as 198.51.100.0/24"))?;
-    if b.prefix < 16 {
-        return Err(format!("{s} is larger than a /16"));
-    }
-    Ok(b)
 }

@@ -146,15 +146,23 @@ impl Setup {
         }
     }
 
-    /// The server's flags: its NBD socket in `dir`; Elastic IPs from TEST-NET-3 (no other
-    /// test's server allocates any).
+    /// The server's flags: its NBD socket in `dir`; Elastic IPs from a /28 of TEST-NET-3 of its
+    /// own, named in `dir` (the tests run at once, and two servers must not hand out one
+    /// address).
     fn args_in(dir: &Path) -> [String; 4] {
+        let pool = std::fs::read_to_string(dir.join("eip-pool"))
+            .unwrap_or_else(|_| "203.0.113.240/28".into());
         [
             "--nbd-socket".into(),
             dir.join("nbd.sock").display().to_string(),
             "--eip-pool".into(),
-            "203.0.113.0/28".into(),
+            pool,
         ]
+    }
+
+    /// Gives the server of `dir` (on its next start) the Elastic IP pool `pool`.
+    fn use_pool(dir: &Path, pool: &str) {
+        std::fs::write(dir.join("eip-pool"), pool).unwrap();
     }
 }
 
@@ -173,7 +181,7 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
     }
     let Setup {
         dir,
-        data: _,
+        data,
         server,
         ami,
     } = Setup::new();
@@ -184,6 +192,21 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
         .arg(&ami)
         .arg(server.metrics_addr.to_string()));
     out.assert_success();
+    // This server's instances and VPCs, to look for on the host once it has stopped (the
+    // other tests' servers run meanwhile).
+    let instances = aws_text(
+        &server,
+        &[
+            "ec2",
+            "describe-instances",
+            "--query",
+            "Reservations[].Instances[].InstanceId",
+        ],
+    );
+    let vpcs = aws_text(
+        &server,
+        &["ec2", "describe-vpcs", "--query", "Vpcs[].VpcId"],
+    );
     server.stop();
     // Nothing of the instances is left on the host: no loop device, namespace or bridge.
     let loops = run(Command::new("losetup").arg("-l"));
@@ -192,21 +215,41 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
         "loop devices left: {}",
         loops.stdout
     );
-    let netns = run(Command::new("ip").args(["netns", "list"]));
-    assert!(
-        !netns.stdout.contains("ebs-i-"),
-        "namespaces left: {}",
-        netns.stdout
-    );
-    let bridges = run(Command::new("ip").args(["-o", "-4", "addr", "show"]));
-    assert!(
-        !bridges
-            .stdout
-            .lines()
-            .any(|l| l.contains("ebsb") && l.contains("172.31.")),
-        "bridges left: {}",
-        bridges.stdout
-    );
+    for id in instances.split_whitespace() {
+        let ns = instance_manager::network::netns_path(id);
+        assert!(!ns.exists(), "namespace left: {}", ns.display());
+    }
+    let scope = data.display().to_string();
+    for vpc in vpcs.split_whitespace() {
+        let bridge = instance_manager::network::bridge_name(&scope, vpc);
+        assert!(
+            !Path::new("/sys/class/net").join(&bridge).exists(),
+            "bridge {bridge} of {vpc} left"
+        );
+    }
+}
+
+/// The first line sshd sends on `ip`:22, retried while the instance starts it.
+fn ssh_banner(ip: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let addr: std::net::SocketAddr = format!("{ip}:22").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let line = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+            .and_then(|s| {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+                let mut line = String::new();
+                BufReader::new(s).read_line(&mut line)?;
+                Ok(line)
+            });
+        match line {
+            Ok(l) if !l.is_empty() => return l,
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(300))
+            }
+            other => panic!("no SSH banner on {addr}: {other:?}"),
+        }
+    }
 }
 
 /// `aws … --output text ARGS` as the default account; its trimmed stdout.
@@ -282,6 +325,9 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
         server,
         ami,
     } = Setup::new();
+    Setup::use_pool(dir.path(), "203.0.113.16/28");
+    server.stop();
+    let server = restart(dir.path(), &data);
     let id = aws_text(
         &server,
         &[
@@ -296,6 +342,32 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
         ],
     );
     let init = booted_init(&id);
+    // An Elastic IP, wired on the host when the server dies.
+    let alloc = aws_text(
+        &server,
+        &["ec2", "allocate-address", "--query", "AllocationId"],
+    );
+    aws_text(
+        &server,
+        &[
+            "ec2",
+            "associate-address",
+            "--allocation-id",
+            &alloc,
+            "--instance-id",
+            &id,
+        ],
+    );
+    let eip = aws_text(
+        &server,
+        &[
+            "ec2",
+            "describe-addresses",
+            "--query",
+            "Addresses[0].PublicIp",
+        ],
+    );
+    assert!(ssh_banner(&eip).starts_with("SSH-2.0-"));
     inside(init, "echo before-crash > /root/f && sync");
     // Written but never synced: may or may not survive; the filesystem must mount either way.
     inside(init, "echo unsynced > /root/g");
@@ -333,6 +405,8 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
     aws_text(&server, &["ec2", "start-instances", "--instance-ids", &id]);
     let init = booted_init(&id);
     assert_eq!(inside(init, "cat /root/f"), "before-crash\n");
+    // The address kept its association and its wiring: sshd answers on it again.
+    assert!(ssh_banner(&eip).starts_with("SSH-2.0-"));
 
     // A clean stop of the server shuts the instance down through its disks: what it wrote
     // without a sync is there at the next start.
@@ -359,11 +433,14 @@ fn key_pairs_the_metadata_service_and_elastic_ips_reach_booted_instances() {
         return;
     }
     let Setup {
-        dir: _dir,
-        data: _,
+        dir,
+        data,
         server,
         ami,
     } = Setup::new();
+    Setup::use_pool(dir.path(), "203.0.113.0/28");
+    server.stop();
+    let server = restart(dir.path(), &data);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_reach.py");
     let out = run(Command::new("python3")
         .arg(script)

@@ -735,8 +735,8 @@ pub enum Change {
     PutVolume(VolumeRecord),
     /// Remove a volume.
     DeleteVolume(String),
-    /// Insert or replace a host.
-    PutHost(HostRecord),
+    /// Insert or replace a host (boxed: the largest record by far).
+    PutHost(Box<HostRecord>),
     /// Remove a host.
     DeleteHost(String),
     /// Insert or replace a snapshot.

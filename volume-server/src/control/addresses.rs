@@ -499,6 +499,10 @@ impl ControlPlane {
             self.commit(&changes)?;
             super::apply(st, changes);
         }
+        // Once at start-up even with nothing associated: a server killed before it could
+        // unwire left its table and routes, which this replaces.
+        self.addresses_wired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.wire_addresses(st);
         Ok(())
     }

@@ -386,7 +386,7 @@ impl ControlPlane {
     ) -> Result<HostRecord, Ec2Error> {
         let mut h = instance_of(st, id)?.clone();
         edit(h.instance.as_mut().expect("checked by instance_of"));
-        self.commit(&[Change::PutHost(h.clone())])?;
+        self.commit(&[Change::PutHost(Box::new(h.clone()))])?;
         st.hosts.insert(h.instance_id.clone(), h.clone());
         Ok(h)
     }
@@ -661,7 +661,7 @@ impl ControlPlane {
                 private_ip: Some(self.free_address(&st, who, zone, subnet)?),
                 subnet_id: subnet.map(str::to_string),
             };
-            self.commit(&[Change::PutHost(host.clone())])?;
+            self.commit(&[Change::PutHost(Box::new(host.clone()))])?;
             st.hosts.insert(id.clone(), host);
         }
         for m in mappings {
@@ -760,7 +760,7 @@ impl ControlPlane {
         let changes: Vec<Change> = hosts
             .iter()
             .cloned()
-            .map(Change::PutHost)
+            .map(|h| Change::PutHost(Box::new(h)))
             .chain(volumes.iter().cloned().map(Change::PutVolume))
             .collect();
         self.commit(&changes)?;
@@ -934,7 +934,7 @@ impl ControlPlane {
         if let Some(i) = running.instance.as_mut() {
             i.pid = workload.as_ref().map(|w| (w.pid(), w.start_ticks()));
         }
-        self.commit(&[Change::PutHost(running.clone())])?;
+        self.commit(&[Change::PutHost(Box::new(running.clone()))])?;
         st.hosts.insert(id.to_string(), running);
         if let Some(w) = workload {
             self.supervise(st, id, w);
@@ -1945,7 +1945,7 @@ impl ControlPlane {
                 }
             }
         }
-        changes.push(Change::PutHost(nh));
+        changes.push(Change::PutHost(Box::new(nh)));
         self.commit(&changes)?;
         super::apply(&mut st, changes);
         tracing::info!(instance_id = id, "instance attribute modified");

@@ -1206,7 +1206,7 @@ impl ControlPlane {
             tags,
             instance: None,
         };
-        self.commit(&[Change::PutHost(h.clone())])?;
+        self.commit(&[Change::PutHost(Box::new(h.clone()))])?;
         st.hosts.insert(h.instance_id.clone(), h.clone());
         tracing::info!(instance_id = %h.instance_id, name = %h.name, "host registered");
         Ok(h)
@@ -1371,7 +1371,7 @@ fn apply(st: &mut State, changes: Vec<Change>) {
                 st.volumes.insert(v.volume_id.clone(), v);
             }
             Change::PutHost(h) => {
-                st.hosts.insert(h.instance_id.clone(), h);
+                st.hosts.insert(h.instance_id.clone(), *h);
             }
             Change::DeleteVolume(id) => {
                 st.volumes.remove(&id);

@@ -124,7 +124,7 @@ impl ControlPlane {
                 Resource::Instance => {
                     let mut h = st.host(who, r)?.clone();
                     edit(r, &mut h.tags)?;
-                    Change::PutHost(h)
+                    Change::PutHost(Box::new(h))
                 }
                 Resource::KeyPair => {
                     let mut k = st

@@ -12,7 +12,9 @@ Usage: boto3_reach.py ENDPOINT AMI_ID
    another key is refused; reassociation (refused without AllowReassociation) moves the address
    to a second instance, whose hostname differs; the address follows in DescribeInstances and
    the metadata service; stop and start keep it; termination lets it go; quota of five.
-3. The metadata service from inside an instance's network namespace: v1 and v2 with curl,
+3. Races: two addresses moved, disassociated and released from several threads; the host's
+   DNAT map and routes then match DescribeAddresses exactly, and SSH agrees.
+4. The metadata service from inside an instance's network namespace: v1 and v2 with curl,
    HttpTokens=required refuses v1, botocore's own IMDS fetcher reads the identity document,
    tags when InstanceMetadataTags is enabled, proxied token requests refused, HttpEndpoint
    disabled answers 403, the hop limit's bounds.
@@ -334,6 +336,81 @@ fails("InvalidInstanceID.NotFound", ec2.modify_instance_metadata_options,
       InstanceId="i-0123456789abcdef0", HttpTokens="required")
 r = ec2.modify_instance_metadata_options(InstanceId=i1, HttpPutResponseHopLimit=2)
 assert instance(i1)["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+
+# ------------------------------------------------------------------------------ races
+# Two addresses moved between the two instances, disassociated and released from several
+# threads at once; afterwards the host's wiring (the DNAT map and the routes) is exactly what
+# DescribeAddresses says, and SSH to each address reaches the instance it names.
+import random
+import threading
+
+alloc2 = ec2.allocate_address(Domain="vpc")["AllocationId"]
+ip2 = ec2.describe_addresses(AllocationIds=[alloc2])["Addresses"][0]["PublicIp"]
+allowed = {"InvalidIPAddress.InUse", "InvalidAllocationID.NotFound",
+           "InvalidAssociationID.NotFound", "InvalidAddress.NotFound"}
+unexpected = []
+stop_at = time.time() + 6
+
+
+def storm(step):
+    from botocore.exceptions import ClientError
+    client = ec2_client(ENDPOINT)
+    while time.time() < stop_at:
+        try:
+            step(client)
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in allowed:
+                unexpected.append(e)
+        except Exception as e:  # noqa: BLE001 - anything else is a failure too
+            unexpected.append(e)
+
+
+steps = [
+    lambda c: c.associate_address(AllocationId=alloc, InstanceId=random.choice([i1, i2]),
+                                  AllowReassociation=True),
+    lambda c: c.associate_address(AllocationId=alloc2, InstanceId=random.choice([i1, i2]),
+                                  AllowReassociation=True),
+    lambda c: c.disassociate_address(PublicIp=random.choice([ip, ip2])),
+    lambda c: c.release_address(AllocationId=alloc2) if random.random() < 0.05 else None,
+]
+threads = [threading.Thread(target=storm, args=(s,)) for s in steps for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not unexpected, unexpected
+addresses = ec2.describe_addresses()["Addresses"]
+owners = [a["InstanceId"] for a in addresses if "InstanceId" in a]
+assert len(owners) == len(set(owners)), f"an instance with two addresses: {addresses}"
+want = {a["PublicIp"]: a["PrivateIpAddress"] for a in addresses if "InstanceId" in a}
+for a in addresses:
+    if "InstanceId" in a:
+        assert instance(a["InstanceId"])["PublicIpAddress"] == a["PublicIp"], a
+tables = [w for w in run(["nft", "list", "tables"]).stdout.decode().split() if w.startswith("ebs_eip_")]
+if want:
+    assert len(tables) == 1, tables
+    got = json.loads(run(["nft", "-j", "list", "map", "ip", tables[0], "eip"]).stdout)
+    elems = next(x["map"] for x in got["nftables"] if "map" in x).get("elem", [])
+    assert {k: v for k, v in elems} == want, (elems, want)
+else:
+    assert tables == [], tables
+routes = run(["ip", "-j", "route", "show", "root", "203.0.113.0/28"]).stdout
+assert sorted(r["dst"] for r in json.loads(routes)) == sorted(want), (routes, want)
+by_ip = {a["PublicIp"]: a for a in addresses}
+for public in (ip, ip2):
+    a = by_ip.get(public)
+    saved, ip = ip, public
+    if a and "InstanceId" in a:
+        assert ssh_hostname(demo) == instance(a["InstanceId"])["PrivateDnsName"], a
+    else:
+        assert ssh(demo, "true", check=False).returncode == 255
+    ip = saved
+for a in addresses:
+    if "AssociationId" in a:
+        ec2.disassociate_address(AssociationId=a["AssociationId"])
+    if a["AllocationId"] != alloc:
+        ec2.release_address(AllocationId=a["AllocationId"])
+aws("associate-address", "--allocation-id", alloc, "--instance-id", i2)
 
 # ----------------------------------------------------- stop, start, disassociate, terminate
 
