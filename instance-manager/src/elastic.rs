@@ -94,50 +94,47 @@ pub fn apply(
         ));
     }
     nft(&script)?;
+    // Two `ip` batches: first what may or may not be there (forced: errors are expected), then
+    // what must be made.
+    let mut clear = String::new();
     for (dst, dev) in pool_routes(pool)? {
         let wanted = live.iter().any(|m| m.public == dst && m.bridge == dev);
         if !wanted && bridges.contains(&dev) {
-            ip(&["route", "del", &format!("{dst}/32"), "dev", &dev])?;
+            clear.push_str(&format!("route del {dst}/32 dev {dev}\n"));
         }
     }
+    for bridge in bridges {
+        // Made again from scratch: a rule and a table per bridge, whatever was there before.
+        let mark = mark_of(bridge);
+        clear.push_str(&format!(
+            "rule del fwmark {mark} lookup {mark}\nrule del fwmark {mark} lookup {mark}\nroute flush table {mark}\n"
+        ));
+    }
+    ip_batch(&clear, true)?;
+    let mut set = String::new();
     for m in &live {
-        ip(&[
-            "route",
-            "replace",
-            &format!("{}/32", m.public),
-            "dev",
-            &m.bridge,
-            "src",
-            &m.router.to_string(),
-        ])?;
+        set.push_str(&format!(
+            "route replace {}/32 dev {} src {}\n",
+            m.public, m.bridge, m.router
+        ));
     }
     for bridge in bridges {
-        let mark = mark_of(bridge).to_string();
-        // Made again from scratch: a rule and a table per bridge, whatever was there before.
-        while ip(&["rule", "del", "fwmark", &mark, "lookup", &mark]).is_ok() {}
-        let _ = ip(&["route", "flush", "table", &mark]);
+        let mark = mark_of(bridge);
         let mine: Vec<&&Mapping> = live.iter().filter(|m| &m.bridge == bridge).collect();
         if mine.is_empty() {
             continue;
         }
-        ip(&[
-            "rule", "add", "fwmark", &mark, "lookup", &mark, "priority", "9000",
-        ])?;
+        set.push_str(&format!(
+            "rule add fwmark {mark} lookup {mark} priority 9000\n"
+        ));
         for m in mine {
-            ip(&[
-                "route",
-                "replace",
-                &format!("{}/32", m.private),
-                "dev",
-                bridge,
-                "src",
-                &m.router.to_string(),
-                "table",
-                &mark,
-            ])?;
+            set.push_str(&format!(
+                "route replace {}/32 dev {bridge} src {} table {mark}\n",
+                m.private, m.router
+            ));
         }
     }
-    Ok(())
+    ip_batch(&set, false)
 }
 
 /// Takes this server's table, its routes in `pool`, and its bridges' rules away (at shutdown).
@@ -145,15 +142,36 @@ pub fn remove(table: &str, pool: &Block, bridges: &[String]) {
     if let Err(e) = nft(&format!("table ip {table} {{}}\ndelete table ip {table}\n")) {
         tracing::warn!(table, error = %e, "removing the Elastic IP table");
     }
+    let mut clear = String::new();
     if let Ok(routes) = pool_routes(pool) {
         for (dst, dev) in routes.into_iter().filter(|(_, dev)| bridges.contains(dev)) {
-            let _ = ip(&["route", "del", &format!("{dst}/32"), "dev", &dev]);
+            clear.push_str(&format!("route del {dst}/32 dev {dev}\n"));
         }
     }
     for bridge in bridges {
-        let mark = mark_of(bridge).to_string();
-        while ip(&["rule", "del", "fwmark", &mark, "lookup", &mark]).is_ok() {}
-        let _ = ip(&["route", "flush", "table", &mark]);
+        let mark = mark_of(bridge);
+        clear.push_str(&format!(
+            "rule del fwmark {mark} lookup {mark}\nrule del fwmark {mark} lookup {mark}\nroute flush table {mark}\n"
+        ));
+    }
+    if let Err(e) = ip_batch(&clear, true) {
+        tracing::warn!(error = %e, "removing the Elastic IP routes");
+    }
+}
+
+/// Runs `commands` (one `ip` command a line) in one `ip -batch`; with `forced`, commands that
+/// fail are skipped (the batch goes on and only a failure to run `ip` is an error).
+fn ip_batch(commands: &str, forced: bool) -> Result<(), NetError> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let mut args = vec!["-batch", "-"];
+    if forced {
+        args.insert(0, "-force");
+    }
+    match run_with_input("ip", &args, commands) {
+        Err(e) if !forced || e.command.starts_with("spawn") => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -173,24 +191,35 @@ fn pool_routes(pool: &Block) -> Result<Vec<(Ipv4Addr, String)>, NetError> {
 }
 
 fn nft(script: &str) -> Result<(), NetError> {
+    run_with_input("nft", &["-f", "-"], script)
+}
+
+/// Runs `program args` with `input` on its stdin; an error names the command and its stderr
+/// (or, starting with `spawn`, why it could not run).
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), NetError> {
+    let command = format!("{program} {}", args.join(" "));
     let err = |detail: String| NetError {
-        command: "nft -f -".to_string(),
+        command: command.clone(),
         detail,
     };
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
+    let spawn_err = |e: std::io::Error| NetError {
+        command: format!("spawn {command}"),
+        detail: e.to_string(),
+    };
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(spawn_err)?;
     child
         .stdin
         .take()
         .expect("piped")
-        .write_all(script.as_bytes())
-        .map_err(|e| err(e.to_string()))?;
-    let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
+        .write_all(input.as_bytes())
+        .map_err(spawn_err)?;
+    let out = child.wait_with_output().map_err(spawn_err)?;
     if out.status.success() {
         Ok(())
     } else {

@@ -10,6 +10,8 @@
 //! termination ends it (the address stays allocated).
 
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use instance_manager::elastic::{self, Mapping};
 use instance_manager::lifecycle::InstanceState;
@@ -32,6 +34,19 @@ pub struct AddressView {
     pub network_interface_id: Option<String>,
     pub network_interface_owner_id: Option<String>,
     pub private_ip: Option<String>,
+}
+
+/// The host's Elastic IP wiring: the newest state asked for, and one applier at a time (so the
+/// `nft` and `ip` commands run outside the state's lock, and never apply an older state over a
+/// newer one).
+#[derive(Debug, Default)]
+pub(super) struct Wiring {
+    /// The newest mappings and this server's bridges, not applied yet.
+    desired: Mutex<Option<(Vec<Mapping>, Vec<String>)>>,
+    /// Held while applying or removing.
+    applying: Mutex<()>,
+    /// The host has (or may have) wiring of this server's.
+    wired: AtomicBool,
 }
 
 /// How AssociateAddress names the address and its target.
@@ -227,7 +242,9 @@ impl ControlPlane {
         }));
         self.commit(&changes)?;
         super::apply(&mut st, changes);
-        self.wire_addresses(&st);
+        self.publish_wiring(&st);
+        drop(st);
+        self.apply_wiring();
         tracing::info!(allocation_id = %address.allocation_id, public_ip = %address.public_ip, instance_id, "address associated");
         Ok(association_id)
     }
@@ -271,7 +288,9 @@ impl ControlPlane {
         });
         self.commit(std::slice::from_ref(&change))?;
         super::apply(&mut st, vec![change]);
-        self.wire_addresses(&st);
+        self.publish_wiring(&st);
+        drop(st);
+        self.apply_wiring();
         tracing::info!(allocation_id = %address.allocation_id, "address disassociated");
         Ok(())
     }
@@ -441,7 +460,8 @@ impl ControlPlane {
             .map(|a| a.public_ip.clone())
     }
 
-    /// At termination: the instance's address lets go (and stays allocated).
+    /// At termination: the instance's address lets go (and stays allocated). The caller applies
+    /// the new wiring once it has let go of the state ([`ControlPlane::apply_wiring`]).
     pub(super) fn release_addresses_of(&self, st: &mut State, instance_id: &str) {
         let changes: Vec<Change> = st
             .addresses
@@ -464,7 +484,7 @@ impl ControlPlane {
         match self.commit(&changes) {
             Ok(()) => {
                 super::apply(st, changes);
-                self.wire_addresses(st);
+                self.publish_wiring(st);
                 tracing::info!(instance_id, "address disassociated at termination");
             }
             Err(e) => {
@@ -501,16 +521,16 @@ impl ControlPlane {
         }
         // Once at start-up even with nothing associated: a server killed before it could
         // unwire left its table and routes, which this replaces.
-        self.addresses_wired
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.wire_addresses(st);
+        self.wiring.wired.store(true, Ordering::Relaxed);
+        self.publish_wiring(st);
+        self.apply_wiring();
         Ok(())
     }
 
-    /// Makes the host's routes and DNAT match the associations (after each change, when a VPC's
-    /// bridge is made, and at start-up). Failures are logged: the catalog stays the truth and
-    /// the next change tries again.
-    pub(super) fn wire_addresses(&self, st: &State) {
+    /// Records what the host's routes and DNAT should be, from the associations (after each
+    /// change, when a VPC's bridge is made, and at start-up); [`ControlPlane::apply_wiring`]
+    /// then puts it on the host, outside the state's lock where it can.
+    pub(super) fn publish_wiring(&self, st: &State) {
         if elastic::available().is_err() {
             return;
         }
@@ -532,34 +552,56 @@ impl ControlPlane {
                 })
             })
             .collect();
-        if maps.is_empty()
-            && !self
-                .addresses_wired
-                .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            // Nothing to take away either.
+        let mut desired = self
+            .wiring
+            .desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if maps.is_empty() && desired.is_none() && !self.wiring.wired.load(Ordering::Relaxed) {
+            // Nothing to put on the host, nothing to take away, nothing pending to replace.
             return;
         }
-        self.addresses_wired
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = elastic::apply(
-            &self.eip_table(),
-            &self.cfg.eip_pool,
-            &maps,
-            &self.bridges(st),
-        ) {
-            tracing::error!(error = %e, "wiring Elastic IPs");
+        *desired = Some((maps, self.bridges(st)));
+    }
+
+    /// Puts the newest published wiring on the host. When it returns, the host has a wiring
+    /// at least as new as the caller's last [`ControlPlane::publish_wiring`]. Failures are
+    /// logged: the catalog stays the truth and the next change tries again.
+    pub(super) fn apply_wiring(&self) {
+        let _one = self
+            .wiring
+            .applying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some((maps, bridges)) = self
+            .wiring
+            .desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        match elastic::apply(&self.eip_table(), &self.cfg.eip_pool, &maps, &bridges) {
+            Ok(()) => self.wiring.wired.store(!maps.is_empty(), Ordering::Relaxed),
+            Err(e) => {
+                self.wiring.wired.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "wiring Elastic IPs");
+            }
         }
     }
 
     /// At shutdown: this server's Elastic IP wiring goes.
     pub(super) fn unwire_addresses(&self) {
-        if self
-            .addresses_wired
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            let st = self.lock();
-            elastic::remove(&self.eip_table(), &self.cfg.eip_pool, &self.bridges(&st));
+        let _one = self
+            .wiring
+            .applying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.wiring.wired.load(Ordering::Relaxed) {
+            let bridges = self.bridges(&self.lock());
+            elastic::remove(&self.eip_table(), &self.cfg.eip_pool, &bridges);
+            self.wiring.wired.store(false, Ordering::Relaxed);
         }
     }
 

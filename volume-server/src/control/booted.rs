@@ -146,7 +146,8 @@ impl ControlPlane {
                     );
                 }
                 // The bridge may be new: Elastic IPs of its instances get their routes.
-                self.wire_addresses(st);
+                self.publish_wiring(st);
+                self.apply_wiring();
                 Some(path)
             }
             Err(why) => {

@@ -1505,6 +1505,8 @@ impl ControlPlane {
         let mut st = self.lock();
         let done = self.put_instance(&mut st, id, |i| halted(i, InstanceState::Terminated));
         self.release_addresses_of(&mut st, id);
+        drop(st);
+        self.apply_wiring();
         match done {
             Ok(_) => tracing::info!(instance_id = id, "instance terminated"),
             Err(e) => {

@@ -156,8 +156,8 @@ pub struct ControlPlane {
     gc_wake: Arc<tokio::sync::Notify>,
     /// Shutdown has begun: background work winds down.
     stopping: AtomicBool,
-    /// Elastic IP wiring has been put on the host (and must be taken off at shutdown).
-    addresses_wired: AtomicBool,
+    /// The host's Elastic IP wiring.
+    wiring: addresses::Wiring,
     /// RunInstances calls in progress, by client token: a call holds its token's lock from the
     /// idempotency check to the end of the launch, so concurrent calls with one token launch
     /// once and the others answer with that launch.
@@ -211,7 +211,7 @@ impl ControlPlane {
             gc_wake: Arc::default(),
             stopping: AtomicBool::new(false),
             launch_tokens: Mutex::default(),
-            addresses_wired: AtomicBool::new(false),
+            wiring: addresses::Wiring::default(),
         });
         let contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
         let mut fixes = Vec::new();
