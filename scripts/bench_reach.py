@@ -9,18 +9,21 @@ usage: bench_reach.py ENDPOINT AMI [--rounds N] [--bytes B]
 * The Elastic IP path: one booted instance (t3.micro) with an Elastic IP; a TCP sink (python,
   in the instance's network namespace) takes B bytes from the host, to the Elastic IP (DNAT,
   marked routing) and to the private address (the bridge's plain route; needs the host to
-  reach the subnet directly, so run it with no other server's VPC on the host), three times
-  each: MB/s and ratio; then 1,000 connections (connect, one byte, close) each: connections/s
-  and ratio.
+  reach the subnet directly, so run it with no other server's VPC on the host), five times
+  each, alternated: MB/s and the machine's CPU seconds per GB (sender and receiver are both
+  here, so CPU per byte is the steadier figure), medians and ratios; then 1,000 connections
+  (connect, one byte, close) each: connections/s and ratio.
 * The metadata service, from the instance's namespace: a v2 session, then N*100 GETs of
   meta-data/instance-id on one keep-alive connection (p50, p99, requests/s), and N*10 with a
   new connection each (what curl does).
+  With --server-pid, the server's CPU time per request.
 * AssociateAddress: N reassociations between two instances (each rewrites the host's nftables
   table, routes and rules): p50, against DescribeAddresses' p50.
 
 Run as root against a release server started with --nbd-socket.
 """
 import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -35,7 +38,8 @@ p = argparse.ArgumentParser()
 p.add_argument("endpoint")
 p.add_argument("ami")
 p.add_argument("--rounds", type=int, default=20)
-p.add_argument("--bytes", type=int, default=2 << 30)
+p.add_argument("--bytes", type=int, default=1 << 30)
+p.add_argument("--server-pid", type=int, help="the server's pid: its CPU per IMDS request")
 args = p.parse_args()
 
 ec2 = boto3.session.Session(
@@ -119,9 +123,20 @@ def send(addr, n):
     assert got == n, (got, n)
 
 
-def throughput(addr):
-    runs = [args.bytes / timed(lambda: send(addr, args.bytes)) / 1e6 for _ in range(3)]
-    return statistics.median(runs)
+def busy_seconds():
+    """CPU time the whole machine has spent busy so far (all cores), in seconds."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def transfer(addr):
+    """(MB/s, CPU seconds per GB) of one transfer of B bytes."""
+    cpu = busy_seconds()
+    t = timed(lambda: send(addr, args.bytes))
+    cpu = busy_seconds() - cpu
+    return args.bytes / t / 1e6, cpu / (args.bytes / 1e9)
 
 
 def connections(addr, count=1000):
@@ -130,20 +145,27 @@ def connections(addr, count=1000):
 
 
 reach_private = subprocess.run(["ip", "route", "get", private], capture_output=True, text=True)
-direct = f"ebsb" in reach_private.stdout
-e_tp = throughput(eip)
-e_cps = connections(eip)
+direct = "ebsb" in reach_private.stdout
 if direct:
-    p_tp = throughput(private)
-    p_cps = connections(private)
-    print(f"TCP host->instance: Elastic IP {e_tp:.0f} MB/s, private address {p_tp:.0f} MB/s, "
-          f"ratio {e_tp / p_tp:.2f}")
+    # Alternated, so both paths see the same machine: medians of five each.
+    runs = {eip: [], private: []}
+    for _ in range(5):
+        for addr in (eip, private):
+            runs[addr].append(transfer(addr))
+    med = {a: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+           for a, rs in runs.items()}
+    (e_tp, e_cpu), (p_tp, p_cpu) = med[eip], med[private]
+    e_cps, p_cps = connections(eip), connections(private)
+    print(f"TCP host->instance, {args.bytes >> 20} MiB x5 each, alternated: Elastic IP "
+          f"{e_tp:.0f} MB/s at {e_cpu:.2f} CPU-s/GB, private address {p_tp:.0f} MB/s at "
+          f"{p_cpu:.2f} CPU-s/GB; throughput ratio {e_tp / p_tp:.2f}, CPU per GB ratio "
+          f"{e_cpu / p_cpu:.2f}")
     print(f"connections/s: Elastic IP {e_cps:.0f}, private address {p_cps:.0f}, "
           f"ratio {e_cps / p_cps:.2f}")
 else:
-    print(f"TCP host->instance: Elastic IP {e_tp:.0f} MB/s; the private address is not "
-          f"reachable from the host ({reach_private.stdout.strip()})")
-    print(f"connections/s: Elastic IP {e_cps:.0f}")
+    e_tp, e_cpu = transfer(eip)
+    print(f"TCP host->instance: Elastic IP {e_tp:.0f} MB/s at {e_cpu:.2f} CPU-s/GB; the "
+          f"private address is not reachable from the host ({reach_private.stdout.strip()})")
 sink.kill()
 
 # ---------------------------------------------------------------- the metadata service
@@ -174,9 +196,20 @@ for _ in range(n * 10):
     new.append(time.perf_counter() - t)
 print(f"IMDS new connection each: p50 {statistics.median(new)*1e6:.0f} us")
 """
+def server_cpu():
+    """The server's CPU time so far (user + system), in seconds."""
+    with open(f"/proc/{args.server_pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+cpu = server_cpu() if args.server_pid else 0
 out = subprocess.run(["ip", "netns", "exec", f"ebs-{i1}", "python3", "-c", IMDS, str(N)],
                      capture_output=True, text=True, check=True)
 print(out.stdout.strip())
+if args.server_pid:
+    requests = N * 100 + N * 10 + 1
+    print(f"IMDS server CPU: {(server_cpu() - cpu) / requests * 1e6:.0f} us per request")
 
 # ---------------------------------------------------------------- AssociateAddress
 assoc, desc = [], []
