@@ -81,6 +81,19 @@ ec2.describe_instance_status(InstanceIds=[iid])
 for attribute in ["instanceType", "disableApiTermination", "blockDeviceMapping", "userData"]:
     ec2.describe_instance_attribute(InstanceId=iid, Attribute=attribute)
 ec2.modify_instance_attribute(InstanceId=iid, DisableApiTermination={"Value": False})
+ec2.modify_instance_metadata_options(InstanceId=iid, HttpTokens="required")
+made_key = ec2.create_key_pair(KeyName="model", KeyType="ed25519", TagSpecifications=[
+    {"ResourceType": "key-pair", "Tags": [{"Key": "Name", "Value": "m"}]}])
+public_key = ec2.describe_key_pairs(KeyNames=["model"], IncludePublicKey=True)["KeyPairs"][0]["PublicKey"]
+ec2.import_key_pair(KeyName="model-imported", PublicKeyMaterial=public_key.encode())
+ec2.delete_key_pair(KeyName="model-imported")
+eip = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+    {"ResourceType": "elastic-ip", "Tags": [{"Key": "Name", "Value": "m"}]}])["AllocationId"]
+association = ec2.associate_address(AllocationId=eip, InstanceId=iid)["AssociationId"]
+ec2.describe_addresses()
+ec2.describe_instances(InstanceIds=[iid])
+ec2.disassociate_address(AssociationId=association)
+ec2.release_address(AllocationId=eip)
 ec2.attach_volume(VolumeId=vol, InstanceId=iid, Device="/dev/sdf")
 ec2.get_waiter("volume_in_use").wait(VolumeIds=[vol], WaiterConfig=FAST)
 ec2.describe_volumes(VolumeIds=[vol])
@@ -99,6 +112,7 @@ ec2.deregister_image(ImageId=image2)
 ec2.deregister_image(ImageId=ami)
 ec2.delete_snapshot(SnapshotId=copy)
 ec2.delete_volume(VolumeId=vol)
+ec2.delete_key_pair(KeyName="model")
 
 served = {
     "CreateVolume", "DescribeVolumes", "DeleteVolume", "AttachVolume", "DetachVolume",
@@ -112,6 +126,9 @@ served = {
     "DescribeInstanceStatus", "DescribeInstanceAttribute", "ModifyInstanceAttribute",
     "DescribeVpcs", "DescribeSubnets", "DescribeSecurityGroups",
     "DescribeVolumeAttribute", "ModifyVolumeAttribute", "EnableVolumeIO",
+    "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair", "AllocateAddress",
+    "AssociateAddress", "DisassociateAddress", "ReleaseAddress", "DescribeAddresses",
+    "ModifyInstanceMetadataOptions",
 }
 assert served <= set(raw), f"not driven: {sorted(served - set(raw))}"
 
