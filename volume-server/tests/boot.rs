@@ -130,12 +130,21 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with_pool(None)
+    }
+
+    /// A setup whose server hands out Elastic IPs from `pool` (the tests run at once, and two
+    /// servers must not hand out one address).
+    fn with_pool(pool: Option<&str>) -> Setup {
         // Once per test process: the tests of this file run at the same time, and a second
         // cleanup would tear down the first test's instances.
         static CLEAN: std::sync::Once = std::sync::Once::new();
         CLEAN.call_once(remove_leftovers);
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        if let Some(pool) = pool {
+            std::fs::write(dir.path().join("eip-pool"), pool).unwrap();
+        }
         let server = restart(dir.path(), &data);
         let ami = debian_ami(&server);
         Setup {
@@ -146,9 +155,8 @@ impl Setup {
         }
     }
 
-    /// The server's flags: its NBD socket in `dir`; Elastic IPs from a /28 of TEST-NET-3 of its
-    /// own, named in `dir` (the tests run at once, and two servers must not hand out one
-    /// address).
+    /// The server's flags: its NBD socket in `dir`; Elastic IPs from the /28 of TEST-NET-3
+    /// named in `dir` (see [`Setup::with_pool`]), else from one no test allocates from.
     fn args_in(dir: &Path) -> [String; 4] {
         let pool = std::fs::read_to_string(dir.join("eip-pool"))
             .unwrap_or_else(|_| "203.0.113.240/28".into());
@@ -158,11 +166,6 @@ impl Setup {
             "--eip-pool".into(),
             pool,
         ]
-    }
-
-    /// Gives the server of `dir` (on its next start) the Elastic IP pool `pool`.
-    fn use_pool(dir: &Path, pool: &str) {
-        std::fs::write(dir.join("eip-pool"), pool).unwrap();
     }
 }
 
@@ -324,10 +327,7 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
         data,
         server,
         ami,
-    } = Setup::new();
-    Setup::use_pool(dir.path(), "203.0.113.16/28");
-    server.stop();
-    let server = restart(dir.path(), &data);
+    } = Setup::with_pool(Some("203.0.113.16/28"));
     let id = aws_text(
         &server,
         &[
@@ -433,14 +433,11 @@ fn key_pairs_the_metadata_service_and_elastic_ips_reach_booted_instances() {
         return;
     }
     let Setup {
-        dir,
-        data,
+        dir: _dir,
+        data: _,
         server,
         ami,
-    } = Setup::new();
-    Setup::use_pool(dir.path(), "203.0.113.0/28");
-    server.stop();
-    let server = restart(dir.path(), &data);
+    } = Setup::with_pool(Some("203.0.113.0/28"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/boto3_reach.py");
     let out = run(Command::new("python3")
         .arg(script)

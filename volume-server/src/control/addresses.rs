@@ -220,17 +220,9 @@ impl ControlPlane {
             .addresses
             .values()
             .filter(|a| {
-                a.allocation_id != address.allocation_id
-                    && a.association
-                        .as_ref()
-                        .is_some_and(|x| x.instance_id == instance_id)
+                a.allocation_id != address.allocation_id && associated_with(a, &instance_id)
             })
-            .map(|a| {
-                Change::PutAddress(AddressRecord {
-                    association: None,
-                    ..a.clone()
-                })
-            })
+            .map(let_go)
             .collect();
         let association_id = ids::new_id("eipassoc");
         changes.push(Change::PutAddress(AddressRecord {
@@ -282,10 +274,7 @@ impl ControlPlane {
         if address.association.is_none() {
             return Ok(());
         }
-        let change = Change::PutAddress(AddressRecord {
-            association: None,
-            ..address.clone()
-        });
+        let change = let_go(&address);
         self.commit(std::slice::from_ref(&change))?;
         super::apply(&mut st, vec![change]);
         self.publish_wiring(&st);
@@ -452,11 +441,7 @@ impl ControlPlane {
     pub(super) fn public_ip_of(&self, st: &State, instance_id: &str) -> Option<String> {
         st.addresses
             .values()
-            .find(|a| {
-                a.association
-                    .as_ref()
-                    .is_some_and(|x| x.instance_id == instance_id)
-            })
+            .find(|a| associated_with(a, instance_id))
             .map(|a| a.public_ip.clone())
     }
 
@@ -466,17 +451,8 @@ impl ControlPlane {
         let changes: Vec<Change> = st
             .addresses
             .values()
-            .filter(|a| {
-                a.association
-                    .as_ref()
-                    .is_some_and(|x| x.instance_id == instance_id)
-            })
-            .map(|a| {
-                Change::PutAddress(AddressRecord {
-                    association: None,
-                    ..a.clone()
-                })
-            })
+            .filter(|a| associated_with(a, instance_id))
+            .map(let_go)
             .collect();
         if changes.is_empty() {
             return;
@@ -508,12 +484,7 @@ impl ControlPlane {
                     })
                 })
             })
-            .map(|a| {
-                Change::PutAddress(AddressRecord {
-                    association: None,
-                    ..a.clone()
-                })
-            })
+            .map(let_go)
             .collect();
         if !changes.is_empty() {
             self.commit(&changes)?;
@@ -608,6 +579,21 @@ impl ControlPlane {
     fn eip_table(&self) -> String {
         elastic::table_name(&self.cfg.data_dir.display().to_string())
     }
+}
+
+/// The change that lets `a` go of its association.
+fn let_go(a: &AddressRecord) -> Change {
+    Change::PutAddress(AddressRecord {
+        association: None,
+        ..a.clone()
+    })
+}
+
+/// Whether `a` is associated with `instance_id`.
+fn associated_with(a: &AddressRecord, instance_id: &str) -> bool {
+    a.association
+        .as_ref()
+        .is_some_and(|x| x.instance_id == instance_id)
 }
 
 /// The pool's addresses an allocation may take: all but the block's first and last in blocks
