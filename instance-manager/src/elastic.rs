@@ -34,13 +34,18 @@ pub struct Mapping {
     pub router: Ipv4Addr,
 }
 
-/// Whether this host can wire Elastic IPs: root, `ip` and `nft`.
+/// Whether this host can wire Elastic IPs: root, `ip` and `nft` (looked for once).
 pub fn available() -> Result<(), String> {
-    crate::network::available()?;
-    match Command::new("nft").arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err("nft (nftables) is not installed".into()),
-    }
+    static AVAILABLE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    AVAILABLE
+        .get_or_init(|| {
+            crate::network::available()?;
+            match Command::new("nft").arg("--version").output() {
+                Ok(o) if o.status.success() => Ok(()),
+                _ => Err("nft (nftables) is not installed".into()),
+            }
+        })
+        .clone()
 }
 
 /// The nftables table of the server whose data directory is `scope`.
@@ -55,7 +60,9 @@ pub fn table_name(scope: &str) -> String {
 fn mark_of(bridge: &str) -> u32 {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(bridge.as_bytes());
-    0x0eb0_0000 | u32::from(u16::from_be_bytes([h[0], h[1]]))
+    // 24 bits of the name's hash: two bridges (of this server or another) sharing a mark
+    // would share a table.
+    0x0e00_0000 | u32::from_be_bytes([0, h[0], h[1], h[2]])
 }
 
 /// Makes the host match `maps`: the table's maps, the routes of `pool`, and the marks' rules
@@ -94,8 +101,12 @@ pub fn apply(
         ));
     }
     nft(&script)?;
-    // Two `ip` batches: first what may or may not be there (forced: errors are expected), then
-    // what must be made.
+    // What is there now: the pool's routes, the marks' rules and tables.
+    let rules = mark_rules()?;
+    let tables = mark_tables(bridges)?;
+    // Two `ip` batches: first what goes (forced: a race with another change may have taken it
+    // already), then what is added or replaced. Nothing that stays is taken down meanwhile, so
+    // the other addresses' connections keep their routes through a change.
     let mut clear = String::new();
     for (dst, dev) in pool_routes(pool)? {
         let wanted = live.iter().any(|m| m.public == dst && m.bridge == dev);
@@ -103,14 +114,6 @@ pub fn apply(
             clear.push_str(&format!("route del {dst}/32 dev {dev}\n"));
         }
     }
-    for bridge in bridges {
-        // Made again from scratch: a rule and a table per bridge, whatever was there before.
-        let mark = mark_of(bridge);
-        clear.push_str(&format!(
-            "rule del fwmark {mark} lookup {mark}\nrule del fwmark {mark} lookup {mark}\nroute flush table {mark}\n"
-        ));
-    }
-    ip_batch(&clear, true)?;
     let mut set = String::new();
     for m in &live {
         set.push_str(&format!(
@@ -121,12 +124,21 @@ pub fn apply(
     for bridge in bridges {
         let mark = mark_of(bridge);
         let mine: Vec<&&Mapping> = live.iter().filter(|m| &m.bridge == bridge).collect();
+        let ruled = rules.iter().filter(|r| **r == mark).count();
         if mine.is_empty() {
-            continue;
+            for _ in 0..ruled {
+                clear.push_str(&format!("rule del fwmark {mark} lookup {mark}\n"));
+            }
+        } else if ruled == 0 {
+            set.push_str(&format!(
+                "rule add fwmark {mark} lookup {mark} priority 9000\n"
+            ));
         }
-        set.push_str(&format!(
-            "rule add fwmark {mark} lookup {mark} priority 9000\n"
-        ));
+        for dst in tables.iter().filter(|(t, _)| *t == mark).map(|(_, d)| d) {
+            if !mine.iter().any(|m| m.private == *dst) {
+                clear.push_str(&format!("route del {dst}/32 table {mark}\n"));
+            }
+        }
         for m in mine {
             set.push_str(&format!(
                 "route replace {}/32 dev {bridge} src {} table {mark}\n",
@@ -134,7 +146,38 @@ pub fn apply(
             ));
         }
     }
+    ip_batch(&clear, true)?;
     ip_batch(&set, false)
+}
+
+/// The marks of the host's `fwmark … lookup …` rules (one entry per rule).
+fn mark_rules() -> Result<Vec<u32>, NetError> {
+    let out = ip(&["-j", "rule", "show"])?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap_or_default();
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let mark = r.get("fwmark")?.as_str()?;
+            u32::from_str_radix(mark.trim_start_matches("0x"), 16).ok()
+        })
+        .collect())
+}
+
+/// The routes of the bridges' mark tables, as (table, destination).
+fn mark_tables(bridges: &[String]) -> Result<Vec<(u32, Ipv4Addr)>, NetError> {
+    let mut out = Vec::new();
+    for bridge in bridges {
+        let mark = mark_of(bridge);
+        // A table never used may not exist yet: nothing in it.
+        let text =
+            ip(&["-4", "-j", "route", "show", "table", &mark.to_string()]).unwrap_or_default();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(text.trim()).unwrap_or_default();
+        out.extend(rows.iter().filter_map(|r| {
+            let dst = r.get("dst")?.as_str()?;
+            Some((mark, dst.trim_end_matches("/32").parse().ok()?))
+        }));
+    }
+    Ok(out)
 }
 
 /// Takes this server's table, its routes in `pool`, and its bridges' rules away (at shutdown).
@@ -196,7 +239,7 @@ fn nft(script: &str) -> Result<(), NetError> {
 
 /// Runs `program args` with `input` on its stdin; an error names the command and its stderr
 /// (or, starting with `spawn`, why it could not run).
-fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), NetError> {
+pub(crate) fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), NetError> {
     let command = format!("{program} {}", args.join(" "));
     let err = |detail: String| NetError {
         command: command.clone(),

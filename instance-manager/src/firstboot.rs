@@ -26,12 +26,12 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Installs the launch key once per instance; `state` is the instance's state directory
 /// (`/var/lib/ebs-init/instances/<id>`). Prints what it did to the console.
-pub fn install_public_key(state: &Path) {
+pub fn install_public_key(state: &Path, instance_id: &str) {
     let done = state.join("public-keys.done");
     if done.exists() {
         return;
     }
-    let key = match fetch_key() {
+    let key = match fetch_key(instance_id) {
         Ok(Some(key)) => key,
         Ok(None) => {
             println!("ebs-init: the instance has no key pair");
@@ -58,20 +58,25 @@ pub fn install_public_key(state: &Path) {
     }
 }
 
-/// The public key line, `None` if the instance was launched without a key pair.
-fn fetch_key() -> io::Result<Option<String>> {
+/// The public key line, `None` if the instance was launched without a key pair. The service
+/// must first know the instance by its id (a 404 for the key means "no key pair" only then).
+fn fetch_key(instance_id: &str) -> io::Result<Option<String>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            match tokio::time::timeout_at(
-                deadline,
-                session_get("/latest/meta-data/public-keys/0/openssh-key"),
-            )
-            .await
-            {
+            let read = async {
+                let (status, id) = session_get("/latest/meta-data/instance-id").await?;
+                if status != 200 || id != instance_id.as_bytes() {
+                    return Err(io::Error::other(format!(
+                        "the service does not know this instance yet (HTTP {status})"
+                    )));
+                }
+                session_get("/latest/meta-data/public-keys/0/openssh-key").await
+            };
+            match tokio::time::timeout_at(deadline, read).await {
                 Ok(Ok((200, body))) => {
                     return Ok(Some(String::from_utf8_lossy(&body).trim().to_string()));
                 }

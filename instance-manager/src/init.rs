@@ -303,7 +303,10 @@ fn pid1(
     println!("ebs-init: {} booted as {}", cfg.instance_id, cfg.hostname);
 
     if cfg.netns.is_some() {
-        crate::firstboot::install_public_key(&PathBuf::from(STATE_DIR).join(&cfg.instance_id));
+        crate::firstboot::install_public_key(
+            &PathBuf::from(STATE_DIR).join(&cfg.instance_id),
+            &cfg.instance_id,
+        );
     }
     start_sshd();
     if let Some(data) = user_data

@@ -16,9 +16,10 @@
 //!   router address, without a route to the block.
 //! * Security group rules are not enforced.
 //!
-//! The instance metadata service's address, 169.254.169.254, is on every bridge (the server
-//! listens there, bound to the bridge, so it knows the VPC a request comes from), with a route
-//! to it on each instance's link.
+//! The instance metadata service: inside each instance's namespace, 169.254.169.254:80 is
+//! DNATed to its subnet's router address, where the server listens bound to the bridge (so it
+//! knows the VPC a request comes from, and the source address names the instance). The host
+//! never holds 169.254.169.254 itself.
 //!
 //! Everything is done with `ip` (iproute2) and is idempotent: a namespace that survived a
 //! restart of the server is taken as it is.
@@ -227,18 +228,6 @@ fn ensure_bridge(vpc_id: &str, bridge: &str, subnet: &Block) -> Result<(), NetEr
     let clash = addresses
         .iter()
         .find(|(name, b, _)| *name != bridge && b.overlaps(subnet));
-    if !addresses
-        .iter()
-        .any(|(name, _, a)| *name == bridge && *a == METADATA_ADDRESS)
-    {
-        ip(&[
-            "addr",
-            "add",
-            &format!("{METADATA_ADDRESS}/32"),
-            "dev",
-            bridge,
-        ])?;
-    }
     match (ours, clash) {
         (true, _) => {}
         (false, Some((name, b, _))) => {
@@ -279,15 +268,7 @@ pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
     if path.exists() && link_exists(&veth) {
         // Its bridge may have been made again since (a restart of the server).
         ip(&["link", "set", &veth, "master", bridge, "up"])?;
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "replace",
-            &format!("{METADATA_ADDRESS}/32"),
-            "dev",
-            "eth0",
-        ])?;
+        metadata_route(&ns, nic.subnet.router())?;
         return Ok(path);
     }
     if path.exists() {
@@ -315,20 +296,44 @@ pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
         if nic.vpc != nic.subnet {
             n(&["route", "add", &nic.vpc.to_string(), "dev", "eth0"])?;
         }
-        n(&[
-            "route",
-            "add",
-            &format!("{METADATA_ADDRESS}/32"),
-            "dev",
-            "eth0",
-        ])?;
-        Ok(())
+        metadata_route(&ns, nic.subnet.router())
     })();
     if let Err(e) = made {
         let _ = ip(&["netns", "del", &ns]);
         return Err(e);
     }
     Ok(path)
+}
+
+/// The way to the metadata service inside namespace `ns`: a route to 169.254.169.254 on the
+/// link, and a DNAT (an nftables table of the namespace) of its port 80 to the subnet's router
+/// address, where the server listens on the bridge. The address itself is never the host's: a
+/// host that is itself a cloud VM keeps reaching its own metadata service there.
+fn metadata_route(ns: &str, router: Ipv4Addr) -> Result<(), NetError> {
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "replace",
+        &format!("{METADATA_ADDRESS}/32"),
+        "dev",
+        "eth0",
+    ])?;
+    let script = format!(
+        "table ip ebs_imds {{}}\n\
+         delete table ip ebs_imds\n\
+         table ip ebs_imds {{\n\
+         \tchain output {{ type nat hook output priority -100; policy accept; \
+         ip daddr {METADATA_ADDRESS} tcp dport 80 dnat to {router}:80; }}\n\
+         }}\n"
+    );
+    if let Err(e) =
+        crate::elastic::run_with_input("ip", &["netns", "exec", ns, "nft", "-f", "-"], &script)
+    {
+        // Without nftables the instance runs, without a metadata service.
+        tracing::warn!(namespace = ns, error = %e, "the instance's metadata service is not reachable (nft)");
+    }
+    Ok(())
 }
 
 /// Removes an instance's namespace (its veth goes with it). Nothing to do if it has none.

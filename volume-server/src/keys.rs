@@ -77,7 +77,6 @@ pub enum KeyError {
 }
 
 /// A freshly made key pair: what CreateKeyPair returns once and what the catalog keeps.
-#[derive(Debug)]
 pub struct NewKey {
     /// The private key file (never stored).
     pub material: String,
@@ -85,6 +84,16 @@ pub struct NewKey {
     pub public_openssh: String,
     /// EC2's fingerprint for a created key.
     pub fingerprint: String,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("NewKey")
+            .field("public_openssh", &self.public_openssh)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Makes a key pair of `ty`, its private key in `format`; `comment` names it in a PPK file.
@@ -147,8 +156,8 @@ pub struct ImportedKey {
     pub fingerprint: String,
 }
 
-/// Reads ImportKeyPair's `PublicKeyMaterial`: one OpenSSH public key line, RSA (2048 bits or
-/// more, as EC2 asks) or ED25519.
+/// Reads ImportKeyPair's `PublicKeyMaterial`: one OpenSSH public key line, RSA (1024 bits or
+/// more, as EC2 takes) or ED25519.
 pub fn import(material: &[u8]) -> Result<ImportedKey, KeyError> {
     let bad = || KeyError::Format("Key is not in valid OpenSSH public key format".to_string());
     let text = std::str::from_utf8(material).map_err(|_| bad())?.trim();
@@ -162,10 +171,18 @@ pub fn import(material: &[u8]) -> Result<ImportedKey, KeyError> {
             fingerprint: sha256_fingerprint(&key),
         }),
         KeyData::Rsa(r) => {
-            let r = rsa::RsaPublicKey::try_from(r).map_err(|_| bad())?;
-            if rsa::traits::PublicKeyParts::size(&r) * 8 < RSA_BITS {
+            // Built from the components here: ssh-key's own conversion refuses keys under
+            // 2048 bits, which EC2 imports.
+            let uint = |m: &ssh_key::Mpint| {
+                m.as_positive_bytes()
+                    .map(rsa::BigUint::from_bytes_be)
+                    .ok_or_else(bad)
+            };
+            let r = rsa::RsaPublicKey::new(uint(&r.n)?, uint(&r.e)?).map_err(|_| bad())?;
+            // EC2 imports RSA keys of 1024, 2048 and 4096 bits (and those between).
+            if rsa::traits::PublicKeyParts::size(&r) * 8 < 1024 {
                 return Err(KeyError::Format(
-                    "RSA keys must be 2048 bits or longer".to_string(),
+                    "RSA keys must be 1024 bits or longer".to_string(),
                 ));
             }
             let der = r.to_public_key_der().map_err(|_| bad())?;

@@ -1,8 +1,9 @@
 //! The instance metadata service (IMDS) over HTTP, as EC2's answers at 169.254.169.254.
 //!
-//! Where it listens ([`MetadataEndpoints`]): booted instances reach it at 169.254.169.254:80
-//! on their VPC's bridge (one listener per bridge, bound to it, so a request's VPC is known;
-//! its source address names the instance). A plain-process instance gets a loopback address
+//! Where it listens ([`MetadataEndpoints`]): booted instances reach it at 169.254.169.254:80,
+//! which their namespace sends to their subnet's router address, where a listener bound to
+//! their VPC's bridge takes it (so a request's VPC is known; its source address names the
+//! instance). A plain-process instance gets a loopback address
 //! of its own (`127.x.y.z`, from its id, so an adopted workload finds it again after a
 //! restart of the server), named in its `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 //!
@@ -35,8 +36,9 @@ const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
 /// Session tokens live at most six hours, as on EC2.
 const MAX_TTL: u64 = 21_600;
-/// Sessions kept at once (expired ones are dropped first).
-const MAX_SESSIONS: usize = 50_000;
+/// Sessions one instance keeps at once: a new one past this ends its oldest, so no instance
+/// can use up the others' sessions.
+const MAX_SESSIONS_PER_INSTANCE: usize = 1_000;
 
 /// Who a listener serves.
 #[derive(Debug, Clone)]
@@ -98,12 +100,18 @@ impl MetadataService {
         }
     }
 
-    fn metadata(&self, scope: &Scope, peer: IpAddr) -> Option<InstanceMetadata> {
+    /// The instance a request comes from. Blocking (the control plane's lock): a blocking
+    /// thread does it, so a long control call never stalls the runtime's workers.
+    async fn metadata(self: &Arc<Self>, scope: &Scope, peer: IpAddr) -> Option<InstanceMetadata> {
         let control = self.control.get()?.upgrade()?;
-        match scope {
+        let scope = scope.clone();
+        tokio::task::spawn_blocking(move || match &scope {
             Scope::Vpc(vpc) => control.metadata_at(vpc, &peer.to_string()),
             Scope::Instance(id) => control.metadata_of(id),
-        }
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     fn start(
@@ -156,6 +164,7 @@ impl MetadataService {
             // The instance's hop limit caps how far the answers travel.
             let hops = self
                 .metadata(&scope, peer.ip())
+                .await
                 .map_or(1, |m| m.options.hop_limit);
             let _ = stream.set_ttl(u32::from(hops));
             let _ = stream.set_nodelay(true);
@@ -167,7 +176,7 @@ impl MetadataService {
                         let me = Arc::clone(&me);
                         let scope = scope.clone();
                         async move {
-                            let m = me.metadata(&scope, peer.ip());
+                            let m = me.metadata(&scope, peer.ip()).await;
                             Ok::<_, std::convert::Infallible>(me.answer(
                                 m.as_ref(),
                                 req.method(),
@@ -257,8 +266,17 @@ impl MetadataService {
         {
             let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
             sessions.retain(|_, s| s.expires > now);
-            if sessions.len() >= MAX_SESSIONS {
-                return text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+            let mine: Vec<(&String, &Session)> = sessions
+                .iter()
+                .filter(|(_, s)| s.instance_id == m.instance_id)
+                .collect();
+            if mine.len() >= MAX_SESSIONS_PER_INSTANCE
+                && let Some(oldest) = mine
+                    .iter()
+                    .min_by_key(|(_, s)| s.expires)
+                    .map(|(t, _)| (*t).clone())
+            {
+                sessions.remove(&oldest);
             }
             sessions.insert(
                 token.clone(),
@@ -279,11 +297,11 @@ impl MetadataService {
 }
 
 impl MetadataEndpoints for Arc<MetadataService> {
-    fn serve_vpc(&self, bridge: &str, vpc_id: &str) -> Result<(), String> {
+    fn serve_vpc(&self, bridge: &str, vpc_id: &str, router: Ipv4Addr) -> Result<(), String> {
         let ifindex = std::fs::read_to_string(format!("/sys/class/net/{bridge}/ifindex"))
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok());
-        let key = format!("vpc/{bridge}");
+        let key = format!("vpc/{bridge}/{router}");
         let live = self
             .listeners
             .lock()
@@ -296,7 +314,7 @@ impl MetadataEndpoints for Arc<MetadataService> {
         self.start(
             key,
             Scope::Vpc(vpc_id.to_string()),
-            SocketAddr::new(IpAddr::V4(instance_manager::network::METADATA_ADDRESS), 80),
+            SocketAddr::new(IpAddr::V4(router), 80),
             Some(bridge),
             ifindex,
         )
@@ -339,14 +357,17 @@ impl MetadataEndpoints for Arc<MetadataService> {
     }
 
     fn stop_vpc(&self, bridge: &str) {
-        if let Some(l) = self
-            .listeners
+        let prefix = format!("vpc/{bridge}/");
+        self.listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&format!("vpc/{bridge}"))
-        {
-            l.task.abort();
-        }
+            .retain(|key, l| {
+                let keep = !key.starts_with(&prefix);
+                if !keep {
+                    l.task.abort();
+                }
+                keep
+            });
     }
 }
 

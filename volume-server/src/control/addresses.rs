@@ -5,9 +5,10 @@
 //!
 //! EC2's rules: five addresses per account and region (`AddressLimitExceeded`); an associated
 //! address moves only with `AllowReassociation` (`Resource.AlreadyAssociated`); an instance
-//! has at most one (associating another disassociates the first); an address is released only
-//! when not associated (`InvalidIPAddress.InUse`); stop and start keep the association;
-//! termination ends it (the address stays allocated).
+//! has at most one (associating another disassociates the first); releasing an address
+//! associated in the default VPC disassociates it, in another VPC it is refused
+//! (`InvalidIPAddress.InUse`); stop and start keep the association; termination ends it (the
+//! address stays allocated).
 
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
@@ -59,7 +60,7 @@ pub struct AssociateRequest {
     pub allow_reassociation: bool,
 }
 
-fn allocation_not_found(id: &str) -> Ec2Error {
+pub(super) fn allocation_not_found(id: &str) -> Ec2Error {
     Ec2Error::new(
         ErrorCode::InvalidAllocationIdNotFound,
         format!("The allocation ID '{id}' does not exist"),
@@ -97,7 +98,7 @@ impl ControlPlane {
             Some(p) => Some(
                 p.parse::<Ipv4Addr>()
                     .ok()
-                    .filter(|a| pool.contains(*a))
+                    .filter(|a| usable(&pool).any(|u| u == *a))
                     .ok_or_else(|| {
                         Ec2Error::invalid_value(format!(
                             "The address '{p}' is not in this server's Elastic IP pool ({pool})."
@@ -127,7 +128,7 @@ impl ControlPlane {
             Some(a) => a,
             None => usable(&pool).find(|a| !taken(*a)).ok_or_else(|| {
                 Ec2Error::new(
-                    ErrorCode::AddressLimitExceeded,
+                    ErrorCode::InsufficientAddressCapacity,
                     format!("The Elastic IP pool {pool} has no free address."),
                 )
             })?,
@@ -192,10 +193,13 @@ impl ControlPlane {
                 ),
             ));
         };
-        if matches!(
-            i.state,
-            InstanceState::ShuttingDown | InstanceState::Terminated
-        ) {
+        // A launch still in progress may yet be undone (its record deleted): not a target.
+        if i.launching
+            || matches!(
+                i.state,
+                InstanceState::ShuttingDown | InstanceState::Terminated
+            )
+        {
             return Err(Ec2Error::new(
                 ErrorCode::IncorrectInstanceState,
                 format!("The instance '{instance_id}' is not in a valid state for this operation."),
@@ -284,7 +288,9 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// ReleaseAddress by allocation id (or public address).
+    /// ReleaseAddress by allocation id (or public address). As on EC2, an address associated
+    /// with an instance of the default VPC lets go and is released; one of another VPC must be
+    /// disassociated first (`InvalidIPAddress.InUse`).
     pub fn release_address(
         &self,
         who: Account,
@@ -293,7 +299,13 @@ impl ControlPlane {
     ) -> Result<(), Ec2Error> {
         let mut st = self.lock();
         let address = self.owned_address(&st, who, allocation_id, public_ip)?;
-        if address.association.is_some() {
+        // Some(whether in the default VPC) when associated.
+        let in_default_vpc = address
+            .association
+            .as_ref()
+            .and_then(|x| st.hosts.get(&x.instance_id))
+            .map(|h| self.instance_network(&st, h).vpc_id == self.default_vpc(who).vpc_id);
+        if in_default_vpc == Some(false) {
             return Err(Ec2Error::new(
                 ErrorCode::InvalidIpAddressInUse,
                 format!(
@@ -304,6 +316,11 @@ impl ControlPlane {
         }
         self.commit(&[Change::DeleteAddress(address.allocation_id.clone())])?;
         st.addresses.remove(&address.allocation_id);
+        if in_default_vpc.is_some() {
+            self.publish_wiring(&st);
+            drop(st);
+            self.apply_wiring();
+        }
         tracing::info!(allocation_id = %address.allocation_id, "address released");
         Ok(())
     }
@@ -347,10 +364,7 @@ impl ControlPlane {
             .iter()
             .find(|ip| !mine.iter().any(|a| &a.public_ip == *ip))
         {
-            return Err(Ec2Error::new(
-                ErrorCode::InvalidAddressNotFound,
-                format!("Address '{ip}' not found."),
-            ));
+            return Err(address_not_found(ip));
         }
         let mut out: Vec<AddressView> = mine
             .into_iter()
@@ -532,6 +546,11 @@ impl ControlPlane {
             // Nothing to put on the host, nothing to take away, nothing pending to replace.
             return;
         }
+        if !maps.is_empty() {
+            // Set now, not when applied: a change published before that applier finishes must
+            // still be applied (to take these away) even if it maps nothing.
+            self.wiring.wired.store(true, Ordering::Relaxed);
+        }
         *desired = Some((maps, self.bridges(st)));
     }
 
@@ -564,13 +583,14 @@ impl ControlPlane {
 
     /// At shutdown: this server's Elastic IP wiring goes.
     pub(super) fn unwire_addresses(&self) {
+        // The state's lock before the applier's, never inside it (boot takes them in that order).
+        let bridges = self.bridges(&self.lock());
         let _one = self
             .wiring
             .applying
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if self.wiring.wired.load(Ordering::Relaxed) {
-            let bridges = self.bridges(&self.lock());
             elastic::remove(&self.eip_table(), &self.cfg.eip_pool, &bridges);
             self.wiring.wired.store(false, Ordering::Relaxed);
         }
@@ -582,7 +602,7 @@ impl ControlPlane {
 }
 
 /// The change that lets `a` go of its association.
-fn let_go(a: &AddressRecord) -> Change {
+pub(super) fn let_go(a: &AddressRecord) -> Change {
     Change::PutAddress(AddressRecord {
         association: None,
         ..a.clone()
@@ -590,7 +610,7 @@ fn let_go(a: &AddressRecord) -> Change {
 }
 
 /// Whether `a` is associated with `instance_id`.
-fn associated_with(a: &AddressRecord, instance_id: &str) -> bool {
+pub(super) fn associated_with(a: &AddressRecord, instance_id: &str) -> bool {
     a.association
         .as_ref()
         .is_some_and(|x| x.instance_id == instance_id)

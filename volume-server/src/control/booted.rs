@@ -137,7 +137,12 @@ impl ControlPlane {
                 let path = network::ensure_instance(&interface(id, &bridge, &net)?)
                     .map_err(super::internal("making the instance's network"))?;
                 if let Some(m) = &self.cfg.metadata
-                    && let Err(why) = m.serve_vpc(&bridge, &net.vpc_id)
+                    && let Err(why) = m.serve_vpc(
+                        &bridge,
+                        &net.vpc_id,
+                        Block::parse(&net.subnet_cidr)
+                            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |b| b.router()),
+                    )
                 {
                     tracing::warn!(
                         instance_id = id,

@@ -58,6 +58,8 @@ error_codes! {
     InstanceLimitExceeded = "InstanceLimitExceeded", InvalidArgument, 400, EINVAL;
     /// Out of disk: a server-side condition in EC2 (5xx), `ENOSPC` on NBD.
     InsufficientVolumeCapacity = "InsufficientVolumeCapacity", ResourceExhausted, 500, ENOSPC;
+    /// The Elastic IP pool has no free address (a capacity condition: 5xx, as EC2's).
+    InsufficientAddressCapacity = "InsufficientAddressCapacity", ResourceExhausted, 500, EINVAL;
     InsufficientFreeAddressesInSubnet = "InsufficientFreeAddressesInSubnet", ResourceExhausted, 400, EINVAL;
     InternalError = "InternalError", Internal, 500, EIO;
     InvalidAddressNotFound = "InvalidAddress.NotFound", NotFound, 400, EINVAL;
@@ -245,6 +247,7 @@ mod tests {
                 ErrorCode::InternalError
                     | ErrorCode::InternalServerException
                     | ErrorCode::InsufficientVolumeCapacity
+                    | ErrorCode::InsufficientAddressCapacity
                     | ErrorCode::ServiceUnavailable
             );
             assert_eq!(c.http_status() >= 500, server_side, "{c}");

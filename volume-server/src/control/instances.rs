@@ -522,12 +522,10 @@ impl ControlPlane {
             None => Default::default(),
         };
         let key = match req.key_name.as_deref().filter(|k| !k.is_empty()) {
-            Some(name) => Some(self.key_pair_named(who, name).ok_or_else(|| {
-                Ec2Error::new(
-                    ErrorCode::InvalidKeyPairNotFound,
-                    format!("The key pair '{name}' does not exist"),
-                )
-            })?),
+            Some(name) => Some(
+                self.key_pair_named(who, name)
+                    .ok_or_else(|| super::keypairs::not_found(name))?,
+            ),
             None => None,
         };
         let image = {
@@ -1803,10 +1801,20 @@ impl ControlPlane {
         if old.is_empty() {
             return;
         }
-        let changes: Vec<Change> = old.iter().cloned().map(Change::DeleteHost).collect();
+        let mut changes: Vec<Change> = old.iter().cloned().map(Change::DeleteHost).collect();
+        // An address whose release at termination failed to commit lets go with the record.
+        changes.extend(
+            st.addresses
+                .values()
+                .filter(|a| {
+                    old.iter()
+                        .any(|id| super::addresses::associated_with(a, id))
+                })
+                .map(super::addresses::let_go),
+        );
         if self.commit(&changes).is_ok() {
+            super::apply(st, changes);
             for id in old {
-                st.hosts.remove(&id);
                 let _ = std::fs::remove_dir_all(self.instance_dir(&id));
             }
         }

@@ -16,27 +16,38 @@ use crate::ids;
 use crate::keys::{self, KeyFormat, KeyType};
 
 /// What CreateKeyPair returns: the record and, once, the private key.
-#[derive(Debug)]
 pub struct CreatedKeyPair {
     pub record: KeyPairRecord,
     /// The private key file in the asked format.
     pub key_material: String,
 }
 
-/// `InvalidParameterValue` unless `name` is 1–255 ASCII characters.
+impl std::fmt::Debug for CreatedKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the private key.
+        f.debug_struct("CreatedKeyPair")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `InvalidParameterValue` unless `name` is 1–255 printable ASCII characters.
 fn check_name(name: &str) -> Result<(), Ec2Error> {
     if name.is_empty() {
         return Err(Ec2Error::missing("KeyName"));
     }
-    if name.len() > 255 || !name.is_ascii() {
+    // Printable ASCII only: the name ends up in `authorized_keys` lines, PPK headers and the
+    // metadata service's listings, where a control character would split or forge a line.
+    if name.len() > 255 || !name.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         return Err(Ec2Error::invalid_value(format!(
-            "Value ({name}) for parameter keyName is invalid. Key names are 1 to 255 ASCII characters."
+            "Value ({}) for parameter keyName is invalid. Key names are 1 to 255 printable ASCII characters.",
+            name.escape_default()
         )));
     }
     Ok(())
 }
 
-fn not_found(what: &str) -> Ec2Error {
+pub(super) fn not_found(what: &str) -> Ec2Error {
     Ec2Error::new(
         ErrorCode::InvalidKeyPairNotFound,
         format!("The key pair '{what}' does not exist"),

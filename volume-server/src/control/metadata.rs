@@ -15,9 +15,15 @@ use crate::catalog::{HostRecord, MetadataOptions};
 /// Where the metadata service listens, as the control plane starts and stops instances (the
 /// HTTP server in `crate::api::imds` implements it).
 pub trait MetadataEndpoints: Send + Sync + std::fmt::Debug {
-    /// Serves the booted instances on `bridge`, VPC `vpc_id`, at 169.254.169.254 on the bridge.
-    /// Idempotent; a bridge made again is served again.
-    fn serve_vpc(&self, bridge: &str, vpc_id: &str) -> Result<(), String>;
+    /// Serves the booted instances on `bridge`, VPC `vpc_id`, at `router`:80 on the bridge
+    /// (their namespaces send 169.254.169.254:80 there). Idempotent; a bridge made again is
+    /// served again.
+    fn serve_vpc(
+        &self,
+        bridge: &str,
+        vpc_id: &str,
+        router: std::net::Ipv4Addr,
+    ) -> Result<(), String>;
     /// Serves the plain-process instance `instance_id` on an address of its own; returns the
     /// base URL for `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
     fn serve_instance(&self, instance_id: &str) -> Result<String, String>;
@@ -140,7 +146,8 @@ impl ControlPlane {
         Ok(options)
     }
 
-    /// The metadata of the running instance at `address` in `vpc_id`.
+    /// The metadata of the instance at `address` in `vpc_id` while it runs (or is starting:
+    /// its first boot reads the service before the instance is shown `running`).
     pub fn metadata_at(&self, vpc_id: &str, address: &str) -> Option<InstanceMetadata> {
         let st = self.lock();
         st.hosts
@@ -148,19 +155,18 @@ impl ControlPlane {
             .filter(|h| {
                 h.instance
                     .as_ref()
-                    .is_some_and(|i| i.state == InstanceState::Running)
+                    .is_some_and(|i| serves_metadata(i.state))
                     && h.private_ip.as_deref() == Some(address)
             })
             .map(|h| self.instance_metadata(&st, h))
             .find(|m| m.vpc_id == vpc_id)
     }
 
-    /// The metadata of `instance_id`, if it is a running instance.
+    /// The metadata of `instance_id` while it runs (or is starting).
     pub fn metadata_of(&self, instance_id: &str) -> Option<InstanceMetadata> {
         let st = self.lock();
         let h = st.hosts.get(instance_id)?;
-        (h.instance.as_ref()?.state == InstanceState::Running)
-            .then(|| self.instance_metadata(&st, h))
+        serves_metadata(h.instance.as_ref()?.state).then(|| self.instance_metadata(&st, h))
     }
 
     fn instance_metadata(&self, st: &State, h: &HostRecord) -> InstanceMetadata {
@@ -221,4 +227,9 @@ impl ControlPlane {
             options: r.metadata,
         }
     }
+}
+
+/// Whether an instance in `state` has a metadata service.
+fn serves_metadata(state: InstanceState) -> bool {
+    matches!(state, InstanceState::Pending | InstanceState::Running)
 }

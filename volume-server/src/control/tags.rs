@@ -132,12 +132,7 @@ impl ControlPlane {
                         .get(r.as_str())
                         .filter(|k| who.owns(&k.owner_id))
                         .cloned()
-                        .ok_or_else(|| {
-                            Ec2Error::new(
-                                ErrorCode::InvalidKeyPairNotFound,
-                                format!("The key pair '{r}' does not exist"),
-                            )
-                        })?;
+                        .ok_or_else(|| super::keypairs::not_found(r))?;
                     edit(r, &mut k.tags)?;
                     Change::PutKeyPair(k)
                 }
@@ -147,12 +142,7 @@ impl ControlPlane {
                         .get(r.as_str())
                         .filter(|a| who.owns(&a.owner_id))
                         .cloned()
-                        .ok_or_else(|| {
-                            Ec2Error::new(
-                                ErrorCode::InvalidAllocationIdNotFound,
-                                format!("The allocation ID '{r}' does not exist"),
-                            )
-                        })?;
+                        .ok_or_else(|| super::addresses::allocation_not_found(r))?;
                     edit(r, &mut a.tags)?;
                     Change::PutAddress(a)
                 }

@@ -184,6 +184,18 @@ a_ec2.create_tags(Resources=[ea["AllocationId"]], Tags=[{"Key": "role", "Value":
 front = a_ec2.describe_addresses(Filters=[{"Name": "tag:role", "Values": ["front"]}])["Addresses"]
 assert [a["AllocationId"] for a in front] == [ea["AllocationId"]], front
 b_ec2.release_address(AllocationId=eb["AllocationId"])
+# Outside the default VPC, an associated address must be disassociated before release.
+vpc = a_ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+subnet = a_ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+in_vpc = a_ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                             SubnetId=subnet)["Instances"][0]["InstanceId"]
+a_ec2.get_waiter("instance_running").wait(InstanceIds=[in_vpc], WaiterConfig=FAST)
+ev = a_ec2.allocate_address(Domain="vpc")["AllocationId"]
+a_ec2.associate_address(AllocationId=ev, InstanceId=in_vpc)
+fails("InvalidIPAddress.InUse", a_ec2.release_address, AllocationId=ev)
+a_ec2.terminate_instances(InstanceIds=[in_vpc])
+a_ec2.get_waiter("instance_terminated").wait(InstanceIds=[in_vpc], WaiterConfig=FAST)
+a_ec2.release_address(AllocationId=ev)
 
 a_ec2.terminate_instances(InstanceIds=[iid])
 a_ec2.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)

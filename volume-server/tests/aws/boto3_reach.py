@@ -152,6 +152,11 @@ fails("InvalidKey.Format", ec2.import_key_pair, KeyName="junk",
       PublicKeyMaterial=open(path("ecdsa.pub"), "rb").read())
 fails("InvalidParameterValue", ec2.create_key_pair, KeyName="x", KeyType="dsa")
 fails("InvalidParameterValue", ec2.create_key_pair, KeyName="x", KeyFormat="der")
+fails("InvalidParameterValue", ec2.create_key_pair, KeyName="two\nlines")
+# RSA keys of 1024 bits import (EC2 takes 1024, 2048 and 4096).
+run(["ssh-keygen", "-q", "-t", "rsa", "-b", "1024", "-N", "", "-f", path("rsa1024")])
+ec2.import_key_pair(KeyName="rsa1024", PublicKeyMaterial=open(path("rsa1024.pub"), "rb").read())
+ec2.delete_key_pair(KeyName="rsa1024")
 fails("InvalidKeyPair.NotFound", ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1,
       KeyName="nope")
 # Deleting by name is idempotent, as on EC2; by id it is not.
@@ -237,7 +242,14 @@ extra = [ec2.allocate_address(Domain="vpc")["AllocationId"] for _ in range(4)]
 fails("AddressLimitExceeded", ec2.allocate_address, Domain="vpc")
 for a in extra:
     ec2.release_address(AllocationId=a)
-fails("InvalidIPAddress.InUse", ec2.release_address, AllocationId=alloc)
+# In the default VPC, releasing an associated address lets it go first (EC2's rule; another
+# VPC's is InvalidIPAddress.InUse, accounts.py).
+spare = ec2.allocate_address(Domain="vpc")["AllocationId"]
+ec2.associate_address(AllocationId=spare, InstanceId=i1)
+assert instance(i1)["PublicIpAddress"] == ec2.describe_addresses(
+    AllocationIds=[spare])["Addresses"][0]["PublicIp"]
+ec2.release_address(AllocationId=spare)
+assert "PublicIpAddress" not in instance(i1), instance(i1)
 fails("InvalidAllocationID.NotFound", ec2.release_address, AllocationId="eipalloc-0123456789abcdef0")
 fails("InvalidAllocationID.NotFound", ec2.associate_address,
       AllocationId="eipalloc-0123456789abcdef0", InstanceId=i1)
