@@ -14,7 +14,9 @@
 //!   from the host only from inside (`ip netns exec`) and through Elastic IPs (whose packets
 //!   are routed by mark, see `elastic`), and a warning says so. The bridge still gets the
 //!   router address, without a route to the block.
-//! * Security group rules are not enforced.
+//! * Each instance's port on the bridge drops what does not carry its own MAC and private
+//!   address (IP and ARP), EC2's source/destination check: no instance can take a neighbour's
+//!   address. Security group rules are not enforced.
 //!
 //! The instance metadata service: inside each instance's namespace, 169.254.169.254:80 is
 //! DNATed to its subnet's router address, where the server listens bound to the bridge (so it
@@ -269,6 +271,7 @@ pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
         // Its bridge may have been made again since (a restart of the server).
         ip(&["link", "set", &veth, "master", bridge, "up"])?;
         metadata_route(&ns, nic.subnet.router())?;
+        guard(nic, &veth);
         return Ok(path);
     }
     if path.exists() {
@@ -296,7 +299,9 @@ pub fn ensure_instance(nic: &Interface) -> Result<PathBuf, NetError> {
         if nic.vpc != nic.subnet {
             n(&["route", "add", &nic.vpc.to_string(), "dev", "eth0"])?;
         }
-        metadata_route(&ns, nic.subnet.router())
+        metadata_route(&ns, nic.subnet.router())?;
+        guard(nic, &veth);
+        Ok(())
     })();
     if let Err(e) = made {
         let _ = ip(&["netns", "del", &ns]);
@@ -342,6 +347,42 @@ pub fn remove_instance(instance_id: &str) {
         && let Err(e) = ip(&["netns", "del", &netns_name(instance_id)])
     {
         tracing::warn!(instance_id, error = %e, "removing the instance's network namespace");
+    }
+    let table = guard_table(instance_id);
+    let _ = crate::elastic::run_with_input(
+        "nft",
+        &["-f", "-"],
+        &format!("table bridge {table} {{}}\ndelete table bridge {table}\n"),
+    );
+}
+
+/// The nftables table that keeps an instance to its own addresses.
+fn guard_table(instance_id: &str) -> String {
+    format!("ebsg_{}", short(instance_id))
+}
+
+/// EC2's source/destination check on the instance's port of the bridge: what enters from its
+/// veth must carry its MAC and its private address (IP and ARP), so an instance cannot take a
+/// neighbour's address (and with it, say, the neighbour's metadata). One bridge-family table per
+/// instance, made again whole each time. Without nftables the port is unguarded (logged).
+fn guard(nic: &Interface, veth: &str) {
+    let table = guard_table(&nic.instance_id);
+    let (mac, addr) = (&nic.mac, nic.address);
+    let script = format!(
+        "table bridge {table} {{}}\n\
+         delete table bridge {table}\n\
+         table bridge {table} {{\n\
+         \tchain prerouting {{\n\
+         \t\ttype filter hook prerouting priority -200; policy accept;\n\
+         \t\tiifname \"{veth}\" ether saddr != {mac} drop\n\
+         \t\tiifname \"{veth}\" ether type ip ip saddr != {addr} drop\n\
+         \t\tiifname \"{veth}\" ether type arp arp saddr ip != {{ {addr}, 0.0.0.0 }} drop\n\
+         \t\tiifname \"{veth}\" ether type arp arp saddr ether != {mac} drop\n\
+         \t}}\n\
+         }}\n"
+    );
+    if let Err(e) = crate::elastic::run_with_input("nft", &["-f", "-"], &script) {
+        tracing::warn!(instance_id = %nic.instance_id, error = %e, "the instance's port is not guarded against address spoofing (nft)");
     }
 }
 

@@ -86,7 +86,8 @@ fn remove_leftovers() {
     {
         run(Command::new("ip").args(["netns", "del", name]));
     }
-    // Elastic IP wiring of a server that was killed: its nftables table and routing rules.
+    // Elastic IP wiring of a server that was killed (its nftables table and routing rules) and
+    // its instances' port guards.
     if Command::new("nft").arg("--version").output().is_ok() {
         let tables = run(Command::new("nft").args(["list", "tables"]));
         for name in tables
@@ -95,6 +96,14 @@ fn remove_leftovers() {
             .filter(|w| w.starts_with("ebs_eip_"))
         {
             run(Command::new("nft").args(["delete", "table", "ip", name]));
+        }
+        // Instances' port guards (bridge family).
+        for name in tables
+            .stdout
+            .split_whitespace()
+            .filter(|w| w.starts_with("ebsg_"))
+        {
+            run(Command::new("nft").args(["delete", "table", "bridge", name]));
         }
     }
     let rules = run(Command::new("ip").args(["rule", "show"]));
@@ -122,6 +131,10 @@ fn remove_leftovers() {
 /// A booting test's setup: a clean host, a server with an NBD socket in a new temporary
 /// directory, and the Debian AMI registered.
 struct Setup {
+    /// Held for the whole test: the booting tests run one at a time. Their servers would
+    /// otherwise share the default VPC's block on one host, and only one bridge can hold its
+    /// route (the host could not reach the others' instances directly).
+    serial: std::sync::MutexGuard<'static, ()>,
     dir: tempfile::TempDir,
     data: std::path::PathBuf,
     server: Server,
@@ -136,8 +149,10 @@ impl Setup {
     /// A setup whose server hands out Elastic IPs from `pool` (the tests run at once, and two
     /// servers must not hand out one address).
     fn with_pool(pool: Option<&str>) -> Setup {
-        // Once per test process: the tests of this file run at the same time, and a second
-        // cleanup would tear down the first test's instances.
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        // Once per test process: a second cleanup would tear down what a test before left
+        // for its own checks.
         static CLEAN: std::sync::Once = std::sync::Once::new();
         CLEAN.call_once(remove_leftovers);
         let dir = tempfile::tempdir().unwrap();
@@ -148,6 +163,7 @@ impl Setup {
         let server = restart(dir.path(), &data);
         let ami = debian_ami(&server);
         Setup {
+            serial,
             dir,
             data,
             server,
@@ -183,6 +199,7 @@ fn the_debian_ami_boots_keeps_its_changes_and_images_them() {
         return;
     }
     let Setup {
+        serial: _serial,
         dir,
         data,
         server,
@@ -323,6 +340,7 @@ fn a_booted_instance_outlives_a_crash_of_the_server_as_a_stopped_instance() {
         return;
     }
     let Setup {
+        serial: _serial,
         dir,
         data,
         server,
@@ -433,6 +451,7 @@ fn key_pairs_the_metadata_service_and_elastic_ips_reach_booted_instances() {
         return;
     }
     let Setup {
+        serial: _serial,
         dir: _dir,
         data,
         server,
@@ -469,6 +488,7 @@ fn racing_calls_on_a_booted_instance_leave_it_consistent() {
         return;
     }
     let Setup {
+        serial: _serial,
         dir: _dir,
         data,
         server,

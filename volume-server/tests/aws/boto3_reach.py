@@ -17,7 +17,8 @@ Usage: boto3_reach.py ENDPOINT AMI_ID
 4. The metadata service from inside an instance's network namespace: v1 and v2 with curl,
    HttpTokens=required refuses v1, botocore's own IMDS fetcher reads the identity document,
    tags when InstanceMetadataTags is enabled, proxied token requests refused, HttpEndpoint
-   disabled answers 403, the hop limit's bounds.
+   disabled answers 403, the hop limit's bounds; an instance that takes its neighbour's address
+   gets nothing (the bridge drops it).
 """
 import base64
 import hashlib
@@ -316,6 +317,16 @@ assert curl(i2, "/latest/meta-data/tags/instance", auth2) == (200, "Name")
 assert curl(i2, "/latest/meta-data/tags/instance/Name", auth2) == (200, "second")
 # One instance's token is no token for another.
 assert curl(i2, "/latest/meta-data/instance-id", auth)[0] == 401
+# An instance cannot pass for its neighbour: what leaves its port with another address is
+# dropped at the bridge (EC2's source/destination check), so the neighbour's metadata stays its.
+neighbour = instance(i2)["PrivateIpAddress"]
+in_netns(i1, ["ip", "addr", "add", f"{neighbour}/32", "dev", "eth0"])
+spoofed = in_netns(i1, ["curl", "-s", "-m", "3", "--interface", neighbour, "-o", "/dev/null",
+                        "-w", "%{http_code}", "http://169.254.169.254/latest/meta-data/instance-id"],
+                   check=False)
+in_netns(i1, ["ip", "addr", "del", f"{neighbour}/32", "dev", "eth0"])
+assert spoofed.stdout == b"000", spoofed
+assert curl(i1, "/latest/meta-data/instance-id", auth) == (200, i1)
 # botocore's own fetcher (what every Python SDK credential and region lookup uses).
 doc = in_netns(i2, ["python3", "-c", """
 import json, botocore.utils as u
