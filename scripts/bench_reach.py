@@ -23,6 +23,7 @@ usage: bench_reach.py ENDPOINT AMI [--rounds N] [--bytes B]
 Run as root against a release server started with --nbd-socket.
 """
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -106,7 +107,7 @@ while True:
     c.close()
 """
 sink = subprocess.Popen(["ip", "netns", "exec", f"ebs-{i1}", "python3", "-c", SINK],
-                        stdout=subprocess.PIPE)
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 assert sink.stdout.readline().strip() == b"ready"
 
 
@@ -144,8 +145,15 @@ def connections(addr, count=1000):
     return count / t
 
 
+def route_dev(addr):
+    out = subprocess.run(["ip", "-j", "route", "get", addr], capture_output=True, text=True)
+    return json.loads(out.stdout or "[{}]")[0].get("dev")
+
+
+# Direct only when the host's route to the private address is the instance's own bridge (the
+# one its Elastic IP is routed into), not another VPC's with the same block.
 reach_private = subprocess.run(["ip", "route", "get", private], capture_output=True, text=True)
-direct = "ebsb" in reach_private.stdout
+direct = route_dev(private) == route_dev(eip)
 if direct:
     # Alternated, so both paths see the same machine: medians of five each.
     runs = {eip: [], private: []}

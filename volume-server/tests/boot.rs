@@ -464,7 +464,7 @@ fn key_pairs_the_metadata_service_and_elastic_ips_reach_booted_instances() {
         .arg(&ami));
     out.assert_success();
     server.stop();
-    // This server's table (the crash test's server may hold one of its own meanwhile).
+    // This server's table.
     let table = instance_manager::elastic::table_name(&data.display().to_string());
     let tables = run(Command::new("nft").args(["list", "tables"]));
     assert!(

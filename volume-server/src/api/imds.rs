@@ -197,8 +197,9 @@ impl MetadataService {
         }
     }
 
-    /// The answer to one request from instance `m` (`None`: no running instance there).
-    fn answer(
+    /// The answer to one request from instance `m` (`None`: no running instance there). Public
+    /// for the fuzz target: the method, path and headers are the instance's, untrusted.
+    pub fn answer(
         &self,
         m: Option<&InstanceMetadata>,
         method: &Method,
