@@ -256,7 +256,11 @@ impl Capture {
     }
 
     async fn save(&self, b: u64) -> Result<(), CaptureError> {
-        let data = self.read_volume(b).await?;
+        let mut data = self.read_volume(b).await?;
+        // The side file is on disk too: an encrypted volume's blocks go there as ciphertext.
+        if let Some(c) = self.volume.cipher() {
+            c.encrypt(b * BLOCK_SIZE, &mut data);
+        }
         self.side
             .write_all_at(&data, b * BLOCK_SIZE)
             .map_err(|source| CaptureError::Io { index: b, source })?;
@@ -293,6 +297,9 @@ impl Capture {
                     self.side
                         .read_exact_at(&mut buf, b * BLOCK_SIZE)
                         .map_err(|source| CaptureError::Io { index: b, source })?;
+                    if let Some(c) = self.volume.cipher() {
+                        c.decrypt(b * BLOCK_SIZE, &mut buf);
+                    }
                     slot.store(IDLE, Ordering::Release);
                     self.punch(b);
                     return Ok(buf);

@@ -10,6 +10,7 @@
 //!   allocation status, fail-stop after an I/O error.
 //! * [`cbt`]: changed-block tracking at 512 KiB granularity, persisted so that it never
 //!   under-reports after an unclean stop.
+//! * [`crypt`]: AES-256-XTS of each sector for encrypted volumes: only ciphertext reaches the file.
 //! * [`pagecache`]: large cached reads handed out as file ranges, sent to a socket from a mapping
 //!   of the file or with `sendfile`, without reading them into a buffer first.
 //! * [`gate`]: the fencing gate each attachment's I/O passes through; fencing waits for in-flight
@@ -20,6 +21,7 @@
 //! [`engine::Engine`] submission → io_uring (or a sync worker) → completion → caller.
 
 pub mod cbt;
+pub mod crypt;
 pub mod engine;
 pub mod gate;
 pub mod pagecache;
@@ -27,6 +29,7 @@ pub mod throttle;
 pub mod volume;
 
 pub use cbt::{CBT_BLOCK_SIZE, ChangedBlocks, ChangedSince};
+pub use crypt::SectorCipher;
 pub use engine::{Engine, EngineError, EngineKind};
 pub use gate::{Gate, GateGuard};
 pub use pagecache::{FileRange, ReadData, SendMode};

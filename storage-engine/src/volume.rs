@@ -11,6 +11,9 @@
 //!   volume's owner asked it to ([`Volume::set_auto_enable_io`], EC2's `autoEnableIO`): then
 //!   the failing request still gets its error, and later ones go on.
 //! * Unwritten and trimmed ranges read as zeroes; [`Volume::block_status`] reports them as holes.
+//! * An encrypted volume ([`Volume::open_encrypted`]) stores only ciphertext ([`crate::crypt`]):
+//!   writes are encrypted into a buffer of their own, reads decrypted after the kernel is done,
+//!   and cached ranges are never handed out as file ranges.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -22,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 
 use crate::cbt::ChangedBlocks;
+use crate::crypt::SectorCipher;
 use crate::engine::{Engine, OpKind};
 use crate::pagecache::{self, FileRange, Mapping, ReadData, SendMode};
 
@@ -189,6 +193,8 @@ pub struct Volume {
     /// The file mapped for [`SendMode::Copy`] ranges, made at the first one; remade larger when
     /// a range lies past it (after [`Volume::grow`]). `None` inside: not made yet.
     map: Mutex<Option<Arc<Mapping>>>,
+    /// The volume's key when it is encrypted at rest.
+    cipher: Option<SectorCipher>,
 }
 
 /// The changed-block sidecar of the volume file at `path`.
@@ -248,6 +254,18 @@ impl Volume {
         engine: Engine,
         inline: InlinePolicy,
     ) -> Result<Volume, VolumeError> {
+        Volume::open_encrypted(path, engine, inline, None)
+    }
+
+    /// Opens an existing volume file whose sectors are encrypted under `cipher` (or plain with
+    /// `None`). The key is not checked: a wrong key reads garbage, so the caller unwraps the
+    /// volume's own.
+    pub fn open_encrypted(
+        path: &Path,
+        engine: Engine,
+        inline: InlinePolicy,
+        cipher: Option<SectorCipher>,
+    ) -> Result<Volume, VolumeError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -266,6 +284,7 @@ impl Volume {
             cbt,
             inline,
             map: Mutex::new(None),
+            cipher,
         })
     }
 
@@ -310,6 +329,12 @@ impl Volume {
     /// The file backing this volume.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The volume's sector cipher, if it is encrypted at rest: for a caller that keeps copies of
+    /// its data on disk (a snapshot's side file), which must be ciphertext too.
+    pub fn cipher(&self) -> Option<&SectorCipher> {
+        self.cipher.as_ref()
     }
 
     /// Changed-block tracking of this volume.
@@ -410,18 +435,23 @@ impl Volume {
     async fn read_checked(&self, offset: u64, len: u64) -> Result<Vec<u8>, VolumeError> {
         // `len <= MAX_IO_BYTES` was checked, so it fits in usize.
         let mut buf = Vec::with_capacity(len as usize);
-        if self.inline.reads && self.read_cached(&mut buf, offset) {
-            return Ok(buf);
+        if !(self.inline.reads && self.read_cached(&mut buf, offset)) {
+            let c = self
+                .engine
+                .run(&self.file, OpKind::Read { offset, buf })
+                .await;
+            buf = match c.result {
+                Ok(()) => c.buf.unwrap_or_default(),
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    return Err(VolumeError::EngineStopped);
+                }
+                Err(e) => return Err(VolumeError::Io(e)),
+            };
         }
-        let c = self
-            .engine
-            .run(&self.file, OpKind::Read { offset, buf })
-            .await;
-        match c.result {
-            Ok(()) => Ok(c.buf.unwrap_or_default()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(VolumeError::EngineStopped),
-            Err(e) => Err(VolumeError::Io(e)),
+        if let Some(c) = &self.cipher {
+            c.decrypt(offset, &mut buf);
         }
+        Ok(buf)
     }
 
     /// Reads `len` bytes at `offset` for a caller that can send a file range to a socket as
@@ -435,7 +465,11 @@ impl Volume {
         mode: SendMode,
     ) -> Result<ReadData, VolumeError> {
         self.check(offset, len, Some(MAX_IO_BYTES))?;
-        if self.inline.reads && pagecache::fully_cached(&self.file, offset, len) {
+        // The file holds ciphertext for an encrypted volume: its ranges are never sent as they are.
+        if self.cipher.is_none()
+            && self.inline.reads
+            && pagecache::fully_cached(&self.file, offset, len)
+        {
             let file = Arc::clone(&self.file);
             match mode {
                 SendMode::PageRefs => {
@@ -488,6 +522,14 @@ impl Volume {
 
     async fn write_checked(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), VolumeError> {
         let len = data.len() as u64;
+        let data = match &self.cipher {
+            Some(c) => {
+                let mut sealed = data.to_vec();
+                c.encrypt(offset, &mut sealed);
+                Bytes::from(sealed)
+            }
+            None => data,
+        };
         if !fua && len <= self.inline.write_max {
             return self.write_inline(&data, offset).map_err(|e| self.fail(e));
         }
@@ -531,8 +573,12 @@ impl Volume {
         if !self.pread_nowait(&mut out.spare_capacity_mut()[..len], offset) {
             return false;
         }
+        let start = out.len();
         // SAFETY: `pread_nowait` initialised the `len` bytes after `out`'s end.
-        unsafe { out.set_len(out.len() + len) };
+        unsafe { out.set_len(start + len) };
+        if let Some(c) = &self.cipher {
+            c.decrypt(offset, &mut out[start..]);
+        }
         true
     }
 
