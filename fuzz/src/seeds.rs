@@ -227,6 +227,7 @@ fn sample_manifest() -> Manifest {
         volume_id: "vol-0123456789abcdef0".into(),
         parent_id: Some("snap-00000000000000001".into()),
         owner_id: "111122223333".into(),
+        kms_key_id: None,
         volume_size: 8 << 30,
         start_ms: 1_700_000_000_000,
         complete_ms: 1_700_000_000_500,
@@ -266,6 +267,7 @@ pub fn manifests() -> Vec<Seed> {
     let version_1 = {
         let ownerless = Manifest {
             owner_id: String::new(),
+            kms_key_id: None,
             ..root.clone()
         };
         let mut b = body(&ownerless);

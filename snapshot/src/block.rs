@@ -8,7 +8,7 @@
 //! offset size field
 //!      0    8 magic "EBSBLK\0\x01"
 //!      8    2 version (1)
-//!     10    2 codec: 0 raw, 1 zstd frame
+//!     10    2 codec: 0 raw, 1 zstd frame; + 16 when sealed (encrypted snapshots)
 //!     12    4 plaintext length (524288)
 //!     16    4 payload length
 //!     20    4 CRC-32 (IEEE) of the payload
@@ -18,6 +18,14 @@
 //! The payload is raw when zstd would not make it smaller (random data). Reading checks both
 //! CRCs, decompresses, and checks the plaintext's SHA-256 against the key it was fetched by:
 //! corruption anywhere is an error, never wrong data.
+//!
+//! # Encrypted snapshots
+//! A snapshot of an encrypted volume stores its blocks under a [`BlockSeal`] derived from its
+//! KMS key. The block's key is then an HMAC-SHA256 of the plaintext under the seal's address
+//! key, so deduplication works within one KMS key and equal plaintext under two keys has two
+//! unrelated addresses. The payload (compressed first: ciphertext does not compress) is sealed
+//! with AES-256-GCM: a random 12-byte nonce, the ciphertext, the 16-byte tag, with the block's
+//! key as associated data, so a store cannot answer one address with another block.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -31,6 +39,10 @@ const MAGIC: [u8; 8] = *b"EBSBLK\0\x01";
 const VERSION: u16 = 1;
 const CODEC_RAW: u16 = 0;
 const CODEC_ZSTD: u16 = 1;
+/// Added to the codec of a sealed payload.
+const CODEC_SEALED: u16 = 16;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 28;
 /// zstd level: the same as `zstd -3`, the command-line default.
 pub const ZSTD_LEVEL: i32 = 3;
@@ -120,6 +132,70 @@ pub enum BlockError {
     /// The plaintext's SHA-256 is not the key it was stored under.
     #[error("block content does not match its SHA-256 key")]
     KeyMismatch,
+    /// The block is encrypted and was read without its snapshot's key.
+    #[error("block is encrypted and no key was given to read it")]
+    Sealed,
+    /// The block is plain where an encrypted snapshot's block was expected.
+    #[error("block is not encrypted, but its snapshot is")]
+    NotSealed,
+    /// The sealed payload does not authenticate under the key it was read with.
+    #[error("block does not decrypt under its snapshot's key")]
+    Unseal,
+}
+
+/// The keys an encrypted snapshot's blocks are addressed and sealed with, derived from one
+/// secret of its KMS key: every snapshot under that KMS key shares them (and deduplicates).
+pub struct BlockSeal {
+    key_id: String,
+    address: ring::hmac::Key,
+    seal: ring::aead::LessSafeKey,
+}
+
+impl fmt::Debug for BlockSeal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockSeal")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockSeal {
+    /// The seal of KMS key `key_id`, from its 32-byte `secret` (HKDF-SHA256 expands it into an
+    /// address key and a sealing key).
+    pub fn new(key_id: &str, secret: &[u8; 32]) -> BlockSeal {
+        use ring::{aead, hkdf, hmac};
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"ebs snapshot blocks v1").extract(secret);
+        let address = prk
+            .expand(&[b"address"], hmac::HMAC_SHA256)
+            .map(hmac::Key::from)
+            .expect("HKDF-SHA256 yields 32 bytes");
+        let seal = prk
+            .expand(&[b"seal"], &aead::AES_256_GCM)
+            .map(aead::UnboundKey::from)
+            .map(aead::LessSafeKey::new)
+            .expect("HKDF-SHA256 yields 32 bytes");
+        BlockSeal {
+            key_id: key_id.to_string(),
+            address,
+            seal,
+        }
+    }
+
+    /// The KMS key this seal belongs to.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+}
+
+/// The key of `plaintext`: its SHA-256, or its HMAC under `seal` for an encrypted snapshot.
+pub fn key_of(seal: Option<&BlockSeal>, plaintext: &[u8]) -> BlockKey {
+    match seal {
+        None => BlockKey::of(plaintext),
+        Some(s) => {
+            let tag = ring::hmac::sign(&s.address, plaintext);
+            BlockKey(tag.as_ref().try_into().expect("HMAC-SHA256 is 32 bytes"))
+        }
+    }
 }
 
 /// Whether every byte of `buf` is zero.
@@ -149,10 +225,32 @@ fn compress(plaintext: &[u8]) -> Option<Vec<u8>> {
 
 /// Encodes `plaintext` into its stored form (zstd unless that does not pay).
 pub fn encode(plaintext: &[u8]) -> Vec<u8> {
-    let (codec, payload) = match compress(plaintext) {
+    encode_with(None, &BlockKey([0; 32]), plaintext)
+}
+
+/// Encodes `plaintext`, whose key is `key` ([`key_of`]), sealed under `seal` if given.
+pub fn encode_with(seal: Option<&BlockSeal>, key: &BlockKey, plaintext: &[u8]) -> Vec<u8> {
+    let (mut codec, mut payload) = match compress(plaintext) {
         Some(z) if z.len() < plaintext.len() => (CODEC_ZSTD, z),
         _ => (CODEC_RAW, plaintext.to_vec()),
     };
+    if let Some(s) = seal {
+        use ring::aead::{Aad, Nonce};
+        use ring::rand::SecureRandom as _;
+        let mut nonce = [0u8; NONCE_LEN];
+        ring::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .expect("the system's random source works");
+        s.seal
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(key.0),
+                &mut payload,
+            )
+            .expect("a 512 KiB payload is within AES-GCM's limit");
+        payload.splice(0..0, nonce);
+        codec += CODEC_SEALED;
+    }
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -176,6 +274,16 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 /// Decodes a stored block fetched under `key`, checking every checksum and the key.
 pub fn decode(key: &BlockKey, stored: &[u8]) -> Result<Vec<u8>, BlockError> {
+    decode_with(None, key, stored)
+}
+
+/// Decodes a block of a snapshot sealed under `seal` (`None`: a plain snapshot), checking every
+/// checksum, the seal's tag and the key.
+pub fn decode_with(
+    seal: Option<&BlockSeal>,
+    key: &BlockKey,
+    stored: &[u8],
+) -> Result<Vec<u8>, BlockError> {
     if stored.len() < HEADER_LEN {
         return Err(BlockError::Truncated(stored.len()));
     }
@@ -210,6 +318,31 @@ pub fn decode(key: &BlockKey, stored: &[u8]) -> Result<Vec<u8>, BlockError> {
             actual,
         });
     }
+    let mut opened;
+    let (codec, payload) = match (codec >= CODEC_SEALED, seal) {
+        (false, None) => (codec, payload),
+        (false, Some(_)) => return Err(BlockError::NotSealed),
+        (true, None) => return Err(BlockError::Sealed),
+        (true, Some(s)) => {
+            use ring::aead::{Aad, Nonce};
+            if payload.len() < NONCE_LEN + TAG_LEN {
+                return Err(BlockError::Unseal);
+            }
+            let nonce: [u8; NONCE_LEN] = payload[..NONCE_LEN].try_into().expect("nonce length");
+            opened = payload[NONCE_LEN..].to_vec();
+            let n = s
+                .seal
+                .open_in_place(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(key.0),
+                    &mut opened,
+                )
+                .map_err(|_| BlockError::Unseal)?
+                .len();
+            opened.truncate(n);
+            (codec - CODEC_SEALED, &opened[..])
+        }
+    };
     let plain = match codec {
         CODEC_RAW => payload.to_vec(),
         CODEC_ZSTD => zstd::bulk::decompress(payload, plain_len)
@@ -222,7 +355,7 @@ pub fn decode(key: &BlockKey, stored: &[u8]) -> Result<Vec<u8>, BlockError> {
             actual: plain.len(),
         });
     }
-    if BlockKey::of(&plain) != *key {
+    if key_of(seal, &plain) != *key {
         return Err(BlockError::KeyMismatch);
     }
     Ok(plain)
@@ -274,6 +407,46 @@ mod tests {
         );
         let other = BlockKey::of(b"something else");
         assert_eq!(decode(&other, &stored), Err(BlockError::KeyMismatch));
+    }
+
+    #[test]
+    fn sealed_blocks_round_trip_only_under_their_key() {
+        let a = BlockSeal::new("key-a", &[1; 32]);
+        let b = BlockSeal::new("key-b", &[2; 32]);
+        let text: Vec<u8> = (0..BLOCK_SIZE).map(|i| (i % 251) as u8).collect();
+        for plain in [text, random_block()] {
+            let key = key_of(Some(&a), &plain);
+            // Addresses depend on the KMS key: equal plaintext under two keys is unrelated.
+            assert_ne!(key, BlockKey::of(&plain));
+            assert_ne!(key, key_of(Some(&b), &plain));
+            let stored = encode_with(Some(&a), &key, &plain);
+            assert_eq!(
+                decode_with(Some(&a), &key, &stored).as_deref(),
+                Ok(&plain[..])
+            );
+            // No 16-byte run of the plaintext is stored.
+            for run in plain.chunks(16).step_by(997) {
+                assert!(!stored.windows(16).any(|w| w == run));
+            }
+            assert_eq!(
+                decode_with(Some(&b), &key, &stored),
+                Err(BlockError::Unseal)
+            );
+            assert_eq!(decode(&key, &stored), Err(BlockError::Sealed));
+            // Fetched under another address (the tag binds it), or tampered with.
+            let other = key_of(Some(&a), b"other");
+            assert_eq!(
+                decode_with(Some(&a), &other, &stored),
+                Err(BlockError::Unseal)
+            );
+        }
+        let plain = vec![3u8; BLOCK_SIZE as usize];
+        let stored = encode(&plain);
+        assert_eq!(
+            decode_with(Some(&a), &BlockKey::of(&plain), &stored),
+            Err(BlockError::NotSealed)
+        );
+        assert!(!format!("{a:?}").contains("seal:"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 
-use crate::block::{self, BlockKey};
+use crate::block::{self, BlockKey, BlockSeal};
 use crate::capture::{Capture, CaptureError};
 use crate::manifest::Manifest;
 use crate::store::{Store, StoreError};
@@ -58,16 +58,18 @@ async fn blocking<T: Send + 'static>(
 /// Reads one captured block and stores it if new: `(index, key or None for zeros, stored bytes)`.
 async fn one_block(
     store: &Store,
+    seal: Option<&Arc<BlockSeal>>,
     capture: &Capture,
     index: u64,
     seen: &Mutex<HashSet<BlockKey>>,
 ) -> Result<(u64, Option<BlockKey>, Option<u64>), CreateError> {
     let data = capture.read_block(index).await?;
+    let hash_seal = seal.cloned();
     let (data, key) = blocking(move || {
         if block::is_zero(&data) {
             (data, None)
         } else {
-            let k = BlockKey::of(&data);
+            let k = block::key_of(hash_seal.as_deref(), &data);
             (data, Some(k))
         }
     })
@@ -80,7 +82,8 @@ async fn one_block(
     if !first || store.has_block(&key).await? {
         return Ok((index, Some(key), None));
     }
-    let stored = blocking(move || block::encode(&data)).await?;
+    let seal = seal.cloned();
+    let stored = blocking(move || block::encode_with(seal.as_deref(), &key, &data)).await?;
     let n = stored.len() as u64;
     store.put_block(&key, stored).await?;
     Ok((index, Some(key), Some(n)))
@@ -89,10 +92,12 @@ async fn one_block(
 /// The blocks a snapshot read: index → key, or `None` where the block is now all zeros.
 pub type Delta = BTreeMap<u64, Option<BlockKey>>;
 
-/// Reads every block `capture` wants and stores the new ones. `done` counts blocks read, for
-/// progress. Compose the manifest with [`compose`] once the parent's manifest is known.
+/// Reads every block `capture` wants and stores the new ones, sealed under `seal` for an
+/// encrypted volume (the parent, if any, must be sealed under the same). `done` counts blocks
+/// read, for progress. Compose the manifest with [`compose`] once the parent's manifest is known.
 pub async fn take(
     store: &Store,
+    seal: Option<Arc<BlockSeal>>,
     capture: Arc<Capture>,
     done: &AtomicU64,
 ) -> Result<(Delta, CreateStats), CreateError> {
@@ -104,7 +109,8 @@ pub async fn take(
     let mut results = futures::stream::iter(wanted)
         .map(|b| {
             let capture = capture.clone();
-            async move { one_block(store, &capture, b, seen).await }
+            let seal = seal.as_ref();
+            async move { one_block(store, seal, &capture, b, seen).await }
         })
         .buffer_unordered(PARALLEL_BLOCKS);
     while let Some(r) = results.next().await {

@@ -38,7 +38,7 @@ use futures::StreamExt as _;
 use storage_engine::Volume;
 use tokio::sync::Notify;
 
-use crate::block::BLOCK_SIZE;
+use crate::block::{BLOCK_SIZE, BlockSeal};
 use crate::manifest::Manifest;
 use crate::store::{Store, StoreError};
 
@@ -118,6 +118,8 @@ pub enum HydrateError {
 #[derive(Debug)]
 pub struct Hydration {
     store: Store,
+    /// The snapshot's seal when it is encrypted.
+    seal: Option<Arc<BlockSeal>>,
     manifest: Arc<Manifest>,
     volume: Arc<Volume>,
     state: Vec<AtomicU8>,
@@ -161,11 +163,13 @@ impl Hydration {
         f.sync_all()
     }
 
-    /// Opens the state of a volume restoring from `manifest`. Blocks the manifest lacks (zero,
-    /// or past the snapshot's size) are local from the start.
+    /// Opens the state of a volume restoring from `manifest`, whose blocks are sealed under
+    /// `seal` if it is encrypted. Blocks the manifest lacks (zero, or past the snapshot's size)
+    /// are local from the start.
     pub fn open(
         path: &Path,
         store: Store,
+        seal: Option<Arc<BlockSeal>>,
         manifest: Arc<Manifest>,
         volume: Arc<Volume>,
     ) -> Result<Hydration, HydrateError> {
@@ -213,6 +217,7 @@ impl Hydration {
             .collect();
         Ok(Hydration {
             store,
+            seal,
             manifest,
             volume,
             state,
@@ -351,7 +356,7 @@ impl Hydration {
         };
         let data = self
             .store
-            .get_block(key)
+            .get_block_sealed(self.seal.clone(), key)
             .await
             .map_err(|source| HydrateError::Fetch {
                 snapshot_id: self.manifest.snapshot_id.clone(),
@@ -511,6 +516,7 @@ mod tests {
             volume_id: "vol-00000000000000001".into(),
             parent_id: None,
             owner_id: String::new(),
+            kms_key_id: None,
             volume_size: 4 * BLOCK_SIZE,
             start_ms: 1,
             complete_ms: 2,
@@ -535,7 +541,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let h = Hydration::open(&side, store.clone(), m.clone(), vol.clone()).unwrap();
+        let h = Hydration::open(&side, store.clone(), None, m.clone(), vol.clone()).unwrap();
         assert_eq!(h.progress(), (5, 8));
         h.ensure(BLOCK_SIZE + 4096, 4096).await.unwrap();
         assert!(h.is_local(1) && !h.is_local(0));
@@ -563,7 +569,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let again = Hydration::open(&side, store, m, vol).unwrap();
+        let again = Hydration::open(&side, store, None, m, vol).unwrap();
         assert!(again.is_complete());
     }
 
@@ -578,7 +584,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let h = Hydration::open(&side, store.clone(), m.clone(), vol.clone()).unwrap();
+        let h = Hydration::open(&side, store.clone(), None, m.clone(), vol.clone()).unwrap();
         h.ensure(0, 512).await.unwrap(); // a read: cached, not durable
         h.ensure_durable(BLOCK_SIZE, 512).await.unwrap(); // a write: durable
         assert!(h.is_local(0) && h.is_local(1) && !h.is_complete());
@@ -587,7 +593,7 @@ mod tests {
             .await
             .unwrap();
         drop(h);
-        let again = Hydration::open(&side, store, m, vol.clone()).unwrap();
+        let again = Hydration::open(&side, store, None, m, vol.clone()).unwrap();
         assert!(
             !again.is_local(0),
             "a block only a read fetched is fetched again"
@@ -617,7 +623,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let h = Hydration::open(&side, store, m, vol).unwrap();
+        let h = Hydration::open(&side, store, None, m, vol).unwrap();
         let err = h.ensure(3 * BLOCK_SIZE, 512).await.unwrap_err().to_string();
         assert!(
             err.contains("snap-00000000000000001") && err.contains("block 3"),

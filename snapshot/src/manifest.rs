@@ -6,15 +6,16 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "EBSSNAP\x01"
-//!      8    2 version (2; 1 has no owner string)
+//!      8    2 version (3; 2 has no KMS key string, 1 no owner string either)
 //!     10    2 reserved (0)
 //!     12    4 block size (524288)
 //!     16    8 volume size in bytes
 //!     24    8 start time, ms since the Unix epoch (the point in time)
 //!     32    8 completion time, ms since the Unix epoch
 //!     40    8 number of entries N
-//!     48    … four strings, each a u8 length then UTF-8: snapshot id, volume id, parent
-//!             snapshot id (length 0: none), owner account id (length 0: unrecorded)
+//!     48    … five strings, each a u8 length then UTF-8: snapshot id, volume id, parent
+//!             snapshot id (length 0: none), owner account id (length 0: unrecorded), the KMS
+//!             key ARN its blocks are sealed under (length 0: not encrypted)
 //!      …  40N entries in ascending block index: u64 block index, 32-byte SHA-256 key
 //!      …    4 CRC-32 (IEEE) of every byte before it
 //! ```
@@ -24,7 +25,9 @@ use std::collections::BTreeMap;
 use crate::block::{BLOCK_SIZE, BlockKey};
 
 const MAGIC: [u8; 8] = *b"EBSSNAP\x01";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
+/// Manifests written before encryption: four strings.
+const VERSION_2: u16 = 2;
 /// Manifests written before owners were recorded: three strings.
 const VERSION_1: u16 = 1;
 const FIXED_LEN: usize = 48;
@@ -43,6 +46,9 @@ pub struct Manifest {
     /// without accounts, whose snapshots all belonged to account `000000000000`). A region
     /// copying from another's store checks it, not having that region's catalog.
     pub owner_id: String,
+    /// The KMS key (ARN) whose [`crate::block::BlockSeal`] its blocks are stored under; `None`
+    /// for a snapshot that is not encrypted.
+    pub kms_key_id: Option<String>,
     /// Volume size in bytes.
     pub volume_size: u64,
     /// The point in time, ms since the epoch.
@@ -89,6 +95,7 @@ impl Manifest {
             self.volume_id.as_str(),
             self.parent_id.as_deref().unwrap_or(""),
             self.owner_id.as_str(),
+            self.kms_key_id.as_deref().unwrap_or(""),
         ];
         let mut out = Vec::with_capacity(
             FIXED_LEN
@@ -134,7 +141,7 @@ impl Manifest {
         }
         let mut r = Reader { b: body, at: 8 };
         let version = r.u16()?;
-        if version != VERSION && version != VERSION_1 {
+        if version != VERSION && version != VERSION_2 && version != VERSION_1 {
             return Err(ManifestError::UnsupportedVersion(version));
         }
         r.u16()?;
@@ -153,6 +160,11 @@ impl Manifest {
             String::new()
         } else {
             r.string()?
+        };
+        let kms_key = if version == VERSION {
+            r.string()?
+        } else {
+            String::new()
         };
         let entries = usize::try_from(n).map_err(|_| ManifestError::Truncated)?;
         if r.b.len() - r.at
@@ -188,6 +200,7 @@ impl Manifest {
             volume_id,
             parent_id: (!parent.is_empty()).then_some(parent),
             owner_id,
+            kms_key_id: (!kms_key.is_empty()).then_some(kms_key),
             volume_size,
             start_ms,
             complete_ms,
@@ -245,6 +258,7 @@ mod tests {
             volume_id: "vol-0123456789abcdef0".into(),
             parent_id: Some("snap-00000000000000001".into()),
             owner_id: "111122223333".into(),
+            kms_key_id: None,
             volume_size: 1 << 30,
             start_ms: 1_700_000_000_000,
             complete_ms: 1_700_000_000_500,
@@ -270,21 +284,41 @@ mod tests {
         assert_eq!(Manifest::decode(&root.encode()), Ok(root));
     }
 
+    /// An older manifest: today's encoding of `m` (no KMS key, so its last string is empty)
+    /// with its last `strings_dropped` (empty) strings removed, as `version`.
+    fn older(m: &Manifest, version: u16, strings_dropped: usize) -> Vec<u8> {
+        let v3 = m.encode();
+        let mut old = v3[..v3.len() - 4].to_vec();
+        old[8..10].copy_from_slice(&version.to_le_bytes());
+        let last_string = old.len() - ENTRY_LEN * m.blocks.len() - 1;
+        for i in 0..strings_dropped {
+            assert_eq!(old.remove(last_string - i), 0, "an empty string");
+        }
+        let crc = crc32fast::hash(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        old
+    }
+
     #[test]
-    fn version_1_manifests_decode_without_an_owner() {
-        // Version 1: the version-2 layout without the fourth string.
+    fn version_1_and_2_manifests_decode() {
+        // Version 1: no owner, no KMS key; version 2: no KMS key.
         let m = Manifest {
             owner_id: String::new(),
+            kms_key_id: None,
             ..sample()
         };
-        let v2 = m.encode();
-        let mut v1 = v2[..v2.len() - 4].to_vec();
-        v1[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
-        let owner_at = v1.len() - ENTRY_LEN * m.blocks.len() - 1;
-        assert_eq!(v1.remove(owner_at), 0, "the empty owner string");
-        let crc = crc32fast::hash(&v1);
-        v1.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(Manifest::decode(&v1), Ok(m));
+        assert_eq!(Manifest::decode(&older(&m, VERSION_1, 2)), Ok(m.clone()));
+        assert_eq!(Manifest::decode(&older(&m, VERSION_2, 1)), Ok(m));
+        let owned = Manifest {
+            kms_key_id: None,
+            ..sample()
+        };
+        assert_eq!(Manifest::decode(&older(&owned, VERSION_2, 1)), Ok(owned));
+        let sealed = Manifest {
+            kms_key_id: Some("arn:aws:kms:us-east-1:111122223333:key/k".into()),
+            ..sample()
+        };
+        assert_eq!(Manifest::decode(&sealed.encode()), Ok(sealed));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use object_store::{
     ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 
-use crate::block::{self, BlockError, BlockKey};
+use crate::block::{self, BlockError, BlockKey, BlockSeal};
 use crate::manifest::{Manifest, ManifestError};
 
 /// Why a store operation failed.
@@ -379,9 +379,19 @@ impl Store {
 
     /// The plaintext of block `key`, with every checksum and the key verified.
     pub async fn get_block(&self, key: &BlockKey) -> Result<Vec<u8>, StoreError> {
+        self.get_block_sealed(None, key).await
+    }
+
+    /// The plaintext of block `key` of a snapshot sealed under `seal` (`None`: not encrypted),
+    /// with every checksum, the seal and the key verified.
+    pub async fn get_block_sealed(
+        &self,
+        seal: Option<Arc<BlockSeal>>,
+        key: &BlockKey,
+    ) -> Result<Vec<u8>, StoreError> {
         let raw = self.get_block_raw(key).await?;
         let key = *key;
-        tokio::task::spawn_blocking(move || block::decode(&key, &raw))
+        tokio::task::spawn_blocking(move || block::decode_with(seal.as_deref(), &key, &raw))
             .await
             .map_err(|e| StoreError::Io {
                 store: self.url.to_string(),

@@ -35,6 +35,7 @@ fn header(id: &str, parent: Option<&str>) -> Manifest {
         volume_id: "vol-00000000000000001".into(),
         parent_id: parent.map(str::to_string),
         owner_id: "000000000000".into(),
+        kms_key_id: None,
         volume_size: BLOCKS * BLOCK_SIZE,
         start_ms: 1,
         complete_ms: 2,
@@ -61,7 +62,7 @@ async fn snap(
         )
         .unwrap(),
     );
-    let (delta, stats) = create::take(store, cap.clone(), &AtomicU64::new(0))
+    let (delta, stats) = create::take(store, None, cap.clone(), &AtomicU64::new(0))
         .await
         .unwrap();
     cap.finish();
@@ -190,7 +191,7 @@ async fn writes_after_the_point_in_time_never_reach_the_snapshot(
             })
         })
         .collect();
-    let (delta, _) = create::take(&store, cap.clone(), &AtomicU64::new(0))
+    let (delta, _) = create::take(&store, None, cap.clone(), &AtomicU64::new(0))
         .await
         .unwrap();
     let m = create::compose(
@@ -249,6 +250,7 @@ async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference(
         &east,
         &west,
         &m1,
+        &copy::CopySeals::default(),
         "snap-0000000000000000a",
         "111122223333",
         5,
@@ -263,6 +265,7 @@ async fn copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference(
         &east,
         &west,
         &m2,
+        &copy::CopySeals::default(),
         "snap-0000000000000000b",
         "111122223333",
         6,
@@ -343,6 +346,170 @@ async fn a_corrupt_or_missing_block_is_an_error_not_zeros(_dir: &Path, mk: &dyn 
     assert!(err.contains("missing"), "{err}");
 }
 
+/// Whether any 16-byte run of `plain` (sampled) occurs in `haystack`.
+fn leaks(plain: &[u8], haystack: &[u8]) -> bool {
+    plain
+        .chunks(16)
+        .step_by(plain.len() / 16 / 24)
+        .any(|run| haystack.windows(16).any(|w| w == run))
+}
+
+/// An encrypted volume's snapshot: its side file and its stored blocks hold no plaintext, it
+/// restores into a volume under another data key, and copies either keep its blocks (same KMS
+/// key) or store every block again under new addresses and seal (another KMS key).
+async fn an_encrypted_snapshot_stores_no_plaintext_and_restores_and_rekeys(
+    dir: &Path,
+    mk: &dyn Fn(&str) -> Store,
+) {
+    use crate::block::BlockSeal;
+    use crate::hydrate::Hydration;
+    use storage_engine::{InlinePolicy, SectorCipher};
+    let store = mk("store");
+    let k1 = Arc::new(BlockSeal::new("arn:k1", &[1; 32]));
+    let k2 = Arc::new(BlockSeal::new("arn:k2", &[2; 32]));
+    let open = |path: &Path, key: u8| {
+        Arc::new(
+            Volume::open_encrypted(
+                path,
+                engine(),
+                InlinePolicy::DEFAULT,
+                Some(SectorCipher::new(&[key; 64])),
+            )
+            .unwrap(),
+        )
+    };
+    let path = dir.join("enc.img");
+    Volume::create(&path, BLOCKS * BLOCK_SIZE).unwrap();
+    let vol = open(&path, 0x11);
+    let mut model = random(4 * BLOCK_SIZE as usize);
+    model.extend(vec![0x5a; 2 * BLOCK_SIZE as usize]);
+    model.resize((BLOCKS * BLOCK_SIZE) as usize, 0);
+    vol.write(
+        0,
+        Bytes::from(model[..6 * BLOCK_SIZE as usize].to_vec()),
+        false,
+    )
+    .await
+    .unwrap();
+    let id = "snap-0000000000000000e";
+    let side = dir.join("enc.side");
+    let cap = Arc::new(Capture::new(id, vol.clone(), None, (0..6).collect(), &side).unwrap());
+    // A write after the point in time saves block 1 to the side file first: as ciphertext.
+    cap.before_write(BLOCK_SIZE, 4096).await;
+    vol.write(BLOCK_SIZE, Bytes::from(vec![0xee; 4096]), false)
+        .await
+        .unwrap();
+    let side_bytes = std::fs::read(&side).unwrap();
+    assert!(!leaks(
+        &model[BLOCK_SIZE as usize..2 * BLOCK_SIZE as usize],
+        &side_bytes
+    ));
+    let (delta, stats) = create::take(&store, Some(k1.clone()), cap.clone(), &AtomicU64::new(0))
+        .await
+        .unwrap();
+    cap.finish();
+    assert_eq!(
+        stats.blocks_stored, 5,
+        "equal blocks still deduplicate under one key"
+    );
+    let mut header = header(id, None);
+    header.kms_key_id = Some("arn:k1".into());
+    let m = create::compose(&BTreeMap::new(), &delta, header);
+    store.put_manifest(&m).await.unwrap();
+    assert_eq!(
+        store
+            .get_manifest(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .kms_key_id
+            .as_deref(),
+        Some("arn:k1")
+    );
+    for b in store.list_blocks().await.unwrap() {
+        let raw = store.get_block_raw(&b.key).await.unwrap();
+        for i in 0..6 {
+            let at = i * BLOCK_SIZE as usize;
+            assert!(
+                !leaks(&model[at..at + BLOCK_SIZE as usize], &raw),
+                "block {i} leaked"
+            );
+        }
+        assert!(
+            store.get_block(&b.key).await.is_err(),
+            "read without its key"
+        );
+    }
+    // Restore under another data key.
+    let rpath = dir.join("restored.img");
+    Volume::create(&rpath, BLOCKS * BLOCK_SIZE).unwrap();
+    let hpath = dir.join("restored.hydrate");
+    Hydration::create(&hpath, BLOCKS * BLOCK_SIZE).unwrap();
+    let restored = open(&rpath, 0x22);
+    let h = Hydration::open(
+        &hpath,
+        store.clone(),
+        Some(k1.clone()),
+        Arc::new(m.clone()),
+        restored.clone(),
+    )
+    .unwrap();
+    h.ensure(0, BLOCKS * BLOCK_SIZE).await.unwrap();
+    assert_eq!(restored.read(0, BLOCKS * BLOCK_SIZE).await.unwrap(), model);
+    restored.flush().await.unwrap();
+    assert!(!leaks(
+        &model[..BLOCK_SIZE as usize],
+        &std::fs::read(&rpath).unwrap()
+    ));
+    // Copies: the same key keeps the blocks; another key re-seals every one.
+    let other = mk("other");
+    let same = copy::CopySeals {
+        src: Some(k1.clone()),
+        dst: Some(k1.clone()),
+    };
+    let (c1, _) = copy::copy(
+        &store,
+        &other,
+        &m,
+        &same,
+        "snap-0000000000000000f",
+        "0",
+        3,
+        &AtomicU64::new(0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c1.blocks, m.blocks);
+    let rekey = copy::CopySeals {
+        src: Some(k1.clone()),
+        dst: Some(k2.clone()),
+    };
+    let (c2, s2) = copy::copy(
+        &store,
+        &other,
+        &m,
+        &rekey,
+        "snap-00000000000000010",
+        "0",
+        4,
+        &AtomicU64::new(0),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c2.kms_key_id.as_deref(), Some("arn:k2"));
+    assert_eq!(s2.blocks_copied, 5);
+    assert!(
+        c2.blocks
+            .values()
+            .all(|k| !m.blocks.values().any(|o| o == k))
+    );
+    for (i, k) in &c2.blocks {
+        let plain = other.get_block_sealed(Some(k2.clone()), k).await.unwrap();
+        let at = (*i * BLOCK_SIZE) as usize;
+        assert_eq!(plain, model[at..at + BLOCK_SIZE as usize]);
+    }
+}
+
 /// Runs each scenario on a local store and on an S3-compatible one.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -377,6 +544,7 @@ on_both_stores!(
     writes_after_the_point_in_time_never_reach_the_snapshot,
     copy_sends_only_missing_blocks_and_gc_keeps_what_manifests_reference,
     a_corrupt_or_missing_block_is_an_error_not_zeros,
+    an_encrypted_snapshot_stores_no_plaintext_and_restores_and_rekeys,
 );
 
 /// A request dropped while it holds a block (its client went away) must not leave the block
@@ -426,7 +594,7 @@ async fn a_claim_dropped_mid_way_is_released() {
     let side = dir.path().join("r.hydrate");
     crate::Hydration::create(&side, BLOCKS * BLOCK_SIZE).unwrap();
     let rvol = Arc::new(Volume::open(&rpath, engine()).unwrap());
-    let h = crate::Hydration::open(&side, store, Arc::new(m), rvol.clone()).unwrap();
+    let h = crate::Hydration::open(&side, store, None, Arc::new(m), rvol.clone()).unwrap();
     {
         let e = h.ensure(0, 4096);
         tokio::pin!(e);

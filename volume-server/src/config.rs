@@ -118,6 +118,11 @@ pub struct Config {
     /// TEST-NET-2 (RFC 5737), which no network routes.
     #[arg(long, value_name = "CIDR", default_value = "198.51.100.0/24", value_parser = parse_pool)]
     pub eip_pool: instance_manager::network::Block,
+    /// The KMS root key: 32 bytes as 64 hex digits, wrapping every KMS key's material (and so
+    /// every encrypted volume's and snapshot's keys). Made, mode 0600, on first start if
+    /// absent. Default: `<data-dir>/kms-root.key`.
+    #[arg(long, value_name = "PATH")]
+    pub kms_root_key_file: Option<PathBuf>,
     /// Also serve NBD on a Unix socket at this path (made mode 0600; a stale socket left there
     /// is replaced). An attachment's export name works on both: `nbd+unix:///EXPORT?socket=PATH`.
     /// The socket counts as protected for `--nbd-tls require`: it never leaves the machine.
@@ -219,6 +224,13 @@ impl Config {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The KMS root key file (`--kms-root-key-file`, default `<data-dir>/kms-root.key`).
+    pub fn kms_root_key_file(&self) -> PathBuf {
+        self.kms_root_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kms-root.key"))
     }
 
     /// The availability zones, defaulted from the region.

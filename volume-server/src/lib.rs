@@ -26,6 +26,7 @@ pub mod datapath;
 pub mod exports;
 pub mod ids;
 pub mod keys;
+pub mod kms;
 pub mod metrics;
 pub mod nbd;
 pub mod reservation;
@@ -62,6 +63,8 @@ pub enum ServerError {
     #[error("Cannot load state: {0}")]
     Control(control::Ec2Error),
     /// The AWS endpoint's credentials file could not be used.
+    #[error(transparent)]
+    Kms(#[from] kms::KmsError),
     #[error("--aws-credentials: {0}")]
     AwsCredentials(String),
     /// The gRPC server failed.
@@ -214,6 +217,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         throttle_scale: cfg.throttle_scale,
         eip_pool: cfg.eip_pool,
         metadata: Some(Arc::new(Arc::clone(&imds))),
+        kms_root: Arc::new(kms::RootKey::load_or_create(&cfg.kms_root_key_file())?),
     };
     let control = {
         let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());

@@ -248,6 +248,18 @@ pub struct VolumeRecord {
     /// EC2's `autoEnableIO`: an I/O failure does not stop the volume.
     #[serde(default)]
     pub auto_enable_io: bool,
+    /// Encrypted at rest: its KMS key and wrapped data key. `None`: not encrypted.
+    #[serde(default)]
+    pub encryption: Option<VolumeEncryption>,
+}
+
+/// How a volume is encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeEncryption {
+    /// The KMS key's id (a UUID).
+    pub kms_key_id: String,
+    /// The volume's AES-256-XTS data key, wrapped under that KMS key (see `crate::kms`).
+    pub wrapped_data_key: String,
 }
 
 #[cfg(test)]
@@ -283,6 +295,7 @@ impl VolumeRecord {
             fast_restored: false,
             launched_for: None,
             auto_enable_io: false,
+            encryption: None,
         }
     }
 }
@@ -524,6 +537,9 @@ pub struct SnapshotRecord {
     /// DeleteSnapshot was called while it was pending: delete it when it ends.
     #[serde(default)]
     pub delete_requested: bool,
+    /// The KMS key (id) its blocks are sealed under; `None`: not encrypted.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
 }
 
 /// Fast snapshot restore of one snapshot in one availability zone.
@@ -705,6 +721,90 @@ pub struct ImageRecord {
     pub tags: BTreeMap<String, String>,
 }
 
+/// A KMS key's state (KMS `KeyState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KmsKeyState {
+    /// Usable.
+    Enabled,
+    /// DisableKey: kept, not usable.
+    Disabled,
+    /// ScheduleKeyDeletion: not usable; gone at its deletion date unless cancelled.
+    PendingDeletion,
+}
+
+impl KmsKeyState {
+    /// KMS's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KmsKeyState::Enabled => "Enabled",
+            KmsKeyState::Disabled => "Disabled",
+            KmsKeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+}
+
+/// A KMS key (symmetric, AWS_KMS origin). Its material is stored wrapped under the root key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsKeyRecord {
+    /// A UUID.
+    pub key_id: String,
+    /// The account that owns it.
+    pub owner_id: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Its state.
+    pub state: KmsKeyState,
+    /// An AWS managed key (`alias/aws/ebs`): it cannot be disabled or deleted.
+    #[serde(default)]
+    pub aws_managed: bool,
+    /// Milliseconds since the Unix epoch.
+    pub creation_ms: u64,
+    /// When it is deleted, while `PendingDeletion`.
+    #[serde(default)]
+    pub deletion_ms: Option<u64>,
+    /// The waiting period ScheduleKeyDeletion was given.
+    #[serde(default)]
+    pub pending_window_days: Option<u32>,
+    /// The key material, wrapped (see `crate::kms`).
+    pub wrapped_material: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A KMS alias: a name pointing at one key of its account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsAliasRecord {
+    /// `alias/…`.
+    pub alias_name: String,
+    /// The account that owns it.
+    pub owner_id: String,
+    /// The key it points at (id).
+    pub target_key_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub creation_ms: u64,
+}
+
+impl KmsAliasRecord {
+    /// Its catalog key: aliases are unique per account.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.owner_id, self.alias_name)
+    }
+}
+
+/// An account's EBS encryption defaults (EnableEbsEncryptionByDefault, ModifyEbsDefaultKmsKeyId).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EbsDefaultsRecord {
+    /// The account.
+    pub owner_id: String,
+    /// New volumes are encrypted.
+    pub encryption_by_default: bool,
+    /// The key they get (id); `None`: the AWS managed key `alias/aws/ebs`.
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+}
+
 /// Everything the catalog holds.
 #[derive(Debug, Default)]
 pub struct CatalogContents {
@@ -726,6 +826,12 @@ pub struct CatalogContents {
     pub key_pairs: Vec<KeyPairRecord>,
     /// Elastic IP addresses.
     pub addresses: Vec<AddressRecord>,
+    /// KMS keys.
+    pub kms_keys: Vec<KmsKeyRecord>,
+    /// KMS aliases.
+    pub kms_aliases: Vec<KmsAliasRecord>,
+    /// EBS encryption defaults per account.
+    pub ebs_defaults: Vec<EbsDefaultsRecord>,
 }
 
 /// One change in a transaction.
@@ -767,6 +873,16 @@ pub enum Change {
     PutAddress(AddressRecord),
     /// Remove an Elastic IP (by allocation id).
     DeleteAddress(String),
+    /// Insert or replace a KMS key.
+    PutKmsKey(KmsKeyRecord),
+    /// Remove a KMS key (by id): its deletion date passed.
+    DeleteKmsKey(String),
+    /// Insert or replace a KMS alias.
+    PutKmsAlias(KmsAliasRecord),
+    /// Remove a KMS alias (by [`KmsAliasRecord::key`]).
+    DeleteKmsAlias(String),
+    /// Insert or replace an account's EBS encryption defaults.
+    PutEbsDefaults(EbsDefaultsRecord),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

@@ -16,6 +16,9 @@ const VPCS: TableDefinition<&str, &[u8]> = TableDefinition::new("vpcs");
 const SUBNETS: TableDefinition<&str, &[u8]> = TableDefinition::new("subnets");
 const KEY_PAIRS: TableDefinition<&str, &[u8]> = TableDefinition::new("key_pairs");
 const ADDRESSES: TableDefinition<&str, &[u8]> = TableDefinition::new("addresses");
+const KMS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("kms_keys");
+const KMS_ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("kms_aliases");
+const EBS_DEFAULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ebs_defaults");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 ///
@@ -39,7 +42,18 @@ fn open_db(path: &Path) -> Result<Database, CatalogError> {
     let db = Database::create(path).map_err(storage)?;
     let tx = db.begin_write().map_err(storage)?;
     for table in [
-        VOLUMES, HOSTS, SNAPSHOTS, FSR, IMAGES, VPCS, SUBNETS, KEY_PAIRS, ADDRESSES,
+        VOLUMES,
+        HOSTS,
+        SNAPSHOTS,
+        FSR,
+        IMAGES,
+        VPCS,
+        SUBNETS,
+        KEY_PAIRS,
+        ADDRESSES,
+        KMS_KEYS,
+        KMS_ALIASES,
+        EBS_DEFAULTS,
     ] {
         tx.open_table(table).map_err(storage)?;
     }
@@ -116,6 +130,9 @@ fn load(db: &Database) -> Result<CatalogContents, CatalogError> {
         subnets: rows(&tx, SUBNETS)?,
         key_pairs: rows(&tx, KEY_PAIRS)?,
         addresses: rows(&tx, ADDRESSES)?,
+        kms_keys: rows(&tx, KMS_KEYS)?,
+        kms_aliases: rows(&tx, KMS_ALIASES)?,
+        ebs_defaults: rows(&tx, EBS_DEFAULTS)?,
     })
 }
 
@@ -147,6 +164,9 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
         let mut subnets = tx.open_table(SUBNETS).map_err(storage)?;
         let mut key_pairs = tx.open_table(KEY_PAIRS).map_err(storage)?;
         let mut addresses = tx.open_table(ADDRESSES).map_err(storage)?;
+        let mut kms_keys = tx.open_table(KMS_KEYS).map_err(storage)?;
+        let mut kms_aliases = tx.open_table(KMS_ALIASES).map_err(storage)?;
+        let mut ebs_defaults = tx.open_table(EBS_DEFAULTS).map_err(storage)?;
         for change in changes {
             match change {
                 Change::PutVolume(v) => {
@@ -218,6 +238,27 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
                 }
                 Change::DeleteAddress(id) => {
                     addresses.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutKmsKey(k) => {
+                    kms_keys
+                        .insert(k.key_id.as_str(), encode(k).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteKmsKey(id) => {
+                    kms_keys.remove(id.as_str()).map_err(storage)?;
+                }
+                Change::PutKmsAlias(a) => {
+                    kms_aliases
+                        .insert(a.key().as_str(), encode(a).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::DeleteKmsAlias(key) => {
+                    kms_aliases.remove(key.as_str()).map_err(storage)?;
+                }
+                Change::PutEbsDefaults(d) => {
+                    ebs_defaults
+                        .insert(d.owner_id.as_str(), encode(d).as_slice())
+                        .map_err(storage)?;
                 }
             }
         }

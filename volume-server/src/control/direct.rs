@@ -124,7 +124,7 @@ impl ControlPlane {
         }
         if req.encrypted == Some(true) {
             return Err(validation(
-                "Encrypted snapshots are not supported by this server.",
+                "StartSnapshot does not make encrypted snapshots on this server; snapshot an encrypted volume instead.",
             ));
         }
         let timeout_min = req.timeout.unwrap_or(60);
@@ -135,6 +135,11 @@ impl ControlPlane {
             Some(p) => Some(self.completed_manifest(who, p)?),
             None => None,
         };
+        if parent.as_ref().is_some_and(|p| p.kms_key_id.is_some()) {
+            return Err(validation(
+                "The parent snapshot is encrypted; StartSnapshot here makes unencrypted snapshots only.",
+            ));
+        }
         let volume_size = req.volume_size as u64 * GIB;
         if parent.as_ref().is_some_and(|p| p.volume_size > volume_size) {
             return Err(validation(
@@ -213,6 +218,7 @@ impl ControlPlane {
             blocks_written: 0,
             bytes_written: 0,
             delete_requested: false,
+            kms_key_id: None,
         };
         self.commit(&[Change::PutSnapshot(rec.clone())])?;
         st.snapshots.insert(rec.snapshot_id.clone(), rec.clone());
@@ -413,6 +419,7 @@ impl ControlPlane {
             volume_id: DIRECT_VOLUME_ID.into(),
             parent_id: rec.parent_id.clone(),
             owner_id: rec.owner_id.clone(),
+            kms_key_id: None,
             volume_size: s.volume_size,
             start_ms: rec.start_ms,
             complete_ms: now_ms(),
@@ -561,18 +568,26 @@ impl ControlPlane {
                 "The BlockToken has expired; list the blocks again.",
             ));
         }
+        // An encrypted snapshot's blocks are opened for its owner, as the EBS direct APIs do
+        // (while its KMS key is usable).
+        let seal = self.manifest_seal(&self.lock(), &m)?;
         let data = self
             .runtime
-            .block_on(self.own_store().get_block(&key))
+            .block_on(self.own_store().get_block_sealed(seal.clone(), &key))
             .map_err(|e| {
                 Ec2Error::new(
                     ErrorCode::InternalServerException,
                     format!("snapshot {} block {index}: {e}", req.snapshot_id),
                 )
             })?;
+        // A plain block's key is its SHA-256; a sealed block's is an HMAC, so hash it here.
+        let checksum = match seal {
+            None => key.0,
+            Some(_) => Sha256::digest(&data).into(),
+        };
         Ok(BlockData {
             data,
-            checksum: B64.encode(key.0),
+            checksum: B64.encode(checksum),
             checksum_algorithm: "SHA256",
         })
     }

@@ -86,6 +86,9 @@ error_codes! {
     InvalidKeyFormat = "InvalidKey.Format", InvalidArgument, 400, EINVAL;
     InvalidKeyPairDuplicate = "InvalidKeyPair.Duplicate", AlreadyExists, 400, EINVAL;
     InvalidKeyPairNotFound = "InvalidKeyPair.NotFound", NotFound, 400, EINVAL;
+    /// An encrypted volume or snapshot whose KMS key is disabled or pending deletion (EC2's
+    /// state-reason code for such a launch, answered at once here).
+    InvalidKmsKeyInvalidState = "InvalidKMSKey.InvalidState", FailedPrecondition, 400, EINVAL;
     InvalidNetworkInterfaceIdNotFound = "InvalidNetworkInterfaceID.NotFound", NotFound, 400, EINVAL;
     InvalidPaginationToken = "InvalidPaginationToken", InvalidArgument, 400, EINVAL;
     InvalidParameterCombination = "InvalidParameterCombination", InvalidArgument, 400, EINVAL;
@@ -150,6 +153,15 @@ error_codes! {
     ResourceNotFoundException = "ResourceNotFoundException", NotFound, 404, EINVAL;
     ServiceQuotaExceededException = "ServiceQuotaExceededException", ResourceExhausted, 402, EINVAL;
     ValidationException = "ValidationException", InvalidArgument, 400, EINVAL;
+    // KMS (its JSON protocol: every client fault is 400).
+    AlreadyExistsException = "AlreadyExistsException", AlreadyExists, 400, EINVAL;
+    DisabledException = "DisabledException", FailedPrecondition, 400, EINVAL;
+    InvalidAliasNameException = "InvalidAliasNameException", InvalidArgument, 400, EINVAL;
+    InvalidArnException = "InvalidArnException", InvalidArgument, 400, EINVAL;
+    InvalidMarkerException = "InvalidMarkerException", InvalidArgument, 400, EINVAL;
+    KmsInvalidStateException = "KMSInvalidStateException", FailedPrecondition, 400, EINVAL;
+    NotFoundException = "NotFoundException", NotFound, 400, EINVAL;
+    UnsupportedOperationException = "UnsupportedOperationException", Unimplemented, 400, ENOTSUP;
     // Data path.
     /// A block request past the end of the volume: EC2's `InvalidParameterValue`, reported
     /// as gRPC `OUT_OF_RANGE` so a client can tell it from other bad values.

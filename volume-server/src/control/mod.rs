@@ -29,6 +29,7 @@ pub mod fsr;
 pub mod images;
 pub mod instances;
 pub mod keypairs;
+pub mod kms;
 pub mod metadata;
 pub mod model;
 pub mod modify;
@@ -105,6 +106,8 @@ pub struct ControlConfig {
     pub eip_pool: instance_manager::network::Block,
     /// The instance metadata service's listeners, if served.
     pub metadata: Option<Arc<dyn metadata::MetadataEndpoints>>,
+    /// The root of the KMS key hierarchy (`--kms-root-key-file`).
+    pub kms_root: Arc<crate::kms::RootKey>,
 }
 
 #[derive(Debug, Default)]
@@ -129,6 +132,12 @@ struct State {
     key_pairs: BTreeMap<String, crate::catalog::KeyPairRecord>,
     /// Elastic IPs by allocation id.
     addresses: BTreeMap<String, crate::catalog::AddressRecord>,
+    /// KMS keys by id.
+    kms_keys: BTreeMap<String, crate::catalog::KmsKeyRecord>,
+    /// KMS aliases by `<account>/<alias name>`.
+    kms_aliases: BTreeMap<String, crate::catalog::KmsAliasRecord>,
+    /// EBS encryption defaults by account.
+    ebs_defaults: BTreeMap<String, crate::catalog::EbsDefaultsRecord>,
     work: snapshots::SnapshotWork,
     /// The snapshot manifests of restoring volumes, by volume id (see `ensure_open`).
     pins: HashMap<String, Arc<snapshot::Manifest>>,
@@ -284,6 +293,15 @@ impl ControlPlane {
         for a in contents.addresses {
             st.addresses.insert(a.allocation_id.clone(), a);
         }
+        for k in contents.kms_keys {
+            st.kms_keys.insert(k.key_id.clone(), k);
+        }
+        for a in contents.kms_aliases {
+            st.kms_aliases.insert(a.key(), a);
+        }
+        for d in contents.ebs_defaults {
+            st.ebs_defaults.insert(d.owner_id.clone(), d);
+        }
         if !fixes.is_empty() {
             cp.catalog
                 .commit(&fixes)
@@ -406,12 +424,6 @@ impl ControlPlane {
         launched_for: Option<&str>,
     ) -> Result<VolumeRecord, Ec2Error> {
         self.check_az(&req.availability_zone)?;
-        if req.encrypted == Some(true) {
-            return Err(Ec2Error::new(
-                ErrorCode::UnsupportedOperation,
-                "Encrypted volumes are not supported by this server.",
-            ));
-        }
         let vtype = validate::parse_volume_type(req.volume_type.as_deref())?;
         let restore = match req.snapshot_id.as_deref().filter(|s| !s.is_empty()) {
             Some(snap) => Some(self.restore_source(who, snap)?),
@@ -512,11 +524,32 @@ impl ControlPlane {
             fast_restored: false,
             launched_for: launched_for.map(str::to_string),
             auto_enable_io: false,
+            encryption: None,
+        };
+        let source_key = restore
+            .as_ref()
+            .and_then(|(rec, _)| st.snapshots.get(&rec.snapshot_id))
+            .and_then(|s| s.kms_key_id.clone());
+        let encryption = self.new_volume_encryption(
+            &mut st,
+            who,
+            req.encrypted,
+            req.kms_key_id.as_deref(),
+            source_key.as_deref(),
+        )?;
+        let cipher = encryption.as_ref().map(|(_, c)| c.clone());
+        v.encryption = encryption.map(|(e, _)| e);
+        let restore_seal = match &source_key {
+            Some(k) => self.snapshot_seal(&st, Some(k))?,
+            None => None,
         };
         if let Some((rec, _)) = &restore {
-            // A restored volume is unchanged since its snapshot: the next one is incremental.
+            // A restored volume is unchanged since its snapshot: the next one is incremental,
+            // if it is stored as that snapshot was (same key, or both unencrypted).
             v.snapshot_id = Some(rec.snapshot_id.clone());
-            v.cbt_base = Some(rec.snapshot_id.clone());
+            if v.encryption.as_ref().map(|e| e.kms_key_id.as_str()) == source_key.as_deref() {
+                v.cbt_base = Some(rec.snapshot_id.clone());
+            }
             v.fast_restored = self.take_fsr_credit(&mut st, &rec.snapshot_id, &v.availability_zone);
         }
         // creating → (file) → available, each step durable: a crash in between is finished at
@@ -536,7 +569,7 @@ impl ControlPlane {
                     .create_restored_files(&path, u64::from(v.size_gib) * GIB, &v.volume_id, m)
                     .and_then(|()| {
                         if v.fast_restored {
-                            self.hydrate_now(&v, m)
+                            self.hydrate_now(&v, m, cipher.clone(), restore_seal.clone())
                         } else {
                             Ok(())
                         }
@@ -775,8 +808,15 @@ impl ControlPlane {
             return Ok(o.clone());
         }
         let path = self.volume_path(&v.availability_zone, &v.volume_id);
+        let cipher = self.volume_cipher(st, v.encryption.as_ref())?;
         let volume = Arc::new(
-            Volume::open(&path, self.engine.clone()).map_err(internal("opening the volume"))?,
+            Volume::open_encrypted(
+                &path,
+                self.engine.clone(),
+                storage_engine::InlinePolicy::DEFAULT,
+                cipher,
+            )
+            .map_err(internal("opening the volume"))?,
         );
         // The catalog decides the size: a grow that was committed but did not reach the file
         // (it failed, and so did taking the decision back) is finished here.
@@ -790,7 +830,12 @@ impl ControlPlane {
         // A restoring volume's manifest is kept from its creation (or its first opening after
         // a start), so opening it again reads nothing from the store under the lock.
         volume.set_auto_enable_io(v.auto_enable_io);
-        let hydration = self.open_hydration(v, &volume, st.pins.get(&v.volume_id).cloned())?;
+        let pin = self.restore_manifest(v, st.pins.get(&v.volume_id).cloned())?;
+        let seal = match &pin {
+            Some(m) => self.manifest_seal(st, m)?,
+            None => None,
+        };
+        let hydration = self.open_hydration(v, &volume, pin, seal)?;
         match &hydration {
             Some(h) => {
                 st.pins.insert(v.volume_id.clone(), h.manifest().clone());
@@ -1420,6 +1465,21 @@ fn apply(st: &mut State, changes: Vec<Change>) {
             }
             Change::DeleteAddress(id) => {
                 st.addresses.remove(&id);
+            }
+            Change::PutKmsKey(k) => {
+                st.kms_keys.insert(k.key_id.clone(), k);
+            }
+            Change::DeleteKmsKey(id) => {
+                st.kms_keys.remove(&id);
+            }
+            Change::PutKmsAlias(a) => {
+                st.kms_aliases.insert(a.key(), a);
+            }
+            Change::DeleteKmsAlias(key) => {
+                st.kms_aliases.remove(&key);
+            }
+            Change::PutEbsDefaults(d) => {
+                st.ebs_defaults.insert(d.owner_id.clone(), d);
             }
         }
     }

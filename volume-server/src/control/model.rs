@@ -19,6 +19,8 @@ pub struct CreateVolumeRequest {
     /// Idempotency token: a retry with the same token returns the same volume.
     pub client_token: Option<String>,
     pub encrypted: Option<bool>,
+    /// The KMS key of an encrypted volume (id, ARN, alias or alias ARN); needs `encrypted`.
+    pub kms_key_id: Option<String>,
     /// MiB/s at which a volume created from a snapshot is hydrated in the background (100..=300);
     /// without it, a default rate.
     pub volume_initialization_rate: Option<i32>,
@@ -120,6 +122,8 @@ pub struct CopySnapshotRequest {
     pub destination_region: Option<String>,
     pub tag_specifications: Vec<TagSpecification>,
     pub encrypted: Option<bool>,
+    /// The copy's KMS key (id, ARN, alias or alias ARN); needs `encrypted`.
+    pub kms_key_id: Option<String>,
 }
 
 /// StartSnapshot's parameters.

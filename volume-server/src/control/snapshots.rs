@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use snapshot::create::{self, CreateStats};
 use snapshot::gc::{self, GcConfig, GcOutcome};
+use snapshot::block::BlockSeal;
 use snapshot::{BLOCK_SIZE, Capture, Hydration, Manifest, Store, copy};
 use storage_engine::ChangedSince;
 use tokio::sync::watch;
@@ -251,7 +252,14 @@ impl ControlPlane {
                 ),
             ));
         }
-        let parent = self.resolve_base(&st, v.cbt_base.as_deref());
+        let volume_key = v.encryption.as_ref().map(|e| e.kms_key_id.clone());
+        // An encrypted volume's snapshot is sealed under the volume's key: refused while the
+        // key is not usable, as EC2 fails it.
+        let seal = self.snapshot_seal(&st, volume_key.as_deref())?;
+        // A parent stored otherwise (another key, or plain) cannot lend its blocks.
+        let parent = self
+            .resolve_base(&st, v.cbt_base.as_deref())
+            .filter(|p| st.snapshots.get(p).is_some_and(|s| s.kms_key_id == volume_key));
         // Tracking counts from `cbt_base`. When that snapshot failed (or was left pending by a
         // stop) the parent is an older one, and the changes between the two are not in the
         // bitmap, even if it reads exact: only an unskipped base makes an incremental capture.
@@ -273,6 +281,7 @@ impl ControlPlane {
             blocks_written: 0,
             bytes_written: 0,
             delete_requested: false,
+            kms_key_id: volume_key.clone(),
         };
         let mut nv = v.clone();
         nv.cbt_base = Some(rec.snapshot_id.clone());
@@ -320,6 +329,7 @@ impl ControlPlane {
             volume_id: v.volume_id.clone(),
             parent_id: parent.clone(),
             owner_id: v.owner_id.clone(),
+            kms_key_id: seal.as_ref().map(|s| s.key_id().to_string()),
             volume_size: u64::from(v.size_gib) * GIB,
             start_ms: now,
             complete_ms: 0,
@@ -328,6 +338,7 @@ impl ControlPlane {
         let job = SnapJob {
             cp: me,
             open,
+            seal,
             capture,
             full,
             header,
@@ -642,10 +653,9 @@ impl ControlPlane {
         req: model::CopySnapshotRequest,
     ) -> Result<SnapshotRecord, Ec2Error> {
         check_snapshot_id(&req.source_snapshot_id, "SourceSnapshotId")?;
-        if req.encrypted == Some(true) {
-            return Err(Ec2Error::new(
-                ErrorCode::UnsupportedOperation,
-                "Encrypted snapshots are not supported by this server.",
+        if req.kms_key_id.is_some() && req.encrypted != Some(true) {
+            return Err(Ec2Error::invalid_combination(
+                "KmsKeyId requires Encrypted=true.",
             ));
         }
         if let Some(d) = req.destination_region.as_deref().filter(|d| !d.is_empty())
@@ -687,6 +697,33 @@ impl ControlPlane {
         if !who.owns(owner) {
             return Err(snapshot_not_found(&src_id));
         }
+        // The copy of an encrypted snapshot is encrypted: under the key asked for (re-sealed),
+        // else the source's. A plain snapshot's copy is encrypted when asked or by default.
+        let (seals, dst_key) = {
+            let mut st = self.lock();
+            let src_seal = self.manifest_seal(&st, &manifest)?;
+            let src_key = src_seal
+                .as_ref()
+                .map(|s| s.key_id().rsplit('/').next().unwrap_or_default().to_string());
+            let dst_key = match (req.kms_key_id.as_deref(), src_key) {
+                (Some(k), _) => Some(self.resolve_ebs_key(&mut st, who, k)?.key_id),
+                (None, Some(k)) => Some(k),
+                (None, None)
+                    if req.encrypted == Some(true) || Self::encrypts_by_default(&st, who) =>
+                {
+                    Some(self.default_ebs_key(&mut st, who)?.key_id)
+                }
+                (None, None) => None,
+            };
+            let dst_seal = self.snapshot_seal(&st, dst_key.as_deref())?;
+            (
+                copy::CopySeals {
+                    src: src_seal,
+                    dst: dst_seal,
+                },
+                dst_key,
+            )
+        };
         let rec = SnapshotRecord {
             snapshot_id: ids::new_id("snap"),
             owner_id: who.id().to_string(),
@@ -706,6 +743,7 @@ impl ControlPlane {
             blocks_written: 0,
             bytes_written: 0,
             delete_requested: false,
+            kms_key_id: dst_key,
         };
         let mut st = self.lock();
         self.commit(&[Change::PutSnapshot(rec.clone())])?;
@@ -731,6 +769,7 @@ impl ControlPlane {
                     &src,
                     &dst,
                     &manifest,
+                    &seals,
                     &id,
                     who.id(),
                     now_ms(),
@@ -825,13 +864,25 @@ impl ControlPlane {
 
     /// Fast snapshot restore: hydrates a just-created restored volume completely, before it is
     /// `available`.
-    pub(super) fn hydrate_now(&self, v: &VolumeRecord, m: &Arc<Manifest>) -> Result<(), Ec2Error> {
+    pub(super) fn hydrate_now(
+        &self,
+        v: &VolumeRecord,
+        m: &Arc<Manifest>,
+        cipher: Option<storage_engine::SectorCipher>,
+        seal: Option<Arc<BlockSeal>>,
+    ) -> Result<(), Ec2Error> {
         let path = self.volume_path(&v.availability_zone, &v.volume_id);
         let volume = Arc::new(
-            storage_engine::Volume::open(&path, self.engine.clone())
-                .map_err(internal("opening the volume"))?,
+            storage_engine::Volume::open_encrypted(
+                &path,
+                self.engine.clone(),
+                storage_engine::InlinePolicy::DEFAULT,
+                cipher,
+            )
+            .map_err(internal("opening the volume"))?,
         );
-        if let Some(h) = self.open_hydration(v, &volume, Some(m.clone()))? {
+        let pin = self.restore_manifest(v, Some(m.clone()))?;
+        if let Some(h) = self.open_hydration(v, &volume, pin, seal)? {
             let done = self
                 .runtime
                 .block_on(h.run_background(0))
@@ -851,24 +902,22 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Opens `v`'s hydration if it is still restoring. Called when the volume is opened, with
-    /// the snapshot's manifest if the caller has it (else it is read from the store's pin).
-    pub(super) fn open_hydration(
+    /// The manifest `v` is restoring from, if it is still restoring: `pin` if the caller has
+    /// it, else the store's pin.
+    pub(super) fn restore_manifest(
         &self,
         v: &VolumeRecord,
-        volume: &Arc<storage_engine::Volume>,
         pin: Option<Arc<Manifest>>,
-    ) -> Result<Option<Arc<Hydration>>, Ec2Error> {
+    ) -> Result<Option<Arc<Manifest>>, Ec2Error> {
         let path = hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id));
         if !path.exists() {
             return Ok(None);
         }
-        let store = self.own_store().clone();
-        let m = match pin {
-            Some(m) => m,
-            None => Arc::new(
+        match pin {
+            Some(m) => Ok(Some(m)),
+            None => Ok(Some(Arc::new(
                 self.runtime
-                    .block_on(store.get_pin(&v.volume_id))
+                    .block_on(self.own_store().get_pin(&v.volume_id))
                     .map_err(internal("reading the restore pin"))?
                     .ok_or_else(|| {
                         Ec2Error::internal(format!(
@@ -876,9 +925,38 @@ impl ControlPlane {
                             v.volume_id
                         ))
                     })?,
-            ),
+            ))),
+        }
+    }
+
+    /// The seal of the snapshot manifest `m` (`None`: not encrypted); fails while its key is
+    /// not usable.
+    pub(super) fn manifest_seal(
+        &self,
+        st: &State,
+        m: &Manifest,
+    ) -> Result<Option<Arc<BlockSeal>>, Ec2Error> {
+        let key_id = m
+            .kms_key_id
+            .as_deref()
+            .map(|arn| arn.rsplit('/').next().unwrap_or(arn));
+        self.snapshot_seal(st, key_id)
+    }
+
+    /// Opens `v`'s hydration from `m` (from [`ControlPlane::restore_manifest`]), sealed under
+    /// `seal`; `None` when `v` is not restoring.
+    pub(super) fn open_hydration(
+        &self,
+        v: &VolumeRecord,
+        volume: &Arc<storage_engine::Volume>,
+        m: Option<Arc<Manifest>>,
+        seal: Option<Arc<BlockSeal>>,
+    ) -> Result<Option<Arc<Hydration>>, Ec2Error> {
+        let Some(m) = m else {
+            return Ok(None);
         };
-        let h = Hydration::open(&path, store, m, volume.clone())
+        let path = hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id));
+        let h = Hydration::open(&path, self.own_store().clone(), seal, m, volume.clone())
             .map_err(internal("opening the hydration state"))?;
         Ok(Some(Arc::new(h)))
     }
@@ -1135,6 +1213,8 @@ fn allocated_blocks(
 struct SnapJob {
     cp: Arc<ControlPlane>,
     open: OpenVolume,
+    /// The seal of an encrypted volume's snapshot.
+    seal: Option<Arc<BlockSeal>>,
     capture: Arc<Capture>,
     /// The capture read every block that may hold data: compose over nothing, not the parent.
     full: bool,
@@ -1173,7 +1253,12 @@ impl SnapJob {
         gc::begin_write(store, id)
             .await
             .map_err(|e| e.to_string())?;
-        let (delta, stats) = create::take(store, self.capture.clone(), &self.progress.done)
+        let (delta, stats) = create::take(
+            store,
+            self.seal.clone(),
+            self.capture.clone(),
+            &self.progress.done,
+        )
             .await
             .map_err(|e| e.to_string())?;
         let base = match &self.header.parent_id {

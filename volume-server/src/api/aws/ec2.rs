@@ -200,6 +200,7 @@ fn create_volume(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Re
             tag_specifications: tag_specifications(p),
             client_token: p.string("ClientToken"),
             encrypted: p.bool("Encrypted")?,
+            kms_key_id: p.string("KmsKeyId"),
             volume_initialization_rate: p.int("VolumeInitializationRate")?,
         },
     )?;
@@ -772,6 +773,7 @@ fn copy_snapshot(cp: &ControlPlane, who: Account, p: &Params, x: &mut Xml) -> Re
             destination_region: p.string("DestinationRegion"),
             tag_specifications: tag_specifications(p),
             encrypted: p.bool("Encrypted")?,
+            kms_key_id: p.string("KmsKeyId"),
         },
     )?;
     x.elem("snapshotId", &r.snapshot_id);

@@ -22,6 +22,8 @@ impl From<pb::CreateVolumeRequest> for model::CreateVolumeRequest {
             tag_specifications: p.tag_specifications.into_iter().map(Into::into).collect(),
             client_token: p.client_token,
             encrypted: p.encrypted,
+            // gRPC has no KmsKeyId: an encrypted volume gets the account's default key.
+            kms_key_id: None,
             volume_initialization_rate: p.volume_initialization_rate,
         }
     }
@@ -131,6 +133,7 @@ impl From<pb::CopySnapshotRequest> for model::CopySnapshotRequest {
             destination_region: p.destination_region,
             tag_specifications: p.tag_specifications.into_iter().map(Into::into).collect(),
             encrypted: p.encrypted,
+            kms_key_id: None,
         }
     }
 }
