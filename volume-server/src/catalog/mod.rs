@@ -256,7 +256,7 @@ pub struct VolumeRecord {
 /// How a volume is encrypted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeEncryption {
-    /// The KMS key's id (a UUID).
+    /// The KMS key's ARN.
     pub kms_key_id: String,
     /// The volume's AES-256-XTS data key, wrapped under that KMS key (see `crate::kms`).
     pub wrapped_data_key: String,
@@ -537,7 +537,7 @@ pub struct SnapshotRecord {
     /// DeleteSnapshot was called while it was pending: delete it when it ends.
     #[serde(default)]
     pub delete_requested: bool,
-    /// The KMS key (id) its blocks are sealed under; `None`: not encrypted.
+    /// The KMS key (ARN) its blocks are sealed under; `None`: not encrypted.
     #[serde(default)]
     pub kms_key_id: Option<String>,
 }

@@ -1146,6 +1146,16 @@ impl ControlPlane {
         who: Account,
         ids: &[String],
     ) -> Result<Vec<InstanceStateChange>, Ec2Error> {
+        {
+            // An instance does not start with a volume whose KMS key is unusable.
+            let st = self.lock();
+            for v in st.volumes.values().filter(|v| {
+                who.owns(&v.owner_id)
+                    && v.attachments.iter().any(|a| ids.contains(&a.instance_id))
+            }) {
+                self.check_key_usable(&st, v.encryption.as_ref().map(|e| e.kms_key_id.as_str()))?;
+            }
+        }
         self.change_states(Some(who), ids, Action::Start, false, None)
     }
 

@@ -545,18 +545,14 @@ impl ControlPlane {
         }
         let key = match (kms_key_id, from_key) {
             (Some(k), _) => self.find_key(st, who, k).map_err(for_ec2)?,
-            (None, Some(id)) => st
-                .kms_keys
-                .get(id)
-                .cloned()
-                .ok_or_else(|| Ec2Error::new(ErrorCode::InvalidKmsKeyInvalidState, format!("The KMS key {id} of the source snapshot no longer exists.")))?,
+            (None, Some(id)) => Self::key_by_id(st, id)?,
             (None, None) => self.default_key(st, who)?,
         };
         let material = self.usable_material(&key)?;
         let (cipher, wrapped) = material.new_data_key();
         Ok(Some((
             VolumeEncryption {
-                kms_key_id: key.key_id,
+                kms_key_id: self.kms_key_arn(&key.owner_id, &key.key_id),
                 wrapped_data_key: wrapped,
             },
             cipher,
@@ -575,8 +571,10 @@ impl ControlPlane {
             .map_err(|e| Ec2Error::internal(format!("unwrapping {arn}: {e}")))
     }
 
+    /// The key `id` (or key ARN, as volumes and snapshots record it) names.
     fn key_by_id(st: &State, id: &str) -> Result<KmsKeyRecord, Ec2Error> {
-        st.kms_keys.get(id).cloned().ok_or_else(|| {
+        let bare = id.rsplit('/').next().unwrap_or(id);
+        st.kms_keys.get(bare).cloned().ok_or_else(|| {
             Ec2Error::new(
                 ErrorCode::InvalidKmsKeyInvalidState,
                 format!("The KMS key {id} no longer exists."),
@@ -610,7 +608,8 @@ impl ControlPlane {
         }
     }
 
-    /// The block seal of the snapshots under KMS key `kms_key_id` (`None`: not encrypted);
+    /// The block seal of the snapshots under KMS key `kms_key_id` (id or ARN; `None`: not
+    /// encrypted);
     /// fails while the key is not usable.
     pub(super) fn snapshot_seal(
         &self,

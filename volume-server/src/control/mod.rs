@@ -946,6 +946,7 @@ impl ControlPlane {
         let host = st.host(who, &req.instance_id)?.clone();
         let v = st.volume(who, &req.volume_id)?.clone();
         check_usable(&v)?;
+        self.check_key_usable(&st, v.encryption.as_ref().map(|e| e.kms_key_id.as_str()))?;
         instances::check_attachable(&host)?;
         if v.availability_zone != host.availability_zone {
             return Err(Ec2Error::new(

@@ -702,16 +702,15 @@ impl ControlPlane {
         let (seals, dst_key) = {
             let mut st = self.lock();
             let src_seal = self.manifest_seal(&st, &manifest)?;
-            let src_key = src_seal
-                .as_ref()
-                .map(|s| s.key_id().rsplit('/').next().unwrap_or_default().to_string());
+            let src_key = src_seal.as_ref().map(|s| s.key_id().to_string());
+            let arn = |k: crate::catalog::KmsKeyRecord| self.kms_key_arn(&k.owner_id, &k.key_id);
             let dst_key = match (req.kms_key_id.as_deref(), src_key) {
-                (Some(k), _) => Some(self.resolve_ebs_key(&mut st, who, k)?.key_id),
+                (Some(k), _) => Some(arn(self.resolve_ebs_key(&mut st, who, k)?)),
                 (None, Some(k)) => Some(k),
                 (None, None)
                     if req.encrypted == Some(true) || Self::encrypts_by_default(&st, who) =>
                 {
-                    Some(self.default_ebs_key(&mut st, who)?.key_id)
+                    Some(arn(self.default_ebs_key(&mut st, who)?))
                 }
                 (None, None) => None,
             };
@@ -936,11 +935,7 @@ impl ControlPlane {
         st: &State,
         m: &Manifest,
     ) -> Result<Option<Arc<BlockSeal>>, Ec2Error> {
-        let key_id = m
-            .kms_key_id
-            .as_deref()
-            .map(|arn| arn.rsplit('/').next().unwrap_or(arn));
-        self.snapshot_seal(st, key_id)
+        self.snapshot_seal(st, m.kms_key_id.as_deref())
     }
 
     /// Opens `v`'s hydration from `m` (from [`ControlPlane::restore_manifest`]), sealed under

@@ -2,7 +2,7 @@
 //! parameters decoded into the control plane's request types, its answer encoded as the
 //! `<ActionResponse>` XML of the EC2 model (lowerCamel `locationName`s, `<item>` list members).
 
-use super::ec2_access;
+use super::{ec2_access, ec2_encryption};
 use super::query::Params;
 use super::xml::Xml;
 use crate::api::format_time as time;
@@ -93,6 +93,12 @@ pub fn handle(
             "ReleaseAddress" => ec2_access::release_address,
             "DescribeAddresses" => ec2_access::describe_addresses,
             "ModifyInstanceMetadataOptions" => ec2_access::modify_instance_metadata_options,
+            "EnableEbsEncryptionByDefault" => ec2_encryption::enable_by_default,
+            "DisableEbsEncryptionByDefault" => ec2_encryption::disable_by_default,
+            "GetEbsEncryptionByDefault" => ec2_encryption::get_by_default,
+            "GetEbsDefaultKmsKeyId" => ec2_encryption::get_default_key,
+            "ModifyEbsDefaultKmsKeyId" => ec2_encryption::modify_default_key,
+            "ResetEbsDefaultKmsKeyId" => ec2_encryption::reset_default_key,
             other => {
                 return Err(Ec2Error::new(
                     ErrorCode::InvalidAction,
@@ -177,7 +183,11 @@ fn write_volume(x: &mut Xml, v: &VolumeRecord) {
         .elem("volumeType", v.volume_type.as_str())
         .opt("iops", v.iops)
         .opt("throughput", v.throughput)
-        .elem("encrypted", false)
+        .elem("encrypted", v.encryption.is_some())
+        .opt(
+            "kmsKeyId",
+            v.encryption.as_ref().map(|e| e.kms_key_id.as_str()),
+        )
         .elem("multiAttachEnabled", v.multi_attach_enabled)
         .elem("fastRestored", v.fast_restored)
         .opt("volumeInitializationRate", v.initialization_rate_mib);
@@ -699,7 +709,8 @@ fn write_snapshot(x: &mut Xml, s: &SnapshotView) {
         .elem("ownerId", &r.owner_id)
         .elem("description", &r.description)
         .elem("volumeSize", r.volume_size_gib)
-        .elem("encrypted", false)
+        .elem("encrypted", r.kms_key_id.is_some())
+        .opt("kmsKeyId", r.kms_key_id.as_deref())
         .elem("storageTier", "standard")
         .opt("completionTime", r.complete_ms.map(time));
     if !r.state_message.is_empty() {

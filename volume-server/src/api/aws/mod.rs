@@ -1,6 +1,6 @@
 //! The AWS endpoint (`--aws-addr`): one HTTP/1.1 listener for the AWS wire protocols, routed by
 //! the service of each request's SigV4 credential scope: `ec2` (EC2 Query), `ebs` (the EBS
-//! direct APIs, REST-JSON) and `sts` (GetCallerIdentity). A request is authenticated first ([`credentials`], [`sigv4`]), then
+//! direct APIs, REST-JSON), `kms` (KMS, JSON 1.1) and `sts` (GetCallerIdentity). A request is authenticated first ([`credentials`], [`sigv4`]), then
 //! decoded, run on the control plane on a blocking thread, and encoded.
 //!
 //! Errors follow each protocol: EC2's `<Response><Errors><Error>` with `RequestID`, STS's
@@ -11,6 +11,8 @@ pub mod credentials;
 pub mod ebs;
 pub mod ec2;
 mod ec2_access;
+mod ec2_encryption;
+pub mod kms;
 pub mod query;
 pub mod sigv4;
 pub mod sts;
@@ -100,6 +102,7 @@ impl AwsApi {
             Err((e, service)) => {
                 return Ok(match service.as_deref() {
                     Some("ebs") => ebs_response(ebs::error(&json_auth_error(e)), &request_id),
+                    Some("kms") => kms_response(kms::error(&json_auth_error(e)), &request_id),
                     s => query_error(s, &e, &request_id),
                 });
             }
@@ -126,6 +129,27 @@ impl AwsApi {
                 )),
             };
             return Ok(ebs_response(reply, &request_id));
+        }
+        if caller.service == "kms" {
+            let control = Arc::clone(&self.control);
+            let target = parts
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let who = caller.account;
+            let done = tokio::task::spawn_blocking(move || {
+                kms::handle(&control, who, target.as_deref(), &body)
+            })
+            .await;
+            let reply = match done {
+                Ok(r) => r,
+                Err(join) => kms::error(&Ec2Error::new(
+                    ErrorCode::InternalServerException,
+                    format!("control-plane task failed: {join}"),
+                )),
+            };
+            return Ok(kms_response(reply, &request_id));
         }
         let params = match query::Params::parse(query, &body) {
             Ok(p) => p,
@@ -162,7 +186,7 @@ impl AwsApi {
                 &Ec2Error::new(
                     ErrorCode::InvalidAction,
                     format!(
-                        "This endpoint does not serve the service '{other}' (it serves ec2, ebs and sts)."
+                        "This endpoint does not serve the service '{other}' (it serves ec2, ebs, kms and sts)."
                     ),
                 ),
                 &request_id,
@@ -235,7 +259,7 @@ impl AwsApi {
                 let Some(key) = keys.get(&signed.access_key_id) else {
                     let code = match signed.service.as_str() {
                         "sts" => ErrorCode::InvalidClientTokenId,
-                        "ebs" => ErrorCode::UnrecognizedClientException,
+                        "ebs" | "kms" => ErrorCode::UnrecognizedClientException,
                         _ => ErrorCode::AuthFailure,
                     };
                     return Err((
@@ -345,6 +369,16 @@ fn xml_response(status: u16, body: String) -> Response<Full<Bytes>> {
 }
 
 /// A REST-JSON reply of the EBS direct APIs.
+/// A KMS reply: the JSON 1.1 content type.
+fn kms_response(r: ebs::Reply, request_id: &str) -> Response<Full<Bytes>> {
+    let mut out = ebs_response(r, request_id);
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(kms::CONTENT_TYPE),
+    );
+    out
+}
+
 fn ebs_response(r: ebs::Reply, request_id: &str) -> Response<Full<Bytes>> {
     if r.status.is_server_error() {
         tracing::error!(status = %r.status, request_id, "AWS endpoint (ebs): server error");
