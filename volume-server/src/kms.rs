@@ -69,7 +69,11 @@ fn seal(key: &LessSafeKey, context: &str, plain: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(out)
 }
 
-fn open<const N: usize>(key: &LessSafeKey, context: &str, wrapped: &str) -> Result<[u8; N], KmsError> {
+fn open<const N: usize>(
+    key: &LessSafeKey,
+    context: &str,
+    wrapped: &str,
+) -> Result<[u8; N], KmsError> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(wrapped)
         .map_err(|_| KmsError::Unwrap)?;
@@ -106,7 +110,10 @@ impl RootKey {
         };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let mode = std::fs::metadata(path).map_err(file_err)?.permissions().mode();
+                let mode = std::fs::metadata(path)
+                    .map_err(file_err)?
+                    .permissions()
+                    .mode();
                 if mode & 0o077 != 0 {
                     tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the KMS root key file is readable by others than its owner");
                 }
@@ -228,8 +235,15 @@ mod tests {
         let root = RootKey::from_bytes([9; 32]);
         let wrapped = root.new_key_material("k1");
         let m = root.unwrap_material("k1", &wrapped).unwrap();
-        assert!(root.unwrap_material("k2", &wrapped).is_err(), "moved to another key id");
-        assert!(RootKey::from_bytes([8; 32]).unwrap_material("k1", &wrapped).is_err());
+        assert!(
+            root.unwrap_material("k2", &wrapped).is_err(),
+            "moved to another key id"
+        );
+        assert!(
+            RootKey::from_bytes([8; 32])
+                .unwrap_material("k1", &wrapped)
+                .is_err()
+        );
         let (cipher, dk) = m.new_data_key();
         let again = m.unwrap_data_key(&dk).unwrap();
         let mut a = vec![1u8; 512];
@@ -237,7 +251,9 @@ mod tests {
         cipher.encrypt(0, &mut a);
         again.encrypt(0, &mut b);
         assert_eq!(a, b);
-        let other = root.unwrap_material("k2", &root.new_key_material("k2")).unwrap();
+        let other = root
+            .unwrap_material("k2", &root.new_key_material("k2"))
+            .unwrap();
         assert!(other.unwrap_data_key(&dk).is_err());
         assert!(!format!("{root:?}{m:?}").contains(&wrapped));
     }
@@ -251,7 +267,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let wrapped = a.new_key_material("k");
         let b = RootKey::load_or_create(&path).unwrap();
-        assert!(b.unwrap_material("k", &wrapped).is_ok(), "the same key after a restart");
+        assert!(
+            b.unwrap_material("k", &wrapped).is_ok(),
+            "the same key after a restart"
+        );
         std::fs::write(&path, "short").unwrap();
         assert!(matches!(
             RootKey::load_or_create(&path),

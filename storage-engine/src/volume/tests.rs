@@ -22,8 +22,7 @@ struct Setup {
 
 impl Setup {
     fn open(&self, path: &Path) -> Volume {
-        Volume::open_encrypted(path, self.engine.clone(), self.inline, self.cipher.clone())
-            .unwrap()
+        Volume::open_encrypted(path, self.engine.clone(), self.inline, self.cipher.clone()).unwrap()
     }
 }
 
@@ -445,7 +444,11 @@ async fn an_encrypted_volume_file_holds_only_ciphertext() {
     let mut out = BytesMut::new();
     assert!(vol.try_read_cached_into(4 * MIB, 4096, &mut out));
     assert_eq!(&out[..], &small[..]);
-    match vol.read_for_send(MIB, MIB, SendMode::PageRefs).await.unwrap() {
+    match vol
+        .read_for_send(MIB, MIB, SendMode::PageRefs)
+        .await
+        .unwrap()
+    {
         ReadData::Bytes(b) => assert_eq!(b, large[..MIB as usize].to_vec()),
         ReadData::File(_) => panic!("an encrypted volume handed out a file range"),
     }

@@ -1150,8 +1150,7 @@ impl ControlPlane {
             // An instance does not start with a volume whose KMS key is unusable.
             let st = self.lock();
             for v in st.volumes.values().filter(|v| {
-                who.owns(&v.owner_id)
-                    && v.attachments.iter().any(|a| ids.contains(&a.instance_id))
+                who.owns(&v.owner_id) && v.attachments.iter().any(|a| ids.contains(&a.instance_id))
             }) {
                 self.check_key_usable(&st, v.encryption.as_ref().map(|e| e.kms_key_id.as_str()))?;
             }

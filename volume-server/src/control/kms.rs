@@ -167,10 +167,7 @@ impl ControlPlane {
             }
         };
         match st.kms_keys.get(&id) {
-            Some(k)
-                if who.owns(&k.owner_id)
-                    && !k.deletion_ms.is_some_and(|d| d <= now_ms()) =>
-            {
+            Some(k) if who.owns(&k.owner_id) && !k.deletion_ms.is_some_and(|d| d <= now_ms()) => {
                 Ok(k.clone())
             }
             _ => Err(not_found(&self.kms_key_arn(who.id(), &id))),
@@ -207,7 +204,10 @@ impl ControlPlane {
             target_key_id: key_id.clone(),
             creation_ms: rec.creation_ms,
         };
-        self.commit(&[Change::PutKmsKey(rec.clone()), Change::PutKmsAlias(alias.clone())])?;
+        self.commit(&[
+            Change::PutKmsKey(rec.clone()),
+            Change::PutKmsAlias(alias.clone()),
+        ])?;
         st.kms_keys.insert(key_id, rec.clone());
         st.kms_aliases.insert(alias_key, alias);
         tracing::info!(account = who.id(), "made the AWS managed key alias/aws/ebs");
@@ -378,7 +378,12 @@ impl ControlPlane {
     }
 
     /// CreateAlias.
-    pub fn kms_create_alias(&self, who: Account, alias: &str, target: &str) -> Result<(), Ec2Error> {
+    pub fn kms_create_alias(
+        &self,
+        who: Account,
+        alias: &str,
+        target: &str,
+    ) -> Result<(), Ec2Error> {
         check_alias_name(alias)?;
         if alias.starts_with("alias/aws/") {
             return Err(kms_error(
@@ -501,7 +506,11 @@ impl ControlPlane {
     }
 
     /// ModifyEbsDefaultKmsKeyId (`Some`) or ResetEbsDefaultKmsKeyId; the default key's ARN.
-    pub fn set_ebs_default_kms_key(&self, who: Account, key: Option<&str>) -> Result<String, Ec2Error> {
+    pub fn set_ebs_default_kms_key(
+        &self,
+        who: Account,
+        key: Option<&str>,
+    ) -> Result<String, Ec2Error> {
         let mut st = self.lock();
         let mut d = Self::ebs_defaults(&st, who);
         d.kms_key_id = match key {
@@ -601,7 +610,11 @@ impl ControlPlane {
     }
 
     /// Fails while the key of an encrypted volume or snapshot (`kms_key_id`) is not usable.
-    pub(super) fn check_key_usable(&self, st: &State, kms_key_id: Option<&str>) -> Result<(), Ec2Error> {
+    pub(super) fn check_key_usable(
+        &self,
+        st: &State,
+        kms_key_id: Option<&str>,
+    ) -> Result<(), Ec2Error> {
         match kms_key_id {
             None => Ok(()),
             Some(id) => self.usable_material(&Self::key_by_id(st, id)?).map(|_| ()),
@@ -636,7 +649,11 @@ impl ControlPlane {
     }
 
     /// The default EBS key of `who` (for a copy asked to be encrypted without a key).
-    pub(super) fn default_ebs_key(&self, st: &mut State, who: Account) -> Result<KmsKeyRecord, Ec2Error> {
+    pub(super) fn default_ebs_key(
+        &self,
+        st: &mut State,
+        who: Account,
+    ) -> Result<KmsKeyRecord, Ec2Error> {
         self.default_key(st, who)
     }
 
@@ -648,15 +665,19 @@ impl ControlPlane {
 
 fn check_alias_name(alias: &str) -> Result<(), Ec2Error> {
     let ok = alias.len() <= 256
-        && alias
-            .strip_prefix("alias/")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b)));
+        && alias.strip_prefix("alias/").is_some_and(|n| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        });
     if ok {
         Ok(())
     } else {
         Err(kms_error(
             ErrorCode::InvalidAliasNameException,
-            format!("Alias name {alias} is not valid: it must begin with alias/ followed by letters, digits, /, _ or -"),
+            format!(
+                "Alias name {alias} is not valid: it must begin with alias/ followed by letters, digits, /, _ or -"
+            ),
         ))
     }
 }

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use snapshot::block::BlockSeal;
 use snapshot::create::{self, CreateStats};
 use snapshot::gc::{self, GcConfig, GcOutcome};
-use snapshot::block::BlockSeal;
 use snapshot::{BLOCK_SIZE, Capture, Hydration, Manifest, Store, copy};
 use storage_engine::ChangedSince;
 use tokio::sync::watch;
@@ -257,9 +257,11 @@ impl ControlPlane {
         // key is not usable, as EC2 fails it.
         let seal = self.snapshot_seal(&st, volume_key.as_deref())?;
         // A parent stored otherwise (another key, or plain) cannot lend its blocks.
-        let parent = self
-            .resolve_base(&st, v.cbt_base.as_deref())
-            .filter(|p| st.snapshots.get(p).is_some_and(|s| s.kms_key_id == volume_key));
+        let parent = self.resolve_base(&st, v.cbt_base.as_deref()).filter(|p| {
+            st.snapshots
+                .get(p)
+                .is_some_and(|s| s.kms_key_id == volume_key)
+        });
         // Tracking counts from `cbt_base`. When that snapshot failed (or was left pending by a
         // stop) the parent is an older one, and the changes between the two are not in the
         // bitmap, even if it reads exact: only an unskipped base makes an incremental capture.
@@ -1254,8 +1256,8 @@ impl SnapJob {
             self.capture.clone(),
             &self.progress.done,
         )
-            .await
-            .map_err(|e| e.to_string())?;
+        .await
+        .map_err(|e| e.to_string())?;
         let base = match &self.header.parent_id {
             Some(parent) if !self.full => Some(self.parent_manifest(store, parent).await?),
             _ => None,

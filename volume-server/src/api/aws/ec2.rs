@@ -2,9 +2,9 @@
 //! parameters decoded into the control plane's request types, its answer encoded as the
 //! `<ActionResponse>` XML of the EC2 model (lowerCamel `locationName`s, `<item>` list members).
 
-use super::{ec2_access, ec2_encryption};
 use super::query::Params;
 use super::xml::Xml;
+use super::{ec2_access, ec2_encryption};
 use crate::api::format_time as time;
 use crate::catalog::{
     AttachmentRecord, ImageRecord, MappingRecord, ModificationRecord, VolumeRecord,

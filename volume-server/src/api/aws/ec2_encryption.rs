@@ -13,7 +13,10 @@ pub(super) fn enable_by_default(
     _: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    x.elem("ebsEncryptionByDefault", cp.set_ebs_encryption_by_default(who, true)?);
+    x.elem(
+        "ebsEncryptionByDefault",
+        cp.set_ebs_encryption_by_default(who, true)?,
+    );
     Ok(())
 }
 
@@ -23,7 +26,10 @@ pub(super) fn disable_by_default(
     _: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    x.elem("ebsEncryptionByDefault", cp.set_ebs_encryption_by_default(who, false)?);
+    x.elem(
+        "ebsEncryptionByDefault",
+        cp.set_ebs_encryption_by_default(who, false)?,
+    );
     Ok(())
 }
 

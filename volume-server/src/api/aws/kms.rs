@@ -129,7 +129,10 @@ fn page(input: &Input) -> Result<(usize, usize), Ec2Error> {
     let start = match input.str("Marker")? {
         None => 0,
         Some(m) => m.parse::<usize>().map_err(|_| {
-            Ec2Error::new(ErrorCode::InvalidMarkerException, "The Marker is not valid.")
+            Ec2Error::new(
+                ErrorCode::InvalidMarkerException,
+                "The Marker is not valid.",
+            )
         })?,
     };
     Ok((start, limit as usize))
@@ -155,7 +158,12 @@ pub fn handle(cp: &ControlPlane, who: Account, target: Option<&str>, body: &[u8]
     }
 }
 
-fn run(cp: &ControlPlane, who: Account, target: Option<&str>, body: &[u8]) -> Result<Value, Ec2Error> {
+fn run(
+    cp: &ControlPlane,
+    who: Account,
+    target: Option<&str>,
+    body: &[u8],
+) -> Result<Value, Ec2Error> {
     let op = target
         .and_then(|t| t.strip_prefix("TrentService."))
         .ok_or_else(|| {
