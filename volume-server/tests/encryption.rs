@@ -467,3 +467,17 @@ fn encrypted_volumes_snapshots_and_copies_keep_only_ciphertext_and_follow_their_
     assert_same_range(&back, &again, 0, 16 << 20);
     server.stop();
 }
+
+#[test]
+fn kms_and_the_encryption_defaults_through_boto3_for_two_accounts() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/kms.py");
+    let out = run(Command::new("python3").arg(script).arg(server.aws_url()));
+    out.assert_success();
+    assert!(out.stdout.contains("kms ok"), "{}", out.describe());
+    server.stop();
+}

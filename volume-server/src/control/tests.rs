@@ -55,6 +55,7 @@ fn open_with(
         throttle_scale: 1.0,
         eip_pool: instance_manager::network::Block::parse("198.51.100.0/24").unwrap(),
         metadata: None,
+        kms_root: Arc::new(crate::kms::RootKey::from_bytes([7; 32])),
     };
     let cp = ControlPlane::open(
         cfg,
@@ -176,8 +177,15 @@ fn create_volume_rules() {
     r.size = None;
     assert_eq!(code(cp.create_volume(LOCAL, r)), "MissingParameter");
     let mut r = create_req(8, "gp3");
+    r.kms_key_id = Some("alias/aws/ebs".into());
+    assert_eq!(
+        code(cp.create_volume(LOCAL, r)),
+        "InvalidParameterCombination"
+    );
+    let mut r = create_req(8, "gp3");
     r.encrypted = Some(true);
-    assert_eq!(code(cp.create_volume(LOCAL, r)), "UnsupportedOperation");
+    r.kms_key_id = Some("alias/none".into());
+    assert_eq!(code(cp.create_volume(LOCAL, r)), "InvalidParameterValue");
     let mut r = create_req(8, "gp3");
     r.snapshot_id = Some("snap-xyz".into());
     assert_eq!(

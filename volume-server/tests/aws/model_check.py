@@ -113,6 +113,15 @@ ec2.deregister_image(ImageId=ami)
 ec2.delete_snapshot(SnapshotId=copy)
 ec2.delete_volume(VolumeId=vol)
 ec2.delete_key_pair(KeyName="model")
+ec2.get_ebs_encryption_by_default()
+ec2.get_ebs_default_kms_key_id()
+ec2.enable_ebs_encryption_by_default()
+encrypted = ec2.create_volume(AvailabilityZone=AZ, Size=1)["VolumeId"]
+ec2.describe_volumes(VolumeIds=[encrypted])
+ec2.disable_ebs_encryption_by_default()
+ec2.modify_ebs_default_kms_key_id(KmsKeyId="alias/aws/ebs")
+ec2.reset_ebs_default_kms_key_id()
+ec2.delete_volume(VolumeId=encrypted)
 
 served = {
     "CreateVolume", "DescribeVolumes", "DeleteVolume", "AttachVolume", "DetachVolume",
@@ -128,7 +137,9 @@ served = {
     "DescribeVolumeAttribute", "ModifyVolumeAttribute", "EnableVolumeIO",
     "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair", "AllocateAddress",
     "AssociateAddress", "DisassociateAddress", "ReleaseAddress", "DescribeAddresses",
-    "ModifyInstanceMetadataOptions",
+    "ModifyInstanceMetadataOptions", "EnableEbsEncryptionByDefault",
+    "DisableEbsEncryptionByDefault", "GetEbsEncryptionByDefault", "GetEbsDefaultKmsKeyId",
+    "ModifyEbsDefaultKmsKeyId", "ResetEbsDefaultKmsKeyId",
 }
 assert served <= set(raw), f"not driven: {sorted(served - set(raw))}"
 
