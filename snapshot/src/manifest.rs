@@ -6,7 +6,8 @@
 //! ```text
 //! offset size field
 //!      0    8 magic "EBSSNAP\x01"
-//!      8    2 version (3; 2 has no KMS key string, 1 no owner string either)
+//!      8    2 version (3; 2, still written for snapshots that are not encrypted so that
+//!             older readers take them, has no KMS key string; 1 no owner string either)
 //!     10    2 reserved (0)
 //!     12    4 block size (524288)
 //!     16    8 volume size in bytes
@@ -90,13 +91,19 @@ impl Manifest {
 
     /// Serializes to the stored format.
     pub fn encode(&self) -> Vec<u8> {
-        let ids = [
+        let mut ids = vec![
             self.snapshot_id.as_str(),
             self.volume_id.as_str(),
             self.parent_id.as_deref().unwrap_or(""),
             self.owner_id.as_str(),
-            self.kms_key_id.as_deref().unwrap_or(""),
         ];
+        let version = match self.kms_key_id.as_deref() {
+            Some(k) => {
+                ids.push(k);
+                VERSION
+            }
+            None => VERSION_2,
+        };
         let mut out = Vec::with_capacity(
             FIXED_LEN
                 + ids.len()
@@ -105,7 +112,7 @@ impl Manifest {
                 + 4,
         );
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes());
         out.extend_from_slice(&(BLOCK_SIZE as u32).to_le_bytes());
         out.extend_from_slice(&self.volume_size.to_le_bytes());
@@ -284,8 +291,8 @@ mod tests {
         assert_eq!(Manifest::decode(&root.encode()), Ok(root));
     }
 
-    /// An older manifest: today's encoding of `m` (no KMS key, so its last string is empty)
-    /// with its last `strings_dropped` (empty) strings removed, as `version`.
+    /// An older manifest: the encoding of `m` (no KMS key: version 2) with its last
+    /// `strings_dropped` (empty) strings removed, as `version`.
     fn older(m: &Manifest, version: u16, strings_dropped: usize) -> Vec<u8> {
         let v3 = m.encode();
         let mut old = v3[..v3.len() - 4].to_vec();
@@ -307,17 +314,20 @@ mod tests {
             kms_key_id: None,
             ..sample()
         };
-        assert_eq!(Manifest::decode(&older(&m, VERSION_1, 2)), Ok(m.clone()));
-        assert_eq!(Manifest::decode(&older(&m, VERSION_2, 1)), Ok(m));
-        let owned = Manifest {
+        assert_eq!(Manifest::decode(&older(&m, VERSION_1, 1)), Ok(m.clone()));
+        assert_eq!(Manifest::decode(&older(&m, VERSION_2, 0)), Ok(m));
+        // Plain snapshots are written as version 2 (older readers take them), encrypted ones
+        // as version 3.
+        let plain = Manifest {
             kms_key_id: None,
             ..sample()
         };
-        assert_eq!(Manifest::decode(&older(&owned, VERSION_2, 1)), Ok(owned));
+        assert_eq!(plain.encode()[8..10], VERSION_2.to_le_bytes());
         let sealed = Manifest {
             kms_key_id: Some("arn:aws:kms:us-east-1:111122223333:key/k".into()),
             ..sample()
         };
+        assert_eq!(sealed.encode()[8..10], VERSION.to_le_bytes());
         assert_eq!(Manifest::decode(&sealed.encode()), Ok(sealed));
     }
 

@@ -131,17 +131,33 @@ impl RootKey {
                 Ok(RootKey(aead(&key)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Written whole to a private temporary file, then linked into place: a crash
+                // leaves either no key file or a complete one, and a key file that appeared
+                // meanwhile is never replaced.
                 let key = random::<32>();
                 let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                let mut tmp = path.as_os_str().to_owned();
+                tmp.push(format!(".tmp.{}", std::process::id()));
+                let tmp = std::path::PathBuf::from(tmp);
+                let _ = std::fs::remove_file(&tmp);
                 let mut f = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .open(path)
+                    .open(&tmp)
                     .map_err(file_err)?;
                 f.write_all(format!("{hex}\n").as_bytes())
                     .and_then(|()| f.sync_all())
                     .map_err(file_err)?;
+                let linked = std::fs::hard_link(&tmp, path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return RootKey::load_or_create(path);
+                    }
+                    Err(e) => return Err(file_err(e)),
+                }
                 if let Some(dir) = path.parent() {
                     std::fs::File::open(dir)
                         .and_then(|d| d.sync_all())

@@ -62,9 +62,10 @@ pub enum ServerError {
     /// Loading state failed.
     #[error("Cannot load state: {0}")]
     Control(control::Ec2Error),
-    /// The AWS endpoint's credentials file could not be used.
+    /// The KMS root key file could not be read or made.
     #[error(transparent)]
     Kms(#[from] kms::KmsError),
+    /// The AWS endpoint's credentials file could not be used.
     #[error("--aws-credentials: {0}")]
     AwsCredentials(String),
     /// The gRPC server failed.

@@ -57,7 +57,10 @@ fn assert_code(out: &Output, code: &str) {
 fn field(v: &serde_json::Value, path: &[&str]) -> String {
     let mut cur = v;
     for p in path {
-        cur = &cur[*p];
+        cur = match p.parse::<usize>() {
+            Ok(i) => &cur[i],
+            Err(_) => &cur[*p],
+        };
     }
     cur.as_str()
         .unwrap_or_else(|| panic!("{path:?} in {v}"))
@@ -263,6 +266,37 @@ fn encrypted_volumes_snapshots_and_copies_keep_only_ciphertext_and_follow_their_
     let found = leaks(&data, &runs);
     assert!(found.is_empty(), "plaintext found on disk: {found:?}");
 
+    // The EBS direct APIs give the owner the plaintext of an encrypted snapshot's block, with
+    // the SHA-256 of that plaintext as its checksum.
+    let blocks = json(&aws(
+        &server,
+        &["ebs", "list-snapshot-blocks", "--snapshot-id", &snap],
+    ));
+    assert_eq!(blocks["Blocks"][0]["BlockIndex"], 0, "{blocks}");
+    let token = field(&blocks, &["Blocks", "0", "BlockToken"]);
+    let got = dir.path().join("block0");
+    let meta = json(&aws(
+        &server,
+        &[
+            "ebs",
+            "get-snapshot-block",
+            "--snapshot-id",
+            &snap,
+            "--block-index",
+            "0",
+            "--block-token",
+            &token,
+            got.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(std::fs::read(&got).unwrap(), model[..512 << 10]);
+    let digest = {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&model[..512 << 10]))
+    };
+    assert_eq!(field(&meta, &["Checksum"]), digest, "{meta}");
+
     // Read back through NBD.
     let back = dir.path().join("back.raw");
     run(Command::new("nbdcopy").arg(&uri).arg(&back)).assert_success();
@@ -455,17 +489,48 @@ fn encrypted_volumes_snapshots_and_copies_keep_only_ciphertext_and_follow_their_
         "the plain volume's data was not found: {found:?}"
     );
 
-    // After a restart (keys unwrapped again from the catalog under the root key file) the
-    // volume reads the same.
+    // A restart while the key is disabled: the server starts, and the attachment is not served
+    // until the key is enabled again; then (keys unwrapped anew from the catalog under the root
+    // key file) the volume reads the same.
+    aws(&server, &["kms", "disable-key", "--key-id", &id_a]).assert_success();
     server.stop();
     let server = Server::start_with_args(&data, &["--snapshot-min-interval", "0s"]);
+    let uri = server.nbd_uri_of(&vid);
     let again = dir.path().join("again.raw");
-    run(Command::new("nbdcopy")
-        .arg(server.nbd_uri_of(&vid))
-        .arg(&again))
-    .assert_success();
+    run(Command::new("nbdcopy").arg(&uri).arg(&again)).assert_failure();
+    aws(&server, &["kms", "enable-key", "--key-id", &id_a]).assert_success();
+    run(Command::new("nbdcopy").arg(&uri).arg(&again)).assert_success();
     assert_same_range(&back, &again, 0, 16 << 20);
     server.stop();
+
+    // Another root key file (here: a path that named none, so a new key was made) does not
+    // unwrap the catalog's keys: the server refuses to start rather than serve nothing
+    // encrypted and wrap new keys under a key nobody kept.
+    let wrong = dir.path().join("elsewhere.key");
+    let out = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_volume-server")).args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--nbd-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--aws-addr",
+            "127.0.0.1:0",
+            "--kms-root-key-file",
+            wrong.to_str().unwrap(),
+        ]),
+        std::time::Duration::from_secs(60),
+    );
+    out.assert_failure();
+    assert!(
+        out.combined()
+            .contains("does not unwrap the catalog's KMS keys"),
+        "{}",
+        out.describe()
+    );
 }
 
 #[test]

@@ -590,6 +590,12 @@ pub struct EbsMapping {
     /// Delete the volume when the instance terminates (EC2 default: true).
     #[serde(default)]
     pub delete_on_termination: Option<bool>,
+    /// Encrypt the volume (a volume from an encrypted snapshot always is).
+    #[serde(default)]
+    pub encrypted: Option<bool>,
+    /// The KMS key of an encrypted volume (any form KMS takes).
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
 }
 
 /// One block device mapping of an AMI.

@@ -18,6 +18,7 @@ enum Field {
     VolumeId,
     Size,
     MultiAttach,
+    Encrypted,
     AttachmentInstanceId,
     AttachmentDevice,
     AttachmentStatus,
@@ -35,6 +36,7 @@ impl Filter {
             "volume-id" => Field::VolumeId,
             "size" => Field::Size,
             "multi-attach-enabled" => Field::MultiAttach,
+            "encrypted" => Field::Encrypted,
             "attachment.instance-id" => Field::AttachmentInstanceId,
             "attachment.device" => Field::AttachmentDevice,
             "attachment.status" => Field::AttachmentStatus,
@@ -55,6 +57,11 @@ impl Filter {
             Field::VolumeId => any(&v.volume_id),
             Field::Size => any(&v.size_gib.to_string()),
             Field::MultiAttach => any(if v.multi_attach_enabled {
+                "true"
+            } else {
+                "false"
+            }),
+            Field::Encrypted => any(if v.encryption.is_some() {
                 "true"
             } else {
                 "false"

@@ -91,12 +91,6 @@ pub(super) fn mapping(m: &model::BlockDeviceMapping) -> Result<MappingRecord, Ec
     let ebs = match &m.ebs {
         None => None,
         Some(e) => {
-            if e.encrypted == Some(true) {
-                return Err(Ec2Error::new(
-                    ErrorCode::UnsupportedOperation,
-                    "Encrypted volumes are not supported by this server.",
-                ));
-            }
             if e.snapshot_id.as_deref().is_none_or(str::is_empty) && e.volume_size.is_none() {
                 return Err(bad_mapping(format!(
                     "The mapping of {} needs a SnapshotId or a VolumeSize.",
@@ -117,6 +111,8 @@ pub(super) fn mapping(m: &model::BlockDeviceMapping) -> Result<MappingRecord, Ec
                 iops: positive(e.iops, "Iops")?,
                 throughput: positive(e.throughput, "Throughput")?,
                 delete_on_termination: e.delete_on_termination,
+                encrypted: e.encrypted,
+                kms_key_id: e.kms_key_id.clone().filter(|k| !k.is_empty()),
             })
         }
     };
@@ -235,6 +231,10 @@ impl ControlPlane {
                         format!("The snapshot '{snap}' does not exist (or is not completed)."),
                     )
                 })?;
+            if s.kms_key_id.is_some() {
+                // A volume of an encrypted snapshot is encrypted, as the image shows.
+                e.encrypted = Some(true);
+            }
             if e.volume_size.is_some_and(|n| n < s.volume_size_gib) {
                 return Err(bad_mapping(format!(
                     "Volume of {}GiB for {} is smaller than snapshot {snap} ({}GiB).",

@@ -693,6 +693,8 @@ impl ControlPlane {
                 volume_type: Some(ebs.volume_type.clone().unwrap_or_else(|| "gp2".into())),
                 iops: ebs.iops.map(|n| n as i32),
                 throughput: ebs.throughput.map(|n| n as i32),
+                encrypted: ebs.encrypted,
+                kms_key_id: ebs.kms_key_id.clone(),
                 tag_specifications: if volume_tags.is_empty() {
                     vec![]
                 } else {
@@ -958,7 +960,17 @@ impl ControlPlane {
                 continue;
             }
             let v = st.volumes.get(&volume_id).cloned().expect("listed");
-            self.export(st, &v, &a)?;
+            match self.export(st, &v, &a) {
+                Ok(()) => {}
+                // Adopted at start while the volume's KMS key is unusable: the instance runs
+                // without that device until the key is enabled (EnableKey serves it again).
+                Err(e)
+                    if e.code == ErrorCode::InvalidKmsKeyInvalidState && v.encryption.is_some() =>
+                {
+                    tracing::warn!(instance_id = %id, volume_id = %v.volume_id, error = %e.message, "not serving a volume until its KMS key is usable");
+                }
+                Err(e) => return Err(e),
+            }
         }
         let dir = self.instance_dir(id);
         std::fs::create_dir_all(&dir)
@@ -1169,7 +1181,7 @@ impl ControlPlane {
         if hibernate {
             return Err(Ec2Error::new(
                 ErrorCode::UnsupportedHibernationConfiguration,
-                "Hibernation needs an encrypted root volume; encryption is not supported by this server.",
+                "Hibernation is not supported by this server.",
             ));
         }
         self.change_states(
@@ -1615,6 +1627,8 @@ impl ControlPlane {
                                 .filter(|v| v.volume_type == crate::catalog::VolumeType::Gp3)
                                 .and_then(|v| v.throughput),
                             delete_on_termination: Some(a.delete_on_termination),
+                            encrypted: Some(s.kms_key_id.is_some()),
+                            kms_key_id: None,
                         }),
                         virtual_name: None,
                         no_device: false,

@@ -38,10 +38,8 @@ fn not_found(what: &str) -> Ec2Error {
 /// An EBS caller's view of a KMS failure: EC2 codes, not KMS's.
 fn for_ec2(e: Ec2Error) -> Ec2Error {
     match e.code {
-        ErrorCode::NotFoundException | ErrorCode::InvalidArnException => {
-            Ec2Error::invalid_value(format!("The KMS key is not valid: {}", e.message))
-        }
-        _ => e,
+        ErrorCode::InvalidKmsKeyInvalidState | ErrorCode::InternalError => e,
+        _ => Ec2Error::invalid_value(format!("The KMS key is not valid: {}", e.message)),
     }
 }
 
@@ -167,7 +165,7 @@ impl ControlPlane {
             }
         };
         match st.kms_keys.get(&id) {
-            Some(k) if who.owns(&k.owner_id) && !k.deletion_ms.is_some_and(|d| d <= now_ms()) => {
+            Some(k) if who.owns(&k.owner_id) && k.deletion_ms.is_none_or(|d| d > now_ms()) => {
                 Ok(k.clone())
             }
             _ => Err(not_found(&self.kms_key_arn(who.id(), &id))),
@@ -277,7 +275,7 @@ impl ControlPlane {
         let mut keys: Vec<KeyView> = st
             .kms_keys
             .values()
-            .filter(|k| who.owns(&k.owner_id) && !k.deletion_ms.is_some_and(|d| d <= now))
+            .filter(|k| who.owns(&k.owner_id) && k.deletion_ms.is_none_or(|d| d > now))
             .map(|k| self.key_view(k))
             .collect();
         keys.sort_by(|a, b| {
@@ -316,6 +314,17 @@ impl ControlPlane {
         if k.state != to {
             k.state = to;
             self.put_key(&mut st, k)?;
+            if enable {
+                // What a restart left unserved while the key was unusable serves again:
+                // attachments, and the background restore of volumes from its snapshots. The
+                // key is enabled whatever happens here; a failure is logged.
+                if let Err(e) = self
+                    .export_attached(&mut st)
+                    .and_then(|()| self.resume_hydrations(&mut st))
+                {
+                    tracing::error!(error = %e, "serving volumes again after EnableKey");
+                }
+            }
         }
         Ok(())
     }

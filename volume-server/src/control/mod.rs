@@ -293,6 +293,20 @@ impl ControlPlane {
         for a in contents.addresses {
             st.addresses.insert(a.allocation_id.clone(), a);
         }
+        // The root key must be the one the catalog's keys were wrapped under: a wrong or newly
+        // made key file (a typo in --kms-root-key-file, a secrets volume not mounted) would
+        // otherwise serve nothing encrypted and wrap new keys under a key nobody kept.
+        if let Some(k) = contents.kms_keys.first()
+            && cp
+                .cfg
+                .kms_root
+                .unwrap_material(&k.key_id, &k.wrapped_material)
+                .is_err()
+        {
+            return Err(Ec2Error::internal(
+                "the KMS root key does not unwrap the catalog's KMS keys: start with the --kms-root-key-file they were made under (a new key file was made if the path named none; remove it)",
+            ));
+        }
         for k in contents.kms_keys {
             st.kms_keys.insert(k.key_id.clone(), k);
         }
@@ -310,6 +324,18 @@ impl ControlPlane {
         // Instances first: only those whose workload is still running serve their volumes.
         cp.discard_interrupted_launches(&mut st)?;
         let adopted = cp.recover_instances(&mut st)?;
+        cp.export_attached(&mut st)?;
+        cp.recover_addresses(&mut st)?;
+        cp.recover_snapshots(&mut st)?;
+        drop(st);
+        cp.resume_instances(adopted);
+        Ok(cp)
+    }
+
+    /// Serves every attachment that should serve I/O and does not (at start, and when a KMS
+    /// key is enabled again). An encrypted volume whose key (or whose restore snapshot's key)
+    /// is not usable stays unserved, with a warning, until the key is enabled.
+    fn export_attached(&self, st: &mut State) -> Result<(), Ec2Error> {
         let attached: Vec<VolumeRecord> = st
             .volumes
             .values()
@@ -318,16 +344,19 @@ impl ControlPlane {
             .collect();
         for v in attached {
             for a in &v.attachments {
-                if instances::serves_io(&st, &a.instance_id) && cp.exports.get(&a.token).is_none() {
-                    cp.export(&mut st, &v, a)?;
+                if instances::serves_io(st, &a.instance_id) && self.exports.get(&a.token).is_none()
+                {
+                    match self.export(st, &v, a) {
+                        Ok(()) => {}
+                        Err(e) if e.code == ErrorCode::InvalidKmsKeyInvalidState => {
+                            tracing::warn!(volume_id = %v.volume_id, error = %e.message, "not serving an attachment until its KMS key is usable");
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
-        cp.recover_addresses(&mut st)?;
-        cp.recover_snapshots(&mut st)?;
-        drop(st);
-        cp.resume_instances(adopted);
-        Ok(cp)
+        Ok(())
     }
 
     /// This control plane as an `Arc`, for background jobs.
@@ -489,7 +518,8 @@ impl ControlPlane {
                 && existing.multi_attach_enabled == spec.multi_attach
                 && existing.snapshot_id.as_deref()
                     == restore.as_ref().map(|(r, _)| r.snapshot_id.as_str())
-                && existing.initialization_rate_mib == init_rate;
+                && existing.initialization_rate_mib == init_rate
+                && (req.encrypted != Some(true) || existing.encryption.is_some());
             return if same {
                 Ok(existing.clone())
             } else {

@@ -399,6 +399,8 @@ pub struct EbsBlockDevice {
     pub throughput: Option<i32>,
     pub delete_on_termination: Option<bool>,
     pub encrypted: Option<bool>,
+    /// The KMS key of an encrypted volume; needs `encrypted`.
+    pub kms_key_id: Option<String>,
 }
 
 /// One ModifyInstanceAttribute change.

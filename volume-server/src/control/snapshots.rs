@@ -958,6 +958,31 @@ impl ControlPlane {
         Ok(Some(Arc::new(h)))
     }
 
+    /// Starts background hydration of every restoring volume without it (at start, and when a
+    /// KMS key is enabled again). One whose key (or its snapshot's) is unusable waits, with a
+    /// warning, until the key is enabled.
+    pub(super) fn resume_hydrations(&self, st: &mut State) -> Result<(), Ec2Error> {
+        let restoring: Vec<VolumeRecord> = st
+            .volumes
+            .values()
+            .filter(|v| !st.holds.contains_key(&v.volume_id))
+            .filter(|v| {
+                hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id)).exists()
+            })
+            .cloned()
+            .collect();
+        for v in restoring {
+            match self.start_hydration(st, &v) {
+                Ok(()) => {}
+                Err(e) if e.code == ErrorCode::InvalidKmsKeyInvalidState => {
+                    tracing::warn!(volume_id = %v.volume_id, error = %e.message, "not restoring a volume until its KMS keys are usable");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Starts background hydration of an open restoring volume; the volume stays open (held)
     /// until it is done.
     pub(super) fn start_hydration(&self, st: &mut State, v: &VolumeRecord) -> Result<(), Ec2Error> {
@@ -1132,17 +1157,7 @@ impl ControlPlane {
         if tidied.is_err() {
             tracing::warn!(store = %store.url(), "the snapshot store did not answer at start-up; stale markers, pins or a lease may stay until it does");
         }
-        let restoring: Vec<VolumeRecord> = st
-            .volumes
-            .values()
-            .filter(|v| {
-                hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id)).exists()
-            })
-            .cloned()
-            .collect();
-        for v in restoring {
-            self.start_hydration(st, &v)?;
-        }
+        self.resume_hydrations(st)?;
         let gc = self
             .runtime
             .spawn(Self::gc_loop(self.me.clone(), self.gc_wake.clone()));
@@ -1323,6 +1338,7 @@ enum SnapField {
     Description,
     VolumeSize,
     OwnerId,
+    Encrypted,
     TagKey,
     Tag(String),
 }
@@ -1336,6 +1352,7 @@ impl SnapshotFilter {
             "description" => SnapField::Description,
             "volume-size" => SnapField::VolumeSize,
             "owner-id" => SnapField::OwnerId,
+            "encrypted" => SnapField::Encrypted,
             "tag-key" => SnapField::TagKey,
             _ => SnapField::Tag(super::filter::tag_key(name)?),
         };
@@ -1352,6 +1369,11 @@ impl SnapshotFilter {
             SnapField::Description => any(&s.description),
             SnapField::VolumeSize => any(&s.volume_size_gib.to_string()),
             SnapField::OwnerId => any(&s.owner_id),
+            SnapField::Encrypted => any(if s.kms_key_id.is_some() {
+                "true"
+            } else {
+                "false"
+            }),
             SnapField::TagKey => s.tags.keys().any(|k| any(k)),
             SnapField::Tag(key) => s.tags.get(key).is_some_and(|v| any(v)),
         }

@@ -109,6 +109,13 @@ assert ec2.get_ebs_default_kms_key_id()["KmsKeyId"] == k["Arn"]
 assert ec2.create_volume(AvailabilityZone=AZ, Size=1, Encrypted=True)["KmsKeyId"] == k["Arn"]
 assert ec2.reset_ebs_default_kms_key_id()["KmsKeyId"] == m["Arn"]
 fails("InvalidParameterValue", ec2.modify_ebs_default_kms_key_id, KmsKeyId="alias/missing")
+plain = ec2.create_volume(AvailabilityZone=AZ, Size=1)
+assert not plain["Encrypted"] and "KmsKeyId" not in plain, plain
+only = lambda value: {x["VolumeId"] for x in ec2.describe_volumes(
+    Filters=[{"Name": "encrypted", "Values": [value]}])["Volumes"]}
+assert v["VolumeId"] in only("true") and plain["VolumeId"] not in only("true")
+assert plain["VolumeId"] in only("false") and v["VolumeId"] not in only("false")
+ec2.delete_volume(VolumeId=plain["VolumeId"])
 
 # Another account sees none of these keys and cannot use them, even by ARN.
 assert kms_b.list_keys()["Keys"] == [], "another account's keys listed"

@@ -811,6 +811,7 @@ fn block_device_mappings(p: &Params) -> Result<Vec<model::BlockDeviceMapping>, E
                         throughput: e.int("Throughput")?,
                         delete_on_termination: e.bool("DeleteOnTermination")?,
                         encrypted: e.bool("Encrypted")?,
+                        kms_key_id: e.string("KmsKeyId"),
                     }),
                     None => None,
                 },
@@ -835,7 +836,8 @@ fn write_mapping(x: &mut Xml, m: &MappingRecord) {
                 .opt("volumeType", e.volume_type.as_deref())
                 .opt("iops", e.iops)
                 .opt("throughput", e.throughput)
-                .elem("encrypted", false);
+                .elem("encrypted", e.encrypted.unwrap_or(false))
+                .opt("kmsKeyId", e.kms_key_id.as_deref());
         });
     }
     if m.no_device {

@@ -138,9 +138,20 @@ fn page(input: &Input) -> Result<(usize, usize), Ec2Error> {
     Ok((start, limit as usize))
 }
 
+/// `InvalidMarkerException` for a marker past the end of `len` items.
+fn check_marker(start: usize, len: usize) -> Result<(), Ec2Error> {
+    if start > len {
+        return Err(Ec2Error::new(
+            ErrorCode::InvalidMarkerException,
+            "The Marker is not valid.",
+        ));
+    }
+    Ok(())
+}
+
 /// One page of `items` as `field`, with `Truncated` and `NextMarker`.
 fn paged(field: &str, items: Vec<Value>, start: usize, limit: usize) -> Value {
-    let end = (start + limit).min(items.len());
+    let end = start.saturating_add(limit).min(items.len());
     let truncated = end < items.len();
     let mut out = json!({ "Truncated": truncated });
     out[field] = Value::Array(items.into_iter().skip(start).take(limit).collect());
@@ -223,7 +234,8 @@ fn run(
                 .kms_list_keys(who)
                 .iter()
                 .map(|k| json!({ "KeyId": k.record.key_id, "KeyArn": k.arn }))
-                .collect();
+                .collect::<Vec<_>>();
+            check_marker(start, keys.len())?;
             Ok(paged("Keys", keys, start, limit))
         }
         "EnableKey" | "DisableKey" => {
@@ -273,7 +285,8 @@ fn run(
                         "LastUpdatedDate": epoch(a.record.creation_ms),
                     })
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            check_marker(start, aliases.len())?;
             Ok(paged("Aliases", aliases, start, limit))
         }
         other => Err(Ec2Error::new(

@@ -404,6 +404,7 @@ impl From<pb::EbsBlockDevice> for model::EbsBlockDevice {
             throughput: p.throughput,
             delete_on_termination: p.delete_on_termination,
             encrypted: p.encrypted,
+            kms_key_id: None,
         }
     }
 }

@@ -358,7 +358,7 @@ fn mapping_pb(m: &MappingRecord) -> pb::BlockDeviceMapping {
             iops: e.iops.map(|n| n as i32),
             throughput: e.throughput.map(|n| n as i32),
             delete_on_termination: Some(e.delete_on_termination.unwrap_or(true)),
-            encrypted: Some(false),
+            encrypted: Some(e.encrypted.unwrap_or(false)),
         }),
         virtual_name: m.virtual_name.clone(),
         no_device: m.no_device.then(String::new),
