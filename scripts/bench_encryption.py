@@ -10,7 +10,7 @@ IOPS or MiB/s, p99 latency and CPU per I/O for each, and encrypted / plain ratio
 of the per-repetition ratios, with their range).
 
     python3 scripts/bench_encryption.py [--runtime 10] [--reps 3] [--size-mib 1024]
-                                        [--server-cpu 0.5]
+                                        [--server-cpu 0.5] [--jobs 1M,QD32]
 
 --server-cpu confines the server to that fraction of one CPU (cgroup v1 or v2), so that the
 server rather than fio sets the pace and the cost of the cipher shows in throughput too.
@@ -45,9 +45,12 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--server-cpu", type=float)
+    ap.add_argument("--jobs", help="only the jobs whose label contains one of these comma-separated words")
     ap.add_argument("--exe", default=os.path.join(ROOT, "target", "release", "volume-server"))
     ap.add_argument("--ctl", default=os.path.join(ROOT, "target", "release", "ebsctl"))
     a = ap.parse_args()
+    jobs = [(label, job) for label, job in JOBS
+            if not a.jobs or any(w in label for w in a.jobs.split(","))]
 
     tmp = tempfile.mkdtemp(prefix="ebs-bench-enc-")
     data = os.path.join(tmp, "data")
@@ -84,9 +87,9 @@ def main():
         os.remove(backing)
         files = [os.path.join(r, n) for r, _, ns in os.walk(data) for n in ns if n.endswith(".img")]
 
-        results = {(k, j): [] for k in KINDS for j, _ in JOBS}
+        results = {(k, j): [] for k in KINDS for j, _ in jobs}
         for rep in range(a.reps):
-            for label, job in JOBS:
+            for label, job in jobs:
                 order = KINDS if rep % 2 == 0 else KINDS[::-1]
                 for kind in order:
                     warm(files, a.size_mib)
@@ -106,7 +109,7 @@ def main():
     print()
     print("| job | plain | encrypted | ratio (range) | p99 plain / encrypted µs | CPU/IO plain / encrypted µs | CPU ratio | fio CPU % |")
     print("|---|---|---|---|---|---|---|---|")
-    for label, job in JOBS:
+    for label, job in jobs:
         p, e = results[("plain", label)], results[("encrypted", label)]
         unit = "mib_s" if job["bs"] == "1m" else "iops"
         ratios = [x[unit] / y[unit] for x, y in zip(e, p)]
