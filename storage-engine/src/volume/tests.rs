@@ -438,6 +438,14 @@ async fn an_encrypted_volume_file_holds_only_ciphertext() {
             );
         }
     }
+    // A buffer the write owns alone is encrypted where it lies (the others above were shared).
+    vol.write(6 * MIB, pattern(256 * 1024, 9), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        vol.read(6 * MIB, 256 * 1024).await.unwrap(),
+        pattern(256 * 1024, 9).to_vec()
+    );
     // Every read path decrypts.
     assert_eq!(vol.read(0, 4096).await.unwrap(), small.to_vec());
     assert_eq!(vol.read(MIB, 2 * MIB).await.unwrap(), large.to_vec());
