@@ -16,44 +16,6 @@ use std::process::Command;
 use common::*;
 use proto::ebs::v1 as pb;
 
-fn python_has(module: &str) -> bool {
-    Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn require_aws_clients() -> bool {
-    if !require_tool("aws") {
-        return false;
-    }
-    if !python_has("boto3") {
-        return skip("python3 cannot import boto3 (pip install boto3)");
-    }
-    true
-}
-
-fn aws(server: &Server, args: &[&str]) -> Output {
-    run(server
-        .aws_cli("test", "test")
-        .args(["--output", "json"])
-        .args(args))
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    out.assert_success();
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.describe()))
-}
-
-fn assert_code(out: &Output, code: &str) {
-    out.assert_failure();
-    assert!(
-        out.stderr.contains(&format!("({code})")),
-        "expected ({code}): {}",
-        out.describe()
-    );
-}
-
 fn field(v: &serde_json::Value, path: &[&str]) -> String {
     let mut cur = v;
     for p in path {

@@ -921,3 +921,54 @@ pub fn assert_zero_range(path: &Path, offset: u64, len: u64) {
         done += n as u64;
     }
 }
+
+// ------------------------------------------------------------ the aws CLI and boto3
+
+/// Whether python3 can import `module`.
+pub fn python_has(module: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The aws CLI and boto3, or a loud skip (a failure under EBS_REQUIRE_INTEROP).
+pub fn require_aws_clients() -> bool {
+    if !require_tool("aws") {
+        return false;
+    }
+    if !python_has("boto3") {
+        return skip("python3 cannot import boto3 (pip install boto3)");
+    }
+    true
+}
+
+/// `aws --endpoint-url … --output json ARGS` as key `key` (secret `secret`), isolated from any
+/// user configuration.
+pub fn aws_as(server: &Server, key: &str, secret: &str, args: &[&str]) -> Output {
+    run(server
+        .aws_cli(key, secret)
+        .args(["--output", "json"])
+        .args(args))
+}
+
+/// [`aws_as`] with the key every local account test uses (`test`: account `000000000000`).
+pub fn aws(server: &Server, args: &[&str]) -> Output {
+    aws_as(server, "test", "test", args)
+}
+
+/// The JSON a successful CLI call printed.
+pub fn json(out: &Output) -> serde_json::Value {
+    out.assert_success();
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.describe()))
+}
+
+/// Asserts the CLI failed with EC2 code `code`, as botocore parsed it.
+pub fn assert_code(out: &Output, code: &str) {
+    out.assert_failure();
+    assert!(
+        out.stderr.contains(&format!("({code})")),
+        "expected ({code}): {}",
+        out.describe()
+    );
+}

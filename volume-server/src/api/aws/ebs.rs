@@ -24,7 +24,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json(status: StatusCode, v: Value) -> Reply {
+    /// A JSON reply.
+    pub(super) fn json(status: StatusCode, v: Value) -> Reply {
         Reply {
             status,
             headers: vec![],

@@ -2,7 +2,6 @@
 //! request, runs it on `control::kms`, encodes the reply. Errors are `{"__type", "message"}`
 //! with the status of their code (400 for every client fault, as KMS answers).
 
-use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
@@ -13,18 +12,9 @@ use crate::control::{Account, ControlPlane, Ec2Error, ErrorCode};
 /// The JSON protocol's content type.
 pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
-fn reply(status: StatusCode, v: Value) -> Reply {
-    Reply {
-        status,
-        headers: vec![],
-        body: Bytes::from(v.to_string()),
-        json: true,
-    }
-}
-
 /// The reply to a failed call.
 pub fn error(e: &Ec2Error) -> Reply {
-    let mut r = reply(
+    let mut r = Reply::json(
         StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         json!({ "__type": e.code.as_str(), "message": e.message }),
     );
@@ -164,7 +154,7 @@ fn paged(field: &str, items: Vec<Value>, start: usize, limit: usize) -> Value {
 /// Runs the operation `target` names on `cp` for `who`.
 pub fn handle(cp: &ControlPlane, who: Account, target: Option<&str>, body: &[u8]) -> Reply {
     match run(cp, who, target, body) {
-        Ok(v) => reply(StatusCode::OK, v),
+        Ok(v) => Reply::json(StatusCode::OK, v),
         Err(e) => error(&e),
     }
 }
