@@ -35,12 +35,6 @@ pub const SECTOR_SIZE: u64 = 512;
 pub const MAX_IO_BYTES: u64 = 32 << 20;
 /// Chunk size when zeroes must be written out by hand.
 const ZERO_CHUNK: usize = 1 << 20;
-thread_local! {
-    /// Where an inline write of an encrypted volume is encrypted before it is written.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-/// The largest scratch buffer a thread keeps (the default inline write limit).
-const MAX_SCRATCH: usize = 1 << 20;
 /// An encrypted volume's requests of at least this many bytes are encrypted or decrypted on a
 /// blocking thread, so that a connection's queue of large requests spreads over the cores:
 /// AES-XTS runs at a few GB/s on one core, so a 1 MiB request is hundreds of microseconds of
@@ -556,32 +550,11 @@ impl Volume {
 
     async fn write_checked(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), VolumeError> {
         let len = data.len() as u64;
-        if self.cipher.is_some() && !fua && len <= self.inline.write_max {
-            // An inline write of an encrypted volume: encrypted into this thread's scratch
-            // buffer and written from it on the same thread, with no buffer of its own (a
-            // fresh 1 MiB one costs its page faults on every request).
-            let file = Arc::clone(&self.file);
-            let written = self
-                .with_cipher(data.len(), move |c| {
-                    SCRATCH.with(|scratch| {
-                        let mut buf = scratch.borrow_mut();
-                        buf.clear();
-                        buf.extend_from_slice(&data);
-                        c.encrypt(offset, &mut buf);
-                        let r = std::os::unix::fs::FileExt::write_all_at(&*file, &buf, offset);
-                        // A buffer past the largest inline write is not kept.
-                        if buf.capacity() > MAX_SCRATCH {
-                            *buf = Vec::new();
-                        }
-                        r
-                    })
-                })
-                .await?;
-            return written.map_err(|e| self.fail(e));
-        }
+        // Only the encryption may run on another thread: the write itself is issued from this
+        // task, so a request dropped mid-way (a fenced session) writes nothing afterwards.
         let data = if self.cipher.is_some() {
             // Encrypted where it lies when this request owns its buffer; copied when it is
-            // shared.
+            // shared (the NBD and gRPC paths keep theirs).
             self.with_cipher(data.len(), move |c| match data.try_into_mut() {
                 Ok(mut owned) => {
                     c.encrypt(offset, &mut owned);

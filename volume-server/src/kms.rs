@@ -146,9 +146,13 @@ impl RootKey {
                     .mode(0o600)
                     .open(&tmp)
                     .map_err(file_err)?;
-                f.write_all(format!("{hex}\n").as_bytes())
+                if let Err(e) = f
+                    .write_all(format!("{hex}\n").as_bytes())
                     .and_then(|()| f.sync_all())
-                    .map_err(file_err)?;
+                {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(file_err(e));
+                }
                 let linked = std::fs::hard_link(&tmp, path);
                 let _ = std::fs::remove_file(&tmp);
                 match linked {
@@ -159,6 +163,12 @@ impl RootKey {
                     Err(e) => return Err(file_err(e)),
                 }
                 if let Some(dir) = path.parent() {
+                    // A bare file name's parent is "": the working directory.
+                    let dir = if dir.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        dir
+                    };
                     std::fs::File::open(dir)
                         .and_then(|d| d.sync_all())
                         .map_err(file_err)?;

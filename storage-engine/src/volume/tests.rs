@@ -439,7 +439,7 @@ async fn an_encrypted_volume_file_holds_only_ciphertext() {
         }
     }
     // A buffer the write owns alone is encrypted where it lies (the others above were shared).
-    vol.write(6 * MIB, pattern(256 * 1024, 9), false)
+    vol.write(6 * MIB, pattern(256 * 1024, 9), true)
         .await
         .unwrap();
     assert_eq!(

@@ -926,7 +926,7 @@ impl ControlPlane {
         }
         running.launch_time_ms = now_ms();
         st.hosts.insert(id.to_string(), running.clone());
-        let served = self.serve_instance(st, &running);
+        let served = self.serve_instance(st, &running, false);
         let workload = served.and_then(|()| self.start_workload(st, &running));
         // On error the running record stays in memory (not committed) so that the caller's
         // power-off finds the instance store tokens it exported.
@@ -945,7 +945,14 @@ impl ControlPlane {
 
     /// Exports the EBS attachments and instance store disks of a running instance (with the
     /// tokens in the records).
-    fn serve_instance(&self, st: &mut State, host: &HostRecord) -> Result<(), Ec2Error> {
+    /// `adopted` (a workload found alive at start): a volume whose KMS key is unusable is left
+    /// unserved (EnableKey serves it) rather than failing the start. A boot fails instead.
+    fn serve_instance(
+        &self,
+        st: &mut State,
+        host: &HostRecord,
+        adopted: bool,
+    ) -> Result<(), Ec2Error> {
         let id = host.instance_id.as_str();
         let r = rec(host);
         if !st.instances.throttles.contains_key(id)
@@ -964,9 +971,7 @@ impl ControlPlane {
                 Ok(()) => {}
                 // Adopted at start while the volume's KMS key is unusable: the instance runs
                 // without that device until the key is enabled (EnableKey serves it again).
-                Err(e)
-                    if e.code == ErrorCode::InvalidKmsKeyInvalidState && v.encryption.is_some() =>
-                {
+                Err(e) if adopted && e.code == ErrorCode::InvalidKmsKeyInvalidState => {
                     tracing::warn!(instance_id = %id, volume_id = %v.volume_id, error = %e.message, "not serving a volume until its KMS key is usable");
                 }
                 Err(e) => return Err(e),
@@ -2028,7 +2033,7 @@ impl ControlPlane {
             self.cleanup_booted(&id);
             match (r.state, alive) {
                 (InstanceState::Running, Some(w)) => {
-                    self.serve_instance(st, &h)?;
+                    self.serve_instance(st, &h, true)?;
                     tracing::info!(instance_id = %id, pid = w.pid(), "workload adopted after restart");
                     adopted.push(Adopted {
                         instance_id: id,

@@ -314,17 +314,13 @@ impl ControlPlane {
         if k.state != to {
             k.state = to;
             self.put_key(&mut st, k)?;
-            if enable {
-                // What a restart left unserved while the key was unusable serves again:
-                // attachments, and the background restore of volumes from its snapshots. The
-                // key is enabled whatever happens here; a failure is logged.
-                if let Err(e) = self
-                    .export_attached(&mut st)
-                    .and_then(|()| self.resume_hydrations(&mut st))
-                {
-                    tracing::error!(error = %e, "serving volumes again after EnableKey");
-                }
-            }
+        }
+        if enable {
+            // What a restart left unserved while a key was unusable serves again: attachments
+            // and background restores. Every EnableKey runs it (it is idempotent), so one
+            // that met a passing failure, logged volume by volume, is retried by the next.
+            let _ = self.export_attached(&mut st, false);
+            let _ = self.resume_hydrations(&mut st, false);
         }
         Ok(())
     }

@@ -324,7 +324,7 @@ impl ControlPlane {
         // Instances first: only those whose workload is still running serve their volumes.
         cp.discard_interrupted_launches(&mut st)?;
         let adopted = cp.recover_instances(&mut st)?;
-        cp.export_attached(&mut st)?;
+        cp.export_attached(&mut st, true)?;
         cp.recover_addresses(&mut st)?;
         cp.recover_snapshots(&mut st)?;
         drop(st);
@@ -335,15 +335,24 @@ impl ControlPlane {
     /// Serves every attachment that should serve I/O and does not (at start, and when a KMS
     /// key is enabled again). An encrypted volume whose key (or whose restore snapshot's key)
     /// is not usable stays unserved, with a warning, until the key is enabled.
-    fn export_attached(&self, st: &mut State) -> Result<(), Ec2Error> {
+    ///
+    /// `strict` (at start): any other failure is returned. Otherwise (EnableKey, with the
+    /// server running) it is logged and the others still get served.
+    fn export_attached(&self, st: &mut State, strict: bool) -> Result<(), Ec2Error> {
         let attached: Vec<VolumeRecord> = st
             .volumes
             .values()
             .filter(|v| !v.attachments.is_empty())
+            .filter(|v| matches!(v.state, VolumeState::Available | VolumeState::InUse))
             .cloned()
             .collect();
         for v in attached {
-            for a in &v.attachments {
+            // Only attachments that stand: one being detached was fenced and must stay so.
+            for a in v
+                .attachments
+                .iter()
+                .filter(|a| a.state == AttachmentState::Attached)
+            {
                 if instances::serves_io(st, &a.instance_id) && self.exports.get(&a.token).is_none()
                 {
                     match self.export(st, &v, a) {
@@ -351,7 +360,10 @@ impl ControlPlane {
                         Err(e) if e.code == ErrorCode::InvalidKmsKeyInvalidState => {
                             tracing::warn!(volume_id = %v.volume_id, error = %e.message, "not serving an attachment until its KMS key is usable");
                         }
-                        Err(e) => return Err(e),
+                        Err(e) if strict => return Err(e),
+                        Err(e) => {
+                            tracing::error!(volume_id = %v.volume_id, error = %e, "serving an attachment again");
+                        }
                     }
                 }
             }

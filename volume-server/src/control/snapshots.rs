@@ -36,7 +36,9 @@ use super::model;
 use super::{
     Account, ControlPlane, Ec2Error, ErrorCode, GIB, State, check_id, internal, now_ms, validate,
 };
-use crate::catalog::{Change, SnapshotRecord, SnapshotState, VolumeRecord, VolumeType};
+use crate::catalog::{
+    Change, SnapshotRecord, SnapshotState, VolumeRecord, VolumeState, VolumeType,
+};
 use crate::exports::OpenVolume;
 use crate::ids;
 
@@ -961,10 +963,15 @@ impl ControlPlane {
     /// Starts background hydration of every restoring volume without it (at start, and when a
     /// KMS key is enabled again). One whose key (or its snapshot's) is unusable waits, with a
     /// warning, until the key is enabled.
-    pub(super) fn resume_hydrations(&self, st: &mut State) -> Result<(), Ec2Error> {
+    ///
+    /// `strict` (at start): any other failure is returned; otherwise it is logged and the
+    /// others still start. Only settled volumes: one being created or deleted is left to the
+    /// call doing that.
+    pub(super) fn resume_hydrations(&self, st: &mut State, strict: bool) -> Result<(), Ec2Error> {
         let restoring: Vec<VolumeRecord> = st
             .volumes
             .values()
+            .filter(|v| matches!(v.state, VolumeState::Available | VolumeState::InUse))
             .filter(|v| !st.holds.contains_key(&v.volume_id))
             .filter(|v| {
                 hydrate_path(&self.volume_path(&v.availability_zone, &v.volume_id)).exists()
@@ -977,7 +984,10 @@ impl ControlPlane {
                 Err(e) if e.code == ErrorCode::InvalidKmsKeyInvalidState => {
                     tracing::warn!(volume_id = %v.volume_id, error = %e.message, "not restoring a volume until its KMS keys are usable");
                 }
-                Err(e) => return Err(e),
+                Err(e) if strict => return Err(e),
+                Err(e) => {
+                    tracing::error!(volume_id = %v.volume_id, error = %e, "resuming a restore");
+                }
             }
         }
         Ok(())
@@ -1157,7 +1167,7 @@ impl ControlPlane {
         if tidied.is_err() {
             tracing::warn!(store = %store.url(), "the snapshot store did not answer at start-up; stale markers, pins or a lease may stay until it does");
         }
-        self.resume_hydrations(st)?;
+        self.resume_hydrations(st, true)?;
         let gc = self
             .runtime
             .spawn(Self::gc_loop(self.me.clone(), self.gc_wake.clone()));
