@@ -1,7 +1,8 @@
 //! `snapshot::Manifest::decode` on arbitrary bytes, as they are and with a valid CRC appended
 //! (so mutations get past the checksum). Whatever decodes must be canonical: encoding it gives
 //! back the same bytes (but for the ignored reserved field; a version-1 manifest, which has no
-//! owner, comes back as version 2), and those decode to the same manifest.
+//! owner, comes back as version 2), and those decode to the same manifest. Version 3 (an
+//! encrypted snapshot's) always names its KMS key.
 
 #![no_main]
 
@@ -26,6 +27,9 @@ fn check(bytes: &[u8]) {
     );
     let encoded = m.encode();
     assert_eq!(Manifest::decode(&encoded), Ok(m.clone()), "round trip");
+    if bytes[8..10] == [3, 0] {
+        assert!(m.kms_key_id.is_some(), "version 3 names a KMS key");
+    }
     if bytes[8..10] == [1, 0] {
         // Version 1 (no owner) decodes with an empty owner and re-encodes as version 2.
         assert_eq!(m.owner_id, "", "version 1 records no owner");

@@ -169,7 +169,12 @@ impl Manifest {
             r.string()?
         };
         let kms_key = if version == VERSION {
-            r.string()?
+            // Version 3 is written only for an encrypted snapshot: one form per manifest.
+            let k = r.string()?;
+            if k.is_empty() {
+                return Err(ManifestError::Malformed("version 3 names no KMS key"));
+            }
+            k
         } else {
             String::new()
         };
@@ -329,6 +334,17 @@ mod tests {
         };
         assert_eq!(sealed.encode()[8..10], VERSION.to_le_bytes());
         assert_eq!(Manifest::decode(&sealed.encode()), Ok(sealed));
+        // A version 3 manifest without a key is not one this code writes.
+        let mut v3 = older(&plain, VERSION, 0);
+        let at = v3.len() - 4 - ENTRY_LEN * plain.blocks.len();
+        v3.insert(at, 0);
+        let body = v3.len() - 4;
+        let crc = crc32fast::hash(&v3[..body]);
+        v3[body..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            Manifest::decode(&v3),
+            Err(ManifestError::Malformed(_))
+        ));
     }
 
     #[test]
