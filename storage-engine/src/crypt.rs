@@ -121,11 +121,47 @@ impl SectorCipher {
     }
 
     /// The ciphertext of `plain`, which starts at byte `offset` of the volume (whole sectors),
-    /// in a buffer of its own.
+    /// in a buffer of its own: with VAES, read from `plain` and written to the new buffer in
+    /// one pass (no copy of the plaintext first); otherwise copied a group of sectors at a time
+    /// and encrypted there while the copy is in the cache.
     pub fn encrypt_to_vec(&self, offset: u64, plain: &[u8]) -> Vec<u8> {
-        let mut out = plain.to_vec();
-        self.each_sector(offset, &mut out, Direction::Encrypt);
+        debug_assert!(offset.is_multiple_of(SECTOR as u64) && plain.len().is_multiple_of(SECTOR));
+        let first = offset / SECTOR as u64;
+        let mut out: Vec<u8> = Vec::with_capacity(plain.len());
+        #[cfg(target_arch = "x86_64")]
+        if let Some(w) = &self.wide {
+            let (src, dst) = (plain.as_ptr(), out.as_mut_ptr());
+            for (g, group) in plain.chunks(SECTOR * GROUP).enumerate() {
+                let t = self.first_tweaks(first + (g * GROUP) as u64, group.len() / SECTOR);
+                for (i, t0) in t.iter().enumerate().take(group.len() / SECTOR) {
+                    let at = (g * GROUP + i) * SECTOR;
+                    // SAFETY: the CPU has VAES and AVX-512F (`wide` exists); `at + 512` is
+                    // within `plain` and within `out`'s capacity (`plain.len()`), and the two
+                    // do not overlap.
+                    unsafe { w.sector(src.add(at), dst.add(at), &tweaks(*t0), true) };
+                }
+            }
+            // SAFETY: every byte up to `plain.len()` (the capacity) was written above.
+            unsafe { out.set_len(plain.len()) };
+            return out;
+        }
+        for group in plain.chunks(SECTOR * GROUP) {
+            let at = out.len();
+            out.extend_from_slice(group);
+            self.each_sector(offset + at as u64, &mut out[at..], Direction::Encrypt);
+        }
         out
+    }
+
+    /// E(K2, sector number) of the `n` (at most [`GROUP`]) sectors from `base`, in one
+    /// pipelined AES call rather than `n` dependent ones.
+    fn first_tweaks(&self, base: u64, n: usize) -> [u128; GROUP] {
+        let mut t = [GenericArray::from([0u8; 16]); GROUP];
+        for (i, b) in t.iter_mut().enumerate().take(n) {
+            *b = GenericArray::from(u128::from(base + i as u64).to_le_bytes());
+        }
+        self.tweak.encrypt_blocks(&mut t[..n]);
+        t.map(|b| u128::from_le_bytes(b.into()))
     }
 
     /// Decrypts `buf`, which was read at byte `offset` of the volume; all-zero sectors are holes
@@ -141,18 +177,12 @@ impl SectorCipher {
         debug_assert!(offset.is_multiple_of(SECTOR as u64) && buf.len().is_multiple_of(SECTOR));
         let first = offset / SECTOR as u64;
         for (g, group) in buf.chunks_mut(SECTOR * GROUP).enumerate() {
-            let base = first + (g * GROUP) as u64;
-            let n = group.len() / SECTOR;
-            let mut t = [GenericArray::from([0u8; 16]); GROUP];
-            for (i, b) in t.iter_mut().enumerate().take(n) {
-                *b = GenericArray::from(u128::from(base + i as u64).to_le_bytes());
-            }
-            self.tweak.encrypt_blocks(&mut t[..n]);
-            for (sector, t0) in group.chunks_exact_mut(SECTOR).zip(&t) {
+            let t = self.first_tweaks(first + (g * GROUP) as u64, group.len() / SECTOR);
+            for (sector, t0) in group.chunks_exact_mut(SECTOR).zip(t) {
                 if dir == Direction::Decrypt && is_zero(sector) {
                     continue;
                 }
-                self.in_place(sector, u128::from_le_bytes((*t0).into()), dir);
+                self.in_place(sector, t0, dir);
             }
         }
     }
@@ -163,10 +193,12 @@ impl SectorCipher {
         let tweaks = tweaks(t0);
         #[cfg(target_arch = "x86_64")]
         if let Some(w) = &self.wide {
-            let sector: &mut [u8; SECTOR] = sector.try_into().expect("a 512-byte sector");
+            assert_eq!(sector.len(), SECTOR, "a whole sector");
+            let p = sector.as_mut_ptr();
             // SAFETY: `wide` is only made where the CPU has VAES and AVX-512F (checked at run
-            // time in `wide::Keys::new`).
-            unsafe { w.sector(sector, &tweaks, dir == Direction::Encrypt) };
+            // time in `wide::Keys::new`); `p` is valid for the sector's 512 bytes, read and
+            // written in place.
+            unsafe { w.sector(p, p, &tweaks, dir == Direction::Encrypt) };
             return;
         }
         let mut blocks = [GenericArray::from([0u8; 16]); BLOCKS];
@@ -276,23 +308,25 @@ mod wide {
             }
         }
 
-        /// XTS of one sector in place with its 32 `tweaks`.
+        /// XTS of one sector, read at `src` and written at `dst`, with its 32 `tweaks`.
         ///
         /// # Safety
         /// The CPU must have VAES and AVX-512F (as it does wherever [`Keys::new`] made `self`).
+        /// `src` must be valid for reading 512 bytes and `dst` for writing 512 bytes (it may be
+        /// uninitialised); they are either the same address or do not overlap.
         #[target_feature(enable = "avx512f,vaes")]
         pub(super) unsafe fn sector(
             &self,
-            sector: &mut [u8; SECTOR],
+            src: *const u8,
+            dst: *mut u8,
             tweaks: &[u128; BLOCKS],
             encrypt: bool,
         ) {
-            const REGS: usize = BLOCKS / 4;
-            let src = sector.as_ptr();
+            const REGS: usize = SECTOR / 64;
             let tw = tweaks.as_ptr().cast::<u8>();
-            // SAFETY: register `j` covers bytes 64j..64j+64 of the 512-byte sector and of the
-            // 512-byte tweak array (u128s are stored little-endian, as XTS takes them);
-            // unaligned loads are allowed.
+            // SAFETY: register `j` covers bytes 64j..64j+64 of the 512 at `src` (valid, by the
+            // contract) and of the 512-byte tweak array (u128s are stored little-endian, as XTS
+            // takes them); unaligned loads are allowed.
             let (mut x, t): ([__m512i; REGS], [__m512i; REGS]) = unsafe {
                 (
                     std::array::from_fn(|j| _mm512_loadu_si512(src.add(64 * j).cast())),
@@ -312,14 +346,14 @@ mod wide {
                     };
                 }
             }
-            let dst = sector.as_mut_ptr();
             for j in 0..REGS {
                 let last = if encrypt {
                     _mm512_aesenclast_epi128(x[j], keys[14])
                 } else {
                     _mm512_aesdeclast_epi128(x[j], keys[14])
                 };
-                // SAFETY: as the loads above; every load is done before the first store.
+                // SAFETY: `dst` is valid for 512 bytes (the contract); every load from `src`
+                // is done before the first store, so writing in place is sound.
                 unsafe {
                     _mm512_storeu_si512(dst.add(64 * j).cast(), _mm512_xor_si512(last, t[j]))
                 };
@@ -378,6 +412,10 @@ mod tests {
         let mut expected = plain.clone();
         reference.encrypt_area(&mut expected, SECTOR, 1_000_003, get_tweak_default);
         for c in [SectorCipher::new(&k), SectorCipher::portable(&k)] {
+            assert_eq!(
+                c.encrypt_to_vec(1_000_003 * SECTOR as u64, &plain),
+                expected
+            );
             let mut got = plain.clone();
             c.encrypt(1_000_003 * SECTOR as u64, &mut got);
             assert_eq!(got, expected);
@@ -439,6 +477,7 @@ mod tests {
         portable.encrypt(SECTOR as u64 * 77, &mut b);
         assert_eq!(a, b);
         assert_eq!(wide.encrypt_to_vec(SECTOR as u64 * 77, &plain), a);
+        assert_eq!(portable.encrypt_to_vec(SECTOR as u64 * 77, &plain), a);
         wide.decrypt(SECTOR as u64 * 77, &mut a);
         assert_eq!(a, plain);
         portable.decrypt(SECTOR as u64 * 77, &mut b);
