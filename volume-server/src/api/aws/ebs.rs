@@ -37,9 +37,14 @@ impl Reply {
 
 /// The error reply for `e` (`x-amzn-ErrorType` and a JSON `Message`).
 pub fn error(e: &Ec2Error) -> Reply {
+    json_error(e, json!({ "Message": e.message }))
+}
+
+/// A JSON protocol's error reply for `e`: `body`, the status of its code and `x-amzn-ErrorType`.
+pub(super) fn json_error(e: &Ec2Error, body: Value) -> Reply {
     let mut r = Reply::json(
         StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        json!({ "Message": e.message }),
+        body,
     );
     r.headers
         .push(("x-amzn-errortype", e.code.as_str().to_string()));

@@ -14,13 +14,10 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// The reply to a failed call.
 pub fn error(e: &Ec2Error) -> Reply {
-    let mut r = Reply::json(
-        StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    super::ebs::json_error(
+        e,
         json!({ "__type": e.code.as_str(), "message": e.message }),
-    );
-    r.headers
-        .push(("x-amzn-errortype", e.code.as_str().to_string()));
-    r
+    )
 }
 
 fn validation(message: impl Into<String>) -> Ec2Error {
