@@ -46,7 +46,9 @@ pub(super) struct Wiring {
     desired: Mutex<Option<(Vec<Mapping>, Vec<String>)>>,
     /// Held while applying or removing.
     applying: Mutex<()>,
-    /// The host has (or may have) wiring of this server's.
+    /// The host has (or may have, or is about to have) wiring of this server's. Changed only
+    /// under `desired`'s lock, so a publish and an applier's record of what it applied are
+    /// ordered.
     wired: AtomicBool,
 }
 
@@ -572,12 +574,21 @@ impl ControlPlane {
         else {
             return;
         };
-        match elastic::apply(&self.eip_table(), &self.cfg.eip_pool, &maps, &bridges) {
-            Ok(()) => self.wiring.wired.store(!maps.is_empty(), Ordering::Relaxed),
-            Err(e) => {
-                self.wiring.wired.store(true, Ordering::Relaxed);
-                tracing::error!(error = %e, "wiring Elastic IPs");
-            }
+        let applied = elastic::apply(&self.eip_table(), &self.cfg.eip_pool, &maps, &bridges);
+        if let Err(e) = &applied {
+            tracing::error!(error = %e, "wiring Elastic IPs");
+        }
+        // What the host holds is recorded only if nothing was published meanwhile: a newer
+        // publish set `wired` for its own wiring (which its applier puts on the host next),
+        // and clearing it here would let a later empty publish skip taking that away.
+        let desired = self
+            .wiring
+            .desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if desired.is_none() {
+            let wired = applied.is_err() || !maps.is_empty();
+            self.wiring.wired.store(wired, Ordering::Relaxed);
         }
     }
 
