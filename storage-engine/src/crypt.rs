@@ -135,10 +135,10 @@ impl SectorCipher {
                 let t = self.first_tweaks(first + (g * GROUP) as u64, group.len() / SECTOR);
                 for (i, t0) in t.iter().enumerate().take(group.len() / SECTOR) {
                     let at = (g * GROUP + i) * SECTOR;
-                    // SAFETY: the CPU has VAES and AVX-512F (`wide` exists); `at + 512` is
+                    // SAFETY: the CPU has VAES, VPCLMULQDQ and AVX-512F (`wide` exists); `at + 512` is
                     // within `plain` and within `out`'s capacity (`plain.len()`), and the two
                     // do not overlap.
-                    unsafe { w.sector(src.add(at), dst.add(at), &tweaks(*t0), true) };
+                    unsafe { w.sector(src.add(at), dst.add(at), *t0, true) };
                 }
             }
             // SAFETY: every byte up to `plain.len()` (the capacity) was written above.
@@ -190,17 +190,17 @@ impl SectorCipher {
     /// Encrypts or decrypts one 512-byte sector where it is, its first tweak `t0` (E(K2, its
     /// number)).
     fn in_place(&self, sector: &mut [u8], t0: u128, dir: Direction) {
-        let tweaks = tweaks(t0);
         #[cfg(target_arch = "x86_64")]
         if let Some(w) = &self.wide {
             assert_eq!(sector.len(), SECTOR, "a whole sector");
             let p = sector.as_mut_ptr();
-            // SAFETY: `wide` is only made where the CPU has VAES and AVX-512F (checked at run
-            // time in `wide::Keys::new`); `p` is valid for the sector's 512 bytes, read and
-            // written in place.
-            unsafe { w.sector(p, p, &tweaks, dir == Direction::Encrypt) };
+            // SAFETY: `wide` is only made where the CPU has VAES, VPCLMULQDQ and AVX-512F
+            // (checked at run time in `wide::Keys::new`); `p` is valid for the sector's 512
+            // bytes, read and written in place.
+            unsafe { w.sector(p, p, t0, dir == Direction::Encrypt) };
             return;
         }
+        let tweaks = tweaks(t0);
         let mut blocks = [GenericArray::from([0u8; 16]); BLOCKS];
         for ((b, tw), chunk) in blocks.iter_mut().zip(&tweaks).zip(sector.chunks_exact(16)) {
             let v = u128::from_le_bytes(chunk.try_into().expect("16-byte chunk")) ^ tw;
@@ -225,7 +225,23 @@ impl SectorCipher {
 mod wide {
     use std::arch::x86_64::*;
 
-    use super::{BLOCKS, SECTOR};
+    use super::{SECTOR, times_alpha};
+
+    /// Four tweaks (one per 128-bit lane) each times α⁴: the lane shifted left by four bits,
+    /// the low half's top four bits carried into the high half, and the high half's top four
+    /// bits folded back into the low half as their carry-less product with 0x87 (the
+    /// reduction polynomial's low part).
+    #[target_feature(enable = "avx512f,vpclmulqdq")]
+    fn times_alpha4(x: __m512i) -> __m512i {
+        let top = _mm512_srli_epi64::<60>(x);
+        let shifted = _mm512_slli_epi64::<4>(x);
+        // Each lane's low half (`top`'s low 64 bits) into its high half, the low half zeroed.
+        let carry = _mm512_maskz_unpacklo_epi64(0xaa, top, top);
+        // 0x01: the high 64 bits of `top`'s lane times the low 64 bits of the polynomial's.
+        let fold = _mm512_clmulepi64_epi128::<0x01>(top, _mm512_set1_epi64(0x87));
+        // 0x96: three-way exclusive or.
+        _mm512_ternarylogic_epi64::<0x96>(shifted, carry, fold)
+    }
 
     /// Round keys, each broadcast to the four lanes: for encryption, and for the equivalent
     /// inverse cipher (decryption).
@@ -235,10 +251,11 @@ mod wide {
     }
 
     impl Keys {
-        /// The round keys of a 32-byte AES key, or `None` where the CPU lacks VAES, AVX-512F
-        /// or AES-NI.
+        /// The round keys of a 32-byte AES key, or `None` where the CPU lacks VAES,
+        /// VPCLMULQDQ, AVX-512F or AES-NI.
         pub(super) fn new(key: &[u8; 32]) -> Option<Keys> {
             if !(is_x86_feature_detected!("vaes")
+                && is_x86_feature_detected!("vpclmulqdq")
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("aes"))
             {
@@ -308,31 +325,33 @@ mod wide {
             }
         }
 
-        /// XTS of one sector, read at `src` and written at `dst`, with its 32 `tweaks`.
+        /// XTS of one sector, read at `src` and written at `dst`, its first tweak `t0` (E(K2,
+        /// its number)). The other 31 tweaks are made in registers, four at a time.
         ///
         /// # Safety
-        /// The CPU must have VAES and AVX-512F (as it does wherever [`Keys::new`] made `self`).
-        /// `src` must be valid for reading 512 bytes and `dst` for writing 512 bytes (it may be
-        /// uninitialised); they are either the same address or do not overlap.
-        #[target_feature(enable = "avx512f,vaes")]
-        pub(super) unsafe fn sector(
-            &self,
-            src: *const u8,
-            dst: *mut u8,
-            tweaks: &[u128; BLOCKS],
-            encrypt: bool,
-        ) {
+        /// The CPU must have VAES, VPCLMULQDQ and AVX-512F (as it does wherever [`Keys::new`]
+        /// made `self`). `src` must be valid for reading 512 bytes and `dst` for writing 512
+        /// bytes (it may be uninitialised); they are either the same address or do not
+        /// overlap.
+        #[target_feature(enable = "avx512f,vaes,vpclmulqdq")]
+        pub(super) unsafe fn sector(&self, src: *const u8, dst: *mut u8, t0: u128, encrypt: bool) {
             const REGS: usize = SECTOR / 64;
-            let tw = tweaks.as_ptr().cast::<u8>();
+            // The first register's lanes are t0·α⁰..α³; each next register is the one before
+            // times α⁴ (lane by lane).
+            let t1 = times_alpha(t0);
+            let t2 = times_alpha(t1);
+            let first = [t0, t1, t2, times_alpha(t2)];
+            let mut t = [_mm512_setzero_si512(); REGS];
+            // SAFETY: `first` is 64 bytes (u128s stored little-endian, as XTS takes them);
+            // unaligned loads are allowed.
+            t[0] = unsafe { _mm512_loadu_si512(first.as_ptr().cast()) };
+            for j in 1..REGS {
+                t[j] = times_alpha4(t[j - 1]);
+            }
             // SAFETY: register `j` covers bytes 64j..64j+64 of the 512 at `src` (valid, by the
-            // contract) and of the 512-byte tweak array (u128s are stored little-endian, as XTS
-            // takes them); unaligned loads are allowed.
-            let (mut x, t): ([__m512i; REGS], [__m512i; REGS]) = unsafe {
-                (
-                    std::array::from_fn(|j| _mm512_loadu_si512(src.add(64 * j).cast())),
-                    std::array::from_fn(|j| _mm512_loadu_si512(tw.add(64 * j).cast())),
-                )
-            };
+            // contract); unaligned loads are allowed.
+            let mut x: [__m512i; REGS] =
+                std::array::from_fn(|j| unsafe { _mm512_loadu_si512(src.add(64 * j).cast()) });
             let keys = if encrypt { &self.enc } else { &self.dec };
             for j in 0..REGS {
                 x[j] = _mm512_xor_si512(_mm512_xor_si512(x[j], t[j]), keys[0]);
