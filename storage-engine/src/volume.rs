@@ -35,11 +35,13 @@ pub const SECTOR_SIZE: u64 = 512;
 pub const MAX_IO_BYTES: u64 = 32 << 20;
 /// Chunk size when zeroes must be written out by hand.
 const ZERO_CHUNK: usize = 1 << 20;
-/// An encrypted volume's requests of at least this many bytes are encrypted or decrypted on a
-/// blocking thread, so that a connection's queue of large requests spreads over the cores:
-/// AES-XTS runs at a few GB/s on one core, so a 1 MiB request is hundreds of microseconds of
-/// work and the hop a few. Smaller ones are done where they stand.
-const CRYPT_OFFLOAD_BYTES: usize = 128 << 10;
+/// An encrypted volume's reads of at least this many bytes are decrypted on a blocking thread,
+/// so that a connection's queue of large reads spreads over the cores while the connection
+/// goes on sending (1 MiB reads at QD8: 0.74x of plain this way, 0.51x decrypted in the task).
+/// Writes are encrypted in the task that received them: their payload is in that core's cache,
+/// and handing it to another core and back cost more than it spread (1 MiB writes: 0.64x in the
+/// task, 0.47x offloaded). Smaller reads are done where they stand.
+const DECRYPT_OFFLOAD_BYTES: usize = 128 << 10;
 
 /// How [`Volume::write_zeroes`] may zero a range.
 #[derive(Debug, Clone, Copy, Default)]
@@ -343,14 +345,15 @@ impl Volume {
     }
 
     /// Runs `f` with the volume's cipher (it has one): on a blocking thread for `len` of at
-    /// least [`CRYPT_OFFLOAD_BYTES`] inside a runtime, else here.
+    /// least `offload_from` inside a runtime, else here.
     async fn with_cipher<T: Send + 'static>(
         &self,
         len: usize,
+        offload_from: usize,
         f: impl FnOnce(&SectorCipher) -> T + Send + 'static,
     ) -> Result<T, VolumeError> {
         let c = Arc::clone(self.cipher.as_ref().expect("an encrypted volume"));
-        if len < CRYPT_OFFLOAD_BYTES || tokio::runtime::Handle::try_current().is_err() {
+        if len < offload_from || tokio::runtime::Handle::try_current().is_err() {
             return Ok(f(&c));
         }
         match tokio::task::spawn_blocking(move || f(&c)).await {
@@ -473,7 +476,7 @@ impl Volume {
         }
         if self.cipher.is_some() {
             buf = self
-                .with_cipher(buf.len(), move |c| {
+                .with_cipher(buf.len(), DECRYPT_OFFLOAD_BYTES, move |c| {
                     c.decrypt(offset, &mut buf);
                     buf
                 })
@@ -550,12 +553,12 @@ impl Volume {
 
     async fn write_checked(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), VolumeError> {
         let len = data.len() as u64;
-        // Only the encryption may run on another thread: the write itself is issued from this
-        // task, so a request dropped mid-way (a fenced session) writes nothing afterwards.
+        // Encrypted in this task (see DECRYPT_OFFLOAD_BYTES), and the write issued from it, so
+        // a request dropped mid-way (a fenced session) writes nothing afterwards.
         let data = if self.cipher.is_some() {
             // Encrypted where it lies when this request owns its buffer; copied when it is
             // shared (the NBD and gRPC paths keep theirs).
-            self.with_cipher(data.len(), move |c| match data.try_into_mut() {
+            self.with_cipher(data.len(), usize::MAX, move |c| match data.try_into_mut() {
                 Ok(mut owned) => {
                     c.encrypt(offset, &mut owned);
                     owned.freeze()
