@@ -155,6 +155,13 @@ pub struct Config {
     /// trying a workload against faster volumes. What the API reports is not scaled.
     #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
     pub throttle_scale: f64,
+    /// Runs the billing clock this many times faster than real time (1: real time), for demos
+    /// and tests: at 3600 a real second bills an hour.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_scale)]
+    pub billing_clock_scale: f64,
+    /// A price list replacing the built-in one (the JSON shape of `billing/data/prices.json`).
+    #[arg(long, value_name = "FILE")]
+    pub price_list: Option<PathBuf>,
     /// How long a stopping instance's workload has to exit after SIGTERM before it is killed.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub instance_stop_timeout: Duration,
@@ -355,6 +362,20 @@ mod tests {
         on.extend(["--nbd-tls", "on"]);
         assert!(parse(&on).validate().is_ok());
         assert!(Config::try_parse_from(["volume-server", "--nbd-tls-cert", "c.pem"]).is_err());
+    }
+
+    #[test]
+    fn billing_flags() {
+        assert_eq!(parse(&[]).billing_clock_scale, 1.0);
+        assert_eq!(
+            parse(&["--billing-clock-scale", "3600"]).billing_clock_scale,
+            3600.0
+        );
+        assert!(Config::try_parse_from(["volume-server", "--billing-clock-scale", "0"]).is_err());
+        assert_eq!(
+            parse(&["--price-list", "p.json"]).price_list,
+            Some(PathBuf::from("p.json"))
+        );
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub enum ServerError {
     /// The KMS root key file could not be read or made.
     #[error(transparent)]
     Kms(#[from] kms::KmsError),
+    /// `--price-list` names a file that is not a price list.
+    #[error("--price-list: {0}")]
+    PriceList(#[from] billing::BillingError),
     /// The AWS endpoint's credentials file could not be used.
     #[error("--aws-credentials: {0}")]
     AwsCredentials(String),
@@ -219,6 +222,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         eip_pool: cfg.eip_pool,
         metadata: Some(Arc::new(Arc::clone(&imds))),
         kms_root: Arc::new(kms::RootKey::load_or_create(&cfg.kms_root_key_file())?),
+        billing: control::metering::BillingConfig {
+            prices: Arc::new(match &cfg.price_list {
+                Some(path) => billing::prices::PriceList::load(path)?,
+                None => billing::prices::PriceList::builtin(),
+            }),
+            clock_scale: cfg.billing_clock_scale,
+        },
     };
     let control = {
         let (exports, rt) = (Arc::clone(&exports), tokio::runtime::Handle::current());

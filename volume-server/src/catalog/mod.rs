@@ -838,6 +838,10 @@ pub struct CatalogContents {
     pub kms_aliases: Vec<KmsAliasRecord>,
     /// EBS encryption defaults per account.
     pub ebs_defaults: Vec<EbsDefaultsRecord>,
+    /// Usage segments (metering).
+    pub usage: Vec<billing::usage::Segment>,
+    /// The billing clock's anchor, once the server has run.
+    pub billing_clock: Option<billing::clock::Clock>,
 }
 
 /// One change in a transaction.
@@ -889,6 +893,10 @@ pub enum Change {
     DeleteKmsAlias(String),
     /// Insert or replace an account's EBS encryption defaults.
     PutEbsDefaults(EbsDefaultsRecord),
+    /// Insert or replace a usage segment (metering; segments are never removed).
+    PutUsage(billing::usage::Segment),
+    /// Replace the billing clock's anchor.
+    PutBillingClock(billing::clock::Clock),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

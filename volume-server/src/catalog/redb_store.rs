@@ -19,6 +19,10 @@ const ADDRESSES: TableDefinition<&str, &[u8]> = TableDefinition::new("addresses"
 const KMS_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("kms_keys");
 const KMS_ALIASES: TableDefinition<&str, &[u8]> = TableDefinition::new("kms_aliases");
 const EBS_DEFAULTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ebs_defaults");
+const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
+/// Single rows of settings kept with the records (the billing clock's anchor).
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const BILLING_CLOCK: &str = "billing-clock";
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 ///
@@ -54,6 +58,8 @@ fn open_db(path: &Path) -> Result<Database, CatalogError> {
         KMS_KEYS,
         KMS_ALIASES,
         EBS_DEFAULTS,
+        USAGE,
+        SETTINGS,
     ] {
         tx.open_table(table).map_err(storage)?;
     }
@@ -133,6 +139,12 @@ fn load(db: &Database) -> Result<CatalogContents, CatalogError> {
         kms_keys: rows(&tx, KMS_KEYS)?,
         kms_aliases: rows(&tx, KMS_ALIASES)?,
         ebs_defaults: rows(&tx, EBS_DEFAULTS)?,
+        usage: rows(&tx, USAGE)?,
+        billing_clock: {
+            let t = tx.open_table(SETTINGS).map_err(storage)?;
+            let row = t.get(BILLING_CLOCK).map_err(storage)?;
+            row.map(|v| decode(BILLING_CLOCK, v.value())).transpose()?
+        },
     })
 }
 
@@ -167,6 +179,8 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
         let mut kms_keys = tx.open_table(KMS_KEYS).map_err(storage)?;
         let mut kms_aliases = tx.open_table(KMS_ALIASES).map_err(storage)?;
         let mut ebs_defaults = tx.open_table(EBS_DEFAULTS).map_err(storage)?;
+        let mut usage = tx.open_table(USAGE).map_err(storage)?;
+        let mut settings = tx.open_table(SETTINGS).map_err(storage)?;
         for change in changes {
             match change {
                 Change::PutVolume(v) => {
@@ -258,6 +272,16 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
                 Change::PutEbsDefaults(d) => {
                     ebs_defaults
                         .insert(d.owner_id.as_str(), encode(d).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::PutUsage(s) => {
+                    usage
+                        .insert(s.id.as_str(), encode(s).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::PutBillingClock(c) => {
+                    settings
+                        .insert(BILLING_CLOCK, encode(c).as_slice())
                         .map_err(storage)?;
                 }
             }

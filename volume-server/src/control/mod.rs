@@ -31,6 +31,7 @@ pub mod instances;
 pub mod keypairs;
 pub mod kms;
 pub mod metadata;
+pub mod metering;
 pub mod model;
 pub mod modify;
 pub mod network;
@@ -108,6 +109,8 @@ pub struct ControlConfig {
     pub metadata: Option<Arc<dyn metadata::MetadataEndpoints>>,
     /// The root of the KMS key hierarchy (`--kms-root-key-file`).
     pub kms_root: Arc<crate::kms::RootKey>,
+    /// Prices and the billing clock.
+    pub billing: metering::BillingConfig,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +170,8 @@ pub struct ControlPlane {
     stopping: AtomicBool,
     /// The host's Elastic IP wiring.
     wiring: addresses::Wiring,
+    /// Usage, metered as the catalog changes.
+    meters: metering::Meters,
     /// RunInstances calls in progress, by client token: a call holds its token's lock from the
     /// idempotency check to the end of the launch, so concurrent calls with one token launch
     /// once and the others answer with that launch.
@@ -209,7 +214,9 @@ impl ControlPlane {
         exports: Arc<Exports>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Arc<ControlPlane>, Ec2Error> {
+        let meters = metering::Meters::new(cfg.billing.clone(), &cfg.region);
         let cp = Arc::new_cyclic(|me| ControlPlane {
+            meters,
             cfg,
             catalog,
             engine,
@@ -222,7 +229,15 @@ impl ControlPlane {
             launch_tokens: Mutex::default(),
             wiring: addresses::Wiring::default(),
         });
-        let contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
+        let mut contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
+        if let Some(anchor) = cp
+            .meters
+            .load(std::mem::take(&mut contents.usage), contents.billing_clock)
+        {
+            cp.catalog
+                .commit(&[Change::PutBillingClock(anchor)])
+                .map_err(internal("keeping the billing clock"))?;
+        }
         let mut fixes = Vec::new();
         let mut st = cp.lock();
         for mut v in contents.volumes {
@@ -327,6 +342,7 @@ impl ControlPlane {
         cp.export_attached(&mut st, true)?;
         cp.recover_addresses(&mut st)?;
         cp.recover_snapshots(&mut st)?;
+        cp.reconcile_meters(&st)?;
         drop(st);
         cp.resume_instances(adopted);
         Ok(cp)
@@ -385,8 +401,8 @@ impl ControlPlane {
     }
 
     fn commit(&self, changes: &[Change]) -> Result<(), Ec2Error> {
-        self.catalog
-            .commit(changes)
+        self.meters
+            .commit(changes, |all| self.catalog.commit(all))
             .map_err(internal("catalog commit failed"))?;
         crashpoint::after_commit();
         Ok(())
@@ -1524,6 +1540,8 @@ fn apply(st: &mut State, changes: Vec<Change>) {
             Change::PutEbsDefaults(d) => {
                 st.ebs_defaults.insert(d.owner_id.clone(), d);
             }
+            // Kept by the meters, not the state.
+            Change::PutUsage(_) | Change::PutBillingClock(_) => {}
         }
     }
 }

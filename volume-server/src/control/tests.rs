@@ -56,6 +56,7 @@ fn open_with(
         eip_pool: instance_manager::network::Block::parse("198.51.100.0/24").unwrap(),
         metadata: None,
         kms_root: Arc::new(crate::kms::RootKey::from_bytes([7; 32])),
+        billing: Default::default(),
     };
     let cp = ControlPlane::open(
         cfg,
@@ -1330,4 +1331,61 @@ fn fast_snapshot_restore_goes_through_enabling_and_disabling() {
     assert_eq!(state().0, "disabling");
     std::thread::sleep(std::time::Duration::from_millis(600));
     assert_eq!(state().0, "disabled");
+}
+
+/// Metering: each change of what a volume costs ends its segments and starts new ones in the
+/// same commit; after a crash (no shutdown) the segments and the clock are as committed.
+#[test]
+fn usage_is_metered_with_each_change_and_survives_a_crash() {
+    use billing::usage::Meter;
+    let f = fixture();
+    let v =
+        f.cp.create_volume(LOCAL, create_req(100, "gp3"))
+            .unwrap()
+            .volume_id;
+    let mine = |cp: &ControlPlane| cp.meters.segments_of(LOCAL.id()).0;
+    let segs = mine(&f.cp);
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert_eq!(
+        segs[0].meter,
+        Meter::VolumeStorage {
+            volume_type: "gp3".into(),
+            gib: 100
+        }
+    );
+    assert_eq!(segs[0].end_ms, None);
+    f.cp.modify_volume(
+        LOCAL,
+        model::ModifyVolumeRequest {
+            volume_id: v.clone(),
+            iops: Some(4000),
+            throughput: Some(250),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let segs = mine(&f.cp);
+    let open: Vec<&Meter> = segs
+        .iter()
+        .filter(|s| s.end_ms.is_none())
+        .map(|s| &s.meter)
+        .collect();
+    assert!(open.contains(&&Meter::VolumeIops {
+        volume_type: "gp3".into(),
+        iops: 1000
+    }));
+    assert!(open.contains(&&Meter::VolumeThroughput { mibps: 125 }));
+    assert_eq!(segs.len(), 3, "the storage segment goes on: {segs:?}");
+    assert!(
+        f.cp.meters.segments_of("111122223333").0.is_empty(),
+        "another account's usage is its own"
+    );
+    let before = f.cp.billing_now();
+    let Fixture { dir, rt, cp, .. } = f;
+    drop(cp);
+    let (_, cp) = open_at(dir.path(), &rt);
+    assert_eq!(mine(&cp), segs, "as committed");
+    assert!(cp.billing_now() >= before, "the clock never runs backwards");
+    cp.delete_volume(LOCAL, &v).unwrap();
+    assert!(mine(&cp).iter().all(|s| s.end_ms.is_some()));
 }

@@ -4,12 +4,13 @@ accounts that never see or use each other's keys.
 
 usage: kms.py ENDPOINT
 """
-import json
 import sys
 import time
 
 import boto3
 from botocore.exceptions import ClientError
+
+from ec2util import check_json_replies
 
 endpoint = sys.argv[1]
 AZ = "us-east-1a"
@@ -23,30 +24,8 @@ def clients(key):
 kms, ec2 = clients("test")  # account 000000000000
 kms_b, ec2_b = clients("111122223333")
 
-# Every KMS answer against botocore's model: each JSON member must be one of its output shape's
-# (botocore silently drops anything else, so a misspelt member would be missing for every SDK).
-answered = set()
-
-
-def members_in_model(value, shape, path):
-    if shape.type_name == "structure":
-        assert isinstance(value, dict), (path, value)
-        for k, v in value.items():
-            assert k in shape.members, f"{path}.{k} is not in the model"
-            members_in_model(v, shape.members[k], f"{path}.{k}")
-    elif shape.type_name == "list":
-        assert isinstance(value, list), (path, value)
-        for i, v in enumerate(value):
-            members_in_model(v, shape.member, f"{path}[{i}]")
-
-
-def check_model(http_response, model, **_):
-    if http_response.status_code == 200 and model.output_shape is not None:
-        members_in_model(json.loads(http_response.content or b"{}"), model.output_shape, model.name)
-        answered.add(model.name)
-
-
-kms.meta.events.register("after-call.kms", check_model)
+# Every KMS answer against botocore's model (see ec2util.check_json_replies).
+answered = check_json_replies(kms, "kms")
 
 
 def fails(code, call, **kw):

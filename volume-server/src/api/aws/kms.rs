@@ -148,6 +148,28 @@ fn paged(field: &str, items: Vec<Value>, start: usize, limit: usize) -> Value {
     out
 }
 
+/// A JSON 1.1 call: the operation `X-Amz-Target` names under `prefix` (`TrentService`,
+/// `AWSInsightsIndexService`), and the body's members (an empty body is `{}`).
+pub(super) fn json_call<'a>(
+    target: Option<&'a str>,
+    prefix: &str,
+    body: &[u8],
+) -> Result<(&'a str, Map<String, Value>), Ec2Error> {
+    let op = target
+        .and_then(|t| t.strip_prefix(prefix))
+        .and_then(|t| t.strip_prefix('.'))
+        .ok_or_else(|| {
+            Ec2Error::new(
+                ErrorCode::UnknownOperationException,
+                format!("The X-Amz-Target header must name a {prefix} operation."),
+            )
+        })?;
+    match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
+        Ok(Value::Object(m)) => Ok((op, m)),
+        _ => Err(validation("The request body is not a JSON object.")),
+    }
+}
+
 /// Runs the operation `target` names on `cp` for `who`.
 pub fn handle(cp: &ControlPlane, who: Account, target: Option<&str>, body: &[u8]) -> Reply {
     match run(cp, who, target, body) {
@@ -162,18 +184,8 @@ fn run(
     target: Option<&str>,
     body: &[u8],
 ) -> Result<Value, Ec2Error> {
-    let op = target
-        .and_then(|t| t.strip_prefix("TrentService."))
-        .ok_or_else(|| {
-            Ec2Error::new(
-                ErrorCode::UnknownOperationException,
-                "The X-Amz-Target header must name a TrentService operation.",
-            )
-        })?;
-    let input = match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
-        Ok(Value::Object(m)) => Input(m),
-        _ => return Err(validation("The request body is not a JSON object.")),
-    };
+    let (op, input) = json_call(target, "TrentService", body)?;
+    let input = Input(input);
     match op {
         "CreateKey" => {
             if input.bool("MultiRegion")? == Some(true) {

@@ -7,6 +7,7 @@
 //! `<ErrorResponse>`, each with the HTTP status of its [`ErrorCode`] (4xx for the client's
 //! faults: the SDKs retry 5xx).
 
+pub mod ce;
 pub mod credentials;
 pub mod ebs;
 pub mod ec2;
@@ -102,7 +103,9 @@ impl AwsApi {
             Err((e, service)) => {
                 return Ok(match service.as_deref() {
                     Some("ebs") => ebs_response(ebs::error(&json_auth_error(e)), &request_id),
-                    Some("kms") => kms_response(kms::error(&json_auth_error(e)), &request_id),
+                    Some("kms" | "ce") => {
+                        kms_response(kms::error(&json_auth_error(e)), &request_id)
+                    }
                     s => query_error(s, &e, &request_id),
                 });
             }
@@ -130,7 +133,7 @@ impl AwsApi {
             };
             return Ok(ebs_response(reply, &request_id));
         }
-        if caller.service == "kms" {
+        if caller.service == "kms" || caller.service == "ce" {
             let control = Arc::clone(&self.control);
             let target = parts
                 .headers
@@ -138,8 +141,13 @@ impl AwsApi {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let who = caller.account;
+            let ce = caller.service == "ce";
             let done = tokio::task::spawn_blocking(move || {
-                kms::handle(&control, who, target.as_deref(), &body)
+                if ce {
+                    ce::handle(&control, who, target.as_deref(), &body)
+                } else {
+                    kms::handle(&control, who, target.as_deref(), &body)
+                }
             })
             .await;
             let reply = match done {
@@ -186,7 +194,7 @@ impl AwsApi {
                 &Ec2Error::new(
                     ErrorCode::InvalidAction,
                     format!(
-                        "This endpoint does not serve the service '{other}' (it serves ec2, ebs, kms and sts)."
+                        "This endpoint does not serve the service '{other}' (it serves ec2, ebs, kms, ce and sts)."
                     ),
                 ),
                 &request_id,
@@ -227,7 +235,9 @@ impl AwsApi {
                 service,
             ));
         }
-        if signed.region != self.control.region() {
+        // Cost Explorer is global: its clients sign for us-east-1 whatever region they are in.
+        let global = signed.service == "ce" && signed.region == "us-east-1";
+        if signed.region != self.control.region() && !global {
             return Err((
                 Ec2Error::new(
                     ErrorCode::AuthFailure,
@@ -259,7 +269,7 @@ impl AwsApi {
                 let Some(key) = keys.get(&signed.access_key_id) else {
                     let code = match signed.service.as_str() {
                         "sts" => ErrorCode::InvalidClientTokenId,
-                        "ebs" | "kms" => ErrorCode::UnrecognizedClientException,
+                        "ebs" | "kms" | "ce" => ErrorCode::UnrecognizedClientException,
                         _ => ErrorCode::AuthFailure,
                     };
                     return Err((
