@@ -5,6 +5,7 @@
 
 pub mod calendar;
 pub mod clock;
+pub mod commitments;
 pub mod prices;
 pub mod report;
 pub mod usage;

@@ -92,6 +92,9 @@ pub struct PriceList {
     pub public_ipv4_rule: Ipv4Rule,
     pub sources: Vec<Source>,
     pub regions: BTreeMap<String, RegionPrices>,
+    /// Reserved Instance and Savings Plans discounts; without them none can be bought.
+    #[serde(default)]
+    pub commitments: Option<crate::commitments::CommitmentPrices>,
 }
 
 impl PriceList {

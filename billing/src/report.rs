@@ -225,6 +225,7 @@ pub struct PeriodResult {
 /// Sums of charges for the asked metrics.
 fn sum(q: &CostQuery, charges: &[&Charge]) -> Metrics {
     let cost: f64 = charges.iter().map(|c| c.cost).sum();
+    let amortized: f64 = charges.iter().map(|c| c.amortized).sum();
     let quantity: f64 = charges.iter().map(|c| c.quantity).sum();
     let mut units: Vec<&str> = charges.iter().map(|c| c.unit).collect();
     units.sort_unstable();
@@ -245,7 +246,11 @@ fn sum(q: &CostQuery, charges: &[&Charge]) -> Metrics {
                     amount: 0.0,
                     unit: "N/A".into(),
                 },
-                // No credits, refunds or upfront fees yet: every cost metric is the same sum.
+                Metric::AmortizedCost | Metric::NetAmortizedCost => Amount {
+                    amount: amortized,
+                    unit: "USD".into(),
+                },
+                // One account, no credits or refunds: blended and net are the unblended cost.
                 _ => Amount {
                     amount: cost,
                     unit: "USD".into(),

@@ -92,8 +92,10 @@ pub struct Charge {
     /// The usage's unit (`Hrs`, `GB-Mo`, ...).
     pub unit: &'static str,
     pub quantity: f64,
-    /// USD.
+    /// USD, as charged (Cost Explorer's unblended cost).
     pub cost: f64,
+    /// USD with upfront payments spread over their terms (amortized cost).
+    pub amortized: f64,
 }
 
 /// How usage is bucketed.
@@ -327,6 +329,7 @@ pub fn charges(
                     unit: l.unit,
                     quantity,
                     cost: quantity * l.price,
+                    amortized: quantity * l.price,
                 });
             }
             at = next;
