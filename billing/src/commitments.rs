@@ -272,6 +272,9 @@ impl Reservation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavingsPlan {
     pub id: String,
+    /// The offering it was bought under.
+    #[serde(default)]
+    pub offering_id: String,
     pub account: String,
     pub plan_type: PlanType,
     /// EC2 Instance plans: the region and family they cover.
@@ -719,6 +722,7 @@ mod tests {
         .unwrap();
         let sp = SavingsPlan {
             id: "sp-1".into(),
+            offering_id: String::new(),
             account: ACCOUNT.into(),
             plan_type: PlanType::Compute,
             region: None,

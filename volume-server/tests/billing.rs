@@ -96,6 +96,28 @@ fn cost_explorer_reports_metered_usage_priced_from_the_list_across_a_restart() {
     server.stop();
 }
 
+/// Reserved Instances and a Savings Plan covering two instances' usage, through boto3
+/// (`tests/aws/billing_commitments.py`).
+#[test]
+fn reserved_instances_and_savings_plans_cover_usage_in_aws_order() {
+    if !require_aws_clients() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(
+        dir.path(),
+        &[
+            "--billing-clock-scale",
+            "3600",
+            "--snapshot-min-interval",
+            "0s",
+        ],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/billing_commitments.py");
+    run(Command::new("python3").arg(&script).arg(server.aws_url())).assert_success();
+    server.stop();
+}
+
 /// `--price-list` replaces the built-in list; a file that is not one stops the server with a
 /// message naming the flag.
 #[test]

@@ -842,6 +842,10 @@ pub struct CatalogContents {
     pub usage: Vec<billing::usage::Segment>,
     /// The billing clock's anchor, once the server has run.
     pub billing_clock: Option<billing::clock::Clock>,
+    /// Bought Reserved Instances.
+    pub reservations: Vec<billing::commitments::Reservation>,
+    /// Bought Savings Plans.
+    pub savings_plans: Vec<billing::commitments::SavingsPlan>,
 }
 
 /// One change in a transaction.
@@ -897,6 +901,10 @@ pub enum Change {
     PutUsage(billing::usage::Segment),
     /// Replace the billing clock's anchor.
     PutBillingClock(billing::clock::Clock),
+    /// Insert or replace a bought Reserved Instance.
+    PutReservation(billing::commitments::Reservation),
+    /// Insert or replace a bought Savings Plan.
+    PutSavingsPlan(billing::commitments::SavingsPlan),
 }
 
 /// A durable store of records. `commit` is atomic and durable when it returns.

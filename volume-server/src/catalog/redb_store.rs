@@ -23,6 +23,8 @@ const USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("usage");
 /// Single rows of settings kept with the records (the billing clock's anchor).
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const BILLING_CLOCK: &str = "billing-clock";
+const RESERVATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("reserved_instances");
+const SAVINGS_PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("savings_plans");
 
 /// A catalog in a redb file. Commits are fsynced (redb's default immediate durability).
 ///
@@ -60,6 +62,8 @@ fn open_db(path: &Path) -> Result<Database, CatalogError> {
         EBS_DEFAULTS,
         USAGE,
         SETTINGS,
+        RESERVATIONS,
+        SAVINGS_PLANS,
     ] {
         tx.open_table(table).map_err(storage)?;
     }
@@ -145,6 +149,8 @@ fn load(db: &Database) -> Result<CatalogContents, CatalogError> {
             let row = t.get(BILLING_CLOCK).map_err(storage)?;
             row.map(|v| decode(BILLING_CLOCK, v.value())).transpose()?
         },
+        reservations: rows(&tx, RESERVATIONS)?,
+        savings_plans: rows(&tx, SAVINGS_PLANS)?,
     })
 }
 
@@ -181,6 +187,8 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
         let mut ebs_defaults = tx.open_table(EBS_DEFAULTS).map_err(storage)?;
         let mut usage = tx.open_table(USAGE).map_err(storage)?;
         let mut settings = tx.open_table(SETTINGS).map_err(storage)?;
+        let mut reservations = tx.open_table(RESERVATIONS).map_err(storage)?;
+        let mut savings_plans = tx.open_table(SAVINGS_PLANS).map_err(storage)?;
         for change in changes {
             match change {
                 Change::PutVolume(v) => {
@@ -282,6 +290,16 @@ fn commit(db: &Database, changes: &[Change]) -> Result<(), CatalogError> {
                 Change::PutBillingClock(c) => {
                     settings
                         .insert(BILLING_CLOCK, encode(c).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::PutReservation(r) => {
+                    reservations
+                        .insert(r.id.as_str(), encode(r).as_slice())
+                        .map_err(storage)?;
+                }
+                Change::PutSavingsPlan(p) => {
+                    savings_plans
+                        .insert(p.id.as_str(), encode(p).as_slice())
                         .map_err(storage)?;
                 }
             }

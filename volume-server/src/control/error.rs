@@ -64,6 +64,8 @@ error_codes! {
     InternalError = "InternalError", Internal, 500, EIO;
     InvalidAddressNotFound = "InvalidAddress.NotFound", NotFound, 400, EINVAL;
     InvalidAllocationIdNotFound = "InvalidAllocationID.NotFound", NotFound, 400, EINVAL;
+    InvalidReservedInstancesOfferingId = "InvalidReservedInstancesOfferingId", NotFound, 400, EINVAL;
+    InvalidReservedInstancesId = "InvalidReservedInstancesId", NotFound, 400, EINVAL;
     InvalidAssociationIdNotFound = "InvalidAssociationID.NotFound", NotFound, 400, EINVAL;
     InvalidAmiIdMalformed = "InvalidAMIID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidAmiIdNotFound = "InvalidAMIID.NotFound", NotFound, 400, EINVAL;

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use billing::clock::Clock;
+use billing::commitments::{Reservation, SavingsPlan};
 use billing::prices::PriceList;
 use billing::usage::{Meter, Segment};
 
@@ -67,6 +68,9 @@ struct Book {
     /// The latest time the clock has read: it never reads earlier (the real clock may step
     /// back).
     high: u64,
+    /// Bought Reserved Instances and Savings Plans, by id.
+    reservations: BTreeMap<String, Reservation>,
+    plans: BTreeMap<String, SavingsPlan>,
 }
 
 /// The meters of one control plane.
@@ -78,6 +82,21 @@ pub(super) struct Meters {
 }
 
 impl Book {
+    /// Keeps the commitments among `changes` (after they are committed).
+    fn absorb(&mut self, changes: impl Iterator<Item = Change>) {
+        for c in changes {
+            match c {
+                Change::PutReservation(r) => {
+                    self.reservations.insert(r.id.clone(), r);
+                }
+                Change::PutSavingsPlan(p) => {
+                    self.plans.insert(p.id.clone(), p);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn now(&mut self) -> u64 {
         let real = now_ms();
         let t = self.clock.map_or(real, |c| c.at(real));
@@ -114,7 +133,13 @@ impl Meters {
 
     /// Takes the catalog's segments and clock anchor. Returns a new anchor to keep (the first
     /// start, or a changed scale).
-    pub(super) fn load(&self, segments: Vec<Segment>, anchor: Option<Clock>) -> Option<Clock> {
+    pub(super) fn load(
+        &self,
+        segments: Vec<Segment>,
+        anchor: Option<Clock>,
+        reservations: Vec<Reservation>,
+        plans: Vec<SavingsPlan>,
+    ) -> Option<Clock> {
         let mut book = self.book();
         let real = now_ms();
         let scale = self.cfg.clock_scale;
@@ -135,6 +160,8 @@ impl Meters {
         for s in segments {
             book.put(s);
         }
+        book.absorb(reservations.into_iter().map(Change::PutReservation));
+        book.absorb(plans.into_iter().map(Change::PutSavingsPlan));
         fresh.then_some(clock)
     }
 
@@ -161,6 +188,23 @@ impl Meters {
         (mine, now)
     }
 
+    /// The Reserved Instances and Savings Plans `account` bought.
+    pub(super) fn commitments_of(&self, account: &str) -> (Vec<Reservation>, Vec<SavingsPlan>) {
+        let book = self.book();
+        (
+            book.reservations
+                .values()
+                .filter(|r| r.account == account)
+                .cloned()
+                .collect(),
+            book.plans
+                .values()
+                .filter(|p| p.account == account)
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Commits `changes` with `commit`, adding the usage they change to the same transaction.
     pub(super) fn commit<E>(
         &self,
@@ -171,14 +215,16 @@ impl Meters {
         let now = book.now();
         let usage = self.usage_changes(&book, changes.iter().filter_map(wanted), now);
         if usage.is_empty() {
-            return commit(changes);
+            commit(changes)?;
+        } else {
+            let mut all = changes.to_vec();
+            all.extend(usage.iter().cloned().map(Change::PutUsage));
+            commit(&all)?;
         }
-        let mut all = changes.to_vec();
-        all.extend(usage.iter().cloned().map(Change::PutUsage));
-        commit(&all)?;
         for s in usage {
             book.put(s);
         }
+        book.absorb(changes.iter().cloned());
         Ok(())
     }
 
@@ -413,8 +459,11 @@ impl super::ControlPlane {
             super::Ec2Error::new(super::ErrorCode::ValidationException, e.to_string())
         })?;
         let (segments, now) = self.meters.segments_of(who.id());
-        let charges = billing::usage::charges(
+        let (reservations, plans) = self.meters.commitments_of(who.id());
+        let charges = billing::commitments::bill(
             &segments,
+            &reservations,
+            &plans,
             self.meters.prices(),
             q.granularity,
             q.start_ms,

@@ -21,6 +21,7 @@
 pub mod account;
 pub mod addresses;
 mod booted;
+pub mod commitments;
 pub mod crashpoint;
 pub mod direct;
 pub mod error;
@@ -230,10 +231,12 @@ impl ControlPlane {
             wiring: addresses::Wiring::default(),
         });
         let mut contents = cp.catalog.load().map_err(internal("loading the catalog"))?;
-        if let Some(anchor) = cp
-            .meters
-            .load(std::mem::take(&mut contents.usage), contents.billing_clock)
-        {
+        if let Some(anchor) = cp.meters.load(
+            std::mem::take(&mut contents.usage),
+            contents.billing_clock,
+            std::mem::take(&mut contents.reservations),
+            std::mem::take(&mut contents.savings_plans),
+        ) {
             cp.catalog
                 .commit(&[Change::PutBillingClock(anchor)])
                 .map_err(internal("keeping the billing clock"))?;
@@ -1541,7 +1544,10 @@ fn apply(st: &mut State, changes: Vec<Change>) {
                 st.ebs_defaults.insert(d.owner_id.clone(), d);
             }
             // Kept by the meters, not the state.
-            Change::PutUsage(_) | Change::PutBillingClock(_) => {}
+            Change::PutUsage(_)
+            | Change::PutBillingClock(_)
+            | Change::PutReservation(_)
+            | Change::PutSavingsPlan(_) => {}
         }
     }
 }

@@ -122,6 +122,13 @@ ec2.disable_ebs_encryption_by_default()
 ec2.modify_ebs_default_kms_key_id(KmsKeyId="alias/aws/ebs")
 ec2.reset_ebs_default_kms_key_id()
 ec2.delete_volume(VolumeId=encrypted)
+offers = ec2.describe_reserved_instances_offerings(InstanceType="t3.micro", OfferingType="Partial Upfront",
+                                                   OfferingClass="standard", MaxResults=5)
+assert offers["ReservedInstancesOfferings"] and "NextToken" in offers, offers
+ri = ec2.purchase_reserved_instances_offering(
+    ReservedInstancesOfferingId=offers["ReservedInstancesOfferings"][0]["ReservedInstancesOfferingId"],
+    InstanceCount=1)["ReservedInstancesId"]
+ec2.describe_reserved_instances(ReservedInstancesIds=[ri])
 
 served = {
     "CreateVolume", "DescribeVolumes", "DeleteVolume", "AttachVolume", "DetachVolume",
@@ -140,6 +147,8 @@ served = {
     "ModifyInstanceMetadataOptions", "EnableEbsEncryptionByDefault",
     "DisableEbsEncryptionByDefault", "GetEbsEncryptionByDefault", "GetEbsDefaultKmsKeyId",
     "ModifyEbsDefaultKmsKeyId", "ResetEbsDefaultKmsKeyId",
+    "DescribeReservedInstancesOfferings", "PurchaseReservedInstancesOffering",
+    "DescribeReservedInstances",
 }
 assert served <= set(raw), f"not driven: {sorted(served - set(raw))}"
 

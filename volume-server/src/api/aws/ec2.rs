@@ -4,7 +4,7 @@
 
 use super::query::Params;
 use super::xml::Xml;
-use super::{ec2_access, ec2_encryption};
+use super::{ec2_access, ec2_billing, ec2_encryption};
 use crate::api::format_time as time;
 use crate::catalog::{
     AttachmentRecord, ImageRecord, MappingRecord, ModificationRecord, VolumeRecord,
@@ -93,6 +93,9 @@ pub fn handle(
             "ReleaseAddress" => ec2_access::release_address,
             "DescribeAddresses" => ec2_access::describe_addresses,
             "ModifyInstanceMetadataOptions" => ec2_access::modify_instance_metadata_options,
+            "DescribeReservedInstancesOfferings" => ec2_billing::describe_offerings,
+            "PurchaseReservedInstancesOffering" => ec2_billing::purchase_offering,
+            "DescribeReservedInstances" => ec2_billing::describe_reserved,
             "EnableEbsEncryptionByDefault" => ec2_encryption::enable_by_default,
             "DisableEbsEncryptionByDefault" => ec2_encryption::disable_by_default,
             "GetEbsEncryptionByDefault" => ec2_encryption::get_by_default,

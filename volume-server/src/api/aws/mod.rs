@@ -12,9 +12,11 @@ pub mod credentials;
 pub mod ebs;
 pub mod ec2;
 mod ec2_access;
+mod ec2_billing;
 mod ec2_encryption;
 pub mod kms;
 pub mod query;
+pub mod savingsplans;
 pub mod sigv4;
 pub mod sts;
 pub mod xml;
@@ -103,6 +105,9 @@ impl AwsApi {
             Err((e, service)) => {
                 return Ok(match service.as_deref() {
                     Some("ebs") => ebs_response(ebs::error(&json_auth_error(e)), &request_id),
+                    Some("savingsplans") => {
+                        ebs_response(savingsplans::error(&json_auth_error(e)), &request_id)
+                    }
                     Some("kms" | "ce") => {
                         kms_response(kms::error(&json_auth_error(e)), &request_id)
                     }
@@ -110,6 +115,23 @@ impl AwsApi {
                 });
             }
         };
+        if caller.service == "savingsplans" {
+            let control = Arc::clone(&self.control);
+            let (method, path) = (parts.method.clone(), parts.uri.path().to_string());
+            let who = caller.account;
+            let done = tokio::task::spawn_blocking(move || {
+                savingsplans::handle(&control, who, &method, &path, &body)
+            })
+            .await;
+            let reply = match done {
+                Ok(r) => r,
+                Err(join) => savingsplans::error(&Ec2Error::new(
+                    ErrorCode::InternalServerException,
+                    format!("control-plane task failed: {join}"),
+                )),
+            };
+            return Ok(ebs_response(reply, &request_id));
+        }
         if caller.service == "ebs" {
             let control = Arc::clone(&self.control);
             let (method, path, query) = (
@@ -194,7 +216,7 @@ impl AwsApi {
                 &Ec2Error::new(
                     ErrorCode::InvalidAction,
                     format!(
-                        "This endpoint does not serve the service '{other}' (it serves ec2, ebs, kms, ce and sts)."
+                        "This endpoint does not serve the service '{other}' (it serves ec2, ebs, kms, ce, savingsplans and sts)."
                     ),
                 ),
                 &request_id,
@@ -235,8 +257,10 @@ impl AwsApi {
                 service,
             ));
         }
-        // Cost Explorer is global: its clients sign for us-east-1 whatever region they are in.
-        let global = signed.service == "ce" && signed.region == "us-east-1";
+        // Cost Explorer and Savings Plans are global: their clients sign for us-east-1
+        // whatever region they are in.
+        let global = matches!(signed.service.as_str(), "ce" | "savingsplans")
+            && signed.region == "us-east-1";
         if signed.region != self.control.region() && !global {
             return Err((
                 Ec2Error::new(
@@ -269,7 +293,9 @@ impl AwsApi {
                 let Some(key) = keys.get(&signed.access_key_id) else {
                     let code = match signed.service.as_str() {
                         "sts" => ErrorCode::InvalidClientTokenId,
-                        "ebs" | "kms" | "ce" => ErrorCode::UnrecognizedClientException,
+                        "ebs" | "kms" | "ce" | "savingsplans" => {
+                            ErrorCode::UnrecognizedClientException
+                        }
                         _ => ErrorCode::AuthFailure,
                     };
                     return Err((

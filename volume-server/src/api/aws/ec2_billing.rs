@@ -1,0 +1,133 @@
+//! EC2 Query encoders for Reserved Instances (the calls of `control::commitments`):
+//! DescribeReservedInstancesOfferings, PurchaseReservedInstancesOffering and
+//! DescribeReservedInstances.
+
+use super::ec2::filters;
+use super::query::Params;
+use super::xml::Xml;
+use crate::api::format_time as time;
+use crate::control::commitments::{RiOfferingsRequest, scope};
+use crate::control::{Account, ControlPlane, Ec2Error};
+
+/// A long parameter.
+fn long(p: &Params, name: &str) -> Result<Option<i64>, Ec2Error> {
+    p.get(name)
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                Ec2Error::invalid_value(format!(
+                    "Value ({v}) for parameter {name} is invalid. Expected an integer."
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// The recurring charge of a price per hour (none when it is zero, as EC2 lists it).
+fn recurring(x: &mut Xml, hourly: f64) {
+    x.node("recurringCharges", |x| {
+        if hourly > 0.0 {
+            x.node("item", |x| {
+                x.elem("frequency", "Hourly").elem("amount", hourly);
+            });
+        }
+    });
+}
+
+pub(super) fn describe_offerings(
+    cp: &ControlPlane,
+    _: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let max = match p.int("MaxResults")? {
+        None => 100,
+        Some(n) if n < 5 => {
+            return Err(Ec2Error::invalid_value(format!(
+                "Value ({n}) for parameter maxResults is invalid. Expecting a value of at least 5."
+            )));
+        }
+        Some(n) => n.min(100) as usize,
+    };
+    let req = RiOfferingsRequest {
+        ids: p.list("ReservedInstancesOfferingId"),
+        instance_type: p.string("InstanceType"),
+        availability_zone: p.string("AvailabilityZone"),
+        offering_class: p.string("OfferingClass"),
+        offering_type: p.string("OfferingType"),
+        min_duration: long(p, "MinDuration")?,
+        max_duration: long(p, "MaxDuration")?,
+        product_description: p.string("ProductDescription"),
+        instance_tenancy: p.string("InstanceTenancy"),
+        filters: filters(p),
+    };
+    let (page, next) = cp.describe_ri_offerings(&req, max, p.get("NextToken"))?;
+    x.list("reservedInstancesOfferingsSet", &page, |x, o| {
+        x.elem("reservedInstancesOfferingId", &o.id)
+            .elem("instanceType", &o.instance_type)
+            .opt("availabilityZone", o.az.as_deref())
+            .elem("duration", o.term.seconds())
+            .elem("usagePrice", 0.0)
+            .elem("fixedPrice", o.fixed_price)
+            .elem("productDescription", "Linux/UNIX")
+            .elem("instanceTenancy", "default")
+            .elem("currencyCode", "USD")
+            .elem("offeringType", o.payment.as_str());
+        recurring(x, o.hourly);
+        x.elem("marketplace", false)
+            .node("pricingDetailsSet", |_| {})
+            .elem("offeringClass", o.class.as_str())
+            .elem("scope", scope(o.az.is_some()));
+    });
+    x.opt("nextToken", next.as_deref());
+    Ok(())
+}
+
+pub(super) fn purchase_offering(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let id = p.required("ReservedInstancesOfferingId")?;
+    let count = p
+        .int("InstanceCount")?
+        .ok_or_else(|| Ec2Error::missing("InstanceCount"))?;
+    x.elem("reservedInstancesId", cp.purchase_ri(who, &id, count)?);
+    Ok(())
+}
+
+pub(super) fn describe_reserved(
+    cp: &ControlPlane,
+    who: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let all = cp.describe_ris(
+        who,
+        &p.list("ReservedInstancesId"),
+        p.get("OfferingClass"),
+        p.get("OfferingType"),
+        &filters(p),
+    )?;
+    x.list("reservedInstancesSet", &all, |x, v| {
+        let r = &v.record;
+        x.elem("reservedInstancesId", &r.id)
+            .elem("instanceType", &r.instance_type)
+            .opt("availabilityZone", r.az.as_deref())
+            .elem("start", time(r.start_ms))
+            .elem("end", time(r.end_ms()))
+            .elem("duration", r.term.seconds())
+            .elem("usagePrice", 0.0)
+            .elem("fixedPrice", r.price.upfront)
+            .elem("instanceCount", r.count)
+            .elem("productDescription", "Linux/UNIX")
+            .elem("state", v.state)
+            .elem("instanceTenancy", "default")
+            .elem("currencyCode", "USD")
+            .elem("offeringType", r.payment.as_str());
+        recurring(x, r.price.hourly);
+        x.elem("offeringClass", r.class.as_str())
+            .elem("scope", scope(r.az.is_some()));
+    });
+    Ok(())
+}
