@@ -190,6 +190,43 @@ impl CostQuery {
         Ok(())
     }
 
+    /// A question from its parts as text (the gRPC form): dates as [`calendar::parse`] takes
+    /// them, `HOURLY`/`DAILY`/`MONTHLY`, metric names, and group keys (a dimension, or
+    /// `TAG:KEY`). Checked as [`CostQuery::check`] does.
+    pub fn from_text(
+        start: &str,
+        end: &str,
+        granularity: &str,
+        metrics: &[String],
+        group_by: &[String],
+    ) -> Result<CostQuery, BillingError> {
+        let granularity = match granularity {
+            "HOURLY" => Granularity::Hourly,
+            "DAILY" => Granularity::Daily,
+            "MONTHLY" => Granularity::Monthly,
+            g => return Err(BillingError::Invalid(format!("Invalid Granularity: {g}"))),
+        };
+        let q = CostQuery {
+            start_ms: calendar::parse(start)?,
+            end_ms: calendar::parse(end)?,
+            granularity,
+            metrics: metrics
+                .iter()
+                .map(|m| Metric::parse(m))
+                .collect::<Result<_, _>>()?,
+            group_by: group_by
+                .iter()
+                .map(|g| match g.strip_prefix("TAG:") {
+                    Some(k) => Ok(GroupBy::Tag(k.to_string())),
+                    None => Dimension::parse(g).map(GroupBy::Dimension),
+                })
+                .collect::<Result<_, _>>()?,
+            filter: None,
+        };
+        q.check()?;
+        Ok(q)
+    }
+
     /// The periods of the range: whole hours, days or months, the first and last clipped.
     pub fn periods(&self) -> Vec<(u64, u64)> {
         let mut out = Vec::new();

@@ -235,6 +235,10 @@ pub enum Command {
     /// Prints an instance's console output: its workload's standard output and error (the last
     /// 64 KiB), decoded.
     GetConsoleOutput(GetConsoleOutputArgs),
+    /// What the caller's usage cost (Cost Explorer's GetCostAndUsage): the reply, or with
+    /// `--chart` a table and a stacked bar chart in the terminal; `--svg FILE` also writes the
+    /// chart as SVG.
+    Cost(CostArgs),
     /// Waits until volumes, snapshots, instances or AMIs reach a state.
     Wait {
         #[command(subcommand)]
@@ -993,6 +997,33 @@ pub struct StopInstancesArgs {
     /// Hibernate instead of stopping (not supported: the server refuses it).
     #[arg(long)]
     pub hibernate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// The first day, YYYY-MM-DD (YYYY-MM-DDThh:mm:ssZ with HOURLY). Default: the first of
+    /// this month (UTC).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// The day after the last (exclusive). Default: tomorrow (UTC).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// HOURLY, DAILY or MONTHLY.
+    #[arg(long, default_value = "DAILY")]
+    pub granularity: String,
+    /// The metric shown (UnblendedCost, AmortizedCost, UsageQuantity, ...).
+    #[arg(long, default_value = "UnblendedCost")]
+    pub metric: String,
+    /// Up to two groupings: a dimension (SERVICE, USAGE_TYPE, INSTANCE_TYPE, PURCHASE_TYPE,
+    /// ...) or TAG:KEY. Default SERVICE; NONE for totals only.
+    #[arg(long, num_args = 1..)]
+    pub group_by: Vec<String>,
+    /// Print a table and a stacked bar chart instead of the reply.
+    #[arg(long)]
+    pub chart: bool,
+    /// Also write the stacked bar chart as an SVG document to this file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

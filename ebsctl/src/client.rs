@@ -505,6 +505,14 @@ impl Api {
         self.reply("GetConsoleOutput", result)
     }
 
+    pub async fn get_cost_and_usage(
+        &mut self,
+        request: pb::GetCostAndUsageRequest,
+    ) -> Result<pb::GetCostAndUsageResponse, CliError> {
+        let result = self.client().await?.get_cost_and_usage(request).await;
+        self.reply("GetCostAndUsage", result)
+    }
+
     /// Every volume matching `request`, following `NextToken` page after page.
     pub async fn describe_all_volumes(
         &mut self,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::args;
 use crate::cli::{self, Cli, Command, Waiter};
 use crate::client::Api;
+use crate::cost;
 use crate::error::CliError;
 use crate::output::{self, OutputFormat};
 use crate::shapes;
@@ -563,6 +564,43 @@ pub async fn run(cli: Cli) -> Result<Option<String>, CliError> {
                 "GetConsoleOutput",
                 &shapes::ConsoleOutput::from(reply),
             )
+        }
+        Command::Cost(a) => {
+            use billing::calendar;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let group_by = match a.group_by.as_slice() {
+                [] => vec!["SERVICE".to_string()],
+                [none] if none.eq_ignore_ascii_case("NONE") => Vec::new(),
+                g => g.to_vec(),
+            };
+            let request = pb::GetCostAndUsageRequest {
+                start: a
+                    .start
+                    .unwrap_or_else(|| calendar::date(calendar::month_start(now))),
+                end: a
+                    .end
+                    .unwrap_or_else(|| calendar::date(now + calendar::DAY_MS)),
+                granularity: a.granularity,
+                metrics: vec![a.metric.clone()],
+                group_by,
+            };
+            let reply = api.get_cost_and_usage(request).await?;
+            let series = cost::Series::of(&reply, &a.metric);
+            if let Some(path) = &a.svg {
+                let title = format!("{} by period", a.metric);
+                std::fs::write(path, cost::svg(&series, &title))
+                    .map_err(|e| CliError::Output(format!("writing {}: {e}", path.display())))?;
+            }
+            if a.chart {
+                return Ok(Some(format!(
+                    "{}\n{}",
+                    cost::table(&series),
+                    cost::terminal_chart(&series, 50)
+                )));
+            }
+            print(format, "GetCostAndUsage", &cost::Reply::from(&reply))
         }
         Command::Wait { waiter } => {
             let (kind, describe, poll) = match waiter {

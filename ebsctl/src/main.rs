@@ -8,6 +8,7 @@ mod args;
 mod cli;
 mod client;
 mod commands;
+mod cost;
 mod error;
 mod input;
 mod output;

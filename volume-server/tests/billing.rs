@@ -69,6 +69,74 @@ fn cost_explorer_reports_metered_usage_priced_from_the_list_across_a_restart() {
     let want = saved["usage"]["BoxUsage:m5.large"][0].as_f64().unwrap();
     assert!((hours - want).abs() < 1e-9, "{hours} against {want}");
 
+    // ebsctl over gRPC: the same hours; a table and a terminal chart; an SVG chart.
+    match ebsctl_path() {
+        None => {
+            skip("ebsctl is not built next to the test binary (run `cargo test --workspace`)");
+        }
+        Some(bin) => {
+            let ctl = |args: &[&str]| {
+                run(Command::new(&bin)
+                    .env_remove("EBS_ENDPOINT")
+                    .arg("--endpoint")
+                    .arg(server.endpoint())
+                    .args(args))
+            };
+            let window = [
+                "cost",
+                "--start",
+                "2000-01-01",
+                "--end",
+                "2099-01-01",
+                "--granularity",
+                "MONTHLY",
+            ];
+            let out = ctl(&[
+                &window[..],
+                &["--group-by", "USAGE_TYPE", "--metric", "UsageQuantity"],
+            ]
+            .concat());
+            out.assert_success();
+            let reply: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            let hours: f64 = reply["ResultsByTime"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["Groups"].as_array().unwrap().iter())
+                .filter(|g| g["Keys"][0] == "BoxUsage:m5.large")
+                .map(|g| {
+                    g["Metrics"]["UsageQuantity"]["Amount"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<f64>()
+                        .unwrap()
+                })
+                .sum();
+            assert!(
+                (hours - want).abs() < 1e-9,
+                "ebsctl: {hours} against {want}"
+            );
+            let svg = dir.path().join("cost.svg");
+            let out = ctl(&[&window[..], &["--chart", "--svg", svg.to_str().unwrap()]].concat());
+            out.assert_success();
+            assert!(
+                out.stdout.contains("EC2 - Other") && out.stdout.contains("Total (USD)"),
+                "{}",
+                out.describe()
+            );
+            assert!(out.stdout.contains('█'), "a bar: {}", out.describe());
+            let doc = std::fs::read_to_string(&svg).unwrap();
+            assert!(doc.starts_with("<svg") && doc.contains("<rect"), "{doc}");
+            let bad = ctl(&["cost", "--granularity", "WEEKLY"]);
+            bad.assert_failure();
+            assert!(
+                bad.stderr.contains("ValidationException"),
+                "{}",
+                bad.describe()
+            );
+        }
+    }
+
     // The JavaScript SDK's Cost Explorer client.
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/aws/js");
     if !js

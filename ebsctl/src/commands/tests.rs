@@ -17,6 +17,8 @@ use super::*;
 #[derive(Debug, Default)]
 struct Mock {
     describe_calls: AtomicUsize,
+    /// Every GetCostAndUsage call, in order.
+    cost_requests: Mutex<Vec<pb::GetCostAndUsageRequest>>,
     /// The `volume_ids` of every GetVolumeMetrics call, in order.
     metrics_requests: Mutex<Vec<Vec<String>>>,
     /// Every reservation call, in order.
@@ -1665,6 +1667,37 @@ impl VolumeService for Mock {
             &["shutting-down", "terminated"],
         )
         .map(Response::new)
+    }
+
+    /// One day of two services' costs.
+    async fn get_cost_and_usage(
+        &self,
+        request: Request<pb::GetCostAndUsageRequest>,
+    ) -> Result<Response<pb::GetCostAndUsageResponse>, Status> {
+        let r = request.into_inner();
+        self.cost_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(r.clone());
+        let value = |a: &str| pb::MetricValue {
+            amount: a.into(),
+            unit: "USD".into(),
+        };
+        let group = |k: &str, a: &str| pb::CostGroup {
+            keys: vec![k.into()],
+            metrics: [(r.metrics[0].clone(), value(a))].into(),
+        };
+        Ok(Response::new(pb::GetCostAndUsageResponse {
+            results_by_time: vec![pb::CostPeriod {
+                start: r.start.clone(),
+                end: r.end.clone(),
+                total: Default::default(),
+                groups: vec![
+                    group("Amazon Elastic Compute Cloud - Compute", "2.304"),
+                    group("EC2 - Other", "0.8"),
+                ],
+            }],
+        }))
     }
 
     /// `hello from <id>` and a byte that is not UTF-8, base64-encoded as EC2 sends it.
@@ -4891,6 +4924,34 @@ async fn start_stop_reboot_terminate_print_the_state_changes() {
             "STOPPINGINSTANCES\t{a}\nCURRENTSTATE\t64\tstopping\nPREVIOUSSTATE\t0\tpending\n"
         ))
     );
+}
+
+#[tokio::test]
+async fn cost_asks_for_this_month_by_service_and_draws_the_answer() {
+    let mock = Arc::new(Mock::default());
+    let endpoint = serve(mock.clone()).await;
+    let out = ebsctl(&endpoint, &["cost"]).await.unwrap().unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        reply["ResultsByTime"][0]["Groups"][1]["Metrics"]["UnblendedCost"]["Amount"],
+        "0.8"
+    );
+    let out = ebsctl(
+        &endpoint,
+        &["cost", "--start", "2026-12-01", "--end", "2026-12-02", "--group-by", "NONE", "--chart"],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(out.contains("Total (USD)") && out.contains("3.10"), "{out}");
+    assert!(out.contains("█ Amazon Elastic Compute Cloud - Compute"), "{out}");
+    let asked = mock.cost_requests.lock().unwrap().clone();
+    assert_eq!(asked[0].group_by, ["SERVICE"]);
+    assert_eq!(asked[0].metrics, ["UnblendedCost"]);
+    assert_eq!(asked[0].granularity, "DAILY");
+    assert!(asked[0].start.ends_with("-01"), "{:?}", asked[0]);
+    assert!(asked[1].group_by.is_empty());
+    assert_eq!((asked[1].start.as_str(), asked[1].end.as_str()), ("2026-12-01", "2026-12-02"));
 }
 
 #[tokio::test]

@@ -1052,6 +1052,55 @@ impl VolumeService for VolumeApi {
         }))
     }
 
+    async fn get_cost_and_usage(
+        &self,
+        req: Request<pb::GetCostAndUsageRequest>,
+    ) -> Result<Response<pb::GetCostAndUsageResponse>, Status> {
+        use billing::report::{CostQuery, Metrics, format_amount, format_bound};
+        let r = req.into_inner();
+        let q = CostQuery::from_text(&r.start, &r.end, &r.granularity, &r.metrics, &r.group_by)
+            .map_err(|e| {
+                Ec2Error::new(
+                    crate::control::ErrorCode::ValidationException,
+                    e.to_string(),
+                )
+                .into_status()
+            })?;
+        let granularity = q.granularity;
+        let periods = self.run(move |cp| cp.cost_and_usage(CALLER, &q)).await?;
+        let metrics = |m: &Metrics| {
+            m.iter()
+                .map(|(k, a)| {
+                    (
+                        k.name().to_string(),
+                        pb::MetricValue {
+                            amount: format_amount(a.amount),
+                            unit: a.unit.clone(),
+                        },
+                    )
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::GetCostAndUsageResponse {
+            results_by_time: periods
+                .iter()
+                .map(|p| pb::CostPeriod {
+                    start: format_bound(granularity, p.start_ms),
+                    end: format_bound(granularity, p.end_ms),
+                    total: metrics(&p.total),
+                    groups: p
+                        .groups
+                        .iter()
+                        .map(|(keys, m)| pb::CostGroup {
+                            keys: keys.clone(),
+                            metrics: metrics(m),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn delete_volume(
         &self,
         req: Request<pb::DeleteVolumeRequest>,
