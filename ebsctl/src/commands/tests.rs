@@ -4938,20 +4938,35 @@ async fn cost_asks_for_this_month_by_service_and_draws_the_answer() {
     );
     let out = ebsctl(
         &endpoint,
-        &["cost", "--start", "2026-12-01", "--end", "2026-12-02", "--group-by", "NONE", "--chart"],
+        &[
+            "cost",
+            "--start",
+            "2026-12-01",
+            "--end",
+            "2026-12-02",
+            "--group-by",
+            "NONE",
+            "--chart",
+        ],
     )
     .await
     .unwrap()
     .unwrap();
     assert!(out.contains("Total (USD)") && out.contains("3.10"), "{out}");
-    assert!(out.contains("█ Amazon Elastic Compute Cloud - Compute"), "{out}");
+    assert!(
+        out.contains("█ Amazon Elastic Compute Cloud - Compute"),
+        "{out}"
+    );
     let asked = mock.cost_requests.lock().unwrap().clone();
     assert_eq!(asked[0].group_by, ["SERVICE"]);
     assert_eq!(asked[0].metrics, ["UnblendedCost"]);
     assert_eq!(asked[0].granularity, "DAILY");
     assert!(asked[0].start.ends_with("-01"), "{:?}", asked[0]);
     assert!(asked[1].group_by.is_empty());
-    assert_eq!((asked[1].start.as_str(), asked[1].end.as_str()), ("2026-12-01", "2026-12-02"));
+    assert_eq!(
+        (asked[1].start.as_str(), asked[1].end.as_str()),
+        ("2026-12-01", "2026-12-02")
+    );
 }
 
 #[tokio::test]
