@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::BillingError;
-use crate::calendar;
+use crate::calendar::{self, DAY_MS};
 use crate::usage::{Charge, Granularity};
 
 /// A metric Cost Explorer reports.
@@ -159,6 +159,9 @@ impl Expr {
     }
 }
 
+/// The longest DAILY question (ten years).
+const MAX_DAYS: u64 = 3660;
+
 /// A GetCostAndUsage question.
 #[derive(Debug, Clone)]
 pub struct CostQuery {
@@ -186,6 +189,19 @@ impl CostQuery {
             return Err(BillingError::Invalid(
                 "GroupBy supports at most two groupings".into(),
             ));
+        }
+        // Cost Explorer keeps hourly data for 14 days; and no question is worth unbounded work.
+        if self.granularity == Granularity::Hourly && self.end_ms - self.start_ms > 14 * DAY_MS {
+            return Err(BillingError::Invalid(
+                "Hourly granularity allows a time period of at most 14 days".into(),
+            ));
+        }
+        if self.granularity == Granularity::Daily
+            && (self.end_ms - self.start_ms) / DAY_MS > MAX_DAYS
+        {
+            return Err(BillingError::Invalid(format!(
+                "Daily granularity allows a time period of at most {MAX_DAYS} days"
+            )));
         }
         Ok(())
     }
@@ -300,19 +316,18 @@ fn sum(q: &CostQuery, charges: &[&Charge]) -> Metrics {
 
 /// Answers `q` from `charges` (made with `q`'s granularity over its range).
 pub fn answer(q: &CostQuery, charges: &[Charge]) -> Vec<PeriodResult> {
-    let kept: Vec<&Charge> = charges
+    let mut by_period: BTreeMap<u64, Vec<&Charge>> = BTreeMap::new();
+    for c in charges
         .iter()
         .filter(|c| q.filter.as_ref().is_none_or(|f| f.matches(c)))
-        .collect();
+    {
+        by_period.entry(c.period_ms).or_default().push(c);
+    }
     q.periods()
         .into_iter()
         .map(|(start, end)| {
             let period = q.granularity.period_start(start);
-            let here: Vec<&Charge> = kept
-                .iter()
-                .copied()
-                .filter(|c| c.period_ms == period)
-                .collect();
+            let here = by_period.remove(&period).unwrap_or_default();
             if q.group_by.is_empty() {
                 return PeriodResult {
                     start_ms: start,
@@ -464,6 +479,23 @@ mod tests {
             filter: None,
         };
         assert!(q.check().is_err());
+        let day = crate::calendar::DAY_MS;
+        let hourly = |days: u64| CostQuery {
+            start_ms: 0,
+            end_ms: days * day,
+            granularity: Granularity::Hourly,
+            metrics: vec![Metric::UnblendedCost],
+            group_by: vec![],
+            filter: None,
+        };
+        assert!(hourly(14).check().is_ok());
+        assert!(hourly(15).check().is_err(), "hourly data covers 14 days");
+        let daily = CostQuery {
+            granularity: Granularity::Daily,
+            end_ms: 20_000 * day,
+            ..hourly(1)
+        };
+        assert!(daily.check().is_err(), "no unbounded work");
         assert_eq!(format_amount(0.0), "0");
         assert_eq!(format_amount(0.096), "0.096");
         assert_eq!(format_amount(1.0 / 3.0), "0.3333333333");

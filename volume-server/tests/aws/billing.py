@@ -193,6 +193,8 @@ if phase == "run":
     for kwargs in [dict(TimePeriod={"Start": "2026-12-07", "End": "2026-12-01"}, Granularity="DAILY", Metrics=["UnblendedCost"]),
                    dict(TimePeriod={"Start": "2026-12-01", "End": "2026-12-07"}, Granularity="DAILY", Metrics=["Bogus"]),
                    dict(TimePeriod={"Start": "2026-12-01", "End": "2026-12-07"}, Granularity="HOURLY", Metrics=["UnblendedCost"]),
+                   dict(TimePeriod={"Start": "2026-12-01T00:00:00Z", "End": "2026-12-16T00:00:00Z"},
+                        Granularity="HOURLY", Metrics=["UnblendedCost"]),
                    dict(TimePeriod={"Start": "2026-13-01", "End": "2026-12-07"}, Granularity="DAILY", Metrics=["UnblendedCost"]),
                    dict(TimePeriod={"Start": "2026-12-01", "End": "2026-12-07"}, Granularity="DAILY", Metrics=["UnblendedCost"],
                         GroupBy=[{"Type": "DIMENSION", "Key": "NOPE"}])]:

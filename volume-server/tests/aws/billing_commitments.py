@@ -142,7 +142,7 @@ close(sp_used["AmortizedCost"], sp_used["UsageQuantity"] * OD * (1 - d), 1e-8, "
 # were used up, and the plan only where the reservation was.
 start = datetime.now(timezone.utc) - timedelta(days=1)
 r = ce.get_cost_and_usage(TimePeriod={"Start": start.strftime("%Y-%m-%dT00:00:00Z"),
-                                      "End": (start + timedelta(days=30)).strftime("%Y-%m-%dT00:00:00Z")},
+                                      "End": (start + timedelta(days=14)).strftime("%Y-%m-%dT00:00:00Z")},
                           Granularity="HOURLY", Metrics=["AmortizedCost", "UsageQuantity"],
                           GroupBy=[{"Type": "DIMENSION", "Key": "PURCHASE_TYPE"},
                                    {"Type": "DIMENSION", "Key": "USAGE_TYPE"}])
