@@ -82,6 +82,7 @@ ids = [i["InstanceId"] for i in ec2.run_instances(
 ec2.get_waiter("instance_running").wait(InstanceIds=ids, WaiterConfig=FAST)
 
 # One regional Reserved Instance, and a Compute Savings Plan of $0.03 an hour.
+t_ri = time.monotonic()
 ri = ec2.purchase_reserved_instances_offering(ReservedInstancesOfferingId=regional["ReservedInstancesOfferingId"],
                                               InstanceCount=1)["ReservedInstancesId"]
 plans = sp.describe_savings_plans_offerings(planTypes=["Compute"], paymentOptions=["No Upfront"],
@@ -133,7 +134,7 @@ close(ri_fee["UnblendedCost"], ri_fee["UsageQuantity"] * ri_hourly, 1e-8, "the r
 close(sp_fee["UnblendedCost"], sp_fee["UsageQuantity"] * 0.03, 1e-8, "the plan's commitment")
 assert ri_used["UsageQuantity"] <= ri_fee["UsageQuantity"] + 1e-9, (ri_used, ri_fee)
 # While both ran, the reservation covered one of them whole.
-ran = (time.monotonic() - t0)  # an upper bound on the billing hours both ran after the purchases
+ran = time.monotonic() - t_ri  # an upper bound on the billing hours both ran after the purchase
 assert 1.5 - 1e-6 <= ri_used["UsageQuantity"] <= ran + 1e-6, (ri_used, ran)
 # The plan bought 0.03 / (its rate) hours of each hour the other ran.
 d = PRICES["commitments"]["savings_plans"]["Compute"]["1yr"]["No Upfront"]
