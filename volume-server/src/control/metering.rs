@@ -224,7 +224,12 @@ impl Meters {
         for s in usage {
             book.put(s);
         }
-        book.absorb(changes.iter().cloned());
+        book.absorb(
+            changes
+                .iter()
+                .filter(|c| matches!(c, Change::PutReservation(_) | Change::PutSavingsPlan(_)))
+                .cloned(),
+        );
         Ok(())
     }
 

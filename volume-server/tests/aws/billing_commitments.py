@@ -105,6 +105,12 @@ assert ec2_client(endpoint).describe_reserved_instances()["ReservedInstances"] =
 bought = sp.describe_savings_plans(savingsPlanIds=[spid])["savingsPlans"]
 assert len(bought) == 1 and bought[0]["commitment"] == "0.03" and bought[0]["state"] == "active", bought
 assert bought[0]["savingsPlanType"] == "Compute" and bought[0]["termDurationInSeconds"] == YEAR, bought
+assert sp.describe_savings_plans(filters=[{"name": "savings-plan-type", "values": ["EC2Instance"]}])["savingsPlans"] == []
+assert len(sp.describe_savings_plans(filters=[{"name": "commitment", "values": ["0.03"]}])["savingsPlans"]) == 1
+fails("ValidationException", sp.describe_savings_plans, filters=[{"name": "start", "values": ["x"]}])
+assert client("savingsplans").describe_savings_plans()["savingsPlans"] != [] and \
+    boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="x", region_name="us-east-1").client(
+        "savingsplans", endpoint_url=endpoint).describe_savings_plans()["savingsPlans"] == [], "another account's"
 assert {"DescribeSavingsPlansOfferings", "CreateSavingsPlan", "DescribeSavingsPlans"} <= checked, checked
 
 # The bill, by purchase type and usage type.

@@ -199,9 +199,46 @@ fn run(
                 )
                 .collect();
             let states = strings(&input, "states")?;
+            let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+            if let Some(Value::Array(fs)) = input.get("filters") {
+                for f in fs {
+                    let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                    if !matches!(
+                        name,
+                        "region"
+                            | "ec2-instance-family"
+                            | "commitment"
+                            | "savings-plan-type"
+                            | "payment-option"
+                    ) {
+                        return Err(validation(format!(
+                            "The filter {name:?} is not supported by these Savings Plans (region, ec2-instance-family, commitment, savings-plan-type and payment-option are)."
+                        )));
+                    }
+                    let values = f
+                        .as_object()
+                        .map(|m| strings(m, "values"))
+                        .transpose()?
+                        .unwrap_or_default();
+                    filters.push((name.to_string(), values));
+                }
+            }
             let plans: Vec<Value> = cp
                 .describe_savings_plans(who, &ids, &states)
                 .into_iter()
+                .filter(|v| {
+                    let p = &v.record;
+                    filters.iter().all(|(name, values)| {
+                        let have = match name.as_str() {
+                            "region" => p.region.clone().unwrap_or_default(),
+                            "ec2-instance-family" => p.family.clone().unwrap_or_default(),
+                            "commitment" => money(p.commitment),
+                            "savings-plan-type" => p.plan_type.as_str().to_string(),
+                            _ => p.payment.as_str().to_string(),
+                        };
+                        values.contains(&have)
+                    })
+                })
                 .map(|v| {
                     let p = &v.record;
                     json!({
