@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commitments;
 pub mod prices;
 pub mod report;
+pub mod spot;
 pub mod usage;
 
 /// What billing refuses.

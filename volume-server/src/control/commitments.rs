@@ -2,7 +2,8 @@
 //! the price list, both classes, three payment options, one and three years, regional and in
 //! each zone; Compute plans and an EC2 Instance plan per family), buying them, and listing what
 //! an account bought. They start at once (no queued purchases) on the billing clock, and are
-//! applied to the account's usage by `billing::commitments`.
+//! applied to the account's usage by `billing::commitments`. Also Spot price history, from
+//! `billing::spot`'s price process.
 
 use sha2::{Digest, Sha256};
 
@@ -481,4 +482,128 @@ impl ControlPlane {
 /// EC2's `scope` of a reservation.
 pub fn scope(zonal: bool) -> &'static str {
     if zonal { "Availability Zone" } else { "Region" }
+}
+
+/// One Spot price as DescribeSpotPriceHistory lists it: in effect from `timestamp_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotPricePoint {
+    pub instance_type: String,
+    pub availability_zone: String,
+    pub price: f64,
+    pub timestamp_ms: u64,
+}
+
+/// DescribeSpotPriceHistory's question.
+#[derive(Debug, Clone, Default)]
+pub struct SpotHistoryRequest {
+    pub instance_types: Vec<String>,
+    pub availability_zone: Option<String>,
+    pub product_descriptions: Vec<String>,
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+    pub filters: Vec<model::Filter>,
+}
+
+/// Spot price history is kept for 90 days, as on EC2.
+const SPOT_HISTORY_MS: u64 = 90 * 24 * 3_600_000;
+
+impl ControlPlane {
+    /// DescribeSpotPriceHistory: each type's and zone's price changes from `start` to `end` on
+    /// the billing clock (prices change on the hour), newest first, with the price in effect
+    /// at `start`; without a range, the current price. A page of `max` from `token`.
+    pub fn describe_spot_price_history(
+        &self,
+        req: &SpotHistoryRequest,
+        max: usize,
+        token: Option<&str>,
+    ) -> Result<(Vec<SpotPricePoint>, Option<String>), Ec2Error> {
+        const HOUR: u64 = 3_600_000;
+        for f in &req.filters {
+            check_values(&f.name, &f.values)?;
+        }
+        check_untagged_names(
+            &req.filters,
+            &["availability-zone", "instance-type", "product-description"],
+        )?;
+        let prices = self.meters.prices();
+        let region = self.cfg.region.as_str();
+        let known = prices
+            .region(region)
+            .map(|r| r.instances.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        if let Some(t) = req.instance_types.iter().find(|t| !known.contains(t)) {
+            return Err(Ec2Error::invalid_value(format!(
+                "The instance type '{t}' has no Spot price in {region}."
+            )));
+        }
+        if let Some(az) = &req.availability_zone
+            && !self.cfg.availability_zones.contains(az)
+        {
+            return Err(Ec2Error::invalid_value(format!(
+                "Invalid availability zone: [{az}]"
+            )));
+        }
+        let linux = |d: &str| d == "Linux/UNIX" || d == "Linux/UNIX (Amazon VPC)";
+        if !req.product_descriptions.is_empty()
+            && !req.product_descriptions.iter().any(|d| linux(d))
+        {
+            return Ok((Vec::new(), None));
+        }
+        let now = self.meters.now();
+        let end = req.end_ms.unwrap_or(now).min(now);
+        let start = req
+            .start_ms
+            .unwrap_or(end)
+            .max(end.saturating_sub(SPOT_HISTORY_MS));
+        if start > end {
+            return Err(Ec2Error::invalid_value(
+                "The start time must be before the end time.",
+            ));
+        }
+        // Hours whose price was in effect during [start, end], newest first.
+        let (first, last) = (start / HOUR, end / HOUR);
+        let hours = (last - first + 1) as usize;
+        let combos: Vec<(String, String)> = known
+            .iter()
+            .filter(|t| req.instance_types.is_empty() || req.instance_types.contains(t))
+            .flat_map(|t| {
+                self.cfg
+                    .availability_zones
+                    .iter()
+                    .filter(|z| req.availability_zone.as_ref().is_none_or(|a| a == *z))
+                    .map(move |z| (t.clone(), z.clone()))
+            })
+            .filter(|(t, z)| {
+                filters_pass(&req.filters, |name| match name {
+                    "availability-zone" => Some(vec![z.clone()]),
+                    "instance-type" => Some(vec![t.clone()]),
+                    "product-description" => Some(vec!["Linux/UNIX".into()]),
+                    _ => None,
+                })
+            })
+            .collect();
+        let offset = match token {
+            None => 0,
+            Some(t) => t
+                .parse::<usize>()
+                .map_err(|_| Ec2Error::invalid_value(format!("Invalid NextToken: {t}")))?,
+        };
+        let total = combos.len().saturating_mul(hours);
+        let page: Vec<SpotPricePoint> = (offset..total.min(offset.saturating_add(max)))
+            .filter_map(|i| {
+                let (t, z) = &combos[i / hours];
+                let hour = last - (i % hours) as u64;
+                let at = hour * HOUR;
+                let price = billing::spot::price(prices, region, t, z, at).ok()?;
+                Some(SpotPricePoint {
+                    instance_type: t.clone(),
+                    availability_zone: z.clone(),
+                    price,
+                    timestamp_ms: at,
+                })
+            })
+            .collect();
+        let next = (offset.saturating_add(max) < total).then(|| (offset + max).to_string());
+        Ok((page, next))
+    }
 }

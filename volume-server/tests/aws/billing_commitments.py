@@ -1,4 +1,5 @@
-"""Reserved Instances and Savings Plans through boto3 (tests/billing.rs): two m5.large
+"""Spot price history, Reserved Instances and Savings Plans through boto3 (tests/billing.rs):
+Spot prices per zone and hour; then two m5.large
 running, a regional Reserved Instance bought for one and a Compute Savings Plan of $0.03 an
 hour for part of the other, on a billing clock 3600 times real time; Cost Explorer must then
 show the usage covered in AWS's order (the reservation, then the plan, then On-Demand) and
@@ -67,6 +68,26 @@ allup = next(o for o in every if o["OfferingType"] == "All Upfront" and o["Durat
 assert allup["RecurringCharges"] == [] and allup["FixedPrice"] > 0, allup
 fails("InvalidReservedInstancesOfferingId", ec2.purchase_reserved_instances_offering,
       ReservedInstancesOfferingId="00000000-0000-0000-0000-000000000000", InstanceCount=1)
+
+# Spot prices: one per zone now, below On-Demand; an hourly history, newest first, the same on
+# every call.
+now_prices = ec2.describe_spot_price_history(InstanceTypes=["m5.large"], ProductDescriptions=["Linux/UNIX"])["SpotPriceHistory"]
+assert sorted(p["AvailabilityZone"] for p in now_prices) == ["us-east-1a", "us-east-1b", "us-east-1c"], now_prices
+assert all(0.2 * OD < float(p["SpotPrice"]) < 0.5 * OD for p in now_prices), now_prices
+assert all(p["Timestamp"].minute == 0 and p["Timestamp"].second == 0 for p in now_prices), now_prices
+since = datetime.now(timezone.utc) - timedelta(days=1)
+history = ec2.get_paginator("describe_spot_price_history").paginate(
+    InstanceTypes=["m5.large"], AvailabilityZone="us-east-1a", StartTime=since,
+    PaginationConfig={"PageSize": 5}).build_full_result()["SpotPriceHistory"]
+assert len(history) >= 24, len(history)
+stamps = [p["Timestamp"] for p in history]
+assert stamps == sorted(stamps, reverse=True) and len(set(stamps)) == len(stamps), stamps
+assert len({p["SpotPrice"] for p in history}) > 5, "the price moves"
+again = ec2.describe_spot_price_history(InstanceTypes=["m5.large"], AvailabilityZone="us-east-1a",
+                                        StartTime=since, EndTime=history[0]["Timestamp"])["SpotPriceHistory"]
+assert [p["SpotPrice"] for p in again] == [p["SpotPrice"] for p in history][:len(again)], "deterministic"
+fails("InvalidParameterValue", ec2.describe_spot_price_history, InstanceTypes=["m9.huge"])
+assert ec2.describe_spot_price_history(InstanceTypes=["m5.large"], ProductDescriptions=["Windows"])["SpotPriceHistory"] == []
 
 # Two m5.large, running.
 root = ec2.create_volume(AvailabilityZone=AZ, Size=1)["VolumeId"]

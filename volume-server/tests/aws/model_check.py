@@ -129,6 +129,7 @@ ri = ec2.purchase_reserved_instances_offering(
     ReservedInstancesOfferingId=offers["ReservedInstancesOfferings"][0]["ReservedInstancesOfferingId"],
     InstanceCount=1)["ReservedInstancesId"]
 ec2.describe_reserved_instances(ReservedInstancesIds=[ri])
+ec2.describe_spot_price_history(InstanceTypes=["m5.large"], MaxResults=5)
 
 served = {
     "CreateVolume", "DescribeVolumes", "DeleteVolume", "AttachVolume", "DetachVolume",
@@ -148,7 +149,7 @@ served = {
     "DisableEbsEncryptionByDefault", "GetEbsEncryptionByDefault", "GetEbsDefaultKmsKeyId",
     "ModifyEbsDefaultKmsKeyId", "ResetEbsDefaultKmsKeyId",
     "DescribeReservedInstancesOfferings", "PurchaseReservedInstancesOffering",
-    "DescribeReservedInstances",
+    "DescribeReservedInstances", "DescribeSpotPriceHistory",
 }
 assert served <= set(raw), f"not driven: {sorted(served - set(raw))}"
 

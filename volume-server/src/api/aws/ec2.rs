@@ -96,6 +96,7 @@ pub fn handle(
             "DescribeReservedInstancesOfferings" => ec2_billing::describe_offerings,
             "PurchaseReservedInstancesOffering" => ec2_billing::purchase_offering,
             "DescribeReservedInstances" => ec2_billing::describe_reserved,
+            "DescribeSpotPriceHistory" => ec2_billing::describe_spot_price_history,
             "EnableEbsEncryptionByDefault" => ec2_encryption::enable_by_default,
             "DisableEbsEncryptionByDefault" => ec2_encryption::disable_by_default,
             "GetEbsEncryptionByDefault" => ec2_encryption::get_by_default,

@@ -1,12 +1,12 @@
 //! EC2 Query encoders for Reserved Instances (the calls of `control::commitments`):
 //! DescribeReservedInstancesOfferings, PurchaseReservedInstancesOffering and
-//! DescribeReservedInstances.
+//! DescribeReservedInstances; and DescribeSpotPriceHistory.
 
 use super::ec2::filters;
 use super::query::Params;
 use super::xml::Xml;
 use crate::api::format_time as time;
-use crate::control::commitments::{RiOfferingsRequest, scope};
+use crate::control::commitments::{RiOfferingsRequest, SpotHistoryRequest, scope};
 use crate::control::{Account, ControlPlane, Ec2Error};
 
 /// A long parameter.
@@ -129,5 +129,57 @@ pub(super) fn describe_reserved(
         x.elem("offeringClass", r.class.as_str())
             .elem("scope", scope(r.az.is_some()));
     });
+    Ok(())
+}
+
+/// A DateTime parameter (ISO 8601, as the SDKs send it).
+fn date_time(p: &Params, name: &str) -> Result<Option<u64>, Ec2Error> {
+    p.get(name)
+        .map(|v| {
+            humantime::parse_rfc3339_weak(v.trim())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+                .ok_or_else(|| {
+                    Ec2Error::invalid_value(format!(
+                        "Value ({v}) for parameter {name} is invalid. Expected an ISO 8601 date and time."
+                    ))
+                })
+        })
+        .transpose()
+}
+
+pub(super) fn describe_spot_price_history(
+    cp: &ControlPlane,
+    _: Account,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), Ec2Error> {
+    let max = match p.int("MaxResults")? {
+        None => 1000,
+        Some(n) if n < 5 => {
+            return Err(Ec2Error::invalid_value(format!(
+                "Value ({n}) for parameter maxResults is invalid. Expecting a value of at least 5."
+            )));
+        }
+        Some(n) => n.min(1000) as usize,
+    };
+    let req = SpotHistoryRequest {
+        instance_types: p.list("InstanceType"),
+        availability_zone: p.string("AvailabilityZone"),
+        product_descriptions: p.list("ProductDescription"),
+        start_ms: date_time(p, "StartTime")?,
+        end_ms: date_time(p, "EndTime")?,
+        filters: filters(p),
+    };
+    let (page, next) = cp.describe_spot_price_history(&req, max, p.get("NextToken"))?;
+    x.list("spotPriceHistorySet", &page, |x, s| {
+        x.elem("availabilityZone", &s.availability_zone)
+            .elem("instanceType", &s.instance_type)
+            .elem("productDescription", "Linux/UNIX")
+            .elem("spotPrice", format!("{:.6}", s.price))
+            .elem("timestamp", time(s.timestamp_ms));
+    });
+    x.opt("nextToken", next.as_deref());
     Ok(())
 }
