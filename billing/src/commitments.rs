@@ -11,7 +11,7 @@
 //! (`ComputeSP:1yrNoUpfront`, ...): covered usage is amortized at the plan's rate and the
 //! unused rest of the commitment is the fee's amortized cost, so both sum to the commitment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -287,6 +287,9 @@ pub struct SavingsPlan {
     pub start_ms: u64,
     /// Fraction off On-Demand.
     pub discount: f64,
+    /// CreateSavingsPlan's idempotency token, if one was sent.
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 impl SavingsPlan {
@@ -388,17 +391,20 @@ fn split(c: &Charge, hours: f64) -> (Charge, Option<Charge>) {
 /// that replace them.
 pub fn cover_hour(
     hour: u64,
-    until: u64,
+    (from, until): (u64, u64),
     usage: Vec<Charge>,
     reservations: &[&Reservation],
     plans: &[&SavingsPlan],
     prices: &PriceList,
+    factors: &HashMap<String, f64>,
 ) -> Vec<Charge> {
     let mut open = usage;
     let mut out = Vec::new();
+    // The part of the hour asked about: the question's start and the clock clip it.
+    let begin = hour.max(from);
     let end = (hour + HOUR_MS).min(until);
     let overlap = |start: u64, stop: u64| -> f64 {
-        let (a, b) = (start.max(hour), stop.min(end));
+        let (a, b) = (start.max(begin), stop.min(end));
         if b > a {
             (b - a) as f64 / HOUR_MS as f64
         } else {
@@ -417,11 +423,7 @@ pub fn cover_hour(
             .region(&r.region)
             .map(|p| p.usage_type_prefix.clone())
             .unwrap_or_default();
-        let known = prices
-            .region(&r.region)
-            .map(|p| p.instances.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
-        let nf = |t: &str| normalization_factor(t, known.iter());
+        let nf = |t: &str| factors.get(t).copied().unwrap_or(0.0);
         // Capacity in normalized hours (zonal: in hours of its own type).
         let mut capacity = f64::from(r.count)
             * share
@@ -488,7 +490,7 @@ pub fn cover_hour(
             cost: count * r.price.hourly * share,
             amortized: count * (r.price.hourly + r.price.upfront / term_hours) * share,
         });
-        if (hour..end).contains(&r.start_ms) && r.price.upfront > 0.0 {
+        if (begin..end).contains(&r.start_ms) && r.price.upfront > 0.0 {
             out.push(Charge {
                 period_ms: hour,
                 account: r.account.clone(),
@@ -508,9 +510,15 @@ pub fn cover_hour(
             });
         }
     }
-    // Savings Plans, the highest discount first.
+    // Savings Plans: EC2 Instance plans before Compute plans (AWS's order: the narrower plan
+    // first, so the Compute plan is left for what only it covers), then the highest discount.
     let mut sps: Vec<&&SavingsPlan> = plans.iter().collect();
-    sps.sort_by(|a, b| b.discount.total_cmp(&a.discount).then(a.id.cmp(&b.id)));
+    sps.sort_by(|a, b| {
+        (a.plan_type != PlanType::Ec2Instance)
+            .cmp(&(b.plan_type != PlanType::Ec2Instance))
+            .then(b.discount.total_cmp(&a.discount))
+            .then(a.id.cmp(&b.id))
+    });
     for p in sps {
         let share = overlap(p.start_ms, p.end_ms());
         if share == 0.0 {
@@ -571,7 +579,7 @@ pub fn cover_hour(
             amortized,
         };
         out.push(fee(p.recurring() * share, left.max(0.0), share));
-        if (hour..end).contains(&p.start_ms) && p.upfront() > 0.0 {
+        if (begin..end).contains(&p.start_ms) && p.upfront() > 0.0 {
             out.push(fee(p.upfront(), 0.0, 0.0));
         }
     }
@@ -597,26 +605,33 @@ pub fn bill(
         .cloned()
         .partition(|s| matches!(s.meter, Meter::Instance { .. }));
     let mut out = charges(&other, prices, granularity, from_ms, to_ms, now_ms);
-    let mut hours: BTreeMap<(String, u64), Vec<Charge>> = BTreeMap::new();
-    for c in charges(
-        &instances,
-        prices,
-        Granularity::Hourly,
-        from_ms,
-        to_ms,
-        now_ms,
-    ) {
-        hours
-            .entry((c.account.clone(), c.period_ms))
-            .or_default()
-            .push(c);
-    }
-    // Every hour a commitment runs is billed, used or not (up to the clock).
     let until = to_ms.min(now_ms);
-    let spans = reservations
+    // Instance usage needs hour-by-hour coverage only while a commitment runs: elsewhere it is
+    // priced by the question's periods, so a long question over long-running instances does
+    // not turn into one charge per instance and hour.
+    let spans: Vec<(&String, u64, u64)> = reservations
         .iter()
         .map(|r| (&r.account, r.start_ms, r.end_ms()))
-        .chain(plans.iter().map(|p| (&p.account, p.start_ms, p.end_ms())));
+        .chain(plans.iter().map(|p| (&p.account, p.start_ms, p.end_ms())))
+        .collect();
+    let window = spans
+        .iter()
+        .map(|s| s.1)
+        .min()
+        .zip(spans.iter().map(|s| s.2).max())
+        .map(|(a, b)| (Granularity::Hourly.period_start(a.max(from_ms)), b.min(to_ms)))
+        .filter(|(a, b)| a < b);
+    let Some((w0, w1)) = window else {
+        out.extend(charges(&instances, prices, granularity, from_ms, to_ms, now_ms));
+        return out;
+    };
+    out.extend(charges(&instances, prices, granularity, from_ms, w0.max(from_ms), now_ms));
+    out.extend(charges(&instances, prices, granularity, w1, to_ms, now_ms));
+    let mut hours: BTreeMap<(String, u64), Vec<Charge>> = BTreeMap::new();
+    for c in charges(&instances, prices, Granularity::Hourly, w0.max(from_ms), w1, now_ms) {
+        hours.entry((c.account.clone(), c.period_ms)).or_default().push(c);
+    }
+    // Every hour a commitment runs is billed, used or not (up to the clock).
     for (account, start, end) in spans {
         let mut h = Granularity::Hourly.period_start(start.max(from_ms));
         while h < end.min(until) {
@@ -624,13 +639,18 @@ pub fn bill(
             h += HOUR_MS;
         }
     }
+    let mut factors = HashMap::new();
+    for r in prices.regions.values() {
+        for t in r.instances.keys() {
+            factors
+                .entry(t.clone())
+                .or_insert_with(|| normalization_factor(t, r.instances.keys()));
+        }
+    }
     for ((account, hour), usage) in hours {
-        let rs: Vec<&Reservation> = reservations
-            .iter()
-            .filter(|r| r.account == account)
-            .collect();
+        let rs: Vec<&Reservation> = reservations.iter().filter(|r| r.account == account).collect();
         let ps: Vec<&SavingsPlan> = plans.iter().filter(|p| p.account == account).collect();
-        for mut c in cover_hour(hour, until, usage, &rs, &ps, prices) {
+        for mut c in cover_hour(hour, (from_ms, until), usage, &rs, &ps, prices, &factors) {
             c.period_ms = granularity.period_start(hour);
             out.push(c);
         }
@@ -732,6 +752,7 @@ mod tests {
             commitment: 0.03,
             start_ms: parse("2026-12-07T10:00:00Z").unwrap(),
             discount: d,
+            client_token: None,
         };
         let (from, to) = (parse("2026-12-07").unwrap(), parse("2026-12-08").unwrap());
         let now = parse("2026-12-07T12:00:00Z").unwrap();
@@ -909,6 +930,53 @@ mod tests {
             )
             .unwrap()
         );
+    }
+
+    #[test]
+    fn ec2_instance_plans_go_before_compute_plans_and_fees_start_with_the_question() {
+        let prices = PriceList::builtin();
+        let od = prices.region("us-east-1").unwrap().instances["m5.large"];
+        let segs = [running("i-1", "m5.large", "us-east-1a", "2026-12-07T10:00:00Z", "2026-12-07T11:00:00Z")];
+        let plan = |id: &str, plan_type, term| SavingsPlan {
+            id: id.into(),
+            offering_id: String::new(),
+            account: ACCOUNT.into(),
+            plan_type,
+            region: Some("us-east-1".into()),
+            family: Some("m5".into()),
+            payment: Payment::NoUpfront,
+            term,
+            commitment: od,
+            start_ms: parse("2026-12-07T10:00:00Z").unwrap(),
+            discount: plan_discount(&prices, plan_type, term, Payment::NoUpfront).unwrap(),
+            client_token: None,
+        };
+        // The 3-year Compute plan has the larger discount, yet the EC2 Instance plan is used.
+        let compute = plan("sp-a", PlanType::Compute, Term::ThreeYears);
+        let instance = plan("sp-b", PlanType::Ec2Instance, Term::OneYear);
+        assert!(compute.discount > instance.discount);
+        let (from, to) = (parse("2026-12-07").unwrap(), parse("2026-12-08").unwrap());
+        let now = parse("2026-12-07T12:00:00Z").unwrap();
+        let c = bill(&segs, &[], &[compute, instance.clone()], &prices, Granularity::Hourly, from, to, now);
+        let used = |id: &str| -> f64 {
+            c.iter()
+                .filter(|c| c.purchase_type == "Savings Plans" && c.usage_type.starts_with("BoxUsage"))
+                .filter(|_| id == "any")
+                .map(|c| c.amortized)
+                .sum()
+        };
+        let unused: BTreeMap<&str, f64> = c
+            .iter()
+            .filter(|c| c.service == SERVICE_SAVINGS_PLANS && c.period_ms == parse("2026-12-07T10:00:00Z").unwrap())
+            .map(|c| (c.resource_id.as_str(), c.amortized))
+            .collect();
+        assert!((used("any") - od * (1.0 - instance.discount)).abs() < 1e-9);
+        assert!(unused["sp-b"] < unused["sp-a"], "{unused:?}");
+        // A question starting at 10:30 is charged half of that hour's fee.
+        let half = parse("2026-12-07T10:30:00Z").unwrap();
+        let c = bill(&[], &[], &[instance], &prices, Granularity::Hourly, half, to, parse("2026-12-07T11:00:00Z").unwrap());
+        let fee: f64 = c.iter().map(|c| c.cost).sum();
+        assert!((fee - od / 2.0).abs() < 1e-9, "{fee}");
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Expr {
     }
 }
 
-/// The longest DAILY question (ten years).
+/// The longest DAILY question (ten years; MONTHLY: a hundred).
 const MAX_DAYS: u64 = 3660;
 
 /// A GetCostAndUsage question.
@@ -195,6 +195,14 @@ impl CostQuery {
             return Err(BillingError::Invalid(
                 "Hourly granularity allows a time period of at most 14 days".into(),
             ));
+        }
+        if self.granularity == Granularity::Monthly
+            && (self.end_ms - self.start_ms) / DAY_MS > 10 * MAX_DAYS
+        {
+            return Err(BillingError::Invalid(format!(
+                "Monthly granularity allows a time period of at most {} days",
+                10 * MAX_DAYS
+            )));
         }
         if self.granularity == Granularity::Daily
             && (self.end_ms - self.start_ms) / DAY_MS > MAX_DAYS
@@ -273,6 +281,8 @@ pub struct PeriodResult {
     pub end_ms: u64,
     pub total: Metrics,
     pub groups: Vec<(Vec<String>, Metrics)>,
+    /// The period has not ended on the billing clock: its figures may still grow.
+    pub estimated: bool,
 }
 
 /// Sums of charges for the asked metrics.
@@ -314,8 +324,9 @@ fn sum(q: &CostQuery, charges: &[&Charge]) -> Metrics {
         .collect()
 }
 
-/// Answers `q` from `charges` (made with `q`'s granularity over its range).
-pub fn answer(q: &CostQuery, charges: &[Charge]) -> Vec<PeriodResult> {
+/// Answers `q` from `charges` (made with `q`'s granularity over its range), the billing clock
+/// at `now_ms`.
+pub fn answer(q: &CostQuery, charges: &[Charge], now_ms: u64) -> Vec<PeriodResult> {
     let mut by_period: BTreeMap<u64, Vec<&Charge>> = BTreeMap::new();
     for c in charges
         .iter()
@@ -334,6 +345,7 @@ pub fn answer(q: &CostQuery, charges: &[Charge]) -> Vec<PeriodResult> {
                     end_ms: end,
                     total: sum(q, &here),
                     groups: Vec::new(),
+                    estimated: end > now_ms,
                 };
             }
             let mut groups: BTreeMap<Vec<String>, Vec<&Charge>> = BTreeMap::new();
@@ -344,6 +356,7 @@ pub fn answer(q: &CostQuery, charges: &[Charge]) -> Vec<PeriodResult> {
             PeriodResult {
                 start_ms: start,
                 end_ms: end,
+                estimated: end > now_ms,
                 total: Metrics::new(),
                 groups: groups.into_iter().map(|(k, cs)| (k, sum(q, &cs))).collect(),
             }
@@ -435,7 +448,7 @@ mod tests {
             q.end_ms,
             q.end_ms,
         );
-        let r = answer(&q, &c);
+        let r = answer(&q, &c, q.end_ms);
         assert_eq!(r.len(), 2);
         assert!(r[1].groups.is_empty());
         let g: BTreeMap<_, _> = r[0].groups.iter().cloned().collect();
@@ -457,7 +470,7 @@ mod tests {
             )))),
             ..q
         };
-        let r = answer(&q, &c);
+        let r = answer(&q, &c, q.end_ms);
         assert!((r[0].total[&Metric::UnblendedCost].amount - 2.0 * m5).abs() < 1e-12);
         assert_eq!(r[1].total[&Metric::UnblendedCost].amount, 0.0);
     }

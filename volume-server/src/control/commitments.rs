@@ -279,6 +279,12 @@ impl ControlPlane {
         };
         let id = r.id.clone();
         let _st = self.lock();
+        if self.meters.commitments_of(who.id()).0.len() >= COMMITMENT_QUOTA {
+            return Err(Ec2Error::new(
+                ErrorCode::ReservedInstancesLimitExceeded,
+                format!("An account may hold at most {COMMITMENT_QUOTA} Reserved Instance purchases."),
+            ));
+        }
         self.commit(&[Change::PutReservation(r)])?;
         tracing::info!(reserved_instances_id = %id, count, "Reserved Instances bought");
         Ok(id)
@@ -396,15 +402,31 @@ impl ControlPlane {
     }
 
     /// CreateSavingsPlan: a commitment of `commitment` USD an hour under an offering, active
-    /// from now. `upfront`, if given, must be what the payment option makes it.
+    /// from now. `upfront`, if given, must be what the payment option makes it. A repeated
+    /// `client_token` answers with the plan it bought.
     pub fn create_savings_plan(
         &self,
         who: Account,
         offering_id: &str,
         commitment: f64,
         upfront: Option<f64>,
+        client_token: Option<&str>,
     ) -> Result<SavingsPlan, Ec2Error> {
         let bad = |m: String| Ec2Error::new(ErrorCode::ValidationException, m);
+        // Under the state lock from the check to the commit: two calls with one token buy once.
+        let _st = self.lock();
+        let (_, mine) = self.meters.commitments_of(who.id());
+        if let Some(token) = client_token
+            && let Some(p) = mine.iter().find(|p| p.client_token.as_deref() == Some(token))
+        {
+            return Ok(p.clone());
+        }
+        if mine.len() >= COMMITMENT_QUOTA {
+            return Err(Ec2Error::new(
+                ErrorCode::ServiceQuotaExceededException,
+                format!("An account may hold at most {COMMITMENT_QUOTA} Savings Plans."),
+            ));
+        }
         if !(commitment.is_finite() && (0.001..=5000.0).contains(&commitment)) {
             return Err(bad(format!(
                 "commitment must be between 0.001 and 5000 USD an hour, got {commitment}"
@@ -434,6 +456,7 @@ impl ControlPlane {
             commitment,
             start_ms: self.meters.now(),
             discount,
+            client_token: client_token.map(str::to_string),
         };
         if let Some(u) = upfront
             && (u - plan.upfront()).abs() > 0.005
@@ -444,7 +467,6 @@ impl ControlPlane {
                 plan.payment.as_str()
             )));
         }
-        let _st = self.lock();
         self.commit(&[Change::PutSavingsPlan(plan.clone())])?;
         tracing::info!(savings_plan_id = %plan.id, commitment, "Savings Plan bought");
         Ok(plan)
@@ -503,6 +525,10 @@ pub struct SpotHistoryRequest {
     pub end_ms: Option<u64>,
     pub filters: Vec<model::Filter>,
 }
+
+/// The most Reserved Instance purchases, and Savings Plans, one account may hold (a quota, so
+/// that what a bill walks through stays bounded).
+const COMMITMENT_QUOTA: usize = 100;
 
 /// Spot price history is kept for 90 days, as on EC2.
 const SPOT_HISTORY_MS: u64 = 90 * 24 * 3_600_000;

@@ -66,6 +66,7 @@ error_codes! {
     InvalidAllocationIdNotFound = "InvalidAllocationID.NotFound", NotFound, 400, EINVAL;
     InvalidReservedInstancesOfferingId = "InvalidReservedInstancesOfferingId", NotFound, 400, EINVAL;
     InvalidReservedInstancesId = "InvalidReservedInstancesId", NotFound, 400, EINVAL;
+    ReservedInstancesLimitExceeded = "ReservedInstancesLimitExceeded", ResourceExhausted, 400, EINVAL;
     InvalidAssociationIdNotFound = "InvalidAssociationID.NotFound", NotFound, 400, EINVAL;
     InvalidAmiIdMalformed = "InvalidAMIID.Malformed", InvalidArgument, 400, EINVAL;
     InvalidAmiIdNotFound = "InvalidAMIID.NotFound", NotFound, 400, EINVAL;

@@ -475,7 +475,7 @@ impl super::ControlPlane {
             q.end_ms,
             now,
         );
-        Ok(billing::report::answer(q, &charges))
+        Ok(billing::report::answer(q, &charges, now))
     }
 
     /// The billing clock (ms since the Unix epoch).

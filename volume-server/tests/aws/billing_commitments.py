@@ -109,7 +109,10 @@ ri = ec2.purchase_reserved_instances_offering(ReservedInstancesOfferingId=region
 plans = sp.describe_savings_plans_offerings(planTypes=["Compute"], paymentOptions=["No Upfront"],
                                             durations=[YEAR])["searchResults"]
 assert len(plans) == 1, plans
-spid = sp.create_savings_plan(savingsPlanOfferingId=plans[0]["offeringId"], commitment="0.03")["savingsPlanId"]
+spid = sp.create_savings_plan(savingsPlanOfferingId=plans[0]["offeringId"], commitment="0.03",
+                              clientToken="once")["savingsPlanId"]
+assert sp.create_savings_plan(savingsPlanOfferingId=plans[0]["offeringId"], commitment="0.03",
+                              clientToken="once")["savingsPlanId"] == spid, "a retry buys nothing more"
 fails("ResourceNotFoundException", sp.create_savings_plan, savingsPlanOfferingId="nope", commitment="1")
 fails("ValidationException", sp.create_savings_plan, savingsPlanOfferingId=plans[0]["offeringId"], commitment="lots")
 t0 = time.monotonic()

@@ -54,8 +54,8 @@ fn run(
                             "Keys": keys,
                             "Metrics": metrics(m),
                         })).collect::<Vec<_>>(),
-                        // Usage up to the billing clock is final here: nothing is estimated.
-                        "Estimated": false,
+                        // A period the billing clock has not finished may still grow.
+                        "Estimated": p.estimated,
                     })
                 })
                 .collect();
@@ -205,7 +205,14 @@ fn expr(v: &Value, depth: usize) -> Result<Expr, Ec2Error> {
         "Dimensions" => {
             let key = Dimension::parse(str_of(v, "Key")?).map_err(bad)?;
             check_match_options(v)?;
-            Ok(Expr::Dimension(key, strings(v, "Values")?))
+            if strings(v, "MatchOptions")?.iter().any(|o| o == "ABSENT") {
+                return Err(validation("ABSENT applies to Tags only"));
+            }
+            let values = strings(v, "Values")?;
+            if values.is_empty() {
+                return Err(validation("A Dimensions filter needs Values"));
+            }
+            Ok(Expr::Dimension(key, values))
         }
         "Tags" => {
             check_match_options(v)?;
@@ -215,6 +222,9 @@ fn expr(v: &Value, depth: usize) -> Result<Expr, Ec2Error> {
             } else {
                 strings(v, "Values")?
             };
+            if !absent && values.is_empty() {
+                return Err(validation("A Tags filter needs Values, or MatchOptions ABSENT"));
+            }
             Ok(Expr::Tag(str_of(v, "Key")?.to_string(), values))
         }
         other => Err(validation(format!(

@@ -185,7 +185,11 @@ fn run(
                     "purchaseTime (a queued purchase) is not supported: plans start when bought",
                 ));
             }
-            let plan = cp.create_savings_plan(who, &offering, commitment, upfront)?;
+            let token = match input.get("clientToken") {
+                Some(Value::String(t)) if !t.is_empty() => Some(t.as_str()),
+                _ => None,
+            };
+            let plan = cp.create_savings_plan(who, &offering, commitment, upfront, token)?;
             Ok(json!({ "savingsPlanId": plan.id }))
         }
         "/DescribeSavingsPlans" => {
@@ -207,6 +211,7 @@ fn run(
                         name,
                         "region"
                             | "ec2-instance-family"
+                            | "instance-family"
                             | "commitment"
                             | "savings-plan-type"
                             | "payment-option"
@@ -231,7 +236,9 @@ fn run(
                     filters.iter().all(|(name, values)| {
                         let have = match name.as_str() {
                             "region" => p.region.clone().unwrap_or_default(),
-                            "ec2-instance-family" => p.family.clone().unwrap_or_default(),
+                            "ec2-instance-family" | "instance-family" => {
+                                p.family.clone().unwrap_or_default()
+                            }
                             "commitment" => money(p.commitment),
                             "savings-plan-type" => p.plan_type.as_str().to_string(),
                             _ => p.payment.as_str().to_string(),
