@@ -619,17 +619,46 @@ pub fn bill(
         .map(|s| s.1)
         .min()
         .zip(spans.iter().map(|s| s.2).max())
-        .map(|(a, b)| (Granularity::Hourly.period_start(a.max(from_ms)), b.min(to_ms)))
+        .map(|(a, b)| {
+            (
+                Granularity::Hourly.period_start(a.max(from_ms)),
+                b.min(to_ms),
+            )
+        })
         .filter(|(a, b)| a < b);
     let Some((w0, w1)) = window else {
-        out.extend(charges(&instances, prices, granularity, from_ms, to_ms, now_ms));
+        out.extend(charges(
+            &instances,
+            prices,
+            granularity,
+            from_ms,
+            to_ms,
+            now_ms,
+        ));
         return out;
     };
-    out.extend(charges(&instances, prices, granularity, from_ms, w0.max(from_ms), now_ms));
+    out.extend(charges(
+        &instances,
+        prices,
+        granularity,
+        from_ms,
+        w0.max(from_ms),
+        now_ms,
+    ));
     out.extend(charges(&instances, prices, granularity, w1, to_ms, now_ms));
     let mut hours: BTreeMap<(String, u64), Vec<Charge>> = BTreeMap::new();
-    for c in charges(&instances, prices, Granularity::Hourly, w0.max(from_ms), w1, now_ms) {
-        hours.entry((c.account.clone(), c.period_ms)).or_default().push(c);
+    for c in charges(
+        &instances,
+        prices,
+        Granularity::Hourly,
+        w0.max(from_ms),
+        w1,
+        now_ms,
+    ) {
+        hours
+            .entry((c.account.clone(), c.period_ms))
+            .or_default()
+            .push(c);
     }
     // Every hour a commitment runs is billed, used or not (up to the clock).
     for (account, start, end) in spans {
@@ -648,7 +677,10 @@ pub fn bill(
         }
     }
     for ((account, hour), usage) in hours {
-        let rs: Vec<&Reservation> = reservations.iter().filter(|r| r.account == account).collect();
+        let rs: Vec<&Reservation> = reservations
+            .iter()
+            .filter(|r| r.account == account)
+            .collect();
         let ps: Vec<&SavingsPlan> = plans.iter().filter(|p| p.account == account).collect();
         for mut c in cover_hour(hour, (from_ms, until), usage, &rs, &ps, prices, &factors) {
             c.period_ms = granularity.period_start(hour);
@@ -936,7 +968,13 @@ mod tests {
     fn ec2_instance_plans_go_before_compute_plans_and_fees_start_with_the_question() {
         let prices = PriceList::builtin();
         let od = prices.region("us-east-1").unwrap().instances["m5.large"];
-        let segs = [running("i-1", "m5.large", "us-east-1a", "2026-12-07T10:00:00Z", "2026-12-07T11:00:00Z")];
+        let segs = [running(
+            "i-1",
+            "m5.large",
+            "us-east-1a",
+            "2026-12-07T10:00:00Z",
+            "2026-12-07T11:00:00Z",
+        )];
         let plan = |id: &str, plan_type, term| SavingsPlan {
             id: id.into(),
             offering_id: String::new(),
@@ -957,24 +995,46 @@ mod tests {
         assert!(compute.discount > instance.discount);
         let (from, to) = (parse("2026-12-07").unwrap(), parse("2026-12-08").unwrap());
         let now = parse("2026-12-07T12:00:00Z").unwrap();
-        let c = bill(&segs, &[], &[compute, instance.clone()], &prices, Granularity::Hourly, from, to, now);
-        let used = |id: &str| -> f64 {
-            c.iter()
-                .filter(|c| c.purchase_type == "Savings Plans" && c.usage_type.starts_with("BoxUsage"))
-                .filter(|_| id == "any")
-                .map(|c| c.amortized)
-                .sum()
-        };
+        let c = bill(
+            &segs,
+            &[],
+            &[compute, instance.clone()],
+            &prices,
+            Granularity::Hourly,
+            from,
+            to,
+            now,
+        );
+        let used: f64 = c
+            .iter()
+            .filter(|c| c.purchase_type == "Savings Plans" && c.usage_type.starts_with("BoxUsage"))
+            .map(|c| c.amortized)
+            .sum();
         let unused: BTreeMap<&str, f64> = c
             .iter()
-            .filter(|c| c.service == SERVICE_SAVINGS_PLANS && c.period_ms == parse("2026-12-07T10:00:00Z").unwrap())
+            .filter(|c| {
+                c.service == SERVICE_SAVINGS_PLANS
+                    && c.period_ms == parse("2026-12-07T10:00:00Z").unwrap()
+            })
             .map(|c| (c.resource_id.as_str(), c.amortized))
             .collect();
-        assert!((used("any") - od * (1.0 - instance.discount)).abs() < 1e-9);
+        assert!(
+            (used - od * (1.0 - instance.discount)).abs() < 1e-9,
+            "at the EC2 Instance plan's rate"
+        );
         assert!(unused["sp-b"] < unused["sp-a"], "{unused:?}");
         // A question starting at 10:30 is charged half of that hour's fee.
         let half = parse("2026-12-07T10:30:00Z").unwrap();
-        let c = bill(&[], &[], &[instance], &prices, Granularity::Hourly, half, to, parse("2026-12-07T11:00:00Z").unwrap());
+        let c = bill(
+            &[],
+            &[],
+            &[instance],
+            &prices,
+            Granularity::Hourly,
+            half,
+            to,
+            parse("2026-12-07T11:00:00Z").unwrap(),
+        );
         let fee: f64 = c.iter().map(|c| c.cost).sum();
         assert!((fee - od / 2.0).abs() < 1e-9, "{fee}");
     }

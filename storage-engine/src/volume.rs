@@ -562,12 +562,14 @@ impl Volume {
         let data = if self.cipher.is_some() {
             // Encrypted where it lies when this request owns its buffer; copied when it is
             // shared (the NBD and gRPC paths keep theirs).
-            self.with_cipher(data.len(), ENCRYPT_OFFLOAD_BYTES, move |c| match data.try_into_mut() {
-                Ok(mut owned) => {
-                    c.encrypt(offset, &mut owned);
-                    owned.freeze()
+            self.with_cipher(data.len(), ENCRYPT_OFFLOAD_BYTES, move |c| {
+                match data.try_into_mut() {
+                    Ok(mut owned) => {
+                        c.encrypt(offset, &mut owned);
+                        owned.freeze()
+                    }
+                    Err(shared) => Bytes::from(c.encrypt_to_vec(offset, &shared)),
                 }
-                Err(shared) => Bytes::from(c.encrypt_to_vec(offset, &shared)),
             })
             .await?
         } else {

@@ -282,7 +282,9 @@ impl ControlPlane {
         if self.meters.commitments_of(who.id()).0.len() >= COMMITMENT_QUOTA {
             return Err(Ec2Error::new(
                 ErrorCode::ReservedInstancesLimitExceeded,
-                format!("An account may hold at most {COMMITMENT_QUOTA} Reserved Instance purchases."),
+                format!(
+                    "An account may hold at most {COMMITMENT_QUOTA} Reserved Instance purchases."
+                ),
             ));
         }
         self.commit(&[Change::PutReservation(r)])?;
@@ -417,7 +419,9 @@ impl ControlPlane {
         let _st = self.lock();
         let (_, mine) = self.meters.commitments_of(who.id());
         if let Some(token) = client_token
-            && let Some(p) = mine.iter().find(|p| p.client_token.as_deref() == Some(token))
+            && let Some(p) = mine
+                .iter()
+                .find(|p| p.client_token.as_deref() == Some(token))
         {
             return Ok(p.clone());
         }

@@ -223,7 +223,9 @@ fn expr(v: &Value, depth: usize) -> Result<Expr, Ec2Error> {
                 strings(v, "Values")?
             };
             if !absent && values.is_empty() {
-                return Err(validation("A Tags filter needs Values, or MatchOptions ABSENT"));
+                return Err(validation(
+                    "A Tags filter needs Values, or MatchOptions ABSENT",
+                ));
             }
             Ok(Expr::Tag(str_of(v, "Key")?.to_string(), values))
         }
