@@ -77,7 +77,17 @@ pub struct SpView {
 /// A stable UUID-shaped id of an offering's description.
 fn offering_id(key: &str) -> String {
     let h = Sha256::digest(key.as_bytes());
-    let x: String = h[..16].iter().map(|b| format!("{b:02x}")).collect();
+    uuid_of(h[..16].try_into().expect("16 bytes"))
+}
+
+/// A new UUID-shaped id.
+fn new_uuid() -> String {
+    uuid_of(rand::random())
+}
+
+/// 16 bytes as a UUID's text.
+fn uuid_of(b: [u8; 16]) -> String {
+    let x: String = b.iter().map(|b| format!("{b:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",
         &x[..8],
@@ -86,12 +96,6 @@ fn offering_id(key: &str) -> String {
         &x[16..20],
         &x[20..32]
     )
-}
-
-/// A new UUID-shaped id.
-fn new_uuid() -> String {
-    let b: [u8; 16] = rand::random();
-    offering_id(&b.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 fn not_offered(id: &str) -> Ec2Error {

@@ -7,6 +7,7 @@ use super::query::Params;
 use super::xml::Xml;
 use crate::api::format_time as time;
 use crate::control::commitments::{RiOfferingsRequest, SpotHistoryRequest, scope};
+use crate::control::filter::page_size;
 use crate::control::{Account, ControlPlane, Ec2Error};
 
 /// A long parameter.
@@ -39,15 +40,8 @@ pub(super) fn describe_offerings(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let max = match p.int("MaxResults")? {
-        None => 100,
-        Some(n) if n < 5 => {
-            return Err(Ec2Error::invalid_value(format!(
-                "Value ({n}) for parameter maxResults is invalid. Expecting a value of at least 5."
-            )));
-        }
-        Some(n) => n.min(100) as usize,
-    };
+    // 100 a page unless asked for fewer, as EC2 pages offerings.
+    let max = page_size(p.int("MaxResults")?, false, "", 100)?.min(100);
     let req = RiOfferingsRequest {
         ids: p.list("ReservedInstancesOfferingId"),
         instance_type: p.string("InstanceType"),
@@ -155,15 +149,7 @@ pub(super) fn describe_spot_price_history(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), Ec2Error> {
-    let max = match p.int("MaxResults")? {
-        None => 1000,
-        Some(n) if n < 5 => {
-            return Err(Ec2Error::invalid_value(format!(
-                "Value ({n}) for parameter maxResults is invalid. Expecting a value of at least 5."
-            )));
-        }
-        Some(n) => n.min(1000) as usize,
-    };
+    let max = page_size(p.int("MaxResults")?, false, "", 1000)?.min(1000);
     let req = SpotHistoryRequest {
         instance_types: p.list("InstanceType"),
         availability_zone: p.string("AvailabilityZone"),

@@ -164,8 +164,13 @@ pub(super) fn json_call<'a>(
                 format!("The X-Amz-Target header must name a {prefix} operation."),
             )
         })?;
+    Ok((op, json_body(body)?))
+}
+
+/// A JSON request body's members (an empty body is `{}`).
+pub(super) fn json_body(body: &[u8]) -> Result<Map<String, Value>, Ec2Error> {
     match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
-        Ok(Value::Object(m)) => Ok((op, m)),
+        Ok(Value::Object(m)) => Ok(m),
         _ => Err(validation("The request body is not a JSON object.")),
     }
 }

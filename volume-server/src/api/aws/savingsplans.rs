@@ -115,10 +115,7 @@ fn run(
             format!("No operation at {method} {path}."),
         ));
     }
-    let input = match serde_json::from_slice::<Value>(if body.is_empty() { b"{}" } else { body }) {
-        Ok(Value::Object(m)) => m,
-        _ => return Err(validation("The request body is not a JSON object.")),
-    };
+    let input = super::kms::json_body(body)?;
     match path {
         "/DescribeSavingsPlansOfferings" => {
             let ids = strings(&input, "offeringIds")?;
